@@ -1,0 +1,1 @@
+"""Backends: reference (float64 numpy oracle), torch, triton."""

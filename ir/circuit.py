@@ -1,0 +1,188 @@
+"""The L0 logical IR: an immutable DAG of node vectors with a parameter store beside it.
+
+A *node vector* is ``n`` nodes of one kind over one scope. Scalar circuits read from files have
+``n = 1`` everywhere; structured circuits (HCLT, PD) have vectors of tens or hundreds of nodes.
+
+- :class:`InputVector`: ``n`` input distributions over one variable.
+- :class:`ProductVector`: node ``i`` multiplies, for each child ``c``, the child node
+  ``edges[i, c]`` (default: element-wise, ``i`` itself, or ``0`` when the child has one node).
+- :class:`SumVector`: node ``i`` mixes the concatenated child vectors with weight row ``i`` of
+  the dense ``[n, sum of child sizes]`` array ``params[param]``. Two sum vectors naming the same
+  parameter key are *tied*: they share storage, and their flows add up.
+
+Node ids are positions in :attr:`Circuit.nodes`, which is topologically sorted (children first).
+
+Example::
+
+    from pccc.ir import CircuitBuilder
+    b = CircuitBuilder()
+    x0 = b.input(0, "bernoulli", params=[0.3])
+    x1 = b.input(1, "bernoulli", params=[0.6])
+    p = b.product([x0, x1])
+    root = b.sum([p], weights=[[1.0]])
+    circuit = b.build(root)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Union
+
+import numpy as np
+
+
+def _freeze(a: np.ndarray) -> np.ndarray:
+    a = np.array(a, copy=True)
+    a.setflags(write=False)
+    return a
+
+
+@dataclass(frozen=True, eq=True)
+class InputVector:
+    """``n`` input nodes of distribution ``dist`` over variable ``var``."""
+
+    n: int
+    """number of nodes in the vector"""
+    var: int
+    """the variable (0-based)"""
+    dist: str
+    """registered distribution name (see :mod:`pccc.ir.dists`)"""
+    attrs: tuple[tuple[str, Any], ...] = ()
+    """hyperparameters, sorted by name"""
+    param: str | None = None
+    """key of the parameter array in the store (None for parameter-free distributions)"""
+
+    kind = "input"
+
+    @property
+    def children(self) -> tuple[int, ...]:
+        return ()
+
+    def attr_dict(self) -> dict[str, Any]:
+        return dict(self.attrs)
+
+
+@dataclass(frozen=True, eq=False)
+class ProductVector:
+    """``n`` product nodes; ``edges[i, c]`` picks the factor from child ``c``."""
+
+    n: int
+    """number of nodes in the vector"""
+    children: tuple[int, ...]
+    """child node-vector ids"""
+    edges: np.ndarray | None = None
+    """int64 ``[n, len(children)]`` or None for element-wise (size-1 children broadcast)"""
+
+    kind = "product"
+
+    def __post_init__(self) -> None:
+        if self.edges is not None:
+            object.__setattr__(self, "edges", _freeze(np.asarray(self.edges, dtype=np.int64)))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ProductVector):
+            return NotImplemented
+        if (self.n, self.children) != (other.n, other.children):
+            return False
+        if self.edges is None or other.edges is None:
+            return self.edges is None and other.edges is None
+        return bool(np.array_equal(self.edges, other.edges))
+
+    def __hash__(self) -> int:
+        return hash((self.n, self.children))
+
+    def edge_table(self, child_sizes: list[int]) -> np.ndarray:
+        """The explicit ``[n, k]`` table, also for element-wise vectors."""
+        if self.edges is not None:
+            return self.edges
+        cols = [np.zeros(self.n, np.int64) if m == 1 else np.arange(self.n) for m in child_sizes]
+        return np.stack(cols, axis=1) if cols else np.zeros((self.n, 0), np.int64)
+
+
+@dataclass(frozen=True, eq=True)
+class SumVector:
+    """``n`` sum nodes over the concatenation of the child vectors."""
+
+    n: int
+    """number of nodes in the vector"""
+    children: tuple[int, ...]
+    """child node-vector ids"""
+    param: str
+    """key of the ``[n, sum of child sizes]`` weight array in the store"""
+
+    kind = "sum"
+
+
+Node = Union[InputVector, ProductVector, SumVector]
+
+
+@dataclass(frozen=True, eq=False)
+class Circuit:
+    """An immutable L0 circuit. Build one with :class:`pccc.ir.CircuitBuilder`."""
+
+    nodes: tuple[Node, ...]
+    """node vectors in topological order: every child id is smaller than its parent's"""
+    params: Mapping[str, np.ndarray] = field(default_factory=dict)
+    """parameter store: key -> read-only float64 array"""
+    num_vars: int = 0
+    """number of variables (ids ``0..num_vars-1``); may exceed the variables used"""
+    root: int = -1
+    """root node id (default: the last node)"""
+
+    level = "L0"
+
+    def __post_init__(self) -> None:
+        frozen = {k: _freeze(np.asarray(v, dtype=np.float64)) for k, v in self.params.items()}
+        object.__setattr__(self, "params", MappingProxyType(dict(sorted(frozen.items()))))
+        object.__setattr__(self, "nodes", tuple(self.nodes))
+        if self.root < 0:
+            object.__setattr__(self, "root", len(self.nodes) - 1)
+        if self.num_vars == 0:
+            used = [nd.var + 1 for nd in self.nodes if isinstance(nd, InputVector)]
+            object.__setattr__(self, "num_vars", max(used, default=0))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Circuit):
+            return NotImplemented
+        if (self.nodes, self.num_vars, self.root) != (other.nodes, other.num_vars, other.root):
+            return False
+        if list(self.params) != list(other.params):
+            return False
+        return all(np.array_equal(self.params[k], other.params[k]) for k in self.params)
+
+    def __hash__(self) -> int:
+        return hash((len(self.nodes), self.num_vars, self.root))
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def param_of(self, node_id: int) -> np.ndarray | None:
+        """The parameter array of a node (None for parameter-free inputs and products)."""
+        key = getattr(self.nodes[node_id], "param", None)
+        return None if key is None else self.params[key]
+
+    def with_params(self, params: Mapping[str, np.ndarray]) -> Circuit:
+        """A copy with some parameter arrays replaced (same shapes)."""
+        merged = dict(self.params)
+        for k, v in params.items():
+            if k not in merged:
+                raise KeyError(f"no parameter {k!r} in the circuit")
+            v = np.asarray(v, dtype=np.float64)
+            if v.shape != merged[k].shape:
+                raise ValueError(f"parameter {k!r}: shape {v.shape} != {merged[k].shape}")
+            merged[k] = v
+        return Circuit(self.nodes, merged, self.num_vars, self.root)
+
+    def var_cards(self) -> dict[int, int | None]:
+        """Cardinality of each used variable (None: continuous)."""
+        from pccc.ir import dists
+
+        cards: dict[int, int | None] = {}
+        for nd in self.nodes:
+            if isinstance(nd, InputVector):
+                c = dists.get(nd.dist).cardinality(nd.attr_dict())
+                prev = cards.get(nd.var, c)
+                cards[nd.var] = c if prev is None or c is None else max(prev, c)
+        return cards

@@ -1,0 +1,1 @@
+"""Passes over the pccc IR: registry, pipelines, instruments, one module per pass."""

@@ -1,0 +1,5 @@
+import sys
+
+from pccc.cli.main import main
+
+sys.exit(main())
