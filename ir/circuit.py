@@ -33,8 +33,12 @@ from typing import Any, Union
 import numpy as np
 
 
-def _freeze(a: np.ndarray) -> np.ndarray:
-    a = np.array(a, copy=True)
+def _freeze(a: np.ndarray, dtype: type = np.float64) -> np.ndarray:
+    """A read-only array; arrays that are already read-only (and of ``dtype``) are kept as they
+    are, so readers can hand in cheap views of one big read-only buffer."""
+    if isinstance(a, np.ndarray) and a.dtype == dtype and not a.flags.writeable:
+        return a
+    a = np.array(a, dtype=dtype, copy=True)
     a.setflags(write=False)
     return a
 
@@ -79,7 +83,7 @@ class ProductVector:
 
     def __post_init__(self) -> None:
         if self.edges is not None:
-            object.__setattr__(self, "edges", _freeze(np.asarray(self.edges, dtype=np.int64)))
+            object.__setattr__(self, "edges", _freeze(self.edges, np.int64))
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, ProductVector):
@@ -134,7 +138,7 @@ class Circuit:
     level = "L0"
 
     def __post_init__(self) -> None:
-        frozen = {k: _freeze(np.asarray(v, dtype=np.float64)) for k, v in self.params.items()}
+        frozen = {k: _freeze(v) for k, v in self.params.items()}
         object.__setattr__(self, "params", MappingProxyType(dict(sorted(frozen.items()))))
         object.__setattr__(self, "nodes", tuple(self.nodes))
         if self.root < 0:
