@@ -17,7 +17,7 @@ from pccc import __version__
 from pccc.ir.errors import PcccError
 
 #: subcommands in the order ``pccc --help`` lists them; a missing module is skipped
-COMMANDS = ("info", "convert", "eval", "opt", "passes", "compile", "train")
+COMMANDS = ("demo", "info", "convert", "eval", "opt", "passes", "compile", "train", "bench")
 
 
 class _Parser(argparse.ArgumentParser):
