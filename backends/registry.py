@@ -1,0 +1,43 @@
+"""The backend registry: a backend turns a :class:`~pccc.ir.plan.KernelPlan` into a module.
+
+A backend module calls :func:`register` at import; :func:`get` imports the known backend modules
+lazily, so ``import pccc`` stays cheap and a backend whose dependencies are missing (Triton on a
+machine without it) only fails when asked for.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+from pccc.ir.errors import PcccError
+
+#: factory(plan, *, device, dtype, **options) -> torch.nn.Module (a CompiledCircuit)
+Factory = Callable[..., Any]
+
+_BACKENDS: dict[str, Factory] = {}
+#: name -> module that registers it on import
+_KNOWN = {"torch": "pccc.backends.torch", "triton": "pccc.backends.triton"}
+
+
+def register(name: str, factory: Factory) -> None:
+    """Make ``factory`` available as backend ``name`` (user backends welcome)."""
+    _BACKENDS[name] = factory
+
+
+def get(name: str) -> Factory:
+    """The factory of backend ``name``; raises :class:`PcccError` listing the known ones."""
+    if name not in _BACKENDS and name in _KNOWN:
+        try:
+            importlib.import_module(_KNOWN[name])
+        except ImportError as e:
+            raise PcccError(f"backend {name!r} is not available here: {e}") from None
+    if name not in _BACKENDS:
+        known = sorted(set(_BACKENDS) | set(_KNOWN) | {"reference"})
+        raise PcccError(f"unknown backend {name!r} (known: {', '.join(known)})")
+    return _BACKENDS[name]
+
+
+def names() -> list[str]:
+    return sorted(set(_BACKENDS) | set(_KNOWN) | {"reference"})

@@ -1,0 +1,221 @@
+"""L3 ``KernelPlan``: everything a backend needs, as flat numpy arrays.
+
+Backends consume only this level. The semantics, which every backend implements, are:
+
+**Buffers** (log space, one column per example):
+
+- ``node`` buffer ``[num_node_slots, batch]``. Slot 0 is reserved and always holds ``0.0``
+  (log 1); it pads product children. Every input layer and every sum partition writes a
+  contiguous run of slots. Slots that no layer writes (block padding) hold ``-inf``.
+- one ``element`` buffer per product layer, ``[layer.num_elem_slots, batch]``. Slots
+  ``0 .. layer.reserved - 1`` are reserved and hold ``-inf`` (log 0); they pad sum children.
+  A product layer's elements are read only by the sum layer right after it, so a backend may
+  reuse one element buffer for all layers.
+- ``params``: flat linear sum weights. Offsets ``0 .. reserved_params - 1`` hold ``0.0`` (pad).
+- ``input_params``: flat parameters of the input nodes, ``param_size`` values per node.
+
+**Layers**, in order: all :class:`InputLayer` s, then alternating :class:`ProductLayer` and
+:class:`SumLayer` (each sum layer consumes the elements of the product layer just before it).
+
+- Input layer: ``node[node_start + i] = log p_dist(x[:, vars[i]] | input_params[param_start[i] :
+  param_start[i] + param_size])`` (``0.0`` where the variable is missing). Indicators read
+  ``values[i]`` instead of parameters.
+- Product partition: ``element[elem_start + e] = sum_j node[children[e, j]]``.
+- Sum partition with block size ``B`` and chunk size ``C``: for block ``b`` and its chunk ``k``
+  the tile ``W = params[param_start[b, k] : + B*C].reshape(B, C)`` (row-major) mixes elements
+  ``element[chunk_start[b, k] : + C]`` into nodes ``node[node_start[b] : + B]``:
+  ``node[node_start[b] + r] = logsumexp_{k, c} (log W[r, c] + element[chunk_start[b, k] + c])``.
+  Padding chunks point at reserved slots and the reserved zero tile.
+
+**Parameters of the source circuit**: ``param_map[key]`` has the shape of the L0 array ``key``
+and gives each entry's offset in ``params`` (sum weights) or ``input_params`` (inputs, see
+``input_param_keys``). Tied L0 vectors share offsets; every flat entry belongs to exactly one
+(key, index). For EM, ``param_group[p]`` is the normalization group (one L0 sum node row) of
+flat weight ``p`` (``-1`` for padding), ``group_size[g]`` its number of children ``K``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+PLAN_VERSION = 1
+
+
+def _ro(a: Any, dtype: Any = np.int64) -> np.ndarray:
+    arr = np.ascontiguousarray(np.asarray(a, dtype=dtype))
+    arr.setflags(write=False)
+    return arr
+
+
+@dataclass(frozen=True, eq=False)
+class InputLayer:
+    """``n`` input nodes of one distribution family with the same hyperparameters."""
+
+    dist: str
+    """registered distribution name"""
+    attrs: tuple[tuple[str, Any], ...]
+    """hyperparameters shared by the layer (indicator: ``card`` only; values are per node)"""
+    node_start: int
+    """first node slot; the layer writes slots ``node_start .. node_start + n - 1``"""
+    vars: np.ndarray
+    """int64 ``[n]``: the variable of each node"""
+    param_start: np.ndarray
+    """int64 ``[n]``: offset of each node's parameters in ``input_params`` (indicator: 0)"""
+    param_size: int
+    """parameters per node (categorical: card, bernoulli/binomial: 1, gaussian: 2, indicator: 0)"""
+    values: np.ndarray | None = None
+    """int64 ``[n]`` for indicators: the value each node tests"""
+
+    @property
+    def n(self) -> int:
+        return int(self.vars.shape[0])
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "vars", _ro(self.vars))
+        object.__setattr__(self, "param_start", _ro(self.param_start))
+        if self.values is not None:
+            object.__setattr__(self, "values", _ro(self.values))
+
+
+@dataclass(frozen=True, eq=False)
+class ProductPartition:
+    """Elements ``elem_start .. elem_start + E - 1`` each add up ``fanin`` node slots."""
+
+    elem_start: int
+    children: np.ndarray
+    """int64 ``[E, fanin]`` node slots (padding: slot 0, which holds log 1)"""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "children", _ro(self.children))
+
+    @property
+    def num_elems(self) -> int:
+        return int(self.children.shape[0])
+
+
+@dataclass(frozen=True, eq=False)
+class ProductLayer:
+    """One product layer: its element buffer and the partitions that fill it."""
+
+    num_elem_slots: int
+    """size of the layer's element buffer, reserved slots included"""
+    reserved: int
+    """slots ``0 .. reserved - 1`` hold log 0 (sum padding)"""
+    partitions: tuple[ProductPartition, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class SumPartition:
+    """Node blocks of ``block_size`` mixing ``num_chunks`` chunks of ``chunk_size`` elements."""
+
+    block_size: int
+    chunk_size: int
+    node_start: np.ndarray
+    """int64 ``[nb]``: first node slot of each block"""
+    chunk_start: np.ndarray
+    """int64 ``[nb, nc]``: first element slot of each chunk (padding: reserved slot 0)"""
+    param_start: np.ndarray
+    """int64 ``[nb, nc]``: offset of each ``block_size x chunk_size`` tile (padding: 0)"""
+    num_chunks: np.ndarray
+    """int64 ``[nb]``: real (unpadded) chunks of each block, a prefix of the row"""
+
+    def __post_init__(self) -> None:
+        for name in ("node_start", "chunk_start", "param_start", "num_chunks"):
+            object.__setattr__(self, name, _ro(getattr(self, name)))
+
+    @property
+    def num_blocks(self) -> int:
+        return int(self.node_start.shape[0])
+
+    @property
+    def max_chunks(self) -> int:
+        return int(self.chunk_start.shape[1])
+
+
+@dataclass(frozen=True, eq=False)
+class SumLayer:
+    """One sum layer; reads the element buffer of the product layer just before it."""
+
+    partitions: tuple[SumPartition, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class KernelPlan:
+    """The L3 plan. See the module docstring for the semantics every backend implements."""
+
+    num_vars: int
+    var_cards: np.ndarray
+    """int64 ``[num_vars]``: values of each variable (0: continuous or unused)"""
+    num_node_slots: int
+    root_slot: int
+    input_layers: tuple[InputLayer, ...]
+    layers: tuple[ProductLayer | SumLayer, ...]
+    """alternating ProductLayer, SumLayer, ProductLayer, SumLayer, ..."""
+    params: np.ndarray
+    """float64 flat linear sum weights"""
+    reserved_params: int
+    """``params[:reserved_params]`` are the zero padding tile"""
+    param_group: np.ndarray
+    """int64 ``[len(params)]``: normalization group of each weight (-1: padding)"""
+    group_size: np.ndarray
+    """int64 ``[num_groups]``: children of each group (K in the EM pseudocount)"""
+    input_params: np.ndarray
+    """float64 flat input-node parameters"""
+    param_map: dict[str, np.ndarray] = field(default_factory=dict)
+    """L0 parameter key -> int64 offsets with the L0 array's shape"""
+    input_param_keys: frozenset[str] = frozenset()
+    """keys of ``param_map`` that index ``input_params`` (the rest index ``params``)"""
+    meta: tuple[tuple[str, str], ...] = ()
+    """how the plan was made (pipeline, options, precision); shown in dumps, not semantic"""
+
+    level = "L3"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "var_cards", _ro(self.var_cards))
+        object.__setattr__(self, "params", _ro(self.params, np.float64))
+        object.__setattr__(self, "input_params", _ro(self.input_params, np.float64))
+        object.__setattr__(self, "param_group", _ro(self.param_group))
+        object.__setattr__(self, "group_size", _ro(self.group_size))
+        object.__setattr__(self, "param_map",
+                           {k: _ro(v) for k, v in sorted(self.param_map.items())})
+
+    def sum_layers(self) -> list[SumLayer]:
+        return [ly for ly in self.layers if isinstance(ly, SumLayer)]
+
+    def product_layers(self) -> list[ProductLayer]:
+        return [ly for ly in self.layers if isinstance(ly, ProductLayer)]
+
+    def num_sum_edges(self) -> int:
+        """Real (unpadded) weighted edges: ``B * C`` per real tile."""
+        return sum(int(p.num_chunks.sum()) * p.block_size * p.chunk_size
+                   for ly in self.sum_layers() for p in ly.partitions)
+
+    def source_params(self) -> dict[str, np.ndarray]:
+        """The L0 parameter store read back from the flat buffers (for ``pccc.save``)."""
+        out = {}
+        for key, idx in self.param_map.items():
+            buf = self.input_params if key in self.input_param_keys else self.params
+            out[key] = buf[idx]
+        return out
+
+    def summary(self) -> str:
+        """A few lines for ``model.artifacts`` and ``pccc info`` on plans."""
+        lines = [f"KernelPlan v{PLAN_VERSION}: {self.num_vars} vars, "
+                 f"{self.num_node_slots} node slots, {len(self.params)} weights, "
+                 f"{len(self.input_params)} input params, root slot {self.root_slot}"]
+        for ly in self.input_layers:
+            lines.append(f"  input {ly.dist}{dict(ly.attrs)} n={ly.n} @{ly.node_start}")
+        for i, ly in enumerate(self.layers):
+            if isinstance(ly, ProductLayer):
+                parts = ", ".join(f"{p.num_elems}x{p.children.shape[1]}" for p in ly.partitions)
+                lines.append(f"  [{i}] product elems={ly.num_elem_slots} parts: {parts}")
+            else:
+                parts = ", ".join(f"{p.num_blocks}blk B={p.block_size} C={p.chunk_size} "
+                                  f"nc={p.max_chunks}" for p in ly.partitions)
+                lines.append(f"  [{i}] sum parts: {parts}")
+        for k, v in self.meta:
+            lines.append(f"  {k}: {v}")
+        return "\n".join(lines)
