@@ -5,9 +5,13 @@ from pccc.ir.analyses import counts, depths, reachable, scopes
 from pccc.ir.builder import CircuitBuilder
 from pccc.ir.circuit import Circuit, InputVector, Node, ProductVector, SumVector
 from pccc.ir.errors import DataError, ParseError, PassError, PcccError, VerifyError
+from pccc.ir.parser import parse, parse_circuit
+from pccc.ir.printer import to_text, to_text_npz
+from pccc.ir.verify import is_decomposable, is_normalized, is_smooth, verify
 
 __all__ = [
     "Circuit", "CircuitBuilder", "DataError", "InputVector", "Node", "ParseError", "PassError",
     "PcccError", "ProductVector", "SumVector", "VerifyError", "counts", "depths", "dists",
-    "reachable", "scopes",
+    "is_decomposable", "is_normalized", "is_smooth", "parse", "parse_circuit", "reachable",
+    "scopes", "to_text", "to_text_npz", "verify",
 ]
