@@ -1,0 +1,106 @@
+"""L1 blocked IR: the L0 circuit with every sum vector cut into ``B x C`` weight tiles.
+
+A sum vector of ``n`` nodes over a run of ``m`` child elements (its children concatenated, a
+product child contributing one element per product node) is cut into ``ceil(n / B)`` node
+blocks and ``ceil(m / C)`` element chunks; block ``b`` and chunk ``k`` meet in the dense tile
+``W[b*B : (b+1)*B, k*C : (k+1)*C]`` (zero-padded at the edges). ``B = C = 1`` is the sparse
+form that scalar circuits read from files use.
+
+The circuit is kept whole (it is the parameter store too); blocking is a table beside it, so an
+L1 value prints as its L0 text plus one ``block`` line per sum vector.
+
+Example::
+
+    from pccc.passes import run_pipeline
+    blocked = run_pipeline(circuit, "canonicalize,group-blocks{block-size=32}")
+    blocked.blocks[blocked.circuit.root]      # (B, C) of the root
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from pccc.ir.circuit import Circuit, InputVector, ProductVector, SumVector
+from pccc.ir.errors import VerifyError
+
+#: key of the weight array of a root sum added when the source root is not a sum vector
+ROOT_KEY = "__root__"
+
+
+def ceil_div(a: int, b: int) -> int:
+    """``ceil(a / b)`` for positive integers."""
+    return -(-a // b)
+
+
+def run_length(c: Circuit, vid: int) -> int:
+    """Elements a sum vector mixes: the sizes of its children added up."""
+    return sum(c.nodes[ch].n for ch in c.nodes[vid].children)
+
+
+@dataclass(frozen=True, eq=False)
+class BlockedCircuit:
+    """An L1 value: an L0 circuit whose root is a sum, and the tile shape of each sum vector."""
+
+    circuit: Circuit
+    """the (canonical) L0 circuit; its root is a single-node sum vector"""
+    blocks: Mapping[int, tuple[int, int]] = field(default_factory=dict)
+    """sum vector id -> ``(B, C)``: node-block size and element-chunk size"""
+
+    level = "L1"
+
+    def __post_init__(self) -> None:
+        items = sorted((int(k), (int(v[0]), int(v[1]))) for k, v in self.blocks.items())
+        object.__setattr__(self, "blocks", MappingProxyType(dict(items)))
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, BlockedCircuit):
+            return NotImplemented
+        return self.circuit == other.circuit and dict(self.blocks) == dict(other.blocks)
+
+    def __hash__(self) -> int:
+        return hash((hash(self.circuit), len(self.blocks)))
+
+    def grid(self, vid: int) -> tuple[int, int, int, int]:
+        """``(B, C, num_blocks, num_chunks)`` of sum vector ``vid``."""
+        B, C = self.blocks[vid]
+        n, m = self.circuit.nodes[vid].n, run_length(self.circuit, vid)
+        return B, C, ceil_div(n, B), ceil_div(m, C)
+
+
+def verify_blocked(bc: BlockedCircuit) -> None:
+    """Check the L1 invariants (and the L0 ones of the circuit inside).
+
+    Raises:
+        VerifyError: naming the first offending vector.
+    """
+    c = bc.circuit
+    _verify_l0(c)
+    root = c.nodes[c.root]
+    if not isinstance(root, SumVector) or root.n != 1:
+        raise VerifyError("the root of a blocked circuit must be a sum vector of one node",
+                          node=c.root)
+    shape_of: dict[str, tuple[int, int]] = {}
+    for i, nd in enumerate(c.nodes):
+        if isinstance(nd, SumVector):
+            if shape_of.setdefault(nd.param, bc.blocks.get(i, (0, 0))) != bc.blocks.get(i):
+                raise VerifyError(f"tied weights @{nd.param} blocked two ways", node=i)
+            if i not in bc.blocks:
+                raise VerifyError("sum vector without a block shape", node=i)
+            B, C = bc.blocks[i]
+            if B < 1 or C < 1:
+                raise VerifyError(f"block shape ({B}, {C}) must be positive", node=i)
+        elif i in bc.blocks:
+            raise VerifyError(f"{nd.kind} vector has a block shape (only sums have one)", node=i)
+        elif isinstance(nd, ProductVector) and i == c.root:
+            raise VerifyError("product root", node=i)
+        elif not isinstance(nd, (InputVector, ProductVector)):
+            raise VerifyError(f"unknown node type {type(nd).__name__}", node=i)
+
+
+def _verify_l0(c: Circuit) -> None:
+    """Run the L0 verifier (structure, parameters, smoothness, decomposability)."""
+    from pccc.ir.verify import verify
+
+    verify(c)

@@ -1,0 +1,219 @@
+"""``canonicalize`` (L0 -> L0): a smaller circuit computing the same function.
+
+Always (the parametrization is kept, so training the result equals training the source):
+
+- drop vectors the root does not reach;
+- flatten nested products (a product child's factors become the parent's factors);
+- collapse single-child products that pass their child through unchanged;
+- merge structurally identical vectors that name the same parameters (hash-consing).
+
+On request (the ``default`` inference pipeline turns these on, ``training`` leaves them off):
+
+- ``collapse-sums``: drop sum vectors whose weights are the identity (a single-child sum of
+  weight 1 included);
+- ``merge-sum-chains``: fold a sum child read by one parent into it (the weights multiply out);
+- ``merge-identical``: also merge identical vectors whose parameters are equal but stored under
+  different keys.
+
+One bottom-up sweep over node *vectors*; weights are touched only by the chain merge.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from pccc.ir.analyses import reachable
+from pccc.ir.circuit import Circuit, InputVector, Node, ProductVector, SumVector
+from pccc.passes.registry import register_pass
+
+
+def _default_table(n: int, sizes: list[int]) -> np.ndarray:
+    cols = [np.zeros(n, np.int64) if m == 1 else np.arange(n) for m in sizes]
+    return np.stack(cols, axis=1) if cols else np.zeros((n, 0), np.int64)
+
+
+class _Sweep:
+    """State of one canonicalization sweep: the new nodes and how old ids map onto them."""
+
+    def __init__(self, c: Circuit, merge_identical: bool):
+        self.c = c
+        self.merge_identical = merge_identical
+        self.nodes: list[Node] = []
+        self.params: dict[str, np.ndarray] = {}
+        self.alias: dict[int, int] = {}
+        self.refs: Counter[int] = Counter()  # parent edges of each new vector
+        self.cons: dict[Any, list[int]] = {}
+        self.pending: dict[str, np.ndarray] = {}
+        reach = reachable(c)
+        self.reach = reach
+        self.old_refs: Counter[int] = Counter(
+            ch for i, nd in enumerate(c.nodes) if reach[i] for ch in nd.children)
+        self.old_refs[c.root] += 1
+        self.key_users: Counter[str] = Counter(
+            str(getattr(nd, "param", "")) for i, nd in enumerate(c.nodes)
+            if reach[i] and getattr(nd, "param", None))
+
+    def size(self, nid: int) -> int:
+        return self.nodes[nid].n
+
+    def emit(self, old: int, nd: Node) -> None:
+        """Add ``nd`` for old vector ``old`` unless an identical vector exists."""
+        param = getattr(nd, "param", None)
+        if isinstance(nd, ProductVector):
+            edges = None if nd.edges is None else nd.edges.tobytes()
+            skey: Any = ("p", nd.n, nd.children, edges)
+        elif isinstance(nd, SumVector):
+            skey = ("s", nd.n, nd.children)
+        else:
+            skey = ("i", nd.n, nd.var, nd.dist, nd.attrs)
+        for cand in self.cons.get(skey, []):
+            other = getattr(self.nodes[cand], "param", None)
+            if other == param or (self.merge_identical and param is not None
+                                  and other is not None and self._same(param, other)):
+                self.point(old, cand)
+                self._drop_refs(nd)
+                return
+        self.nodes.append(nd)
+        nid = len(self.nodes) - 1
+        if param is not None and param not in self.params:
+            self.params[param] = self.value(param)
+        self.cons.setdefault(skey, []).append(nid)
+        self.point(old, nid)
+
+    def value(self, key: str) -> np.ndarray:
+        """The (possibly folded) weights stored under ``key``."""
+        return self.pending[key] if key in self.pending else self.c.params[key]
+
+    def _same(self, a: str, b: str) -> bool:
+        x, y = self.value(a), self.value(b)
+        return x.shape == y.shape and bool(np.array_equal(x, y))
+
+    def _drop_refs(self, nd: Node) -> None:
+        for ch in nd.children:
+            self.refs[ch] -= 1
+
+    def point(self, old: int, new: int) -> None:
+        self.alias[old] = new
+        self.refs[new] += self.old_refs[old]
+
+    def product(self, i: int, nd: ProductVector) -> None:
+        kids = [self.alias[ch] for ch in nd.children]
+        table = nd.edge_table([self.c.nodes[ch].n for ch in nd.children])
+        new_kids: list[int] = []
+        cols: list[np.ndarray] = []
+        for j, k in enumerate(kids):
+            sub = self.nodes[k]
+            if isinstance(sub, ProductVector):  # flatten: already flat itself
+                sub_table = sub.edge_table([self.size(g) for g in sub.children])
+                new_kids.extend(sub.children)
+                cols.extend(sub_table[table[:, j], q] for q in range(len(sub.children)))
+                self.refs[k] -= 1
+                for g in sub.children:
+                    self.refs[g] += 1
+            else:
+                new_kids.append(k)
+                cols.append(table[:, j])
+        flat = np.stack(cols, axis=1)
+        if len(new_kids) == 1 and self.size(new_kids[0]) == nd.n and \
+                np.array_equal(flat[:, 0], np.arange(nd.n)):
+            self.refs[new_kids[0]] -= 1
+            self.point(i, new_kids[0])
+            return
+        sizes = [self.size(k) for k in new_kids]
+        plain = all(m in (1, nd.n) for m in sizes) and np.array_equal(
+            flat, _default_table(nd.n, sizes))
+        self.emit(i, ProductVector(nd.n, tuple(new_kids), None if plain else flat))
+
+    def sum(self, i: int, nd: SumVector, chains: bool, collapse: bool) -> None:
+        kids = [self.alias[ch] for ch in nd.children]
+        w = self.c.params[nd.param]
+        key = nd.param
+        if chains and self.key_users[nd.param] == 1:
+            kids, w2 = self._fold_chains(kids, w)
+            if w2 is not w:
+                w = w2
+                w.setflags(write=False)
+                self.pending[key] = w
+        if collapse and len(kids) == 1 and w.shape[0] == w.shape[1] and \
+                np.array_equal(w, np.eye(w.shape[0])):
+            self.refs[kids[0]] -= 1
+            self.point(i, kids[0])
+            return
+        self.emit(i, SumVector(nd.n, tuple(kids), key))
+
+    def _fold_chains(self, kids: list[int], w: np.ndarray) -> tuple[list[int], np.ndarray]:
+        out_kids: list[int] = []
+        blocks: list[np.ndarray] = []
+        col = 0
+        changed = False
+        for k in kids:
+            m = self.size(k)
+            part = w[:, col: col + m]
+            col += m
+            sub = self.nodes[k]
+            if isinstance(sub, SumVector) and self.refs[k] == 1 and \
+                    self.key_users[sub.param] == 1:
+                out_kids.extend(sub.children)
+                blocks.append(part @ self.value(sub.param))
+                self.refs[k] -= 1
+                for g in sub.children:
+                    self.refs[g] += 1
+                changed = True
+            else:
+                out_kids.append(k)
+                blocks.append(part)
+        return out_kids, (np.concatenate(blocks, axis=1) if changed else w)
+
+
+@register_pass("canonicalize", input_level="L0", output_level="L0")
+def canonicalize(c: Circuit, *, collapse_sums: bool = False, merge_sum_chains: bool = False,
+                 merge_identical: bool = False) -> Circuit:
+    """Simplify an L0 circuit: drop unreachable vectors, flatten products, merge duplicates.
+
+    Args:
+        collapse_sums: drop identity-weight sums (changes the parametrization).
+        merge_sum_chains: multiply out sum-into-sum chains (changes the parametrization).
+        merge_identical: merge equal-valued duplicates under different keys (changes the
+            parametrization).
+    """
+    sw = _Sweep(c, merge_identical)
+    for i, nd in enumerate(c.nodes):
+        if not sw.reach[i]:
+            continue
+        if isinstance(nd, InputVector):
+            sw.emit(i, nd)
+        elif isinstance(nd, ProductVector):
+            sw.product(i, nd)
+        else:
+            assert isinstance(nd, SumVector)
+            sw.sum(i, nd, merge_sum_chains, collapse_sums)
+    return _compact(sw, sw.alias[c.root], c.num_vars)
+
+
+def _compact(sw: _Sweep, root: int, num_vars: int) -> Circuit:
+    """Renumber the vectors still referenced (folding and collapsing orphan some)."""
+    live = np.zeros(len(sw.nodes), bool)
+    live[root] = True
+    for i in range(len(sw.nodes) - 1, -1, -1):
+        if live[i]:
+            for ch in sw.nodes[i].children:
+                live[ch] = True
+    new_id = np.cumsum(live) - 1
+    nodes: list[Node] = []
+    keys: set[str] = set()
+    for i, nd in enumerate(sw.nodes):
+        if not live[i]:
+            continue
+        if isinstance(nd, (ProductVector, SumVector)):
+            kids = tuple(int(new_id[ch]) for ch in nd.children)
+            nd = (ProductVector(nd.n, kids, nd.edges) if isinstance(nd, ProductVector)
+                  else SumVector(nd.n, kids, nd.param))
+        key = getattr(nd, "param", None)
+        if key:
+            keys.add(str(key))
+        nodes.append(nd)
+    params = {k: sw.params[k] for k in sorted(keys)}
+    return Circuit(tuple(nodes), params, num_vars, int(new_id[root]))

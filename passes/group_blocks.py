@@ -1,0 +1,77 @@
+"""``group-blocks`` (L0 -> L1): cut every sum vector into dense ``B x C`` weight tiles.
+
+For each sum vector of ``n`` nodes over ``m`` child elements the pass picks the node-block size
+``B`` and the element-chunk size ``C`` separately: the largest power of two between
+``min-block`` and ``block-size`` whose zero padding wastes at most ``tolerance`` of the padded
+size, else 1 (the sparse form). Dense vectors (32..256 latents) get tensor-core tiles (multiples
+of 16); the scalar sums of circuits read from files get ``B = C = 1``. A root that is not a sum
+vector is wrapped in a one-weight sum so that every plan ends in a sum.
+
+The pass looks at vector sizes only; it never touches the weights.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pccc.ir.blocked import ROOT_KEY, BlockedCircuit, ceil_div, run_length
+from pccc.ir.circuit import Circuit, SumVector
+from pccc.ir.errors import PassError
+from pccc.passes.registry import register_pass
+
+
+def pick_size(size: int, block_size: int, min_block: int, tolerance: float) -> int:
+    """The largest power of two in ``[min_block, block_size]`` (or ``block_size`` itself)
+    whose padding of ``size`` wastes at most ``tolerance``; 1 when none does."""
+    cands = {block_size}
+    b = 1
+    while b <= block_size:
+        if b >= min_block:
+            cands.add(b)
+        b *= 2
+    for B in sorted(cands, reverse=True):
+        if B <= 1:
+            break
+        padded = ceil_div(size, B) * B
+        if (padded - size) <= tolerance * padded:
+            return B
+    return 1
+
+
+def rooted(c: Circuit) -> Circuit:
+    """``c`` with a sum root: a product or input root of one node gets a one-weight sum."""
+    root = c.nodes[c.root]
+    if isinstance(root, SumVector):
+        return c
+    if root.n != 1:
+        raise PassError(f"the root vector %{c.root} holds {root.n} nodes; a circuit needs one")
+    if ROOT_KEY in c.params:
+        raise PassError(f"parameter key {ROOT_KEY!r} is reserved")
+    params = dict(c.params)
+    params[ROOT_KEY] = np.ones((1, 1))
+    nodes = c.nodes + (SumVector(1, (c.root,), ROOT_KEY),)
+    return Circuit(nodes, params, c.num_vars, len(nodes) - 1)
+
+
+@register_pass("group-blocks", input_level="L0", output_level="L1")
+def group_blocks(c: Circuit, *, block_size: int = 64, min_block: int = 16,
+                 tolerance: float = 0.25) -> BlockedCircuit:
+    """Pack sum nodes into B x C weight tiles (B, C: powers of two up to block-size, or 1).
+
+    Args:
+        block_size: largest tile side (a multiple of 16 suits tensor cores).
+        min_block: smallest tile side above 1; smaller vectors fall back to 1 (sparse).
+        tolerance: largest fraction of a padded tile side allowed to be padding.
+    """
+    if block_size < 1 or min_block < 1:
+        raise PassError("group-blocks: block-size and min-block must be positive")
+    if not 0.0 <= tolerance < 1.0:
+        raise PassError("group-blocks: tolerance must be in [0, 1)")
+    c = rooted(c)
+    blocks: dict[int, tuple[int, int]] = {}
+    for i, nd in enumerate(c.nodes):
+        if isinstance(nd, SumVector):
+            B = pick_size(nd.n, block_size, min_block, tolerance)
+            C = pick_size(run_length(c, i), block_size, min_block, tolerance)
+            blocks[i] = (B, C)
+    return BlockedCircuit(c, blocks)

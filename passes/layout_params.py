@@ -1,0 +1,224 @@
+"""``layout-params`` (L2 -> L3): flat buffers and index tables of a :class:`KernelPlan`.
+
+- Node slots: slot 0 holds log 1; the input layers come next (one per distribution family),
+  then every sum vector, layer by layer in partition order, ``num_blocks * B`` slots each.
+- Sum weights: one flat buffer. It starts with a zero tile as large as the largest tile (the
+  padding chunks point at it); then each weight array is stored once (tied vectors share it) as
+  its ``[num_blocks, num_chunks, B, C]`` tiles, every tile contiguous and row-major, in the
+  order the kernels read them. Normalization groups are the L0 sum rows.
+- Elements: per layer, the runs the sums read, in partition order, each sum's runs padded to
+  whole chunks; product partitions cover them in order.
+
+Every array is written with whole-array numpy operations per vector; nothing loops over edges.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+from pccc.ir import dists
+from pccc.ir.blocked import ROOT_KEY, BlockedCircuit
+from pccc.ir.circuit import Circuit, InputVector, SumVector
+from pccc.ir.layered import Layer, LayeredCircuit, factors
+from pccc.ir.plan import (
+    InputLayer,
+    KernelPlan,
+    ProductLayer,
+    ProductPartition,
+    SumLayer,
+    SumPartition,
+)
+from pccc.passes.registry import register_pass
+
+
+def _input_layers(c: Circuit, slot: dict[int, int], next_slot: int
+                  ) -> tuple[list[InputLayer], np.ndarray, dict[str, np.ndarray], int]:
+    """Input layers (one per family), their flat parameters and their ``param_map`` entries."""
+    fams: dict[tuple[Any, ...], list[int]] = defaultdict(list)
+    for i, nd in enumerate(c.nodes):
+        if isinstance(nd, InputVector):
+            fams[(nd.dist, tuple((k, v) for k, v in nd.attrs if k != "values"))].append(i)
+    layers, chunks, offset = [], [], 0
+    base: dict[str, int] = {}
+    pmap: dict[str, np.ndarray] = {}
+    for (dist, fam), vids in sorted(fams.items(), key=lambda kv: repr(kv[0])):
+        cls = dists.get(dist)
+        start = next_slot
+        vars_, pstart, values = [], [], []
+        psize = 0
+        for vid in vids:
+            nd = c.nodes[vid]
+            assert isinstance(nd, InputVector)
+            slot[vid] = next_slot
+            next_slot += nd.n
+            vars_.append(np.full(nd.n, nd.var, np.int64))
+            shape = cls.param_shape(nd.n, nd.attr_dict())
+            psize = 0 if shape is None else int(np.prod(shape[1:], dtype=np.int64))
+            if nd.param is None:
+                pstart.append(np.zeros(nd.n, np.int64))
+            else:
+                if nd.param not in base:
+                    arr = c.params[nd.param]
+                    base[nd.param] = offset
+                    pmap[nd.param] = offset + np.arange(arr.size).reshape(arr.shape)
+                    chunks.append(arr.ravel())
+                    offset += arr.size
+                pstart.append(base[nd.param] + psize * np.arange(nd.n))
+            if dist == "indicator":
+                values.append(np.asarray(nd.attr_dict()["values"], np.int64))
+        layers.append(InputLayer(dist, fam, start, np.concatenate(vars_), np.concatenate(pstart),
+                                 psize, np.concatenate(values) if values else None))
+    flat = np.concatenate(chunks) if chunks else np.zeros(0)
+    return layers, flat, pmap, next_slot
+
+
+def _key(c: Circuit, v: int) -> str:
+    nd = c.nodes[v]
+    assert isinstance(nd, SumVector)
+    return nd.param
+
+
+class _Weights:
+    """The flat sum-weight buffer: one tile array per parameter key."""
+
+    def __init__(self, bc: BlockedCircuit, order: list[int]):
+        c = bc.circuit
+        self.bc = bc
+        self.reserved = max([B * C for B, C in bc.blocks.values()] + [1])
+        self.base: dict[str, int] = {}
+        self.group0: dict[str, int] = {}
+        total, groups = self.reserved, 0
+        for v in order:
+            key = _key(c, v)
+            if key in self.base:
+                continue
+            B, C, nb, nc = bc.grid(v)
+            self.base[key], self.group0[key] = total, groups
+            total += nb * nc * B * C
+            groups += c.nodes[v].n
+        self.params = np.zeros(total)
+        self.group = np.empty(total, np.int64)
+        self.group[: self.reserved] = -1
+        self.group_size = np.zeros(groups, np.int64)
+        self.pmap: dict[str, np.ndarray] = {}
+        self.first: dict[str, int] = {}
+        for v in order:
+            self.first.setdefault(_key(c, v), v)
+
+    def fill(self) -> None:
+        for key, v in self.first.items():
+            self._fill_key(key, v)
+
+    def _fill_key(self, key: str, v: int) -> None:
+        B, C, nb, nc = self.bc.grid(v)
+        w = self.bc.circuit.params[key]
+        n, m = w.shape
+        lo, size = self.base[key], nb * nc * B * C
+        g0 = self.group0[key]
+        self.group_size[g0: g0 + n] = m
+        tiles = self.params[lo: lo + size].reshape(nb, nc, B, C).transpose(0, 2, 1, 3)
+        gtiles = self.group[lo: lo + size].reshape(nb, nc, B, C).transpose(0, 2, 1, 3)
+        if n % B or m % C:
+            self.group[lo: lo + size] = -1
+        _scatter(tiles, w, B, C)
+        _scatter(gtiles, np.broadcast_to((g0 + np.arange(n))[:, None], (n, m)), B, C)
+        i, j = np.arange(n), np.arange(m)
+        rows = (i // B) * (nc * B * C) + (i % B) * C
+        cols = (j // C) * (B * C) + (j % C)
+        self.pmap[key] = lo + rows[:, None] + cols[None, :]
+
+    def tiles_of(self, v: int) -> np.ndarray:
+        """``[nb, nc]`` offsets of the tiles of sum vector ``v``."""
+        B, C, nb, nc = self.bc.grid(v)
+        lo = self.base[_key(self.bc.circuit, v)]
+        return lo + (np.arange(nb)[:, None] * nc + np.arange(nc)[None, :]) * (B * C)
+
+
+def _scatter(dst: np.ndarray, src: np.ndarray, B: int, C: int) -> None:
+    """Copy ``src [n, m]`` into the tile view ``dst [nb, B, nc, C]`` (padding untouched)."""
+    n, m = src.shape
+    nbf, rb = divmod(n, B)
+    ncf, rc = divmod(m, C)
+    dst[:nbf, :, :ncf, :] = src[: nbf * B, : ncf * C].reshape(nbf, B, ncf, C)
+    if rc:
+        dst[:nbf, :, ncf, :rc] = src[: nbf * B, ncf * C:].reshape(nbf, B, rc)
+    if rb:
+        dst[nbf, :rb, :ncf, :] = src[nbf * B:, : ncf * C].reshape(rb, ncf, C)
+        if rc:
+            dst[nbf, :rb, ncf, :rc] = src[nbf * B:, ncf * C:]
+
+
+def _layer(lc: LayeredCircuit, layer: Layer, slot: dict[int, int], next_slot: int,
+           wts: _Weights) -> tuple[ProductLayer, SumLayer, int]:
+    bc = lc.blocked
+    c = bc.circuit
+    reserved = max(g.chunk for g in layer.sums)
+    run_starts: list[int] = []
+    run_rows: list[np.ndarray] = []
+    nxt = reserved
+    sum_parts = []
+    for g in layer.sums:
+        ns, cs, ps, nch = [], [], [], []
+        width = max(bc.grid(s)[3] for s in g.sums)
+        for s in g.sums:
+            B, C, nb, nc = bc.grid(s)
+            start = nxt
+            for ch in c.nodes[s].children:
+                facs = factors(c, ch)
+                run_starts.append(nxt)
+                run_rows.append(np.stack([slot[f] + idx for f, idx in facs], axis=1))
+                nxt += c.nodes[ch].n
+            nxt = start + nc * C
+            slot[s] = next_slot
+            ns.append(next_slot + B * np.arange(nb))
+            next_slot += nb * B
+            chunk = np.zeros((nb, width), np.int64)
+            chunk[:, :nc] = start + C * np.arange(nc)
+            tile = np.zeros((nb, width), np.int64)
+            tile[:, :nc] = wts.tiles_of(s)
+            cs.append(chunk)
+            ps.append(tile)
+            nch.append(np.full(nb, nc, np.int64))
+        sum_parts.append(SumPartition(g.block, g.chunk, np.concatenate(ns), np.concatenate(cs),
+                                      np.concatenate(ps), np.concatenate(nch)))
+    run_starts.append(nxt)
+    prod_parts = []
+    r = 0
+    for pg in layer.products:
+        lo, hi = run_starts[r], run_starts[r + pg.runs]
+        table = np.zeros((hi - lo, pg.fanin), np.int64)
+        for q in range(r, r + pg.runs):
+            rows = run_rows[q]
+            table[run_starts[q] - lo: run_starts[q] - lo + rows.shape[0], : rows.shape[1]] = rows
+        prod_parts.append(ProductPartition(lo, table))
+        r += pg.runs
+    return ProductLayer(nxt, reserved, tuple(prod_parts)), SumLayer(tuple(sum_parts)), next_slot
+
+
+@register_pass("layout-params", input_level="L2", output_level="L3")
+def layout_params(lc: LayeredCircuit) -> KernelPlan:
+    """Lay out node slots, element runs, tiled weights and index tables as flat arrays."""
+    c = lc.circuit
+    slot: dict[int, int] = {}
+    in_layers, in_params, in_map, next_slot = _input_layers(c, slot, 1)
+    order = [s for layer in lc.layers for s in layer.sum_order()]
+    wts = _Weights(lc.blocked, order)
+    wts.fill()
+    layers: list[ProductLayer | SumLayer] = []
+    for layer in lc.layers:
+        prod, sm, next_slot = _layer(lc, layer, slot, next_slot, wts)
+        layers += [prod, sm]
+    pmap = {k: v for k, v in wts.pmap.items() if k != ROOT_KEY}
+    pmap.update(in_map)
+    cards = c.var_cards()
+    return KernelPlan(
+        num_vars=c.num_vars,
+        var_cards=np.array([cards.get(v) or 0 for v in range(c.num_vars)], np.int64),
+        num_node_slots=next_slot, root_slot=slot[c.root], input_layers=tuple(in_layers),
+        layers=tuple(layers), params=wts.params, reserved_params=wts.reserved,
+        param_group=wts.group, group_size=wts.group_size, input_params=in_params,
+        param_map=pmap, input_param_keys=frozenset(in_map),
+        meta=(("lowering", "passes"),))

@@ -1,0 +1,124 @@
+"""``partition-layers`` (L1 -> L2): alternating product/sum layers, partitioned by fan-in.
+
+A sum vector goes to the layer one above the highest sum or input it reads (through its
+product children too); elements read any earlier layer directly, so skip connections need no
+identity layers. Within a layer, sum vectors of one tile shape ``(B, C)`` are sorted by chunk
+count and cut greedily into partitions whose chunk padding stays within ``tolerance``; the
+element runs they read are cut the same way by fan-in into product partitions. Adjacent
+partitions are then merged, cheapest first, until at most ``max-partitions`` remain of each
+kind (partitions of different tile shapes never merge).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from pccc.ir.blocked import BlockedCircuit
+from pccc.ir.circuit import Circuit
+from pccc.ir.errors import PassError
+from pccc.ir.layered import Layer, LayeredCircuit, ProductGroup, SumGroup, heights, num_factors
+from pccc.passes.registry import register_pass
+
+# a segment: (key that must match to merge, [(width, length) per item]) -- padding is counted
+# as (max width - width) * length over the segment
+_Seg = tuple[object, list[tuple[int, int]]]
+
+
+def _waste(items: list[tuple[int, int]]) -> tuple[int, int]:
+    top = max(w for w, _ in items)
+    total = sum(top * ln for _, ln in items)
+    return total - sum(w * ln for w, ln in items), total
+
+
+def _cut(key: object, items: list[tuple[int, int]], tol: float) -> list[_Seg]:
+    """Greedy cut of ``items``, in order, into segments whose padding stays within ``tol``."""
+    segs: list[_Seg] = []
+    cur: list[tuple[int, int]] = []
+    for it in items:
+        pad, total = _waste(cur + [it]) if cur else (0, 1)
+        if cur and pad > tol * total:
+            segs.append((key, cur))
+            cur = []
+        cur.append(it)
+    if cur:
+        segs.append((key, cur))
+    return segs
+
+
+def _merge(segs: list[_Seg], limit: int) -> list[_Seg]:
+    """Merge adjacent same-key segments, cheapest extra padding first, down to ``limit``."""
+    segs = list(segs)
+    while len(segs) > limit:
+        best, cost = -1, None
+        for i in range(len(segs) - 1):
+            if segs[i][0] != segs[i + 1][0]:
+                continue
+            merged = _waste(segs[i][1] + segs[i + 1][1])[0]
+            extra = merged - _waste(segs[i][1])[0] - _waste(segs[i + 1][1])[0]
+            if cost is None or extra < cost:
+                best, cost = i, extra
+        if best < 0:
+            break
+        segs[best: best + 2] = [(segs[best][0], segs[best][1] + segs[best + 1][1])]
+    return segs
+
+
+def _sum_groups(bc: BlockedCircuit, vids: list[int], tol: float, limit: int
+                ) -> list[SumGroup]:
+    c = bc.circuit
+    by_shape: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for v in vids:
+        by_shape[bc.blocks[v]].append(v)
+    segs: list[_Seg] = []
+    order: dict[tuple[int, int], list[int]] = {}
+    for shape in sorted(by_shape):
+        # widest first; equal chunk counts ordered by their elements' fan-in profile
+        vs = sorted(by_shape[shape], key=lambda v: (
+            -bc.grid(v)[3], [-num_factors(c, ch) for ch in c.nodes[v].children], v))
+        order[shape] = vs
+        items = [(bc.grid(v)[3], bc.grid(v)[2]) for v in vs]
+        segs.extend(_cut(shape, items, tol))
+    segs = _merge(segs, limit)
+    groups: list[SumGroup] = []
+    pos: dict[tuple[int, int], int] = defaultdict(int)
+    for key, items in segs:
+        shape = (int(key[0]), int(key[1]))  # type: ignore[index]
+        start = pos[shape]
+        groups.append(SumGroup(shape[0], shape[1], tuple(order[shape][start: start + len(items)])))
+        pos[shape] += len(items)
+    return groups
+
+
+def _product_groups(c: Circuit, order: list[int], tol: float, limit: int
+                    ) -> list[ProductGroup]:
+    runs = [(num_factors(c, ch), c.nodes[ch].n) for s in order for ch in c.nodes[s].children]
+    # runs keep their order (the sums' layout fixes it): cut where mixing fan-ins pads too much
+    segs = _merge(_cut(0, runs, tol), limit)
+    return [ProductGroup(max(w for w, _ in items), len(items)) for _, items in segs]
+
+
+@register_pass("partition-layers", input_level="L1", output_level="L2")
+def partition_layers(bc: BlockedCircuit, *, tolerance: float = 0.25,
+                     max_partitions: int = 8) -> LayeredCircuit:
+    """Group blocked sums into product/sum layers and partition each layer by fan-in.
+
+    Args:
+        tolerance: largest fraction of padded chunks (sums) or factors (products) allowed in
+            one partition before it is cut.
+        max_partitions: most partitions of each kind per layer (different tile shapes may
+            need more).
+    """
+    if max_partitions < 1:
+        raise PassError("partition-layers: max-partitions must be at least 1")
+    c = bc.circuit
+    h = heights(c)
+    at: dict[int, list[int]] = defaultdict(list)
+    for v in bc.blocks:
+        at[h[v]].append(v)
+    layers = []
+    for height in sorted(at):
+        sums = _sum_groups(bc, at[height], tolerance, max_partitions)
+        order = [s for g in sums for s in g.sums]
+        prods = _product_groups(c, order, tolerance, max_partitions)
+        layers.append(Layer(tuple(sums), tuple(prods)))
+    return LayeredCircuit(bc, tuple(layers))
