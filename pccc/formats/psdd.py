@@ -1,0 +1,121 @@
+"""PSDD files (``.psdd``, ``.psdd.gz``): probabilistic sentential decision diagrams, read only.
+
+Grammar (children before parents, the root last; ``c`` lines are comments)::
+
+    psdd N                                  the count is often wrong: ignored
+    L id vtree lit                          literal: variable |lit| (1-based), X = 1 if lit > 0
+    T id vtree var logp                     Bernoulli leaf: log P(X_var = 1)
+    D id vtree k {prime sub logw}*k         decision: sum over k elements of prime x sub
+
+A decision node becomes a sum vector over ``k`` product vectors ``prime x sub`` (``n = 1``).
+Real files have ids that are not contiguous, sorted or starting at 0, Java-style floats
+(``-8.76E-4``), trailing spaces and repeated literal nodes. Literal nodes are deduplicated: one
+indicator node per literal, whatever id and vtree node the file gives it (see
+``docs/formats.md``). The ``.vtree`` file beside a PSDD is not needed and not read.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from pccc.formats import register_reader
+from pccc.formats._assemble import Rows, assemble
+from pccc.formats._textio import LineSource, read_bytes
+from pccc.ir.circuit import Circuit
+
+
+
+class _Reader:
+    def __init__(self, src: LineSource):
+        self.src = src
+        self.rows = Rows()
+        self.ids: dict[int, int] = {}
+        self.literals: dict[int, int] = {}
+
+    def node(self, k: int) -> int:
+        src = self.src
+        nid = src.int(k, "node id")
+        try:
+            return self.ids[nid]
+        except KeyError:
+            raise src.fail(f"node {nid} is not defined on an earlier line (undefined id or a "
+                           f"cycle)", k) from None
+
+    def literal(self) -> int:
+        src = self.src
+        src.count(4)
+        lit = src.int(3, "literal", lo=None)
+        if lit == 0:
+            raise src.fail("literal 0 (variables are 1-based)", 3)
+        i = self.literals.get(lit)
+        if i is None:
+            i = self.literals[lit] = self.rows.input()
+            self.rows.inputs.indicator(i, abs(lit) - 1, 1 if lit > 0 else 0)
+        return i
+
+    def true_node(self) -> int:
+        src = self.src
+        src.count(5)
+        var = src.int(3, "variable", lo=1) - 1
+        p = math.exp(src.logprob(4, "log P(X = 1)"))
+        i = self.rows.input()
+        self.rows.inputs.bernoulli(i, var, p)
+        return i
+
+    def decision(self) -> int:
+        src = self.src
+        k = src.int(3, "number of elements", lo=1)
+        src.count(4 + 3 * k)
+        prods, logw = [], []
+        for j in range(k):
+            at = 4 + 3 * j
+            prime, sub = self.node(at), self.node(at + 1)
+            logw.append(src.float(at + 2, "log-weight"))
+            prods.append(self.rows.product([prime, sub]))
+        return self.rows.sum(prods, logw)
+
+    def line(self, toks: list[bytes]) -> None:
+        src = self.src
+        tag = toks[0]
+        if tag not in (b"L", b"T", b"D"):
+            raise src.fail(f"unknown node tag {src.text(0)!r} (expected L, T or D)")
+        nid = src.int(1, "node id")
+        if nid in self.ids:
+            raise src.fail(f"node id {nid} is defined twice", 1)
+        src.int(2, "vtree id")
+        make = {b"L": self.literal, b"T": self.true_node, b"D": self.decision}[tag]
+        self.ids[nid] = make()
+
+
+def parse_lines(data: bytes, name: str) -> Circuit:
+    """Read PSDD text; errors carry ``file:line:col``."""
+    src = LineSource(data, name)
+    it = iter(src)
+    toks = next(it, None)
+    if toks is None:
+        raise src.fail("no psdd header (only comments)", line=1)
+    if toks[0] != b"psdd":
+        raise src.fail(f"expected the header 'psdd N', got {src.text(0)!r}")
+    if len(toks) > 2:
+        raise src.fail("the header is 'psdd N'", 2)
+    r = _Reader(src)
+    last = -1
+    for toks in it:
+        r.line(toks)
+        last = r.ids[int(toks[1])]
+    if last < 0:
+        raise src.fail("no nodes after the header", line=src.lineno)
+    if last != len(r.rows) - 1:
+        # the root is a literal that was seen before: give it a node of its own at the end
+        r.rows.sum([last], [0.0])
+    return assemble(r.rows.table())
+
+
+def read(path: Path) -> Circuit:
+    """Read a ``.psdd`` or ``.psdd.gz`` file."""
+    return parse_lines(read_bytes(path), str(path))
+
+
+register_reader(".psdd", read)
+register_reader(".psdd.gz", read)
