@@ -14,7 +14,11 @@ Every array is written with whole-array numpy operations per vector; nothing loo
 
 from __future__ import annotations
 
+import os
 from collections import defaultdict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -33,16 +37,35 @@ from pccc.ir.plan import (
 )
 from pccc.passes.registry import register_pass
 
+_Job = tuple[int, Callable[[], None]]
 
-def _input_layers(c: Circuit, slot: dict[int, int], next_slot: int
+
+def _run_jobs(jobs: list[_Job], threads: int) -> None:
+    """Run the copy jobs, largest first, on a few threads (numpy copies release the GIL)."""
+    jobs = sorted(jobs, key=lambda j: -j[0])
+    workers = threads or min(8, os.cpu_count() or 1)
+    if workers <= 1 or sum(j[0] for j in jobs) < (1 << 20):
+        for _, fn in jobs:
+            fn()
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        for fut in [pool.submit(fn) for _, fn in jobs]:
+            fut.result()
+
+
+def _input_layers(c: Circuit, slot: dict[int, int], next_slot: int, jobs: list[_Job]
                   ) -> tuple[list[InputLayer], np.ndarray, dict[str, np.ndarray], int]:
-    """Input layers (one per family), their flat parameters and their ``param_map`` entries."""
+    """Input layers (one per family), their flat parameters and their ``param_map`` entries.
+
+    The copies into the flat buffer are appended to ``jobs`` (run later, in parallel).
+    """
     fams: dict[tuple[Any, ...], list[int]] = defaultdict(list)
     for i, nd in enumerate(c.nodes):
         if isinstance(nd, InputVector):
             fams[(nd.dist, tuple((k, v) for k, v in nd.attrs if k != "values"))].append(i)
-    layers, chunks, offset = [], [], 0
+    layers, offset = [], 0
     base: dict[str, int] = {}
+    sources: list[tuple[str, int]] = []
     pmap: dict[str, np.ndarray] = {}
     for (dist, fam), vids in sorted(fams.items(), key=lambda kv: repr(kv[0])):
         cls = dists.get(dist)
@@ -61,18 +84,25 @@ def _input_layers(c: Circuit, slot: dict[int, int], next_slot: int
                 pstart.append(np.zeros(nd.n, np.int64))
             else:
                 if nd.param not in base:
-                    arr = c.params[nd.param]
                     base[nd.param] = offset
-                    pmap[nd.param] = offset + np.arange(arr.size).reshape(arr.shape)
-                    chunks.append(arr.ravel())
-                    offset += arr.size
+                    sources.append((nd.param, offset))
+                    offset += c.params[nd.param].size
                 pstart.append(base[nd.param] + psize * np.arange(nd.n))
             if dist == "indicator":
                 values.append(np.asarray(nd.attr_dict()["values"], np.int64))
         layers.append(InputLayer(dist, fam, start, np.concatenate(vars_), np.concatenate(pstart),
                                  psize, np.concatenate(values) if values else None))
-    flat = np.concatenate(chunks) if chunks else np.zeros(0)
+    flat = np.empty(offset)
+    for key, off in sources:
+        jobs.append((c.params[key].size, partial(_copy_input, flat, pmap, key, off,
+                                                   c.params[key])))
     return layers, flat, pmap, next_slot
+
+
+def _copy_input(flat: np.ndarray, pmap: dict[str, np.ndarray], key: str, off: int,
+                arr: np.ndarray) -> None:
+    flat[off: off + arr.size] = arr.ravel()
+    pmap[key] = np.arange(off, off + arr.size).reshape(arr.shape)
 
 
 def _key(c: Circuit, v: int) -> str:
@@ -99,8 +129,9 @@ class _Weights:
             self.base[key], self.group0[key] = total, groups
             total += nb * nc * B * C
             groups += c.nodes[v].n
-        self.params = np.zeros(total)
+        self.params = np.empty(total)  # every entry is written once: no zero-fill pass
         self.group = np.empty(total, np.int64)
+        self.params[: self.reserved] = 0.0
         self.group[: self.reserved] = -1
         self.group_size = np.zeros(groups, np.int64)
         self.pmap: dict[str, np.ndarray] = {}
@@ -108,9 +139,10 @@ class _Weights:
         for v in order:
             self.first.setdefault(_key(c, v), v)
 
-    def fill(self) -> None:
-        for key, v in self.first.items():
-            self._fill_key(key, v)
+    def jobs(self) -> list[_Job]:
+        """One copy job per weight array: ``(size, fn)``."""
+        return [(self.bc.circuit.params[key].size, partial(self._fill_key, key, v))
+                for key, v in self.first.items()]
 
     def _fill_key(self, key: str, v: int) -> None:
         B, C, nb, nc = self.bc.grid(v)
@@ -122,6 +154,7 @@ class _Weights:
         tiles = self.params[lo: lo + size].reshape(nb, nc, B, C).transpose(0, 2, 1, 3)
         gtiles = self.group[lo: lo + size].reshape(nb, nc, B, C).transpose(0, 2, 1, 3)
         if n % B or m % C:
+            self.params[lo: lo + size] = 0.0
             self.group[lo: lo + size] = -1
         _scatter(tiles, w, B, C)
         _scatter(gtiles, np.broadcast_to((g0 + np.arange(n))[:, None], (n, m)), B, C)
@@ -199,14 +232,20 @@ def _layer(lc: LayeredCircuit, layer: Layer, slot: dict[int, int], next_slot: in
 
 
 @register_pass("layout-params", input_level="L2", output_level="L3")
-def layout_params(lc: LayeredCircuit) -> KernelPlan:
-    """Lay out node slots, element runs, tiled weights and index tables as flat arrays."""
+def layout_params(lc: LayeredCircuit, *, threads: int = 0) -> KernelPlan:
+    """Lay out node slots, element runs, tiled weights and index tables as flat arrays.
+
+    Args:
+        threads: threads copying parameters (0: one per core, at most 8); the result does
+            not depend on it.
+    """
     c = lc.circuit
     slot: dict[int, int] = {}
-    in_layers, in_params, in_map, next_slot = _input_layers(c, slot, 1)
+    jobs: list[_Job] = []
+    in_layers, in_params, in_map, next_slot = _input_layers(c, slot, 1, jobs)
     order = [s for layer in lc.layers for s in layer.sum_order()]
     wts = _Weights(lc.blocked, order)
-    wts.fill()
+    _run_jobs(jobs + wts.jobs(), threads)
     layers: list[ProductLayer | SumLayer] = []
     for layer in lc.layers:
         prod, sm, next_slot = _layer(lc, layer, slot, next_slot, wts)

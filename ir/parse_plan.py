@@ -1,0 +1,219 @@
+"""Parse the L3 ``KernelPlan`` text written by :mod:`pccc.ir.print_lowered`.
+
+Statements, in the order the printer writes them::
+
+    plan num_node_slots=N num_vars=V reserved_params=R root_slot=S version=1
+    meta key="value" ...                          (optional)
+    var_cards i64[V] = [...]
+    input DIST attr=value ... node_start=S param_size=P
+      vars i64[n] = ...   param_start i64[n] = ...   values i64[n] = ...  (indicators)
+    product num_elem_slots=E reserved=R
+      part elem_start=S
+        children i64[E, F] = ...
+    sum
+      part B=b C=c
+        node_start ... chunk_start ... param_start ... num_chunks ...
+    params f64[...] = ...   param_group ...   group_size ...   input_params ...
+    map @key i64[shape] = ...                     (one per source parameter array)
+    input_keys [@k, ...]
+
+An array value is a nested list, ``elided`` (filled with zeros when elision is allowed) or
+``npz "file.npz" "key"``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pccc.ir.lexer import Key, Token, TokenStream
+from pccc.ir.plan import (
+    PLAN_VERSION,
+    InputLayer,
+    KernelPlan,
+    ProductLayer,
+    ProductPartition,
+    SumLayer,
+    SumPartition,
+)
+
+
+class PlanParser:
+    """State of one L3 parse."""
+
+    def __init__(self, ts: TokenStream, base_dir: Path, allow_elided: bool):
+        self.ts = ts
+        self.base_dir = base_dir
+        self.allow_elided = allow_elided
+        self.npz: dict[str, Any] = {}
+
+    def line_end(self) -> None:
+        self.ts.end_line()
+        self.ts.skip_newlines()
+
+    def head(self, word: str) -> dict[str, tuple[Any, Token]]:
+        self.ts.skip_newlines()
+        self.ts.expect("IDENT", word, what=f"'{word}'")
+        attrs = self.ts.attrs()
+        self.line_end()
+        return attrs
+
+    def int_attr(self, attrs: dict[str, tuple[Any, Token]], name: str) -> int:
+        if name not in attrs:
+            raise self.ts.error(f"missing attribute {name!r}")
+        val, tok = attrs.pop(name)
+        if not isinstance(val, int) or isinstance(val, bool):
+            raise self.ts.error(f"{name} must be an integer, got {val!r}", tok)
+        return val
+
+    def array(self, name: str) -> np.ndarray:
+        """``name dtype[shape] = value``."""
+        self.ts.expect("IDENT", name, what=f"'{name}'")
+        return self.array_body()
+
+    def array_body(self) -> np.ndarray:
+        """``dtype[shape] = value`` up to the end of the line."""
+        ts = self.ts
+        dt = ts.expect("IDENT", what="'i64' or 'f64'")
+        if dt.text not in ("i64", "f64"):
+            raise ts.error(f"unknown element type {dt.text!r} (i64, f64)", dt)
+        dtype = np.int64 if dt.text == "i64" else np.float64
+        stok = ts.peek()
+        shape = ts.value()
+        if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+            raise ts.error("expected a shape [d0, d1, ...]", stok)
+        ts.expect("SYM", "=")
+        out = self.array_value(tuple(shape), dtype)
+        self.line_end()
+        return out
+
+    def array_value(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        ts = self.ts
+        tok = ts.peek()
+        if ts.accept("IDENT", "elided"):
+            if not self.allow_elided:
+                raise ts.error(f"array of shape {shape} is elided (printed as its shape only)",
+                               tok)
+            return np.zeros(shape, dtype)
+        if ts.accept("IDENT", "npz"):
+            ftok = ts.expect("STRING", what="sidecar file name")
+            ktok = ts.expect("STRING", what="array name in the sidecar")
+            path = str(self.base_dir / ftok.value)
+            try:
+                store = self.npz.setdefault(path, np.load(path, allow_pickle=False))
+                arr = np.asarray(store[ktok.value], dtype=dtype)
+            except (OSError, KeyError, ValueError) as e:
+                raise ts.error(f"cannot read {ktok.value!r} from sidecar {path}: {e}",
+                               ftok) from None
+        else:
+            val = ts.value()
+            try:
+                arr = np.array(val, dtype=dtype) if val != [] else np.zeros(shape, dtype)
+            except (TypeError, ValueError):
+                raise ts.error("expected a nested list of numbers", tok) from None
+        if arr.shape != shape:
+            raise ts.error(f"array of shape {arr.shape}, declared {shape}", tok)
+        return arr
+
+    def input_layer(self) -> InputLayer:
+        ts = self.ts
+        ts.expect("IDENT", "input")
+        dist = ts.expect("IDENT", what="distribution name").text
+        attrs = ts.attrs()
+        self.line_end()
+        node_start = self.int_attr(attrs, "node_start")
+        psize = self.int_attr(attrs, "param_size")
+        fam = tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
+                           for k, (v, _) in attrs.items()))
+        vars_ = self.array("vars")
+        pstart = self.array("param_start")
+        values = self.array("values") if ts.at("IDENT", "values") else None
+        return InputLayer(dist, fam, node_start, vars_, pstart, psize, values)
+
+    def product_layer(self) -> ProductLayer:
+        attrs = self.head("product")
+        n, reserved = self.int_attr(attrs, "num_elem_slots"), self.int_attr(attrs, "reserved")
+        parts = []
+        while self.ts.at("IDENT", "part"):
+            pattrs = self.head("part")
+            start = self.int_attr(pattrs, "elem_start")
+            parts.append(ProductPartition(start, self.array("children")))
+        return ProductLayer(n, reserved, tuple(parts))
+
+    def sum_layer(self) -> SumLayer:
+        self.head("sum")
+        parts = []
+        while self.ts.at("IDENT", "part"):
+            pattrs = self.head("part")
+            B, C = self.int_attr(pattrs, "B"), self.int_attr(pattrs, "C")
+            arrays = [self.array(n) for n in ("node_start", "chunk_start", "param_start",
+                                              "num_chunks")]
+            parts.append(SumPartition(B, C, *arrays))
+        return SumLayer(tuple(parts))
+
+    def run(self) -> KernelPlan:
+        ts = self.ts
+        attrs = self.head("plan")
+        version = self.int_attr(attrs, "version")
+        if version != PLAN_VERSION:
+            raise ts.error(f"plan version {version}; this pccc reads {PLAN_VERSION}")
+        head = {k: self.int_attr(attrs, k) for k in
+                ("num_node_slots", "num_vars", "reserved_params", "root_slot")}
+        meta: tuple[tuple[str, str], ...] = ()
+        if ts.at("IDENT", "meta"):
+            meta = tuple((k, str(v)) for k, (v, _) in self.head("meta").items())
+        cards = self.array("var_cards")
+        inputs = []
+        while ts.at("IDENT", "input"):
+            inputs.append(self.input_layer())
+        layers: list[ProductLayer | SumLayer] = []
+        while ts.at("IDENT", "product") or ts.at("IDENT", "sum"):
+            layers.append(self.product_layer() if ts.at("IDENT", "product")
+                          else self.sum_layer())
+        flat = {n: self.array(n) for n in ("params", "param_group", "group_size",
+                                            "input_params")}
+        pmap: dict[str, np.ndarray] = {}
+        while ts.at("IDENT", "map"):
+            ts.next()
+            ktok = ts.expect("KEY", what="parameter key @name")
+            if ktok.value.name in pmap:
+                raise ts.error(f"map {ktok.text} given twice", ktok)
+            pmap[ktok.value.name] = self.array_body()
+        ts.expect("IDENT", "input_keys", what="'input_keys [...]'")
+        keys = ts.value()
+        if not isinstance(keys, list) or not all(isinstance(k, Key) for k in keys):
+            raise ts.error("expected a list of keys [@a, @b]")
+        self.line_end()
+        if not ts.at("EOF"):
+            raise ts.error(f"unexpected {ts.peek().text!r} at the end of a plan")
+        return KernelPlan(var_cards=cards, input_layers=tuple(inputs), layers=tuple(layers),
+                          param_map=pmap, input_param_keys=frozenset(k.name for k in keys),
+                          meta=meta, **head, **flat)
+
+
+def _arrays_equal(a: Any, b: Any) -> bool:
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return (a is None) == (b is None) and a is not None and a.shape == b.shape and \
+            bool(np.array_equal(a, b))
+    return bool(a == b)
+
+
+def plans_equal(a: KernelPlan, b: KernelPlan) -> bool:
+    """Field-by-field equality of two plans (arrays compared exactly)."""
+    import dataclasses
+
+    def same(x: Any, y: Any) -> bool:
+        if dataclasses.is_dataclass(x) and not isinstance(x, type):
+            if type(x) is not type(y):
+                return False
+            return all(same(getattr(x, f.name), getattr(y, f.name))
+                       for f in dataclasses.fields(x))
+        if isinstance(x, tuple) and isinstance(y, tuple):
+            return len(x) == len(y) and all(same(p, q) for p, q in zip(x, y))
+        if isinstance(x, dict) and isinstance(y, dict):
+            return list(x) == list(y) and all(same(x[k], y[k]) for k in x)
+        return _arrays_equal(x, y)
+
+    return same(a, b)
