@@ -1,0 +1,119 @@
+"""``pccc eval FILE --data DATA``: log-likelihood of each example, and their mean.
+
+The last line of stdout is ``mean log-likelihood: <float>`` (natural log, mean over examples).
+``--out LL.npy`` writes the per-example values as float64; nothing is written on failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pccc.cli.cmd_info import load_verified
+from pccc.data import load_data
+from pccc.ir.circuit import Circuit
+from pccc.ir.errors import PcccError
+
+Evaluator = Callable[[np.ndarray], np.ndarray]
+
+
+def _reference(circuit: Circuit, device: str) -> Evaluator:
+    from pccc.backends.reference import log_likelihood
+
+    if device != "cpu":
+        raise PcccError("the reference backend runs on the CPU only (--device cpu)")
+    return lambda x: log_likelihood(circuit, x)
+
+
+def _compiled(circuit: Circuit, name: str, device: str, dtype: str | None) -> Evaluator:
+    import pccc
+
+    if not hasattr(pccc, "compile"):
+        raise PcccError(f"backend {name!r} is not available yet (only 'reference')")
+    import torch
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise PcccError("--device cuda: no CUDA device is available here")
+    model = pccc.compile(circuit, backend=name, device=device, dtype=dtype)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        missing = np.isnan(x) if np.issubdtype(x.dtype, np.floating) else x == -1
+        xt = torch.from_numpy(np.where(missing, 0, x)).to(device)
+        mt = torch.from_numpy(missing).to(device)
+        with torch.no_grad():
+            ll = model(xt, mt)
+        return ll.detach().to("cpu", torch.float64).numpy()
+
+    return run
+
+
+def evaluator(circuit: Circuit, backend: str, device: str = "cpu", dtype: str | None = None
+              ) -> Evaluator:
+    """A function from a data batch to float64 log-likelihoods, for the named backend."""
+    if backend == "reference":
+        return _reference(circuit, device)
+    return _compiled(circuit, backend, device, dtype)
+
+
+def log_likelihoods(fn: Evaluator, x: np.ndarray, batch_size: int) -> np.ndarray:
+    """Evaluate ``fn`` over ``x`` in batches of ``batch_size`` rows: float64 ``[N]``."""
+    parts = [np.asarray(fn(x[i:i + batch_size]), dtype=np.float64)
+             for i in range(0, x.shape[0], batch_size)]
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def _check_out(out: str | None) -> Path | None:
+    if out is None:
+        return None
+    p = Path(out)
+    if p.suffix.lower() != ".npy":
+        raise PcccError(f"--out {out}: the output must be a .npy file")
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise PcccError(f"--out {out}: folder {parent} does not exist")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from pccc.formats import atomic_write
+
+    if args.batch_size < 1:
+        raise PcccError(f"--batch-size must be >= 1, got {args.batch_size}")
+    out = _check_out(args.out)
+    circuit = load_verified(args.file)
+    if circuit.nodes[circuit.root].n != 1:
+        raise PcccError(f"{args.file}: the root vector has {circuit.nodes[circuit.root].n} "
+                        "nodes; eval needs a single root node")
+    x = load_data(args.data, circuit, key=args.key)
+    fn = evaluator(circuit, args.backend, args.device, args.dtype)
+    ll = log_likelihoods(fn, x, args.batch_size)
+    if out is not None:
+        with atomic_write(out) as f:
+            np.save(f, ll)
+    print(f"examples: {ll.size}")
+    print(f"backend: {args.backend} ({args.device})")
+    print(f"mean log-likelihood: {float(np.mean(ll))!r}")
+    return 0
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("eval", help="evaluate log-likelihoods of data under a circuit",
+                       description="Print the mean log-likelihood (natural log) of the examples "
+                                   "in DATA; missing values are marginalized.")
+    p.add_argument("file", help="circuit file")
+    p.add_argument("--data", required=True,
+                   help=".npy/.npz ([N, V] integers, -1 = missing) or comma-separated text "
+                        "(.data/.csv/.txt, optionally .gz; '?' or empty = missing)")
+    p.add_argument("--key", help="array name inside a .npz data file (default: the first)")
+    p.add_argument("--backend", default="reference",
+                   help="reference (float64 numpy, default), torch, triton, ...")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--dtype", choices=["float32", "float64"], default=None,
+                   help="compute dtype of compiled backends (default: the backend's)")
+    p.add_argument("--batch-size", type=int, default=4096, metavar="N")
+    p.add_argument("--out", metavar="LL.npy", help="write per-example log-likelihoods here")
+    p.set_defaults(func=run)

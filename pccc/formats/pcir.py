@@ -1,0 +1,70 @@
+"""The ``.pcir`` text format (see ``docs/ir.md``): reader and writer registered by extension.
+
+The writer puts every parameter inline (exact floats), so a ``.pcir`` file stands alone;
+:func:`save_pcir` can instead write the parameters to a sidecar ``<name>.params.npz`` next to it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+
+from pccc.formats import atomic_write, register_reader, register_writer
+from pccc.ir.circuit import Circuit
+from pccc.ir.errors import ParseError
+from pccc.ir.parser import parse_circuit
+from pccc.ir.printer import to_text, to_text_npz
+
+
+def read_pcir(path: Path, *, allow_elided: bool = False) -> Circuit:
+    """Read an L0 circuit from a ``.pcir`` file.
+
+    Raises:
+        ParseError: ``file:line:col: message`` for malformed text.
+    """
+    try:
+        text = Path(path).read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ParseError(f"byte {e.start}: not UTF-8 text", file=str(path)) from None
+    return parse_circuit(text, file=str(path), base_dir=Path(path).parent,
+                         allow_elided=allow_elided)
+
+
+def write_pcir(circuit: Circuit, f: IO[bytes]) -> None:
+    """Write ``circuit`` as ``.pcir`` text with every parameter inline."""
+    f.write(to_text(circuit).encode("utf-8"))
+
+
+def sidecar_name(path: Path) -> str:
+    """The sidecar file name for ``path``: ``c.pcir`` -> ``c.params.npz``."""
+    name = path.name
+    stem = name[: -len(".pcir")] if name.lower().endswith(".pcir") else name
+    return f"{stem}.params.npz"
+
+
+def save_pcir(circuit: Circuit, path: str | Path, *, sidecar: bool = False,
+              elide_above: int | None = None) -> None:
+    """Write a ``.pcir`` file atomically, parameters inline, elided or in a sidecar ``.npz``.
+
+    Args:
+        circuit: the circuit to write.
+        path: the ``.pcir`` file.
+        sidecar: write the parameters to ``<stem>.params.npz`` beside ``path``.
+        elide_above: print arrays with more elements than this as their shape only.
+    """
+    p = Path(path)
+    if sidecar:
+        name = sidecar_name(p)
+        text, arrays = to_text_npz(circuit, name)
+        with atomic_write(p.parent / name) as g:
+            np.savez(g, **arrays)
+    else:
+        text = to_text(circuit, elide_above=elide_above)
+    with atomic_write(p) as f:
+        f.write(text.encode("utf-8"))
+
+
+register_reader(".pcir", read_pcir)
+register_writer(".pcir", write_pcir)
