@@ -1,0 +1,28 @@
+"""The torch backend: index tables and batched tensor ops; runs on CPU and GPU.
+
+``pccc.backends.registry.get("torch")(plan, device=..., dtype=...)`` returns a
+:class:`CompiledCircuit`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pccc.backends import registry
+from pccc.backends.torch.module import CompiledCircuit
+from pccc.ir.plan import KernelPlan
+
+
+def build(plan: KernelPlan, *, device: Any = None, dtype: Any = None, **options: Any
+          ) -> CompiledCircuit:
+    """The backend factory: a :class:`CompiledCircuit` for ``plan``."""
+    import torch
+
+    if options:
+        raise TypeError(f"torch backend: unknown option(s) {', '.join(sorted(options))}")
+    return CompiledCircuit(plan, device=device, dtype=dtype or torch.float32)
+
+
+registry.register("torch", build)
+
+__all__ = ["CompiledCircuit", "build"]

@@ -1,0 +1,175 @@
+"""Input distribution families for the torch backend.
+
+Each family maps its native parameters (what the L0 store holds) to unconstrained *raw*
+coordinates that the module keeps as one flat ``nn.Parameter`` (``CompiledCircuit.input_raw``),
+computes log-probabilities differentiably from them, accumulates EM sufficient statistics from
+node flows, and writes back an EM update.
+
+=============  ========================  ==========================================
+family         raw coordinates            EM statistics per node (``stats`` columns)
+=============  ========================  ==========================================
+categorical    log p (per-row softmax)    ``c_k``: expected count of value ``k``
+bernoulli      logit p                    ``S`` = E[#X=1], ``T`` = E[#examples]
+binomial       logit p                    ``S`` = E[sum X], ``T`` = E[total * #examples]
+gaussian       (mean, log std)            ``S0, S1, S2`` = E[1], E[X], E[X^2]
+indicator      (none)                     (none)
+=============  ========================  ==========================================
+
+Expectations are flows-weighted; a missing value contributes its posterior under the node's
+own distribution (exact EM for marginalized variables).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+def to_raw(dist: str, native: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Native ``[n, size]`` parameters -> (raw ``[n, size]``, log-normalizer ``[n, size]``).
+
+    The normalizer keeps an unnormalized categorical table exactly as written (the reference
+    evaluator does not renormalize); it is 0 for normalized tables.
+    """
+    shift = np.zeros_like(native)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if dist == "categorical":
+            raw = np.log(native)
+            tot = native.sum(axis=1, keepdims=True)
+            shift = np.broadcast_to(np.where(tot > 0, np.log(tot), 0.0), native.shape).copy()
+        elif dist in ("bernoulli", "binomial"):
+            raw = np.log(native) - np.log1p(-native)
+        elif dist == "gaussian":
+            raw = np.stack([native[:, 0], np.log(native[:, 1])], axis=1)
+        else:
+            raw = native.copy()
+    return raw, shift
+
+
+def to_native(dist: str, raw: Tensor, shift: Tensor) -> Tensor:
+    """Inverse of :func:`to_raw` on ``[n, size]`` tensors (no gradient needed)."""
+    if dist == "categorical":
+        return torch.exp(_log_softmax(raw) + shift)
+    if dist in ("bernoulli", "binomial"):
+        return torch.sigmoid(raw)
+    if dist == "gaussian":
+        return torch.stack([raw[:, 0], torch.exp(raw[:, 1])], dim=1)
+    return raw
+
+
+def _log_softmax(raw: Tensor) -> Tensor:
+    """Row-wise log-softmax that keeps an all ``-inf`` row at ``-inf`` (no NaN)."""
+    m = raw.detach().amax(dim=1, keepdim=True)
+    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+    z = torch.exp(raw - m).sum(dim=1, keepdim=True)
+    lse = torch.where(z > 0, torch.log(z) + m, torch.zeros_like(z))
+    return raw - lse
+
+
+def _binom_logc(total: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    vals = [math.lgamma(total + 1) - math.lgamma(k + 1) - math.lgamma(total - k + 1)
+            for k in range(total + 1)]
+    return torch.tensor(vals, dtype=dtype, device=device)
+
+
+def log_prob(dist: str, attrs: dict[str, Any], raw: Tensor, shift: Tensor, values: Tensor | None,
+             xd: Tensor, xc: Tensor) -> Tensor:
+    """Log-probabilities ``[n, batch]`` of one input layer.
+
+    Args:
+        dist: family name.
+        attrs: the layer's hyperparameters.
+        raw: ``[n, size]`` raw parameters of the layer's nodes (gathered, differentiable).
+        shift: ``[n, size]`` log-normalizers (categorical).
+        values: ``[n]`` tested values (indicator only).
+        xd: ``[n, batch]`` int64 observed values (missing replaced by 0).
+        xc: ``[n, batch]`` float values (for continuous families; missing replaced by 0).
+    """
+    if dist == "indicator":
+        assert values is not None
+        hit = xd == values[:, None]
+        zero = torch.zeros((), dtype=raw.dtype, device=raw.device)
+        return torch.where(hit, zero, torch.full_like(zero, -math.inf)).expand(xd.shape)
+    if dist == "categorical":
+        table = _log_softmax(raw) + shift[:, :1]
+        return table.gather(1, xd)
+    if dist == "bernoulli":
+        r = raw[:, :1]
+        return torch.where(xd == 1, torch.nn.functional.logsigmoid(r),
+                           torch.nn.functional.logsigmoid(-r))
+    if dist == "binomial":
+        total = int(attrs["total"])
+        r = raw[:, :1]
+        k = xd.to(raw.dtype)
+        a = torch.where(k > 0, k * torch.nn.functional.logsigmoid(r), torch.zeros_like(k))
+        b = torch.where(total - k > 0, (total - k) * torch.nn.functional.logsigmoid(-r),
+                        torch.zeros_like(k))
+        return _binom_logc(total, raw.dtype, raw.device)[xd] + a + b
+    if dist == "gaussian":
+        mu, log_sd = raw[:, :1], raw[:, 1:2]
+        z = (xc - mu) * torch.exp(-log_sd)
+        return -0.5 * z * z - log_sd - 0.5 * math.log(2 * math.pi)
+    raise NotImplementedError(f"torch backend: no input family {dist!r}")
+
+
+def accumulate_stats(dist: str, attrs: dict[str, Any], native: Tensor, flow: Tensor,
+                     xd: Tensor, xc: Tensor, miss: Tensor) -> Tensor:
+    """EM statistics ``[n, 3]`` (categorical: ``[n, card]``) of one layer from node flows.
+
+    Args:
+        native: ``[n, size]`` current native parameters.
+        flow: ``[n, batch]`` node flows (root flow 1 per example).
+        xd, xc: as in :func:`log_prob`.
+        miss: ``[n, batch]`` bool, True where the node's variable is missing.
+    """
+    obs = torch.where(miss, torch.zeros_like(flow), flow)
+    fm = (flow - obs).sum(dim=1)  # flow of missing values, per node
+    if dist == "categorical":
+        counts = torch.zeros_like(native)
+        counts.scatter_add_(1, xd, obs)
+        return counts + fm[:, None] * native
+    out = torch.zeros((native.shape[0], 3), dtype=flow.dtype, device=flow.device)
+    if dist in ("bernoulli", "binomial"):
+        total = 1 if dist == "bernoulli" else int(attrs["total"])
+        p = native[:, 0]
+        out[:, 0] = (obs * xd.to(flow.dtype)).sum(1) + fm * total * p
+        out[:, 1] = flow.sum(1) * total
+    elif dist == "gaussian":
+        mu, sd = native[:, 0], native[:, 1]
+        out[:, 0] = flow.sum(1)
+        out[:, 1] = (obs * xc).sum(1) + fm * mu
+        out[:, 2] = (obs * xc * xc).sum(1) + fm * (sd * sd + mu * mu)
+    return out
+
+
+def em_update(dist: str, native: Tensor, stats: Tensor, step_size: float, pseudocount: float,
+              min_std: float = 1e-3) -> Tensor:
+    """New native parameters ``[n, size]`` after one EM step (see the module docstring)."""
+    eta, alpha = step_size, pseudocount
+    if dist == "categorical":
+        k = native.shape[1]
+        tot = stats.sum(1, keepdim=True)
+        ok = (tot + alpha) > 0
+        target = (stats + alpha / k) / torch.where(ok, tot + alpha, torch.ones_like(tot))
+        return torch.where(ok, (1 - eta) * native + eta * target, native)
+    if dist in ("bernoulli", "binomial"):
+        s, t = stats[:, 0:1], stats[:, 1:2]
+        ok = (t + alpha) > 0
+        target = (s + alpha / 2) / torch.where(ok, t + alpha, torch.ones_like(t))
+        return torch.where(ok, (1 - eta) * native + eta * target, native)
+    if dist == "gaussian":
+        mu, sd = native[:, 0], native[:, 1]
+        s0, s1, s2 = stats[:, 0], stats[:, 1], stats[:, 2]
+        den = s0 + alpha
+        ok = den > 0
+        den = torch.where(ok, den, torch.ones_like(den))
+        mean = (s1 + alpha * mu) / den
+        var = (s2 + alpha * (sd * sd + mu * mu)) / den - mean * mean
+        std = torch.sqrt(torch.clamp(var, min=min_std * min_std))
+        new = torch.stack([(1 - eta) * mu + eta * mean, (1 - eta) * sd + eta * std], dim=1)
+        return torch.where(ok[:, None], new, native)
+    return native

@@ -1,0 +1,245 @@
+"""``CompiledCircuit``: a :class:`~pccc.ir.plan.KernelPlan` as a ``torch.nn.Module``.
+
+Parametrization (what ``torch.optim`` sees; see ``docs/usage.md``):
+
+- ``sum_logits``: flat ``nn.Parameter`` over the plan's weight buffer. The weight of edge ``p``
+  in normalization group ``g`` (one source sum node) is
+  ``exp(sum_logits[p]) / sum_{q in g} exp(sum_logits[q]) * Z_g`` with ``Z_g`` the buffer
+  ``sum_norm`` (1 for normalized circuits; it keeps unnormalized weights exactly as written).
+- ``input_raw``: flat ``nn.Parameter`` over the plan's input parameters, in per-family
+  unconstrained coordinates (:mod:`pccc.backends.torch.inputs`).
+
+The forward pass runs under a custom :class:`torch.autograd.Function` with no autograd graph
+over the nodes; its backward pass computes flows (:mod:`pccc.backends.torch.layers`) and returns
+the exact gradients. Backward also accumulates the EM statistics (``sum_flows``,
+``input_stats``) with a root flow of 1 per example, until :meth:`CompiledCircuit.zero_flows`.
+
+Subclasses (the Triton backend) override :meth:`CompiledCircuit.run_forward` and
+:meth:`CompiledCircuit.run_backward`; parameters, flows, EM and saving are shared.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from pccc.backends.torch import inputs as fam
+from pccc.backends.torch.layers import TorchProductLayer, TorchSumPartition
+from pccc.backends.torch.params import ParamsMixin
+from pccc.ir.plan import KernelPlan, ProductLayer, SumLayer
+
+
+class _CircuitFunction(torch.autograd.Function):
+    """``(sum log-weights, input log-values...) -> log p(x)`` with a flows backward."""
+
+    @staticmethod
+    def forward(ctx: Any, model: CompiledCircuit, data: tuple, logw: Tensor,
+                *in_vals: Tensor) -> Tensor:
+        node = model.run_forward(logw.detach(), [v.detach() for v in in_vals])
+        ctx.model, ctx.data = model, data
+        ctx.save_for_backward(logw.detach(), node)
+        return node[model.root_slot].clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        model: CompiledCircuit = ctx.model
+        logw, node = ctx.saved_tensors
+        node_flow, pflows = model.run_backward(node, logw, grad, track_em=model.track_flows)
+        grad_logw = pflows[0]
+        if model.track_flows:
+            model.sum_flows += pflows[1] if len(pflows) > 1 else pflows[0]
+            model.accumulate_input_stats(node_flow, ctx.data)
+        grads = [grad[None, :] * node_flow[ly.node_start: ly.node_start + ly.n]
+                 for ly in model.plan.input_layers]
+        return (None, None, grad_logw, *grads)
+
+
+class CompiledCircuit(ParamsMixin, nn.Module):
+    """A compiled probabilistic circuit: ``model(x) -> log p(x)`` per example.
+
+    Args:
+        plan: the L3 plan (kept as ``model.plan``).
+        device: where parameters and index tables live.
+        dtype: float32 (default) or float64.
+
+    Example::
+
+        model = pccc.compile(circuit, backend="torch")
+        ll = model(torch.tensor([[0, 1, -1]]))   # -1: missing, marginalized
+        ll.mean().backward()                       # gradients + EM flows
+    """
+
+    def __init__(self, plan: KernelPlan, *, device: Any = None, dtype: Any = torch.float32):
+        super().__init__()
+        self.plan = plan
+        self.root_slot = plan.root_slot
+        self.track_flows = True
+        self.source_circuit: Any = None
+        self.pipeline: str | None = None
+        self.backend_name = "torch"
+        self.num_vars = plan.num_vars
+        self.product_layers = nn.ModuleList()
+        self.sum_layers = nn.ModuleList()
+        for ly in plan.layers:
+            if isinstance(ly, ProductLayer):
+                self.product_layers.append(TorchProductLayer(ly))
+            else:
+                assert isinstance(ly, SumLayer)
+                self.sum_layers.append(nn.ModuleList(
+                    TorchSumPartition(p, plan.param_group) for p in ly.partitions))
+        self.init_params(plan)
+        self.to(device=device, dtype=dtype)
+
+    @property
+    def artifacts(self) -> dict[str, str]:
+        """Text of each stage: the plan summary."""
+        return {"plan": self.plan.summary()}
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.sum_logits.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.sum_logits.device
+
+    # ------------------------------------------------------------------ data
+    def prepare(self, x: Tensor, missing: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+        """(discrete values, continuous values, missing mask), each ``[batch, V]``.
+
+        Missing: ``-1`` (or NaN for float data) unless ``missing`` is given.
+        """
+        x = torch.as_tensor(x, device=self.device)
+        if x.dim() != 2 or x.shape[1] < self.num_vars:
+            raise ValueError(f"expected data of shape [batch, {self.num_vars}], got "
+                             f"{tuple(x.shape)}")
+        if missing is None:
+            missing = x == -1
+            if x.is_floating_point():
+                missing = missing | torch.isnan(x)
+        else:
+            missing = torch.as_tensor(missing, device=self.device, dtype=torch.bool)
+        xc = torch.where(missing, torch.zeros((), dtype=self.dtype, device=self.device),
+                         x.to(self.dtype))
+        xd = torch.where(missing, torch.zeros((), dtype=torch.int64, device=self.device),
+                         x.to(torch.int64) if x.is_floating_point() else x.long())
+        return xd, xc, missing
+
+    # --------------------------------------------------------------- forward
+    def forward(self, x: Tensor, missing: Tensor | None = None, *,
+                input_logp: Tensor | None = None) -> Tensor:
+        """``log p(x)`` per example, ``[batch]``; missing values are marginalized.
+
+        Args:
+            x: ``[batch, num_vars]`` int64 (``-1`` = missing) or float (NaN = missing) data.
+            missing: optional bool mask overriding the ``-1``/NaN convention.
+            input_logp: optional ``[batch, num_input_nodes]`` log-probabilities fed from
+                outside (e.g. a neural network), in the order of :meth:`input_nodes`; they
+                replace the input distributions and receive gradients.
+        """
+        xd, xc, miss = self.prepare(x, missing)
+        data = (xd, xc, miss)
+        logw = self.log_weights()
+        if input_logp is None:
+            in_vals = self.input_values(xd, xc, miss)
+        else:
+            in_vals = self._split_external(input_logp)
+        return _CircuitFunction.apply(self, data, logw, *in_vals)
+
+    def _split_external(self, input_logp: Tensor) -> list[Tensor]:
+        cols = input_logp.to(self.dtype).t()
+        out, start = [], 0
+        for ly in self.plan.input_layers:
+            out.append(cols[start: start + ly.n])
+            start += ly.n
+        if start != cols.shape[0]:
+            raise ValueError(f"input_logp has {cols.shape[0]} columns; expected {start}")
+        return out
+
+    def input_nodes(self) -> list[tuple[str, int]]:
+        """``(family, variable)`` of each input node, the column order of ``input_logp``."""
+        return [(ly.dist, int(v)) for ly in self.plan.input_layers for v in ly.vars]
+
+    def input_values(self, xd: Tensor, xc: Tensor, miss: Tensor) -> list[Tensor]:
+        """Differentiable log-values ``[n, batch]`` of each input layer (0 where missing)."""
+        out = []
+        for i, ly in enumerate(self.plan.input_layers):
+            vars_ = getattr(self, f"in_vars{i}")
+            raw, shift = self.layer_raw(i)
+            lp = fam.log_prob(ly.dist, dict(ly.attrs), raw, shift,
+                              getattr(self, f"in_values{i}", None),
+                              xd.t().index_select(0, vars_), xc.t().index_select(0, vars_))
+            m = miss.t().index_select(0, vars_)
+            out.append(torch.where(m, torch.zeros_like(lp), lp))
+        return out
+
+    def layer_pairs(self) -> list[tuple[TorchProductLayer, list[TorchSumPartition]]]:
+        """(product layer, its sum partitions) in evaluation order."""
+        return [(prod, list(parts))  # type: ignore[misc, call-overload]
+                for prod, parts in zip(self.product_layers, self.sum_layers)]
+
+    def run_forward(self, logw: Tensor, in_vals: list[Tensor]) -> Tensor:
+        """The node buffer ``[num_node_slots, batch]`` (no autograd). Overridable."""
+        batch = in_vals[0].shape[1] if in_vals else 1
+        node = logw.new_full((self.plan.num_node_slots, batch), -math.inf)
+        node[0] = 0.0
+        for ly, v in zip(self.plan.input_layers, in_vals):
+            node[ly.node_start: ly.node_start + ly.n] = v
+        w = torch.exp(logw)
+        for prod, parts in self.layer_pairs():
+            elem = prod(node)
+            for part in parts:
+                part(elem, w, node)
+        return node
+
+    def run_backward(self, node: Tensor, logw: Tensor, grad: Tensor, *, track_em: bool
+                     ) -> tuple[Tensor, list[Tensor]]:
+        """Node flows ``[slots, batch]`` (root flow 1) and parameter flows. Overridable.
+
+        Returns ``(node_flow, [grad w.r.t. log-weights, EM flows])`` (the second only when
+        ``track_em``).
+        """
+        root = node[self.root_slot]
+        node_flow = torch.zeros_like(node)
+        node_flow[self.root_slot] = torch.isfinite(root).to(node.dtype)
+        gws: list[Tensor | None] = [grad]
+        if track_em:
+            gws.append(None)
+        pflows = [torch.zeros_like(logw) for _ in gws]
+        w = torch.exp(logw)
+        for prod, parts in reversed(self.layer_pairs()):
+            elem = prod(node)
+            elem_flow = torch.zeros_like(elem)
+            for part in parts:
+                part.backward_flows(elem, w, node, node_flow, elem_flow, gws, pflows)
+            prod.backward_flows(elem_flow, node_flow)
+        return node_flow, pflows
+
+    # ------------------------------------------------------------------ flows
+    def accumulate_input_stats(self, node_flow: Tensor, data: tuple) -> None:
+        """Add the EM statistics of every parametrized input layer (in place)."""
+        xd, xc, miss = data
+        with torch.no_grad():
+            for i, ly in enumerate(self.plan.input_layers):
+                if ly.param_size == 0:
+                    continue
+                vars_ = getattr(self, f"in_vars{i}")
+                flow = node_flow[ly.node_start: ly.node_start + ly.n]
+                native = fam.to_native(ly.dist, *self.layer_raw(i))
+                st = fam.accumulate_stats(
+                    ly.dist, dict(ly.attrs), native, flow, xd.t().index_select(0, vars_),
+                    xc.t().index_select(0, vars_), miss.t().index_select(0, vars_))
+                pidx = getattr(self, f"in_pidx{i}")
+                if ly.dist == "categorical":
+                    flat = pidx * 3
+                else:
+                    flat = pidx[:, :1] * 3 + torch.arange(3, device=pidx.device)
+                self.input_stats.view(-1).index_add_(0, flat.reshape(-1), st.reshape(-1))
+
+    def zero_flows(self) -> None:
+        """Forget the EM statistics accumulated since the last EM step."""
+        self.sum_flows.zero_()
+        self.input_stats.zero_()

@@ -1,0 +1,164 @@
+"""Parameters of a compiled circuit: parametrization, EM updates, and reading them back.
+
+Shared by every backend built on :class:`~pccc.backends.torch.module.CompiledCircuit`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from pccc.backends.torch import inputs as fam
+from pccc.ir.plan import KernelPlan
+
+
+def _t(a: np.ndarray) -> Tensor:
+    return torch.from_numpy(np.array(a, copy=True))
+
+
+class ParamsMixin:
+    """Parameter handling of :class:`CompiledCircuit` (see its module docstring)."""
+
+    plan: KernelPlan
+    sum_logits: nn.Parameter
+    input_raw: nn.Parameter
+    sum_group: Tensor
+    sum_norm: Tensor
+    group_size: Tensor
+    sum_flows: Tensor
+    input_shift: Tensor
+    input_stats: Tensor
+    register_buffer: Any
+
+    def init_params(self, plan: KernelPlan) -> None:
+        """Create ``sum_logits``, ``input_raw`` and the buffers from the plan's values."""
+        num_groups = len(plan.group_size)
+        group = np.where(plan.param_group >= 0, plan.param_group, num_groups)
+        w = np.where(plan.param_group >= 0, plan.params, 0.0)
+        z = np.zeros(num_groups + 1)
+        np.add.at(z, group, w)
+        with np.errstate(divide="ignore"):
+            raw = np.where(plan.param_group >= 0, np.log(w), 0.0)
+            lognorm = np.where(z > 0, np.log(np.where(z > 0, z, 1.0)), 0.0)
+        self.sum_logits = nn.Parameter(_t(raw))
+        self.register_buffer("sum_group", _t(group.astype(np.int64)), persistent=False)
+        self.register_buffer("sum_norm", _t(lognorm))
+        self.register_buffer("group_size",
+                             _t(np.append(plan.group_size, 1).astype(np.float64)),
+                             persistent=False)
+        self.register_buffer("sum_flows", torch.zeros(len(plan.params), dtype=torch.float64),
+                             persistent=False)
+        self._init_inputs(plan)
+
+    def _init_inputs(self, plan: KernelPlan) -> None:
+        q = len(plan.input_params)
+        raw, shift = np.zeros(q), np.zeros(q)
+        for i, ly in enumerate(plan.input_layers):
+            self.register_buffer(f"in_vars{i}", _t(ly.vars.astype(np.int64)), persistent=False)
+            if ly.values is not None:
+                self.register_buffer(f"in_values{i}", _t(ly.values.astype(np.int64)),
+                                     persistent=False)
+            size = max(ly.param_size, 1)
+            pidx = ly.param_start[:, None] + np.arange(size)[None, :]
+            self.register_buffer(f"in_pidx{i}", _t(pidx.astype(np.int64)), persistent=False)
+            if ly.param_size:
+                r, s = fam.to_raw(ly.dist, plan.input_params[pidx])
+                raw[pidx], shift[pidx] = r, s
+        self.input_raw = nn.Parameter(_t(raw if q else np.zeros(1)))
+        self.register_buffer("input_shift", _t(shift if q else np.zeros(1)))
+        self.register_buffer("input_stats", torch.zeros(max(q, 1), 3, dtype=torch.float64),
+                             persistent=False)
+
+    # -------------------------------------------------------------- reading
+    def log_weights(self) -> Tensor:
+        """Flat log sum weights (differentiable; padding ``-inf``), per-group normalized."""
+        raw, group = self.sum_logits, self.sum_group
+        ng = self.sum_norm.shape[0]
+        mx = torch.full((ng,), -math.inf, dtype=raw.dtype, device=raw.device)
+        mx = mx.scatter_reduce(0, group, raw.detach(), reduce="amax")
+        mx = torch.where(torch.isfinite(mx), mx, torch.zeros_like(mx))
+        z = torch.zeros_like(mx).index_add(0, group, torch.exp(raw - mx[group]))
+        lse = torch.where(z > 0, torch.log(torch.where(z > 0, z, torch.ones_like(z))) + mx,
+                          torch.zeros_like(z))
+        logw = raw - lse[group] + self.sum_norm[group]
+        return torch.where(group < ng - 1, logw, torch.full_like(logw, -math.inf))
+
+    def layer_raw(self, i: int) -> tuple[Tensor, Tensor]:
+        """Raw parameters and log-normalizers ``[n, size]`` of input layer ``i``."""
+        pidx = getattr(self, f"in_pidx{i}")
+        flat = pidx.reshape(-1)
+        return (self.input_raw.index_select(0, flat).view(pidx.shape),
+                self.input_shift.index_select(0, flat).view(pidx.shape))
+
+    def source_params(self) -> dict[str, np.ndarray]:
+        """The source circuit's parameter store from the current values (float64 numpy)."""
+        with torch.no_grad():
+            w = torch.exp(self.log_weights()).detach().cpu().double().numpy()
+            native = np.zeros(len(self.plan.input_params))
+            for i, ly in enumerate(self.plan.input_layers):
+                if ly.param_size:
+                    pidx = getattr(self, f"in_pidx{i}")
+                    val = fam.to_native(ly.dist, *self.layer_raw(i))
+                    native[pidx.cpu().numpy()] = val.detach().cpu().double().numpy()
+        out = {}
+        for key, idx in self.plan.param_map.items():
+            buf = native if key in self.plan.input_param_keys else w
+            out[key] = buf[idx]
+        return out
+
+    def to_circuit(self) -> Any:
+        """The source L0 circuit with the current parameters."""
+        src = getattr(self, "source_circuit", None)
+        if src is None:
+            raise ValueError("this module does not carry its source circuit")
+        params = self.source_params()
+        return src.with_params({k: v for k, v in params.items() if k in src.params})
+
+    # ------------------------------------------------------------------- EM
+    @torch.no_grad()
+    def set_weights(self, w: Tensor) -> None:
+        """Write linear sum weights (flat, padding ignored); logits stay consistent."""
+        real = self.sum_group < self.sum_norm.shape[0] - 1
+        w = torch.where(real, w.to(self.sum_logits.dtype), torch.zeros_like(w))
+        z = torch.zeros_like(self.sum_norm).index_add(0, self.sum_group, w)
+        self.sum_logits.copy_(torch.where(real, torch.log(w), torch.zeros_like(w)))
+        self.sum_norm.copy_(torch.where(z > 0, torch.log(torch.where(z > 0, z, 1.0)),
+                                        torch.zeros_like(z)))
+
+    @torch.no_grad()
+    def em_step(self, step_size: float, pseudocount: float) -> None:
+        """One EM step from the accumulated flows; then the flows are zeroed."""
+        eta, alpha = float(step_size), float(pseudocount)
+        group = self.sum_group
+        w = torch.exp(self.log_weights())
+        f = self.sum_flows.to(w.dtype)
+        fg = torch.zeros_like(self.sum_norm).index_add(0, group, f)
+        den = fg[group] + alpha
+        ok = den > 0
+        target = (f + alpha / self.group_size.to(w.dtype)[group]) / torch.where(
+            ok, den, torch.ones_like(den))
+        self.set_weights(torch.where(ok, (1 - eta) * w + eta * target, w))
+        self._em_inputs(eta, alpha)
+        self.sum_flows.zero_()
+        self.input_stats.zero_()
+
+    def _em_inputs(self, eta: float, alpha: float) -> None:
+        updates = []
+        stats = self.input_stats.to(self.input_raw.dtype)
+        for i, ly in enumerate(self.plan.input_layers):
+            if not ly.param_size:
+                continue
+            pidx = getattr(self, f"in_pidx{i}")
+            native = fam.to_native(ly.dist, *self.layer_raw(i))
+            st = stats[pidx][..., 0] if ly.dist == "categorical" else stats[pidx[:, 0]]
+            new = fam.em_update(ly.dist, native, st, eta, alpha)
+            updates.append((ly.dist, pidx, new))
+        for dist, pidx, new in updates:  # write after reading: tied nodes update once
+            r, s = fam.to_raw(dist, new.detach().cpu().double().numpy())
+            flat = pidx.reshape(-1)
+            self.input_raw.index_copy_(0, flat, _t(r).to(self.input_raw).reshape(-1))
+            self.input_shift.index_copy_(0, flat, _t(s).to(self.input_shift).reshape(-1))

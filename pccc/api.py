@@ -1,0 +1,99 @@
+"""The public Python API: ``pccc.load``, ``pccc.save``, ``pccc.compile``, ``pccc.load_module``.
+
+Example::
+
+    import pccc
+    circuit = pccc.load("model.jpc")
+    model = pccc.compile(circuit, backend="torch", device="cpu")
+    ll = model(x)                      # x: LongTensor [B, V], -1 = missing
+    ll.mean().backward()
+    pccc.optim.MiniBatchEM(model, step_size=0.1, pseudocount=0.1).step()
+    pccc.save(model, "trained.jpc")
+
+torch is imported only when a module is compiled or loaded.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from pccc.ir.circuit import Circuit
+from pccc.ir.errors import PcccError
+
+PathLike = str | os.PathLike[str]
+
+
+def load(path: PathLike) -> Circuit:
+    """Read a circuit file of any readable format (see ``pccc.formats.readable()``)."""
+    from pccc import formats
+
+    return formats.load(path)
+
+
+def save(obj: Any, path: PathLike) -> None:
+    """Write a circuit, or a compiled module's circuit with its current parameters.
+
+    A module is written in its source circuit's structure (parameters read back through the
+    plan's ``param_map``). The format follows the extension; the write is atomic.
+    """
+    from pccc import formats
+
+    if isinstance(obj, Circuit):
+        circuit = obj
+    elif hasattr(obj, "to_circuit"):
+        circuit = obj.to_circuit()
+    else:
+        raise PcccError(f"pccc.save: expected a Circuit or a compiled module, got "
+                        f"{type(obj).__name__}")
+    formats.save(circuit, path)
+
+
+def _dtype(dtype: Any) -> Any:
+    import torch
+
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, str):
+        table = {"float32": torch.float32, "float64": torch.float64, "fp32": torch.float32,
+                 "fp64": torch.float64}
+        if dtype not in table:
+            raise PcccError(f"unknown dtype {dtype!r} (float32 or float64)")
+        return table[dtype]
+    return dtype
+
+
+def compile(circuit: Circuit, backend: str = "torch", *, device: Any = None, dtype: Any = None,
+            pipeline: str | None = None, training: bool = True, **options: Any) -> Any:
+    """Compile a circuit into an executable ``torch.nn.Module``.
+
+    Args:
+        circuit: the source circuit (kept on the module for :func:`save`).
+        backend: a registered backend name (``torch``, ``triton``, ...).
+        device: torch device (default CPU).
+        dtype: ``torch.float32`` (default) or ``torch.float64`` (or their names).
+        pipeline: pass pipeline; None picks the default training/inference pipeline.
+        training: keep every source parameter trainable (see ``pccc.passes.compile_plan``).
+        options: backend options.
+    """
+    from pccc.backends import registry
+    from pccc.passes import compile_plan
+
+    if backend == "reference":
+        raise PcccError("the reference backend evaluates circuits directly "
+                        "(pccc.backends.reference.log_likelihood); it compiles no module")
+    factory = registry.get(backend)
+    plan = compile_plan(circuit, pipeline, training=training)
+    model = factory(plan, device=device, dtype=_dtype(dtype), **options)
+    model.source_circuit = circuit
+    model.pipeline = pipeline
+    model.backend_name = backend
+    model.compile_options = dict(options, training=training)
+    return model
+
+
+def load_module(path: PathLike, *, device: Any = None, dtype: Any = None) -> Any:
+    """Load a compiled module from a ``.pccm`` artifact without re-running the passes."""
+    from pccc.artifact import read_module
+
+    return read_module(path, device=device, dtype=dtype)
