@@ -101,6 +101,10 @@ class _Sweep:
 
     def product(self, i: int, nd: ProductVector) -> None:
         kids = [self.alias[ch] for ch in nd.children]
+        if nd.edges is None and len(kids) > 1 and not any(
+                isinstance(self.nodes[k], ProductVector) for k in kids):
+            self.emit(i, ProductVector(nd.n, tuple(kids)))  # the common case: nothing to do
+            return
         table = nd.edge_table([self.c.nodes[ch].n for ch in nd.children])
         new_kids: list[int] = []
         cols: list[np.ndarray] = []

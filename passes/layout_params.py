@@ -41,15 +41,27 @@ _Job = tuple[int, Callable[[], None]]
 
 
 def _run_jobs(jobs: list[_Job], threads: int) -> None:
-    """Run the copy jobs, largest first, on a few threads (numpy copies release the GIL)."""
+    """Run the copy jobs on a few threads (numpy copies release the GIL), largest first, in
+    bins of about equal size (one task per thread keeps the pool overhead negligible)."""
     jobs = sorted(jobs, key=lambda j: -j[0])
     workers = threads or min(8, os.cpu_count() or 1)
     if workers <= 1 or sum(j[0] for j in jobs) < (1 << 20):
         for _, fn in jobs:
             fn()
         return
+    bins: list[list[Callable[[], None]]] = [[] for _ in range(workers)]
+    load = [0] * workers
+    for size, fn in jobs:
+        k = load.index(min(load))
+        bins[k].append(fn)
+        load[k] += size
+
+    def run(fns: list[Callable[[], None]]) -> None:
+        for fn in fns:
+            fn()
+
     with ThreadPoolExecutor(workers) as pool:
-        for fut in [pool.submit(fn) for _, fn in jobs]:
+        for fut in [pool.submit(run, b) for b in bins]:
             fut.result()
 
 
@@ -189,8 +201,7 @@ def _layer(lc: LayeredCircuit, layer: Layer, slot: dict[int, int], next_slot: in
     bc = lc.blocked
     c = bc.circuit
     reserved = max(g.chunk for g in layer.sums)
-    run_starts: list[int] = []
-    run_rows: list[np.ndarray] = []
+    runs: list[tuple[int, int]] = []  # (first element, child vector) of every run
     nxt = reserved
     sum_parts = []
     for g in layer.sums:
@@ -200,9 +211,7 @@ def _layer(lc: LayeredCircuit, layer: Layer, slot: dict[int, int], next_slot: in
             B, C, nb, nc = bc.grid(s)
             start = nxt
             for ch in c.nodes[s].children:
-                facs = factors(c, ch)
-                run_starts.append(nxt)
-                run_rows.append(np.stack([slot[f] + idx for f, idx in facs], axis=1))
+                runs.append((nxt, ch))
                 nxt += c.nodes[ch].n
             nxt = start + nc * C
             slot[s] = next_slot
@@ -217,18 +226,28 @@ def _layer(lc: LayeredCircuit, layer: Layer, slot: dict[int, int], next_slot: in
             nch.append(np.full(nb, nc, np.int64))
         sum_parts.append(SumPartition(g.block, g.chunk, np.concatenate(ns), np.concatenate(cs),
                                       np.concatenate(ps), np.concatenate(nch)))
-    run_starts.append(nxt)
-    prod_parts = []
+    return (ProductLayer(nxt, reserved, _products(c, layer, runs, nxt, slot)),
+            SumLayer(tuple(sum_parts)), next_slot)
+
+
+def _products(c: Circuit, layer: Layer, runs: list[tuple[int, int]], end: int,
+              slot: dict[int, int]) -> tuple[ProductPartition, ...]:
+    """Product partitions over the runs; factors are written straight into each table
+    (padding: slot 0, log 1)."""
+    starts = [s for s, _ in runs] + [end]
+    parts = []
     r = 0
     for pg in layer.products:
-        lo, hi = run_starts[r], run_starts[r + pg.runs]
+        lo, hi = starts[r], starts[r + pg.runs]
         table = np.zeros((hi - lo, pg.fanin), np.int64)
         for q in range(r, r + pg.runs):
-            rows = run_rows[q]
-            table[run_starts[q] - lo: run_starts[q] - lo + rows.shape[0], : rows.shape[1]] = rows
-        prod_parts.append(ProductPartition(lo, table))
+            a, ch = runs[q]
+            b = a + c.nodes[ch].n
+            for j, (f, idx) in enumerate(factors(c, ch)):
+                table[a - lo: b - lo, j] = slot[f] + idx
+        parts.append(ProductPartition(lo, table))
         r += pg.runs
-    return ProductLayer(nxt, reserved, tuple(prod_parts)), SumLayer(tuple(sum_parts)), next_slot
+    return tuple(parts)
 
 
 @register_pass("layout-params", input_level="L2", output_level="L3")

@@ -19,29 +19,37 @@ from pccc.ir.errors import PassError
 from pccc.ir.layered import Layer, LayeredCircuit, ProductGroup, SumGroup, heights, num_factors
 from pccc.passes.registry import register_pass
 
-# a segment: (key that must match to merge, [(width, length) per item]) -- padding is counted
-# as (max width - width) * length over the segment
-_Seg = tuple[object, list[tuple[int, int]]]
+# a segment: (key that must match to merge, [(width, length) per item], stats); its padding is
+# (max width - width) * length summed over the items
+_Stats = tuple[int, int, int]  # (max width, sum of lengths, sum of width * length)
+_Seg = tuple[object, list[tuple[int, int]], _Stats]
 
 
-def _waste(items: list[tuple[int, int]]) -> tuple[int, int]:
-    top = max(w for w, _ in items)
-    total = sum(top * ln for _, ln in items)
-    return total - sum(w * ln for w, ln in items), total
+def _pad(st: _Stats) -> tuple[int, int]:
+    """(padding, padded total) of a segment."""
+    top, ln, wl = st
+    return top * ln - wl, top * ln
+
+
+def _add(st: _Stats, w: int, ln: int) -> _Stats:
+    return max(st[0], w), st[1] + ln, st[2] + w * ln
 
 
 def _cut(key: object, items: list[tuple[int, int]], tol: float) -> list[_Seg]:
     """Greedy cut of ``items``, in order, into segments whose padding stays within ``tol``."""
     segs: list[_Seg] = []
     cur: list[tuple[int, int]] = []
-    for it in items:
-        pad, total = _waste(cur + [it]) if cur else (0, 1)
+    st: _Stats = (0, 0, 0)
+    for w, ln in items:
+        nxt = _add(st, w, ln)
+        pad, total = _pad(nxt)
         if cur and pad > tol * total:
-            segs.append((key, cur))
-            cur = []
-        cur.append(it)
+            segs.append((key, cur, st))
+            cur, nxt = [], (w, ln, w * ln)
+        cur.append((w, ln))
+        st = nxt
     if cur:
-        segs.append((key, cur))
+        segs.append((key, cur, st))
     return segs
 
 
@@ -49,23 +57,26 @@ def _merge(segs: list[_Seg], limit: int) -> list[_Seg]:
     """Merge adjacent same-key segments, cheapest extra padding first, down to ``limit``."""
     segs = list(segs)
     while len(segs) > limit:
-        best, cost = -1, None
+        best, cost = -1, 0
         for i in range(len(segs) - 1):
-            if segs[i][0] != segs[i + 1][0]:
+            (ka, _, sa), (kb, _, sb) = segs[i], segs[i + 1]
+            if ka != kb:
                 continue
-            merged = _waste(segs[i][1] + segs[i + 1][1])[0]
-            extra = merged - _waste(segs[i][1])[0] - _waste(segs[i + 1][1])[0]
-            if cost is None or extra < cost:
+            merged = (max(sa[0], sb[0]), sa[1] + sb[1], sa[2] + sb[2])
+            extra = _pad(merged)[0] - _pad(sa)[0] - _pad(sb)[0]
+            if best < 0 or extra < cost:
                 best, cost = i, extra
         if best < 0:
             break
-        segs[best: best + 2] = [(segs[best][0], segs[best][1] + segs[best + 1][1])]
+        (k, ia, sa), (_, ib, sb) = segs[best], segs[best + 1]
+        segs[best: best + 2] = [(k, ia + ib, (max(sa[0], sb[0]), sa[1] + sb[1], sa[2] + sb[2]))]
     return segs
 
 
 def _sum_groups(bc: BlockedCircuit, vids: list[int], tol: float, limit: int
                 ) -> list[SumGroup]:
     c = bc.circuit
+    grid = {v: bc.grid(v) for v in vids}
     by_shape: dict[tuple[int, int], list[int]] = defaultdict(list)
     for v in vids:
         by_shape[bc.blocks[v]].append(v)
@@ -74,14 +85,14 @@ def _sum_groups(bc: BlockedCircuit, vids: list[int], tol: float, limit: int
     for shape in sorted(by_shape):
         # widest first; equal chunk counts ordered by their elements' fan-in profile
         vs = sorted(by_shape[shape], key=lambda v: (
-            -bc.grid(v)[3], [-num_factors(c, ch) for ch in c.nodes[v].children], v))
+            -grid[v][3], [-num_factors(c, ch) for ch in c.nodes[v].children], v))
         order[shape] = vs
-        items = [(bc.grid(v)[3], bc.grid(v)[2]) for v in vs]
+        items = [(grid[v][3], grid[v][2]) for v in vs]
         segs.extend(_cut(shape, items, tol))
     segs = _merge(segs, limit)
     groups: list[SumGroup] = []
     pos: dict[tuple[int, int], int] = defaultdict(int)
-    for key, items in segs:
+    for key, items, _ in segs:
         shape = (int(key[0]), int(key[1]))  # type: ignore[index]
         start = pos[shape]
         groups.append(SumGroup(shape[0], shape[1], tuple(order[shape][start: start + len(items)])))
@@ -94,7 +105,7 @@ def _product_groups(c: Circuit, order: list[int], tol: float, limit: int
     runs = [(num_factors(c, ch), c.nodes[ch].n) for s in order for ch in c.nodes[s].children]
     # runs keep their order (the sums' layout fixes it): cut where mixing fan-ins pads too much
     segs = _merge(_cut(0, runs, tol), limit)
-    return [ProductGroup(max(w for w, _ in items), len(items)) for _, items in segs]
+    return [ProductGroup(st[0], len(items)) for _, items, st in segs]
 
 
 @register_pass("partition-layers", input_level="L1", output_level="L2")

@@ -109,20 +109,24 @@ _BUILTINS = ("canonicalize", "group_blocks", "partition_layers", "layout_params"
 
 
 def _arg_help(doc: str) -> dict[str, str]:
-    """``{param: first line}`` from a Google-style ``Args:`` section."""
+    """``{param: text}`` from a Google-style ``Args:`` section (continuation lines joined)."""
     out: dict[str, str] = {}
-    in_args = False
+    in_args, current = False, None
     for line in doc.splitlines():
         stripped = line.strip()
         if stripped in ("Args:", "Arguments:"):
             in_args = True
             continue
-        if in_args:
-            if stripped.endswith(":") and " " not in stripped:
-                break
-            m = re.match(r"(\w+)(?: \(.*?\))?: (.*)", stripped)
-            if m:
-                out[m.group(1)] = m.group(2)
+        if not in_args:
+            continue
+        if not stripped or (stripped.endswith(":") and " " not in stripped):
+            break
+        m = re.match(r"(\w+)(?: \(.*?\))?: (.*)", stripped)
+        if m:
+            current = m.group(1)
+            out[current] = m.group(2)
+        elif current is not None:
+            out[current] += " " + stripped
     return out
 
 

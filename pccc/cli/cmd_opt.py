@@ -1,0 +1,134 @@
+"""``pccc opt FILE [-p PIPELINE]``: run passes on a circuit file and print (or write) the IR.
+
+The input is any circuit file (``.jpc``, ``.psdd``, ``.pcir`` of any level, ...). Without
+``-p`` the ``default`` pipeline runs from the input's level down to L3. Instruments:
+``--print-after-all``, ``--print-after NAME``, ``--dump-dir DIR``, ``--time-passes``,
+``--stop-after NAME``; the IR is verified after every pass unless ``--no-verify``. Passes of
+your own load with ``--load my_passes.py`` (or a module name, or the ``PCCC_PLUGINS``
+environment variable, or a ``pccc.passes`` entry point of an installed package).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from pccc.ir.errors import PassError
+
+
+def load_plugins(specs: list[str] | None) -> None:
+    """Import pass plugins: ``--load`` values, ``PCCC_PLUGINS`` (``:``-separated), entry
+    points."""
+    from pccc.passes.registry import load_entry_points, load_plugin
+
+    env = [s for s in os.environ.get("PCCC_PLUGINS", "").split(os.pathsep) if s]
+    for spec in env + list(specs or []):
+        load_plugin(spec)
+    load_entry_points()
+
+
+def read_any(path: str) -> Any:
+    """An IR value from a file: ``.pcir`` of any level, or a circuit format (L0)."""
+    if path.lower().endswith(".pcir"):
+        from pccc.ir.parse_lowered import read_pcir_any
+
+        if not Path(path).is_file():
+            raise PassError(f"{path}: no such file")
+        return read_pcir_any(path, allow_elided=True)
+    from pccc import formats
+
+    return formats.load(path)
+
+
+def default_pipeline(level: str) -> str:
+    """The ``default`` pipeline from ``level`` on (empty at L3)."""
+    from pccc.passes.pipeline import NAMED, format_pipeline, parse_pipeline
+
+    steps = parse_pipeline(NAMED["default"], start_level=None)
+    for i, st in enumerate(steps):
+        if st.info.input_level == level:
+            return format_pipeline(steps[i:])
+    return ""
+
+
+def _instruments(args: argparse.Namespace) -> tuple[list[Any], Any]:
+    from pccc.passes.instruments import DumpDir, PrintAfter, TimePasses
+
+    ins: list[Any] = []
+    if args.print_after_all or args.print_after:
+        names = None if args.print_after_all else set(args.print_after)
+        ins.append(PrintAfter(names, sys.stdout, args.elide_above))
+    if args.dump_dir:
+        ins.append(DumpDir(args.dump_dir))
+    timer = TimePasses() if args.time_passes else None
+    if timer is not None:
+        ins.append(timer)
+    return ins, timer
+
+
+def run(args: argparse.Namespace) -> int:
+    from pccc.passes.instruments import ir_text
+    from pccc.passes.manager import level_of, run_pipeline
+
+    load_plugins(args.load)
+    ir = read_any(args.file)
+    pipeline = args.pipeline if args.pipeline is not None else default_pipeline(level_of(ir))
+    ins, timer = _instruments(args)
+    repro = Path(args.dump_dir) if args.dump_dir else Path.cwd()
+    out = run_pipeline(ir, pipeline, verify=not args.no_verify, instruments=ins,
+                       stop_after=args.stop_after, repro_dir=repro)
+    if timer is not None:
+        print(timer.report(), file=sys.stderr)
+    if args.output:
+        _write(out, args.output)
+    elif not args.print_after_all:
+        sys.stdout.write(ir_text(out, args.elide_above))
+    return 0
+
+
+def _write(ir: Any, path: str) -> None:
+    from pccc.ir.print_lowered import write_pcir_any
+
+    if path.lower().endswith(".pcir") or getattr(ir, "level", "L0") != "L0":
+        if not path.lower().endswith(".pcir"):
+            raise PassError(f"-o {path}: {ir.level} IR is written as .pcir only")
+        write_pcir_any(ir, path)
+        return
+    from pccc import formats
+
+    formats.save(ir, path)
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("opt", help="run passes on a circuit and print the resulting IR",
+                       description=__doc__.splitlines()[0].split(": ", 1)[1] +
+                       " Pipelines look like 'canonicalize,group-blocks{block-size=64},"
+                       "partition-layers,layout-params'; 'pccc passes' lists the passes.")
+    p.add_argument("file", help="circuit file (.pcir of any level, .jpc, .psdd, ...)")
+    p.add_argument("-p", "--pipeline", help="pipeline string (default: 'default' from the "
+                   "input's level down to L3)")
+    p.add_argument("-o", "--output", help="write the result here (.pcir; an L0 result may "
+                   "use any writable circuit format) instead of printing it")
+    p.add_argument("--no-verify", action="store_true", help="do not verify after every pass")
+    p.add_argument("--print-after-all", action="store_true",
+                   help="print the IR after every pass")
+    p.add_argument("--print-after", action="append", metavar="NAME", default=[],
+                   help="print the IR after pass NAME (repeatable)")
+    p.add_argument("--dump-dir", metavar="DIR", help="write NNN_<pass>.pcir files to DIR")
+    p.add_argument("--time-passes", action="store_true", help="report the time of each pass")
+    p.add_argument("--stop-after", metavar="NAME", help="stop after pass NAME")
+    p.add_argument("--elide-above", type=int, default=256, metavar="N",
+                   help="print arrays larger than N as their shape only (default 256; "
+                        "-1 prints everything)")
+    p.add_argument("--load", action="append", metavar="PLUGIN", default=[],
+                   help="import a .py file or module that registers passes (repeatable)")
+    p.set_defaults(func=_run_checked)
+
+
+def _run_checked(args: argparse.Namespace) -> int:
+    if args.elide_above is not None and args.elide_above < 0:
+        args.elide_above = None
+    return run(args)
