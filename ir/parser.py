@@ -123,7 +123,8 @@ class _L0Parser:
         if "root" in head:
             val, tok = head["root"]
             if not isinstance(val, Ref) or not 0 <= val.id < len(self.nodes):
-                raise ts.error(f"root must name a defined node, got {val!r}", tok)
+                got = f"%{val.id}" if isinstance(val, Ref) else repr(val)
+                raise ts.error(f"root must name a defined node, got {got}", tok)
             root = val.id
         used = [nd.var + 1 for nd in self.nodes if isinstance(nd, InputVector)]
         if used and num_vars < max(used):

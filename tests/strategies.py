@@ -90,10 +90,7 @@ def _input(s: _State, var: int, n: int) -> int:
         attrs = {"total": card - 1}
     sig = ("input", dist, n, tuple(sorted(attrs.items())))
     tie = None if dist == "indicator" else s.tie_key(sig)
-    params = None
-    if dist == "categorical" and not s.normalized:
-        params = s.rng.uniform(0.05, 2.0, size=(n, int(attrs["card"])))
-    node = s.b.input(var, dist, n=n, tie=tie, params=params, **attrs)
+    node = s.b.input(var, dist, n=n, tie=tie, **attrs)
     s.record_key(sig, s.b.nodes[node].param)  # type: ignore[union-attr]
     return node
 
@@ -167,8 +164,9 @@ def circuits(draw: Any, *, min_vars: int = 1, max_vars: int = 4, max_n: int = 3,
         max_n: largest node-vector size below the root.
         max_card: largest cardinality of a discrete variable (at least 2).
         dists: distribution names to draw from; ``"gaussian"`` makes some variables continuous.
-        normalized: sum weights rows sum to 1 and inputs are normalized; when False, weights and
-            categorical tables are random positive numbers.
+        normalized: sum weight rows sum to 1; when False they are random positive numbers.
+            Inputs are always normalized distributions (so marginalizing a missing value by
+            setting its inputs to 1 stays exact).
         tie_prob: chance that a vector reuses an existing parameter key of the same shape.
     """
     nv = draw(st.integers(min_vars, max_vars))
