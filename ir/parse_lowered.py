@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+import pccc.ir.print_lowered  # noqa: F401  (parse and print register together)
 from pccc.ir.blocked import BlockedCircuit
 from pccc.ir.circuit import Circuit
 from pccc.ir.errors import ParseError
