@@ -1,7 +1,7 @@
 """The L0 verifier: structural invariants, parameter shapes, smoothness, decomposability.
 
 :func:`verify` raises :class:`~pccc.ir.errors.VerifyError` naming the first offending node, with
-its printed line and its children's as context. Normalization is *reported* by
+its printed line as context. Normalization is *reported* by
 :func:`is_normalized`, never required: EM and gradient training keep circuits unnormalized on
 purpose.
 
@@ -27,12 +27,11 @@ def _fmt_scope(s: frozenset[int]) -> str:
 
 
 def _context(c: Circuit, node: int) -> str:
-    """The printed line of ``node`` and of its (valid) children, for error messages."""
+    """The printed line of ``node`` (one line, so the CLI's message stays two lines)."""
     from pccc.ir.printer import node_line
 
-    ids = [ch for ch in getattr(c.nodes[node], "children", ()) if 0 <= ch < node][:4] + [node]
     try:
-        return "\n".join("    " + node_line(c, i) for i in ids)
+        return "    " + node_line(c, node)
     except Exception:  # a node too broken to print: the message alone must do
         return ""
 
