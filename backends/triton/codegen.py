@@ -1,0 +1,151 @@
+"""Code generation: one Triton module per plan, written to a cache directory and imported.
+
+Triton reads a kernel's source from its file, so generated kernels must live in a real module.
+The file is ``$PCCC_CACHE_DIR/triton/<hash>/kernels.py`` (default cache dir ``~/.cache/pccc``),
+where ``<hash>`` covers the plan's structure (not its parameter values), the precision and the
+template version; an existing file is reused. Only Triton's public API is used
+(``@triton.jit``, ``kernel[grid](...)``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+from types import ModuleType
+
+import numpy as np
+
+from pccc.backends.triton import templates as T
+from pccc.ir.plan import KernelPlan, ProductLayer, SumLayer
+
+TEMPLATE_VERSION = "1"
+PRECISIONS = ("tf32", "fp32", "bf16")
+#: log of the largest factor the backward pass lets exp() produce before a mix
+EXP_CAP = 80.0
+
+
+def pow2ceil(x: int) -> int:
+    return 1 << max(0, int(x - 1).bit_length())
+
+
+@dataclass(frozen=True, order=True)
+class SumShape:
+    """What a sum kernel is specialized on."""
+
+    B: int
+    C: int
+    fanin: int
+    NC: int
+    """chunks per block, padding included (the loop bound)"""
+
+    @property
+    def tag(self) -> str:
+        return f"b{self.B}_c{self.C}_f{self.fanin}_n{self.NC}"
+
+    @property
+    def uses_dot(self) -> bool:
+        return self.B >= 16 and self.C >= 16
+
+
+def layer_fanin(layer: ProductLayer) -> int:
+    """Fan-in of the layer's dense children table (at least 1)."""
+    return max([1] + [int(p.children.shape[1]) for p in layer.partitions])
+
+
+def sum_shapes(plan: KernelPlan) -> list[SumShape]:
+    shapes = set()
+    prod: ProductLayer | None = None
+    for ly in plan.layers:
+        if isinstance(ly, ProductLayer):
+            prod = ly
+            continue
+        assert isinstance(ly, SumLayer) and prod is not None
+        for p in ly.partitions:
+            shapes.add(SumShape(p.block_size, p.chunk_size, layer_fanin(prod), p.max_chunks))
+    return sorted(shapes)
+
+
+def input_dists(plan: KernelPlan) -> list[tuple[str, int]]:
+    """(distribution, binomial total or 0) of each input kernel the plan needs."""
+    out = set()
+    for ly in plan.input_layers:
+        out.add((ly.dist, int(dict(ly.attrs).get("total", 0)) if ly.dist == "binomial" else 0))
+    return sorted(out)
+
+
+def input_kernel_name(dist: str, total: int, direction: str) -> str:
+    return f"input_{direction}_{dist}" + (f"_t{total}" if dist == "binomial" else "")
+
+
+def _mixes(shape: SumShape, precision: str) -> dict[str, str]:
+    if not shape.uses_dot:
+        return dict(mix_fwd=T.BCAST_FWD, mix_bwd=T.BCAST_BWD, mix_grad=T.BCAST_GRAD)
+    if precision == "bf16":
+        return dict(mix_fwd=T.BF16_FWD, mix_bwd=T.BF16_BWD, mix_grad=T.BF16_GRAD)
+    ip = "tf32" if precision == "tf32" else "ieee"
+    return {k: Template(v).substitute(ip=ip)
+            for k, v in (("mix_fwd", T.DOT_FWD), ("mix_bwd", T.DOT_BWD), ("mix_grad", T.DOT_GRAD))}
+
+
+def render(plan: KernelPlan, precision: str, plan_hash: str = "") -> str:
+    """The generated module's source text."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
+    parts = [Template(T.HEADER).substitute(plan_hash=plan_hash, precision=precision)]
+    for s in sum_shapes(plan):
+        # the tensor-core path needs dims >= 16; smaller tiles use the broadcast path
+        BP, CP = (max(16, pow2ceil(s.B)), max(16, pow2ceil(s.C))) if s.uses_dot else \
+            (pow2ceil(s.B), pow2ceil(s.C))
+        consts = dict(B=s.B, C=s.C, F=s.fanin, NC=s.NC, BP=BP, CP=CP, cap=EXP_CAP, **_mixes(s, precision))
+        parts.append(T.SUM_FWD.substitute(name=f"sum_fwd_{s.tag}", **consts))
+        parts.append(T.SUM_BWD.substitute(name=f"sum_bwd_{s.tag}", **consts))
+    for dist, total in input_dists(plan):
+        lp = Template(T.LOGPROB[dist]).substitute(total=f"{float(total)!r}")
+        parts.append(T.INPUT_FWD.substitute(name=input_kernel_name(dist, total, "fwd"),
+                                            dist=dist, logprob=lp))
+        counts = T.CAT_COUNTS if dist == "categorical" else "    pass"
+        parts.append(T.INPUT_BWD.substitute(name=input_kernel_name(dist, total, "bwd"),
+                                            dist=dist, counts=counts))
+    parts.append(T.EM_KERNELS)
+    return "".join(parts)
+
+
+def plan_hash(plan: KernelPlan, precision: str) -> str:
+    """Hash of what the generated source depends on (structure, not parameter values)."""
+    h = hashlib.sha256(f"v{TEMPLATE_VERSION}|{precision}|".encode())
+    h.update(repr([s for s in sum_shapes(plan)]).encode())
+    h.update(repr(input_dists(plan)).encode())
+    h.update(plan.summary().encode())
+    return h.hexdigest()[:20]
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("PCCC_CACHE_DIR")
+    root = Path(base) if base else Path.home() / ".cache" / "pccc"
+    return root / "triton"
+
+
+def load_module(plan: KernelPlan, precision: str) -> tuple[ModuleType, str, Path]:
+    """Generate (or reuse) and import the plan's kernel module: (module, source, path)."""
+    key = plan_hash(plan, precision)
+    src = render(plan, precision, key)
+    path = cache_dir() / key / "kernels.py"
+    if not path.exists() or path.read_text() != src:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(src)
+        os.replace(tmp, path)  # atomic: concurrent compiles never see a half-written file
+    name = f"pccc_triton_{key}"
+    if name in sys.modules:
+        return sys.modules[name], src, path
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod, src, path
