@@ -35,9 +35,18 @@ def save(obj: Any, path: PathLike) -> None:
     """Write a circuit, or a compiled module's circuit with its current parameters.
 
     A module is written in its source circuit's structure (parameters read back through the
-    plan's ``param_map``). The format follows the extension; the write is atomic.
+    plan's ``param_map``). The format follows the extension; the write is atomic. A module saved
+    to a ``.pccm`` path is written as a compiled-module artifact (see :func:`load_module`).
     """
     from pccc import formats
+
+    if str(path).lower().endswith(".pccm"):
+        if not hasattr(obj, "current_plan"):
+            raise PcccError("pccc.save: a .pccm file holds a compiled module; compile first")
+        from pccc.artifact import save_module
+
+        save_module(obj, path)
+        return
 
     if isinstance(obj, Circuit):
         circuit = obj
@@ -86,14 +95,23 @@ def compile(circuit: Circuit, backend: str = "torch", *, device: Any = None, dty
     plan = compile_plan(circuit, pipeline, training=training)
     model = factory(plan, device=device, dtype=_dtype(dtype), **options)
     model.source_circuit = circuit
-    model.pipeline = pipeline
+    model.pipeline = dict(plan.meta).get("pipeline", pipeline)
     model.backend_name = backend
     model.compile_options = dict(options, training=training)
     return model
 
 
-def load_module(path: PathLike, *, device: Any = None, dtype: Any = None) -> Any:
-    """Load a compiled module from a ``.pccm`` artifact without re-running the passes."""
+def load_module(path: PathLike, *, device: Any = None, dtype: Any = None,
+                backend: str | None = None) -> Any:
+    """Load a compiled module from a ``.pccm`` artifact without re-running the passes.
+
+    Args:
+        path: the ``.pccm`` file (``pccc compile ... -o model.pccm`` or ``pccc.save``).
+        device: torch device.
+        dtype: override the dtype recorded in the file.
+        backend: override the backend recorded in the file (e.g. ``torch`` on a machine
+            without Triton).
+    """
     from pccc.artifact import read_module
 
-    return read_module(path, device=device, dtype=dtype)
+    return read_module(path, device=device, dtype=dtype, backend=backend)

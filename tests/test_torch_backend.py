@@ -15,6 +15,9 @@ from pccc.passes import compile_plan
 from tests import naive_torch
 from tests.strategies import ALL_DISTS, circuits, data_for
 
+# tiny tensors: one intra-op thread avoids OpenMP contention on small, busy machines
+torch.set_num_threads(1)
+
 F64 = torch.float64
 
 

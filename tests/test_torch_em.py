@@ -15,6 +15,9 @@ from pccc.ir.circuit import InputVector, SumVector
 from tests import naive_torch
 from tests.strategies import ALL_DISTS, circuits, data_for
 
+# tiny tensors: one intra-op thread avoids OpenMP contention on small, busy machines
+torch.set_num_threads(1)
+
 
 def _oracle_flows(c, x):
     """(sum flows per key, input node flows per input vector id ``[N, n]``) over finite rows."""

@@ -96,19 +96,22 @@ class ParamsMixin:
 
     def source_params(self) -> dict[str, np.ndarray]:
         """The source circuit's parameter store from the current values (float64 numpy)."""
+        return self.current_plan().source_params()
+
+    def current_plan(self) -> KernelPlan:
+        """The plan with the current parameters in its flat buffers (for ``.pccm`` files)."""
+        import dataclasses
+
         with torch.no_grad():
             w = torch.exp(self.log_weights()).detach().cpu().double().numpy()
-            native = np.zeros(len(self.plan.input_params))
+            native = np.array(self.plan.input_params, dtype=np.float64, copy=True)
             for i, ly in enumerate(self.plan.input_layers):
                 if ly.param_size:
-                    pidx = getattr(self, f"in_pidx{i}")
+                    pidx = getattr(self, f"in_pidx{i}").cpu().numpy()
                     val = fam.to_native(ly.dist, *self.layer_raw(i))
-                    native[pidx.cpu().numpy()] = val.detach().cpu().double().numpy()
-        out = {}
-        for key, idx in self.plan.param_map.items():
-            buf = native if key in self.plan.input_param_keys else w
-            out[key] = buf[idx]
-        return out
+                    native[pidx] = val.detach().cpu().double().numpy()
+        w = np.where(self.plan.param_group >= 0, w, 0.0)
+        return dataclasses.replace(self.plan, params=w, input_params=native)
 
     def to_circuit(self) -> Any:
         """The source L0 circuit with the current parameters."""
