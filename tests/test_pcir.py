@@ -158,3 +158,13 @@ def test_lexer_reads_numbers_back(xs, n):
     assert toks[len(xs)].value == n and toks[len(xs)].kind == "INT"
     rest = [t.value for t in toks[len(xs) + 1:-1]]
     assert rest == [Ref(3), Key("k"), Key("q r"), "name-with.dots"]
+
+
+def test_docs_example_parses_and_prints_back():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "ir.md").read_text()
+    block = "pcir 1 L0" + doc.split("```\npcir 1 L0", 1)[1].split("```", 1)[0]
+    c = parse(block, file="docs/ir.md")
+    verify(c)
+    assert parse(to_text(c)) == c
