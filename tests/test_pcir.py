@@ -58,8 +58,8 @@ def test_file_round_trip_and_sidecar(tmp_path):
     assert formats.load(tmp_path / "c.pcir") == c
     save_pcir(c, tmp_path / "s.pcir", sidecar=True)
     text = (tmp_path / "s.pcir").read_text()
-    assert 'npz "s.params.npz"' in text and "[[" not in text.split("param ", 1)[1]
-    assert (tmp_path / "s.params.npz").exists()
+    assert 'npz "s.npz"' in text and "[[" not in text.split("param ", 1)[1]
+    assert (tmp_path / "s.npz").exists()
     assert read_pcir(tmp_path / "s.pcir") == c
 
 

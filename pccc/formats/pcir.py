@@ -1,7 +1,7 @@
 """The ``.pcir`` text format (see ``docs/ir.md``): reader and writer registered by extension.
 
 The writer puts every parameter inline (exact floats), so a ``.pcir`` file stands alone;
-:func:`save_pcir` can instead write the parameters to a sidecar ``<name>.params.npz`` next to it.
+:func:`save_pcir` can instead write the parameters to a sidecar ``<stem>.npz`` next to it.
 """
 
 from __future__ import annotations
@@ -38,10 +38,10 @@ def write_pcir(circuit: Circuit, f: IO[bytes]) -> None:
 
 
 def sidecar_name(path: Path) -> str:
-    """The sidecar file name for ``path``: ``c.pcir`` -> ``c.params.npz``."""
+    """The sidecar file name for ``path``: ``c.pcir`` -> ``c.npz``."""
     name = path.name
     stem = name[: -len(".pcir")] if name.lower().endswith(".pcir") else name
-    return f"{stem}.params.npz"
+    return f"{stem}.npz"
 
 
 def save_pcir(circuit: Circuit, path: str | Path, *, sidecar: bool = False,
@@ -51,7 +51,7 @@ def save_pcir(circuit: Circuit, path: str | Path, *, sidecar: bool = False,
     Args:
         circuit: the circuit to write.
         path: the ``.pcir`` file.
-        sidecar: write the parameters to ``<stem>.params.npz`` beside ``path``.
+        sidecar: write the parameters to ``<stem>.npz`` beside ``path``.
         elide_above: print arrays with more elements than this as their shape only.
     """
     p = Path(path)
