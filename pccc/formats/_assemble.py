@@ -11,8 +11,10 @@ is already in sorted order.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from types import MappingProxyType
 
 import numpy as np
@@ -51,58 +53,102 @@ def _key_width(n: int) -> int:
     return len(str(max(n - 1, 0)))
 
 
-def _weight_views(t: Table, sums: np.ndarray) -> list[np.ndarray]:
-    """Read-only ``[1, k]`` views of one buffer holding the exponentiated sum-edge weights."""
-    starts, ends = t.ptr[sums], t.ptr[sums + 1]
-    sel = np.zeros(len(t.kids), dtype=bool)
-    if len(sums):
-        # mark the edge ranges of sum nodes with a difference array
-        d = np.zeros(len(t.kids) + 1, dtype=np.int64)
-        np.add.at(d, starts, 1)
-        np.add.at(d, ends, -1)
-        sel = np.cumsum(d[:-1]) > 0
-    w = np.exp(t.logw[sel])
+def _by_fan(idx: np.ndarray, fan: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """``idx`` split by fan-in: [(k, the nodes of fan-in k, in order)]."""
+    f = fan[idx]
+    return [(int(k), idx[f == k]) for k in np.unique(f)]
+
+
+def _edge_rows(t: Table, idx: np.ndarray, k: int) -> np.ndarray:
+    """Edge positions of nodes ``idx`` (all of fan-in ``k``) as a ``[len(idx), k]`` table."""
+    return t.ptr[idx][:, None] + np.arange(k)
+
+
+def _products(t: Table, idx: np.ndarray, k: int) -> list[Node]:
+    out: list[Node] = []
+    append, new, cls = out.append, object.__new__, ProductVector
+    for ch in map(tuple, t.kids[_edge_rows(t, idx, k)].tolist()):
+        obj = new(cls)
+        obj.__dict__.update(n=1, children=ch, edges=None)
+        append(obj)
+    return out
+
+
+def _sums(t: Table, idx: np.ndarray, k: int, keys: list[str]) -> tuple[list[Node], list]:
+    """The sum vectors of nodes ``idx`` and their weights: read-only ``[1, k]`` views."""
+    e = _edge_rows(t, idx, k)
+    w = np.exp(t.logw[e]).reshape(-1, 1, k)
     w.setflags(write=False)
-    fan = (ends - starts).tolist()
-    offs = np.concatenate([[0], np.cumsum(ends - starts)]).tolist()
-    return [w[o:o + k].reshape(1, k) for o, k in zip(offs, fan)]
+    out: list[Node] = []
+    append, new, cls = out.append, object.__new__, SumVector
+    for ch, key in zip(map(tuple, t.kids[e].tolist()), keys):
+        obj = new(cls)
+        obj.__dict__.update(n=1, children=ch, param=key)
+        append(obj)
+    return out, list(w)
+
+
+def _inputs(t: Table, width: int) -> tuple[list[Node], list[int], dict[str, np.ndarray]]:
+    objs, where, params = [], [], {}
+    for i in sorted(t.inputs):
+        vec, arr = t.inputs[i]
+        if arr is not None:
+            key = f"p{i:0{width}d}"
+            arr.setflags(write=False)
+            params[key] = arr
+            vec = _obj(InputVector, {**vec.__dict__, "param": key})
+        objs.append(vec)
+        where.append(i)
+    return objs, where, params
+
+
+def _reorder(items: list, where: list[np.ndarray]) -> tuple:
+    """``items`` (listed group by group, at node indices ``where``) in node order."""
+    if not items:
+        return ()
+    order = np.argsort(np.concatenate(where), kind="stable").tolist()
+    return itemgetter(*order)(items) if len(order) > 1 else (items[0],)
 
 
 def assemble(t: Table) -> Circuit:
     """Build the circuit of table ``t``; the root is the last node."""
+    # millions of new objects and no garbage: the cyclic collector would only rescan them
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _assemble(t)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _assemble(t: Table) -> Circuit:
     n = len(t.kind)
     kind = np.asarray(t.kind)
-    sums = np.flatnonzero(kind == SUM)
-    views = _weight_views(t, sums)
+    fan = np.diff(t.ptr)
     width = _key_width(n)
-    ptr = t.ptr.tolist()
-    kids = t.kids.tolist()
-    kinds = kind.tolist()
-    nodes: list[Node] = [None] * n  # type: ignore[list-item]
-    # zero-padded keys, "p..." before "w...", each inserted in index order: already sorted
-    pparams: dict[str, np.ndarray] = {}
-    params: dict[str, np.ndarray] = {}
-    sum_iter = iter(views)
-    for i in range(n):
-        k = kinds[i]
-        if k == INPUT:
-            vec, arr = t.inputs[i]
-            if arr is not None:
-                key = f"p{i:0{width}d}"
-                arr.setflags(write=False)
-                pparams[key] = arr
-                vec = _obj(InputVector, {**vec.__dict__, "param": key})
-            nodes[i] = vec
-        elif k == PRODUCT:
-            nodes[i] = _obj(ProductVector, {"n": 1, "children": tuple(kids[ptr[i]:ptr[i + 1]]),
-                                            "edges": None})
-        else:
-            key = f"w{i:0{width}d}"
-            params[key] = next(sum_iter)
-            nodes[i] = _obj(SumVector, {"n": 1, "children": tuple(kids[ptr[i]:ptr[i + 1]]),
-                                        "param": key})
-    pparams.update(params)
-    return _circuit(nodes, pparams, t.num_vars)
+    objs, inp_where, params = _inputs(t, width)
+    where = [np.array(inp_where, dtype=np.int64)]
+    for k, idx in _by_fan(np.flatnonzero(kind == PRODUCT), fan):
+        objs.extend(_products(t, idx, k))
+        where.append(idx)
+    keys: list[str] = []
+    views: list[np.ndarray] = []
+    sum_where: list[np.ndarray] = []
+    for k, idx in _by_fan(np.flatnonzero(kind == SUM), fan):
+        ks = [f"w{i:0{width}d}" for i in idx.tolist()]
+        nodes_k, views_k = _sums(t, idx, k, ks)
+        objs.extend(nodes_k)
+        keys.extend(ks)
+        views.extend(views_k)
+        where.append(idx)
+        sum_where.append(idx)
+    nodes = _reorder(objs, where)
+    if len(nodes) != n:
+        raise ValueError("a node of the table has no known kind")
+    # zero-padded keys, "p..." before "w...", each in node order: the store is sorted already
+    params.update(zip(_reorder(keys, sum_where), _reorder(views, sum_where)))
+    return _circuit(nodes, params, t.num_vars)
 
 
 def _circuit(nodes: Sequence[Node], params: dict[str, np.ndarray], num_vars: int) -> Circuit:
@@ -134,17 +180,17 @@ class Inputs:
         self._see(var, max(card, value + 1))
         self.specs[i] = (var, "indicator", value)
 
-    def categorical(self, i: int, var: int, probs: list[float]) -> None:
-        self._see(var, len(probs))
-        self.specs[i] = (var, "categorical", probs)
+    def categorical(self, i: int, var: int, logprobs: list[float]) -> None:
+        self._see(var, len(logprobs))
+        self.specs[i] = (var, "categorical", logprobs)
 
-    def bernoulli(self, i: int, var: int, p: float) -> None:
+    def bernoulli(self, i: int, var: int, logp: float) -> None:
         self._see(var, 2)
-        self.specs[i] = (var, "bernoulli", p)
+        self.specs[i] = (var, "bernoulli", logp)
 
-    def binomial(self, i: int, var: int, total: int, p: float) -> None:
+    def binomial(self, i: int, var: int, total: int, logp: float) -> None:
         self._see(var, total + 1)
-        self.specs[i] = (var, "binomial", (total, p))
+        self.specs[i] = (var, "binomial", (total, logp))
 
     def gaussian(self, i: int, var: int, mean: float, std: float) -> None:
         self.specs[i] = (var, "gaussian", (mean, std))
@@ -167,14 +213,15 @@ class Inputs:
             elif dist == "categorical":
                 k = len(data)  # type: ignore[arg-type]
                 out[i] = (InputVector(1, var, dist, (("card", k),)),
-                          np.array(data, dtype=np.float64).reshape(1, k))
+                          np.exp(np.array(data, dtype=np.float64)).reshape(1, k))
             elif dist == "binomial":
-                total, p = data  # type: ignore[misc]
-                out[i] = (InputVector(1, var, dist, (("total", total),)), np.array([p]))
+                total, logp = data  # type: ignore[misc]
+                out[i] = (InputVector(1, var, dist, (("total", total),)),
+                          np.exp(np.array([logp], dtype=np.float64)))
             elif dist == "gaussian":
                 out[i] = (InputVector(1, var, dist), np.array([data], dtype=np.float64))
-            else:
-                out[i] = (InputVector(1, var, dist), np.array([data], dtype=np.float64))
+            else:  # bernoulli, from log p
+                out[i] = (InputVector(1, var, dist), np.exp(np.array([data], dtype=np.float64)))
         return out
 
 

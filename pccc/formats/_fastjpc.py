@@ -1,9 +1,260 @@
-"""Vectorized reading of large ``.jpc`` files (placeholder: always defers)."""
+"""Vectorized reading of ``.jpc`` text: whole-buffer numpy passes instead of a loop per line.
+
+:func:`parse` handles the common shape of a Juice file (comments, then ``jpc N``, then one node
+per line, each starting with its tag and a space) and returns None for anything else, or for
+anything that breaks a rule of the format. The caller then re-reads the file with the
+line-by-line reader, which is the definition of the format and locates the error. So this
+module only has to be *sound*: whatever it accepts, the line reader accepts too and builds into
+an equal circuit (a property test checks this).
+"""
 
 from __future__ import annotations
 
+import numpy as np
+
+from pccc.formats._assemble import INPUT, PRODUCT, SUM, Inputs, Table, assemble
 from pccc.ir.circuit import Circuit
+
+_NUMBER_BYTES = b"0123456789.+-eE \t\r\n"
+_TAGS = b"LICBGPS"
+_EXACT = float(2**53)
+
+
+def _header(data: bytes) -> tuple[int, int] | None:
+    """(offset of the first node line, announced node count), or None."""
+    pos = 0
+    while data.startswith(b"c", pos) or data.startswith(b"\n", pos):
+        nl = data.find(b"\n", pos)
+        if nl < 0:
+            return None
+        pos = nl + 1
+    nl = data.find(b"\n", pos)
+    head = data[pos:nl].split()
+    if nl < 0 or len(head) != 2 or head[0] != b"jpc" or not head[1].isdigit():
+        return None
+    return nl + 1, int(head[1])
+
+
+class _Lines:
+    """The numbers of the node lines, tokenized with whole-buffer numpy passes."""
+
+    def __init__(self, b: np.ndarray):
+        nl = np.flatnonzero(b == 10)
+        self.starts = np.concatenate([[0], nl[:-1] + 1])
+        self.tags = b[self.starts]
+        nw = b > 32
+        edge = np.empty(len(b) + 1, dtype=bool)
+        edge[0] = nw[0]
+        edge[-1] = nw[-1]
+        np.not_equal(nw[1:], nw[:-1], out=edge[1:-1])
+        bounds = np.flatnonzero(edge)  # token start, end, start, end, ...
+        tok_pos, tok_end = bounds[0::2], bounds[1::2]
+        ntok = np.diff(np.searchsorted(tok_pos, np.append(self.starts, len(b))))
+        if np.any(ntok < 4) or np.any(nl - self.starts < 2):  # every node line has 4+ tokens
+            raise ValueError("a short line")
+        self.count = ntok - 1  # numbers per line
+        self.off = np.concatenate([[0], np.cumsum(self.count)[:-1]])
+        # a token with '.', 'e' or 'E' is a float (it can only fill a float slot); the others
+        # are integers: they are parsed apart, which is several times faster
+        floaty = np.zeros(len(tok_pos), dtype=bool)
+        marks = np.flatnonzero((b == 46) | ((b | 32) == 101))  # '.', 'e', 'E'
+        floaty[np.searchsorted(tok_pos, marks, "right") - 1] = True
+        first_tok = np.concatenate([[0], np.cumsum(ntok)[:-1]])
+        floaty[first_tok] = False
+        if np.any((tok_end - tok_pos)[~floaty] > 15):
+            raise ValueError("an integer too long for int64 parsing")
+        delta = np.zeros(len(b) + 1, dtype=np.int8)
+        delta[tok_pos[floaty]] = 1
+        delta[tok_end[floaty]] = -1
+        in_float = np.cumsum(delta[:-1], dtype=np.int8).view(bool)
+        as_int = np.where(in_float, np.uint8(32), b)
+        as_int[self.starts] = 32  # the tags
+        as_float = np.where(in_float, b, np.uint8(32))
+        self.floaty = np.delete(floaty, first_tok)  # aligned with the numbers
+        self.vals = np.empty(len(self.floaty))
+        # fromstring raises ValueError on a malformed token or a count mismatch
+        self.vals[~self.floaty] = np.fromstring(as_int, dtype=np.int64, sep=" ")
+        self.vals[self.floaty] = np.fromstring(as_float, dtype=np.float64, sep=" ")
+
+    def ints(self, pos: np.ndarray, lo: float | None = 0) -> np.ndarray | None:
+        """The numbers at ``pos`` as int64, or None unless all are integer tokens >= lo."""
+        v = self.vals[pos]
+        if self.floaty[pos].any() or np.any(np.abs(v) >= _EXACT):
+            return None
+        if lo is not None and np.any(v < lo):
+            return None
+        return v.astype(np.int64)
+
+
+def _structure(ln: _Lines, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                             np.ndarray] | None:
+    """(kind, ptr, kids, logw) of the whole file, or None."""
+    tags, cnt, off = ln.tags, ln.count, ln.off
+    kind = np.full(n, INPUT, dtype=np.int8)
+    is_p, is_s = tags == ord("P"), tags == ord("S")
+    kind[is_p], kind[is_s] = PRODUCT, SUM
+    inner = np.flatnonzero(is_p | is_s)
+    stride = np.where(is_s[inner], 2, 1)
+    k = ln.ints(off[inner] + 2, lo=1)
+    ids, vtree = ln.ints(off), ln.ints(off + 1)
+    if k is None or ids is None or vtree is None or np.any(cnt[inner] != 3 + stride * k):
+        return None
+    fan = np.zeros(n, dtype=np.int64)
+    fan[inner] = k
+    ptr = np.concatenate([[0], np.cumsum(fan)])
+    # edges in CSR order: line of each edge, then the position of its child id
+    line = np.repeat(inner, k)
+    j = np.arange(len(line)) - np.repeat(ptr[inner], k)
+    pos = off[line] + 3 + np.repeat(stride, k) * j
+    cid = ln.ints(pos)
+    kids = None if cid is None else _resolve(ids, cid, line)
+    if kids is None:
+        return None
+    logw = np.zeros(len(pos))
+    s_edge = kind[line] == SUM
+    w = ln.vals[pos[s_edge] + 1]
+    if not np.all(np.isfinite(w)):
+        return None
+    logw[s_edge] = w
+    return kind, ptr, kids, logw
+
+
+def _resolve(ids: np.ndarray, cid: np.ndarray, line: np.ndarray) -> np.ndarray | None:
+    """Child ids -> node indices; None for a duplicate, undefined or later-defined id."""
+    n = len(ids)
+    if np.array_equal(ids, np.arange(n)):
+        kids = cid
+    else:
+        order = np.argsort(ids, kind="stable")
+        srt = ids[order]
+        if n > 1 and np.any(srt[1:] == srt[:-1]):
+            return None
+        at = np.minimum(np.searchsorted(srt, cid), n - 1)
+        if np.any(srt[at] != cid):
+            return None
+        kids = order[at]
+    if np.any(kids >= line):
+        return None
+    return kids
+
+
+def _indicators(ln: _Lines, rows: np.ndarray, card: np.ndarray
+                ) -> dict | None:
+    """Input vectors of the L and I lines; one shared object per (variable, value)."""
+    from pccc.ir.circuit import InputVector
+
+    tags, off = ln.tags[rows], ln.off[rows]
+    var = np.empty(len(rows), dtype=np.int64)
+    val = np.empty(len(rows), dtype=np.int64)
+    is_l = tags == ord("L")
+    lit = ln.ints(off[is_l] + 2, lo=None)
+    v_i, x_i = ln.ints(off[~is_l] + 2, lo=1), ln.ints(off[~is_l] + 3)
+    if lit is None or v_i is None or x_i is None or np.any(lit == 0):
+        return None
+    var[is_l], val[is_l] = np.abs(lit) - 1, lit > 0
+    var[~is_l], val[~is_l] = v_i - 1, x_i
+    if np.any(val >= card[var]):
+        return None
+    width = int(card.max()) if len(card) else 1
+    uniq, inv = np.unique(var * width + val, return_inverse=True)
+    vecs = [(InputVector(1, v, "indicator", (("card", int(card[v])), ("values", (x,)))), None)
+            for v, x in zip((uniq // width).tolist(), (uniq % width).tolist())]
+    return dict(zip(rows.tolist(), [vecs[u] for u in inv.reshape(-1).tolist()]))
+
+
+def _others(ln: _Lines, rows: np.ndarray, inp: Inputs) -> bool:
+    """C, B and G lines, one at a time (they carry parameters); False on a bad value."""
+    vals, off, cnt, tags = ln.vals, ln.off, ln.count, ln.tags
+    var = ln.ints(off[rows] + 2, lo=1)
+    if var is None or ln.floaty[(off[rows] + 3)[tags[rows] == ord("B")]].any():
+        return False
+    for i, v in zip(rows.tolist(), (var - 1).tolist()):
+        nums = vals[off[i] + 3:off[i] + cnt[i]]
+        if not np.all(np.isfinite(nums)):
+            return False
+        tag = tags[i]
+        if tag == ord("C"):
+            inp.categorical(i, v, nums.tolist())
+        elif tag == ord("B"):
+            total, logp = nums.tolist()
+            if total != int(total) or total < 0 or logp > 1e-9:
+                return False
+            inp.binomial(i, v, int(total), min(logp, 0.0))
+        else:
+            if nums[1] <= 0:
+                return False
+            inp.gaussian(i, v, float(nums[0]), float(nums[1]))
+    return True
+
+
+_FIELDS = {ord("L"): 3, ord("I"): 4, ord("B"): 5, ord("G"): 5}
+
+
+def _inputs(ln: _Lines, kind: np.ndarray) -> tuple[dict, int] | None:
+    """(node index -> (input vector, params), number of variables), or None."""
+    rows = np.flatnonzero(kind == INPUT)
+    tags, cnt = ln.tags[rows], ln.count[rows]
+    want = np.array([_FIELDS.get(t, -1) for t in range(256)])[tags]
+    is_c = tags == ord("C")
+    if np.any(np.where(is_c, cnt < 4, cnt != want)):
+        return None
+    ind = (tags == ord("L")) | (tags == ord("I"))
+    inp = Inputs()
+    if not _others(ln, rows[~ind], inp):
+        return None
+    ind_rows = rows[ind]
+    # cardinality of each variable: the largest value any node gives it
+    off = ln.off[ind_rows]
+    lit = ln.vals[off + 2]
+    is_l = ln.tags[ind_rows] == ord("L")
+    var = np.where(is_l, np.abs(lit) - 1, lit - 1).astype(np.int64)
+    need = np.full(len(ind_rows), 2, dtype=np.int64)
+    need[~is_l] = ln.vals[off[~is_l] + 3] + 1
+    nv = max(int(var.max(initial=-1)), inp.num_vars() - 1) + 1
+    if np.any(var < 0):
+        return None
+    card = np.zeros(nv, dtype=np.int64)
+    np.maximum.at(card, var, need)
+    for v, c in inp.card.items():
+        card[v] = max(card[v], c)
+    inp.card = {v: int(c) for v, c in enumerate(card.tolist())}
+    table = _indicators(ln, ind_rows, card) if len(ind_rows) else {}
+    if table is None:
+        return None
+    table.update(inp.vectors())
+    return table, nv
 
 
 def parse(data: bytes) -> Circuit | None:
-    return None
+    """The circuit of a well-formed ``.jpc`` text, or None (then use the line reader)."""
+    head = _header(data)
+    if head is None:
+        return None
+    start, count = head
+    body = data[start:]
+    if not body.endswith(b"\n"):
+        body += b"\n"
+    if count == 0 or b"\nc" in body or body.translate(None, _NUMBER_BYTES + _TAGS):
+        return None
+    b = np.frombuffer(body, dtype=np.uint8)
+    try:
+        return _parse(b, count)
+    except (ValueError, IndexError, OverflowError):
+        return None  # whatever this path cannot handle, the line reader will
+
+
+def _parse(b: np.ndarray, count: int) -> Circuit | None:
+    ln = _Lines(b)
+    n = len(ln.starts)
+    tag_ok = np.isin(ln.tags, np.frombuffer(_TAGS, np.uint8))
+    if n != count or not tag_ok.all() or np.any(b[ln.starts + 1] != 32):
+        return None
+    if len(ln.vals) != int(ln.count.sum()):
+        return None
+    parts = _structure(ln, n)
+    if parts is None:
+        return None
+    got = _inputs(ln, parts[0])
+    if got is None:
+        return None
+    return assemble(Table(*parts, inputs=got[0], num_vars=got[1]))

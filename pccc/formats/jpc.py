@@ -23,7 +23,6 @@ every error its ``file:line:col``.
 from __future__ import annotations
 
 import gzip
-import math
 from pathlib import Path
 from typing import IO
 
@@ -73,10 +72,9 @@ def _input(src: LineSource, rows: Rows, tag: bytes) -> int:
     if tag == b"I":
         inp.indicator(i, var, src.int(4, "value"))
     elif tag == b"C":
-        inp.categorical(i, var, [math.exp(src.float(k, "log-probability"))
-                                 for k in range(4, len(toks))])
+        inp.categorical(i, var, [src.float(k, "log-probability") for k in range(4, len(toks))])
     elif tag == b"B":
-        inp.binomial(i, var, src.int(4, "trials"), math.exp(src.logprob(5, "log p")))
+        inp.binomial(i, var, src.int(4, "trials"), src.logprob(5, "log p"))
     else:
         std = src.float(5, "std")
         if std <= 0:

@@ -16,14 +16,12 @@ indicator node per literal, whatever id and vtree node the file gives it (see
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from pccc.formats import register_reader
 from pccc.formats._assemble import Rows, assemble
 from pccc.formats._textio import LineSource, read_bytes
 from pccc.ir.circuit import Circuit
-
 
 
 class _Reader:
@@ -58,9 +56,9 @@ class _Reader:
         src = self.src
         src.count(5)
         var = src.int(3, "variable", lo=1) - 1
-        p = math.exp(src.logprob(4, "log P(X = 1)"))
+        logp = src.logprob(4, "log P(X = 1)")
         i = self.rows.input()
-        self.rows.inputs.bernoulli(i, var, p)
+        self.rows.inputs.bernoulli(i, var, logp)
         return i
 
     def decision(self) -> int:
