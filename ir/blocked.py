@@ -84,10 +84,10 @@ def verify_blocked(bc: BlockedCircuit) -> None:
     shape_of: dict[str, tuple[int, int]] = {}
     for i, nd in enumerate(c.nodes):
         if isinstance(nd, SumVector):
-            if shape_of.setdefault(nd.param, bc.blocks.get(i, (0, 0))) != bc.blocks.get(i):
-                raise VerifyError(f"tied weights @{nd.param} blocked two ways", node=i)
             if i not in bc.blocks:
                 raise VerifyError("sum vector without a block shape", node=i)
+            if shape_of.setdefault(nd.param, bc.blocks[i]) != bc.blocks[i]:
+                raise VerifyError(f"tied weights @{nd.param} blocked two ways", node=i)
             B, C = bc.blocks[i]
             if B < 1 or C < 1:
                 raise VerifyError(f"block shape ({B}, {C}) must be positive", node=i)

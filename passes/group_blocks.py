@@ -32,6 +32,8 @@ def pick_size(size: int, block_size: int, min_block: int, tolerance: float) -> i
     for B in sorted(cands, reverse=True):
         if B <= 1:
             break
+        if B >= 2 * size:  # never a block more than twice the vector
+            continue
         padded = ceil_div(size, B) * B
         if (padded - size) <= tolerance * padded:
             return B
