@@ -18,7 +18,7 @@ from pccc.backends.reference.plan_eval import plan_log_likelihood  # noqa: E402
 from pccc.ir import CircuitBuilder  # noqa: E402
 from pccc.passes import compile_plan  # noqa: E402
 from tests.strategies import ALL_DISTS, circuits, data_for  # noqa: E402
-from tests.triton_oracle import oracle  # noqa: E402
+from tests.triton.oracle import oracle  # noqa: E402
 
 triton = pytest.importorskip("triton")
 from pccc.backends.triton.module import TritonCircuit  # noqa: E402
@@ -50,8 +50,9 @@ def _check_all(plan, x, model, rng, tol=2e-4):
     real = plan.param_group >= 0
     np.testing.assert_allclose(model.params.grad.cpu().numpy()[real], w.grad.numpy()[real],
                                rtol=tol * 5, atol=tol * 5)
-    np.testing.assert_allclose(model.input_params.grad.cpu().numpy(), th.grad.numpy(),
-                               rtol=tol * 5, atol=tol * 5)
+    if th.grad is not None:  # circuits of indicators only have no input parameters
+        np.testing.assert_allclose(model.input_params.grad.cpu().numpy(), th.grad.numpy(),
+                                   rtol=tol * 5, atol=tol * 5)
     flows = model.node_flows(len(ref))  # root flow 1 per example: undo the weights
     for slot, r in rows.items():
         if slot and r.grad is not None:
@@ -79,7 +80,12 @@ def _dense_circuit(n: int = 32, nvars: int = 4, card: int = 5, seed: int = 0):
     return b.build(top, num_vars=nvars)
 
 
-@pytest.mark.parametrize("precision,tol", [("fp32", 2e-4), ("tf32", 2e-4), ("bf16", 2e-2)])
+INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
+BF16 = pytest.param("bf16", 2e-2, marks=pytest.mark.skipif(
+    INTERPRETED, reason="Triton 3.6's interpreter multiplies bf16 dot operands as raw bits"))
+
+
+@pytest.mark.parametrize("precision,tol", [("fp32", 2e-4), ("tf32", 2e-4), BF16])
 def test_dense_tiles(precision, tol):
     rng = np.random.default_rng(1)
     c = _dense_circuit()

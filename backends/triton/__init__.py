@@ -1,7 +1,9 @@
 """The Triton backend: kernels generated per plan (see :mod:`.codegen`, :mod:`.templates`).
 
-Registered as backend ``"triton"``; ``factory(plan, device="cuda", precision="tf32")`` returns a
-:class:`~pccc.backends.triton.module.TritonCircuit`. Without a GPU the kernels run under
+Registered as backend ``"triton"``: ``pccc.compile(circuit, backend="triton", device="cuda",
+precision="tf32")`` returns a :class:`TritonCompiledCircuit` (the torch backend's module with
+Triton sum layers; same autograd, EM and saving). :class:`TritonCircuit` is the kernel-level
+module with Triton input layers as well. Without a GPU the kernels run under
 ``TRITON_INTERPRET=1`` on the CPU (how CI tests them).
 """
 
@@ -9,23 +11,27 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 import triton  # noqa: F401  (fail at import when Triton is missing: the registry reports it)
 
 from pccc.backends.registry import register
+from pccc.backends.triton.compiled import TritonCompiledCircuit
 from pccc.backends.triton.em import em_step
 from pccc.backends.triton.module import TritonCircuit
 from pccc.ir.plan import KernelPlan
 
-__all__ = ["TritonCircuit", "em_step", "make"]
+__all__ = ["TritonCircuit", "TritonCompiledCircuit", "em_step", "make"]
 
 
 def make(plan: KernelPlan, *, device: Any = "cuda", dtype: Any = None, precision: str = "tf32",
-         **options: Any) -> TritonCircuit:
+         **options: Any) -> TritonCompiledCircuit:
     """Build the module of ``plan`` (``dtype`` is accepted for the registry's signature; the
-    Triton backend's numbers are float32, its tile precision is ``precision``)."""
+    Triton backend's buffers are float32, its tile precision is ``precision``)."""
+    if dtype not in (None, torch.float32):
+        raise TypeError(f"triton backend: buffers are float32 (got dtype {dtype})")
     if options:
         raise TypeError(f"triton backend: unknown options {sorted(options)}")
-    return TritonCircuit(plan, device=device, precision=precision)
+    return TritonCompiledCircuit(plan, device=device, precision=precision)
 
 
 register("triton", make)

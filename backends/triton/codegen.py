@@ -84,12 +84,15 @@ def input_kernel_name(dist: str, total: int, direction: str) -> str:
 
 def _mixes(shape: SumShape, precision: str) -> dict[str, str]:
     if not shape.uses_dot:
-        return dict(mix_fwd=T.BCAST_FWD, mix_bwd=T.BCAST_BWD, mix_grad=T.BCAST_GRAD)
+        return dict(mix_fwd=T.BCAST_FWD, mix_bwd=T.BCAST_BWD, mix_grad=T.BCAST_GRAD,
+                    mix_flow=T.BCAST_FLOW)
     if precision == "bf16":
-        return dict(mix_fwd=T.BF16_FWD, mix_bwd=T.BF16_BWD, mix_grad=T.BF16_GRAD)
+        return dict(mix_fwd=T.BF16_FWD, mix_bwd=T.BF16_BWD, mix_grad=T.BF16_GRAD,
+                    mix_flow=T.BF16_FLOW)
     ip = "tf32" if precision == "tf32" else "ieee"
-    return {k: Template(v).substitute(ip=ip)
-            for k, v in (("mix_fwd", T.DOT_FWD), ("mix_bwd", T.DOT_BWD), ("mix_grad", T.DOT_GRAD))}
+    snippets = (("mix_fwd", T.DOT_FWD), ("mix_bwd", T.DOT_BWD), ("mix_grad", T.DOT_GRAD),
+                ("mix_flow", T.DOT_FLOW))
+    return {k: Template(v).substitute(ip=ip) for k, v in snippets}
 
 
 def render(plan: KernelPlan, precision: str, plan_hash: str = "") -> str:

@@ -153,26 +153,41 @@ class DevicePlan:
             getattr(self.k, inp.fwd)[(triton_cdiv(ly.n, BN), tiles)](
                 node, xt, mt, inp.vars, inp.pstart, inp.values, input_params, inp.logc,
                 ly.node_start, ly.n, batch, stride, BN=BN, BT=BT)
+        self.sum_forward(node, batch, params)
+
+    def sum_forward(self, node: Tensor, batch: int, params: Tensor) -> None:
+        """The sum layers (products fused in) over a node buffer whose inputs are filled."""
+        stride = node.shape[1]
+        tiles = triton_cdiv(batch, BT)
         for step in self.steps:
             for p in step.parts:
                 getattr(self.k, f"sum_fwd_{p.shape.tag}")[(p.nb, tiles)](
                     node, params, step.children, p.node_start, p.chunk_start, p.param_start,
                     p.num_chunks, batch, stride, BT=BT)
 
-    def backward(self, node: Tensor, flow: Tensor, scale: Tensor, batch: int, params: Tensor,
-                 pgrad: Tensor, xt: Tensor, mt: Tensor, counts: Tensor,
-                 nstats: list[Tensor]) -> None:
+    def sum_backward(self, node: Tensor, flow: Tensor, scale: Tensor, batch: int,
+                     params: Tensor, pgrad: Tensor, pflow: Tensor | None = None) -> None:
         """Node flows (root flow 1 per example) into ``flow``; ``sum_b scale_b * ...``
-        weight gradients into ``pgrad``, input statistics into ``counts`` and ``nstats``."""
+        weight gradients into ``pgrad``; EM parameter flows into ``pflow`` when given."""
         stride = node.shape[1]
         tiles = triton_cdiv(batch, BT)
         flow.zero_()
         flow[self.plan.root_slot, :batch] = 1.0
+        em = pflow is not None
         for step in reversed(self.steps):
             for p in step.parts:
                 getattr(self.k, f"sum_bwd_{p.shape.tag}")[(p.nb, tiles)](
-                    node, flow, params, pgrad, scale, step.children, p.node_start,
-                    p.chunk_start, p.param_start, p.num_chunks, batch, stride, BT=BT)
+                    node, flow, params, pgrad, pflow if em else pgrad, scale, step.children,
+                    p.node_start, p.chunk_start, p.param_start, p.num_chunks, batch, stride,
+                    BT=BT, EM=em)
+
+    def backward(self, node: Tensor, flow: Tensor, scale: Tensor, batch: int, params: Tensor,
+                 pgrad: Tensor, xt: Tensor, mt: Tensor, counts: Tensor,
+                 nstats: list[Tensor]) -> None:
+        """:meth:`sum_backward`, then input statistics into ``counts`` and ``nstats``."""
+        stride = node.shape[1]
+        tiles = triton_cdiv(batch, BT)
+        self.sum_backward(node, flow, scale, batch, params, pgrad)
         for inp, ns in zip(self.inputs, nstats):
             ly = inp.layer
             getattr(self.k, inp.bwd)[(triton_cdiv(ly.n, BN), tiles)](

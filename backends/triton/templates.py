@@ -81,10 +81,11 @@ def $name(node, params, children, node_start, chunk_start, param_start, num_chun
 SUM_BWD = Template('''
 
 @triton.jit(do_not_specialize=["batch"])
-def $name(node, flow, params, pgrad, scale, children, node_start, chunk_start, param_start,
-        num_chunks, batch, stride, BT: tl.constexpr):
+def $name(node, flow, params, pgrad, pflow, scale, children, node_start, chunk_start,
+        param_start, num_chunks, batch, stride, BT: tl.constexpr, EM: tl.constexpr):
     """Backward of sum partition B=$B C=$C fan-in $F: element flows, scattered to the
-    product children, and weight gradients sum_b scale_b f_rb exp(e_cb - s_rb)."""
+    product children, weight gradients sum_b scale_b f_rb exp(e_cb - s_rb) and, with EM,
+    the parameter flows w_rc sum_b f_rb exp(e_cb - s_rb)."""
     blk = tl.program_id(0)
     cols = tl.program_id(1) * BT + tl.arange(0, BT)
     cmask = cols < batch
@@ -120,19 +121,25 @@ def $name(node, flow, params, pgrad, scale, children, node_start, chunk_start, p
             _scatter(flow, children, e, ccmask, cols, cmask, stride, t * x, $F)
             g = $mix_grad
             tl.atomic_add(pgrad + ps + rows[:, None] * $C + cc[None, :], g, mask=wmask)
+            if EM:  # EM flows: root flow 1 per example, times the weight
+                g1 = $mix_flow
+                tl.atomic_add(pflow + ps + rows[:, None] * $C + cc[None, :], g1 * w, mask=wmask)
 ''')
 
 #: tensor-core mixes; ``$ip`` is the dot's input precision ("tf32" or "ieee")
 DOT_FWD = "tl.dot(w, p, input_precision=\"$ip\")"
 DOT_BWD = "tl.dot(tl.trans(w), r, input_precision=\"$ip\")"
 DOT_GRAD = "tl.dot(r_s, tl.trans(x), input_precision=\"$ip\")"
+DOT_FLOW = "tl.dot(r, tl.trans(x), input_precision=\"$ip\")"
 BF16_FWD = "tl.dot(w.to(tl.bfloat16), p.to(tl.bfloat16))"
 BF16_BWD = "tl.dot(tl.trans(w).to(tl.bfloat16), r.to(tl.bfloat16))"
 BF16_GRAD = "tl.dot(r_s, tl.trans(x))"
+BF16_FLOW = "tl.dot(r, tl.trans(x))"
 #: small tiles (B or C under 16, where tl.dot does not apply): broadcast and reduce
 BCAST_FWD = "tl.sum(w[:, :, None] * p[None, :, :], axis=1)"
 BCAST_BWD = "tl.sum(w[:, :, None] * r[:, None, :], axis=0)"
 BCAST_GRAD = "tl.sum(r_s[:, None, :] * x[None, :, :], axis=2)"
+BCAST_FLOW = "tl.sum(r[:, None, :] * x[None, :, :], axis=2)"
 
 INPUT_FWD = Template('''
 

@@ -20,7 +20,7 @@ def _input_lp(ly, theta, x, miss):
         col = torch.as_tensor(np.where(miss[:, v], 0, x[:, v]), dtype=torch.float64)
         p = theta[int(ly.param_start[i]): int(ly.param_start[i]) + ly.param_size]
         if ly.dist == "indicator":
-            lp = torch.where(col == float(ly.values[i]), 0.0, -math.inf)
+            lp = torch.where(col == float(ly.values[i]), 0.0, -math.inf).double()
         elif ly.dist == "categorical":
             lp = torch.log(p[col.long()])
         elif ly.dist == "bernoulli":

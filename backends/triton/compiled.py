@@ -1,0 +1,82 @@
+"""``TritonCompiledCircuit``: the torch backend's :class:`CompiledCircuit` with its sum and
+product layers replaced by the generated Triton kernels.
+
+Parameters (``sum_logits``, ``input_raw``), the autograd function, input layers, EM statistics,
+``MiniBatchEM``/``FullBatchEM`` and saving are the torch backend's; this class overrides
+:meth:`run_forward` and :meth:`run_backward` only. The node buffer is ``[slots + 1, stride]``
+(``stride``: the batch rounded up to whole column tiles; the extra row holds ``-inf``); the
+methods hand the torch backend ``[:slots, :batch]`` views of it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from pccc.backends.torch.module import CompiledCircuit
+from pccc.backends.triton.codegen import load_module
+from pccc.backends.triton.runtime import DevicePlan
+from pccc.ir.plan import KernelPlan
+
+
+class TritonCompiledCircuit(CompiledCircuit):
+    """A compiled circuit whose sum layers (products fused in) run generated Triton kernels.
+
+    Args:
+        plan: the L3 plan.
+        device: ``"cuda"`` (or ``"cpu"`` under ``TRITON_INTERPRET=1``).
+        precision: ``"tf32"`` (default), ``"fp32"`` or ``"bf16"`` tile operands; buffers and
+            accumulation are float32 in every mode.
+    """
+
+    def __init__(self, plan: KernelPlan, *, device: Any = "cuda", precision: str = "tf32"):
+        super().__init__(plan, device=device, dtype=torch.float32)
+        self.backend_name = "triton"
+        self.precision = precision
+        self.kernels, self.source, self.source_path = load_module(plan, precision)
+        self.dp = DevicePlan(plan, self.kernels, torch.device(device))
+        self._bufs: dict[str, Tensor] = {}
+
+    @property
+    def artifacts(self) -> dict[str, str]:
+        """Text of each stage: the plan summary (with the precision) and the kernel source."""
+        return {"plan": self.plan.summary() + f"\n  precision: {self.precision}",
+                "kernels": self.source, "kernels_path": str(self.source_path)}
+
+    def _buffer(self, name: str, stride: int) -> Tensor:
+        buf = self._bufs.get(name)
+        if buf is None or buf.shape != (self.dp.rows, stride) or buf.device != self.device:
+            buf = torch.empty((self.dp.rows, stride), dtype=torch.float32, device=self.device)
+            self._bufs[name] = buf
+        return buf
+
+    def run_forward(self, logw: Tensor, in_vals: list[Tensor]) -> Tensor:
+        batch = in_vals[0].shape[1] if in_vals else 1
+        stride = DevicePlan.stride_for(batch)
+        node = self._buffer("node", stride)
+        node.fill_(float("-inf"))
+        node[0].zero_()
+        for ly, v in zip(self.plan.input_layers, in_vals):
+            node[ly.node_start: ly.node_start + ly.n, :batch] = v
+        w = torch.exp(logw.float())
+        self.dp.sum_forward(node, batch, w)
+        return node[: self.plan.num_node_slots, :batch]
+
+    def run_backward(self, node: Tensor, logw: Tensor, grad: Tensor, *, track_em: bool
+                     ) -> tuple[Tensor, list[Tensor]]:
+        batch = node.shape[1]
+        full = self._bufs["node"]
+        stride = full.shape[1]
+        flow = self._buffer("flow", stride)
+        scale = torch.zeros(stride, dtype=torch.float32, device=self.device)
+        scale[:batch] = grad
+        w = torch.exp(logw.float())
+        pgrad = torch.zeros_like(w)
+        pflow = torch.zeros_like(w) if track_em else None
+        self.dp.sum_backward(full, flow, scale, batch, w, pgrad, pflow)
+        out = [(w * pgrad).to(logw.dtype)]  # d loss / d log w
+        if pflow is not None:
+            out.append(pflow)
+        return flow[: self.plan.num_node_slots, :batch], out

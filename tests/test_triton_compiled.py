@@ -1,0 +1,84 @@
+"""The registered ``triton`` backend (torch backend module + Triton sum layers) under
+``TRITON_INTERPRET=1``: log-likelihoods vs ``plan_eval``; gradients and EM steps vs the torch
+backend computing the same thing in float64."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+import pccc  # noqa: E402
+from pccc.backends.reference.plan_eval import plan_log_likelihood  # noqa: E402
+from pccc.optim import MiniBatchEM  # noqa: E402
+from tests.strategies import ALL_DISTS, circuits, data_for  # noqa: E402
+from tests.test_triton_backend import _dense_circuit  # noqa: E402
+
+pytest.importorskip("triton")
+pytestmark = pytest.mark.interpret
+DEV = "cpu" if os.environ.get("TRITON_INTERPRET") == "1" else "cuda"
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("PCCC_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+def _pair(c, precision="fp32"):
+    tri = pccc.compile(c, backend="triton", device=DEV, precision=precision)
+    ref = pccc.compile(c, backend="torch", device="cpu", dtype=torch.float64)
+    return tri, ref
+
+
+def _grads_and_em(c, x, tol):
+    tri, ref = _pair(c)
+    xt = torch.as_tensor(x)
+    ll = tri(xt.to(DEV) if not xt.is_floating_point() else xt)
+    np.testing.assert_allclose(ll.detach().cpu().numpy(), plan_log_likelihood(tri.plan, x),
+                               rtol=tol, atol=tol)
+    (-ll.mean()).backward()
+    (-ref(xt).mean()).backward()
+    for a, b in ((tri.sum_logits, ref.sum_logits), (tri.input_raw, ref.input_raw)):
+        ga = a.grad if a.grad is not None else torch.zeros_like(a)
+        gb = b.grad if b.grad is not None else torch.zeros_like(b)
+        np.testing.assert_allclose(ga.cpu().double().numpy(), gb.numpy(), rtol=5 * tol,
+                                   atol=5 * tol)
+    MiniBatchEM(tri, step_size=0.5, pseudocount=0.1).step()
+    MiniBatchEM(ref, step_size=0.5, pseudocount=0.1).step()
+    wa = torch.exp(tri.log_weights()).detach().cpu().double().numpy()
+    wb = torch.exp(ref.log_weights()).detach().numpy()
+    real = tri.plan.param_group >= 0
+    np.testing.assert_allclose(wa[real], wb[real], rtol=5 * tol, atol=5 * tol)
+
+
+@settings(max_examples=8, deadline=None)
+@given(st.data())
+def test_random_circuits_match_torch_backend(data):
+    c = data.draw(circuits(max_vars=4, dists=ALL_DISTS))
+    x = data.draw(data_for(c, n_rows=5, missing_prob=0.3))
+    _grads_and_em(c, x, 2e-4)
+
+
+def test_dense_tiles_match_torch_backend():
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 5, size=(37, 4))
+    x[rng.random(x.shape) < 0.2] = -1
+    _grads_and_em(_dense_circuit(), x, 2e-4)
+
+
+def test_batch_size_change_reuses_kernels():
+    tri, _ = _pair(_dense_circuit())
+    rng = np.random.default_rng(4)
+    for n in (3, 40, 17):
+        x = rng.integers(0, 5, size=(n, 4))
+        ll = tri(torch.as_tensor(x)).detach().cpu().numpy()
+        np.testing.assert_allclose(ll, plan_log_likelihood(tri.plan, x), rtol=2e-4, atol=2e-4)
+    assert tri.artifacts["kernels"].count("def sum_fwd_") == len(
+        {(p.block_size, p.chunk_size, p.max_chunks) for ly in tri.plan.sum_layers()
+         for p in ly.partitions})
