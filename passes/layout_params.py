@@ -105,16 +105,16 @@ def _input_layers(c: Circuit, slot: dict[int, int], next_slot: int, jobs: list[_
         layers.append(InputLayer(dist, fam, start, np.concatenate(vars_), np.concatenate(pstart),
                                  psize, np.concatenate(values) if values else None))
     flat = np.empty(offset)
+    offsets = np.arange(offset)  # inputs are stored back to back: every map is a slice of it
     for key, off in sources:
-        jobs.append((c.params[key].size, partial(_copy_input, flat, pmap, key, off,
-                                                   c.params[key])))
+        arr = c.params[key]
+        pmap[key] = offsets[off: off + arr.size].reshape(arr.shape)
+        jobs.append((arr.size, partial(_copy_input, flat, off, arr)))
     return layers, flat, pmap, next_slot
 
 
-def _copy_input(flat: np.ndarray, pmap: dict[str, np.ndarray], key: str, off: int,
-                arr: np.ndarray) -> None:
+def _copy_input(flat: np.ndarray, off: int, arr: np.ndarray) -> None:
     flat[off: off + arr.size] = arr.ravel()
-    pmap[key] = np.arange(off, off + arr.size).reshape(arr.shape)
 
 
 def _key(c: Circuit, v: int) -> str:
@@ -132,20 +132,23 @@ class _Weights:
         self.reserved = max([B * C for B, C in bc.blocks.values()] + [1])
         self.base: dict[str, int] = {}
         self.group0: dict[str, int] = {}
-        total, groups = self.reserved, 0
+        self.map_at: dict[str, int] = {}
+        total, groups, entries = self.reserved, 0, 0
         for v in order:
             key = _key(c, v)
             if key in self.base:
                 continue
             B, C, nb, nc = bc.grid(v)
-            self.base[key], self.group0[key] = total, groups
+            self.base[key], self.group0[key], self.map_at[key] = total, groups, entries
             total += nb * nc * B * C
             groups += c.nodes[v].n
+            entries += c.params[key].size
         self.params = np.empty(total)  # every entry is written once: no zero-fill pass
         self.group = np.empty(total, np.int64)
         self.params[: self.reserved] = 0.0
         self.group[: self.reserved] = -1
         self.group_size = np.zeros(groups, np.int64)
+        self.map_buf = np.empty(entries, np.int64)  # one allocation; each map is a view
         self.pmap: dict[str, np.ndarray] = {}
         self.first: dict[str, int] = {}
         for v in order:
@@ -163,17 +166,30 @@ class _Weights:
         lo, size = self.base[key], nb * nc * B * C
         g0 = self.group0[key]
         self.group_size[g0: g0 + n] = m
-        tiles = self.params[lo: lo + size].reshape(nb, nc, B, C).transpose(0, 2, 1, 3)
-        gtiles = self.group[lo: lo + size].reshape(nb, nc, B, C).transpose(0, 2, 1, 3)
-        if n % B or m % C:
+        if n % B or m % C:  # padded tiles: zero weights, group -1, then the real entries
             self.params[lo: lo + size] = 0.0
             self.group[lo: lo + size] = -1
-        _scatter(tiles, w, B, C)
-        _scatter(gtiles, np.broadcast_to((g0 + np.arange(n))[:, None], (n, m)), B, C)
+            gsrc = np.broadcast_to((g0 + np.arange(n))[:, None], (n, m))
+            _scatter(self._tiles(self.group, lo, v), gsrc, B, C)
+        else:  # row r of block b is group g0 + b*B + r in every chunk
+            rows = (g0 + np.arange(nb * B)).reshape(nb, 1, B, 1)
+            self.group[lo: lo + size].reshape(nb, nc, B, C)[...] = rows
+        if nc == 1 and m == C and n % B == 0:  # tiles of whole rows: row-major already
+            self.params[lo: lo + size] = w.ravel()
+        else:
+            _scatter(self._tiles(self.params, lo, v), w, B, C)
         i, j = np.arange(n), np.arange(m)
-        rows = (i // B) * (nc * B * C) + (i % B) * C
+        rows = lo + (i // B) * (nc * B * C) + (i % B) * C
         cols = (j // C) * (B * C) + (j % C)
-        self.pmap[key] = lo + rows[:, None] + cols[None, :]
+        at = self.map_at[key]
+        out = self.map_buf[at: at + n * m].reshape(n, m)
+        np.add(rows[:, None], cols[None, :], out=out)
+        self.pmap[key] = out
+
+    def _tiles(self, buf: np.ndarray, lo: int, v: int) -> np.ndarray:
+        """The ``[nb, B, nc, C]`` view of the tiles of sum vector ``v`` in ``buf``."""
+        B, C, nb, nc = self.bc.grid(v)
+        return buf[lo: lo + nb * nc * B * C].reshape(nb, nc, B, C).transpose(0, 2, 1, 3)
 
     def tiles_of(self, v: int) -> np.ndarray:
         """``[nb, nc]`` offsets of the tiles of sum vector ``v``."""
