@@ -21,7 +21,7 @@ from types import ModuleType
 import numpy as np
 
 from pccc.backends.triton import templates as T
-from pccc.ir.plan import KernelPlan, ProductLayer, SumLayer
+from pccc.ir.plan import KernelPlan, ProductLayer, SumLayer, SumPartition
 
 TEMPLATE_VERSION = "1"
 PRECISIONS = ("tf32", "fp32", "bf16")
@@ -40,6 +40,7 @@ class SumShape:
     B: int
     C: int
     fanin: int
+    """children read per element (the most any element of the blocks has)"""
     NC: int
     """chunks per block, padding included (the loop bound)"""
 
@@ -57,17 +58,52 @@ def layer_fanin(layer: ProductLayer) -> int:
     return max([1] + [int(p.children.shape[1]) for p in layer.partitions])
 
 
-def sum_shapes(plan: KernelPlan) -> list[SumShape]:
-    shapes = set()
+def children_table(layer: ProductLayer, neg: int) -> np.ndarray:
+    """Dense ``[num_elem_slots, fanin]`` node slots of every element, real children first
+    (padding: slot 0, log 1); rows no partition writes are ``[neg, 0, ...]`` (value -inf)."""
+    table = np.zeros((layer.num_elem_slots, layer_fanin(layer)), np.int64)
+    table[:, 0] = neg
+    for p in layer.partitions:
+        kids = p.children
+        order = np.argsort(kids == 0, axis=1, kind="stable")  # real children to the front
+        rows = np.take_along_axis(kids, order, axis=1)
+        table[p.elem_start: p.elem_start + p.num_elems, :] = 0
+        table[p.elem_start: p.elem_start + p.num_elems, : rows.shape[1]] = rows
+    return table
+
+
+def split_by_fanin(part: SumPartition, table: np.ndarray) -> list[tuple[SumShape, np.ndarray]]:
+    """The partition's blocks grouped by how many children their elements really have, so a
+    wide product (one tree node with 100 children) does not widen the whole layer's kernel."""
+    count = np.maximum((table != 0).sum(axis=1), 1)
+    C = part.chunk_size
+    idx = part.chunk_start[:, :, None] + np.arange(C)[None, None, :]  # [nb, nc, C]
+    live = np.arange(part.max_chunks)[None, :, None] < part.num_chunks[:, None, None]
+    per_block = np.where(live, count[np.minimum(idx, len(count) - 1)], 1).max(axis=(1, 2))
+    out = []
+    for f in np.unique(per_block):
+        blocks = np.nonzero(per_block == f)[0]
+        out.append((SumShape(part.block_size, C, int(f), part.max_chunks), blocks))
+    return out
+
+
+def sum_groups(plan: KernelPlan) -> list[list[tuple[SumShape, SumPartition, np.ndarray]]]:
+    """Per sum layer: (kernel shape, partition, its blocks) after :func:`split_by_fanin`."""
+    out = []
     prod: ProductLayer | None = None
     for ly in plan.layers:
         if isinstance(ly, ProductLayer):
             prod = ly
             continue
         assert isinstance(ly, SumLayer) and prod is not None
-        for p in ly.partitions:
-            shapes.add(SumShape(p.block_size, p.chunk_size, layer_fanin(prod), p.max_chunks))
-    return sorted(shapes)
+        table = children_table(prod, plan.num_node_slots)
+        out.append([(shape, p, blocks) for p in ly.partitions
+                    for shape, blocks in split_by_fanin(p, table)])
+    return out
+
+
+def sum_shapes(plan: KernelPlan) -> list[SumShape]:
+    return sorted({shape for layer in sum_groups(plan) for shape, _, _ in layer})
 
 
 def input_dists(plan: KernelPlan) -> list[tuple[str, int]]:
@@ -104,7 +140,8 @@ def render(plan: KernelPlan, precision: str, plan_hash: str = "") -> str:
         # the tensor-core path needs dims >= 16; smaller tiles use the broadcast path
         BP, CP = (max(16, pow2ceil(s.B)), max(16, pow2ceil(s.C))) if s.uses_dot else \
             (pow2ceil(s.B), pow2ceil(s.C))
-        consts = dict(B=s.B, C=s.C, F=s.fanin, NC=s.NC, BP=BP, CP=CP, cap=EXP_CAP, **_mixes(s, precision))
+        consts = dict(B=s.B, C=s.C, F=s.fanin, NC=s.NC, BP=BP, CP=CP, cap=EXP_CAP,
+                      **_mixes(s, precision))
         parts.append(T.SUM_FWD.substitute(name=f"sum_fwd_{s.tag}", **consts))
         parts.append(T.SUM_BWD.substitute(name=f"sum_bwd_{s.tag}", **consts))
     for dist, total in input_dists(plan):

@@ -18,7 +18,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from pccc.backends.triton.codegen import SumShape, input_kernel_name, layer_fanin
+from pccc.backends.triton.codegen import (
+    SumShape,
+    children_table,
+    input_kernel_name,
+    split_by_fanin,
+)
 from pccc.ir.plan import InputLayer, KernelPlan, ProductLayer, SumLayer, SumPartition
 
 #: batch columns per program, and the column padding of every buffer
@@ -47,6 +52,7 @@ class _SumPart:
 @dataclass
 class _SumStep:
     children: Tensor
+    row: int
     parts: list[_SumPart]
 
 
@@ -59,19 +65,6 @@ class _Input:
     pstart: Tensor
     values: Tensor
     logc: Tensor
-
-
-def children_table(layer: ProductLayer, neg: int) -> np.ndarray:
-    """Dense ``[num_elem_slots, fanin]`` node slots of every element; unwritten rows are
-    ``[neg, 0, ...]`` (value ``-inf``), short partitions are padded with slot 0 (log 1)."""
-    fanin = layer_fanin(layer)
-    table = np.zeros((layer.num_elem_slots, fanin), np.int64)
-    table[:, 0] = neg
-    for p in layer.partitions:
-        f = p.children.shape[1]
-        table[p.elem_start: p.elem_start + p.num_elems, :f] = p.children
-        table[p.elem_start: p.elem_start + p.num_elems, f:] = 0
-    return table
 
 
 def _logc(total: int) -> np.ndarray:
@@ -101,15 +94,16 @@ class DevicePlan:
         self.group_size = torch.from_numpy(plan.group_size.astype(np.int32)).to(device)
 
     def _step(self, prod: ProductLayer, ly: SumLayer) -> _SumStep:
-        fanin = layer_fanin(prod)
-        parts = [self._part(p, fanin) for p in ly.partitions]
-        return _SumStep(_i32(children_table(prod, self.neg), self.device), parts)
+        table = children_table(prod, self.neg)
+        parts = [self._part(shape, p, blocks) for p in ly.partitions
+                 for shape, blocks in split_by_fanin(p, table)]
+        return _SumStep(_i32(table, self.device), table.shape[1], parts)
 
-    def _part(self, p: SumPartition, fanin: int) -> _SumPart:
+    def _part(self, shape: SumShape, p: SumPartition, blocks: np.ndarray) -> _SumPart:
         d = self.device
-        return _SumPart(SumShape(p.block_size, p.chunk_size, fanin, p.max_chunks), p.num_blocks, p.max_chunks,
-                        _i32(p.node_start, d), _i32(p.chunk_start, d), _i32(p.param_start, d),
-                        _i32(p.num_chunks, d))
+        return _SumPart(shape, len(blocks), p.max_chunks, _i32(p.node_start[blocks], d),
+                        _i32(p.chunk_start[blocks], d), _i32(p.param_start[blocks], d),
+                        _i32(p.num_chunks[blocks], d))
 
     def _input(self, ly: InputLayer) -> _Input:
         d = self.device
@@ -162,8 +156,8 @@ class DevicePlan:
         for step in self.steps:
             for p in step.parts:
                 getattr(self.k, f"sum_fwd_{p.shape.tag}")[(p.nb, tiles)](
-                    node, params, step.children, p.node_start, p.chunk_start, p.param_start,
-                    p.num_chunks, batch, stride, BT=BT)
+                    node, params, step.children, step.row, p.node_start, p.chunk_start,
+                    p.param_start, p.num_chunks, batch, stride, BT=BT)
 
     def sum_backward(self, node: Tensor, flow: Tensor, scale: Tensor, batch: int,
                      params: Tensor, pgrad: Tensor, pflow: Tensor | None = None) -> None:
@@ -178,8 +172,8 @@ class DevicePlan:
             for p in step.parts:
                 getattr(self.k, f"sum_bwd_{p.shape.tag}")[(p.nb, tiles)](
                     node, flow, params, pgrad, pflow if em else pgrad, scale, step.children,
-                    p.node_start, p.chunk_start, p.param_start, p.num_chunks, batch, stride,
-                    BT=BT, EM=em)
+                    step.row, p.node_start, p.chunk_start, p.param_start, p.num_chunks, batch,
+                    stride, BT=BT, EM=em)
 
     def backward(self, node: Tensor, flow: Tensor, scale: Tensor, batch: int, params: Tensor,
                  pgrad: Tensor, xt: Tensor, mt: Tensor, counts: Tensor,

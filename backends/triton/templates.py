@@ -24,21 +24,22 @@ import triton.language as tl
 
 
 @triton.jit
-def _elements(node, children, e, emask, cols, cmask, stride, FANIN: tl.constexpr):
-    """Log-values [CP, BT] of elements e: sums of their children's node log-values."""
+def _elements(node, children, e, emask, cols, cmask, stride, FANIN: tl.constexpr, row):
+    """Log-values [CP, BT] of elements e: sums of their first FANIN children's node
+    log-values (children rows have `row` entries, the real ones first)."""
     acc = tl.zeros([e.shape[0], cols.shape[0]], tl.float32)
     for j in tl.static_range(FANIN):
-        ch = tl.load(children + e.to(tl.int64) * FANIN + j, mask=emask, other=0)
+        ch = tl.load(children + e.to(tl.int64) * row + j, mask=emask, other=0)
         ptr = node + ch.to(tl.int64)[:, None] * stride + cols[None, :]
         acc += tl.load(ptr, mask=emask[:, None] & cmask[None, :], other=float("-inf"))
     return acc
 
 
 @triton.jit
-def _scatter(flow, children, e, emask, cols, cmask, stride, val, FANIN: tl.constexpr):
+def _scatter(flow, children, e, emask, cols, cmask, stride, val, FANIN: tl.constexpr, row):
     """Add element flows val [CP, BT] to the flows of each element's children."""
     for j in tl.static_range(FANIN):
-        ch = tl.load(children + e.to(tl.int64) * FANIN + j, mask=emask, other=0)
+        ch = tl.load(children + e.to(tl.int64) * row + j, mask=emask, other=0)
         ptr = flow + ch.to(tl.int64)[:, None] * stride + cols[None, :]
         tl.atomic_add(ptr, val, mask=emask[:, None] & cmask[None, :])
 '''
@@ -46,7 +47,7 @@ def _scatter(flow, children, e, emask, cols, cmask, stride, val, FANIN: tl.const
 SUM_FWD = Template('''
 
 @triton.jit(do_not_specialize=["batch"])
-def $name(node, params, children, node_start, chunk_start, param_start, num_chunks,
+def $name(node, params, children, row, node_start, chunk_start, param_start, num_chunks,
         batch, stride, BT: tl.constexpr):
     """Sum partition B=$B C=$C fan-in $F: node[block rows] = logsumexp(log W + elements)."""
     blk = tl.program_id(0)
@@ -63,7 +64,7 @@ def $name(node, params, children, node_start, chunk_start, param_start, num_chun
         if k < nch:
             es = tl.load(chunk_start + blk * $NC + k)
             ps = tl.load(param_start + blk * $NC + k).to(tl.int64)
-            elem = _elements(node, children, es + cc, ccmask, cols, cmask, stride, $F)
+            elem = _elements(node, children, es + cc, ccmask, cols, cmask, stride, $F, row)
             m_new = tl.maximum(m, tl.max(elem, axis=0))
             m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
             p = tl.exp(elem - m_safe[None, :])
@@ -81,7 +82,7 @@ def $name(node, params, children, node_start, chunk_start, param_start, num_chun
 SUM_BWD = Template('''
 
 @triton.jit(do_not_specialize=["batch"])
-def $name(node, flow, params, pgrad, pflow, scale, children, node_start, chunk_start,
+def $name(node, flow, params, pgrad, pflow, scale, children, row, node_start, chunk_start,
         param_start, num_chunks, batch, stride, BT: tl.constexpr, EM: tl.constexpr):
     """Backward of sum partition B=$B C=$C fan-in $F: element flows, scattered to the
     product children, weight gradients sum_b scale_b f_rb exp(e_cb - s_rb) and, with EM,
@@ -110,7 +111,7 @@ def $name(node, flow, params, pgrad, pflow, scale, children, node_start, chunk_s
             es = tl.load(chunk_start + blk * $NC + k)
             ps = tl.load(param_start + blk * $NC + k).to(tl.int64)
             e = es + cc
-            elem = _elements(node, children, e, ccmask, cols, cmask, stride, $F)
+            elem = _elements(node, children, e, ccmask, cols, cmask, stride, $F, row)
             wptr = params + ps + rows[:, None] * $C + cc[None, :]
             wmask = rmask[:, None] & ccmask[None, :]
             w = tl.load(wptr, mask=wmask, other=0.0)
@@ -118,7 +119,7 @@ def $name(node, flow, params, pgrad, pflow, scale, children, node_start, chunk_s
             x = tl.exp(tl.minimum(elem + qmax[None, :], $cap))
             x = tl.where(real[:, None] & (elem > float("-inf")), x, 0.0)
             t = $mix_bwd
-            _scatter(flow, children, e, ccmask, cols, cmask, stride, t * x, $F)
+            _scatter(flow, children, e, ccmask, cols, cmask, stride, t * x, $F, $ROW)
             g = $mix_grad
             tl.atomic_add(pgrad + ps + rows[:, None] * $C + cc[None, :], g, mask=wmask)
             if EM:  # EM flows: root flow 1 per example, times the weight

@@ -1,0 +1,187 @@
+"""GPU benchmark of the Triton backend (and a correctness check), beside PyJuice 2.6.3.
+
+Workloads (the issue's five): HCLT with 32, 128, 256 latents and PD (28x28, split intervals
+4x4) with 64 and 256 latents over MNIST's 784 pixels as categorical(256) inputs; batch 512,
+one mini-batch EM step (step 0.1, pseudocount 0.1) per batch, 60,000 examples per epoch.
+
+Per workload: structure time, compile time (``pccc.compile`` plus the Triton JIT of the first
+forward+backward, i.e. until the first batch can run), first-epoch and second-epoch time, peak
+GPU memory, edges. ``--check`` first compares the backend with the torch backend (float64, same
+GPU) on small circuits, per precision. ``--pyjuice`` runs ``.bench/pyjuice_baseline.py`` with and
+without ``PJ_CUDAGRAPH=1`` in subprocesses. One JSON line per result; a table last.
+
+Run: ``python benchmarks/gpu_bench.py --check --pyjuice [--which hclt32,pd64] [--out DIR]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import pccc  # noqa: E402
+from pccc.optim import MiniBatchEM  # noqa: E402
+
+DEV = "cuda"
+os.environ["TRITON_INTERPRET"] = "0"  # the test helpers imported below default it to 1
+BATCH = 512
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.detach().double().cpu(), b.detach().double().cpu()
+    return float((a - b).norm() / b.norm().clamp_min(1e-30))
+
+
+def check(x: np.ndarray) -> list[dict]:
+    """Triton vs the torch backend in float64 on the GPU: ll, gradients, EM step."""
+    from pccc.structures import HCLT
+    from tests.test_triton_backend import _dense_circuit
+
+    rng = np.random.default_rng(0)
+    cases = [("dense-32", _dense_circuit(), rng.integers(0, 5, size=(300, 4))),
+             ("hclt-16x64", HCLT(x[:2000, :64], 16, num_cats=256), x[2000:2600, :64])]
+    out = []
+    for name, c, data in cases:
+        data = data.copy()
+        data[rng.random(data.shape) < 0.1] = -1
+        xt = torch.as_tensor(data, device=DEV)
+        ref = pccc.compile(c, backend="torch", device=DEV, dtype=torch.float64)
+        lr = ref(xt)
+        lr.mean().backward()
+        MiniBatchEM(ref, 0.5, 0.1).step()
+        for prec in ("fp32", "tf32", "bf16"):
+            tri = pccc.compile(c, backend="triton", device=DEV, precision=prec)
+            lt = tri(xt)
+            lt.mean().backward()
+            g = _rel(tri.sum_logits.grad, ref.sum_logits.grad)
+            MiniBatchEM(tri, 0.5, 0.1).step()
+            w = _rel(torch.exp(tri.log_weights()).nan_to_num(0),
+                     torch.exp(ref.log_weights()).nan_to_num(0))
+            out.append(dict(kind="check", case=name, precision=prec, ll_rel=_rel(lt, lr),
+                            grad_rel=g, em_weights_rel=w, finite=bool(torch.isfinite(lt).all())))
+            print(json.dumps(out[-1]), flush=True)
+    return out
+
+
+def build(name: str, x: np.ndarray):
+    from pccc.structures import HCLT, PD
+
+    if name.startswith("hclt"):
+        return HCLT(x[:20000], int(name[4:]), num_cats=256)
+    return PD((28, 28), int(name[2:]), split_intervals=(4, 4), num_cats=256)
+
+
+def epoch(model, opt, xg: torch.Tensor) -> float:
+    tot = 0.0
+    n = xg.shape[0]
+    for s in range(0, n - BATCH + 1, BATCH):
+        lls = model(xg[s: s + BATCH])
+        lls.mean().backward()
+        opt.step()
+        model.zero_grad(set_to_none=True)
+        tot += float(lls.detach().mean())
+    return tot / (n // BATCH)
+
+
+def workload(name: str, x: np.ndarray, xg: torch.Tensor, precision: str) -> dict:
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    t0 = time.time()
+    c = build(name, x)
+    t1 = time.time()
+    model = pccc.compile(c, backend="triton", device=DEV, precision=precision)
+    torch.cuda.synchronize()
+    t2 = time.time()
+    lls = model(xg[:BATCH])  # JIT of every kernel: the first batch can run after this
+    lls.mean().backward()
+    model.zero_grad(set_to_none=True)
+    model.zero_flows()
+    torch.cuda.synchronize()
+    t3 = time.time()
+    opt = MiniBatchEM(model, step_size=0.1, pseudocount=0.1)
+    e0 = time.time(); epoch(model, opt, xg); torch.cuda.synchronize(); e1 = time.time()
+    ll = epoch(model, opt, xg); torch.cuda.synchronize(); e2 = time.time()
+    return dict(kind="ours", name=name, precision=precision,
+                card=torch.cuda.get_device_name(0), structure_s=round(t1 - t0, 2),
+                compile_s=round(t3 - t1, 2), plan_module_s=round(t2 - t1, 2),
+                jit_s=round(t3 - t2, 2), first_epoch_s=round(e1 - e0, 3),
+                epoch_s=round(e2 - e1, 3), train_ll_epoch2=round(ll, 2),
+                peak_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2),
+                num_edges=int(model.plan.num_sum_edges()))
+
+
+def pyjuice(mnist: str, cudagraph: bool, site: str) -> list[dict]:
+    env = dict(os.environ, PYTHONPATH=site, PYJUICE_DISABLE_CUDA_KERNELS="1",
+               PJ_CUDAGRAPH="1" if cudagraph else "0")
+    script = os.path.join(os.path.dirname(mnist), "pyjuice_baseline.py")
+    proc = subprocess.run([sys.executable, script, mnist], env=env, capture_output=True,
+                          text=True, timeout=1500)
+    rows = [dict(json.loads(ln), kind="pyjuice") for ln in proc.stdout.splitlines()
+            if ln.startswith("{")]
+    if proc.returncode:
+        print(proc.stderr[-3000:], file=sys.stderr)
+    for r in rows:
+        print(json.dumps(r), flush=True)
+    return rows
+
+
+def table(rows: list[dict]) -> None:
+    pj = {(r["name"].replace("-L", "").lower(), r["cudagraph"]): r for r in rows
+          if r["kind"] == "pyjuice"}
+    print(f"{'workload':10} {'edges':>10} {'epoch s':>8} {'PJ cg':>7} {'ratio':>6} "
+          f"{'compile':>8} {'PJ cmp':>7} {'peak GiB':>8} {'PJ GiB':>7} {'1st ep':>7}")
+    for r in rows:
+        if r["kind"] != "ours":
+            continue
+        p = pj.get((r["name"], True), {})
+        pe, pc, pm = p.get("epoch_s"), p.get("compile_s"), p.get("peak_gib")
+        ratio = f"{r['epoch_s'] / pe:.2f}" if pe else "-"
+        print(f"{r['name']:10} {r['num_edges']:>10} {r['epoch_s']:>8} {pe or '-':>7} "
+              f"{ratio:>6} {r['compile_s']:>8} {pc or '-':>7} {r['peak_gib']:>8} "
+              f"{pm or '-':>7} {r['first_epoch_s']:>7}")
+    for r in rows:
+        if r["kind"] == "check":
+            print(f"check {r['case']:11} {r['precision']:5} ll {r['ll_rel']:.1e} "
+                  f"grad {r['grad_rel']:.1e} em {r['em_weights_rel']:.1e}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mnist", default=".bench/mnist.npz")
+    ap.add_argument("--which", default="hclt32,hclt128,hclt256,pd64,pd256")
+    ap.add_argument("--precision", default="tf32")
+    ap.add_argument("--check", action="store_true")
+    ap.add_argument("--pyjuice", action="store_true")
+    ap.add_argument("--pj-site", default="/tmp/site")
+    ap.add_argument("--out", default=os.environ.get("OUT", "."))
+    a = ap.parse_args()
+    d = np.load(a.mnist)
+    x = d["x_train"].reshape(len(d["x_train"]), -1).astype(np.int64)
+    xg = torch.as_tensor(x, device=DEV)
+    rows: list[dict] = []
+    if a.check:
+        rows += check(x)
+    for name in [w for w in a.which.split(",") if w]:
+        try:
+            rows.append(workload(name, x, xg, a.precision))
+            print(json.dumps(rows[-1]), flush=True)
+        except Exception as e:  # keep going: one failing workload must not hide the rest
+            print(f"{name}: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+    if a.pyjuice:
+        for cg in (True, False):
+            rows += pyjuice(os.path.abspath(a.mnist), cg, a.pj_site)
+    with open(os.path.join(a.out, "gpu_bench.jsonl"), "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    table(rows)
+
+
+if __name__ == "__main__":
+    main()
