@@ -17,13 +17,13 @@ from pccc.ir.verify import is_normalized, verify
 # and not from 0, a wrong count, a trailing space, Java-style floats, a duplicated literal
 PSDD = """c ids of psdd nodes start at 0 (not here)
 psdd 1000
-L 17 0 1 
+L 17 0 1{SPACE}
 L 5 0 -1
 T 23 1 2 -1.0536051565782630E-1
 L 2 1 -2
 L 40 0 -1
 D 90 2 2 17 23 -1.2039728043259361 40 2 -3.5667494393873245E-1
-"""
+""".replace("{SPACE}", " ")
 
 SPN = """(2 3)
 v 0 1
