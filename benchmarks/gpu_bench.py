@@ -107,8 +107,13 @@ def workload(name: str, x: np.ndarray, xg: torch.Tensor, precision: str) -> dict
     torch.cuda.synchronize()
     t3 = time.time()
     opt = MiniBatchEM(model, step_size=0.1, pseudocount=0.1)
-    e0 = time.time(); epoch(model, opt, xg); torch.cuda.synchronize(); e1 = time.time()
-    ll = epoch(model, opt, xg); torch.cuda.synchronize(); e2 = time.time()
+    e0 = time.time()
+    epoch(model, opt, xg)
+    torch.cuda.synchronize()
+    e1 = time.time()
+    ll = epoch(model, opt, xg)
+    torch.cuda.synchronize()
+    e2 = time.time()
     return dict(kind="ours", name=name, precision=precision,
                 card=torch.cuda.get_device_name(0), structure_s=round(t1 - t0, 2),
                 compile_s=round(t3 - t1, 2), plan_module_s=round(t2 - t1, 2),

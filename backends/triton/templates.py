@@ -119,7 +119,7 @@ def $name(node, flow, params, pgrad, pflow, scale, children, row, node_start, ch
             x = tl.exp(tl.minimum(elem + qmax[None, :], $cap))
             x = tl.where(real[:, None] & (elem > float("-inf")), x, 0.0)
             t = $mix_bwd
-            _scatter(flow, children, e, ccmask, cols, cmask, stride, t * x, $F, $ROW)
+            _scatter(flow, children, e, ccmask, cols, cmask, stride, t * x, $F, row)
             g = $mix_grad
             tl.atomic_add(pgrad + ps + rows[:, None] * $C + cc[None, :], g, mask=wmask)
             if EM:  # EM flows: root flow 1 per example, times the weight
