@@ -138,7 +138,7 @@ def _parse_l2(ts: TokenStream, *, base_dir: Path, allow_elided: bool) -> Layered
     c = _circuit(l0, base_dir, allow_elided)
     own.skip_newlines()
     blocks = _blocks(own, c)
-    layers = []
+    layers: list[Layer] = []
     while own.at("IDENT", "layer"):
         own.next()
         num = own.expect("INT", what="layer number")

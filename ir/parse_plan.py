@@ -188,9 +188,13 @@ class PlanParser:
         self.line_end()
         if not ts.at("EOF"):
             raise ts.error(f"unexpected {ts.peek().text!r} at the end of a plan")
-        return KernelPlan(var_cards=cards, input_layers=tuple(inputs), layers=tuple(layers),
-                          param_map=pmap, input_param_keys=frozenset(k.name for k in keys),
-                          meta=meta, **head, **flat)
+        return KernelPlan(
+            num_vars=head["num_vars"], var_cards=cards, num_node_slots=head["num_node_slots"],
+            root_slot=head["root_slot"], input_layers=tuple(inputs), layers=tuple(layers),
+            params=flat["params"], reserved_params=head["reserved_params"],
+            param_group=flat["param_group"], group_size=flat["group_size"],
+            input_params=flat["input_params"], param_map=pmap,
+            input_param_keys=frozenset(k.name for k in keys), meta=meta)
 
 
 def _arrays_equal(a: Any, b: Any) -> bool:

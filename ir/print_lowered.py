@@ -179,7 +179,7 @@ def write_pcir_any(value: Any, path: str | Path, *, inline_below: int = 4096) ->
     name = p.name[:-5] if p.name.endswith(".pcir") else p.name
     sidecar = f"{name}.npz"
     text, arrays = lowered_text_npz(value, sidecar)
-    np.savez(p.parent / sidecar, **arrays)
+    np.savez(p.parent / sidecar, **arrays)  # type: ignore[arg-type]
     p.write_text(text)
 
 
