@@ -47,7 +47,7 @@ def _scatter(flow, children, e, emask, cols, cmask, stride, val, FANIN: tl.const
 SUM_FWD = Template('''
 
 @triton.jit(do_not_specialize=["batch"])
-def $name(node, params, children, row, node_start, chunk_start, param_start, num_chunks,
+def $name(node, weights, children, row, node_start, chunk_start, param_start, num_chunks,
         batch, stride, BT: tl.constexpr):
     """Sum partition B=$B C=$C fan-in $F: node[block rows] = logsumexp(log W + elements)."""
     blk = tl.program_id(0)
@@ -68,7 +68,7 @@ def $name(node, params, children, row, node_start, chunk_start, param_start, num
             m_new = tl.maximum(m, tl.max(elem, axis=0))
             m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
             p = tl.exp(elem - m_safe[None, :])
-            w = tl.load(params + ps + rows[:, None] * $C + cc[None, :],
+            w = tl.load(weights + ps + rows[:, None] * $C + cc[None, :],
                         mask=rmask[:, None] & ccmask[None, :], other=0.0)
             acc = acc * tl.exp(m - m_safe)[None, :] + $mix_fwd
             m = m_new
@@ -82,7 +82,7 @@ def $name(node, params, children, row, node_start, chunk_start, param_start, num
 SUM_BWD = Template('''
 
 @triton.jit(do_not_specialize=["batch"])
-def $name(node, flow, params, pgrad, pflow, scale, children, row, node_start, chunk_start,
+def $name(node, flow, weights, pgrad, pflow, scale, children, row, node_start, chunk_start,
         param_start, num_chunks, batch, stride, BT: tl.constexpr, EM: tl.constexpr):
     """Backward of sum partition B=$B C=$C fan-in $F: element flows, scattered to the
     product children, weight gradients sum_b scale_b f_rb exp(e_cb - s_rb) and, with EM,
@@ -112,7 +112,7 @@ def $name(node, flow, params, pgrad, pflow, scale, children, row, node_start, ch
             ps = tl.load(param_start + blk * $NC + k).to(tl.int64)
             e = es + cc
             elem = _elements(node, children, e, ccmask, cols, cmask, stride, $F, row)
-            wptr = params + ps + rows[:, None] * $C + cc[None, :]
+            wptr = weights + ps + rows[:, None] * $C + cc[None, :]
             wmask = rmask[:, None] & ccmask[None, :]
             w = tl.load(wptr, mask=wmask, other=0.0)
             real = tl.max(w, axis=0) > 0.0
@@ -145,7 +145,7 @@ BCAST_FLOW = "tl.sum(r[:, None, :] * x[None, :, :], axis=2)"
 INPUT_FWD = Template('''
 
 @triton.jit(do_not_specialize=["n", "batch"])
-def $name(node, x, miss, vars, pstart, values, params, logc, node_start, n, batch, stride,
+def $name(node, x, miss, vars, pstart, values, theta, logc, node_start, n, batch, stride,
         BN: tl.constexpr, BT: tl.constexpr):
     """Input layer ($dist): node[node_start + i] = log p(x[vars[i]]), 0 where missing."""
     i = tl.program_id(0) * BN + tl.arange(0, BN)
@@ -198,19 +198,19 @@ CAT_COUNTS = '''\
 
 LOGPROB = {
     "categorical": '''\
-    lp = tl.log(tl.load(params + ps[:, None] + xi, mask=mask & (ms == 0), other=1.0))''',
+    lp = tl.log(tl.load(theta + ps[:, None] + xi, mask=mask & (ms == 0), other=1.0))''',
     "bernoulli": '''\
-    p = tl.load(params + ps, mask=imask, other=0.5)[:, None]
+    p = tl.load(theta + ps, mask=imask, other=0.5)[:, None]
     lp = tl.where(xi == 1, tl.log(p), tl.log(1.0 - p))''',
     "binomial": '''\
-    p = tl.load(params + ps, mask=imask, other=0.5)[:, None]
+    p = tl.load(theta + ps, mask=imask, other=0.5)[:, None]
     lc = tl.load(logc + xi, mask=mask & (ms == 0), other=0.0)
     a = tl.where(xv > 0.0, xv * tl.log(p), 0.0)
     b = tl.where($total - xv > 0.0, ($total - xv) * tl.log(1.0 - p), 0.0)
     lp = lc + a + b''',
     "gaussian": '''\
-    mu = tl.load(params + ps, mask=imask, other=0.0)[:, None]
-    sd = tl.load(params + ps + 1, mask=imask, other=1.0)[:, None]
+    mu = tl.load(theta + ps, mask=imask, other=0.0)[:, None]
+    sd = tl.load(theta + ps + 1, mask=imask, other=1.0)[:, None]
     z = (xv - mu) / sd
     lp = -0.5 * z * z - tl.log(sd) - 0.9189385332046727''',
     "indicator": '''\
@@ -221,18 +221,18 @@ LOGPROB = {
 EM_KERNELS = '''
 
 @triton.jit
-def em_group_sums(params, pgrad, group, gsum, norm, total, BLOCK: tl.constexpr):
+def em_group_sums(weights, pgrad, group, gsum, norm, total, BLOCK: tl.constexpr):
     """gsum[g] += flow of each weight of group g (flow = w * grad * norm)."""
     p = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     pm = p < total
     g = tl.load(group + p, mask=pm, other=-1)
-    fl = tl.load(params + p, mask=pm, other=0.0) * tl.load(pgrad + p, mask=pm, other=0.0)
+    fl = tl.load(weights + p, mask=pm, other=0.0) * tl.load(pgrad + p, mask=pm, other=0.0)
     fl = fl * tl.load(norm)
     tl.atomic_add(gsum + g, fl, mask=pm & (g >= 0))
 
 
 @triton.jit
-def em_update(params, pgrad, group, gsum, gsize, norm, total, step, pseudocount,
+def em_update(weights, pgrad, group, gsum, gsize, norm, total, step, pseudocount,
               BLOCK: tl.constexpr):
     """w <- (1 - step) w + step (flow + a / K) / (group flow + a), per normalization group."""
     p = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
@@ -240,10 +240,10 @@ def em_update(params, pgrad, group, gsum, gsize, norm, total, step, pseudocount,
     ok = (p < total) & (g >= 0)
     gs = tl.load(gsum + g, mask=ok, other=0.0)
     k = tl.load(gsize + g, mask=ok, other=1).to(tl.float32)
-    w = tl.load(params + p, mask=ok, other=0.0)
+    w = tl.load(weights + p, mask=ok, other=0.0)
     fl = w * tl.load(pgrad + p, mask=ok, other=0.0) * tl.load(norm)
     den = gs + pseudocount
     ok = ok & (den > 0.0)
     new = (fl + pseudocount / k) / tl.where(den > 0.0, den, 1.0)
-    tl.store(params + p, (1.0 - step) * w + step * new, mask=ok)
+    tl.store(weights + p, (1.0 - step) * w + step * new, mask=ok)
 '''
