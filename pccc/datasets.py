@@ -44,8 +44,8 @@ class Dataset:
     test: np.ndarray | None
     image_shape: tuple[int, ...] | None = None
     """``(H, W)`` for images (bits per dimension are reported for them)"""
-    files: tuple[str, ...] = ()
-    """the file (or file:key) each split came from, in split order"""
+    files: tuple[str, str, str] = ("", "", "")
+    """the file (or ``file:key``) of the train, valid and test splits ("" when absent)"""
 
     @property
     def num_vars(self) -> int:
@@ -100,7 +100,7 @@ def _from_files(files: list[Path], name: str) -> Dataset:
               ((s, found.get(s)) for s in SPLITS)}
     _check_columns(arrays, found)
     return Dataset(name, arrays["train"], arrays["valid"], arrays["test"],
-                   files=tuple(str(found[s]) for s in SPLITS if s in found))
+                   files=tuple(str(found[s]) if s in found else "" for s in SPLITS))  # type: ignore
 
 
 def _check_columns(arrays: dict[str, np.ndarray | None], files: dict[str, Path]) -> None:
@@ -127,9 +127,12 @@ def _from_npz(path: Path, valid_fraction: float) -> Dataset:
     if valid is None and valid_fraction > 0:
         cut = len(train) - int(round(len(train) * valid_fraction))
         train, valid = train[:cut], train[cut:]
+    names = (f"{path}:x_train", f"{path}:x_valid", f"{path}:x_test")
+    if "x_valid" not in keys and valid is not None:
+        names = (names[0], f"{path}:x_train (last {len(valid)} rows)", names[2])
     conv = [None if a is None else _as_int(a) for a in (train, valid, test)]
     return Dataset(path.stem, conv[0], conv[1], conv[2], image_shape=shape,  # type: ignore
-                   files=tuple(f"{path}:{k}" for k in ("x_train", "x_valid", "x_test")))
+                   files=names)
 
 
 def _as_int(a: np.ndarray) -> np.ndarray:
@@ -172,5 +175,6 @@ def load_dataset(spec: str | os.PathLike[str] | list[str], *, valid_fraction: fl
     if path.suffix == ".npz" and split_of(path) is None:
         return _from_npz(path, valid_fraction)
     if split_of(path) is None:  # one file of training data, no held-out splits
-        return Dataset(path.name.split(".")[0], load_data(path), None, None, files=(str(path),))
+        return Dataset(path.name.split(".")[0], load_data(path), None, None,
+                       files=(str(path), "", ""))
     return _from_files([path], path.stem)

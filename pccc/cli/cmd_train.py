@@ -1,0 +1,162 @@
+"""``pccc train``: generate a structure, train it with EM, write the best model.
+
+    pccc train --structure hclt --latents 16 --data ../shared/data/debd/nltcs --epochs 50 \\
+        -o nltcs.jpc --plot curves.png
+
+``--data`` is a folder with ``*.train.*``, ``*.valid.*``, ``*.test.*`` files, a comma-separated
+list of such files, an MNIST-style ``.npz`` or a data set name. Each epoch prints the train and
+validation log-likelihood (and bits per dimension for images); training stops early when the
+validation log-likelihood has not improved for ``--patience`` epochs. The parameters of the best
+epoch are written to ``-o`` at the end, also after Ctrl-C. The last line reports the test
+log-likelihood: ``test log-likelihood: <float>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from pccc.ir.errors import PcccError
+
+STRUCTURES = ("hclt", "pd", "rat-spn", "hmm")
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("train", help="train a generated structure with EM",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--structure", default="hclt",
+                   help=f"{', '.join(STRUCTURES)}, or a circuit file to train (default hclt)")
+    p.add_argument("--latents", type=int, default=16, help="hidden states per region (16)")
+    p.add_argument("--data", required=True, help="folder, split files, .npz or data set name")
+    p.add_argument("--epochs", type=int, default=50)
+    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--em", choices=("minibatch", "fullbatch"), default="minibatch")
+    p.add_argument("--step-size", type=float, default=0.1)
+    p.add_argument("--pseudocount", type=float, default=0.1)
+    p.add_argument("--patience", type=int, default=5,
+                   help="epochs without a better validation LL before stopping (0: never)")
+    p.add_argument("--backend", default="torch", help="torch (default) or triton")
+    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--input-dist", default=None,
+                   help="categorical, bernoulli, binomial or gaussian (default: from the data)")
+    p.add_argument("--num-cats", type=int, default=None, help="categories per variable")
+    p.add_argument("--depth", type=int, default=3, help="rat-spn: split depth (3)")
+    p.add_argument("--repetitions", type=int, default=4, help="rat-spn: repetitions (4)")
+    p.add_argument("--split-interval", type=int, default=4, help="pd: split interval (4)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("-o", "--output", required=True, help="trained circuit (e.g. model.jpc)")
+    p.add_argument("--plot", default=None, help="PNG of the learning curves")
+    p.set_defaults(func=run)
+
+
+def check_outputs(output: str, plot: str | None) -> None:
+    """Refuse output paths that cannot be written, before any training."""
+    from pccc import formats
+
+    formats.check_writable(output)
+    paths = [Path(output)]
+    if plot is not None:
+        if not plot.lower().endswith(".png"):
+            raise PcccError(f"--plot {plot}: the plot must be a .png file")
+        paths.append(Path(plot))
+    for p in paths:
+        parent = p.parent if str(p.parent) else Path(".")
+        if not parent.is_dir():
+            raise PcccError(f"{p}: folder {parent} does not exist")
+        if not os.access(parent, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
+            raise PcccError(f"{p}: not writable")
+        if p.is_dir():
+            raise PcccError(f"{p}: is a folder")
+
+
+def build_structure(args: argparse.Namespace, ds: Any) -> Any:
+    """The circuit to train: generated from the options, or read from a file."""
+    from pccc import structures
+
+    name = args.structure.lower()
+    if name not in STRUCTURES:
+        if Path(args.structure).exists():
+            from pccc.cli.cmd_info import load_verified
+
+            return load_verified(args.structure)
+        raise PcccError(f"--structure {args.structure}: not one of {', '.join(STRUCTURES)} "
+                        "and no such circuit file")
+    cats = args.num_cats or ds.num_cats or 2
+    dist = args.input_dist or ("categorical" if ds.num_cats else "gaussian")
+    spec = structures.InputSpec.parse(dist, card=cats)
+    if name == "hclt":
+        return structures.HCLT(ds.train, args.latents, input_dist=spec, seed=args.seed)
+    if name == "pd":
+        shape = ds.image_shape or (ds.num_vars,)
+        return structures.PD(shape, args.latents, split_intervals=args.split_interval,
+                             input_dist=spec, seed=args.seed)
+    if name == "rat-spn":
+        return structures.RAT_SPN(ds.num_vars, args.latents, args.depth, args.repetitions,
+                                  input_dist=spec, seed=args.seed)
+    return structures.HMM(ds.num_vars, args.latents, cats, seed=args.seed)
+
+
+def _describe(ll: float, image: bool, num_vars: int) -> str:
+    from pccc.training import bits_per_dim
+
+    if math.isnan(ll):
+        return "n/a"
+    return f"{ll:.4f}" + (f" ({bits_per_dim(ll, num_vars):.4f} bpd)" if image else "")
+
+
+def run(args: argparse.Namespace) -> int:
+    import pccc
+    from pccc.datasets import load_dataset
+    from pccc.ir import counts
+    from pccc.training import TrainConfig, check_data_fits, evaluate, plot_curves, train
+
+    check_outputs(args.output, args.plot)
+    if args.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise PcccError("--device cuda: no CUDA device is available here")
+    ds = load_dataset(args.data)
+    t0 = time.perf_counter()
+    circuit = build_structure(args, ds)
+    for arr, fname in zip((ds.train, ds.valid, ds.test), ds.files):
+        if arr is not None:
+            check_data_fits(arr, circuit, fname)
+    k = counts(circuit)
+    print(f"structure {args.structure}: {k.nodes} nodes, {k.edges} edges, {k.params} "
+          f"parameters ({time.perf_counter() - t0:.1f} s)", flush=True)
+    model = pccc.compile(circuit, backend=args.backend, device=args.device)
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, em=args.em,
+                      step_size=args.step_size, pseudocount=args.pseudocount,
+                      patience=args.patience, seed=args.seed,
+                      progress=not args.no_progress and sys.stderr.isatty())
+    image = ds.image_shape is not None
+
+    def report(ep: int, h: Any) -> None:
+        print(f"epoch {ep}/{cfg.epochs}  train LL {_describe(h.train_ll[-1], image, ds.num_vars)}"
+              f"  valid LL {_describe(h.valid_ll[-1], image, ds.num_vars)}"
+              f"  {h.seconds[-1]:.1f} s", flush=True)
+
+    hist = train(model, ds.train, ds.valid, cfg, on_epoch=report)
+    if hist.interrupted:
+        print(f"interrupted: writing the best model so far (epoch {hist.best_epoch})",
+              file=sys.stderr, flush=True)
+    elif hist.stopped_early:
+        print(f"early stop: no better validation LL for {cfg.patience} epochs", flush=True)
+    pccc.save(model, args.output)
+    print(f"wrote {args.output} (best epoch {hist.best_epoch})", flush=True)
+    if args.plot and hist.train_ll:
+        plot_curves(hist, args.plot, title=f"{args.structure} on {ds.name}",
+                    num_vars=ds.num_vars if image else None)
+        print(f"wrote {args.plot}", flush=True)
+    if hist.interrupted:
+        return 130
+    test = evaluate(model, ds.test) if ds.test is not None else math.nan
+    print(f"test log-likelihood: {_describe(test, image, ds.num_vars)}", flush=True)
+    return 0

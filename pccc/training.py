@@ -1,0 +1,217 @@
+"""Training compiled circuits with EM: epochs, validation, early stopping, learning curves.
+
+:func:`train` runs mini-batch EM (one step per batch) or full-batch EM (one step per epoch)
+and keeps the parameters of the epoch with the best validation log-likelihood. Ctrl-C stops
+after the current batch; the best parameters so far are restored all the same, so the caller
+can still save them.
+
+Example::
+
+    model = pccc.compile(circuit, backend="torch")
+    hist = train(model, ds.train, ds.valid, TrainConfig(epochs=50))
+    print(hist.best_epoch, hist.valid_ll[-1])
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from pccc.ir.circuit import Circuit
+from pccc.ir.errors import DataError
+
+LN2 = math.log(2.0)
+
+
+@dataclass
+class TrainConfig:
+    """Options of :func:`train`."""
+
+    epochs: int = 50
+    batch_size: int = 512
+    em: str = "minibatch"
+    """``minibatch`` (a step per batch) or ``fullbatch`` (a step per epoch)"""
+    step_size: float = 0.1
+    pseudocount: float = 0.1
+    patience: int = 5
+    """stop after this many epochs without a better validation log-likelihood (0: never)"""
+    seed: int = 0
+    eval_batch_size: int = 2048
+    progress: bool = True
+    """a tqdm bar per epoch"""
+
+
+@dataclass
+class History:
+    """Per-epoch learning curves and the outcome of :func:`train`."""
+
+    train_ll: list[float] = field(default_factory=list)
+    valid_ll: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    best_epoch: int = -1
+    """1-based epoch whose parameters the model holds at the end (0: the initial ones)"""
+    best_ll: float = -math.inf
+    interrupted: bool = False
+    stopped_early: bool = False
+
+
+def bits_per_dim(ll: float, num_vars: int) -> float:
+    """Bits per dimension of a mean log-likelihood (nats per example)."""
+    return -ll / (num_vars * LN2)
+
+
+def check_data_fits(x: np.ndarray, circuit: Circuit, name: str) -> None:
+    """Refuse data that does not fit ``circuit``: wrong width, values outside a variable's
+    categories, non-integer values of a discrete variable.
+
+    Raises:
+        DataError: naming ``name`` and the (1-based) row and column.
+    """
+    if x.ndim != 2 or x.shape[1] != circuit.num_vars:
+        width = x.shape[1] if x.ndim == 2 else x.ndim
+        raise DataError(f"{name}: row 1: {width} columns, but the circuit has "
+                        f"{circuit.num_vars} variables")
+    cards = circuit.var_cards()
+    card = np.array([np.inf if cards.get(v) is None else cards[v] for v in range(x.shape[1])])
+    discrete = np.isfinite(card)
+    xf = x.astype(np.float64, copy=False)
+    seen = ~np.isnan(xf) & (xf != -1)
+    with np.errstate(invalid="ignore"):
+        bad = seen & discrete[None, :] & ((xf != np.floor(xf)) | (xf < 0) | (xf >= card[None, :]))
+    if bad.any():
+        r, c = (int(i) for i in np.argwhere(bad)[0])
+        v = xf[r, c]
+        shown = int(v) if v == np.floor(v) else float(v)
+        raise DataError(f"{name}: row {r + 1}, column {c + 1}: value {shown} is outside "
+                        f"0..{int(card[c]) - 1}, the values of variable {c}")
+
+
+def evaluate(model: Any, x: np.ndarray, batch_size: int = 2048) -> float:
+    """Mean log-likelihood of ``x`` under ``model`` (no flows are accumulated)."""
+    import torch
+
+    if len(x) == 0:
+        return math.nan
+    total = 0.0
+    with torch.no_grad():
+        for s in range(0, len(x), batch_size):
+            xb = torch.from_numpy(np.ascontiguousarray(x[s:s + batch_size])).to(model.device)
+            total += float(model(xb).double().sum())
+    return total / len(x)
+
+
+def _snapshot(model: Any) -> dict[str, Any]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _make_optimizer(model: Any, cfg: TrainConfig) -> Any:
+    from pccc.optim import FullBatchEM, MiniBatchEM
+
+    if cfg.em == "minibatch":
+        return MiniBatchEM(model, step_size=cfg.step_size, pseudocount=cfg.pseudocount)
+    if cfg.em == "fullbatch":
+        return FullBatchEM(model, pseudocount=cfg.pseudocount)
+    raise ValueError(f"unknown EM variant {cfg.em!r} (minibatch or fullbatch)")
+
+
+def _epoch(model: Any, opt: Any, x: Any, cfg: TrainConfig, rng: np.random.Generator,
+           label: str) -> float:
+    """One pass over the shuffled training data; returns the mean train log-likelihood."""
+    import torch
+    from tqdm import tqdm
+
+    order = torch.from_numpy(rng.permutation(len(x)))
+    starts = range(0, len(x), cfg.batch_size)
+    bar = tqdm(starts, desc=label, unit="batch", leave=False, disable=not cfg.progress,
+               dynamic_ncols=True)
+    total = 0.0
+    for s in bar:
+        xb = x[order[s:s + cfg.batch_size]]
+        ll = model(xb)
+        ll.sum().backward()
+        if cfg.em == "minibatch":
+            opt.step()
+        total += float(ll.detach().double().sum())
+        bar.set_postfix(ll=f"{total / min(s + cfg.batch_size, len(x)):.3f}")
+    if cfg.em == "fullbatch":
+        opt.step()
+    bar.close()
+    return total / len(x)
+
+
+def train(model: Any, train_x: np.ndarray, valid_x: np.ndarray | None, cfg: TrainConfig,
+          on_epoch: Callable[[int, History], None] | None = None) -> History:
+    """Train ``model`` in place with EM; it ends holding the best parameters seen.
+
+    Args:
+        model: a compiled circuit (``pccc.compile``).
+        train_x: training data ``[N, V]``.
+        valid_x: validation data for early stopping (None: the training log-likelihood).
+        cfg: the options.
+        on_epoch: called after each epoch with the 1-based epoch and the history so far.
+
+    Returns:
+        the :class:`History`; ``interrupted`` is set when Ctrl-C stopped it.
+    """
+    import torch
+
+    hist = History()
+    rng = np.random.default_rng(cfg.seed)
+    xt = torch.from_numpy(np.ascontiguousarray(train_x)).to(model.device)
+    opt = _make_optimizer(model, cfg)
+    best = _snapshot(model)
+    hist.best_ll = evaluate(model, valid_x, cfg.eval_batch_size) if valid_x is not None \
+        else -math.inf
+    hist.best_epoch = 0
+    try:
+        for ep in range(1, cfg.epochs + 1):
+            t0 = time.perf_counter()
+            tr = _epoch(model, opt, xt, cfg, rng, f"epoch {ep}/{cfg.epochs}")
+            va = evaluate(model, valid_x, cfg.eval_batch_size) if valid_x is not None else tr
+            hist.train_ll.append(tr)
+            hist.valid_ll.append(va)
+            hist.seconds.append(time.perf_counter() - t0)
+            if va > hist.best_ll:
+                hist.best_ll, hist.best_epoch, best = va, ep, _snapshot(model)
+            if on_epoch is not None:
+                on_epoch(ep, hist)
+            if cfg.patience and ep - hist.best_epoch >= cfg.patience:
+                hist.stopped_early = True
+                break
+    except KeyboardInterrupt:
+        hist.interrupted = True
+    opt.zero_flows()
+    model.load_state_dict(best)
+    return hist
+
+
+def plot_curves(hist: History, path: str, *, title: str = "", num_vars: int | None = None
+                ) -> None:
+    """Write a PNG of the train and validation curves (bits per dimension when
+    ``num_vars`` is given, else log-likelihood)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def conv(v: list[float]) -> list[float]:
+        return [bits_per_dim(a, num_vars) for a in v] if num_vars else v
+
+    epochs = list(range(1, len(hist.train_ll) + 1))
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    ax.plot(epochs, conv(hist.train_ll), label="train")
+    ax.plot(epochs, conv(hist.valid_ll), label="validation")
+    if hist.best_epoch > 0:
+        ax.axvline(hist.best_epoch, color="grey", linestyle=":", label="best")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("bits per dimension" if num_vars else "log-likelihood (nats)")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, format="png")
+    plt.close(fig)
