@@ -175,6 +175,11 @@ class _L0Parser:
             raise self.ts.error(f"missing attribute {name!r}", where)
         return attrs.pop(name)
 
+    def int_attr(self, attrs: dict[str, tuple[Any, Token]], name: str, where: Token,
+                 minimum: int) -> int:
+        val, tok = self.take(attrs, name, where)
+        return _int(self.ts, val, tok, name, minimum)
+
     def key(self, attrs: dict[str, tuple[Any, Token]], where: Token) -> str:
         val, tok = self.take(attrs, "param", where)
         if not isinstance(val, Key):
@@ -188,8 +193,8 @@ class _L0Parser:
 
     def input(self, dist: str, attrs: dict[str, tuple[Any, Token]], where: Token) -> Node:
         ts = self.ts
-        n = _int(ts, *self.take(attrs, "n", where), "n", 1)
-        var = _int(ts, *self.take(attrs, "var", where), "var")
+        n = self.int_attr(attrs, "n", where, 1)
+        var = self.int_attr(attrs, "var", where, 0)
         key = self.key(attrs, where) if "param" in attrs else None
         plain = {k: tuple(v) if isinstance(v, list) else v for k, (v, _) in attrs.items()}
         msg = dists.get(dist).check_attrs(n, plain)
@@ -199,15 +204,14 @@ class _L0Parser:
 
     def sum(self, kids: tuple[int, ...], attrs: dict[str, tuple[Any, Token]], where: Token
             ) -> Node:
-        n = _int(self.ts, *self.take(attrs, "n", where), "n", 1)
+        n = self.int_attr(attrs, "n", where, 1)
         key = self.key(attrs, where)
         self.no_extra(attrs, "sum")
         return SumVector(n, kids, key)
 
     def product(self, kids: tuple[int, ...], attrs: dict[str, tuple[Any, Token]],
                 where: Token) -> Node:
-        ts = self.ts
-        n = _int(ts, *self.take(attrs, "n", where), "n", 1)
+        n = self.int_attr(attrs, "n", where, 1)
         edges = None
         if "edges" in attrs:
             val, tok = attrs.pop("edges")

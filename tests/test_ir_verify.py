@@ -7,8 +7,16 @@ import pytest
 from hypothesis import given
 
 from pccc.ir import (
-    Circuit, CircuitBuilder, InputVector, ProductVector, SumVector, VerifyError,
-    is_decomposable, is_normalized, is_smooth, verify,
+    Circuit,
+    CircuitBuilder,
+    InputVector,
+    ProductVector,
+    SumVector,
+    VerifyError,
+    is_decomposable,
+    is_normalized,
+    is_smooth,
+    verify,
 )
 from tests.strategies import ALL_DISTS, circuits
 

@@ -36,5 +36,6 @@ def add_parser(sub: Any) -> None:
     p.add_argument("output", metavar="OUT", help="circuit file to write")
     p.add_argument("--no-verify", action="store_true", help="skip the verifier")
     p.add_argument("--sidecar", action="store_true",
-                   help="(.pcir) write the parameters to <stem>.npz beside OUT (out.pcir -> out.npz)")
+                   help="(.pcir) write the parameters to a sidecar beside OUT "
+                        "(out.pcir -> out.npz)")
     p.set_defaults(func=run)

@@ -34,6 +34,12 @@ def _compiled(circuit: Circuit, name: str, device: str, dtype: str | None) -> Ev
 
     if not hasattr(pccc, "compile"):
         raise PcccError(f"backend {name!r} is not available yet (only 'reference')")
+    try:
+        from pccc.backends import registry
+    except ImportError:
+        registry = None  # type: ignore[assignment]
+    if registry is not None:
+        registry.get(name)  # an unknown name fails here, before torch is imported
     import torch
 
     if device == "cuda" and not torch.cuda.is_available():
@@ -88,8 +94,8 @@ def run(args: argparse.Namespace) -> int:
     if circuit.nodes[circuit.root].n != 1:
         raise PcccError(f"{args.file}: the root vector has {circuit.nodes[circuit.root].n} "
                         "nodes; eval needs a single root node")
-    x = load_data(args.data, circuit, key=args.key)
     fn = evaluator(circuit, args.backend, args.device, args.dtype)
+    x = load_data(args.data, circuit, key=args.key)
     ll = log_likelihoods(fn, x, args.batch_size)
     if out is not None:
         with atomic_write(out) as f:

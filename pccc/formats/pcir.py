@@ -59,7 +59,7 @@ def save_pcir(circuit: Circuit, path: str | Path, *, sidecar: bool = False,
         name = sidecar_name(p)
         text, arrays = to_text_npz(circuit, name)
         with atomic_write(p.parent / name) as g:
-            np.savez(g, **arrays)
+            np.savez(g, **arrays)  # type: ignore[arg-type]
     else:
         text = to_text(circuit, elide_above=elide_above)
     with atomic_write(p) as f:
