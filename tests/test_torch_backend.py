@@ -142,8 +142,7 @@ def test_external_input_logp_receives_gradients():
     c = _fixed_circuit()
     model = _model(c)
     x = np.array([[0, 1, 2], [2, -1, 0]])
-    data = tuple(t for t in model.prepare(torch.as_tensor(x)))
-    vals = [v.detach() for v in model.input_values(*data)]
+    vals = [v.detach() for v in model.input_values(model.prepare(torch.as_tensor(x)))]
     ext = torch.cat(vals, dim=0).t().clone().requires_grad_(True)
     ll = model(torch.as_tensor(x), input_logp=ext)
     np.testing.assert_allclose(ll.detach().numpy(), log_likelihood(c, x), rtol=1e-10)

@@ -99,7 +99,8 @@ def expected_em(c, batches, eta, alpha):
 @given(st.data())
 def test_minibatch_em_step_equals_oracle(data):
     c = data.draw(circuits(max_vars=4, dists=ALL_DISTS, normalized=data.draw(st.booleans())))
-    batches = [data.draw(data_for(c, n_rows=n)) for n in (4, 3)]
+    pmiss = data.draw(st.sampled_from([0.0, 0.3]))  # 0: the no-missing fast paths
+    batches = [data.draw(data_for(c, n_rows=n, missing_prob=pmiss)) for n in (4, 3)]
     eta = data.draw(st.floats(0.05, 1.0))
     alpha = data.draw(st.floats(0.01, 2.0))
     model = pccc.compile(c, backend="torch", dtype=torch.float64)

@@ -38,9 +38,11 @@ def to_raw(dist: str, native: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     shift = np.zeros_like(native)
     with np.errstate(divide="ignore", invalid="ignore"):
         if dist == "categorical":
-            raw = np.log(native)
+            # an all-zero row keeps raw 0 and a -inf normalizer: log-probabilities -inf, no NaN
             tot = native.sum(axis=1, keepdims=True)
-            shift = np.broadcast_to(np.where(tot > 0, np.log(tot), 0.0), native.shape).copy()
+            raw = np.where(tot > 0, np.log(native), 0.0)
+            shift = np.broadcast_to(np.where(tot > 0, np.log(np.where(tot > 0, tot, 1.0)),
+                                             -np.inf), native.shape).copy()
         elif dist in ("bernoulli", "binomial"):
             raw = np.log(native) - np.log1p(-native)
         elif dist == "gaussian":
@@ -53,21 +55,12 @@ def to_raw(dist: str, native: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def to_native(dist: str, raw: Tensor, shift: Tensor) -> Tensor:
     """Inverse of :func:`to_raw` on ``[n, size]`` tensors (no gradient needed)."""
     if dist == "categorical":
-        return torch.exp(_log_softmax(raw) + shift)
+        return torch.exp(torch.log_softmax(raw, dim=1) + shift[:, :1])
     if dist in ("bernoulli", "binomial"):
         return torch.sigmoid(raw)
     if dist == "gaussian":
         return torch.stack([raw[:, 0], torch.exp(raw[:, 1])], dim=1)
     return raw
-
-
-def _log_softmax(raw: Tensor) -> Tensor:
-    """Row-wise log-softmax that keeps an all ``-inf`` row at ``-inf`` (no NaN)."""
-    m = raw.detach().amax(dim=1, keepdim=True)
-    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
-    z = torch.exp(raw - m).sum(dim=1, keepdim=True)
-    lse = torch.where(z > 0, torch.log(z) + m, torch.zeros_like(z))
-    return raw - lse
 
 
 def _binom_logc(total: int, dtype: torch.dtype, device: torch.device) -> Tensor:
@@ -84,7 +77,7 @@ def log_prob(dist: str, attrs: dict[str, Any], raw: Tensor, shift: Tensor, value
         dist: family name.
         attrs: the layer's hyperparameters.
         raw: ``[n, size]`` raw parameters of the layer's nodes (gathered, differentiable).
-        shift: ``[n, size]`` log-normalizers (categorical).
+        shift: ``[n, 1]`` (or ``[n, size]``) log-normalizers (categorical).
         values: ``[n]`` tested values (indicator only).
         xd: ``[n, batch]`` int64 observed values (missing replaced by 0).
         xc: ``[n, batch]`` float values (for continuous families; missing replaced by 0).
@@ -95,8 +88,7 @@ def log_prob(dist: str, attrs: dict[str, Any], raw: Tensor, shift: Tensor, value
         zero = torch.zeros((), dtype=raw.dtype, device=raw.device)
         return torch.where(hit, zero, torch.full_like(zero, -math.inf)).expand(xd.shape)
     if dist == "categorical":
-        table = _log_softmax(raw) + shift[:, :1]
-        return table.gather(1, xd)
+        return torch.log_softmax(raw, dim=1).gather(1, xd) + shift[:, :1]
     if dist == "bernoulli":
         r = raw[:, :1]
         return torch.where(xd == 1, torch.nn.functional.logsigmoid(r),
@@ -116,33 +108,53 @@ def log_prob(dist: str, attrs: dict[str, Any], raw: Tensor, shift: Tensor, value
     raise NotImplementedError(f"torch backend: no input family {dist!r}")
 
 
-def accumulate_stats(dist: str, attrs: dict[str, Any], native: Tensor, flow: Tensor,
-                     xd: Tensor, xc: Tensor, miss: Tensor) -> Tensor:
-    """EM statistics ``[n, 3]`` (categorical: ``[n, card]``) of one layer from node flows.
+def accumulate_stats(dist: str, attrs: dict[str, Any], flow: Tensor, xd: Tensor, xc: Tensor,
+                     miss: Tensor | None) -> tuple[Tensor, Tensor]:
+    """EM statistics of one layer from node flows, before the missing values' share.
+
+    Returns ``(stats, missing_flow)``: ``stats`` is ``[n, card]`` (categorical) or ``[n, 3]``,
+    ``missing_flow`` ``[n]`` the flow of examples whose variable is missing; the posterior share
+    of those is added at the EM step by :func:`complete_stats` (the parameters do not change
+    between EM steps).
 
     Args:
-        native: ``[n, size]`` current native parameters.
         flow: ``[n, batch]`` node flows (root flow 1 per example).
         xd, xc: as in :func:`log_prob`.
-        miss: ``[n, batch]`` bool, True where the node's variable is missing.
+        miss: ``[n, batch]`` bool, True where the node's variable is missing (None: none is).
     """
-    obs = torch.where(miss, torch.zeros_like(flow), flow)
-    fm = (flow - obs).sum(dim=1)  # flow of missing values, per node
+    obs = flow if miss is None else torch.where(miss, torch.zeros_like(flow), flow)
+    total_flow = flow.sum(dim=1)
+    fm = total_flow - obs.sum(dim=1) if miss is not None else torch.zeros_like(total_flow)
     if dist == "categorical":
-        counts = torch.zeros_like(native)
+        counts = torch.zeros((flow.shape[0], int(attrs["card"])), dtype=flow.dtype,
+                             device=flow.device)
         counts.scatter_add_(1, xd, obs)
-        return counts + fm[:, None] * native
-    out = torch.zeros((native.shape[0], 3), dtype=flow.dtype, device=flow.device)
+        return counts, fm
+    out = torch.zeros((flow.shape[0], 3), dtype=flow.dtype, device=flow.device)
     if dist in ("bernoulli", "binomial"):
         total = 1 if dist == "bernoulli" else int(attrs["total"])
-        p = native[:, 0]
-        out[:, 0] = (obs * xd.to(flow.dtype)).sum(1) + fm * total * p
-        out[:, 1] = flow.sum(1) * total
+        out[:, 0] = (obs * xd.to(flow.dtype)).sum(1)
+        out[:, 1] = total_flow * total
+    elif dist == "gaussian":
+        out[:, 0] = total_flow
+        out[:, 1] = (obs * xc).sum(1)
+        out[:, 2] = (obs * xc * xc).sum(1)
+    return out, fm
+
+
+def complete_stats(dist: str, attrs: dict[str, Any], native: Tensor, stats: Tensor, fm: Tensor
+                   ) -> Tensor:
+    """Add the missing values' posterior share (flow ``fm`` times the node's own moments)."""
+    if dist == "categorical":
+        return stats + fm[:, None] * native
+    out = stats.clone()
+    if dist in ("bernoulli", "binomial"):
+        total = 1 if dist == "bernoulli" else int(attrs["total"])
+        out[:, 0] += fm * total * native[:, 0]
     elif dist == "gaussian":
         mu, sd = native[:, 0], native[:, 1]
-        out[:, 0] = flow.sum(1)
-        out[:, 1] = (obs * xc).sum(1) + fm * mu
-        out[:, 2] = (obs * xc * xc).sum(1) + fm * (sd * sd + mu * mu)
+        out[:, 1] += fm * mu
+        out[:, 2] += fm * (sd * sd + mu * mu)
     return out
 
 

@@ -28,8 +28,18 @@ def _buf(a: np.ndarray) -> Tensor:
     return torch.from_numpy(np.array(a, dtype=np.int64, copy=True))
 
 
+def _span(idx: np.ndarray) -> int | None:
+    """The start of ``idx`` when it is ``start, start + 1, ...`` (slices beat gathers)."""
+    flat = idx.reshape(-1)
+    if flat.size and np.array_equal(flat, flat[0] + np.arange(flat.size)):
+        return int(flat[0])
+    return None
+
+
 class TorchProductLayer(nn.Module):
     """``element[elem_start + e] = sum_j node[children[e, j]]`` for each partition."""
+
+    dead: Tensor
 
     def __init__(self, layer: ProductLayer):
         super().__init__()
@@ -37,28 +47,47 @@ class TorchProductLayer(nn.Module):
         self.reserved = layer.reserved
         self.starts = [p.elem_start for p in layer.partitions]
         self.sizes = [p.children.shape for p in layer.partitions]
+        written = np.zeros(layer.num_elem_slots, bool)
+        self.spans: dict[tuple[int, int], int | None] = {}
         for i, p in enumerate(layer.partitions):
-            self.register_buffer(f"children{i}", _buf(p.children.reshape(-1)), persistent=False)
+            for j in range(p.children.shape[1]):  # one index column per factor
+                self.register_buffer(f"children{i}_{j}", _buf(p.children[:, j]),
+                                     persistent=False)
+                self.spans[(i, j)] = _span(p.children[:, j])
+            written[p.elem_start: p.elem_start + p.num_elems] = True
+        self.register_buffer("dead", _buf(np.flatnonzero(~written)), persistent=False)
 
-    def children_of(self, i: int) -> Tensor:
-        return getattr(self, f"children{i}")
+    def children_of(self, i: int, j: int) -> Tensor:
+        return getattr(self, f"children{i}_{j}")
 
     def forward(self, node: Tensor) -> Tensor:
         """The element buffer ``[num_elem_slots, batch]`` (unwritten slots hold ``-inf``)."""
         batch = node.shape[1]
-        elem = node.new_full((self.num_elem_slots, batch), -math.inf)
+        elem = node.new_empty((self.num_elem_slots, batch))
+        elem.index_fill_(0, self.dead, -math.inf)
         for i, (start, (num, fanin)) in enumerate(zip(self.starts, self.sizes)):
-            vals = node.index_select(0, self.children_of(i)).view(num, fanin, batch).sum(1)
-            elem[start: start + num] = vals
+            out = elem[start: start + num]
+            for j in range(fanin):
+                span = self.spans[(i, j)]
+                if span is not None:
+                    kid = node[span: span + num]
+                    out.copy_(kid) if j == 0 else out.add_(kid)
+                elif j == 0:
+                    torch.index_select(node, 0, self.children_of(i, 0), out=out)
+                else:
+                    out += node.index_select(0, self.children_of(i, j))
         return elem
 
     def backward_flows(self, elem_flow: Tensor, node_flow: Tensor) -> None:
         """Add each element's flow to every one of its children (in place)."""
-        batch = node_flow.shape[1]
         for i, (start, (num, fanin)) in enumerate(zip(self.starts, self.sizes)):
             ef = elem_flow[start: start + num]
-            src = ef.unsqueeze(1).expand(num, fanin, batch).reshape(num * fanin, batch)
-            node_flow.index_add_(0, self.children_of(i), src)
+            for j in range(fanin):
+                span = self.spans[(i, j)]
+                if span is not None:
+                    node_flow[span: span + num] += ef
+                else:
+                    node_flow.index_add_(0, self.children_of(i, j), ef)
 
 
 class TorchSumPartition(nn.Module):
@@ -83,24 +112,46 @@ class TorchSumPartition(nn.Module):
         self.register_buffer("elem_idx", _buf(elem_idx.reshape(-1)), persistent=False)
         self.register_buffer("param_idx", _buf(pidx.reshape(-1)), persistent=False)
         self.register_buffer("real_col", torch.from_numpy(real), persistent=False)
+        self.all_real = bool(real.all())
+        self.spans = {name: _span(idx) for name, idx in
+                      (("node_idx", node_idx), ("elem_idx", elem_idx), ("param_idx", pidx))}
+
+    def _take(self, buf: Tensor, name: str, rows: int) -> Tensor:
+        """Rows of ``buf`` listed by index table ``name``: a view when they are contiguous."""
+        span = self.spans[name]
+        if span is not None:
+            return buf[span: span + rows]
+        return buf.index_select(0, getattr(self, name))
+
+    def _add(self, buf: Tensor, name: str, src: Tensor) -> None:
+        span = self.spans[name]
+        if span is not None:
+            buf[span: span + src.shape[0]] += src
+        else:
+            buf.index_add_(0, getattr(self, name), src)
 
     def weights(self, w_flat: Tensor) -> Tensor:
         """The linear weight tiles ``[nb, B, K]``."""
-        return w_flat.index_select(0, self.param_idx).view(self.nb, self.B, self.K)
+        return self._take(w_flat, "param_idx", self.nb * self.B * self.K).view(
+            self.nb, self.B, self.K)
 
     def elements(self, elem: Tensor) -> Tensor:
-        return elem.index_select(0, self.elem_idx).view(self.nb, self.K, elem.shape[1])
+        return self._take(elem, "elem_idx", self.nb * self.K).view(self.nb, self.K, -1)
 
     def forward(self, elem: Tensor, w_flat: Tensor, node: Tensor) -> None:
         """Write the partition's node values into ``node`` (in place)."""
         e = self.elements(elem)
-        neg = torch.full_like(e[:1, :1, :1], -math.inf)
-        e = torch.where(self.real_col[:, :, None], e, neg)
+        if not self.all_real:
+            neg = torch.full_like(e[:1, :1, :1], -math.inf)
+            e = torch.where(self.real_col[:, :, None], e, neg)
         m = e.amax(dim=1, keepdim=True)
         m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
-        s = torch.bmm(self.weights(w_flat), torch.exp(e - m))
-        out = torch.log(s) + m
-        node.index_copy_(0, self.node_idx, out.view(self.nb * self.B, -1))
+        out = torch.bmm(self.weights(w_flat), torch.exp(e - m)).log_().add_(m)
+        span = self.spans["node_idx"]
+        if span is not None:
+            node[span: span + self.nb * self.B] = out.view(self.nb * self.B, -1)
+        else:
+            node.index_copy_(0, self.node_idx, out.view(self.nb * self.B, -1))
 
     def backward_flows(self, elem: Tensor, w_flat: Tensor, node: Tensor, node_flow: Tensor,
                        elem_flow: Tensor, grad_weights: list[Tensor | None],
@@ -111,22 +162,23 @@ class TorchSumPartition(nn.Module):
         ``param_flows[i]``.
         """
         batch = node.shape[1]
-        s = node.index_select(0, self.node_idx).view(self.nb, self.B, batch)
-        f = node_flow.index_select(0, self.node_idx).view(self.nb, self.B, batch)
-        live = (f > 0) & torch.isfinite(s)
-        neg = torch.full_like(s[:1, :1, :1], -math.inf)
-        q = torch.where(live, torch.log(torch.where(live, f, torch.ones_like(f))) - s, neg)
+        rows = self.nb * self.B
+        s = self._take(node, "node_idx", rows).view(self.nb, self.B, batch)
+        f = self._take(node_flow, "node_idx", rows).view(self.nb, self.B, batch)
+        # a slot has flow only if its value is finite, so log f - s is NaN only where f = 0
+        q = torch.log(f).sub_(s).masked_fill_(f == 0, -math.inf)
         qmax = q.amax(dim=1, keepdim=True)
         qmax = torch.where(torch.isfinite(qmax), qmax, torch.zeros_like(qmax))
-        r = torch.exp(q - qmax)  # [nb, B, batch], rows without flow: 0
+        r = q.sub_(qmax).exp_()  # [nb, B, batch], rows without flow: 0
         w = self.weights(w_flat)
         e = self.elements(elem)
         t = torch.bmm(w.transpose(1, 2), r)  # [nb, K, batch]
-        ef = torch.exp(e + qmax + torch.log(t))
-        elem_flow.index_add_(0, self.elem_idx, ef.view(self.nb * self.K, batch))
+        # exp(e + Q) is bounded by 1 / W for the columns that matter; the cap only keeps
+        # padding columns (value 0, weight 0) finite, where t = 0.
         cap = math.log(torch.finfo(e.dtype).max) - math.log(batch + 1) - 2.0
-        x = torch.exp(torch.clamp(e + qmax, max=cap)).transpose(1, 2)  # [nb, batch, K]
+        x = (e + qmax).clamp_(max=cap).exp_()  # [nb, K, batch]
+        self._add(elem_flow, "elem_idx", (x * t).view(self.nb * self.K, batch))
+        x = x.transpose(1, 2)  # [nb, batch, K]
         for gw, acc in zip(grad_weights, param_flows):
             rr = r if gw is None else r * gw
-            pf = w * torch.bmm(rr, x)
-            acc.index_add_(0, self.param_idx, pf.reshape(-1))
+            self._add(acc, "param_idx", (w * torch.bmm(rr, x)).reshape(-1))

@@ -21,8 +21,10 @@ Subclasses (the Triton backend) override :meth:`CompiledCircuit.run_forward` and
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -30,6 +32,24 @@ from pccc.backends.torch import inputs as fam
 from pccc.backends.torch.layers import TorchProductLayer, TorchSumPartition
 from pccc.backends.torch.params import ParamsMixin
 from pccc.ir.plan import KernelPlan, ProductLayer, SumLayer
+
+
+@dataclass
+class Batch:
+    """A batch as the input layers read it: one row per variable, the batch along columns."""
+
+    xd: Tensor
+    """int64 ``[V, batch]`` values (missing: 0)"""
+    xc: Tensor | None
+    """float ``[V, batch]`` values for continuous families (None: the circuit has none)"""
+    miss: Tensor | None
+    """bool ``[V, batch]`` (None: nothing is missing in this batch)"""
+
+    def rows(self, vars_: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        """(discrete, continuous, missing) ``[n, batch]`` rows of these variables."""
+        xd = self.xd.index_select(0, vars_)
+        xc = xd if self.xc is None else self.xc.index_select(0, vars_)
+        return xd, xc, None if self.miss is None else self.miss.index_select(0, vars_)
 
 
 class _CircuitFunction(torch.autograd.Function):
@@ -57,6 +77,18 @@ class _CircuitFunction(torch.autograd.Function):
         return (None, None, grad_logw, *grads)
 
 
+def _dead_slots(plan: KernelPlan) -> np.ndarray:
+    """Node slots no layer writes (block padding): they hold ``-inf``."""
+    written = np.zeros(plan.num_node_slots, bool)
+    written[0] = True
+    for inp in plan.input_layers:
+        written[inp.node_start: inp.node_start + inp.n] = True
+    for ly in plan.sum_layers():
+        for p in ly.partitions:
+            written[(p.node_start[:, None] + np.arange(p.block_size)).reshape(-1)] = True
+    return np.flatnonzero(~written)
+
+
 class CompiledCircuit(ParamsMixin, nn.Module):
     """A compiled probabilistic circuit: ``model(x) -> log p(x)`` per example.
 
@@ -71,6 +103,8 @@ class CompiledCircuit(ParamsMixin, nn.Module):
         ll = model(torch.tensor([[0, 1, -1]]))   # -1: missing, marginalized
         ll.mean().backward()                       # gradients + EM flows
     """
+
+    dead_nodes: Tensor
 
     def __init__(self, plan: KernelPlan, *, device: Any = None, dtype: Any = torch.float32):
         super().__init__()
@@ -90,6 +124,9 @@ class CompiledCircuit(ParamsMixin, nn.Module):
                 assert isinstance(ly, SumLayer)
                 self.sum_layers.append(nn.ModuleList(
                     TorchSumPartition(p, plan.param_group) for p in ly.partitions))
+        self._continuous = any(ly.dist == "gaussian" for ly in plan.input_layers)
+        self.register_buffer("dead_nodes", torch.from_numpy(_dead_slots(plan)),
+                             persistent=False)
         self.init_params(plan)
         self.to(device=device, dtype=dtype)
 
@@ -107,8 +144,8 @@ class CompiledCircuit(ParamsMixin, nn.Module):
         return self.sum_logits.device
 
     # ------------------------------------------------------------------ data
-    def prepare(self, x: Tensor, missing: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
-        """(discrete values, continuous values, missing mask), each ``[batch, V]``.
+    def prepare(self, x: Tensor, missing: Tensor | None = None) -> Batch:
+        """The batch as the input layers read it (see :class:`Batch`).
 
         Missing: ``-1`` (or NaN for float data) unless ``missing`` is given.
         """
@@ -117,16 +154,22 @@ class CompiledCircuit(ParamsMixin, nn.Module):
             raise ValueError(f"expected data of shape [batch, {self.num_vars}], got "
                              f"{tuple(x.shape)}")
         if missing is None:
-            missing = x == -1
+            miss = x == -1
             if x.is_floating_point():
-                missing = missing | torch.isnan(x)
+                miss = miss | torch.isnan(x)
         else:
-            missing = torch.as_tensor(missing, device=self.device, dtype=torch.bool)
-        xc = torch.where(missing, torch.zeros((), dtype=self.dtype, device=self.device),
-                         x.to(self.dtype))
-        xd = torch.where(missing, torch.zeros((), dtype=torch.int64, device=self.device),
-                         x.to(torch.int64) if x.is_floating_point() else x.long())
-        return xd, xc, missing
+            miss = torch.as_tensor(missing, device=self.device, dtype=torch.bool)
+        any_missing = bool(miss.any())
+        xt = x.t()
+        xd = xt.to(torch.int64) if x.is_floating_point() else xt.long()
+        xc = xt.to(self.dtype) if self._continuous else None
+        if any_missing:
+            mt = miss.t()
+            xd = torch.where(mt, torch.zeros((), dtype=torch.int64, device=self.device), xd)
+            if xc is not None:
+                xc = torch.where(mt, torch.zeros((), dtype=self.dtype, device=self.device), xc)
+        return Batch(xd.contiguous(), None if xc is None else xc.contiguous(),
+                     miss.t().contiguous() if any_missing else None)
 
     # --------------------------------------------------------------- forward
     def forward(self, x: Tensor, missing: Tensor | None = None, *,
@@ -140,11 +183,10 @@ class CompiledCircuit(ParamsMixin, nn.Module):
                 outside (e.g. a neural network), in the order of :meth:`input_nodes`; they
                 replace the input distributions and receive gradients.
         """
-        xd, xc, miss = self.prepare(x, missing)
-        data = (xd, xc, miss)
+        data = self.prepare(x, missing)
         logw = self.log_weights()
         if input_logp is None:
-            in_vals = self.input_values(xd, xc, miss)
+            in_vals = self.input_values(data)
         else:
             in_vals = self._split_external(input_logp)
         return _CircuitFunction.apply(self, data, logw, *in_vals)
@@ -163,17 +205,15 @@ class CompiledCircuit(ParamsMixin, nn.Module):
         """``(family, variable)`` of each input node, the column order of ``input_logp``."""
         return [(ly.dist, int(v)) for ly in self.plan.input_layers for v in ly.vars]
 
-    def input_values(self, xd: Tensor, xc: Tensor, miss: Tensor) -> list[Tensor]:
+    def input_values(self, data: Batch) -> list[Tensor]:
         """Differentiable log-values ``[n, batch]`` of each input layer (0 where missing)."""
         out = []
         for i, ly in enumerate(self.plan.input_layers):
-            vars_ = getattr(self, f"in_vars{i}")
+            xd, xc, m = data.rows(getattr(self, f"in_vars{i}"))
             raw, shift = self.layer_raw(i)
             lp = fam.log_prob(ly.dist, dict(ly.attrs), raw, shift,
-                              getattr(self, f"in_values{i}", None),
-                              xd.t().index_select(0, vars_), xc.t().index_select(0, vars_))
-            m = miss.t().index_select(0, vars_)
-            out.append(torch.where(m, torch.zeros_like(lp), lp))
+                              getattr(self, f"in_values{i}", None), xd, xc)
+            out.append(lp if m is None else torch.where(m, torch.zeros_like(lp), lp))
         return out
 
     def layer_pairs(self) -> list[tuple[TorchProductLayer, list[TorchSumPartition]]]:
@@ -184,7 +224,8 @@ class CompiledCircuit(ParamsMixin, nn.Module):
     def run_forward(self, logw: Tensor, in_vals: list[Tensor]) -> Tensor:
         """The node buffer ``[num_node_slots, batch]`` (no autograd). Overridable."""
         batch = in_vals[0].shape[1] if in_vals else 1
-        node = logw.new_full((self.plan.num_node_slots, batch), -math.inf)
+        node = logw.new_empty((self.plan.num_node_slots, batch))
+        node.index_fill_(0, self.dead_nodes, -math.inf)
         node[0] = 0.0
         for ly, v in zip(self.plan.input_layers, in_vals):
             node[ly.node_start: ly.node_start + ly.n] = v
@@ -205,8 +246,10 @@ class CompiledCircuit(ParamsMixin, nn.Module):
         root = node[self.root_slot]
         node_flow = torch.zeros_like(node)
         node_flow[self.root_slot] = torch.isfinite(root).to(node.dtype)
-        gws: list[Tensor | None] = [grad]
-        if track_em:
+        # a uniform upstream gradient (ll.sum(), ll.mean()) scales the EM flows: one reduction
+        uniform = track_em and bool((grad == grad[:1]).all())
+        gws: list[Tensor | None] = [None] if uniform else [grad]
+        if track_em and not uniform:
             gws.append(None)
         pflows = [torch.zeros_like(logw) for _ in gws]
         w = torch.exp(logw)
@@ -216,30 +259,37 @@ class CompiledCircuit(ParamsMixin, nn.Module):
             for part in parts:
                 part.backward_flows(elem, w, node, node_flow, elem_flow, gws, pflows)
             prod.backward_flows(elem_flow, node_flow)
+        if uniform:
+            pflows = [pflows[0] * grad[0], pflows[0]]
         return node_flow, pflows
 
     # ------------------------------------------------------------------ flows
-    def accumulate_input_stats(self, node_flow: Tensor, data: tuple) -> None:
+    def accumulate_input_stats(self, node_flow: Tensor, data: Batch) -> None:
         """Add the EM statistics of every parametrized input layer (in place)."""
-        xd, xc, miss = data
         with torch.no_grad():
             for i, ly in enumerate(self.plan.input_layers):
                 if ly.param_size == 0:
                     continue
-                vars_ = getattr(self, f"in_vars{i}")
+                xd, xc, m = data.rows(getattr(self, f"in_vars{i}"))
                 flow = node_flow[ly.node_start: ly.node_start + ly.n]
-                native = fam.to_native(ly.dist, *self.layer_raw(i))
-                st = fam.accumulate_stats(
-                    ly.dist, dict(ly.attrs), native, flow, xd.t().index_select(0, vars_),
-                    xc.t().index_select(0, vars_), miss.t().index_select(0, vars_))
                 pidx = getattr(self, f"in_pidx{i}")
+                span = self._in_span.get(i)
+                if ly.dist == "categorical" and span is not None and m is None:
+                    # untied, nothing missing: count straight into the statistics buffer
+                    view = self.input_counts[span[0]: span[0] + span[1]].view(pidx.shape)
+                    view.scatter_add_(1, xd, flow)
+                    continue
+                st, fm = fam.accumulate_stats(ly.dist, dict(ly.attrs), flow, xd, xc, m)
                 if ly.dist == "categorical":
-                    flat = pidx * 3
+                    self.input_counts.index_add_(0, pidx.reshape(-1), st.reshape(-1))
                 else:
                     flat = pidx[:, :1] * 3 + torch.arange(3, device=pidx.device)
-                self.input_stats.view(-1).index_add_(0, flat.reshape(-1), st.reshape(-1))
+                    self.input_stats.view(-1).index_add_(0, flat.reshape(-1), st.reshape(-1))
+                self.input_missflow.index_add_(0, pidx[:, 0], fm)
 
     def zero_flows(self) -> None:
         """Forget the EM statistics accumulated since the last EM step."""
         self.sum_flows.zero_()
         self.input_stats.zero_()
+        self.input_counts.zero_()
+        self.input_missflow.zero_()

@@ -32,6 +32,11 @@ class ParamsMixin:
     sum_flows: Tensor
     input_shift: Tensor
     input_stats: Tensor
+    input_counts: Tensor
+    input_missflow: Tensor
+    dense_idx: Tensor
+    dense_pos: Tensor
+    zero_flows: Any
     register_buffer: Any
 
     def init_params(self, plan: KernelPlan) -> None:
@@ -42,9 +47,11 @@ class ParamsMixin:
         z = np.zeros(num_groups + 1)
         np.add.at(z, group, w)
         with np.errstate(divide="ignore"):
-            raw = np.where(plan.param_group >= 0, np.log(w), 0.0)
-            lognorm = np.where(z > 0, np.log(np.where(z > 0, z, 1.0)), 0.0)
+            # an all-zero group keeps raw 0 and a -inf normalizer (weights 0, never NaN)
+            raw = np.where((plan.param_group >= 0) & (z[group] > 0), np.log(w), 0.0)
+            lognorm = np.where(z > 0, np.log(np.where(z > 0, z, 1.0)), -np.inf)
         self.sum_logits = nn.Parameter(_t(raw))
+        self._init_dense_groups(plan.param_group, num_groups)
         self.register_buffer("sum_group", _t(group.astype(np.int64)), persistent=False)
         self.register_buffer("sum_norm", _t(lognorm))
         self.register_buffer("group_size",
@@ -54,9 +61,29 @@ class ParamsMixin:
                              persistent=False)
         self._init_inputs(plan)
 
+    def _init_dense_groups(self, param_group: np.ndarray, num_groups: int) -> None:
+        """Index tables between the flat weights and a dense ``[groups, Kmax]`` layout, where
+        one ``log_softmax`` normalizes every group (padding: an extra ``-inf`` entry)."""
+        num = len(param_group)
+        real = np.flatnonzero(param_group >= 0)
+        order = real[np.argsort(param_group[real], kind="stable")]
+        g = param_group[order]
+        counts = np.bincount(g, minlength=num_groups)
+        kmax = max(int(counts.max(initial=1)), 1)
+        first = np.concatenate([[0], np.cumsum(counts)[:-1]]) if num_groups else np.zeros(0, int)
+        rank = np.arange(len(order)) - first[g]
+        dense = np.full((num_groups, kmax), num, np.int64)
+        dense[g, rank] = order
+        pos = np.full(num, num_groups * kmax, np.int64)
+        pos[order] = g * kmax + rank
+        self.register_buffer("dense_idx", _t(dense.reshape(-1)), persistent=False)
+        self.register_buffer("dense_pos", _t(pos), persistent=False)
+        self._dense_shape = (num_groups, kmax)
+
     def _init_inputs(self, plan: KernelPlan) -> None:
         q = len(plan.input_params)
         raw, shift = np.zeros(q), np.zeros(q)
+        self._in_span: dict[int, tuple[int, int] | None] = {}
         for i, ly in enumerate(plan.input_layers):
             self.register_buffer(f"in_vars{i}", _t(ly.vars.astype(np.int64)), persistent=False)
             if ly.values is not None:
@@ -65,6 +92,9 @@ class ParamsMixin:
             size = max(ly.param_size, 1)
             pidx = ly.param_start[:, None] + np.arange(size)[None, :]
             self.register_buffer(f"in_pidx{i}", _t(pidx.astype(np.int64)), persistent=False)
+            flat = pidx.reshape(-1)
+            contiguous = ly.param_size > 0 and np.array_equal(flat, flat[0] + np.arange(flat.size))
+            self._in_span[i] = (int(flat[0]), int(flat.size)) if contiguous else None
             if ly.param_size:
                 r, s = fam.to_raw(ly.dist, plan.input_params[pidx])
                 raw[pidx], shift[pidx] = r, s
@@ -72,27 +102,28 @@ class ParamsMixin:
         self.register_buffer("input_shift", _t(shift if q else np.zeros(1)))
         self.register_buffer("input_stats", torch.zeros(max(q, 1), 3, dtype=torch.float64),
                              persistent=False)
+        self.register_buffer("input_counts", torch.zeros(max(q, 1), dtype=torch.float64),
+                             persistent=False)
+        self.register_buffer("input_missflow", torch.zeros(max(q, 1), dtype=torch.float64),
+                             persistent=False)
 
     # -------------------------------------------------------------- reading
     def log_weights(self) -> Tensor:
         """Flat log sum weights (differentiable; padding ``-inf``), per-group normalized."""
-        raw, group = self.sum_logits, self.sum_group
-        ng = self.sum_norm.shape[0]
-        mx = torch.full((ng,), -math.inf, dtype=raw.dtype, device=raw.device)
-        mx = mx.scatter_reduce(0, group, raw.detach(), reduce="amax")
-        mx = torch.where(torch.isfinite(mx), mx, torch.zeros_like(mx))
-        z = torch.zeros_like(mx).index_add(0, group, torch.exp(raw - mx[group]))
-        lse = torch.where(z > 0, torch.log(torch.where(z > 0, z, torch.ones_like(z))) + mx,
-                          torch.zeros_like(z))
-        logw = raw - lse[group] + self.sum_norm[group]
-        return torch.where(group < ng - 1, logw, torch.full_like(logw, -math.inf))
+        raw = self.sum_logits
+        neg = raw.new_full((1,), -math.inf)
+        dense = torch.cat([raw, neg]).index_select(0, self.dense_idx).view(self._dense_shape)
+        logw = torch.log_softmax(dense, dim=1) + self.sum_norm[:-1, None]
+        return torch.cat([logw.reshape(-1), neg]).index_select(0, self.dense_pos)
 
     def layer_raw(self, i: int) -> tuple[Tensor, Tensor]:
-        """Raw parameters and log-normalizers ``[n, size]`` of input layer ``i``."""
+        """Raw parameters ``[n, size]`` and log-normalizers ``[n, 1]`` of input layer ``i``."""
         pidx = getattr(self, f"in_pidx{i}")
-        flat = pidx.reshape(-1)
-        return (self.input_raw.index_select(0, flat).view(pidx.shape),
-                self.input_shift.index_select(0, flat).view(pidx.shape))
+        shift = self.input_shift.index_select(0, pidx[:, 0]).unsqueeze(1)
+        span = self._in_span.get(i)
+        if span is not None:  # untied storage: a view, no copy
+            return self.input_raw[span[0]: span[0] + span[1]].view(pidx.shape), shift
+        return self.input_raw.index_select(0, pidx.reshape(-1)).view(pidx.shape), shift
 
     def source_params(self) -> dict[str, np.ndarray]:
         """The source circuit's parameter store from the current values (float64 numpy)."""
@@ -128,9 +159,10 @@ class ParamsMixin:
         real = self.sum_group < self.sum_norm.shape[0] - 1
         w = torch.where(real, w.to(self.sum_logits.dtype), torch.zeros_like(w))
         z = torch.zeros_like(self.sum_norm).index_add(0, self.sum_group, w)
-        self.sum_logits.copy_(torch.where(real, torch.log(w), torch.zeros_like(w)))
+        live = real & (z[self.sum_group] > 0)
+        self.sum_logits.copy_(torch.where(live, torch.log(w), torch.zeros_like(w)))
         self.sum_norm.copy_(torch.where(z > 0, torch.log(torch.where(z > 0, z, 1.0)),
-                                        torch.zeros_like(z)))
+                                        torch.full_like(z, -math.inf)))
 
     @torch.no_grad()
     def em_step(self, step_size: float, pseudocount: float) -> None:
@@ -146,8 +178,7 @@ class ParamsMixin:
             ok, den, torch.ones_like(den))
         self.set_weights(torch.where(ok, (1 - eta) * w + eta * target, w))
         self._em_inputs(eta, alpha)
-        self.sum_flows.zero_()
-        self.input_stats.zero_()
+        self.zero_flows()
 
     def _em_inputs(self, eta: float, alpha: float) -> None:
         updates = []
@@ -157,7 +188,10 @@ class ParamsMixin:
                 continue
             pidx = getattr(self, f"in_pidx{i}")
             native = fam.to_native(ly.dist, *self.layer_raw(i))
-            st = stats[pidx][..., 0] if ly.dist == "categorical" else stats[pidx[:, 0]]
+            counts = self.input_counts.to(native.dtype)
+            st = counts[pidx] if ly.dist == "categorical" else stats[pidx[:, 0]]
+            fm = self.input_missflow.to(native.dtype)[pidx[:, 0]]
+            st = fam.complete_stats(ly.dist, dict(ly.attrs), native, st, fm)
             new = fam.em_update(ly.dist, native, st, eta, alpha)
             updates.append((ly.dist, pidx, new))
         for dist, pidx, new in updates:  # write after reading: tied nodes update once
