@@ -44,6 +44,8 @@ class TrainConfig:
     eval_batch_size: int = 2048
     progress: bool = True
     """a tqdm bar per epoch"""
+    max_seconds: float | None = None
+    """stop after the epoch that crosses this much training time"""
 
 
 @dataclass
@@ -168,6 +170,7 @@ def train(model: Any, train_x: np.ndarray, valid_x: np.ndarray | None, cfg: Trai
     hist.best_ll = evaluate(model, valid_x, cfg.eval_batch_size) if valid_x is not None \
         else -math.inf
     hist.best_epoch = 0
+    start = time.perf_counter()
     try:
         for ep in range(1, cfg.epochs + 1):
             t0 = time.perf_counter()
@@ -180,7 +183,8 @@ def train(model: Any, train_x: np.ndarray, valid_x: np.ndarray | None, cfg: Trai
                 hist.best_ll, hist.best_epoch, best = va, ep, _snapshot(model)
             if on_epoch is not None:
                 on_epoch(ep, hist)
-            if cfg.patience and ep - hist.best_epoch >= cfg.patience:
+            over = cfg.max_seconds is not None and time.perf_counter() - start > cfg.max_seconds
+            if over or (cfg.patience and ep - hist.best_epoch >= cfg.patience):
                 hist.stopped_early = True
                 break
     except KeyboardInterrupt:
