@@ -124,7 +124,7 @@ def hclt_edge_count(parent: np.ndarray, num_latents: int) -> int:
     parent = np.asarray(parent)
     v = len(parent)
     inner = int(np.count_nonzero(np.bincount(parent[parent >= 0], minlength=v)))
-    if inner == 0:
-        return num_latents
+    if inner == 0:  # one variable: a root sum over its inputs, unless there is one input
+        return 0 if num_latents == 1 else num_latents
     lat = num_latents
     return (inner - 1) * lat * lat + lat + lat * (v - 1 + inner)

@@ -77,10 +77,10 @@ class InputSpec:
     def init_params(self, n: int, rng: np.random.Generator | None) -> np.ndarray:
         """Random (or, without ``rng``, default) read-only parameters of ``n`` nodes."""
         attrs = dict(self.attrs)
-        if rng is None:
-            p = dists.get(self.dist).default_params(n, attrs, None)
+        if rng is None:  # a zero-copy broadcast of one node's default parameters
+            p = dists.get(self.dist).default_params(1, attrs, None)
             assert p is not None
-            return _readonly(np.ascontiguousarray(p, dtype=np.float64))
+            return np.broadcast_to(np.asarray(p, dtype=np.float64)[0], (n,) + p.shape[1:])
         if self.dist == "categorical":
             p = rng.random((n, attrs["card"])) + 0.5
             return _readonly(p / p.sum(axis=1, keepdims=True))
