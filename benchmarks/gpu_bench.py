@@ -79,9 +79,10 @@ def build(name: str, x: np.ndarray):
     return PD((28, 28), int(name[2:]), split_intervals=(4, 4), num_cats=256)
 
 
-def epoch(model, opt, xg: torch.Tensor) -> float:
+def epoch(model, opt, xg: torch.Tensor, batches: int = 0) -> float:
+    """Mean train log-likelihood of one epoch (``batches`` > 0: only that many batches)."""
     tot = 0.0
-    n = xg.shape[0]
+    n = xg.shape[0] if not batches else batches * BATCH
     for s in range(0, n - BATCH + 1, BATCH):
         lls = model(xg[s: s + BATCH])
         lls.mean().backward()
@@ -91,7 +92,20 @@ def epoch(model, opt, xg: torch.Tensor) -> float:
     return tot / (n // BATCH)
 
 
-def workload(name: str, x: np.ndarray, xg: torch.Tensor, precision: str) -> dict:
+def profile(model, opt, xg: torch.Tensor, steps: int = 3) -> None:
+    """The top GPU kernels of a few training batches (torch.profiler)."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as prof
+
+    with prof(activities=[ProfilerActivity.CUDA]) as p:
+        epoch(model, opt, xg, steps)
+        torch.cuda.synchronize()
+    print(p.key_averages().table(sort_by="cuda_time_total", row_limit=14, max_name_column_width=50),
+          flush=True)
+
+
+def workload(name: str, x: np.ndarray, xg: torch.Tensor, precision: str, batches: int = 0,
+             do_profile: bool = False) -> dict:
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
     t0 = time.time()
@@ -108,17 +122,21 @@ def workload(name: str, x: np.ndarray, xg: torch.Tensor, precision: str) -> dict
     t3 = time.time()
     opt = MiniBatchEM(model, step_size=0.1, pseudocount=0.1)
     e0 = time.time()
-    epoch(model, opt, xg)
+    epoch(model, opt, xg, batches)
     torch.cuda.synchronize()
     e1 = time.time()
-    ll = epoch(model, opt, xg)
+    ll = epoch(model, opt, xg, batches)
     torch.cuda.synchronize()
     e2 = time.time()
+    if do_profile:
+        profile(model, opt, xg)
+    full = (xg.shape[0] // BATCH) / batches if batches else 1.0  # extrapolated to an epoch
     return dict(kind="ours", name=name, precision=precision,
                 card=torch.cuda.get_device_name(0), structure_s=round(t1 - t0, 2),
                 compile_s=round(t3 - t1, 2), plan_module_s=round(t2 - t1, 2),
-                jit_s=round(t3 - t2, 2), first_epoch_s=round(e1 - e0, 3),
-                epoch_s=round(e2 - e1, 3), train_ll_epoch2=round(ll, 2),
+                jit_s=round(t3 - t2, 2), first_epoch_s=round((e1 - e0) * full, 3),
+                epoch_s=round((e2 - e1) * full, 3), batches_timed=batches or xg.shape[0] // BATCH,
+                train_ll_epoch2=round(ll, 2),
                 peak_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2),
                 num_edges=int(model.plan.num_sum_edges()))
 
@@ -164,6 +182,8 @@ def main() -> None:
     ap.add_argument("--which", default="hclt32,hclt128,hclt256,pd64,pd256")
     ap.add_argument("--precision", default="tf32")
     ap.add_argument("--check", action="store_true")
+    ap.add_argument("--batches", type=int, default=0, help="time this many batches per epoch")
+    ap.add_argument("--profile", action="store_true")
     ap.add_argument("--pyjuice", action="store_true")
     ap.add_argument("--pj-site", default="/tmp/site")
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
@@ -176,7 +196,7 @@ def main() -> None:
         rows += check(x)
     for name in [w for w in a.which.split(",") if w]:
         try:
-            rows.append(workload(name, x, xg, a.precision))
+            rows.append(workload(name, x, xg, a.precision, a.batches, a.profile))
             print(json.dumps(rows[-1]), flush=True)
         except Exception as e:  # keep going: one failing workload must not hide the rest
             print(f"{name}: {type(e).__name__}: {e}", file=sys.stderr, flush=True)

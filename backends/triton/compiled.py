@@ -80,3 +80,38 @@ class TritonCompiledCircuit(CompiledCircuit):
         if pflow is not None:
             out.append(pflow)
         return flow[: self.plan.num_node_slots, :batch], out
+
+    @torch.no_grad()
+    def _em_inputs(self, eta: float, alpha: float) -> None:
+        """The torch backend's input EM, with the raw coordinates computed on the device
+        (its version goes through numpy on the host, ~0.1 s per batch for MNIST inputs)."""
+        from pccc.backends.torch import inputs as fam
+
+        stats = self.input_stats.to(self.input_raw.dtype)
+        updates = []
+        for i, ly in enumerate(self.plan.input_layers):
+            if not ly.param_size:
+                continue
+            pidx = getattr(self, f"in_pidx{i}")
+            native = fam.to_native(ly.dist, *self.layer_raw(i))
+            st = stats[pidx][..., 0] if ly.dist == "categorical" else stats[pidx[:, 0]]
+            updates.append((ly.dist, pidx, fam.em_update(ly.dist, native, st, eta, alpha)))
+        for dist, pidx, new in updates:  # write after reading: tied nodes update once
+            raw, shift = _to_raw(dist, new)
+            flat = pidx.reshape(-1)
+            self.input_raw.index_copy_(0, flat, raw.to(self.input_raw).reshape(-1))
+            self.input_shift.index_copy_(0, flat, shift.to(self.input_shift).reshape(-1))
+
+
+def _to_raw(dist: str, native: Tensor) -> tuple[Tensor, Tensor]:
+    """:func:`pccc.backends.torch.inputs.to_raw` in torch, on the tensor's device."""
+    shift = torch.zeros_like(native)
+    if dist == "categorical":
+        tot = native.sum(dim=1, keepdim=True)
+        shift = torch.where(tot > 0, torch.log(tot), 0.0).expand_as(native).clone()
+        return torch.log(native), shift
+    if dist in ("bernoulli", "binomial"):
+        return torch.log(native) - torch.log1p(-native), shift
+    if dist == "gaussian":
+        return torch.stack([native[:, 0], torch.log(native[:, 1])], dim=1), shift
+    return native.clone(), shift

@@ -28,20 +28,32 @@ def _elements(node, children, e, emask, cols, cmask, stride, FANIN: tl.constexpr
     """Log-values [CP, BT] of elements e: sums of their first FANIN children's node
     log-values (children rows have `row` entries, the real ones first)."""
     acc = tl.zeros([e.shape[0], cols.shape[0]], tl.float32)
-    for j in tl.static_range(FANIN):
-        ch = tl.load(children + e.to(tl.int64) * row + j, mask=emask, other=0)
-        ptr = node + ch.to(tl.int64)[:, None] * stride + cols[None, :]
-        acc += tl.load(ptr, mask=emask[:, None] & cmask[None, :], other=float("-inf"))
+    if FANIN <= 8:
+        for j in tl.static_range(FANIN):
+            ch = tl.load(children + e.to(tl.int64) * row + j, mask=emask, other=0)
+            ptr = node + ch.to(tl.int64)[:, None] * stride + cols[None, :]
+            acc += tl.load(ptr, mask=emask[:, None] & cmask[None, :], other=float("-inf"))
+    else:  # wide products (a tree node with many children): a loop, not unrolled code
+        for j in range(FANIN):
+            ch = tl.load(children + e.to(tl.int64) * row + j, mask=emask, other=0)
+            ptr = node + ch.to(tl.int64)[:, None] * stride + cols[None, :]
+            acc += tl.load(ptr, mask=emask[:, None] & cmask[None, :], other=float("-inf"))
     return acc
 
 
 @triton.jit
 def _scatter(flow, children, e, emask, cols, cmask, stride, val, FANIN: tl.constexpr, row):
     """Add element flows val [CP, BT] to the flows of each element's children."""
-    for j in tl.static_range(FANIN):
-        ch = tl.load(children + e.to(tl.int64) * row + j, mask=emask, other=0)
-        ptr = flow + ch.to(tl.int64)[:, None] * stride + cols[None, :]
-        tl.atomic_add(ptr, val, mask=emask[:, None] & cmask[None, :])
+    if FANIN <= 8:
+        for j in tl.static_range(FANIN):
+            ch = tl.load(children + e.to(tl.int64) * row + j, mask=emask, other=0)
+            ptr = flow + ch.to(tl.int64)[:, None] * stride + cols[None, :]
+            tl.atomic_add(ptr, val, mask=emask[:, None] & cmask[None, :], sem="relaxed")
+    else:
+        for j in range(FANIN):
+            ch = tl.load(children + e.to(tl.int64) * row + j, mask=emask, other=0)
+            ptr = flow + ch.to(tl.int64)[:, None] * stride + cols[None, :]
+            tl.atomic_add(ptr, val, mask=emask[:, None] & cmask[None, :], sem="relaxed")
 '''
 
 SUM_FWD = Template('''
@@ -121,10 +133,11 @@ def $name(node, flow, weights, pgrad, pflow, scale, children, row, node_start, c
             t = $mix_bwd
             _scatter(flow, children, e, ccmask, cols, cmask, stride, t * x, $F, row)
             g = $mix_grad
-            tl.atomic_add(pgrad + ps + rows[:, None] * $C + cc[None, :], g, mask=wmask)
+            gptr = ps + rows[:, None] * $C + cc[None, :]
+            tl.atomic_add(pgrad + gptr, g, mask=wmask, sem="relaxed")
             if EM:  # EM flows: root flow 1 per example, times the weight
                 g1 = $mix_flow
-                tl.atomic_add(pflow + ps + rows[:, None] * $C + cc[None, :], g1 * w, mask=wmask)
+                tl.atomic_add(pflow + gptr, g1 * w, mask=wmask, sem="relaxed")
 ''')
 
 #: tensor-core mixes; ``$ip`` is the dot's input precision ("tf32" or "ieee")
@@ -185,16 +198,17 @@ def $name(flow, x, miss, vars, pstart, counts, nstats, scale, node_start, n, bat
     foff = (node_start + i).to(tl.int64)[:, None] * stride + cols[None, :]
     f = tl.load(flow + foff, mask=mask, other=0.0) * sc[None, :]
     obs = tl.where(ms != 0, 0.0, f)
-    tl.atomic_add(nstats + i * 4, tl.sum(f, axis=1), mask=imask)
-    tl.atomic_add(nstats + i * 4 + 1, tl.sum(f - obs, axis=1), mask=imask)
-    tl.atomic_add(nstats + i * 4 + 2, tl.sum(obs * xv, axis=1), mask=imask)
-    tl.atomic_add(nstats + i * 4 + 3, tl.sum(obs * xv * xv, axis=1), mask=imask)
+    tl.atomic_add(nstats + i * 4, tl.sum(f, axis=1), mask=imask, sem="relaxed")
+    tl.atomic_add(nstats + i * 4 + 1, tl.sum(f - obs, axis=1), mask=imask, sem="relaxed")
+    tl.atomic_add(nstats + i * 4 + 2, tl.sum(obs * xv, axis=1), mask=imask, sem="relaxed")
+    tl.atomic_add(nstats + i * 4 + 3, tl.sum(obs * xv * xv, axis=1), mask=imask, sem="relaxed")
 $counts
 ''')
 
 CAT_COUNTS = '''\
     ps = tl.load(pstart + i, mask=imask, other=0).to(tl.int64)
-    tl.atomic_add(counts + ps[:, None] + xv.to(tl.int64), obs, mask=mask & (ms == 0))'''
+    tl.atomic_add(counts + ps[:, None] + xv.to(tl.int64), obs, mask=mask & (ms == 0),
+                  sem="relaxed")'''
 
 LOGPROB = {
     "categorical": '''\
@@ -228,7 +242,7 @@ def em_group_sums(weights, pgrad, group, gsum, norm, total, BLOCK: tl.constexpr)
     g = tl.load(group + p, mask=pm, other=-1)
     fl = tl.load(weights + p, mask=pm, other=0.0) * tl.load(pgrad + p, mask=pm, other=0.0)
     fl = fl * tl.load(norm)
-    tl.atomic_add(gsum + g, fl, mask=pm & (g >= 0))
+    tl.atomic_add(gsum + g, fl, mask=pm & (g >= 0), sem="relaxed")
 
 
 @triton.jit
