@@ -56,25 +56,42 @@ def cirkit_model(rg: Any, units: int, device: str) -> torch.nn.Module:
     return ck_compile(sym).to(device)
 
 
-def pccc_circuit(rg: Any, units: int, seed: int) -> Circuit:
-    """The same structure as :func:`cirkit_model` as a pccc L0 circuit."""
+def tree_of(rg: Any) -> Any:
+    """cirkit's region graph as a nested tree: a leaf is a tuple of variables, an inner region
+    a list of child regions."""
     from cirkit.templates.region_graph.graph import RegionNode
 
-    b = CircuitBuilder(rng=seed)
-    vec: dict[Any, int] = {}
+    out: dict[Any, Any] = {}
     for node in rg.topological_ordering():
-        if not isinstance(node, RegionNode):
-            continue
-        parts = rg.region_inputs(node)
-        if not parts:
-            leaves = [b.input(int(v), "categorical", n=units, card=256) for v in node.scope]
-            vec[node] = leaves[0] if len(leaves) == 1 else b.product(leaves)
-            continue
-        (ptn,) = parts
-        prod = b.product([vec[r] for r in rg.partition_inputs(ptn)])
-        vec[node] = b.sum([prod], n=units if rg.region_outputs(node) else 1)
+        if isinstance(node, RegionNode):
+            parts = rg.region_inputs(node)
+            out[node] = ([out[r] for r in rg.partition_inputs(parts[0])] if parts
+                         else tuple(int(v) for v in node.scope))
     (root,) = rg.outputs
-    return b.build(vec[root], num_vars=rg.num_variables)
+    return out[root]
+
+
+def random_tree(variables: list[int], rng: np.random.Generator) -> Any:
+    """A random binary tree over ``variables`` (used when cirkit is not installed)."""
+    if len(variables) == 1:
+        return (variables[0],)
+    perm = list(rng.permutation(variables))
+    half = len(perm) // 2
+    return [random_tree(perm[:half], rng), random_tree(perm[half:], rng)]
+
+
+def pccc_circuit(tree: Any, units: int, num_vars: int, seed: int) -> Circuit:
+    """The structure of :func:`cirkit_model` as a pccc L0 circuit (CP-transposed layers)."""
+    b = CircuitBuilder(rng=seed)
+
+    def build(t: Any, root: bool) -> int:
+        if isinstance(t, tuple):
+            leaves = [b.input(int(v), "categorical", n=units, card=256) for v in t]
+            return leaves[0] if len(leaves) == 1 else b.product(leaves)
+        prod = b.product([build(c, False) for c in t])
+        return b.sum([prod], n=1 if root else units)
+
+    return b.build(build(tree, True), num_vars=num_vars)
 
 
 def mnist_batch(batch: int, num_vars: int) -> np.ndarray:
@@ -96,6 +113,49 @@ def _time(fn: Any, device: str) -> float:
     return time.perf_counter() - t0
 
 
+def _steps(model: torch.nn.Module, x: torch.Tensor, name: str) -> dict[str, Any]:
+    """Forward+backward and forward-only closures for one model."""
+
+    def step() -> None:
+        model.zero_grad(set_to_none=True)
+        model(x).sum().backward()
+
+    def fwd() -> None:
+        with torch.no_grad():
+            model(x)
+
+    return {f"{name} fwd+bwd": step, f"{name} fwd": fwd}
+
+
+def _grad_only(model: Any, x: torch.Tensor) -> Any:
+    def step() -> None:
+        model.track_flows = False
+        model.zero_grad(set_to_none=True)
+        model(x).sum().backward()
+        model.track_flows = True
+
+    return step
+
+
+def _time_all(fns: dict[str, Any], iters: int, device: str) -> dict[str, list[float]]:
+    for fn in fns.values():
+        fn()  # warm-up
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(iters):  # interleaved: both libraries see the same machine load
+        for k, fn in fns.items():
+            times[k].append(_time(fn, device))
+    return times
+
+
+def _reference(circuit: Circuit, ours: Any, x_np: np.ndarray, batch: int, device: str) -> None:
+    t_ref = _time(lambda: log_likelihood(circuit, x_np), "cpu")
+    print(f"reference fwd    {1e3 * t_ref:9.1f} ms for {len(x_np)} rows "
+          f"(~{t_ref / len(x_np) * batch:.1f} s per batch of {batch})")
+    got = ours(torch.as_tensor(x_np, device=device)).detach().cpu().double().numpy()
+    err = np.max(np.abs(got - log_likelihood(circuit, x_np)) / np.abs(got))
+    print(f"pccc float32 vs reference: max relative error {err:.2e}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--vars", type=int, default=784)
@@ -111,57 +171,41 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     import pccc
 
-    rg = region_graph(args.vars, seed=1)
-    circuit = pccc_circuit(rg, args.units, seed=1)
+    try:
+        import cirkit  # noqa: F401
+
+        rg = region_graph(args.vars, seed=1)
+        tree = tree_of(rg)
+    except ImportError:
+        rg = None
+        tree = random_tree(list(range(args.vars)), np.random.default_rng(1))
+        print("cirkit is not installed: timing pccc only")
+    circuit = pccc_circuit(tree, args.units, args.vars, seed=1)
     t0 = time.perf_counter()
     ours = pccc.compile(circuit, backend="torch", device=args.device)
     t_compile = time.perf_counter() - t0
-    theirs = cirkit_model(rg, args.units, args.device)
     x_np = mnist_batch(args.batch, args.vars)
     x = torch.as_tensor(x_np, device=args.device)
-
-    def step_ours() -> None:
-        ours.zero_grad(set_to_none=True)
-        ours(x).sum().backward()
-
-    def step_theirs() -> None:
-        theirs.zero_grad(set_to_none=True)
-        theirs(x).sum().backward()
-
-    def fwd_ours() -> None:
-        with torch.no_grad():
-            ours(x)
-
-    def fwd_theirs() -> None:
-        with torch.no_grad():
-            theirs(x)
-
-    fns = {"pccc fwd+bwd": step_ours, "cirkit fwd+bwd": step_theirs,
-           "pccc fwd": fwd_ours, "cirkit fwd": fwd_theirs}
-    for fn in fns.values():
-        fn()  # warm-up
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(args.iters):
-        for k, fn in fns.items():
-            times[k].append(_time(fn, args.device))
+    fns = _steps(ours, x, "pccc")
+    fns["pccc fwd+bwd*"] = _grad_only(ours, x)
+    n_theirs = 0
+    if rg is not None:
+        theirs = cirkit_model(rg, args.units, args.device)
+        n_theirs = sum(p.numel() for p in theirs.parameters())
+        fns.update(_steps(theirs, x, "cirkit"))
+    times = _time_all(fns, args.iters, args.device)
     n_ours = sum(p.numel() for p in ours.parameters())
-    n_theirs = sum(p.numel() for p in theirs.parameters())
     print(f"device {args.device} ({torch.get_num_threads()} threads), torch {torch.__version__}")
     print(f"structure: random binary tree over {args.vars} vars, K={args.units}, "
           f"batch {args.batch}; parameters pccc {n_ours:,}, cirkit {n_theirs:,}; "
           f"pccc compile {t_compile:.2f} s")
-    for k, ts in times.items():
+    print("(* gradients only: EM flow tracking off)")
+    for k in sorted(times):
+        ts = times[k]
         print(f"{k:16s} median {1e3 * statistics.median(ts):9.1f} ms  min "
               f"{1e3 * min(ts):9.1f} ms")
     if args.reference_rows:
-        xr = x_np[: args.reference_rows]
-        t_ref = _time(lambda: log_likelihood(circuit, xr), "cpu")
-        per_batch = t_ref / len(xr) * args.batch
-        print(f"reference fwd    {1e3 * t_ref:9.1f} ms for {len(xr)} rows "
-              f"(~{per_batch:.1f} s per batch of {args.batch})")
-        got = ours(torch.as_tensor(xr, device=args.device)).detach().cpu().double().numpy()
-        err = np.max(np.abs(got - log_likelihood(circuit, xr)) / np.abs(got))
-        print(f"pccc float32 vs reference: max relative error {err:.2e}")
+        _reference(circuit, ours, x_np[: args.reference_rows], args.batch, args.device)
 
 
 if __name__ == "__main__":

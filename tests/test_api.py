@@ -110,3 +110,28 @@ def test_cli_eval_torch_backend_matches_reference(tmp_path, capsys):
                     ["eval", str(src), "--data", str(data)]) == 0
         outs.append(float(capsys.readouterr().out.strip().splitlines()[-1].split(":")[1]))
     assert outs[0] == pytest.approx(outs[1], rel=1e-10)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_model_to_cuda_trains_and_saves(tmp_path):
+    c = _circuit()
+    x = _data()
+    model = pccc.compile(c, dtype="float64").to("cuda")
+    ll = model(torch.as_tensor(x, device="cuda"))
+    assert ll.device.type == "cuda"
+    np.testing.assert_allclose(ll.detach().cpu().numpy(), log_likelihood(c, x), rtol=1e-10)
+    ll.mean().backward()
+    cpu = pccc.compile(c, dtype="float64")
+    cpu(torch.as_tensor(x)).mean().backward()
+    np.testing.assert_allclose(model.sum_logits.grad.cpu().numpy(),
+                               cpu.sum_logits.grad.numpy(), rtol=1e-9, atol=1e-12)
+    for m in (model, cpu):
+        pccc.optim.MiniBatchEM(m, step_size=0.5, pseudocount=0.1).step()
+    pccc.save(model, tmp_path / "gpu.pcir")
+    pccc.save(model, tmp_path / "gpu.pccm")
+    np.testing.assert_allclose(log_likelihood(pccc.load(tmp_path / "gpu.pcir"), x),
+                               log_likelihood(cpu.to_circuit(), x), rtol=1e-9)
+    back = pccc.load_module(tmp_path / "gpu.pccm", device="cuda")
+    np.testing.assert_allclose(back(torch.as_tensor(x)).detach().cpu().numpy(),
+                               log_likelihood(cpu.to_circuit(), x), rtol=1e-9)

@@ -3,6 +3,8 @@ finite differences) and a naive torch evaluator with plain autograd (gradients, 
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -19,18 +21,20 @@ from tests.strategies import ALL_DISTS, circuits, data_for
 torch.set_num_threads(1)
 
 F64 = torch.float64
+#: PCCC_TEST_DEVICE=cuda runs these checks on a GPU (the oracles stay on the CPU)
+DEVICE = os.environ.get("PCCC_TEST_DEVICE", "cpu")
 
 
 def _model(c, dtype=F64):
-    return build(compile_plan(c), dtype=dtype)
+    return build(compile_plan(c), dtype=dtype, device=DEVICE)
 
 
 def _grads_by_key(model, key):
     plan = model.plan
     idx = torch.from_numpy(np.array(plan.param_map[key]))
     if key in plan.input_param_keys:
-        return model.input_raw.grad[idx].numpy()
-    return model.sum_logits.grad[idx].numpy()
+        return model.input_raw.grad.cpu()[idx].numpy()
+    return model.sum_logits.grad.cpu()[idx].numpy()
 
 
 @settings(max_examples=40)
@@ -39,7 +43,7 @@ def test_forward_equals_reference_f64(data):
     c = data.draw(circuits(max_vars=4, dists=ALL_DISTS, normalized=data.draw(st.booleans())))
     x = data.draw(data_for(c, n_rows=data.draw(st.integers(1, 7))))
     model = _model(c)
-    got = model(torch.as_tensor(x)).detach().numpy()
+    got = model(torch.as_tensor(x)).detach().cpu().numpy()
     want = log_likelihood(c, x)
     assert not np.isnan(got).any()
     np.testing.assert_array_equal(np.isneginf(got), np.isneginf(want))
@@ -52,7 +56,7 @@ def test_forward_equals_reference_f64(data):
 def test_forward_equals_reference_f32(data):
     c = data.draw(circuits(max_vars=4, dists=ALL_DISTS))
     x = data.draw(data_for(c, n_rows=5))
-    got = _model(c, torch.float32)(torch.as_tensor(x)).detach().double().numpy()
+    got = _model(c, torch.float32)(torch.as_tensor(x)).detach().cpu().double().numpy()
     want = log_likelihood(c, x)
     np.testing.assert_array_equal(np.isneginf(got), np.isneginf(want))
     fin = np.isfinite(want)
@@ -67,7 +71,7 @@ def test_gradients_equal_naive_autograd(data):
     g = np.random.default_rng(0).normal(size=x.shape[0])
     model = _model(c)
     ll = model(torch.as_tensor(x))
-    (ll * torch.as_tensor(g)).sum().backward()
+    (ll * torch.as_tensor(g, device=ll.device)).sum().backward()
     fin = np.isfinite(log_likelihood(c, x))
     raw = naive_torch.raw_leaves(c)
     ref = naive_torch.evaluate(c, x[fin], raw)
@@ -95,7 +99,7 @@ def test_gradients_match_finite_differences_of_reference(data):
         flat = np.asarray(model.plan.param_map[key]).reshape(-1)
         j = int(rng.integers(len(flat)))
         is_input = key in model.plan.input_param_keys
-        grad = (model.input_raw if is_input else model.sum_logits).grad[flat[j]].item()
+        grad = (model.input_raw if is_input else model.sum_logits).grad[int(flat[j])].item()
         fd = []
         for eps in (1e-6, -1e-6):
             with torch.no_grad():
@@ -121,7 +125,7 @@ def test_impossible_inputs_give_minus_inf_and_finite_gradients():
         model = _model(c, dtype)
         ll = model(torch.as_tensor(x))
         assert torch.isneginf(ll[0]) and torch.isneginf(ll[2])
-        np.testing.assert_allclose(ll[[1, 3]].detach().double().numpy(),
+        np.testing.assert_allclose(ll[[1, 3]].detach().cpu().double().numpy(),
                                    log_likelihood(c, x)[[1, 3]], rtol=1e-6)
         ll.sum().backward()
         assert torch.isfinite(model.sum_logits.grad).all()
@@ -129,12 +133,34 @@ def test_impossible_inputs_give_minus_inf_and_finite_gradients():
         assert torch.isfinite(model.sum_flows).all()
 
 
+def test_zero_weight_branch_never_gives_nan():
+    from pccc.ir import CircuitBuilder
+
+    b = CircuitBuilder()
+    a = b.input(0, "categorical", n=2, card=2, params=[[1.0, 0.0], [0.0, 1.0]])
+    z = b.input(1, "bernoulli", n=2, params=[0.0, 1.0])
+    s = b.sum([b.product([a, z])], n=2, weights=[[0.0, 1.0], [0.0, 0.0]])
+    c = b.build(b.sum([s], weights=[[1.0, 0.0]]))
+    x = np.array([[1, 1], [0, 0], [-1, -1], [1, -1]])
+    want = log_likelihood(c, x)
+    for dtype in (torch.float32, F64):
+        model = _model(c, dtype)
+        ll = model(torch.as_tensor(x))
+        np.testing.assert_array_equal(ll.detach().cpu().double().numpy(), want)
+        ll.sum().backward()
+        for p in (model.sum_logits, model.input_raw):
+            assert not torch.isnan(p.grad).any()
+        opt = torch.optim.Adam(model.parameters(), lr=0.1)
+        opt.step()
+        assert not torch.isnan(model(torch.as_tensor(x))).any()
+
+
 def test_batch_size_changes_without_recompiling():
     c = _fixed_circuit()
     model = _model(c)
     for n in (1, 3, 17):
         x = np.random.default_rng(n).integers(-1, 3, size=(n, 3))
-        np.testing.assert_allclose(model(torch.as_tensor(x)).detach().numpy(),
+        np.testing.assert_allclose(model(torch.as_tensor(x)).detach().cpu().numpy(),
                                    log_likelihood(c, x), rtol=1e-10)
 
 
@@ -143,9 +169,9 @@ def test_external_input_logp_receives_gradients():
     model = _model(c)
     x = np.array([[0, 1, 2], [2, -1, 0]])
     vals = [v.detach() for v in model.input_values(model.prepare(torch.as_tensor(x)))]
-    ext = torch.cat(vals, dim=0).t().clone().requires_grad_(True)
+    ext = torch.cat(vals, dim=0).t().clone().requires_grad_(True)  # on the model's device
     ll = model(torch.as_tensor(x), input_logp=ext)
-    np.testing.assert_allclose(ll.detach().numpy(), log_likelihood(c, x), rtol=1e-10)
+    np.testing.assert_allclose(ll.detach().cpu().numpy(), log_likelihood(c, x), rtol=1e-10)
     ll.sum().backward()
     # d ll / d input log-value = node flow; check one entry against a finite difference
     for col in range(ext.shape[1]):

@@ -14,6 +14,7 @@ from pccc.backends.reference import log_likelihood
 from pccc.ir.circuit import InputVector, SumVector
 from tests import naive_torch
 from tests.strategies import ALL_DISTS, circuits, data_for
+from tests.test_torch_backend import DEVICE
 
 # tiny tensors: one intra-op thread avoids OpenMP contention on small, busy machines
 torch.set_num_threads(1)
@@ -103,8 +104,8 @@ def test_minibatch_em_step_equals_oracle(data):
     batches = [data.draw(data_for(c, n_rows=n, missing_prob=pmiss)) for n in (4, 3)]
     eta = data.draw(st.floats(0.05, 1.0))
     alpha = data.draw(st.floats(0.01, 2.0))
-    model = pccc.compile(c, backend="torch", dtype=torch.float64)
-    g = torch.tensor([0.5, -1.0, 2.0, 0.25])  # the upstream gradient must not matter
+    model = pccc.compile(c, backend="torch", dtype=torch.float64, device=DEVICE)
+    g = torch.tensor([0.5, -1.0, 2.0, 0.25], device=DEVICE)  # the upstream gradient must not matter
     for x in batches:
         ll = model(torch.as_tensor(x))
         (ll * g[: len(ll)]).sum().backward()
@@ -126,7 +127,7 @@ def test_full_batch_em_increases_likelihood_and_save_roundtrip(tmp_path):
     rng = np.random.default_rng(0)
     x = rng.integers(0, 4, size=(200, 4))
     x[:, 1] = x[:, 0]  # structure to learn
-    model = pccc.compile(c, backend="torch", dtype=torch.float64)
+    model = pccc.compile(c, backend="torch", dtype=torch.float64, device=DEVICE)
     opt = pccc.optim.FullBatchEM(model, pseudocount=0.1)
     lls = []
     for _ in range(5):
