@@ -63,13 +63,14 @@ def test_forward_equals_reference_f32(data):
     np.testing.assert_allclose(got[fin], want[fin], rtol=1e-5, atol=1e-5)
 
 
-@settings(max_examples=40)
-@given(st.data())
-def test_gradients_equal_naive_autograd(data):
+@pytest.mark.parametrize("dtype,rtol,atol", [(F64, 1e-9, 1e-10), (torch.float32, 1e-5, 1e-5)])
+@settings(max_examples=30)
+@given(data=st.data())
+def test_gradients_equal_naive_autograd(data, dtype, rtol, atol):
     c = data.draw(circuits(max_vars=4, dists=ALL_DISTS, normalized=data.draw(st.booleans())))
     x = data.draw(data_for(c, n_rows=6))
     g = np.random.default_rng(0).normal(size=x.shape[0])
-    model = _model(c)
+    model = _model(c, dtype)
     ll = model(torch.as_tensor(x))
     (ll * torch.as_tensor(g, device=ll.device)).sum().backward()
     fin = np.isfinite(log_likelihood(c, x))
@@ -81,7 +82,7 @@ def test_gradients_equal_naive_autograd(data):
     assert model.input_raw.grad is None or torch.isfinite(model.input_raw.grad).all()
     for key, leaf in raw.items():
         want = np.zeros(leaf.shape) if leaf.grad is None else leaf.grad.numpy()
-        np.testing.assert_allclose(_grads_by_key(model, key), want, rtol=1e-9, atol=1e-10,
+        np.testing.assert_allclose(_grads_by_key(model, key), want, rtol=rtol, atol=atol,
                                    err_msg=key)
 
 
