@@ -10,6 +10,9 @@ Until ``pccc.structures`` lands, the two circuits are built here with the same s
   each region a sum vector of 256 over its decompositions (1 at the root); a 4 x 4 leaf patch
   is a sum over the element-wise product of its 16 pixels' input vectors.
 
+``--which s-hclt,s-pd`` uses the generators of ``pccc.structures`` instead (``hclt_from_tree`` on
+the same random tree; ``PD((28, 28), 256, split_intervals=4)``, PyJuice's benchmark settings).
+
 Run: ``python benchmarks/bench_compile.py [--repeat 3] [--which hclt,pd] [--pipeline default]``
 """
 
@@ -105,6 +108,25 @@ def pd(size: int = 28, latents: int = 256, card: int = 256, delta: int = 4,
     return Circuit(tuple(nodes), params, size * size, root)
 
 
+def structures_hclt(latents: int = 256, num_vars: int = 784, seed: int = 0) -> Circuit:
+    """HCLT from ``pccc.structures`` over a random tree (the same tree as :func:`hclt`)."""
+    from pccc.structures import InputSpec, hclt_from_tree
+
+    rng = np.random.default_rng(seed)
+    parent = np.array([-1] + [int(rng.integers(0, v)) for v in range(1, num_vars)])
+    return hclt_from_tree(parent, latents, InputSpec.parse("categorical", card=256))
+
+
+def structures_pd(latents: int = 256) -> Circuit:
+    """PD from ``pccc.structures`` with PyJuice's benchmark settings (split intervals 4)."""
+    from pccc.structures import PD
+
+    return PD((28, 28), latents, split_intervals=4)
+
+
+BUILDERS = {"hclt": hclt, "pd": pd, "s-hclt": structures_hclt, "s-pd": structures_pd}
+
+
 def _edges(c: Circuit) -> int:
     return sum(int(c.params[nd.param].size) for nd in c.nodes if isinstance(nd, SumVector))
 
@@ -132,13 +154,14 @@ def bench(name: str, c: Circuit, pipeline: str, repeat: int) -> dict[str, float]
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--which", default="hclt,pd")
+    ap.add_argument("--which", default="hclt,pd",
+                    help="comma-separated: hclt, pd (built here), s-hclt, s-pd (pccc.structures)")
     ap.add_argument("--pipeline", default="default,training")
     ap.add_argument("--latents", type=int, default=256)
     args = ap.parse_args()
     for which in args.which.split(","):
         t0 = time.perf_counter()
-        c = hclt(latents=args.latents) if which == "hclt" else pd(latents=args.latents)
+        c = BUILDERS[which](latents=args.latents)
         print(f"[built {which} in {time.perf_counter() - t0:.1f} s]", flush=True)
         for pipeline in args.pipeline.split(","):
             bench(which, c, pipeline, args.repeat)
