@@ -26,8 +26,10 @@ from pccc.backends.triton.codegen import (
 )
 from pccc.ir.plan import InputLayer, KernelPlan, ProductLayer, SumLayer, SumPartition
 
-#: batch columns per program, and the column padding of every buffer
+#: batch columns per program (backward: fewer, its tiles hold more live values), and the
+#: column padding of every buffer (a multiple of both)
 BT = 32
+BT_FWD = 64
 BN = 16
 
 
@@ -117,7 +119,7 @@ class DevicePlan:
 
     @staticmethod
     def stride_for(batch: int) -> int:
-        return max(BT, -(-batch // BT) * BT)
+        return max(BT_FWD, -(-batch // BT_FWD) * BT_FWD)
 
     def prepare_inputs(self, x: Tensor, missing: Tensor | None) -> tuple[Tensor, Tensor, int]:
         """``x [batch, vars]`` -> transposed float32 values and int8 missing flags
@@ -152,12 +154,12 @@ class DevicePlan:
     def sum_forward(self, node: Tensor, batch: int, params: Tensor) -> None:
         """The sum layers (products fused in) over a node buffer whose inputs are filled."""
         stride = node.shape[1]
-        tiles = triton_cdiv(batch, BT)
+        tiles = triton_cdiv(batch, BT_FWD)
         for step in self.steps:
             for p in step.parts:
                 getattr(self.k, f"sum_fwd_{p.shape.tag}")[(p.nb, tiles)](
                     node, params, step.children, step.row, p.node_start, p.chunk_start,
-                    p.param_start, p.num_chunks, batch, stride, BT=BT)
+                    p.param_start, p.num_chunks, batch, stride, BT=BT_FWD)
 
     def sum_backward(self, node: Tensor, flow: Tensor, scale: Tensor, batch: int,
                      params: Tensor, pgrad: Tensor, pflow: Tensor | None = None) -> None:
