@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from operator import itemgetter
 from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 
@@ -44,7 +45,7 @@ class Table:
 
 def _obj(cls: type, attrs: dict) -> Node:
     """A frozen dataclass instance without running ``__init__`` (the fields are trusted)."""
-    obj = object.__new__(cls)
+    obj: Node = object.__new__(cls)
     obj.__dict__.update(attrs)
     return obj
 
@@ -64,10 +65,15 @@ def _edge_rows(t: Table, idx: np.ndarray, k: int) -> np.ndarray:
     return t.ptr[idx][:, None] + np.arange(k)
 
 
+def _tuples(kids: np.ndarray):
+    """The rows of a ``[m, k]`` table as tuples of ints (zip builds them in C)."""
+    return zip(*(col.tolist() for col in kids.T))
+
+
 def _products(t: Table, idx: np.ndarray, k: int) -> list[Node]:
     out: list[Node] = []
     append, new, cls = out.append, object.__new__, ProductVector
-    for ch in map(tuple, t.kids[_edge_rows(t, idx, k)].tolist()):
+    for ch in _tuples(t.kids[_edge_rows(t, idx, k)]):
         obj = new(cls)
         obj.__dict__.update(n=1, children=ch, edges=None)
         append(obj)
@@ -81,7 +87,7 @@ def _sums(t: Table, idx: np.ndarray, k: int, keys: list[str]) -> tuple[list[Node
     w.setflags(write=False)
     out: list[Node] = []
     append, new, cls = out.append, object.__new__, SumVector
-    for ch, key in zip(map(tuple, t.kids[e].tolist()), keys):
+    for ch, key in zip(_tuples(t.kids[e]), keys):
         obj = new(cls)
         obj.__dict__.update(n=1, children=ch, param=key)
         append(obj)
@@ -89,15 +95,18 @@ def _sums(t: Table, idx: np.ndarray, k: int, keys: list[str]) -> tuple[list[Node
 
 
 def _inputs(t: Table, width: int) -> tuple[list[Node], list[int], dict[str, np.ndarray]]:
-    objs, where, params = [], [], {}
+    objs: list[Node] = []
+    where: list[int] = []
+    params: dict[str, np.ndarray] = {}
     for i in sorted(t.inputs):
         vec, arr = t.inputs[i]
+        node: Node = vec
         if arr is not None:
             key = f"p{i:0{width}d}"
             arr.setflags(write=False)
             params[key] = arr
-            vec = _obj(InputVector, {**vec.__dict__, "param": key})
-        objs.append(vec)
+            node = _obj(InputVector, {**vec.__dict__, "param": key})
+        objs.append(node)
         where.append(i)
     return objs, where, params
 
@@ -169,7 +178,7 @@ class Inputs:
     lines do not carry it."""
 
     def __init__(self) -> None:
-        self.specs: dict[int, tuple[int, str, object]] = {}
+        self.specs: dict[int, tuple[int, str, Any]] = {}
         self.card: dict[int, int] = {}
 
     def _see(self, var: int, card: int) -> None:
@@ -204,20 +213,20 @@ class Inputs:
         shared: dict[tuple[int, int], InputVector] = {}
         for i, (var, dist, data) in self.specs.items():
             if dist == "indicator":
-                key = (var, int(data))  # type: ignore[call-overload]
+                key = (var, int(data))
                 vec = shared.get(key)
                 if vec is None:
                     attrs = (("card", self.card[var]), ("values", (key[1],)))
                     vec = shared[key] = InputVector(1, var, "indicator", attrs)
                 out[i] = (vec, None)
             elif dist == "categorical":
-                k = len(data)  # type: ignore[arg-type]
+                k = len(data)
                 out[i] = (InputVector(1, var, dist, (("card", k),)),
                           np.exp(np.array(data, dtype=np.float64)).reshape(1, k))
             elif dist == "binomial":
-                total, logp = data  # type: ignore[misc]
-                out[i] = (InputVector(1, var, dist, (("total", total),)),
-                          np.exp(np.array([logp], dtype=np.float64)))
+                total, logb = data
+                out[i] = (InputVector(1, var, dist, (("total", int(total)),)),
+                          np.exp(np.array([logb], dtype=np.float64)))
             elif dist == "gaussian":
                 out[i] = (InputVector(1, var, dist), np.array([data], dtype=np.float64))
             else:  # bernoulli, from log p

@@ -10,6 +10,8 @@ an equal circuit (a property test checks this).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from pccc.formats._assemble import INPUT, PRODUCT, SUM, Inputs, Table, assemble
@@ -18,6 +20,8 @@ from pccc.ir.circuit import Circuit
 _NUMBER_BYTES = b"0123456789.+-eE \t\r\n"
 _TAGS = b"LICBGPS"
 _EXACT = float(2**53)
+#: numpy's C tokenizer for whitespace-separated numbers; it reads any buffer (typed for str)
+_fromstring: Any = np.fromstring
 
 
 def _header(data: bytes) -> tuple[int, int] | None:
@@ -73,8 +77,8 @@ class _Lines:
         self.floaty = np.delete(floaty, first_tok)  # aligned with the numbers
         self.vals = np.empty(len(self.floaty))
         # fromstring raises ValueError on a malformed token or a count mismatch
-        self.vals[~self.floaty] = np.fromstring(as_int, dtype=np.int64, sep=" ")
-        self.vals[self.floaty] = np.fromstring(as_float, dtype=np.float64, sep=" ")
+        self.vals[~self.floaty] = _fromstring(as_int, dtype=np.int64, sep=" ")
+        self.vals[self.floaty] = _fromstring(as_float, dtype=np.float64, sep=" ")
 
     def ints(self, pos: np.ndarray, lo: float | None = 0) -> np.ndarray | None:
         """The numbers at ``pos`` as int64, or None unless all are integer tokens >= lo."""
@@ -209,7 +213,7 @@ def _inputs(ln: _Lines, kind: np.ndarray) -> tuple[dict, int] | None:
     is_l = ln.tags[ind_rows] == ord("L")
     var = np.where(is_l, np.abs(lit) - 1, lit - 1).astype(np.int64)
     need = np.full(len(ind_rows), 2, dtype=np.int64)
-    need[~is_l] = ln.vals[off[~is_l] + 3] + 1
+    need[~is_l] = np.maximum(ln.vals[off[~is_l] + 3] + 1, 2)  # a variable has 2+ values
     nv = max(int(var.max(initial=-1)), inp.num_vars() - 1) + 1
     if np.any(var < 0):
         return None

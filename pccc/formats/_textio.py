@@ -116,7 +116,7 @@ class LineSource:
     def text(self, k: int) -> str:
         return self.tokens[k].decode("utf-8", "replace")
 
-    def int(self, k: int, what: str, lo: int | None = 0) -> int:
+    def integer(self, k: int, what: str, lo: int | None = 0) -> int:
         """Token ``k`` as an integer ``>= lo``."""
         if k >= len(self.tokens):
             raise self.fail(f"missing {what}", k)
@@ -128,7 +128,7 @@ class LineSource:
             raise self.fail(f"{what}: {v} is below {lo}", k)
         return v
 
-    def float(self, k: int, what: str) -> float:
+    def number(self, k: int, what: str) -> float:
         """Token ``k`` as a finite float (Java/Julia spellings like ``-8.76E-4`` included)."""
         if k >= len(self.tokens):
             raise self.fail(f"missing {what}", k)
@@ -142,7 +142,7 @@ class LineSource:
 
     def logprob(self, k: int, what: str) -> float:
         """A finite log-probability: ``<= 0`` up to rounding (values in (0, 1e-9] read as 0)."""
-        v = self.float(k, what)
+        v = self.number(k, what)
         if v > 1e-9:
             raise self.fail(f"{what}: {self.text(k)} is a log-probability above 0", k)
         return min(v, 0.0)

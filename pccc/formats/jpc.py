@@ -41,11 +41,11 @@ def _header(src: LineSource, it) -> tuple[int, int]:
     if toks[0] != b"jpc":
         raise src.fail(f"expected the header 'jpc N', got {src.text(0)!r}", 0)
     src.count(2)
-    return src.int(1, "node count"), src.lineno
+    return src.integer(1, "node count"), src.lineno
 
 
 def _child(src: LineSource, ids: dict[int, int], k: int) -> int:
-    cid = src.int(k, "child id")
+    cid = src.integer(k, "child id")
     try:
         return ids[cid]
     except KeyError:
@@ -63,34 +63,34 @@ def _input(src: LineSource, rows: Rows, tag: bytes) -> int:
     i = rows.input()
     inp = rows.inputs
     if tag == b"L":
-        lit = src.int(3, "literal", lo=None)
+        lit = src.integer(3, "literal", lo=None)
         if lit == 0:
             raise src.fail("literal 0 (variables are 1-based)", 3)
         inp.indicator(i, abs(lit) - 1, 1 if lit > 0 else 0)
         return i
-    var = src.int(3, "variable", lo=1) - 1
+    var = src.integer(3, "variable", lo=1) - 1
     if tag == b"I":
-        inp.indicator(i, var, src.int(4, "value"))
+        inp.indicator(i, var, src.integer(4, "value"))
     elif tag == b"C":
-        inp.categorical(i, var, [src.float(k, "log-probability") for k in range(4, len(toks))])
+        inp.categorical(i, var, [src.number(k, "log-probability") for k in range(4, len(toks))])
     elif tag == b"B":
-        inp.binomial(i, var, src.int(4, "trials"), src.logprob(5, "log p"))
+        inp.binomial(i, var, src.integer(4, "trials"), src.logprob(5, "log p"))
     else:
-        std = src.float(5, "std")
+        std = src.number(5, "std")
         if std <= 0:
             raise src.fail(f"std: {src.text(5)} is not positive", 5)
-        inp.gaussian(i, var, src.float(4, "mean"), std)
+        inp.gaussian(i, var, src.number(4, "mean"), std)
     return i
 
 
 def _inner(src: LineSource, rows: Rows, ids: dict[int, int], tag: bytes) -> int:
-    k = src.int(3, "number of children", lo=1)
+    k = src.integer(3, "number of children", lo=1)
     per = 1 if tag == b"P" else 2
     src.count(4 + per * k)
     kids = [_child(src, ids, 4 + per * j) for j in range(k)]
     if tag == b"P":
         return rows.product(kids)
-    return rows.sum(kids, [src.float(5 + 2 * j, "log-weight") for j in range(k)])
+    return rows.sum(kids, [src.number(5 + 2 * j, "log-weight") for j in range(k)])
 
 
 def parse_lines(data: bytes, name: str) -> Circuit:
@@ -98,15 +98,16 @@ def parse_lines(data: bytes, name: str) -> Circuit:
     src = LineSource(data, name)
     it = iter(src)
     count, hline = _header(src, it)
-    rows, ids = Rows(), {}
+    rows = Rows()
+    ids: dict[int, int] = {}
     for toks in it:
         tag = toks[0]
         if tag not in _INPUT_TAGS and tag not in (b"C", b"P", b"S"):
             raise src.fail(f"unknown node tag {src.text(0)!r} (expected L, I, C, B, G, P or S)")
-        nid = src.int(1, "node id")
+        nid = src.integer(1, "node id")
         if nid in ids:
             raise src.fail(f"node id {nid} is defined twice", 1)
-        src.int(2, "vtree id")
+        src.integer(2, "vtree id")
         ids[nid] = (_input(src, rows, tag) if tag not in (b"P", b"S")
                     else _inner(src, rows, ids, tag))
     if len(rows) != count:

@@ -33,7 +33,7 @@ class _Reader:
 
     def node(self, k: int) -> int:
         src = self.src
-        nid = src.int(k, "node id")
+        nid = src.integer(k, "node id")
         try:
             return self.ids[nid]
         except KeyError:
@@ -43,7 +43,7 @@ class _Reader:
     def literal(self) -> int:
         src = self.src
         src.count(4)
-        lit = src.int(3, "literal", lo=None)
+        lit = src.integer(3, "literal", lo=None)
         if lit == 0:
             raise src.fail("literal 0 (variables are 1-based)", 3)
         i = self.literals.get(lit)
@@ -55,7 +55,7 @@ class _Reader:
     def true_node(self) -> int:
         src = self.src
         src.count(5)
-        var = src.int(3, "variable", lo=1) - 1
+        var = src.integer(3, "variable", lo=1) - 1
         logp = src.logprob(4, "log P(X = 1)")
         i = self.rows.input()
         self.rows.inputs.bernoulli(i, var, logp)
@@ -63,13 +63,13 @@ class _Reader:
 
     def decision(self) -> int:
         src = self.src
-        k = src.int(3, "number of elements", lo=1)
+        k = src.integer(3, "number of elements", lo=1)
         src.count(4 + 3 * k)
         prods, logw = [], []
         for j in range(k):
             at = 4 + 3 * j
             prime, sub = self.node(at), self.node(at + 1)
-            logw.append(src.float(at + 2, "log-weight"))
+            logw.append(src.number(at + 2, "log-weight"))
             prods.append(self.rows.product([prime, sub]))
         return self.rows.sum(prods, logw)
 
@@ -78,10 +78,10 @@ class _Reader:
         tag = toks[0]
         if tag not in (b"L", b"T", b"D"):
             raise src.fail(f"unknown node tag {src.text(0)!r} (expected L, T or D)")
-        nid = src.int(1, "node id")
+        nid = src.integer(1, "node id")
         if nid in self.ids:
             raise src.fail(f"node id {nid} is defined twice", 1)
-        src.int(2, "vtree id")
+        src.integer(2, "vtree id")
         make = {b"L": self.literal, b"T": self.true_node, b"D": self.decision}[tag]
         self.ids[nid] = make()
 

@@ -30,11 +30,11 @@ def _domains(src: LineSource, toks: list[bytes]) -> list[int]:
     if not inner:
         raise src.fail("the domain line lists no variables")
     src.tokens = inner  # size k sits in the line's token k (the first one after its '(')
-    return [src.int(k, "domain size", lo=1) for k in range(len(inner))]
+    return [src.integer(k, "domain size", lo=1) for k in range(len(inner))]
 
 
 def _child(src: LineSource, k: int, n: int) -> int:
-    c = src.int(k, "child id")
+    c = src.integer(k, "child id")
     if c >= n:
         raise src.fail(f"child {c} is not an earlier node (there are {n} so far: undefined id "
                        f"or a cycle)", k)
@@ -45,11 +45,11 @@ def _node(src: LineSource, rows: Rows, toks: list[bytes], doms: list[int]) -> No
     tag, n = toks[0], len(rows)
     if tag == b"v":
         src.count(3)
-        var = src.int(1, "variable")
+        var = src.integer(1, "variable")
         if var >= len(doms):
             raise src.fail(f"variable {var} is not in the domain line ({len(doms)} variables)",
                            1)
-        value = src.int(2, "value")
+        value = src.integer(2, "value")
         if value >= doms[var]:
             raise src.fail(f"value {value} outside the domain 0..{doms[var] - 1}", 2)
         rows.inputs.indicator(rows.input(), var, value, card=doms[var])
@@ -62,7 +62,7 @@ def _node(src: LineSource, rows: Rows, toks: list[bytes], doms: list[int]) -> No
             raise src.fail(f"a sum needs pairs 'child log-weight', got {len(toks) - 1} fields",
                            len(toks))
         kids = [_child(src, k, n) for k in range(1, len(toks), 2)]
-        rows.sum(kids, [src.float(k, "log-weight") for k in range(2, len(toks), 2)])
+        rows.sum(kids, [src.number(k, "log-weight") for k in range(2, len(toks), 2)])
     else:
         raise src.fail(f"unknown node tag {src.text(0)!r} (expected v, * or +)")
 
