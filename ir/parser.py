@@ -196,6 +196,12 @@ class _L0Parser:
         n = self.int_attr(attrs, "n", where, 1)
         var = self.int_attr(attrs, "var", where, 0)
         key = self.key(attrs, where) if "param" in attrs else None
+        for name, (v, tok) in attrs.items():
+            ok = (isinstance(v, (int, float, str)) or isinstance(v, list) and all(
+                isinstance(e, int) for e in v))
+            if not ok:
+                raise ts.error(f"attribute {name!r} must be a number, a string or a list of "
+                               "integers", tok)
         plain = {k: tuple(v) if isinstance(v, list) else v for k, (v, _) in attrs.items()}
         msg = dists.get(dist).check_attrs(n, plain)
         if msg:

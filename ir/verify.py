@@ -77,28 +77,39 @@ def _check_product(c: Circuit, i: int, nd: ProductVector) -> None:
             raise _fail(c, i, f"edges column {j} points outside child %{ch} (0..{m - 1})")
 
 
+def _input_shape(c: Circuit, i: int, nd: InputVector) -> tuple[int, ...] | None:
+    """Check an input vector's distribution and attributes; return its parameter shape."""
+    try:
+        cls = dists.get(nd.dist)
+    except KeyError as e:
+        raise _fail(c, i, str(e.args[0])) from None
+    attrs = nd.attr_dict()
+    try:
+        msg = cls.check_attrs(nd.n, attrs)
+        card = cls.cardinality(attrs) if msg is None else None
+    except (TypeError, ValueError) as e:  # attribute values of the wrong kind
+        msg = f"{nd.dist}: malformed attributes ({e})"
+    if msg:
+        raise _fail(c, i, msg)
+    if card is not None and card < 1:
+        raise _fail(c, i, f"{nd.dist}: the variable would have {card} values")
+    shape = cls.param_shape(nd.n, attrs)
+    if shape is None and nd.param is not None:
+        raise _fail(c, i, f"{nd.dist} takes no parameters but names @{nd.param}")
+    return shape
+
+
 def _check_params(c: Circuit, i: int) -> None:
     nd = c.nodes[i]
     if isinstance(nd, ProductVector):
         _check_product(c, i, nd)
         return
     if isinstance(nd, InputVector):
-        try:
-            cls = dists.get(nd.dist)
-        except KeyError as e:
-            raise _fail(c, i, str(e.args[0])) from None
-        attrs = nd.attr_dict()
-        msg = cls.check_attrs(nd.n, attrs)
-        if msg:
-            raise _fail(c, i, msg)
-        shape = cls.param_shape(nd.n, attrs)
+        shape = _input_shape(c, i, nd)
         if shape is None:
-            if nd.param is not None:
-                raise _fail(c, i, f"{nd.dist} takes no parameters but names @{nd.param}")
             return
     else:
-        m = sum(c.nodes[ch].n for ch in nd.children)
-        shape = (nd.n, m)
+        shape = (nd.n, sum(c.nodes[ch].n for ch in nd.children))
     if nd.param is None or nd.param not in c.params:
         raise _fail(c, i, f"parameter @{nd.param} is not in the parameter store")
     arr = c.params[nd.param]
