@@ -74,11 +74,15 @@ class TritonCompiledCircuit(CompiledCircuit):
         scale[:batch] = grad
         w = torch.exp(logw.float())
         pgrad = torch.zeros_like(w)
-        pflow = torch.zeros_like(w) if track_em else None
+        # the usual loss (a mean or sum of log-likelihoods) weighs every example alike: then
+        # the EM flows are the weight gradients up to that constant, and one pass gives both
+        uniform = track_em and bool((grad == grad[0]).all()) and float(grad[0]) != 0.0
+        pflow = torch.zeros_like(w) if track_em and not uniform else None
         self.dp.sum_backward(full, flow, scale, batch, w, pgrad, pflow)
-        out = [(w * pgrad).to(logw.dtype)]  # d loss / d log w
-        if pflow is not None:
-            out.append(pflow)
+        dlogw = w * pgrad
+        out = [dlogw.to(logw.dtype)]  # d loss / d log w
+        if track_em:
+            out.append(dlogw / float(grad[0]) if uniform else pflow)
         return flow[: self.plan.num_node_slots, :batch], out
 
     @torch.no_grad()
