@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from pccc.formats._assemble import INPUT, PRODUCT, SUM, Inputs, Table, assemble
+from pccc.formats._assemble import INPUT, PRODUCT, SUM, Inputs, Table, _obj, assemble
 from pccc.ir.circuit import Circuit
 
 _NUMBER_BYTES = b"0123456789.+-eE \t\r\n"
@@ -161,7 +161,9 @@ def _indicators(ln: _Lines, rows: np.ndarray, card: np.ndarray
         return None
     width = int(card.max()) if len(card) else 1
     uniq, inv = np.unique(var * width + val, return_inverse=True)
-    vecs = [(InputVector(1, v, "indicator", (("card", int(card[v])), ("values", (x,)))), None)
+    cards = card.tolist()
+    vecs = [(_obj(InputVector, {"n": 1, "var": v, "dist": "indicator", "param": None,
+                                "attrs": (("card", cards[v]), ("values", (x,)))}), None)
             for v, x in zip((uniq // width).tolist(), (uniq % width).tolist())]
     return dict(zip(rows.tolist(), [vecs[u] for u in inv.reshape(-1).tolist()]))
 
@@ -221,7 +223,7 @@ def _inputs(ln: _Lines, kind: np.ndarray) -> tuple[dict, int] | None:
     np.maximum.at(card, var, need)
     for v, c in inp.card.items():
         card[v] = max(card[v], c)
-    inp.card = {v: int(c) for v, c in enumerate(card.tolist())}
+    inp.card = dict(enumerate(card.tolist()))
     table = _indicators(ln, ind_rows, card) if len(ind_rows) else {}
     if table is None:
         return None
