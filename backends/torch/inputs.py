@@ -70,7 +70,8 @@ def _binom_logc(total: int, dtype: torch.dtype, device: torch.device) -> Tensor:
 
 
 def log_prob(dist: str, attrs: dict[str, Any], raw: Tensor, shift: Tensor, values: Tensor | None,
-             xd: Tensor, xc: Tensor) -> Tensor:
+             xd: Tensor, xc: Tensor, saved: dict[int, Any] | None = None, key: int = 0
+             ) -> Tensor:
     """Log-probabilities ``[n, batch]`` of one input layer.
 
     Args:
@@ -81,6 +82,8 @@ def log_prob(dist: str, attrs: dict[str, Any], raw: Tensor, shift: Tensor, value
         values: ``[n]`` tested values (indicator only).
         xd: ``[n, batch]`` int64 observed values (missing replaced by 0).
         xc: ``[n, batch]`` float values (for continuous families; missing replaced by 0).
+        saved: where a categorical layer leaves its log-probability table for the backward
+            pass (under ``key``), when not recording autograd.
     """
     if dist == "indicator":
         assert values is not None
@@ -88,7 +91,11 @@ def log_prob(dist: str, attrs: dict[str, Any], raw: Tensor, shift: Tensor, value
         zero = torch.zeros((), dtype=raw.dtype, device=raw.device)
         return torch.where(hit, zero, torch.full_like(zero, -math.inf)).expand(xd.shape)
     if dist == "categorical":
-        return torch.log_softmax(raw, dim=1).gather(1, xd) + shift[:, :1]
+        table = torch.log_softmax(raw, dim=1)
+        if saved is not None and not torch.is_grad_enabled():
+            saved[key] = table
+        lp = table.gather(1, xd)
+        return lp + shift[:, :1] if bool((shift != 0).any()) else lp
     if dist == "bernoulli":
         r = raw[:, :1]
         return torch.where(xd == 1, torch.nn.functional.logsigmoid(r),
@@ -123,6 +130,10 @@ def accumulate_stats(dist: str, attrs: dict[str, Any], flow: Tensor, xd: Tensor,
         miss: ``[n, batch]`` bool, True where the node's variable is missing (None: none is).
     """
     obs = flow if miss is None else torch.where(miss, torch.zeros_like(flow), flow)
+    if dist == "categorical" and miss is None:
+        counts = torch.zeros((flow.shape[0], int(attrs["card"])), dtype=flow.dtype,
+                             device=flow.device)
+        return counts.scatter_add_(1, xd, obs), flow.new_zeros(flow.shape[0])
     total_flow = flow.sum(dim=1)
     fm = total_flow - obs.sum(dim=1) if miss is not None else torch.zeros_like(total_flow)
     if dist == "categorical":
@@ -185,3 +196,59 @@ def em_update(dist: str, native: Tensor, stats: Tensor, step_size: float, pseudo
         new = torch.stack([(1 - eta) * mu + eta * mean, (1 - eta) * sd + eta * std], dim=1)
         return torch.where(ok[:, None], new, native)
     return native
+
+
+def grad_and_stats(dist: str, attrs: dict[str, Any], raw: Tensor, flow: Tensor,
+                   g: Tensor | float, xd: Tensor, xc: Tensor, miss: Tensor | None,
+                   log_table: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Gradient w.r.t. the raw parameters ``[n, size]`` plus the EM statistics of one layer.
+
+    The gradient of ``sum_b g_b log p(x_b)`` is ``sum_b g_b f_b d log p_node(x_b) / d raw``
+    over observed values (a missing value's log-value is the constant 0). ``g`` is the
+    upstream gradient per example, or one float when it is uniform (``ll.sum()``), in which
+    case the statistics themselves give the gradient.
+
+    Returns:
+        ``(grad, stats, missing_flow)`` as in :func:`accumulate_stats` (``missing_flow`` None
+        when nothing is missing).
+    """
+    stats, fm = accumulate_stats(dist, attrs, flow, xd, xc, miss)
+    if isinstance(g, float):
+        gstats = stats if g == 1.0 else stats * g
+    else:
+        gflow = flow * g[None, :]
+        gstats, _ = accumulate_stats(dist, attrs, gflow, xd, xc, miss)
+    if miss is None:
+        fm = None
+    if dist == "categorical":
+        probs = torch.exp(log_table) if log_table is not None else torch.softmax(raw, dim=1)
+        grad = torch.addcmul(gstats, probs, gstats.sum(dim=1, keepdim=True), value=-1.0)
+    elif dist in ("bernoulli", "binomial"):
+        # d/dr [k logsig(r) + (N - k) logsig(-r)] = k - N sigmoid(r); stats[:, 1] = N sum f
+        grad = (gstats[:, 0] - torch.sigmoid(raw[:, 0]) * _observed_total(
+            dist, attrs, flow if isinstance(g, float) else gflow, miss, g))[:, None]
+    elif dist == "gaussian":
+        grad = _gaussian_grad(raw, flow if isinstance(g, float) else gflow, xc, miss)
+        if isinstance(g, float):
+            grad = grad * g
+    else:
+        grad = torch.zeros_like(raw)
+    return grad, stats, fm
+
+
+def _observed_total(dist: str, attrs: dict[str, Any], flow: Tensor, miss: Tensor | None,
+                    g: Tensor | float) -> Tensor:
+    """``N * sum_b f_b`` over observed values (times ``g`` when it is a float)."""
+    total = 1 if dist == "bernoulli" else int(attrs["total"])
+    obs = flow if miss is None else torch.where(miss, torch.zeros_like(flow), flow)
+    out = obs.sum(dim=1) * total
+    return out * g if isinstance(g, float) else out
+
+
+def _gaussian_grad(raw: Tensor, gflow: Tensor, xc: Tensor, miss: Tensor | None) -> Tensor:
+    obs = gflow if miss is None else torch.where(miss, torch.zeros_like(gflow), gflow)
+    mu, log_sd = raw[:, :1], raw[:, 1:2]
+    z = (xc - mu) * torch.exp(-log_sd)
+    d_mu = (obs * z).sum(dim=1) * torch.exp(-log_sd[:, 0])
+    d_lsd = (obs * (z * z - 1)).sum(dim=1)
+    return torch.stack([d_mu, d_lsd], dim=1)

@@ -40,6 +40,7 @@ class TorchProductLayer(nn.Module):
     """``element[elem_start + e] = sum_j node[children[e, j]]`` for each partition."""
 
     dead: Tensor
+    flow_zero_rows: Tensor
 
     def __init__(self, layer: ProductLayer):
         super().__init__()
@@ -49,6 +50,8 @@ class TorchProductLayer(nn.Module):
         self.sizes = [p.children.shape for p in layer.partitions]
         written = np.zeros(layer.num_elem_slots, bool)
         self.spans: dict[tuple[int, int], int | None] = {}
+        #: factors whose node flows may be written, not added (set by the module)
+        self.copy_flow: dict[tuple[int, int], bool] = {}
         for i, p in enumerate(layer.partitions):
             for j in range(p.children.shape[1]):  # one index column per factor
                 self.register_buffer(f"children{i}_{j}", _buf(p.children[:, j]),
@@ -56,6 +59,9 @@ class TorchProductLayer(nn.Module):
                 self.spans[(i, j)] = _span(p.children[:, j])
             written[p.elem_start: p.elem_start + p.num_elems] = True
         self.register_buffer("dead", _buf(np.flatnonzero(~written)), persistent=False)
+        #: element-flow rows to zero before the sum partitions write (set by the module)
+        self.register_buffer("flow_zero_rows", _buf(np.arange(layer.num_elem_slots)),
+                             persistent=False)
 
     def children_of(self, i: int, j: int) -> Tensor:
         return getattr(self, f"children{i}_{j}")
@@ -83,9 +89,14 @@ class TorchProductLayer(nn.Module):
         for i, (start, (num, fanin)) in enumerate(zip(self.starts, self.sizes)):
             ef = elem_flow[start: start + num]
             for j in range(fanin):
-                span = self.spans[(i, j)]
+                span, copy = self.spans[(i, j)], self.copy_flow.get((i, j), False)
                 if span is not None:
-                    node_flow[span: span + num] += ef
+                    if copy:
+                        node_flow[span: span + num] = ef
+                    else:
+                        node_flow[span: span + num] += ef
+                elif copy:  # every target slot has this one writer (slot 0: padding, unread)
+                    node_flow.index_copy_(0, self.children_of(i, j), ef)
                 else:
                     node_flow.index_add_(0, self.children_of(i, j), ef)
 
@@ -113,6 +124,8 @@ class TorchSumPartition(nn.Module):
         self.register_buffer("param_idx", _buf(pidx.reshape(-1)), persistent=False)
         self.register_buffer("real_col", torch.from_numpy(real), persistent=False)
         self.all_real = bool(real.all())
+        #: the element flows may be written, not added (set by the module)
+        self.copy_elem_flow = False
         self.spans = {name: _span(idx) for name, idx in
                       (("node_idx", node_idx), ("elem_idx", elem_idx), ("param_idx", pidx))}
 
@@ -123,10 +136,16 @@ class TorchSumPartition(nn.Module):
             return buf[span: span + rows]
         return buf.index_select(0, getattr(self, name))
 
-    def _add(self, buf: Tensor, name: str, src: Tensor) -> None:
+    def _add(self, buf: Tensor, name: str, src: Tensor, copy: bool = False) -> None:
+        """``buf[rows] += src``; ``copy``: the rows have no other writer, so assign."""
         span = self.spans[name]
         if span is not None:
-            buf[span: span + src.shape[0]] += src
+            if copy:
+                buf[span: span + src.shape[0]] = src
+            else:
+                buf[span: span + src.shape[0]] += src
+        elif copy:
+            buf.index_copy_(0, getattr(self, name), src)
         else:
             buf.index_add_(0, getattr(self, name), src)
 
@@ -177,7 +196,8 @@ class TorchSumPartition(nn.Module):
         # padding columns (value 0, weight 0) finite, where t = 0.
         cap = math.log(torch.finfo(e.dtype).max) - math.log(batch + 1) - 2.0
         x = (e + qmax).clamp_(max=cap).exp_()  # [nb, K, batch]
-        self._add(elem_flow, "elem_idx", (x * t).view(self.nb * self.K, batch))
+        self._add(elem_flow, "elem_idx", (x * t).view(self.nb * self.K, batch),
+                  copy=self.copy_elem_flow)
         x = x.transpose(1, 2)  # [nb, batch, K]
         for gw, acc in zip(grad_weights, param_flows):
             rr = r if gw is None else r * gw

@@ -21,7 +21,7 @@ Subclasses (the Triton backend) override :meth:`CompiledCircuit.run_forward` and
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -45,21 +45,33 @@ class Batch:
     miss: Tensor | None
     """bool ``[V, batch]`` (None: nothing is missing in this batch)"""
 
-    def rows(self, vars_: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
-        """(discrete, continuous, missing) ``[n, batch]`` rows of these variables."""
-        xd = self.xd.index_select(0, vars_)
-        xc = xd if self.xc is None else self.xc.index_select(0, vars_)
-        return xd, xc, None if self.miss is None else self.miss.index_select(0, vars_)
+    saved: dict[int, Any] = field(default_factory=dict)
+    """per input layer: its rows and forward results, kept from forward to backward"""
+
+    def rows(self, i: int, vars_: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        """(discrete, continuous, missing) ``[n, batch]`` rows of input layer ``i``'s
+        variables (gathered once per batch)."""
+        key = -1 - i
+        if key not in self.saved:
+            xd = self.xd.index_select(0, vars_)
+            xc = xd if self.xc is None else self.xc.index_select(0, vars_)
+            self.saved[key] = (xd, xc,
+                               None if self.miss is None else self.miss.index_select(0, vars_))
+        return self.saved[key]
 
 
 class _CircuitFunction(torch.autograd.Function):
-    """``(sum log-weights, input log-values...) -> log p(x)`` with a flows backward."""
+    """``(sum log-weights, input parameters or input log-values) -> log p(x)``, with a flows
+    backward. ``fused``: the one tensor after ``logw`` is ``input_raw`` and the input layers run
+    inside (their gradients and EM statistics come from the same flows); otherwise the tensors
+    are the input layers' log-values (fed from outside)."""
 
     @staticmethod
-    def forward(ctx: Any, model: CompiledCircuit, data: tuple, logw: Tensor,
-                *in_vals: Tensor) -> Tensor:
-        node = model.run_forward(logw.detach(), [v.detach() for v in in_vals])
-        ctx.model, ctx.data = model, data
+    def forward(ctx: Any, model: CompiledCircuit, data: Batch, fused: bool, logw: Tensor,
+                *inputs: Tensor) -> Tensor:
+        in_vals = model.input_values(data) if fused else [v.detach() for v in inputs]
+        node = model.run_forward(logw.detach(), in_vals)
+        ctx.model, ctx.data, ctx.fused = model, data, fused
         ctx.save_for_backward(logw.detach(), node)
         return node[model.root_slot].clone()
 
@@ -68,13 +80,14 @@ class _CircuitFunction(torch.autograd.Function):
         model: CompiledCircuit = ctx.model
         logw, node = ctx.saved_tensors
         node_flow, pflows = model.run_backward(node, logw, grad, track_em=model.track_flows)
-        grad_logw = pflows[0]
         if model.track_flows:
             model.sum_flows += pflows[1] if len(pflows) > 1 else pflows[0]
-            model.accumulate_input_stats(node_flow, ctx.data)
+        if ctx.fused:
+            return (None, None, None, pflows[0],
+                    model.input_backward(node_flow, ctx.data, grad))
         grads = [grad[None, :] * node_flow[ly.node_start: ly.node_start + ly.n]
                  for ly in model.plan.input_layers]
-        return (None, None, grad_logw, *grads)
+        return (None, None, None, pflows[0], *grads)
 
 
 def _dead_slots(plan: KernelPlan) -> np.ndarray:
@@ -105,6 +118,7 @@ class CompiledCircuit(ParamsMixin, nn.Module):
     """
 
     dead_nodes: Tensor
+    flow_zero_rows: Tensor
 
     def __init__(self, plan: KernelPlan, *, device: Any = None, dtype: Any = torch.float32):
         super().__init__()
@@ -126,6 +140,8 @@ class CompiledCircuit(ParamsMixin, nn.Module):
                     TorchSumPartition(p, plan.param_group) for p in ly.partitions))
         self._continuous = any(ly.dist == "gaussian" for ly in plan.input_layers)
         self.register_buffer("dead_nodes", torch.from_numpy(_dead_slots(plan)),
+                             persistent=False)
+        self.register_buffer("flow_zero_rows", torch.from_numpy(self._plan_flow_writes()),
                              persistent=False)
         self.init_params(plan)
         self.to(device=device, dtype=dtype)
@@ -186,10 +202,8 @@ class CompiledCircuit(ParamsMixin, nn.Module):
         data = self.prepare(x, missing)
         logw = self.log_weights()
         if input_logp is None:
-            in_vals = self.input_values(data)
-        else:
-            in_vals = self._split_external(input_logp)
-        return _CircuitFunction.apply(self, data, logw, *in_vals)
+            return _CircuitFunction.apply(self, data, True, logw, self.input_raw)
+        return _CircuitFunction.apply(self, data, False, logw, *self._split_external(input_logp))
 
     def _split_external(self, input_logp: Tensor) -> list[Tensor]:
         cols = input_logp.to(self.dtype).t()
@@ -209,12 +223,46 @@ class CompiledCircuit(ParamsMixin, nn.Module):
         """Differentiable log-values ``[n, batch]`` of each input layer (0 where missing)."""
         out = []
         for i, ly in enumerate(self.plan.input_layers):
-            xd, xc, m = data.rows(getattr(self, f"in_vars{i}"))
+            xd, xc, m = data.rows(i, getattr(self, f"in_vars{i}"))
             raw, shift = self.layer_raw(i)
             lp = fam.log_prob(ly.dist, dict(ly.attrs), raw, shift,
-                              getattr(self, f"in_values{i}", None), xd, xc)
+                              getattr(self, f"in_values{i}", None), xd, xc, saved=data.saved,
+                              key=i)
             out.append(lp if m is None else torch.where(m, torch.zeros_like(lp), lp))
         return out
+
+    def _plan_flow_writes(self) -> np.ndarray:
+        """Decide which backward writes may assign instead of add (a slot with exactly one
+        writer), so that only the other slots need zeroing; returns the node rows to zero."""
+        plan = self.plan
+        count = np.zeros(plan.num_node_slots, np.int64)
+        prods = plan.product_layers()
+        for ly in prods:
+            for p in ly.partitions:
+                for j in range(p.children.shape[1]):
+                    np.add.at(count, p.children[:, j], 1)
+        count[0] = 1  # padding target: never read, may take any value
+        zero = count != 1
+        for ly, mod in zip(prods, self.product_layers):
+            for i, p in enumerate(ly.partitions):
+                for j in range(p.children.shape[1]):
+                    ok = bool(np.all(count[p.children[:, j]] == 1))
+                    mod.copy_flow[(i, j)] = ok
+                    if not ok:
+                        zero[p.children[:, j]] = True
+        zero[0] = True
+        for mod, parts in zip(self.product_layers, self.sum_layers):
+            ecount = np.zeros(mod.num_elem_slots, np.int64)
+            for part in parts:
+                np.add.at(ecount, part.elem_idx.numpy(), 1)
+            ezero = ecount != 1
+            for part in parts:
+                idx = part.elem_idx.numpy()
+                part.copy_elem_flow = bool(np.all(ecount[idx] == 1))
+                if not part.copy_elem_flow:
+                    ezero[idx] = True
+            mod.flow_zero_rows = torch.from_numpy(np.flatnonzero(ezero))
+        return np.flatnonzero(zero)
 
     def layer_pairs(self) -> list[tuple[TorchProductLayer, list[TorchSumPartition]]]:
         """(product layer, its sum partitions) in evaluation order."""
@@ -244,7 +292,8 @@ class CompiledCircuit(ParamsMixin, nn.Module):
         ``track_em``).
         """
         root = node[self.root_slot]
-        node_flow = torch.zeros_like(node)
+        node_flow = torch.empty_like(node)
+        node_flow.index_fill_(0, self.flow_zero_rows, 0.0)
         node_flow[self.root_slot] = torch.isfinite(root).to(node.dtype)
         # a uniform upstream gradient (ll.sum(), ll.mean()) scales the EM flows: one reduction
         uniform = track_em and bool((grad == grad[:1]).all())
@@ -255,7 +304,8 @@ class CompiledCircuit(ParamsMixin, nn.Module):
         w = torch.exp(logw)
         for prod, parts in reversed(self.layer_pairs()):
             elem = prod(node)
-            elem_flow = torch.zeros_like(elem)
+            elem_flow = torch.empty_like(elem)
+            elem_flow.index_fill_(0, prod.flow_zero_rows, 0.0)
             for part in parts:
                 part.backward_flows(elem, w, node, node_flow, elem_flow, gws, pflows)
             prod.backward_flows(elem_flow, node_flow)
@@ -264,28 +314,47 @@ class CompiledCircuit(ParamsMixin, nn.Module):
         return node_flow, pflows
 
     # ------------------------------------------------------------------ flows
-    def accumulate_input_stats(self, node_flow: Tensor, data: Batch) -> None:
-        """Add the EM statistics of every parametrized input layer (in place)."""
+    def input_backward(self, node_flow: Tensor, data: Batch, grad: Tensor) -> Tensor:
+        """Gradient w.r.t. ``input_raw`` from the input nodes' flows; also adds the EM
+        statistics of the input layers when ``track_flows``."""
+        uniform = bool((grad == grad[:1]).all()) if grad.numel() else True
+        g: Tensor | float = float(grad[0]) if uniform and grad.numel() else grad
+        layers = [i for i, ly in enumerate(self.plan.input_layers) if ly.param_size]
+        whole = (len(layers) == 1 and self._in_span.get(layers[0]) == (0, self.input_raw.numel()))
+        out = None if whole else torch.zeros_like(self.input_raw)
         with torch.no_grad():
             for i, ly in enumerate(self.plan.input_layers):
                 if ly.param_size == 0:
                     continue
-                xd, xc, m = data.rows(getattr(self, f"in_vars{i}"))
+                xd, xc, m = data.rows(i, getattr(self, f"in_vars{i}"))
                 flow = node_flow[ly.node_start: ly.node_start + ly.n]
+                raw, _ = self.layer_raw(i)
+                gr, st, fm = fam.grad_and_stats(ly.dist, dict(ly.attrs), raw, flow, g, xd, xc, m,
+                                                log_table=data.saved.get(i))
                 pidx = getattr(self, f"in_pidx{i}")
                 span = self._in_span.get(i)
-                if ly.dist == "categorical" and span is not None and m is None:
-                    # untied, nothing missing: count straight into the statistics buffer
-                    view = self.input_counts[span[0]: span[0] + span[1]].view(pidx.shape)
-                    view.scatter_add_(1, xd, flow)
-                    continue
-                st, fm = fam.accumulate_stats(ly.dist, dict(ly.attrs), flow, xd, xc, m)
-                if ly.dist == "categorical":
-                    self.input_counts.index_add_(0, pidx.reshape(-1), st.reshape(-1))
+                if out is None:  # one untied layer owns all of input_raw
+                    out = gr.reshape(-1)
+                elif span is not None:
+                    out[span[0]: span[0] + span[1]] += gr.reshape(-1)
                 else:
-                    flat = pidx[:, :1] * 3 + torch.arange(3, device=pidx.device)
-                    self.input_stats.view(-1).index_add_(0, flat.reshape(-1), st.reshape(-1))
-                self.input_missflow.index_add_(0, pidx[:, 0], fm)
+                    out.index_add_(0, pidx.reshape(-1), gr.reshape(-1))
+                if self.track_flows:
+                    self._add_input_stats(ly.dist, pidx, span, st, fm)
+        return torch.zeros_like(self.input_raw) if out is None else out
+
+    def _add_input_stats(self, dist: str, pidx: Tensor, span: tuple[int, int] | None,
+                         st: Tensor, fm: Tensor) -> None:
+        if dist == "categorical":
+            if span is not None:
+                self.input_counts[span[0]: span[0] + span[1]] += st.reshape(-1)
+            else:
+                self.input_counts.index_add_(0, pidx.reshape(-1), st.reshape(-1))
+        else:
+            flat = pidx[:, :1] * 3 + torch.arange(3, device=pidx.device)
+            self.input_stats.view(-1).index_add_(0, flat.reshape(-1), st.reshape(-1))
+        if fm is not None:
+            self.input_missflow.index_add_(0, pidx[:, 0], fm)
 
     def zero_flows(self) -> None:
         """Forget the EM statistics accumulated since the last EM step."""
