@@ -124,3 +124,17 @@ def test_bad_option_exits_2_without_traceback(tmp_path):
                        text=True, cwd=tmp_path)
     assert r.returncode == 2
     assert "--data" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_info_without_verifier_reports_a_broken_property(tmp_path, capsys):
+    p = tmp_path / "ns.pcir"
+    p.write_text(
+        "pcir 1 L0\ncircuit num_vars=2 root=%2\n%0 = input bernoulli n=1 param=@a var=0\n"
+        "%1 = input bernoulli n=1 param=@a var=1\n%2 = sum(%0, %1) n=1 param=@w\n"
+        "param @a f64[1] = [0.5]\nparam @w f64[1, 2] = [[0.5, 0.25]]\n")
+    assert main(["info", str(p)]) == 2
+    assert "not smooth" in capsys.readouterr().err
+    assert main(["info", str(p), "--no-verify"]) == 0
+    out = capsys.readouterr().out
+    assert "smooth:       no" in out and "decomposable: yes" in out and "normalized:   no" in out
+    assert "edges:        2 (sum 2, product 0)" in out and "parameters:   3" in out
