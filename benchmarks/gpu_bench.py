@@ -200,6 +200,7 @@ def main() -> None:
         try:
             rows.append(workload(name, x, xg, a.precision, a.batches, a.profile))
             print(json.dumps(rows[-1]), flush=True)
+            table(rows)  # partial tables survive a time limit
         except Exception as e:  # keep going: one failing workload must not hide the rest
             print(f"{name}: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
     if a.pyjuice:
