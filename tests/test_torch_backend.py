@@ -71,6 +71,7 @@ def test_gradients_equal_naive_autograd(data, dtype, rtol, atol):
     x = data.draw(data_for(c, n_rows=6))
     g = np.random.default_rng(0).normal(size=x.shape[0])
     model = _model(c, dtype)
+    model.keep_elements = data.draw(st.booleans())  # False: recompute them in backward
     ll = model(torch.as_tensor(x))
     (ll * torch.as_tensor(g, device=ll.device)).sum().backward()
     fin = np.isfinite(log_likelihood(c, x))

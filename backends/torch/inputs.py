@@ -218,8 +218,7 @@ def grad_and_stats(dist: str, attrs: dict[str, Any], raw: Tensor, flow: Tensor,
     else:
         gflow = flow * g[None, :]
         gstats, _ = accumulate_stats(dist, attrs, gflow, xd, xc, miss)
-    if miss is None:
-        fm = None
+    fm_out = None if miss is None else fm
     if dist == "categorical":
         probs = torch.exp(log_table) if log_table is not None else torch.softmax(raw, dim=1)
         grad = torch.addcmul(gstats, probs, gstats.sum(dim=1, keepdim=True), value=-1.0)
@@ -233,7 +232,7 @@ def grad_and_stats(dist: str, attrs: dict[str, Any], raw: Tensor, flow: Tensor,
             grad = grad * g
     else:
         grad = torch.zeros_like(raw)
-    return grad, stats, fm
+    return grad, stats, fm_out
 
 
 def _observed_total(dist: str, attrs: dict[str, Any], flow: Tensor, miss: Tensor | None,

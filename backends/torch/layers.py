@@ -185,7 +185,8 @@ class TorchSumPartition(nn.Module):
         s = self._take(node, "node_idx", rows).view(self.nb, self.B, batch)
         f = self._take(node_flow, "node_idx", rows).view(self.nb, self.B, batch)
         # a slot has flow only if its value is finite, so log f - s is NaN only where f = 0
-        q = torch.log(f).sub_(s).masked_fill_(f == 0, -math.inf)
+        q = torch.log(f).sub_(s).nan_to_num_(nan=-math.inf, posinf=math.inf,
+                                             neginf=-math.inf)
         qmax = q.amax(dim=1, keepdim=True)
         qmax = torch.where(torch.isfinite(qmax), qmax, torch.zeros_like(qmax))
         r = q.sub_(qmax).exp_()  # [nb, B, batch], rows without flow: 0
@@ -196,8 +197,12 @@ class TorchSumPartition(nn.Module):
         # padding columns (value 0, weight 0) finite, where t = 0.
         cap = math.log(torch.finfo(e.dtype).max) - math.log(batch + 1) - 2.0
         x = (e + qmax).clamp_(max=cap).exp_()  # [nb, K, batch]
-        self._add(elem_flow, "elem_idx", (x * t).view(self.nb * self.K, batch),
-                  copy=self.copy_elem_flow)
+        span = self.spans["elem_idx"]
+        if span is not None and self.copy_elem_flow:
+            torch.mul(x, t, out=elem_flow[span: span + self.nb * self.K].view(x.shape))
+        else:
+            self._add(elem_flow, "elem_idx", (x * t).view(self.nb * self.K, batch),
+                      copy=self.copy_elem_flow)
         x = x.transpose(1, 2)  # [nb, batch, K]
         for gw, acc in zip(grad_weights, param_flows):
             rr = r if gw is None else r * gw

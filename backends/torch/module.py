@@ -70,8 +70,9 @@ class _CircuitFunction(torch.autograd.Function):
     def forward(ctx: Any, model: CompiledCircuit, data: Batch, fused: bool, logw: Tensor,
                 *inputs: Tensor) -> Tensor:
         in_vals = model.input_values(data) if fused else [v.detach() for v in inputs]
-        node = model.run_forward(logw.detach(), in_vals)
-        ctx.model, ctx.data, ctx.fused = model, data, fused
+        elems: list[Tensor] | None = [] if model.keep_elements else None
+        node = model.run_forward(logw.detach(), in_vals, elems)
+        ctx.model, ctx.data, ctx.fused, ctx.elems = model, data, fused, elems
         ctx.save_for_backward(logw.detach(), node)
         return node[model.root_slot].clone()
 
@@ -79,7 +80,9 @@ class _CircuitFunction(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         model: CompiledCircuit = ctx.model
         logw, node = ctx.saved_tensors
-        node_flow, pflows = model.run_backward(node, logw, grad, track_em=model.track_flows)
+        node_flow, pflows = model.run_backward(node, logw, grad, track_em=model.track_flows,
+                                               elems=ctx.elems)
+        ctx.elems = None
         if model.track_flows:
             model.sum_flows += pflows[1] if len(pflows) > 1 else pflows[0]
         if ctx.fused:
@@ -125,6 +128,8 @@ class CompiledCircuit(ParamsMixin, nn.Module):
         self.plan = plan
         self.root_slot = plan.root_slot
         self.track_flows = True
+        #: keep the product layers' values from forward to backward (else recomputed)
+        self.keep_elements = True
         self.source_circuit: Any = None
         self.pipeline: str | None = None
         self.backend_name = "torch"
@@ -243,7 +248,8 @@ class CompiledCircuit(ParamsMixin, nn.Module):
                     np.add.at(count, p.children[:, j], 1)
         count[0] = 1  # padding target: never read, may take any value
         zero = count != 1
-        for ly, mod in zip(prods, self.product_layers):
+        pairs = self.layer_pairs()
+        for ly, (mod, _) in zip(prods, pairs):
             for i, p in enumerate(ly.partitions):
                 for j in range(p.children.shape[1]):
                     ok = bool(np.all(count[p.children[:, j]] == 1))
@@ -251,7 +257,7 @@ class CompiledCircuit(ParamsMixin, nn.Module):
                     if not ok:
                         zero[p.children[:, j]] = True
         zero[0] = True
-        for mod, parts in zip(self.product_layers, self.sum_layers):
+        for mod, parts in pairs:
             ecount = np.zeros(mod.num_elem_slots, np.int64)
             for part in parts:
                 np.add.at(ecount, part.elem_idx.numpy(), 1)
@@ -269,8 +275,13 @@ class CompiledCircuit(ParamsMixin, nn.Module):
         return [(prod, list(parts))  # type: ignore[misc, call-overload]
                 for prod, parts in zip(self.product_layers, self.sum_layers)]
 
-    def run_forward(self, logw: Tensor, in_vals: list[Tensor]) -> Tensor:
-        """The node buffer ``[num_node_slots, batch]`` (no autograd). Overridable."""
+    def run_forward(self, logw: Tensor, in_vals: list[Tensor],
+                    keep: list[Tensor] | None = None) -> Tensor:
+        """The node buffer ``[num_node_slots, batch]`` (no autograd). Overridable.
+
+        ``keep``: a list that receives each product layer's element buffer, so the backward
+        pass need not recompute them (``keep_elements``; memory for time).
+        """
         batch = in_vals[0].shape[1] if in_vals else 1
         node = logw.new_empty((self.plan.num_node_slots, batch))
         node.index_fill_(0, self.dead_nodes, -math.inf)
@@ -282,11 +293,15 @@ class CompiledCircuit(ParamsMixin, nn.Module):
             elem = prod(node)
             for part in parts:
                 part(elem, w, node)
+            if keep is not None:
+                keep.append(elem)
         return node
 
-    def run_backward(self, node: Tensor, logw: Tensor, grad: Tensor, *, track_em: bool
-                     ) -> tuple[Tensor, list[Tensor]]:
+    def run_backward(self, node: Tensor, logw: Tensor, grad: Tensor, *, track_em: bool,
+                     elems: list[Tensor] | None = None) -> tuple[Tensor, list[Tensor]]:
         """Node flows ``[slots, batch]`` (root flow 1) and parameter flows. Overridable.
+
+        ``elems``: the element buffers kept by :meth:`run_forward` (else recomputed).
 
         Returns ``(node_flow, [grad w.r.t. log-weights, EM flows])`` (the second only when
         ``track_em``).
@@ -302,8 +317,10 @@ class CompiledCircuit(ParamsMixin, nn.Module):
             gws.append(None)
         pflows = [torch.zeros_like(logw) for _ in gws]
         w = torch.exp(logw)
-        for prod, parts in reversed(self.layer_pairs()):
-            elem = prod(node)
+        pairs = self.layer_pairs()
+        for k in range(len(pairs) - 1, -1, -1):
+            prod, parts = pairs[k]
+            elem = elems[k] if elems else prod(node)
             elem_flow = torch.empty_like(elem)
             elem_flow.index_fill_(0, prod.flow_zero_rows, 0.0)
             for part in parts:
@@ -344,7 +361,7 @@ class CompiledCircuit(ParamsMixin, nn.Module):
         return torch.zeros_like(self.input_raw) if out is None else out
 
     def _add_input_stats(self, dist: str, pidx: Tensor, span: tuple[int, int] | None,
-                         st: Tensor, fm: Tensor) -> None:
+                         st: Tensor, fm: Tensor | None) -> None:
         if dist == "categorical":
             if span is not None:
                 self.input_counts[span[0]: span[0] + span[1]] += st.reshape(-1)
