@@ -63,6 +63,13 @@ def to_native(dist: str, raw: Tensor, shift: Tensor) -> Tensor:
     return raw
 
 
+def _take(table: Tensor, xd: Tensor) -> Tensor:
+    """``table[i, xd[i, b]]``; ``xd`` may be a ``[runs, units, batch]`` broadcast view."""
+    if xd.dim() == 3:
+        return table.view(xd.shape[0], xd.shape[1], -1).gather(2, xd).view(-1, xd.shape[2])
+    return table.gather(1, xd)
+
+
 def _binom_logc(total: int, dtype: torch.dtype, device: torch.device) -> Tensor:
     vals = [math.lgamma(total + 1) - math.lgamma(k + 1) - math.lgamma(total - k + 1)
             for k in range(total + 1)]
@@ -94,7 +101,7 @@ def log_prob(dist: str, attrs: dict[str, Any], raw: Tensor, shift: Tensor, value
         table = torch.log_softmax(raw, dim=1)
         if saved is not None and not torch.is_grad_enabled():
             saved[key] = table
-        lp = table.gather(1, xd)
+        lp = _take(table, xd)
         return lp + shift[:, :1] if bool((shift != 0).any()) else lp
     if dist == "bernoulli":
         r = raw[:, :1]
@@ -133,7 +140,11 @@ def accumulate_stats(dist: str, attrs: dict[str, Any], flow: Tensor, xd: Tensor,
     if dist == "categorical" and miss is None:
         counts = torch.zeros((flow.shape[0], int(attrs["card"])), dtype=flow.dtype,
                              device=flow.device)
-        return counts.scatter_add_(1, xd, obs), flow.new_zeros(flow.shape[0])
+        if xd.dim() == 3:  # [runs, units, batch] broadcast rows (see Batch.rows)
+            counts.view(xd.shape[0], xd.shape[1], -1).scatter_add_(2, xd, obs.view(xd.shape))
+        else:
+            counts.scatter_add_(1, xd, obs)
+        return counts, flow.new_zeros(flow.shape[0])
     total_flow = flow.sum(dim=1)
     fm = total_flow - obs.sum(dim=1) if miss is not None else torch.zeros_like(total_flow)
     if dist == "categorical":

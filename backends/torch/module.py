@@ -48,10 +48,16 @@ class Batch:
     saved: dict[int, Any] = field(default_factory=dict)
     """per input layer: its rows and forward results, kept from forward to backward"""
 
-    def rows(self, i: int, vars_: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+    def rows(self, i: int, vars_: Tensor, grouped: Tensor | None = None, units: int = 0
+             ) -> tuple[Tensor, Tensor, Tensor | None]:
         """(discrete, continuous, missing) ``[n, batch]`` rows of input layer ``i``'s
-        variables (gathered once per batch)."""
+        variables (gathered once per batch). ``grouped``: one variable per run of ``units``
+        nodes; with nothing missing the discrete rows are then a ``[runs, units, batch]``
+        broadcast view, not a copy."""
         key = -1 - i
+        if key not in self.saved and grouped is not None and self.miss is None:
+            xd = self.xd.index_select(0, grouped)
+            self.saved[key] = (xd[:, None, :].expand(xd.shape[0], units, xd.shape[1]), xd, None)
         if key not in self.saved:
             xd = self.xd.index_select(0, vars_)
             xc = xd if self.xc is None else self.xc.index_select(0, vars_)
@@ -224,11 +230,18 @@ class CompiledCircuit(ParamsMixin, nn.Module):
         """``(family, variable)`` of each input node, the column order of ``input_logp``."""
         return [(ly.dist, int(v)) for ly in self.plan.input_layers for v in ly.vars]
 
+    def data_rows(self, data: Batch, i: int) -> tuple[Tensor, Tensor, Tensor | None]:
+        group = self._in_group.get(i)
+        if group is None:
+            return data.rows(i, getattr(self, f"in_vars{i}"))
+        return data.rows(i, getattr(self, f"in_vars{i}"), getattr(self, f"in_uvars{i}"),
+                         group[1])
+
     def input_values(self, data: Batch) -> list[Tensor]:
         """Differentiable log-values ``[n, batch]`` of each input layer (0 where missing)."""
         out = []
         for i, ly in enumerate(self.plan.input_layers):
-            xd, xc, m = data.rows(i, getattr(self, f"in_vars{i}"))
+            xd, xc, m = self.data_rows(data, i)
             raw, shift = self.layer_raw(i)
             lp = fam.log_prob(ly.dist, dict(ly.attrs), raw, shift,
                               getattr(self, f"in_values{i}", None), xd, xc, saved=data.saved,
@@ -343,7 +356,7 @@ class CompiledCircuit(ParamsMixin, nn.Module):
             for i, ly in enumerate(self.plan.input_layers):
                 if ly.param_size == 0:
                     continue
-                xd, xc, m = data.rows(i, getattr(self, f"in_vars{i}"))
+                xd, xc, m = self.data_rows(data, i)
                 flow = node_flow[ly.node_start: ly.node_start + ly.n]
                 raw, _ = self.layer_raw(i)
                 gr, st, fm = fam.grad_and_stats(ly.dist, dict(ly.attrs), raw, flow, g, xd, xc, m,

@@ -20,6 +20,17 @@ def _t(a: np.ndarray) -> Tensor:
     return torch.from_numpy(np.array(a, copy=True))
 
 
+def _var_groups(vars_: np.ndarray) -> tuple[int, int] | None:
+    """``(groups, units)`` when the nodes come in runs of ``units`` over one variable each
+    (then the data rows need not be copied per node: see ``Batch.rows``)."""
+    n = len(vars_)
+    runs = np.flatnonzero(np.diff(vars_)) + 1
+    units = int(runs[0]) if len(runs) else n
+    if units < 2 or n % units or not np.all(vars_.reshape(-1, units) == vars_[::units, None]):
+        return None
+    return n // units, units
+
+
 class ParamsMixin:
     """Parameter handling of :class:`CompiledCircuit` (see its module docstring)."""
 
@@ -84,8 +95,14 @@ class ParamsMixin:
         q = len(plan.input_params)
         raw, shift = np.zeros(q), np.zeros(q)
         self._in_span: dict[int, tuple[int, int] | None] = {}
+        self._in_group: dict[int, tuple[int, int] | None] = {}
         for i, ly in enumerate(plan.input_layers):
             self.register_buffer(f"in_vars{i}", _t(ly.vars.astype(np.int64)), persistent=False)
+            self._in_group[i] = _var_groups(ly.vars) if ly.dist == "categorical" else None
+            if self._in_group[i] is not None:
+                uvars = ly.vars[:: self._in_group[i][1]]
+                self.register_buffer(f"in_uvars{i}", _t(uvars.astype(np.int64)),
+                                     persistent=False)
             if ly.values is not None:
                 self.register_buffer(f"in_values{i}", _t(ly.values.astype(np.int64)),
                                      persistent=False)
