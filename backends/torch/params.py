@@ -98,9 +98,10 @@ class ParamsMixin:
         self._in_group: dict[int, tuple[int, int] | None] = {}
         for i, ly in enumerate(plan.input_layers):
             self.register_buffer(f"in_vars{i}", _t(ly.vars.astype(np.int64)), persistent=False)
-            self._in_group[i] = _var_groups(ly.vars) if ly.dist == "categorical" else None
-            if self._in_group[i] is not None:
-                uvars = ly.vars[:: self._in_group[i][1]]
+            group = _var_groups(ly.vars) if ly.dist == "categorical" else None
+            self._in_group[i] = group
+            if group is not None:
+                uvars = ly.vars[:: group[1]]
                 self.register_buffer(f"in_uvars{i}", _t(uvars.astype(np.int64)),
                                      persistent=False)
             if ly.values is not None:
