@@ -9,13 +9,16 @@ Parametrization (what ``torch.optim`` sees; see ``docs/usage.md``):
 - ``input_raw``: flat ``nn.Parameter`` over the plan's input parameters, in per-family
   unconstrained coordinates (:mod:`pccc.backends.torch.inputs`).
 
-The forward pass runs under a custom :class:`torch.autograd.Function` with no autograd graph
-over the nodes; its backward pass computes flows (:mod:`pccc.backends.torch.layers`) and returns
-the exact gradients. Backward also accumulates the EM statistics (``sum_flows``,
-``input_stats``) with a root flow of 1 per example, until :meth:`CompiledCircuit.zero_flows`.
+The forward pass (input layers included) runs under one :class:`torch.autograd.Function`
+with no autograd graph over the nodes; its backward pass computes flows
+(:mod:`pccc.backends.torch.layers`) and returns the exact gradients: ``d log p / d log w`` is
+an edge's flow, and the input parameters' gradients follow analytically from the input nodes'
+flows (:func:`pccc.backends.torch.inputs.grad_and_stats`). Backward also accumulates the EM
+statistics (``sum_flows``, ``input_counts``, ``input_stats``, ``input_missflow``) with a root
+flow of 1 per example, until :meth:`CompiledCircuit.zero_flows` or an EM step.
 
 Subclasses (the Triton backend) override :meth:`CompiledCircuit.run_forward` and
-:meth:`CompiledCircuit.run_backward`; parameters, flows, EM and saving are shared.
+:meth:`CompiledCircuit.run_backward`; parameters, input layers, flows, EM and saving are shared.
 """
 
 from __future__ import annotations
