@@ -8,9 +8,11 @@ best validation epoch. The test log-likelihood is that of the kept parameters.
     python benchmarks/results_debd.py --latents 32 --device cuda --json out/debd.json
     python benchmarks/results_debd.py --from-json out/debd.json   # only write docs/results.md
 
-Results accumulate in the JSON file (one entry per data set), so a long run can be split into
-several invocations with ``--datasets``. Published numbers are those listed in
-``../shared/data/README.md``.
+Results accumulate in the JSON file (a list of runs per data set; a rerun with the same setting
+replaces its earlier run), so a long run can be split into several invocations with
+``--datasets``, and settings can be compared. The table reports, per data set, the run with the
+best *validation* log-likelihood (model selection never looks at the test split); every run is
+listed below it. Published numbers are those listed in ``../shared/data/README.md``.
 """
 
 from __future__ import annotations
@@ -90,34 +92,80 @@ def _fmt(v: float | None) -> str:
     return "" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
 
 
-def write_markdown(results: dict[str, dict], path: Path) -> None:
+def _best(runs: list[dict]) -> dict:
+    return max(runs, key=lambda r: r["valid_ll"])
+
+
+def _ok(r: dict) -> bool:
+    """At most 0.1 nats below the published HCLT (or above it)."""
+    return r["test_ll"] >= PUBLISHED_HCLT[r["dataset"]] - 0.1
+
+
+def _row(r: dict) -> str:
+    pub = PUBLISHED_HCLT[r["dataset"]]
+    return (f"| {r['dataset']} | {_fmt(r['test_ll'])} | {pub:.3f} | {r['test_ll'] - pub:+.3f} "
+            f"| {_fmt(ZOO_PSDD.get(r['dataset']))} | {r['setting']['latents']} | "
+            f"{r['minibatch_epochs']}+{r['fullbatch_epochs']} | {r['edges']:,} | "
+            f"{r['train_s']} |")
+
+
+HEADER = ["| data set | pccc HCLT | published HCLT | difference | zoo PSDD | latents "
+          "| epochs (mini+full) | edges | train s |",
+          "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+
+
+def write_markdown(results: dict[str, list[dict]], path: Path) -> None:
     """The results table (``docs/results.md``), one row per data set in the usual order."""
-    rows = [r for n in DEBD if (r := results.get(n))]
-    close = sum(1 for r in rows if abs(r["test_ll"] - PUBLISHED_HCLT[r["dataset"]]) <= 0.1)
+    rows = [_best(results[n]) for n in DEBD if results.get(n)]
+    close = sum(1 for r in rows if _ok(r))
     lines = [
         "# Results", "",
-        "Produced by `benchmarks/results_debd.py` (edit the script, not this file).", "",
+        "Produced by `benchmarks/results_debd.py` from `benchmarks/results_debd.json` (edit the",
+        "script, not this file).", "",
         "## HCLT on the 20 binary density-estimation data sets", "",
-        "Test log-likelihood (natural log, mean per example) of an HCLT trained with pccc's",
-        "torch backend, beside the published HCLT (Liu and Van den Broeck, NeurIPS 2021: 12",
-        "hidden categories, a mixture of 4 trees, with their soft and entropy regularization) and",
-        "the UCLA zoo PSDDs (both as listed in `../shared/data/README.md`).", "",
-        "| data set | pccc HCLT | published HCLT | difference | zoo PSDD | epochs (mini+full) "
-        "| edges | train s |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "Test log-likelihood (natural log, mean per example) of a single HCLT trained with EM on",
+        "pccc's torch backend, beside the published HCLT (Liu and Van den Broeck, NeurIPS 2021:",
+        "12 hidden categories, a mixture of 4 trees, with their soft and entropy regularization)",
+        "and the UCLA zoo PSDDs (both as listed in `../shared/data/README.md`). Where a data set",
+        "was trained at more than one setting, the row shows the run with the best validation",
+        "log-likelihood; all runs are listed further down.", "", *HEADER,
     ]
-    for r in rows:
-        pub = PUBLISHED_HCLT[r["dataset"]]
-        lines.append(f"| {r['dataset']} | {_fmt(r['test_ll'])} | {pub:.3f} | "
-                     f"{r['test_ll'] - pub:+.3f} | {_fmt(ZOO_PSDD.get(r['dataset']))} | "
-                     f"{r['minibatch_epochs']}+{r['fullbatch_epochs']} | {r['edges']:,} | "
-                     f"{r['train_s']} |")
-    missing = [n for n in DEBD if n not in results]
-    lines += ["", f"Within 0.1 nats of the published HCLT: {close} of {len(rows)} data sets run"
-              + (f" ({len(missing)} not run: {', '.join(missing)})." if missing else "."), ""]
-    lines += _setting_lines(rows)
+    lines += [_row(r) for r in rows]
+    missing = [n for n in DEBD if not results.get(n)]
+    lines += ["", f"At most 0.1 nats below the published HCLT (or better): **{close} of "
+              f"{len(rows)}** data sets" + (f" ({len(missing)} not run: {', '.join(missing)})."
+                                            if missing else "."), ""]
+    lines += _setting_lines([r for n in DEBD for r in results.get(n, [])])
+    lines += ["### All runs", "", *HEADER]
+    lines += [_row(r) for n in DEBD for r in results.get(n, [])]
+    lines += mnist_lines(ROOT / "benchmarks" / "results_mnist.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
+
+
+def mnist_lines(path: Path) -> list[str]:
+    """The MNIST section, from the runs recorded in ``results_mnist.json``."""
+    if not path.exists():
+        return []
+    m = json.loads(path.read_text())
+    ours, pj = m["pccc"], m["pyjuice"]
+    lines = ["", "## MNIST: HCLT with 128 latents", "",
+             f"{m['setting']}; both on one {m['card']}, in the same session.", "",
+             "| | test bits/dim | train bits/dim per epoch | seconds per epoch |",
+             "|---|---:|---|---|"]
+    for name, r in (("pccc (torch backend)", ours), (f"PyJuice {pj['version']}", pj)):
+        lines.append(f"| {name} | {r['test_bpd']:.4f} | "
+                     f"{', '.join(f'{v:.4f}' for v in r['train_bpd'])} | "
+                     f"{', '.join(str(v) for v in r['epoch_s'])} |")
+    lines += ["", f"- pccc: `{ours['command']}` (validation bits/dim per epoch: "
+              f"{', '.join(f'{v:.4f}' for v in ours['valid_bpd'])}).",
+              f"- PyJuice: `{pj['command']}` (PyJuice's HCLT from the first 20,000 images, its",
+              "  own mutual-information estimator; same optimizer settings and data order "
+              "policy: a fresh shuffle each epoch).",
+              "- pccc's tree comes from all 55,000 training images with pixels in 4 bins and "
+              "its parameters start from a different random initialization, so the curves "
+              "differ in their first epochs as well as in speed."]
+    return lines
 
 
 def _setting_lines(rows: list[dict]) -> list[str]:
@@ -125,7 +173,8 @@ def _setting_lines(rows: list[dict]) -> list[str]:
     out = ["### Setting", ""]
     for s in sorted(settings):
         d = json.loads(s)
-        names = [r["dataset"] for r in rows if json.dumps(r["setting"], sort_keys=True) == s]
+        names = dict.fromkeys(r["dataset"] for r in rows
+                              if json.dumps(r["setting"], sort_keys=True) == s)
         out.append(f"- {', '.join(names)}: latents {d['latents']}, mini-batch EM (batch "
                    f"{d['batch_size']}, step {d['step_size']}, pseudocount {d['pseudocount']}) "
                    f"for at most {d['epochs']} epochs, then up to {d['fullbatch_epochs']} epochs "
@@ -133,6 +182,14 @@ def _setting_lines(rows: list[dict]) -> list[str]:
                    f"better validation LL; at most {d['max_seconds']} s per phase; seed "
                    f"{d['seed']}; backend {d['backend']} on {d['device']}.")
     return out + [""]
+
+
+def load_results(path: Path) -> dict[str, list[dict]]:
+    """Runs per data set from the JSON file (a single run may be stored bare)."""
+    if not path.exists():
+        return {}
+    raw = json.loads(path.read_text())
+    return {k: v if isinstance(v, list) else [v] for k, v in raw.items()}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,11 +212,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--from-json", action="store_true", help="only rewrite the markdown")
     args = p.parse_args(argv)
     jpath = Path(args.json)
-    results = json.loads(jpath.read_text()) if jpath.exists() else {}
+    results = load_results(jpath)
     if not args.from_json:
         for name in [n for n in args.datasets.split(",") if n]:
             row = run_one(name, args)
-            results[name] = row
+            runs = [r for r in results.get(name, []) if r["setting"] != row["setting"]]
+            results[name] = runs + [row]
             print(json.dumps(row), flush=True)
             jpath.parent.mkdir(parents=True, exist_ok=True)
             jpath.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
