@@ -12,7 +12,8 @@ is already in sorted order.
 from __future__ import annotations
 
 import gc
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from operator import itemgetter
 from types import MappingProxyType
@@ -119,16 +120,23 @@ def _reorder(items: list, where: list[np.ndarray]) -> tuple:
     return itemgetter(*order)(items) if len(order) > 1 else (items[0],)
 
 
-def assemble(t: Table) -> Circuit:
-    """Build the circuit of table ``t``; the root is the last node."""
-    # millions of new objects and no garbage: the cyclic collector would only rescan them
+@contextmanager
+def no_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector: a reader makes millions of objects and no garbage,
+    and the collector would only rescan them again and again."""
     enabled = gc.isenabled()
     gc.disable()
     try:
-        return _assemble(t)
+        yield
     finally:
         if enabled:
             gc.enable()
+
+
+def assemble(t: Table) -> Circuit:
+    """Build the circuit of table ``t``; the root is the last node."""
+    with no_gc():
+        return _assemble(t)
 
 
 def _assemble(t: Table) -> Circuit:

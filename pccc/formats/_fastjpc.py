@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from pccc.formats._assemble import INPUT, PRODUCT, SUM, Inputs, Table, _obj, assemble
+from pccc.formats._assemble import INPUT, PRODUCT, SUM, Inputs, Table, _obj, assemble, no_gc
 from pccc.ir.circuit import Circuit
 
 _NUMBER_BYTES = b"0123456789.+-eE \t\r\n"
@@ -244,7 +244,8 @@ def parse(data: bytes) -> Circuit | None:
         return None
     b = np.frombuffer(body, dtype=np.uint8)
     try:
-        return _parse(b, count)
+        with no_gc():
+            return _parse(b, count)
     except (ValueError, IndexError, OverflowError):
         return None  # whatever this path cannot handle, the line reader will
 
