@@ -30,6 +30,12 @@ from pccc.ir.circuit import Circuit, InputVector, Node, ProductVector, SumVector
 from pccc.passes.registry import register_pass
 
 
+def _is_identity(w: np.ndarray) -> bool:
+    if w.shape == (1, 1):
+        return bool(w[0, 0] == 1.0)
+    return bool(np.array_equal(w, np.eye(w.shape[0])))
+
+
 def _default_table(n: int, sizes: list[int]) -> np.ndarray:
     cols = [np.zeros(n, np.int64) if m == 1 else np.arange(n) for m in sizes]
     return np.stack(cols, axis=1) if cols else np.zeros((n, 0), np.int64)
@@ -43,14 +49,17 @@ class _Sweep:
         self.merge_identical = merge_identical
         self.nodes: list[Node] = []
         self.params: dict[str, np.ndarray] = {}
-        self.alias: dict[int, int] = {}
-        self.refs: Counter[int] = Counter()  # parent edges of each new vector
-        self.cons: dict[Any, list[int]] = {}
+        self.alias: list[int] = [-1] * len(c.nodes)
+        self.refs: list[int] = []  # parent edges of each new vector
+        self.cons: dict[Any, Any] = {}
         self.pending: dict[str, np.ndarray] = {}
-        reach = reachable(c)
+        reach = reachable(c).tolist()
         self.reach = reach
-        self.old_refs: Counter[int] = Counter(
-            ch for i, nd in enumerate(c.nodes) if reach[i] for ch in nd.children)
+        self.old_refs = [0] * len(c.nodes)
+        for i, nd in enumerate(c.nodes):
+            if reach[i]:
+                for ch in nd.children:
+                    self.old_refs[ch] += 1
         self.old_refs[c.root] += 1
         self.key_users: Counter[str] = Counter(
             str(getattr(nd, "param", "")) for i, nd in enumerate(c.nodes)
@@ -69,19 +78,56 @@ class _Sweep:
             skey = ("s", nd.n, nd.children)
         else:
             skey = ("i", nd.n, nd.var, nd.dist, nd.attrs)
-        for cand in self.cons.get(skey, []):
-            other = getattr(self.nodes[cand], "param", None)
-            if other == param or (self.merge_identical and param is not None
-                                  and other is not None and self._same(param, other)):
-                self.point(old, cand)
-                self._drop_refs(nd)
-                return
+        exact = (skey, param)  # same structure, same parameters: always the same vector
+        found = self.cons.get(exact)
+        if found is None and self.merge_identical and param is not None:
+            found = self._equal_valued(skey, param)
+        if found is not None:
+            self.point(old, found)
+            self._drop_refs(nd)
+            return
         self.nodes.append(nd)
+        self.refs.append(0)
         nid = len(self.nodes) - 1
         if param is not None and param not in self.params:
             self.params[param] = self.value(param)
-        self.cons.setdefault(skey, []).append(nid)
+        self.cons[exact] = nid
+        if self.merge_identical and param is not None:
+            self._remember_value(skey, param, nid)
         self.point(old, nid)
+
+    def _value_key(self, skey: Any, param: str) -> Any:
+        arr = self.value(param)
+        # small arrays are keyed by their bytes; big ones by shape, then compared
+        return (skey, arr.shape, arr.tobytes() if arr.size <= 4096 else None)
+
+    def _equal_valued(self, skey: Any, param: str) -> int | None:
+        for cand in self.cons.get(self._value_key(skey, param), []):
+            other = getattr(self.nodes[cand], "param", None)
+            if other is not None and self._same(param, other):
+                return int(cand)
+        return None
+
+    def _remember_value(self, skey: Any, param: str, nid: int) -> None:
+        self.cons.setdefault(self._value_key(skey, param), []).append(nid)
+
+    def _scalar_product(self, i: int, kids: list[int]) -> None:
+        """A product of one node (children of one node each): flattened with plain lists."""
+        flat: list[int] = []
+        for k in kids:
+            sub = self.nodes[k]
+            if isinstance(sub, ProductVector) and sub.edges is None and sub.n == 1:
+                flat.extend(sub.children)
+                self.refs[k] -= 1
+                for g in sub.children:
+                    self.refs[g] += 1
+            else:
+                flat.append(k)
+        if len(flat) == 1:  # a pass-through product
+            self.refs[flat[0]] -= 1
+            self.point(i, flat[0])
+            return
+        self.emit(i, ProductVector(1, tuple(flat)))
 
     def value(self, key: str) -> np.ndarray:
         """The (possibly folded) weights stored under ``key``."""
@@ -104,6 +150,9 @@ class _Sweep:
         if nd.edges is None and len(kids) > 1 and not any(
                 isinstance(self.nodes[k], ProductVector) for k in kids):
             self.emit(i, ProductVector(nd.n, tuple(kids)))  # the common case: nothing to do
+            return
+        if nd.n == 1 and nd.edges is None:
+            self._scalar_product(i, kids)
             return
         table = nd.edge_table([self.c.nodes[ch].n for ch in nd.children])
         new_kids: list[int] = []
@@ -135,18 +184,23 @@ class _Sweep:
         kids = [self.alias[ch] for ch in nd.children]
         w = self.c.params[nd.param]
         key = nd.param
-        if chains and self.key_users[nd.param] == 1:
+        if chains and self.key_users[nd.param] == 1 and any(self._foldable(k) for k in kids):
             kids, w2 = self._fold_chains(kids, w)
             if w2 is not w:
                 w = w2
                 w.setflags(write=False)
                 self.pending[key] = w
-        if collapse and len(kids) == 1 and w.shape[0] == w.shape[1] and \
-                np.array_equal(w, np.eye(w.shape[0])):
+        if collapse and len(kids) == 1 and w.shape[0] == w.shape[1] and _is_identity(w):
             self.refs[kids[0]] -= 1
             self.point(i, kids[0])
             return
         self.emit(i, SumVector(nd.n, tuple(kids), key))
+
+    def _foldable(self, k: int) -> bool:
+        """A sum child read by one parent only, with weights of its own."""
+        sub = self.nodes[k]
+        return isinstance(sub, SumVector) and self.refs[k] == 1 and \
+            self.key_users[sub.param] == 1
 
     def _fold_chains(self, kids: list[int], w: np.ndarray) -> tuple[list[int], np.ndarray]:
         out_kids: list[int] = []
@@ -158,8 +212,7 @@ class _Sweep:
             part = w[:, col: col + m]
             col += m
             sub = self.nodes[k]
-            if isinstance(sub, SumVector) and self.refs[k] == 1 and \
-                    self.key_users[sub.param] == 1:
+            if isinstance(sub, SumVector) and self._foldable(k):
                 out_kids.extend(sub.children)
                 blocks.append(part @ self.value(sub.param))
                 self.refs[k] -= 1
@@ -199,20 +252,24 @@ def canonicalize(c: Circuit, *, collapse_sums: bool = False, merge_sum_chains: b
 
 def _compact(sw: _Sweep, root: int, num_vars: int) -> Circuit:
     """Renumber the vectors still referenced (folding and collapsing orphan some)."""
-    live = np.zeros(len(sw.nodes), bool)
+    nodes_in = sw.nodes
+    live = [False] * len(nodes_in)
     live[root] = True
-    for i in range(len(sw.nodes) - 1, -1, -1):
+    for i in range(len(nodes_in) - 1, -1, -1):
         if live[i]:
-            for ch in sw.nodes[i].children:
+            for ch in nodes_in[i].children:
                 live[ch] = True
-    new_id = np.cumsum(live) - 1
+    new_id = [-1] * len(nodes_in)
     nodes: list[Node] = []
     keys: set[str] = set()
-    for i, nd in enumerate(sw.nodes):
+    shifted = False
+    for i, nd in enumerate(nodes_in):
         if not live[i]:
+            shifted = True
             continue
-        if isinstance(nd, (ProductVector, SumVector)):
-            kids = tuple(int(new_id[ch]) for ch in nd.children)
+        new_id[i] = len(nodes)
+        if shifted and isinstance(nd, (ProductVector, SumVector)):
+            kids = tuple(new_id[ch] for ch in nd.children)
             nd = (ProductVector(nd.n, kids, nd.edges) if isinstance(nd, ProductVector)
                   else SumVector(nd.n, kids, nd.param))
         key = getattr(nd, "param", None)
@@ -220,4 +277,4 @@ def _compact(sw: _Sweep, root: int, num_vars: int) -> Circuit:
             keys.add(str(key))
         nodes.append(nd)
     params = {k: sw.params[k] for k in sorted(keys)}
-    return Circuit(tuple(nodes), params, num_vars, int(new_id[root]))
+    return Circuit(tuple(nodes), params, num_vars, new_id[root])
