@@ -61,9 +61,14 @@ def _onehot(codes: np.ndarray, k: int) -> np.ndarray:
 
 def _gram(a: np.ndarray, chunk: int = 1024) -> np.ndarray:
     """``a.T @ a`` in float32 (exact for counts below 2**24), computing only the blocks on or
-    above the diagonal and mirroring them."""
+    above the diagonal and mirroring them; all-zero columns are skipped."""
     import torch
 
+    used = np.flatnonzero(a.any(axis=0))  # e.g. image borders never leave bin 0
+    if len(used) < a.shape[1]:
+        full = np.zeros((a.shape[1], a.shape[1]), dtype=np.float32)
+        full[np.ix_(used, used)] = _gram(np.ascontiguousarray(a[:, used]), chunk)
+        return full
     t = torch.from_numpy(a)
     m = a.shape[1]
     out = torch.empty((m, m), dtype=torch.float32)
