@@ -104,12 +104,20 @@ def factors(c: Circuit, vid: int) -> list[tuple[int, np.ndarray]]:
     return out
 
 
-def num_factors(c: Circuit, vid: int) -> int:
-    """Factors of each element of child vector ``vid`` (1 for a non-product)."""
+def num_factors(c: Circuit, vid: int, memo: dict[int, int] | None = None) -> int:
+    """Factors of each element of child vector ``vid`` (1 for a non-product).
+
+    ``memo`` caches the counts across calls on the same circuit.
+    """
     nd = c.nodes[vid]
     if not isinstance(nd, ProductVector):
         return 1
-    return sum(num_factors(c, ch) for ch in nd.children)
+    if memo is not None and vid in memo:
+        return memo[vid]
+    k = sum(num_factors(c, ch, memo) for ch in nd.children)
+    if memo is not None:
+        memo[vid] = k
+    return k
 
 
 def heights(c: Circuit) -> list[int]:
@@ -140,12 +148,13 @@ def verify_layered(lc: LayeredCircuit) -> None:
     verify_blocked(bc)
     c = bc.circuit
     layer_of: dict[int, int] = {}
+    memo: dict[int, int] = {}
     for li, layer in enumerate(lc.layers):
         if not layer.sums:
             raise VerifyError(f"layer {li} has no sum partition")
         for g in layer.sums:
             _check_group(bc, li, g, layer_of)
-        _check_products(c, li, layer)
+        _check_products(c, li, layer, memo)
     for i, nd in enumerate(c.nodes):
         if isinstance(nd, SumVector) and i not in layer_of:
             raise VerifyError("sum vector in no layer", node=i)
@@ -172,8 +181,8 @@ def _check_group(bc: BlockedCircuit, li: int, g: SumGroup, layer_of: dict[int, i
         layer_of[s] = li
 
 
-def _check_products(c: Circuit, li: int, layer: Layer) -> None:
-    runs = [num_factors(c, ch) for s in layer.sum_order() for ch in c.nodes[s].children]
+def _check_products(c: Circuit, li: int, layer: Layer, memo: dict[int, int]) -> None:
+    runs = [num_factors(c, ch, memo) for s in layer.sum_order() for ch in c.nodes[s].children]
     if sum(g.runs for g in layer.products) != len(runs):
         raise VerifyError(f"layer {li}: product partitions cover "
                           f"{sum(g.runs for g in layer.products)} runs, the sums read "

@@ -147,9 +147,8 @@ class _Sweep:
 
     def product(self, i: int, nd: ProductVector) -> None:
         kids = [self.alias[ch] for ch in nd.children]
-        if nd.edges is None and len(kids) > 1 and not any(
-                isinstance(self.nodes[k], ProductVector) for k in kids):
-            self.emit(i, ProductVector(nd.n, tuple(kids)))  # the common case: nothing to do
+        if len(kids) > 1 and not any(isinstance(self.nodes[k], ProductVector) for k in kids):
+            self.emit(i, ProductVector(nd.n, tuple(kids), nd.edges))  # nothing to flatten
             return
         if nd.n == 1 and nd.edges is None:
             self._scalar_product(i, kids)

@@ -73,8 +73,8 @@ def _merge(segs: list[_Seg], limit: int) -> list[_Seg]:
     return segs
 
 
-def _sum_groups(bc: BlockedCircuit, vids: list[int], tol: float, limit: int
-                ) -> list[SumGroup]:
+def _sum_groups(bc: BlockedCircuit, vids: list[int], tol: float, limit: int,
+                memo: dict[int, int]) -> list[SumGroup]:
     c = bc.circuit
     grid = {v: bc.grid(v) for v in vids}
     by_shape: dict[tuple[int, int], list[int]] = defaultdict(list)
@@ -85,7 +85,7 @@ def _sum_groups(bc: BlockedCircuit, vids: list[int], tol: float, limit: int
     for shape in sorted(by_shape):
         # widest first; equal chunk counts ordered by their elements' fan-in profile
         vs = sorted(by_shape[shape], key=lambda v: (
-            -grid[v][3], [-num_factors(c, ch) for ch in c.nodes[v].children], v))
+            -grid[v][3], [-num_factors(c, ch, memo) for ch in c.nodes[v].children], v))
         order[shape] = vs
         items = [(grid[v][3], grid[v][2]) for v in vs]
         segs.extend(_cut(shape, items, tol))
@@ -100,9 +100,10 @@ def _sum_groups(bc: BlockedCircuit, vids: list[int], tol: float, limit: int
     return groups
 
 
-def _product_groups(c: Circuit, order: list[int], tol: float, limit: int
-                    ) -> list[ProductGroup]:
-    runs = [(num_factors(c, ch), c.nodes[ch].n) for s in order for ch in c.nodes[s].children]
+def _product_groups(c: Circuit, order: list[int], tol: float, limit: int,
+                    memo: dict[int, int]) -> list[ProductGroup]:
+    runs = [(num_factors(c, ch, memo), c.nodes[ch].n)
+            for s in order for ch in c.nodes[s].children]
     # runs keep their order (the sums' layout fixes it): cut where mixing fan-ins pads too much
     segs = _merge(_cut(0, runs, tol), limit)
     return [ProductGroup(st[0], len(items)) for _, items, st in segs]
@@ -127,9 +128,10 @@ def partition_layers(bc: BlockedCircuit, *, tolerance: float = 0.25,
     for v in bc.blocks:
         at[h[v]].append(v)
     layers = []
+    memo: dict[int, int] = {}
     for height in sorted(at):
-        sums = _sum_groups(bc, at[height], tolerance, max_partitions)
+        sums = _sum_groups(bc, at[height], tolerance, max_partitions, memo)
         order = [s for g in sums for s in g.sums]
-        prods = _product_groups(c, order, tolerance, max_partitions)
+        prods = _product_groups(c, order, tolerance, max_partitions, memo)
         layers.append(Layer(tuple(sums), tuple(prods)))
     return LayeredCircuit(bc, tuple(layers))
