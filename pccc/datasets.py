@@ -53,11 +53,16 @@ class Dataset:
 
     @property
     def num_cats(self) -> int | None:
-        """``max + 1`` over all splits for integer data (None: continuous)."""
-        arrs = [a for a in (self.train, self.valid, self.test) if a is not None]
-        if any(a.dtype.kind == "f" for a in arrs):
+        """``max + 1`` over all splits when the training data is integer (None: continuous).
+
+        A non-integer value in another split does not make the data continuous: it is
+        refused later, against the structure built from the training split.
+        """
+        if self.train.dtype.kind == "f":
             return None
-        return max(2, max(int(a.max()) for a in arrs if a.size) + 1)
+        arrs = [a for a in (self.train, self.valid, self.test) if a is not None and a.size]
+        tops = [np.nanmax(a) for a in arrs if not np.all(np.isnan(a))]
+        return max(2, int(max(tops, default=1)) + 1)
 
 
 def data_roots() -> list[Path]:
