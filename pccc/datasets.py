@@ -101,10 +101,11 @@ def _from_files(files: list[Path], name: str) -> Dataset:
         found[split] = f
     if "train" not in found:
         raise DataError(f"{name}: no *.train.* file among {', '.join(str(f) for f in files)}")
-    arrays = {s: load_data(p) if s in found else None for s, p in
-              ((s, found.get(s)) for s in SPLITS)}
+    arrays = {s: load_data(found[s]) if s in found else None for s in SPLITS}
     _check_columns(arrays, found)
-    return Dataset(name, arrays["train"], arrays["valid"], arrays["test"],
+    train = arrays["train"]
+    assert train is not None
+    return Dataset(name, train, arrays["valid"], arrays["test"],
                    files=tuple(str(found[s]) if s in found else "" for s in SPLITS))  # type: ignore
 
 

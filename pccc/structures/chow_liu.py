@@ -80,7 +80,7 @@ def _gram(a: np.ndarray, chunk: int = 1024) -> np.ndarray:
     return out.numpy()
 
 
-def _mi_rows(g: np.ndarray, marg: np.ndarray, n: int) -> np.ndarray:
+def _mi_rows(g: np.ndarray, marg: tuple[np.ndarray, np.ndarray], n: int) -> np.ndarray:
     """Mutual information of a chunk of variables ``u`` against all ``w``.
 
     Args:

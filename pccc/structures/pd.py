@@ -87,7 +87,10 @@ class _PDBuilder:
 
     def variables(self, cube: Cube) -> np.ndarray:
         grids = np.meshgrid(*[np.arange(s, e) for s, e in zip(*cube)], indexing="ij")
-        return sum(g * int(st) for g, st in zip(grids, self.strides)).reshape(-1)
+        ids = np.zeros(grids[0].shape, dtype=np.int64)
+        for g, st in zip(grids, self.strides):
+            ids += g * int(st)
+        return ids.reshape(-1)
 
     def product(self, regions: Sequence[_Region]) -> _Region:
         """Element-wise product of regions, per block when any of them is segmented."""
