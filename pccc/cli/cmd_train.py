@@ -49,6 +49,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--repetitions", type=int, default=4, help="rat-spn: repetitions (4)")
     p.add_argument("--split-interval", type=int, default=4, help="pd: split interval (4)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads for torch (0: one for circuits under a million edges, "
+                        "where OpenMP start-up costs more than it saves; else torch's default)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("-o", "--output", required=True, help="trained circuit (e.g. model.jpc)")
     p.add_argument("--plot", default=None, help="PNG of the learning curves")
@@ -102,6 +105,15 @@ def build_structure(args: argparse.Namespace, ds: Any) -> Any:
     return structures.HMM(ds.num_vars, args.latents, cats, seed=args.seed)
 
 
+def _set_threads(threads: int, edges: int, device: str) -> None:
+    import torch
+
+    if threads > 0:
+        torch.set_num_threads(threads)
+    elif device == "cpu" and edges < 1_000_000:
+        torch.set_num_threads(1)
+
+
 def _describe(ll: float, image: bool, num_vars: int) -> str:
     from pccc.training import bits_per_dim
 
@@ -131,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
     k = counts(circuit)
     print(f"structure {args.structure}: {k.nodes} nodes, {k.edges} edges, {k.params} "
           f"parameters ({time.perf_counter() - t0:.1f} s)", flush=True)
+    _set_threads(args.threads, k.edges, args.device)
     model = pccc.compile(circuit, backend=args.backend, device=args.device)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, em=args.em,
                       step_size=args.step_size, pseudocount=args.pseudocount,
