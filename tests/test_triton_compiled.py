@@ -57,6 +57,8 @@ def _grads_and_em(c, x, tol, weighted=False):
     wb = torch.exp(ref.log_weights()).detach().numpy()
     real = tri.plan.param_group >= 0
     np.testing.assert_allclose(wa[real], wb[real], rtol=5 * tol, atol=5 * tol)
+    np.testing.assert_allclose(tri.current_plan().input_params, ref.current_plan().input_params,
+                               rtol=5 * tol, atol=5 * tol)  # input EM (on-device raw coords)
 
 
 @settings(max_examples=8, deadline=None)

@@ -38,6 +38,7 @@ class TritonCompiledCircuit(CompiledCircuit):
         self.kernels, self.source, self.source_path = load_module(plan, precision)
         self.dp = DevicePlan(plan, self.kernels, torch.device(device))
         self._bufs: dict[str, Tensor] = {}
+        self.keep_elements = False  # the kernels fuse products: nothing to keep
 
     @property
     def artifacts(self) -> dict[str, str]:
@@ -52,7 +53,10 @@ class TritonCompiledCircuit(CompiledCircuit):
             self._bufs[name] = buf
         return buf
 
-    def run_forward(self, logw: Tensor, in_vals: list[Tensor]) -> Tensor:
+    def run_forward(self, logw: Tensor, in_vals: list[Tensor],
+                    keep: list[Tensor] | None = None) -> Tensor:
+        """The node buffer view ``[slots, batch]``; ``keep`` is ignored (no element buffers:
+        the kernels recompute elements from node values)."""
         batch = in_vals[0].shape[1] if in_vals else 1
         stride = DevicePlan.stride_for(batch)
         node = self._buffer("node", stride)
@@ -64,8 +68,8 @@ class TritonCompiledCircuit(CompiledCircuit):
         self.dp.sum_forward(node, batch, w)
         return node[: self.plan.num_node_slots, :batch]
 
-    def run_backward(self, node: Tensor, logw: Tensor, grad: Tensor, *, track_em: bool
-                     ) -> tuple[Tensor, list[Tensor]]:
+    def run_backward(self, node: Tensor, logw: Tensor, grad: Tensor, *, track_em: bool,
+                     elems: list[Tensor] | None = None) -> tuple[Tensor, list[Tensor]]:
         batch = node.shape[1]
         full = self._bufs["node"]
         stride = full.shape[1]
@@ -87,8 +91,9 @@ class TritonCompiledCircuit(CompiledCircuit):
 
     @torch.no_grad()
     def _em_inputs(self, eta: float, alpha: float) -> None:
-        """The torch backend's input EM, with the raw coordinates computed on the device
-        (its version goes through numpy on the host, ~0.1 s per batch for MNIST inputs)."""
+        """The torch backend's input EM (``ParamsMixin._em_inputs``), with the raw
+        coordinates computed on the device: its version converts through numpy on the host,
+        ~0.1 s per batch for MNIST-sized inputs."""
         from pccc.backends.torch import inputs as fam
 
         stats = self.input_stats.to(self.input_raw.dtype)
@@ -98,7 +103,10 @@ class TritonCompiledCircuit(CompiledCircuit):
                 continue
             pidx = getattr(self, f"in_pidx{i}")
             native = fam.to_native(ly.dist, *self.layer_raw(i))
-            st = stats[pidx][..., 0] if ly.dist == "categorical" else stats[pidx[:, 0]]
+            counts = self.input_counts.to(native.dtype)
+            st = counts[pidx] if ly.dist == "categorical" else stats[pidx[:, 0]]
+            fm = self.input_missflow.to(native.dtype)[pidx[:, 0]]
+            st = fam.complete_stats(ly.dist, dict(ly.attrs), native, st, fm)
             updates.append((ly.dist, pidx, fam.em_update(ly.dist, native, st, eta, alpha)))
         for dist, pidx, new in updates:  # write after reading: tied nodes update once
             raw, shift = _to_raw(dist, new)
@@ -110,10 +118,12 @@ class TritonCompiledCircuit(CompiledCircuit):
 def _to_raw(dist: str, native: Tensor) -> tuple[Tensor, Tensor]:
     """:func:`pccc.backends.torch.inputs.to_raw` in torch, on the tensor's device."""
     shift = torch.zeros_like(native)
-    if dist == "categorical":
+    if dist == "categorical":  # an all-zero row: raw 0, normalizer -inf (no NaN)
         tot = native.sum(dim=1, keepdim=True)
-        shift = torch.where(tot > 0, torch.log(tot), 0.0).expand_as(native).clone()
-        return torch.log(native), shift
+        ok = tot > 0
+        raw = torch.where(ok, torch.log(native), 0.0)
+        shift = torch.where(ok, torch.log(torch.where(ok, tot, 1.0)), -torch.inf)
+        return raw, shift.expand_as(native).clone()
     if dist in ("bernoulli", "binomial"):
         return torch.log(native) - torch.log1p(-native), shift
     if dist == "gaussian":
