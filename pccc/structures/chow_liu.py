@@ -30,14 +30,13 @@ def discretize(x: np.ndarray, num_bins: int | None = None) -> tuple[np.ndarray, 
     equal-frequency bins per column. Missing values (``-1`` / NaN) go to bin 0.
 
     Returns:
-        ``(codes, K)``: uint8/int64 codes ``[N, V]`` and the number of codes.
+        ``(codes, K)``: integer codes ``[N, V]`` and the number of codes.
     """
     x = np.asarray(x)
     bins = num_bins or DEFAULT_MAX_BINS
     if np.issubdtype(x.dtype, np.integer) or np.all(np.isnan(x) | (x == np.floor(x))):
-        xi = np.where(np.isnan(x), 0, x).astype(np.int64) if x.dtype.kind == "f" else x.astype(
-            np.int64)
-        xi = np.maximum(xi, 0)
+        xi = np.where(np.isnan(x), 0, x) if x.dtype.kind == "f" else x
+        xi = np.maximum(xi, 0).astype(np.int32)  # -1 (missing) -> 0
         card = int(xi.max()) + 1 if xi.size else 1
         if card <= bins:
             return xi, max(card, 2)
@@ -53,10 +52,8 @@ def _onehot(codes: np.ndarray, k: int) -> np.ndarray:
     n, v = codes.shape
     if k == 2:
         return codes.astype(np.float32)
-    out = np.zeros((n, v, k - 1), dtype=np.float32)
-    rows, cols = np.nonzero(codes)
-    out[rows, cols, codes[rows, cols] - 1] = 1.0
-    return out.reshape(n, v * (k - 1))
+    values = np.arange(1, k, dtype=codes.dtype)
+    return (codes[:, :, None] == values).astype(np.float32).reshape(n, v * (k - 1))
 
 
 def _gram(a: np.ndarray, chunk: int = 1024) -> np.ndarray:
