@@ -4,8 +4,10 @@ Both libraries get the same random binary tree region graph (cirkit's ``RandomBi
 over MNIST-shaped data (784 variables, 256 values), CP-transposed layers (element-wise products
 of ``K``-unit child regions, then a dense ``K x K`` sum), ``K`` categorical input units per
 pixel. Per batch we time forward plus backward (``ll.sum().backward()``), alternating the two
-libraries in one run so that both see the same machine load; the reference evaluator (float64
-numpy) is timed on the forward pass alone.
+libraries in one run so that both see the same machine load, and report wall-clock and process
+CPU time (the latter is far less disturbed by other jobs on a shared machine; with several
+threads it also counts their spinning). The reference evaluator (float64 numpy) is timed on the
+forward pass alone. ``pccc fwd+bwd`` also accumulates the EM flows; ``fwd+bwd*`` does not.
 
 cirkit (``libcirkit`` on PyPI) is not a dependency of pccc; install it to run this script:
 ``pip install --no-deps libcirkit einops opt_einsum graphviz scipy`` (``--no-deps`` keeps the
@@ -103,18 +105,16 @@ def mnist_batch(batch: int, num_vars: int) -> np.ndarray:
     return np.random.default_rng(0).integers(0, 256, size=(batch, num_vars))
 
 
-def _time(fn: Any, device: str) -> float:
-    """Wall-clock seconds on a GPU; on the CPU, the process's CPU seconds, which other jobs
-    on a busy machine disturb far less than wall-clock time (all threads counted)."""
+def _time(fn: Any, device: str) -> tuple[float, float]:
+    """(wall-clock, process CPU) seconds. On a busy shared CPU, CPU time is disturbed far less
+    by other jobs than wall-clock time (it counts every thread, spinning ones included)."""
     if device == "cuda":
         torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        torch.cuda.synchronize()
-        return time.perf_counter() - t0
-    t0 = time.process_time()
+    t0, c0 = time.perf_counter(), time.process_time()
     fn()
-    return time.process_time() - t0
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def _steps(model: torch.nn.Module, x: torch.Tensor, name: str) -> dict[str, Any]:
@@ -141,10 +141,11 @@ def _grad_only(model: Any, x: torch.Tensor) -> Any:
     return step
 
 
-def _time_all(fns: dict[str, Any], iters: int, device: str) -> dict[str, list[float]]:
+def _time_all(fns: dict[str, Any], iters: int, device: str
+              ) -> dict[str, list[tuple[float, float]]]:
     for fn in fns.values():
         fn()  # warm-up
-    times: dict[str, list[float]] = {k: [] for k in fns}
+    times: dict[str, list[tuple[float, float]]] = {k: [] for k in fns}
     for _ in range(iters):  # interleaved: both libraries see the same machine load
         for k, fn in fns.items():
             times[k].append(_time(fn, device))
@@ -152,8 +153,8 @@ def _time_all(fns: dict[str, Any], iters: int, device: str) -> dict[str, list[fl
 
 
 def _reference(circuit: Circuit, ours: Any, x_np: np.ndarray, batch: int, device: str) -> None:
-    t_ref = _time(lambda: log_likelihood(circuit, x_np), "cpu")
-    print(f"reference fwd    {1e3 * t_ref:9.1f} ms for {len(x_np)} rows "
+    t_ref = _time(lambda: log_likelihood(circuit, x_np), "cpu")[1]
+    print(f"reference fwd    {1e3 * t_ref:9.1f} ms CPU for {len(x_np)} rows "
           f"(~{t_ref / len(x_np) * batch:.1f} s per batch of {batch})")
     got = ours(torch.as_tensor(x_np, device=device)).detach().cpu().double().numpy()
     err = np.max(np.abs(got - log_likelihood(circuit, x_np)) / np.abs(got))
@@ -204,10 +205,12 @@ def main() -> None:
           f"batch {args.batch}; parameters pccc {n_ours:,}, cirkit {n_theirs:,}; "
           f"pccc compile {t_compile:.2f} s")
     print("(* gradients only: EM flow tracking off)")
+    print(f"{'':16s} {'wall median':>12s} {'wall min':>10s} {'CPU median':>11s} {'CPU min':>9s}")
     for k in sorted(times):
-        ts = times[k]
-        print(f"{k:16s} median {1e3 * statistics.median(ts):9.1f} ms  min "
-              f"{1e3 * min(ts):9.1f} ms  ({'wall' if args.device == 'cuda' else 'CPU'} time)")
+        wall = [t[0] * 1e3 for t in times[k]]
+        cpu = [t[1] * 1e3 for t in times[k]]
+        print(f"{k:16s} {statistics.median(wall):9.1f} ms {min(wall):7.1f} ms "
+              f"{statistics.median(cpu):8.1f} ms {min(cpu):6.1f} ms")
     if args.reference_rows:
         _reference(circuit, ours, x_np[: args.reference_rows], args.batch, args.device)
 
