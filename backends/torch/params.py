@@ -166,7 +166,10 @@ class ParamsMixin:
         """The source L0 circuit with the current parameters."""
         src = getattr(self, "source_circuit", None)
         if src is None:
-            raise ValueError("this module does not carry its source circuit")
+            from pccc.ir.errors import PcccError
+
+            raise PcccError("this module does not carry its source circuit (compile it with "
+                            "pccc.compile, or load a .pccm that holds one)")
         params = self.source_params()
         return src.with_params({k: v for k, v in params.items() if k in src.params})
 
