@@ -23,7 +23,7 @@ import numpy as np
 from pccc.backends.triton import templates as T
 from pccc.ir.plan import KernelPlan, ProductLayer, SumLayer, SumPartition
 
-TEMPLATE_VERSION = "1"
+TEMPLATE_VERSION = "2"
 PRECISIONS = ("tf32", "fp32", "bf16")
 #: log of the largest factor the backward pass lets exp() produce before a mix
 EXP_CAP = 80.0
@@ -152,6 +152,7 @@ def render(plan: KernelPlan, precision: str, plan_hash: str = "") -> str:
         parts.append(T.INPUT_BWD.substitute(name=input_kernel_name(dist, total, "bwd"),
                                             dist=dist, counts=counts))
     parts.append(T.EM_KERNELS)
+    parts.append(T.SEGMENT_SUM)
     return "".join(parts)
 
 

@@ -10,8 +10,10 @@ methods hand the torch backend ``[:slots, :batch]`` views of it.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -39,6 +41,7 @@ class TritonCompiledCircuit(CompiledCircuit):
         self.dp = DevicePlan(plan, self.kernels, torch.device(device))
         self._bufs: dict[str, Tensor] = {}
         self.keep_elements = False  # the kernels fuse products: nothing to keep
+        self._runs = [torch.from_numpy(a).to(self.device) for a in group_runs(plan.param_group)]
 
     @property
     def artifacts(self) -> dict[str, str]:
@@ -89,6 +92,43 @@ class TritonCompiledCircuit(CompiledCircuit):
             out.append(dlogw / float(grad[0]) if uniform else pflow)
         return flow[: self.plan.num_node_slots, :batch], out
 
+    def group_sums(self, x: Tensor) -> Tensor:
+        """``[num_groups + 1]`` per-group sums of flat weight values (last: padding, 0)."""
+        out = torch.zeros_like(self.sum_norm, dtype=torch.float32)
+        start, length, group = self._runs
+        nruns = start.numel()
+        if nruns:
+            self.kernels.segment_sums[(-(-nruns // 64),)](
+                x.float().contiguous(), start, length, group, out, nruns, RUNS=64,
+                MAXLEN=RUN_MAX)
+        return out.to(self.sum_norm.dtype)
+
+    @torch.no_grad()
+    def set_weights(self, w: Tensor) -> None:
+        """``ParamsMixin.set_weights`` with :meth:`group_sums` for its ``index_add``."""
+        real = self.sum_group < self.sum_norm.shape[0] - 1
+        w = torch.where(real, w.to(self.sum_logits.dtype), torch.zeros_like(w))
+        z = self.group_sums(w)
+        live = real & (z[self.sum_group] > 0)
+        self.sum_logits.copy_(torch.where(live, torch.log(w), torch.zeros_like(w)))
+        self.sum_norm.copy_(torch.where(z > 0, torch.log(torch.where(z > 0, z, 1.0)),
+                                        torch.full_like(z, -math.inf)))
+
+    @torch.no_grad()
+    def em_step(self, step_size: float, pseudocount: float) -> None:
+        """``ParamsMixin.em_step`` with :meth:`group_sums` for its ``index_add``."""
+        eta, alpha = float(step_size), float(pseudocount)
+        group = self.sum_group
+        w = torch.exp(self.log_weights())
+        f = self.sum_flows.to(w.dtype)
+        den = self.group_sums(f)[group] + alpha
+        ok = den > 0
+        target = (f + alpha / self.group_size.to(w.dtype)[group]) / torch.where(
+            ok, den, torch.ones_like(den))
+        self.set_weights(torch.where(ok, (1 - eta) * w + eta * target, w))
+        self._em_inputs(eta, alpha)
+        self.zero_flows()
+
     @torch.no_grad()
     def _em_inputs(self, eta: float, alpha: float) -> None:
         """The torch backend's input EM (``ParamsMixin._em_inputs``), with the raw
@@ -129,3 +169,27 @@ def _to_raw(dist: str, native: Tensor) -> tuple[Tensor, Tensor]:
     if dist == "gaussian":
         return torch.stack([native[:, 0], torch.log(native[:, 1])], dim=1), shift
     return native.clone(), shift
+
+
+#: longest run one program sums (longer runs are split)
+RUN_MAX = 64
+
+
+def group_runs(param_group: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Runs of consecutive weights of one group (padding left out), at most ``RUN_MAX`` long:
+    int32 (start, length, group)."""
+    g = np.asarray(param_group)
+    n = len(g)
+    if n == 0:
+        return (np.zeros(0, np.int32),) * 3  # type: ignore[return-value]
+    cut = np.flatnonzero(np.diff(g) != 0) + 1
+    start = np.concatenate([[0], cut])
+    end = np.concatenate([cut, [n]])
+    keep = g[start] >= 0
+    start, end = start[keep], end[keep]
+    pieces = -(-(end - start) // RUN_MAX)
+    first = np.repeat(start, pieces)
+    k = np.arange(pieces.sum()) - np.repeat(np.cumsum(pieces) - pieces, pieces)
+    s = first + k * RUN_MAX
+    ln = np.minimum(RUN_MAX, np.repeat(end, pieces) - s)
+    return s.astype(np.int32), ln.astype(np.int32), g[s].astype(np.int32)

@@ -261,3 +261,21 @@ def em_update(weights, pgrad, group, gsum, gsize, norm, total, step, pseudocount
     new = (fl + pseudocount / k) / tl.where(den > 0.0, den, 1.0)
     tl.store(weights + p, (1.0 - step) * w + step * new, mask=ok)
 '''
+
+SEGMENT_SUM = '''
+
+@triton.jit
+def segment_sums(x, run_start, run_len, run_group, out, nruns, RUNS: tl.constexpr,
+                 MAXLEN: tl.constexpr):
+    """out[group[r]] += sum(x[start[r] : start[r] + len[r]]): one atomic per run of weights
+    of one group (an index_add per weight piles thousands of atomics on each address)."""
+    r = tl.program_id(0) * RUNS + tl.arange(0, RUNS)
+    rm = r < nruns
+    s = tl.load(run_start + r, mask=rm, other=0).to(tl.int64)
+    n = tl.load(run_len + r, mask=rm, other=0)
+    g = tl.load(run_group + r, mask=rm, other=0)
+    j = tl.arange(0, MAXLEN)
+    m = rm[:, None] & (j[None, :] < n[:, None])
+    v = tl.load(x + s[:, None] + j[None, :], mask=m, other=0.0)
+    tl.atomic_add(out + g, tl.sum(v, axis=1), mask=rm, sem="relaxed")
+'''
