@@ -95,6 +95,9 @@ def scalar_log_likelihood(c: Circuit, x: np.ndarray, batch: int = 512) -> np.nda
     """``log p(x)`` for a circuit with ``n = 1`` everywhere, one depth level at a time."""
     assert all(nd.n == 1 for nd in c.nodes)
     groups = _groups(c)
+    # keep the largest [m, k, B] temporary near 64 MB (kdd has wide decision nodes)
+    widest = max(g[1].size for g in groups)
+    batch = max(8, min(batch, (64 << 20) // (8 * widest)))
     fill = _input_fn(c)
     out = []
     for b in range(0, len(x), batch):
