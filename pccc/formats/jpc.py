@@ -15,9 +15,9 @@ Juice's own header comment swaps the words sum and product; ``P`` is a product, 
 The vtree field is read and ignored (written as 0). Reading builds one IR node per line; see
 ``docs/formats.md`` for how the IR's distributions are written back.
 
-Large files take a vectorized path (:mod:`pccc.formats._fastjpc`); anything it is not sure of
-is re-read by the line-by-line reader below, which is the definition of the format and gives
-every error its ``file:line:col``.
+Every file is first read by a vectorized path (:mod:`pccc.formats._fastjpc`); anything it is
+not sure of is re-read by the line-by-line reader below, which is the definition of the format
+and gives every error its ``file:line:col``.
 """
 
 from __future__ import annotations
