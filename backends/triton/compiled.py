@@ -103,6 +103,13 @@ class TritonCompiledCircuit(CompiledCircuit):
                 MAXLEN=RUN_MAX)
         return out.to(self.sum_norm.dtype)
 
+    def log_weights(self) -> Tensor:
+        """``ParamsMixin.log_weights`` with an analytic backward (log-softmax per group by
+        :meth:`group_sums`): its autograd backward adds the padding of the dense
+        ``[groups, widest group]`` view into one element, millions of atomics on one address
+        where group sizes vary (PD)."""
+        return _LogWeights.apply(self.sum_logits, self)
+
     @torch.no_grad()
     def set_weights(self, w: Tensor) -> None:
         """``ParamsMixin.set_weights`` with :meth:`group_sums` for its ``index_add``."""
@@ -169,6 +176,29 @@ def _to_raw(dist: str, native: Tensor) -> tuple[Tensor, Tensor]:
     if dist == "gaussian":
         return torch.stack([native[:, 0], torch.log(native[:, 1])], dim=1), shift
     return native.clone(), shift
+
+
+class _LogWeights(torch.autograd.Function):
+    """``sum_logits -> log w`` per group: ``log_softmax + log Z_g``; backward
+    ``g - softmax * (sum of g over the group)``."""
+
+    @staticmethod
+    def forward(ctx, raw: Tensor, model: TritonCompiledCircuit) -> Tensor:  # type: ignore
+        with torch.no_grad():
+            logw = CompiledCircuit.log_weights(model)
+        ctx.model = model
+        ctx.save_for_backward(logw)
+        return logw
+
+    @staticmethod
+    def backward(ctx, g: Tensor):  # type: ignore[override]
+        model = ctx.model
+        (logw,) = ctx.saved_tensors
+        group = model.sum_group
+        real = torch.isfinite(logw)
+        g = torch.where(real, g, 0.0)
+        p = torch.where(real, torch.exp(logw - model.sum_norm[group]), 0.0)
+        return g - p * model.group_sums(g).to(g.dtype)[group], None
 
 
 #: longest run one program sums (longer runs are split)
