@@ -87,3 +87,16 @@ def test_batch_size_change_reuses_kernels():
     assert tri.artifacts["kernels"].count("def sum_fwd_") == len(
         {(p.block_size, p.chunk_size, p.max_chunks) for ly in tri.plan.sum_layers()
          for p in ly.partitions})
+
+
+def test_cli_evaluator_with_missing_values():
+    """``pccc eval --backend triton`` goes through this evaluator."""
+    from pccc.cli.cmd_eval import evaluator
+
+    c = _dense_circuit()
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 5, size=(9, 4))
+    x[rng.random(x.shape) < 0.3] = -1
+    got = evaluator(c, "triton", DEV)(x)
+    np.testing.assert_allclose(got, plan_log_likelihood(pccc.compile(c).plan, x), rtol=2e-4,
+                               atol=2e-4)

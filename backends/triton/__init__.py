@@ -18,6 +18,7 @@ from pccc.backends.registry import register
 from pccc.backends.triton.compiled import TritonCompiledCircuit
 from pccc.backends.triton.em import em_step
 from pccc.backends.triton.module import TritonCircuit
+from pccc.ir.errors import PcccError
 from pccc.ir.plan import KernelPlan
 
 __all__ = ["TritonCircuit", "TritonCompiledCircuit", "em_step", "make"]
@@ -27,10 +28,10 @@ def make(plan: KernelPlan, *, device: Any = "cuda", dtype: Any = None, precision
          **options: Any) -> TritonCompiledCircuit:
     """Build the module of ``plan`` (``dtype`` is accepted for the registry's signature; the
     Triton backend's buffers are float32, its tile precision is ``precision``)."""
-    if dtype not in (None, torch.float32):
-        raise TypeError(f"triton backend: buffers are float32 (got dtype {dtype})")
+    if dtype not in (None, torch.float32, "float32"):
+        raise PcccError(f"triton backend: buffers are float32 (got dtype {dtype})")
     if options:
-        raise TypeError(f"triton backend: unknown options {sorted(options)}")
+        raise PcccError(f"triton backend: unknown option(s) {', '.join(sorted(options))}")
     return TritonCompiledCircuit(plan, device=device, precision=precision)
 
 
