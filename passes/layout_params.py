@@ -25,7 +25,7 @@ import numpy as np
 
 from pccc.ir import dists
 from pccc.ir.blocked import ROOT_KEY, BlockedCircuit
-from pccc.ir.circuit import Circuit, InputVector, SumVector
+from pccc.ir.circuit import Circuit, InputVector, ProductVector, SumVector
 from pccc.ir.layered import Layer, LayeredCircuit, factors
 from pccc.ir.plan import (
     InputLayer,
@@ -129,6 +129,7 @@ class _Weights:
     def __init__(self, bc: BlockedCircuit, order: list[int]):
         c = bc.circuit
         self.bc = bc
+        self.grid = {v: bc.grid(v) for v in bc.blocks}  # (B, C, nb, nc) of every sum
         self.reserved = max([B * C for B, C in bc.blocks.values()] + [1])
         self.base: dict[str, int] = {}
         self.group0: dict[str, int] = {}
@@ -138,7 +139,7 @@ class _Weights:
             key = _key(c, v)
             if key in self.base:
                 continue
-            B, C, nb, nc = bc.grid(v)
+            B, C, nb, nc = self.grid[v]
             self.base[key], self.group0[key], self.map_at[key] = total, groups, entries
             total += nb * nc * B * C
             groups += c.nodes[v].n
@@ -160,12 +161,21 @@ class _Weights:
                 for key, v in self.first.items()]
 
     def _fill_key(self, key: str, v: int) -> None:
-        B, C, nb, nc = self.bc.grid(v)
+        B, C, nb, nc = self.grid[v]
         w = self.bc.circuit.params[key]
         n, m = w.shape
         lo, size = self.base[key], nb * nc * B * C
         g0 = self.group0[key]
         self.group_size[g0: g0 + n] = m
+        at = self.map_at[key]
+        if (B == 1 and m % C == 0) or (nc == 1 and m == C and n % B == 0):
+            # unpadded tiles of whole rows (or of single rows): the layout is row-major
+            self.params[lo: lo + size] = w.ravel()
+            self.group[lo: lo + size] = np.repeat(np.arange(g0, g0 + n), m)
+            out = self.map_buf[at: at + size].reshape(n, m)
+            out[...] = np.arange(lo, lo + size).reshape(n, m)
+            self.pmap[key] = out
+            return
         if n % B or m % C:  # padded tiles: zero weights, group -1, then the real entries
             self.params[lo: lo + size] = 0.0
             self.group[lo: lo + size] = -1
@@ -174,27 +184,25 @@ class _Weights:
         else:  # row r of block b is group g0 + b*B + r in every chunk
             rows = (g0 + np.arange(nb * B)).reshape(nb, 1, B, 1)
             self.group[lo: lo + size].reshape(nb, nc, B, C)[...] = rows
-        if nc == 1 and m == C and n % B == 0:  # tiles of whole rows: row-major already
-            self.params[lo: lo + size] = w.ravel()
-        else:
-            _scatter(self._tiles(self.params, lo, v), w, B, C)
+        _scatter(self._tiles(self.params, lo, v), w, B, C)
         i, j = np.arange(n), np.arange(m)
         rows = lo + (i // B) * (nc * B * C) + (i % B) * C
         cols = (j // C) * (B * C) + (j % C)
-        at = self.map_at[key]
         out = self.map_buf[at: at + n * m].reshape(n, m)
         np.add(rows[:, None], cols[None, :], out=out)
         self.pmap[key] = out
 
     def _tiles(self, buf: np.ndarray, lo: int, v: int) -> np.ndarray:
         """The ``[nb, B, nc, C]`` view of the tiles of sum vector ``v`` in ``buf``."""
-        B, C, nb, nc = self.bc.grid(v)
+        B, C, nb, nc = self.grid[v]
         return buf[lo: lo + nb * nc * B * C].reshape(nb, nc, B, C).transpose(0, 2, 1, 3)
 
     def tiles_of(self, v: int) -> np.ndarray:
         """``[nb, nc]`` offsets of the tiles of sum vector ``v``."""
-        B, C, nb, nc = self.bc.grid(v)
+        B, C, nb, nc = self.grid[v]
         lo = self.base[_key(self.bc.circuit, v)]
+        if nb == 1:
+            return (lo + B * C * np.arange(nc)).reshape(1, nc)
         return lo + (np.arange(nb)[:, None] * nc + np.arange(nc)[None, :]) * (B * C)
 
 
@@ -222,9 +230,9 @@ def _layer(lc: LayeredCircuit, layer: Layer, slot: dict[int, int], next_slot: in
     sum_parts = []
     for g in layer.sums:
         ns, cs, ps, nch = [], [], [], []
-        width = max(bc.grid(s)[3] for s in g.sums)
+        width = max(wts.grid[s][3] for s in g.sums)
         for s in g.sums:
-            B, C, nb, nc = bc.grid(s)
+            B, C, nb, nc = wts.grid[s]
             start = nxt
             for ch in c.nodes[s].children:
                 runs.append((nxt, ch))
@@ -258,7 +266,15 @@ def _products(c: Circuit, layer: Layer, runs: list[tuple[int, int]], end: int,
         table = np.zeros((hi - lo, pg.fanin), np.int64)
         for q in range(r, r + pg.runs):
             a, ch = runs[q]
-            b = a + c.nodes[ch].n
+            nd = c.nodes[ch]
+            if nd.n == 1 and (isinstance(nd, InputVector) or isinstance(nd, SumVector)):
+                table[a - lo, 0] = slot[ch]  # a single pass-through element
+                continue
+            if nd.n == 1 and isinstance(nd, ProductVector) and nd.edges is None and not any(
+                    isinstance(c.nodes[g], ProductVector) for g in nd.children):
+                table[a - lo, : len(nd.children)] = [slot[g] for g in nd.children]
+                continue
+            b = a + nd.n
             for j, (f, idx) in enumerate(factors(c, ch)):
                 table[a - lo: b - lo, j] = slot[f] + idx
         parts.append(ProductPartition(lo, table))
