@@ -11,6 +11,9 @@ A *node vector* is ``n`` nodes of one kind over one scope. Scalar circuits read 
   parameter key are *tied*: they share storage, and their flows add up.
 
 Node ids are positions in :attr:`Circuit.nodes`, which is topologically sorted (children first).
+The node classes use ``__slots__`` (a large file makes millions of them); readers that build
+them in bulk set the slots through the class's member descriptors (see
+:mod:`pccc.formats._assemble`).
 
 Example::
 
@@ -43,7 +46,7 @@ def _freeze(a: np.ndarray, dtype: type = np.float64) -> np.ndarray:
     return a
 
 
-@dataclass(frozen=True, eq=True)
+@dataclass(frozen=True, eq=True, slots=True)
 class InputVector:
     """``n`` input nodes of distribution ``dist`` over variable ``var``."""
 
@@ -68,7 +71,7 @@ class InputVector:
         return dict(self.attrs)
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, slots=True)
 class ProductVector:
     """``n`` product nodes; ``edges[i, c]`` picks the factor from child ``c``."""
 
@@ -105,7 +108,7 @@ class ProductVector:
         return np.stack(cols, axis=1) if cols else np.zeros((self.n, 0), np.int64)
 
 
-@dataclass(frozen=True, eq=True)
+@dataclass(frozen=True, eq=True, slots=True)
 class SumVector:
     """``n`` sum nodes over the concatenation of the child vectors."""
 

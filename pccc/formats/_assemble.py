@@ -12,9 +12,11 @@ is already in sorted order.
 from __future__ import annotations
 
 import gc
+from collections import deque
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import repeat
 from operator import itemgetter
 from types import MappingProxyType
 from typing import Any
@@ -45,10 +47,38 @@ class Table:
 
 
 def _obj(cls: type, attrs: dict) -> Node:
-    """A frozen dataclass instance without running ``__init__`` (the fields are trusted)."""
+    """A frozen node instance without running ``__init__`` (the fields are trusted; every slot
+    of ``cls`` must be given)."""
     obj: Node = object.__new__(cls)
-    obj.__dict__.update(attrs)
+    for k, v in attrs.items():
+        getattr(cls, k).__set__(obj, v)
     return obj
+
+
+def build(cls: type, m: int, **columns: Any) -> list[Node]:
+    """``m`` frozen node instances of ``cls`` without running ``__init__``; each keyword is a
+    slot and an iterable of its ``m`` values (or :func:`itertools.repeat` of one). The loops
+    run in C: ``map`` over ``object.__new__`` and over each slot's member descriptor."""
+    objs: list[Node] = list(map(object.__new__, repeat(cls, m)))
+    for name, values in columns.items():
+        deque(map(getattr(cls, name).__set__, objs, values), maxlen=0)
+    return objs
+
+
+def _keys(prefix: str, idx: np.ndarray, width: int) -> list[str]:
+    """``f"{prefix}{i:0{width}d}"`` for each ``i`` of ``idx`` (digits made by numpy, the
+    strings by one ``str.split``)."""
+    m = len(idx)
+    if m == 0:
+        return []
+    d = np.empty((m, width + 2), dtype=np.uint8)
+    d[:, 0] = ord(prefix)
+    d[:, -1] = 32
+    x = np.asarray(idx, dtype=np.int64).copy()
+    for j in range(width, 0, -1):
+        d[:, j] = x % 10 + 48
+        x //= 10
+    return d.tobytes().decode("ascii").split()
 
 
 def _key_width(n: int) -> int:
@@ -72,13 +102,8 @@ def _tuples(kids: np.ndarray):
 
 
 def _products(t: Table, idx: np.ndarray, k: int) -> list[Node]:
-    out: list[Node] = []
-    append, new, cls = out.append, object.__new__, ProductVector
-    for ch in _tuples(t.kids[_edge_rows(t, idx, k)]):
-        obj = new(cls)
-        obj.__dict__.update(n=1, children=ch, edges=None)
-        append(obj)
-    return out
+    kids = _tuples(t.kids[_edge_rows(t, idx, k)])
+    return build(ProductVector, len(idx), n=repeat(1), children=kids, edges=repeat(None))
 
 
 def _sums(t: Table, idx: np.ndarray, k: int, keys: list[str]) -> tuple[list[Node], list]:
@@ -86,12 +111,7 @@ def _sums(t: Table, idx: np.ndarray, k: int, keys: list[str]) -> tuple[list[Node
     e = _edge_rows(t, idx, k)
     w = np.exp(t.logw[e]).reshape(-1, 1, k)
     w.setflags(write=False)
-    out: list[Node] = []
-    append, new, cls = out.append, object.__new__, SumVector
-    for ch, key in zip(_tuples(t.kids[e]), keys):
-        obj = new(cls)
-        obj.__dict__.update(n=1, children=ch, param=key)
-        append(obj)
+    out = build(SumVector, len(idx), n=repeat(1), children=_tuples(t.kids[e]), param=keys)
     return out, list(w)
 
 
@@ -106,7 +126,8 @@ def _inputs(t: Table, width: int) -> tuple[list[Node], list[int], dict[str, np.n
             key = f"p{i:0{width}d}"
             arr.setflags(write=False)
             params[key] = arr
-            node = _obj(InputVector, {**vec.__dict__, "param": key})
+            node = _obj(InputVector, {**{f: getattr(vec, f) for f in InputVector.__slots__},
+                                      "param": key})
         objs.append(node)
         where.append(i)
     return objs, where, params
@@ -153,7 +174,7 @@ def _assemble(t: Table) -> Circuit:
     views: list[np.ndarray] = []
     sum_where: list[np.ndarray] = []
     for k, idx in _by_fan(np.flatnonzero(kind == SUM), fan):
-        ks = [f"w{i:0{width}d}" for i in idx.tolist()]
+        ks = _keys("w", idx, width)
         nodes_k, views_k = _sums(t, idx, k, ks)
         objs.extend(nodes_k)
         keys.extend(ks)

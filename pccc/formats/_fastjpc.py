@@ -10,11 +10,12 @@ an equal circuit (a property test checks this).
 
 from __future__ import annotations
 
+from itertools import repeat
 from typing import Any
 
 import numpy as np
 
-from pccc.formats._assemble import INPUT, PRODUCT, SUM, Inputs, Table, _obj, assemble, no_gc
+from pccc.formats._assemble import INPUT, PRODUCT, SUM, Inputs, Table, assemble, build, no_gc
 from pccc.ir.circuit import Circuit
 
 _NUMBER_BYTES = b"0123456789.+-eE \t\r\n"
@@ -162,10 +163,13 @@ def _indicators(ln: _Lines, rows: np.ndarray, card: np.ndarray
     width = int(card.max()) if len(card) else 1
     uniq, inv = np.unique(var * width + val, return_inverse=True)
     cards = card.tolist()
-    vecs = [(_obj(InputVector, {"n": 1, "var": v, "dist": "indicator", "param": None,
-                                "attrs": (("card", cards[v]), ("values", (x,)))}), None)
-            for v, x in zip((uniq // width).tolist(), (uniq % width).tolist())]
-    return dict(zip(rows.tolist(), [vecs[u] for u in inv.reshape(-1).tolist()]))
+    u_var, u_val = (uniq // width).tolist(), (uniq % width).tolist()
+    attrs = zip(zip(repeat("card"), map(cards.__getitem__, u_var)),
+                zip(repeat("values"), zip(u_val)))
+    objs = build(InputVector, len(uniq), n=repeat(1), var=u_var, dist=repeat("indicator"),
+                 attrs=attrs, param=repeat(None))
+    vecs = list(zip(objs, repeat(None)))
+    return dict(zip(rows.tolist(), map(vecs.__getitem__, inv.reshape(-1).tolist())))
 
 
 def _others(ln: _Lines, rows: np.ndarray, inp: Inputs) -> bool:
