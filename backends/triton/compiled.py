@@ -89,7 +89,7 @@ class TritonCompiledCircuit(CompiledCircuit):
         dlogw = w * pgrad
         out = [dlogw.to(logw.dtype)]  # d loss / d log w
         if track_em:
-            out.append(dlogw / float(grad[0]) if uniform else pflow)
+            out.append(pflow if pflow is not None else dlogw / float(grad[0]))
         return flow[: self.plan.num_node_slots, :batch], out
 
     def group_sums(self, x: Tensor) -> Tensor:
