@@ -1,0 +1,86 @@
+"""Whole-array number parsing for the vectorized readers (numpy only).
+
+Tokens are given as ``[start, end)`` byte ranges of one ``uint8`` buffer. Integers are parsed
+eight digits at a time: the eight bytes that end a token are gathered as one little-endian
+``uint64`` (an overlapping, byte-strided view of the buffer) and turned into a number with
+three multiply-and-shift steps (the "SWAR" digit trick), all in numpy. Floats go to
+``numpy.fromstring`` (correctly rounded, like ``float()``) on a compact, fixed-width copy of
+just the float tokens. Both raise ValueError on a token they cannot read; the caller then falls
+back to the line-by-line reader, which locates the error.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+#: numpy's C tokenizer for whitespace-separated numbers; it reads any buffer (typed for str)
+_fromstring: Any = np.fromstring
+_MAX_DIGITS = 15  # every 15-digit integer is exact in float64 and int64
+_PAD = 8
+_U = np.uint64
+_ZEROS = _U(0x3030303030303030)
+_HIGH = _U(0xF0F0F0F0F0F0F0F0)
+_SIX = _U(0x0606060606060606)
+_ALL = _U(0xFFFFFFFFFFFFFFFF)
+
+
+def _words(b: np.ndarray) -> np.ndarray:
+    """``w[i]`` = the 8 bytes ``b[i - 8:i]`` as a little-endian uint64 (``b`` is padded in
+    front with 8 spaces, so ``i`` may be 0)."""
+    bp = np.empty(len(b) + _PAD, dtype=np.uint8)
+    bp[:_PAD] = 32
+    bp[_PAD:] = b
+    return np.ndarray(shape=(len(b) + 1,), dtype="<u8", buffer=bp, strides=(1,))
+
+
+def _eight(w: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """The value of the last ``length`` (1 to 8) bytes of each word; ValueError unless they
+    are all ASCII digits."""
+    shift = ((8 - length) * 8).astype(_U)
+    x = ((w >> shift) << shift) | (_ZEROS & ~(_ALL << shift))  # leading bytes become "0"
+    if np.any((x & _HIGH) != _ZEROS) or np.any(((x + _SIX) & _HIGH) != _ZEROS):
+        raise ValueError("a non-digit in an integer token")
+    d = x - _ZEROS
+    d = ((d * _U(10)) + (d >> _U(8))) & _U(0x00FF00FF00FF00FF)
+    d = ((d * _U(100)) + (d >> _U(16))) & _U(0x0000FFFF0000FFFF)
+    d = (d * _U(10000)) + (d >> _U(32))
+    return (d & _U(0xFFFFFFFF)).astype(np.int64)
+
+
+def ints(b: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """The integers ``-?[0-9]+`` at ``b[start[i]:end[i]]`` as int64 (ValueError otherwise)."""
+    if len(start) == 0:
+        return np.zeros(0, dtype=np.int64)
+    neg = b[start] == 45  # '-'
+    length = end - start - neg
+    if length.min() < 1 or length.max() > _MAX_DIGITS:
+        raise ValueError("an integer token that is empty or too long")
+    w = _words(b)
+    val = _eight(w[end], np.minimum(length, 8))
+    long = np.flatnonzero(length > 8)
+    if len(long):
+        val[long] += _eight(w[end[long] - 8], length[long] - 8) * 100_000_000
+    np.negative(val, out=val, where=neg)
+    return val
+
+
+def floats(b: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """The floats at ``b[start[i]:end[i]]`` as float64, each exactly ``float(token)``
+    (ValueError on a malformed token)."""
+    m = len(start)
+    if m == 0:
+        return np.zeros(0)
+    length = end - start
+    width = int(length.max()) + 1
+    bp = np.empty(len(b) + width, dtype=np.uint8)
+    bp[:len(b)] = b
+    bp[len(b):] = 32
+    rows = np.ndarray(shape=(len(b),), dtype=f"S{width}", buffer=bp, strides=(1,))[start]
+    grid = rows.view(np.uint8).reshape(m, width)
+    grid[np.arange(width) >= length[:, None]] = 32  # blank what follows each token
+    vals = _fromstring(grid, dtype=np.float64, sep=" ")
+    if len(vals) != m:
+        raise ValueError("a malformed float token")
+    return vals
