@@ -57,20 +57,29 @@ class _Lines:
             raise ValueError("a short line")
         self.count = ntok - 1  # numbers per line
         self.off = np.concatenate([[0], np.cumsum(self.count)[:-1]])
-        # a token with '.', 'e' or 'E' is a float (it can only fill a float slot); the others
-        # are integers: they are parsed apart (numpy digit arithmetic), which is much faster
-        floaty = np.zeros(len(tok_pos), dtype=bool)
-        marks = np.flatnonzero((b == 46) | ((b | 32) == 101))  # '.', 'e', 'E'
-        floaty[np.searchsorted(tok_pos, marks, "right") - 1] = True
         first_tok = np.concatenate([[0], np.cumsum(ntok)[:-1]])
-        floaty[first_tok] = False
+        # bytes other than digits and whitespace: '.', 'e' and 'E' make a token a float (it
+        # can only fill a float slot); in the other tokens (integers, parsed apart and much
+        # faster) the only one allowed is a leading '-'; the tags are checked elsewhere
+        special = b > 57  # letters
+        special |= (b - np.uint8(43)) < 4  # '+', ',', '-', '.'
+        special[self.starts] = False
+        sp = np.flatnonzero(special)
+        tok = np.searchsorted(tok_pos, sp, "right") - 1
+        ch = b[sp]
+        floaty = np.zeros(len(tok_pos), dtype=bool)
+        floaty[tok[(ch == 46) | ((ch | 32) == 101)]] = True
+        odd = ~floaty[tok]
+        if np.any(b[sp[odd]] != 45) or np.any(sp[odd] != tok_pos[tok[odd]]):
+            raise ValueError("a misplaced sign or letter in an integer")
         is_num = np.ones(len(tok_pos), dtype=bool)
         is_num[first_tok] = False  # the tags
         is_int = is_num & ~floaty
         self.floaty = floaty[is_num]  # aligned with the numbers
         self.vals = np.empty(len(self.floaty))
         # both raise ValueError on a malformed token
-        self.vals[~self.floaty] = _numparse.ints(b, tok_pos[is_int], tok_end[is_int])
+        self.vals[~self.floaty] = _numparse.ints(b, tok_pos[is_int], tok_end[is_int],
+                                                 check=False)
         self.vals[self.floaty] = _numparse.floats(b, tok_pos[floaty], tok_end[floaty])
 
     def ints(self, pos: np.ndarray, lo: float | None = 0) -> np.ndarray | None:

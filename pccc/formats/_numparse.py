@@ -35,22 +35,37 @@ def _words(b: np.ndarray) -> np.ndarray:
     return np.ndarray(shape=(len(b) + 1,), dtype="<u8", buffer=bp, strides=(1,))
 
 
-def _eight(w: np.ndarray, length: np.ndarray) -> np.ndarray:
+def _eight(w: np.ndarray, length: np.ndarray, check: bool = True) -> np.ndarray:
     """The value of the last ``length`` (1 to 8) bytes of each word; ValueError unless they
-    are all ASCII digits."""
-    shift = ((8 - length) * 8).astype(_U)
-    x = ((w >> shift) << shift) | (_ZEROS & ~(_ALL << shift))  # leading bytes become "0"
-    if np.any((x & _HIGH) != _ZEROS) or np.any(((x + _SIX) & _HIGH) != _ZEROS):
+    are all ASCII digits (``check=False``: the caller has made sure of that)."""
+    shift = length.astype(_U)
+    np.subtract(_U(8), shift, out=shift)
+    np.left_shift(shift, _U(3), out=shift)
+    x = np.right_shift(w, shift)  # drop the bytes before the token ...
+    np.left_shift(x, shift, out=x)
+    fill = np.left_shift(_ALL, shift)  # ... and make them '0'
+    np.bitwise_not(fill, out=fill)
+    np.bitwise_and(fill, _ZEROS, out=fill)
+    np.bitwise_or(x, fill, out=x)
+    if check and (np.any((x & _HIGH) != _ZEROS) or np.any(((x + _SIX) & _HIGH) != _ZEROS)):
         raise ValueError("a non-digit in an integer token")
-    d = x - _ZEROS
-    d = ((d * _U(10)) + (d >> _U(8))) & _U(0x00FF00FF00FF00FF)
-    d = ((d * _U(100)) + (d >> _U(16))) & _U(0x0000FFFF0000FFFF)
-    d = (d * _U(10000)) + (d >> _U(32))
-    return (d & _U(0xFFFFFFFF)).astype(np.int64)
+    d, t = x, fill
+    np.subtract(d, _ZEROS, out=d)
+    for mul, sh, mask in _STEPS:
+        np.right_shift(d, sh, out=t)
+        np.multiply(d, mul, out=d)
+        np.add(d, t, out=d)
+        np.bitwise_and(d, mask, out=d)
+    return d.view(np.int64)
 
 
-def ints(b: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
-    """The integers ``-?[0-9]+`` at ``b[start[i]:end[i]]`` as int64 (ValueError otherwise)."""
+_STEPS = ((_U(10), _U(8), _U(0x00FF00FF00FF00FF)), (_U(100), _U(16), _U(0x0000FFFF0000FFFF)),
+          (_U(10000), _U(32), _U(0xFFFFFFFF)))
+
+
+def ints(b: np.ndarray, start: np.ndarray, end: np.ndarray, check: bool = True) -> np.ndarray:
+    """The integers ``-?[0-9]+`` at ``b[start[i]:end[i]]`` as int64 (ValueError otherwise;
+    ``check=False``: the caller has made sure that the tokens have no other bytes)."""
     if len(start) == 0:
         return np.zeros(0, dtype=np.int64)
     neg = b[start] == 45  # '-'
@@ -58,10 +73,10 @@ def ints(b: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
     if length.min() < 1 or length.max() > _MAX_DIGITS:
         raise ValueError("an integer token that is empty or too long")
     w = _words(b)
-    val = _eight(w[end], np.minimum(length, 8))
+    val = _eight(w[end], np.minimum(length, 8), check)
     long = np.flatnonzero(length > 8)
     if len(long):
-        val[long] += _eight(w[end[long] - 8], length[long] - 8) * 100_000_000
+        val[long] += _eight(w[end[long] - 8], length[long] - 8, check) * 100_000_000
     np.negative(val, out=val, where=neg)
     return val
 
