@@ -206,15 +206,15 @@ class KernelPlan:
         lines = [f"KernelPlan v{PLAN_VERSION}: {self.num_vars} vars, "
                  f"{self.num_node_slots} node slots, {len(self.params)} weights, "
                  f"{len(self.input_params)} input params, root slot {self.root_slot}"]
-        for ly in self.input_layers:
-            lines.append(f"  input {ly.dist}{dict(ly.attrs)} n={ly.n} @{ly.node_start}")
+        for inp in self.input_layers:
+            lines.append(f"  input {inp.dist}{dict(inp.attrs)} n={inp.n} @{inp.node_start}")
         for i, ly in enumerate(self.layers):
             if isinstance(ly, ProductLayer):
                 parts = ", ".join(f"{p.num_elems}x{p.children.shape[1]}" for p in ly.partitions)
                 lines.append(f"  [{i}] product elems={ly.num_elem_slots} parts: {parts}")
             else:
-                parts = ", ".join(f"{p.num_blocks}blk B={p.block_size} C={p.chunk_size} "
-                                  f"nc={p.max_chunks}" for p in ly.partitions)
+                parts = ", ".join(f"{q.num_blocks}blk B={q.block_size} C={q.chunk_size} "
+                                  f"nc={q.max_chunks}" for q in ly.partitions)
                 lines.append(f"  [{i}] sum parts: {parts}")
         for k, v in self.meta:
             lines.append(f"  {k}: {v}")
