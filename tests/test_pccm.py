@@ -126,3 +126,23 @@ def test_cli_compile_writes_a_loadable_module(tmp_path, capsys):
     assert main(["compile", str(src), "-o", str(tmp_path / "x.npy")]) == 2
     assert main(["compile", str(src), "-o", str(out), "--backend", "nope"]) == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_cli_eval_runs_a_compiled_module(tmp_path, capsys):
+    src = tmp_path / "c.pcir"
+    pccc.save(_circuit(), src)
+    mod = tmp_path / "c.pccm"
+    assert main(["compile", str(src), "-o", str(mod), "--dtype", "float64"]) == 0
+    data = tmp_path / "x.npy"
+    np.save(data, X)
+    capsys.readouterr()
+    want = float(np.mean(log_likelihood(_circuit(), X)))
+    for extra, backend in (([], "torch"), (["--backend", "reference"], "reference")):
+        assert main(["eval", str(mod), "--data", str(data), *extra]) == 0
+        lines = capsys.readouterr().out.strip().splitlines()
+        assert lines[-2].startswith(f"backend: {backend}")
+        assert float(lines[-1].split(":")[1]) == pytest.approx(want, rel=1e-10)
+    bad = tmp_path / "bad.pccm"
+    bad.write_bytes(b"not a zip")
+    assert main(["eval", str(bad), "--data", str(data)]) == 2
+    assert "bad.pccm" in capsys.readouterr().err

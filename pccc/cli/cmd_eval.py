@@ -34,17 +34,19 @@ def _compiled(circuit: Circuit, name: str, device: str, dtype: str | None) -> Ev
 
     if not hasattr(pccc, "compile"):
         raise PcccError(f"backend {name!r} is not available yet (only 'reference')")
-    try:
-        from pccc.backends import registry
-    except ImportError:
-        registry = None  # type: ignore[assignment]
-    if registry is not None:
-        registry.get(name)  # an unknown name fails here, before torch is imported
+    _check_device(device)
+    return _runner(pccc.compile(circuit, backend=name, device=device, dtype=dtype), device)
+
+
+def _check_device(device: str) -> None:
     import torch
 
     if device == "cuda" and not torch.cuda.is_available():
         raise PcccError("--device cuda: no CUDA device is available here")
-    model = pccc.compile(circuit, backend=name, device=device, dtype=dtype)
+
+
+def _runner(model: Any, device: str) -> Evaluator:
+    import torch
 
     def run(x: np.ndarray) -> np.ndarray:
         missing = np.isnan(x) if np.issubdtype(x.dtype, np.floating) else x == -1
@@ -55,6 +57,24 @@ def _compiled(circuit: Circuit, name: str, device: str, dtype: str | None) -> Ev
         return ll.detach().to("cpu", torch.float64).numpy()
 
     return run
+
+
+def _from_module(path: str, backend: str | None, device: str, dtype: str | None
+                 ) -> tuple[Circuit | None, Evaluator, str]:
+    """A ``.pccm`` compiled module: run as compiled (its own backend unless ``--backend``
+    names another; ``reference`` evaluates its circuit with the oracle)."""
+    import pccc
+
+    if backend != "reference":
+        _check_device(device)
+    model = pccc.load_module(path, device=device if backend != "reference" else "cpu",
+                             dtype=dtype, backend=None if backend == "reference" else backend)
+    circuit = model.to_circuit() if model.source_circuit is not None else None
+    if backend == "reference":
+        if circuit is None:
+            raise PcccError(f"{path}: the module holds no source circuit to evaluate")
+        return circuit, _reference(circuit, device), "reference"
+    return circuit, _runner(model, device), model.backend_name
 
 
 def evaluator(circuit: Circuit, backend: str, device: str = "cpu", dtype: str | None = None
@@ -90,11 +110,18 @@ def run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         raise PcccError(f"--batch-size must be >= 1, got {args.batch_size}")
     out = _check_out(args.out)
-    circuit = load_verified(args.file)
-    if circuit.nodes[circuit.root].n != 1:
-        raise PcccError(f"{args.file}: the root vector has {circuit.nodes[circuit.root].n} "
-                        "nodes; eval needs a single root node")
-    fn = evaluator(circuit, args.backend, args.device, args.dtype)
+    circuit: Circuit | None
+    if str(args.file).lower().endswith(".pccm"):
+        circuit, fn, args.backend = _from_module(args.file, args.backend, args.device,
+                                                 args.dtype)
+    else:
+        args.backend = args.backend or "reference"
+        circuit = load_verified(args.file)
+        if circuit.nodes[circuit.root].n != 1:
+            raise PcccError(f"{args.file}: the root vector has "
+                            f"{circuit.nodes[circuit.root].n} nodes; eval needs a single root "
+                            "node")
+        fn = evaluator(circuit, args.backend, args.device, args.dtype)
     x = load_data(args.data, circuit, key=args.key)
     ll = log_likelihoods(fn, x, args.batch_size)
     if out is not None:
@@ -110,13 +137,14 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("eval", help="evaluate log-likelihoods of data under a circuit",
                        description="Print the mean log-likelihood (natural log) of the examples "
                                    "in DATA; missing values are marginalized.")
-    p.add_argument("file", help="circuit file")
+    p.add_argument("file", help="circuit file, or a compiled module (.pccm)")
     p.add_argument("--data", required=True,
                    help=".npy/.npz ([N, V] integers, -1 = missing) or comma-separated text "
                         "(.data/.csv/.txt, optionally .gz; '?' or empty = missing)")
     p.add_argument("--key", help="array name inside a .npz data file (default: the first)")
-    p.add_argument("--backend", default="reference",
-                   help="reference (float64 numpy, default), torch, triton, ...")
+    p.add_argument("--backend", default=None,
+                   help="reference (float64 numpy, default for circuit files), torch, triton, "
+                        "...; a .pccm runs on the backend it names unless this is given")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--dtype", choices=["float32", "float64"], default=None,
                    help="compute dtype of compiled backends (default: the backend's)")
