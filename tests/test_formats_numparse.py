@@ -56,3 +56,35 @@ def test_floats_reject() -> None:
     b, s, e = _layout(["1.5", "1.2.3", "2.5"])
     with pytest.raises(ValueError):
         _numparse.floats(b, s, e)
+
+
+def _bench_text(n: int) -> bytes:
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parent.parent / "benchmarks" / "bench_parse.py"
+    spec = importlib.util.spec_from_file_location("bench_parse", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rng = np.random.default_rng(3)
+    lits = "\n".join(f"L {i} 0 {(i // 2 + 1) * (1 if i % 2 == 0 else -1)}" for i in range(n // 10))
+    return f"c x\njpc {n}\n{lits}\n{mod._block(rng, n // 10, n, n)}\n".encode()
+
+
+@pytest.mark.parametrize("chunk", [64, 1000, 1 << 22])
+def test_chunked_fast_reader_matches_line_reader(monkeypatch: pytest.MonkeyPatch,
+                                                 chunk: int) -> None:
+    from pccc.formats import _fastjpc
+    from pccc.formats.jpc import parse_lines
+
+    text = _bench_text(3000)
+    monkeypatch.setattr(_fastjpc, "_CHUNK", chunk)
+    fast = _fastjpc.parse(text)
+    assert fast is not None
+    assert fast == parse_lines(text, "b.jpc")
+    # a bad integer deep in the file: the fast path declines, whatever the chunking
+    at = text.index(b"\nP ", len(text) * 3 // 4)
+    at = text.index(b" 2 ", at) + 3  # the first child id of that product
+    bad = text[:at] + b"-" + text[at:]
+    assert _fastjpc.parse(bad) is None

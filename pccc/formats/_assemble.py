@@ -59,10 +59,17 @@ def build(cls: type, m: int, **columns: Any) -> list[Node]:
     """``m`` frozen node instances of ``cls`` without running ``__init__``; each keyword is a
     slot and an iterable of its ``m`` values (or :func:`itertools.repeat` of one). The loops
     run in C: ``map`` over ``object.__new__`` and over each slot's member descriptor."""
-    objs: list[Node] = list(map(object.__new__, repeat(cls, m)))
-    for name, values in columns.items():
-        deque(map(getattr(cls, name).__set__, objs, values), maxlen=0)
-    return objs
+    setters = [(getattr(cls, name).__set__, iter(values)) for name, values in columns.items()]
+    out: list[Node] = []
+    for lo in range(0, m, _SLICE):  # a slice at a time, so that its objects stay in cache
+        objs = list(map(object.__new__, repeat(cls, min(_SLICE, m - lo))))
+        for put, values in setters:
+            deque(map(put, objs, values), maxlen=0)
+        out += objs
+    return out
+
+
+_SLICE = 65536
 
 
 def _keys(prefix: str, idx: np.ndarray, width: int) -> list[str]:

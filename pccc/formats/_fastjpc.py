@@ -21,6 +21,7 @@ from pccc.ir.circuit import Circuit
 _NUMBER_BYTES = b"0123456789.+-eE \t\r\n"
 _TAGS = b"LICBGPS"
 _EXACT = float(2**53)
+_CHUNK = 1 << 22  # bytes of node lines tokenized at a time
 
 
 def _header(data: bytes) -> tuple[int, int] | None:
@@ -42,9 +43,28 @@ class _Lines:
     """The numbers of the node lines, tokenized with whole-buffer numpy passes."""
 
     def __init__(self, b: np.ndarray):
+        # a few megabytes at a time: the passes then run over arrays that stay in cache and
+        # memory that the allocator reuses, instead of fresh gigabytes (page faults)
+        cuts = [0]
+        while len(b) - cuts[-1] > _CHUNK:
+            p = cuts[-1] + _CHUNK
+            nl = np.flatnonzero(b[p:p + 65536] == 10)
+            if len(nl) == 0:
+                nl = np.flatnonzero(b[p:] == 10)
+            cuts.append(p + int(nl[0]) + 1 if len(nl) else len(b))
+        if cuts[-1] < len(b):
+            cuts.append(len(b))
+        parts = [self._chunk(b[lo:hi]) for lo, hi in zip(cuts, cuts[1:])]
+        self.starts = np.concatenate([p[0] + lo for p, lo in zip(parts, cuts)])
+        self.tags, self.count, self.floaty, self.vals = (
+            np.concatenate([p[i] for p in parts]) for i in range(1, 5))
+        self.off = np.concatenate([[0], np.cumsum(self.count)[:-1]])
+
+    def _chunk(self, b: np.ndarray) -> tuple[np.ndarray, ...]:
+        """(starts, tags, count, floaty, vals) of whole lines ``b``."""
         nl = np.flatnonzero(b == 10)
-        self.starts = np.concatenate([[0], nl[:-1] + 1])
-        self.tags = b[self.starts]
+        starts = np.concatenate([[0], nl[:-1] + 1])
+        tags = b[starts]
         nw = b > 32
         edge = np.empty(len(b) + 1, dtype=bool)
         edge[0] = nw[0]
@@ -52,18 +72,17 @@ class _Lines:
         np.not_equal(nw[1:], nw[:-1], out=edge[1:-1])
         bounds = np.flatnonzero(edge)  # token start, end, start, end, ...
         tok_pos, tok_end = bounds[0::2], bounds[1::2]
-        ntok = np.diff(np.searchsorted(tok_pos, np.append(self.starts, len(b))))
-        if np.any(ntok < 4) or np.any(nl - self.starts < 2):  # every node line has 4+ tokens
+        ntok = np.diff(np.searchsorted(tok_pos, np.append(starts, len(b))))
+        if np.any(ntok < 4) or np.any(nl - starts < 2):  # every node line has 4+ tokens
             raise ValueError("a short line")
-        self.count = ntok - 1  # numbers per line
-        self.off = np.concatenate([[0], np.cumsum(self.count)[:-1]])
+        count = ntok - 1  # numbers per line
         first_tok = np.concatenate([[0], np.cumsum(ntok)[:-1]])
         # bytes other than digits and whitespace: '.', 'e' and 'E' make a token a float (it
         # can only fill a float slot); in the other tokens (integers, parsed apart and much
         # faster) the only one allowed is a leading '-'; the tags are checked elsewhere
         special = b > 57  # letters
         special |= (b - np.uint8(43)) < 4  # '+', ',', '-', '.'
-        special[self.starts] = False
+        special[starts] = False
         sp = np.flatnonzero(special)
         tok = np.searchsorted(tok_pos, sp, "right") - 1
         ch = b[sp]
@@ -75,12 +94,12 @@ class _Lines:
         is_num = np.ones(len(tok_pos), dtype=bool)
         is_num[first_tok] = False  # the tags
         is_int = is_num & ~floaty
-        self.floaty = floaty[is_num]  # aligned with the numbers
-        self.vals = np.empty(len(self.floaty))
+        floaty_num = floaty[is_num]  # aligned with the numbers
+        vals = np.empty(len(floaty_num))
         # both raise ValueError on a malformed token
-        self.vals[~self.floaty] = _numparse.ints(b, tok_pos[is_int], tok_end[is_int],
-                                                 check=False)
-        self.vals[self.floaty] = _numparse.floats(b, tok_pos[floaty], tok_end[floaty])
+        vals[~floaty_num] = _numparse.ints(b, tok_pos[is_int], tok_end[is_int], check=False)
+        vals[floaty_num] = _numparse.floats(b, tok_pos[floaty], tok_end[floaty])
+        return starts, tags, count, floaty_num, vals
 
     def ints(self, pos: np.ndarray, lo: float | None = 0) -> np.ndarray | None:
         """The numbers at ``pos`` as int64, or None unless all are integer tokens >= lo."""
