@@ -52,6 +52,22 @@ def to_raw(dist: str, native: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return raw, shift
 
 
+def to_raw_tensor(dist: str, native: Tensor) -> tuple[Tensor, Tensor]:
+    """:func:`to_raw` on a tensor, on its own device (EM updates never leave the device)."""
+    shift = torch.zeros_like(native)
+    if dist == "categorical":
+        tot = native.sum(dim=1, keepdim=True)
+        ok = tot > 0
+        raw = torch.where(ok, torch.log(native), 0.0)
+        shift = torch.where(ok, torch.log(torch.where(ok, tot, 1.0)), -torch.inf)
+        return raw, shift.expand_as(native).clone()
+    if dist in ("bernoulli", "binomial"):
+        return torch.log(native) - torch.log1p(-native), shift
+    if dist == "gaussian":
+        return torch.stack([native[:, 0], torch.log(native[:, 1])], dim=1), shift
+    return native.clone(), shift
+
+
 def to_native(dist: str, raw: Tensor, shift: Tensor) -> Tensor:
     """Inverse of :func:`to_raw` on ``[n, size]`` tensors (no gradient needed)."""
     if dist == "categorical":

@@ -174,12 +174,18 @@ class ParamsMixin:
         return src.with_params({k: v for k, v in params.items() if k in src.params})
 
     # ------------------------------------------------------------------- EM
+    def group_sums(self, x: Tensor) -> Tensor:
+        """``[num_groups + 1]`` per-group sums of flat weight values (last: padding).
+
+        Backends may override it with a faster segmented sum (the Triton one does)."""
+        return torch.zeros_like(self.sum_norm).index_add(0, self.sum_group, x.to(self.sum_norm))
+
     @torch.no_grad()
     def set_weights(self, w: Tensor) -> None:
         """Write linear sum weights (flat, padding ignored); logits stay consistent."""
         real = self.sum_group < self.sum_norm.shape[0] - 1
         w = torch.where(real, w.to(self.sum_logits.dtype), torch.zeros_like(w))
-        z = torch.zeros_like(self.sum_norm).index_add(0, self.sum_group, w)
+        z = self.group_sums(w)
         live = real & (z[self.sum_group] > 0)
         self.sum_logits.copy_(torch.where(live, torch.log(w), torch.zeros_like(w)))
         self.sum_norm.copy_(torch.where(z > 0, torch.log(torch.where(z > 0, z, 1.0)),
@@ -192,8 +198,7 @@ class ParamsMixin:
         group = self.sum_group
         w = torch.exp(self.log_weights())
         f = self.sum_flows.to(w.dtype)
-        fg = torch.zeros_like(self.sum_norm).index_add(0, group, f)
-        den = fg[group] + alpha
+        den = self.group_sums(f)[group] + alpha
         ok = den > 0
         target = (f + alpha / self.group_size.to(w.dtype)[group]) / torch.where(
             ok, den, torch.ones_like(den))
@@ -216,7 +221,7 @@ class ParamsMixin:
             new = fam.em_update(ly.dist, native, st, eta, alpha)
             updates.append((ly.dist, pidx, new))
         for dist, pidx, new in updates:  # write after reading: tied nodes update once
-            r, s = fam.to_raw(dist, new.detach().cpu().double().numpy())
+            r, s = fam.to_raw_tensor(dist, new.detach())
             flat = pidx.reshape(-1)
-            self.input_raw.index_copy_(0, flat, _t(r).to(self.input_raw).reshape(-1))
-            self.input_shift.index_copy_(0, flat, _t(s).to(self.input_shift).reshape(-1))
+            self.input_raw.index_copy_(0, flat, r.to(self.input_raw).reshape(-1))
+            self.input_shift.index_copy_(0, flat, s.to(self.input_shift).reshape(-1))

@@ -10,7 +10,6 @@ methods hand the torch backend ``[:slots, :batch]`` views of it.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -109,73 +108,6 @@ class TritonCompiledCircuit(CompiledCircuit):
         ``[groups, widest group]`` view into one element, millions of atomics on one address
         where group sizes vary (PD)."""
         return _LogWeights.apply(self.sum_logits, self)
-
-    @torch.no_grad()
-    def set_weights(self, w: Tensor) -> None:
-        """``ParamsMixin.set_weights`` with :meth:`group_sums` for its ``index_add``."""
-        real = self.sum_group < self.sum_norm.shape[0] - 1
-        w = torch.where(real, w.to(self.sum_logits.dtype), torch.zeros_like(w))
-        z = self.group_sums(w)
-        live = real & (z[self.sum_group] > 0)
-        self.sum_logits.copy_(torch.where(live, torch.log(w), torch.zeros_like(w)))
-        self.sum_norm.copy_(torch.where(z > 0, torch.log(torch.where(z > 0, z, 1.0)),
-                                        torch.full_like(z, -math.inf)))
-
-    @torch.no_grad()
-    def em_step(self, step_size: float, pseudocount: float) -> None:
-        """``ParamsMixin.em_step`` with :meth:`group_sums` for its ``index_add``."""
-        eta, alpha = float(step_size), float(pseudocount)
-        group = self.sum_group
-        w = torch.exp(self.log_weights())
-        f = self.sum_flows.to(w.dtype)
-        den = self.group_sums(f)[group] + alpha
-        ok = den > 0
-        target = (f + alpha / self.group_size.to(w.dtype)[group]) / torch.where(
-            ok, den, torch.ones_like(den))
-        self.set_weights(torch.where(ok, (1 - eta) * w + eta * target, w))
-        self._em_inputs(eta, alpha)
-        self.zero_flows()
-
-    @torch.no_grad()
-    def _em_inputs(self, eta: float, alpha: float) -> None:
-        """The torch backend's input EM (``ParamsMixin._em_inputs``), with the raw
-        coordinates computed on the device: its version converts through numpy on the host,
-        ~0.1 s per batch for MNIST-sized inputs."""
-        from pccc.backends.torch import inputs as fam
-
-        stats = self.input_stats.to(self.input_raw.dtype)
-        updates = []
-        for i, ly in enumerate(self.plan.input_layers):
-            if not ly.param_size:
-                continue
-            pidx = getattr(self, f"in_pidx{i}")
-            native = fam.to_native(ly.dist, *self.layer_raw(i))
-            counts = self.input_counts.to(native.dtype)
-            st = counts[pidx] if ly.dist == "categorical" else stats[pidx[:, 0]]
-            fm = self.input_missflow.to(native.dtype)[pidx[:, 0]]
-            st = fam.complete_stats(ly.dist, dict(ly.attrs), native, st, fm)
-            updates.append((ly.dist, pidx, fam.em_update(ly.dist, native, st, eta, alpha)))
-        for dist, pidx, new in updates:  # write after reading: tied nodes update once
-            raw, shift = _to_raw(dist, new)
-            flat = pidx.reshape(-1)
-            self.input_raw.index_copy_(0, flat, raw.to(self.input_raw).reshape(-1))
-            self.input_shift.index_copy_(0, flat, shift.to(self.input_shift).reshape(-1))
-
-
-def _to_raw(dist: str, native: Tensor) -> tuple[Tensor, Tensor]:
-    """:func:`pccc.backends.torch.inputs.to_raw` in torch, on the tensor's device."""
-    shift = torch.zeros_like(native)
-    if dist == "categorical":  # an all-zero row: raw 0, normalizer -inf (no NaN)
-        tot = native.sum(dim=1, keepdim=True)
-        ok = tot > 0
-        raw = torch.where(ok, torch.log(native), 0.0)
-        shift = torch.where(ok, torch.log(torch.where(ok, tot, 1.0)), -torch.inf)
-        return raw, shift.expand_as(native).clone()
-    if dist in ("bernoulli", "binomial"):
-        return torch.log(native) - torch.log1p(-native), shift
-    if dist == "gaussian":
-        return torch.stack([native[:, 0], torch.log(native[:, 1])], dim=1), shift
-    return native.clone(), shift
 
 
 class _LogWeights(torch.autograd.Function):
