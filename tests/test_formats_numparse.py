@@ -88,3 +88,35 @@ def test_chunked_fast_reader_matches_line_reader(monkeypatch: pytest.MonkeyPatch
     at = text.index(b" 2 ", at) + 3  # the first child id of that product
     bad = text[:at] + b"-" + text[at:]
     assert _fastjpc.parse(bad) is None
+
+
+def _decimal_cases(rng: np.random.Generator, n: int) -> list[str]:
+    """Random plain decimals (1 to 19 digits, dot anywhere, signs) and decimals that lie
+    just at, or next to, the halfway point between two neighbouring doubles."""
+    import decimal
+
+    r = random.Random(7)
+    out = []
+    for _ in range(n):
+        ds = "".join(r.choice("0123456789") for _ in range(r.randint(1, 19)))
+        k = r.randint(0, len(ds))
+        t = f"{ds[:k]}.{ds[k:]}" if r.random() < 0.9 else ds
+        out.append(("-" if r.random() < 0.5 else "") + t)
+    for x in rng.random(n).tolist():
+        mid = (decimal.Decimal(x) + decimal.Decimal(float(np.nextafter(x, 2.0)))) / 2
+        text = format(mid, "f")
+        out += [text[:21], text[:19], text[:18]]
+    return out
+
+
+@pytest.mark.parametrize("extended", [True, False])
+def test_floats_exact_near_halfway(monkeypatch: pytest.MonkeyPatch, extended: bool) -> None:
+    if extended and not _numparse._EXTENDED:
+        pytest.skip("no extended long double here")
+    monkeypatch.setattr(_numparse, "_EXTENDED", extended)
+    toks = _decimal_cases(np.random.default_rng(1), 20_000)
+    b, s, e = _layout(toks)
+    got = _numparse.floats(b, s, e)
+    want = [float(t) for t in toks]
+    assert got.tolist() == want
+    assert np.array_equal(np.signbit(got), np.signbit(want))
