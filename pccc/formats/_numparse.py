@@ -5,11 +5,11 @@ eight digits at a time: the eight bytes that end a token are gathered as one lit
 ``uint64`` (an overlapping, byte-strided view of the buffer) and turned into a number with
 three multiply-and-shift steps (the "SWAR" digit trick), all in numpy. Plain decimal floats
 (``-?digits.digits``, at most 19 digits: nearly all ``repr`` text without an exponent) are
-parsed the same way into an integer mantissa ``M`` and divided by ``10**f`` in extended precision, which is
-exact (see :func:`_decimal`); the others (exponents, halfway cases, no extended long double)
-go to ``numpy.fromstring``, correctly rounded like ``float()``. Both raise ValueError on a token
-they cannot read; the caller then falls back to the line-by-line reader, which locates the
-error.
+parsed the same way into an integer mantissa ``M`` and divided by ``10**f`` in extended
+precision, which is exact (see :func:`_decimal`); the others (exponents, halfway cases, no
+extended long double) go to ``numpy.fromstring``, correctly rounded like ``float()``. Both
+raise ValueError on a token they cannot read; the caller then falls back to the line-by-line
+reader, which locates the error.
 """
 
 from __future__ import annotations
