@@ -130,7 +130,8 @@ def _parse_bytes(b: np.ndarray) -> np.ndarray | None:
     miss = ((flen == 1) & (nq == 1)) | (flen == 0)
     if not np.all(plain | miss):
         return None
-    val = np.where(neg, -val, val)
+    # float64 always: with no digit at all, numpy's bincount returns int64 despite the weights
+    val = np.where(neg, -val, val).astype(np.float64)
     val[miss] = np.nan
     return val
 

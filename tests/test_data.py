@@ -124,3 +124,13 @@ def test_large_text_file_is_fast(tmp_path):
     elapsed = time.perf_counter() - t
     np.testing.assert_array_equal(got, x)
     assert elapsed < 10.0  # a Python loop per value takes far longer on 2M values
+
+
+@pytest.mark.parametrize("text", ["?,\n", ",\n?,?\n", "?\n?\n"])
+def test_rows_with_no_digit_at_all_are_all_missing(tmp_path, text):
+    path = tmp_path / "m.csv"
+    path.write_text(text)
+    x = load_data(path)
+    rows = [ln.split(",") for ln in text.strip().split("\n")]
+    assert x.shape == (len(rows), len(rows[0]))
+    assert (x == -1).all()
