@@ -62,7 +62,7 @@ def build(cls: type, m: int, **columns: Any) -> list[Node]:
     setters = [(getattr(cls, name).__set__, iter(values)) for name, values in columns.items()]
     out: list[Node] = []
     for lo in range(0, m, _SLICE):  # a slice at a time, so that its objects stay in cache
-        objs = list(map(object.__new__, repeat(cls, min(_SLICE, m - lo))))
+        objs: list[Any] = list(map(object.__new__, repeat(cls, min(_SLICE, m - lo))))
         for put, values in setters:
             deque(map(put, objs, values), maxlen=0)
         out += objs
