@@ -100,3 +100,17 @@ def test_cli_evaluator_with_missing_values():
     got = evaluator(c, "triton", DEV)(x)
     np.testing.assert_allclose(got, plan_log_likelihood(pccc.compile(c).plan, x), rtol=2e-4,
                                atol=2e-4)
+
+
+def test_unrunnable_device_is_refused_in_one_line(monkeypatch):
+    """Without the interpreter a CPU device is a user error (the CLI prints it, exit 2), and
+    so is cuda on a machine without one: never Triton's own driver traceback."""
+    from pccc.ir.errors import PcccError
+
+    c = _dense_circuit(n=16)
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(PcccError, match="TRITON_INTERPRET=1"):
+        pccc.compile(c, backend="triton", device="cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(PcccError, match="no CUDA device"):
+            pccc.compile(c, backend="triton", device="cuda")

@@ -9,6 +9,7 @@ module with Triton input layers as well. Without a GPU the kernels run under
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
@@ -32,7 +33,21 @@ def make(plan: KernelPlan, *, device: Any = "cuda", dtype: Any = None, precision
         raise PcccError(f"triton backend: buffers are float32 (got dtype {dtype})")
     if options:
         raise PcccError(f"triton backend: unknown option(s) {', '.join(sorted(options))}")
+    _check_device(device)
     return TritonCompiledCircuit(plan, device=device, precision=precision)
+
+
+def _check_device(device: Any) -> None:
+    """Refuse early, in one line, a device Triton cannot run on here."""
+    interpret = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+    if torch.device(device if device is not None else "cuda").type == "cuda":
+        if not torch.cuda.is_available():
+            raise PcccError("triton backend: no CUDA device here (use --backend torch, or "
+                            "--device cpu with TRITON_INTERPRET=1 for Triton's slow CPU "
+                            "interpreter)")
+    elif not interpret:
+        raise PcccError(f"triton backend: device {device!r} needs TRITON_INTERPRET=1 (Triton's "
+                        "CPU interpreter, slow: meant for tests); use --backend torch on a CPU")
 
 
 register("triton", make)
