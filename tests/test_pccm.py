@@ -146,3 +146,18 @@ def test_cli_eval_runs_a_compiled_module(tmp_path, capsys):
     bad.write_bytes(b"not a zip")
     assert main(["eval", str(bad), "--data", str(data)]) == 2
     assert "bad.pccm" in capsys.readouterr().err
+
+
+def test_cli_info_describes_a_compiled_module(tmp_path, capsys):
+    out = tmp_path / "m.pccm"
+    pccc.save(_trained(), out)
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "backend:      torch" in text and "dtype:        float64" in text
+    assert "KernelPlan v1: 3 vars" in text
+    # the source circuit's own summary follows: 3 variables, smooth and decomposable
+    assert "variables:    3" in text and "decomposable: yes" in text
+    (tmp_path / "bad.pccm").write_bytes(out.read_bytes()[:100])
+    assert main(["info", str(tmp_path / "bad.pccm")]) == 2
+    assert "truncated" in capsys.readouterr().err

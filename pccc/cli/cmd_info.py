@@ -46,7 +46,30 @@ def print_summary(circuit: Circuit) -> None:
         print(f"{label + ':':<14}{value}")
 
 
+def _module_info(path: str, check: bool) -> None:
+    """A compiled module: how it was made, its kernel plan, then its source circuit."""
+    from pccc.artifact import read_artifact
+    from pccc.ir.plan_verify import verify_plan
+
+    manifest, plan, source = read_artifact(path)
+    if check:
+        verify_plan(plan)
+    print(f"{'file:':<14}{path} (compiled module)")
+    for key in ("pccc_version", "backend", "dtype", "pipeline"):
+        if key in manifest:
+            print(f"{key.replace('_', ' ') + ':':<14}{manifest[key]}")
+    print(plan.summary())
+    if source is not None:
+        print("source circuit:")
+        if check:
+            verify(source)
+        print_summary(source)
+
+
 def run(args: argparse.Namespace) -> int:
+    if str(args.file).lower().endswith(".pccm"):
+        _module_info(args.file, not args.no_verify)
+        return 0
     circuit = load_verified(args.file, check=not args.no_verify)
     print(f"{'file:':<14}{args.file}")
     print_summary(circuit)
@@ -57,7 +80,8 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("info", help="print sizes and properties of a circuit",
                        description="Print variables, nodes, edges, parameters, depth and "
                                    "whether the circuit is smooth, decomposable, normalized.")
-    p.add_argument("file", help="circuit file (.pcir, .jpc, .psdd, .spn, ...)")
+    p.add_argument("file", help="circuit file (.pcir, .jpc, .psdd, .spn, ...) or compiled "
+                                "module (.pccm)")
     p.add_argument("--no-verify", action="store_true",
                    help="skip the verifier (smooth/decomposable are still reported)")
     p.set_defaults(func=run)
