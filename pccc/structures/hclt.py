@@ -24,8 +24,14 @@ import numpy as np
 
 from pccc.ir.builder import CircuitBuilder
 from pccc.ir.circuit import Circuit
-from pccc.structures.chow_liu import chow_liu_tree, mutual_information
+from pccc.structures.chow_liu import (
+    chow_liu_tree,
+    mutual_information,
+    root_tree,
+    tree_centers,
+)
 from pccc.structures.input_layers import InputSpec, sum_weights
+from pccc.structures.mutual_info import kruskal_tree, soft_mutual_information
 
 
 def _children(parent: np.ndarray) -> list[list[int]]:
@@ -84,8 +90,8 @@ def hclt_from_tree(parent: np.ndarray, num_latents: int, spec: InputSpec, *,
 
 
 def HCLT(data: np.ndarray, num_latents: int, *, input_dist: str | InputSpec | None = None,
-         num_cats: int | None = None, num_bins: int | None = None, seed: int | None = 0
-         ) -> Circuit:
+         num_cats: int | None = None, num_bins: int | None = None, seed: int | None = 0,
+         mi_estimator: str = "binned") -> Circuit:
     """Learn a Chow-Liu tree from ``data`` and build its hidden Chow-Liu tree circuit.
 
     Args:
@@ -97,6 +103,10 @@ def HCLT(data: np.ndarray, num_latents: int, *, input_dist: str | InputSpec | No
         num_bins: values per variable kept for the mutual information (see
             :func:`pccc.structures.chow_liu.discretize`).
         seed: random initial parameters (None: uniform).
+        mi_estimator: ``binned`` (default): exact mutual information on hard bins, Prim's
+            tree; ``pyjuice``: PyJuice 2.6.3's soft-binned estimate and Kruskal tie order
+            (:mod:`pccc.structures.mutual_info`), the tree ``juice.structures.HCLT`` builds
+            with its defaults (``num_bins`` is then the soft bin count, default 32).
 
     Returns:
         an L0 :class:`~pccc.ir.Circuit` over ``V`` variables whose root has one node.
@@ -107,8 +117,23 @@ def HCLT(data: np.ndarray, num_latents: int, *, input_dist: str | InputSpec | No
     if num_latents < 1:
         raise ValueError(f"HCLT: num_latents must be >= 1, got {num_latents}")
     spec = _spec(x, input_dist, num_cats)
-    parent = chow_liu_tree(mutual_information(x, num_bins))
+    parent = learn_tree(x, num_bins, mi_estimator)
     return hclt_from_tree(parent, num_latents, spec, seed=seed)
+
+
+def learn_tree(x: np.ndarray, num_bins: int | None = None, mi_estimator: str = "binned"
+               ) -> np.ndarray:
+    """The Chow-Liu tree of ``x`` (``parent[v]``, ``-1`` at the root; see :func:`HCLT`)."""
+    if mi_estimator == "binned":
+        return chow_liu_tree(mutual_information(x, num_bins))
+    if mi_estimator == "pyjuice":
+        v = x.shape[1]
+        if v == 1:
+            return np.full(1, -1, dtype=np.int64)
+        mi = soft_mutual_information(x, num_bins or 32)
+        edges = kruskal_tree(mi)
+        return root_tree(v, edges, min(tree_centers(v, edges)))
+    raise ValueError(f"HCLT: mi_estimator must be 'binned' or 'pyjuice', got {mi_estimator!r}")
 
 
 def _spec(x: np.ndarray, input_dist: str | InputSpec | None, num_cats: int | None) -> InputSpec:
