@@ -147,10 +147,11 @@ def render(plan: KernelPlan, precision: str, plan_hash: str = "") -> str:
     for dist, total in input_dists(plan):
         lp = Template(T.LOGPROB[dist]).substitute(total=f"{float(total)!r}")
         parts.append(T.INPUT_FWD.substitute(name=input_kernel_name(dist, total, "fwd"),
-                                            dist=dist, logprob=lp))
+                                            dist=dist, logprob=lp, prologue=T.INPUT_PROLOGUE))
         counts = T.CAT_COUNTS if dist == "categorical" else "    pass"
         parts.append(T.INPUT_BWD.substitute(name=input_kernel_name(dist, total, "bwd"),
-                                            dist=dist, counts=counts))
+                                            dist=dist, counts=counts,
+                                            prologue=T.INPUT_PROLOGUE))
     parts.append(T.EM_KERNELS)
     parts.append(T.SEGMENT_SUM)
     return "".join(parts)

@@ -155,13 +155,8 @@ BCAST_BWD = "tl.sum(w[:, :, None] * r[:, None, :], axis=0)"
 BCAST_GRAD = "tl.sum(r_s[:, None, :] * x[None, :, :], axis=2)"
 BCAST_FLOW = "tl.sum(r[:, None, :] * x[None, :, :], axis=2)"
 
-INPUT_FWD = Template('''
-
-@triton.jit(do_not_specialize=["n", "batch"])
-def $name(node, x, miss, vars, pstart, values, theta, logc, node_start, n, batch, stride,
-        BN: tl.constexpr, BT: tl.constexpr):
-    """Input layer ($dist): node[node_start + i] = log p(x[vars[i]]), 0 where missing."""
-    i = tl.program_id(0) * BN + tl.arange(0, BN)
+#: the opening both input kernels share: node rows i, batch columns, the variable's values
+INPUT_PROLOGUE = """    i = tl.program_id(0) * BN + tl.arange(0, BN)
     imask = i < n
     cols = tl.program_id(1) * BT + tl.arange(0, BT)
     cmask = cols < batch
@@ -170,7 +165,15 @@ def $name(node, x, miss, vars, pstart, values, theta, logc, node_start, n, batch
     xoff = v[:, None] * stride + cols[None, :]
     xv = tl.load(x + xoff, mask=mask, other=0.0)
     ms = tl.load(miss + xoff, mask=mask, other=1)
-    xi = xv.to(tl.int32)
+"""
+
+INPUT_FWD = Template('''
+
+@triton.jit(do_not_specialize=["n", "batch"])
+def $name(node, x, miss, vars, pstart, values, theta, logc, node_start, n, batch, stride,
+        BN: tl.constexpr, BT: tl.constexpr):
+    """Input layer ($dist): node[node_start + i] = log p(x[vars[i]]), 0 where missing."""
+$prologue    xi = xv.to(tl.int32)
     ps = tl.load(pstart + i, mask=imask, other=0).to(tl.int64)
 $logprob
     lp = tl.where(ms != 0, 0.0, lp)
@@ -185,16 +188,7 @@ def $name(flow, x, miss, vars, pstart, counts, nstats, scale, node_start, n, bat
         BN: tl.constexpr, BT: tl.constexpr):
     """Input layer ($dist) statistics, weighted by scale * flow: per node [sum f, sum f over
     missing values, sum f x, sum f x^2] (observed), and value counts (categorical)."""
-    i = tl.program_id(0) * BN + tl.arange(0, BN)
-    imask = i < n
-    cols = tl.program_id(1) * BT + tl.arange(0, BT)
-    cmask = cols < batch
-    mask = imask[:, None] & cmask[None, :]
-    v = tl.load(vars + i, mask=imask, other=0).to(tl.int64)
-    xoff = v[:, None] * stride + cols[None, :]
-    xv = tl.load(x + xoff, mask=mask, other=0.0)
-    ms = tl.load(miss + xoff, mask=mask, other=1)
-    sc = tl.load(scale + cols, mask=cmask, other=0.0)
+$prologue    sc = tl.load(scale + cols, mask=cmask, other=0.0)
     foff = (node_start + i).to(tl.int64)[:, None] * stride + cols[None, :]
     f = tl.load(flow + foff, mask=mask, other=0.0) * sc[None, :]
     obs = tl.where(ms != 0, 0.0, f)
