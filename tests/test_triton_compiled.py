@@ -114,3 +114,55 @@ def test_unrunnable_device_is_refused_in_one_line(monkeypatch):
     if not torch.cuda.is_available():
         with pytest.raises(PcccError, match="no CUDA device"):
             pccc.compile(c, backend="triton", device="cuda")
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_sibling_blocks_match_torch_backend(weighted):
+    """A 96-node vector becomes two 64-row blocks over the same elements: their element flows
+    are summed by one ``sum_eflow`` program before the scatter."""
+    from pccc.backends.triton.codegen import children_table, split_by_fanin
+    from pccc.backends.triton.runtime import sibling_table
+
+    c = _dense_circuit(n=96)
+    plan = pccc.compile(c).plan
+    prod, widest = None, 1
+    for ly in plan.layers:
+        if ly.__class__.__name__ == "ProductLayer":
+            prod = ly
+            continue
+        for p in ly.partitions:
+            for _, blocks in split_by_fanin(p, children_table(prod, plan.num_node_slots)):
+                widest = max(widest, sibling_table(p.chunk_start[blocks],
+                                                   p.num_chunks[blocks]).shape[1])
+    assert widest > 1
+    rng = np.random.default_rng(6)
+    x = rng.integers(0, 5, size=(21, 4))
+    x[rng.random(x.shape) < 0.2] = -1
+    _grads_and_em(c, x, 2e-4, weighted)
+
+
+def test_em_steps_and_stale_forward_match_torch_backend():
+    """Three EM steps (flows accumulated over two batches each), a forward between a forward
+    and its backward (the backward recomputes its own), and an optimizer step on the logits
+    (the kernels' linear weights follow the parameter's version)."""
+    c = _dense_circuit()
+    tri, ref = _pair(c)
+    rng = np.random.default_rng(8)
+    for _ in range(3):
+        for _ in range(2):
+            x = torch.as_tensor(rng.integers(0, 5, size=(11, 4)))
+            llt = tri(x)
+            tri(torch.as_tensor(rng.integers(0, 5, size=(5, 4))))  # clobbers the buffers
+            llt.mean().backward()
+            ref(x).mean().backward()
+        MiniBatchEM(tri, 0.3, 0.1).step()
+        MiniBatchEM(ref, 0.3, 0.1).step()
+    x = rng.integers(0, 5, size=(7, 4))
+    np.testing.assert_allclose(tri(torch.as_tensor(x)).detach().cpu().numpy(),
+                               ref(torch.as_tensor(x)).detach().numpy(), rtol=2e-4, atol=2e-4)
+    for m in (tri, ref):
+        m.zero_grad()
+        m(torch.as_tensor(x)).sum().backward()
+        torch.optim.SGD(m.parameters(), lr=0.05).step()
+    np.testing.assert_allclose(tri(torch.as_tensor(x)).detach().cpu().numpy(),
+                               ref(torch.as_tensor(x)).detach().numpy(), rtol=2e-4, atol=2e-4)

@@ -131,6 +131,9 @@ class CompiledCircuit(ParamsMixin, nn.Module):
 
     dead_nodes: Tensor
     flow_zero_rows: Tensor
+    #: build the torch layers (index tables on the device) and the dense group tables; a
+    #: backend that runs its own kernels and overrides the methods using them turns this off
+    torch_layers = True
 
     def __init__(self, plan: KernelPlan, *, device: Any = None, dtype: Any = torch.float32):
         super().__init__()
@@ -145,18 +148,19 @@ class CompiledCircuit(ParamsMixin, nn.Module):
         self.num_vars = plan.num_vars
         self.product_layers = nn.ModuleList()
         self.sum_layers = nn.ModuleList()
-        for ly in plan.layers:
-            if isinstance(ly, ProductLayer):
-                self.product_layers.append(TorchProductLayer(ly))
-            else:
-                assert isinstance(ly, SumLayer)
-                self.sum_layers.append(nn.ModuleList(
-                    TorchSumPartition(p, plan.param_group) for p in ly.partitions))
         self._continuous = any(ly.dist == "gaussian" for ly in plan.input_layers)
-        self.register_buffer("dead_nodes", torch.from_numpy(_dead_slots(plan)),
-                             persistent=False)
-        self.register_buffer("flow_zero_rows", torch.from_numpy(self._plan_flow_writes()),
-                             persistent=False)
+        if self.torch_layers:
+            for ly in plan.layers:
+                if isinstance(ly, ProductLayer):
+                    self.product_layers.append(TorchProductLayer(ly))
+                else:
+                    assert isinstance(ly, SumLayer)
+                    self.sum_layers.append(nn.ModuleList(
+                        TorchSumPartition(p, plan.param_group) for p in ly.partitions))
+            self.register_buffer("dead_nodes", torch.from_numpy(_dead_slots(plan)),
+                                 persistent=False)
+            self.register_buffer("flow_zero_rows", torch.from_numpy(self._plan_flow_writes()),
+                                 persistent=False)
         self.init_params(plan)
         self.to(device=device, dtype=dtype)
 

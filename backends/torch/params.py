@@ -62,8 +62,9 @@ class ParamsMixin:
             raw = np.where((plan.param_group >= 0) & (z[group] > 0), np.log(w), 0.0)
             lognorm = np.where(z > 0, np.log(np.where(z > 0, z, 1.0)), -np.inf)
         self.sum_logits = nn.Parameter(_t(raw))
-        self._init_dense_groups(plan.param_group, num_groups)
-        self.register_buffer("sum_group", _t(group.astype(np.int64)), persistent=False)
+        if getattr(self, "torch_layers", True):
+            self._init_dense_groups(plan.param_group, num_groups)
+            self.register_buffer("sum_group", _t(group.astype(np.int64)), persistent=False)
         self.register_buffer("sum_norm", _t(lognorm))
         self.register_buffer("group_size",
                              _t(np.append(plan.group_size, 1).astype(np.float64)),
@@ -118,11 +119,12 @@ class ParamsMixin:
                 raw[pidx], shift[pidx] = r, s
         self.input_raw = nn.Parameter(_t(raw if q else np.zeros(1)))
         self.register_buffer("input_shift", _t(shift if q else np.zeros(1)))
-        self.register_buffer("input_stats", torch.zeros(max(q, 1), 3, dtype=torch.float64),
+        m = max(q, 1) if getattr(self, "torch_layers", True) else 1  # else: backend's own
+        self.register_buffer("input_stats", torch.zeros(m, 3, dtype=torch.float64),
                              persistent=False)
-        self.register_buffer("input_counts", torch.zeros(max(q, 1), dtype=torch.float64),
+        self.register_buffer("input_counts", torch.zeros(m, dtype=torch.float64),
                              persistent=False)
-        self.register_buffer("input_missflow", torch.zeros(max(q, 1), dtype=torch.float64),
+        self.register_buffer("input_missflow", torch.zeros(m, dtype=torch.float64),
                              persistent=False)
 
     # -------------------------------------------------------------- reading

@@ -1,10 +1,9 @@
 """The Triton backend: kernels generated per plan (see :mod:`.codegen`, :mod:`.templates`).
 
 Registered as backend ``"triton"``: ``pccc.compile(circuit, backend="triton", device="cuda",
-precision="tf32")`` returns a :class:`TritonCompiledCircuit` (the torch backend's module with
-Triton sum layers; same autograd, EM and saving). :class:`TritonCircuit` is the kernel-level
-module with Triton input layers as well. Without a GPU the kernels run under
-``TRITON_INTERPRET=1`` on the CPU (how CI tests them).
+precision="tf32")`` returns a :class:`TritonCompiledCircuit` (the torch backend's module API:
+parameters, autograd, EM and saving; every pass runs generated kernels). Without a GPU the
+kernels run under ``TRITON_INTERPRET=1`` on the CPU (how CI tests them).
 """
 
 from __future__ import annotations
@@ -17,12 +16,10 @@ import triton  # noqa: F401  (fail at import when Triton is missing: the registr
 
 from pccc.backends.registry import register
 from pccc.backends.triton.compiled import TritonCompiledCircuit
-from pccc.backends.triton.em import em_step
-from pccc.backends.triton.module import TritonCircuit
 from pccc.ir.errors import PcccError
 from pccc.ir.plan import KernelPlan
 
-__all__ = ["TritonCircuit", "TritonCompiledCircuit", "em_step", "make"]
+__all__ = ["TritonCompiledCircuit", "make"]
 
 
 def make(plan: KernelPlan, *, device: Any = "cuda", dtype: Any = None, precision: str = "tf32",

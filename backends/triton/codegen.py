@@ -23,7 +23,7 @@ import numpy as np
 from pccc.backends.triton import templates as T
 from pccc.ir.plan import KernelPlan, ProductLayer, SumLayer, SumPartition
 
-TEMPLATE_VERSION = "2"
+TEMPLATE_VERSION = "4"
 PRECISIONS = ("tf32", "fp32", "bf16")
 #: log of the largest factor the backward pass lets exp() produce before a mix
 EXP_CAP = 80.0
@@ -144,16 +144,18 @@ def render(plan: KernelPlan, precision: str, plan_hash: str = "") -> str:
                       **_mixes(s, precision))
         parts.append(T.SUM_FWD.substitute(name=f"sum_fwd_{s.tag}", **consts))
         parts.append(T.SUM_BWD.substitute(name=f"sum_bwd_{s.tag}", **consts))
-    for dist, total in input_dists(plan):
+        parts.append(T.SUM_EFLOW.substitute(name=f"sum_eflow_{s.tag}", **consts))
+    dists = input_dists(plan)
+    if dists:
+        parts.append(T.INPUT_STATS)
+    for dist, total in dists:
         lp = Template(T.LOGPROB[dist]).substitute(total=f"{float(total)!r}")
         parts.append(T.INPUT_FWD.substitute(name=input_kernel_name(dist, total, "fwd"),
                                             dist=dist, logprob=lp, prologue=T.INPUT_PROLOGUE))
-        counts = T.CAT_COUNTS if dist == "categorical" else "    pass"
         parts.append(T.INPUT_BWD.substitute(name=input_kernel_name(dist, total, "bwd"),
-                                            dist=dist, counts=counts,
+                                            dist=dist, CAT=dist == "categorical",
                                             prologue=T.INPUT_PROLOGUE))
-    parts.append(T.EM_KERNELS)
-    parts.append(T.SEGMENT_SUM)
+    parts.append(T.PARAM_KERNELS)
     return "".join(parts)
 
 

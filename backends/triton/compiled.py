@@ -1,29 +1,60 @@
-"""``TritonCompiledCircuit``: the torch backend's :class:`CompiledCircuit` with its sum and
-product layers replaced by the generated Triton kernels.
+"""``TritonCompiledCircuit``: the torch backend's :class:`CompiledCircuit` API run end to end
+by generated Triton kernels.
 
-Parameters (``sum_logits``, ``input_raw``), the autograd function, input layers, EM statistics,
-``MiniBatchEM``/``FullBatchEM`` and saving are the torch backend's; this class overrides
-:meth:`run_forward` and :meth:`run_backward` only. The node buffer is ``[slots + 1, stride]``
-(``stride``: the batch rounded up to whole column tiles; the extra row holds ``-inf``); the
-methods hand the torch backend ``[:slots, :batch]`` views of it.
+Parameters are the torch backend's (``sum_logits``, ``input_raw``: what ``torch.optim`` and
+``state_dict`` see). The kernels read linear copies, ``w`` (sum weights) and ``theta`` (native
+input parameters), refreshed from the parameters only when those change (their version
+counter: any in-place update through torch, an optimizer step or ``load_state_dict``, is seen;
+writes through ``.data`` are not: call :meth:`TritonCompiledCircuit.params_changed` after
+them). An EM step updates both sides at once.
+
+``model(x)`` runs the input kernels and the sum kernels (products fused in) into a node buffer;
+``.backward()`` runs the flow kernels once: node flows, weight gradients, input statistics, and
+(when ``track_flows``) the EM flows with root flow 1 per example, whatever the loss's weights
+(a uniform loss, ``ll.mean()``, needs no second pass: a device-side flag picks the path, never
+a host sync). Gradients of ``sum_logits`` and ``input_raw`` follow in closed form. On a GPU
+each of forward, backward and EM step is recorded once per batch size as a CUDA graph and
+replayed (``use_graphs``). Buffers are ``[slots + 1, stride]`` (the extra row holds ``-inf``)
+for the largest batch seen; smaller batches use them too.
 """
 
 from __future__ import annotations
 
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from pccc.backends.torch.module import CompiledCircuit
 from pccc.backends.triton.codegen import load_module
+from pccc.backends.triton.inputs import InputTables, em_update_inputs, native_params, raw_grads
 from pccc.backends.triton.runtime import DevicePlan
 from pccc.ir.plan import KernelPlan
 
+#: CUDA graphs kept per module (one per batch size and phase; the oldest is dropped)
+MAX_GRAPHS = 12
+
+
+@dataclass
+class _Buffers:
+    """Static buffers of one column stride (the largest batch seen, rounded up)."""
+
+    stride: int
+    node: Tensor
+    flow: Tensor
+    xt: Tensor
+    mt: Tensor
+    scale: Tensor
+    flag: Tensor
+    x_in: dict[Any, Tensor] = field(default_factory=dict)
+
 
 class TritonCompiledCircuit(CompiledCircuit):
-    """A compiled circuit whose sum layers (products fused in) run generated Triton kernels.
+    """A compiled circuit run by generated Triton kernels (see the module docstring).
 
     Args:
         plan: the L3 plan.
@@ -32,15 +63,35 @@ class TritonCompiledCircuit(CompiledCircuit):
             accumulation are float32 in every mode.
     """
 
+    torch_layers = False
+
     def __init__(self, plan: KernelPlan, *, device: Any = "cuda", precision: str = "tf32"):
         super().__init__(plan, device=device, dtype=torch.float32)
         self.backend_name = "triton"
         self.precision = precision
+        self.keep_elements = False
         self.kernels, self.source, self.source_path = load_module(plan, precision)
-        self.dp = DevicePlan(plan, self.kernels, torch.device(device))
-        self._bufs: dict[str, Tensor] = {}
-        self.keep_elements = False  # the kernels fuse products: nothing to keep
-        self._runs = [torch.from_numpy(a).to(self.device) for a in group_runs(plan.param_group)]
+        dev = self.device
+        self.dp = DevicePlan(plan, self.kernels, dev)
+        self.tables = [InputTables.build(ly, dev) for ly in plan.input_layers]
+        q = self.input_raw.numel()
+        # EM statistics in the kernels' layout (the torch backend's are left 1 long)
+        self.em_counts = self._zeros(q)
+        self.em_nstats = [self._zeros(ly.n, 4) for ly in plan.input_layers]
+        self._counts = self._zeros(q)
+        self._nstats = [self._zeros(ly.n, 4) for ly in plan.input_layers]
+        self._w = self._zeros(self.sum_logits.numel())
+        self._theta = self._zeros(q)
+        self._pgrad = torch.zeros_like(self._w)
+        self._synced: tuple[int, ...] | None = None
+        self._sbufs: _Buffers | None = None
+        self._graphs: dict[Any, Any] = {}
+        self._stamp = 0
+        self._batch = 0
+        self.use_graphs = dev.type == "cuda" and os.environ.get("PCCC_CUDA_GRAPHS", "1") != "0"
+
+    def _zeros(self, *shape: int) -> Tensor:
+        return torch.zeros(shape, dtype=torch.float32, device=self.device)
 
     @property
     def artifacts(self) -> dict[str, str]:
@@ -48,66 +99,259 @@ class TritonCompiledCircuit(CompiledCircuit):
         return {"plan": self.plan.summary() + f"\n  precision: {self.precision}",
                 "kernels": self.source, "kernels_path": str(self.source_path)}
 
-    def _buffer(self, name: str, stride: int) -> Tensor:
-        buf = self._bufs.get(name)
-        if buf is None or buf.shape != (self.dp.rows, stride) or buf.device != self.device:
-            buf = torch.empty((self.dp.rows, stride), dtype=torch.float32, device=self.device)
-            self._bufs[name] = buf
-        return buf
+    # ------------------------------------------------------------ parameters
+    def _param_key(self) -> tuple[int, ...]:
+        a, b = self.sum_logits, self.input_raw
+        return (a.data_ptr(), a._version, b.data_ptr(), b._version, self.sum_norm._version,
+                self.input_shift._version)
 
+    def params_changed(self) -> None:
+        """Re-read the parameters before the next pass (after writes through ``.data``)."""
+        self._synced = None
+
+    @torch.no_grad()
+    def sync_params(self) -> None:
+        """Refresh the kernels' linear copies ``w`` and ``theta`` if the parameters changed."""
+        key = self._param_key()
+        if key == self._synced:
+            return
+        self.dp.weights_from_logits(self.sum_logits.detach(), self.sum_norm, self._w)
+        native_params(self.tables, self.input_raw.detach(), self.input_shift, self._theta)
+        self._synced = self._param_key()
+
+    def log_weights(self) -> Tensor:
+        """Flat log sum weights (differentiable; padding ``-inf``)."""
+        return _LogWeights.apply(self.sum_logits, self)
+
+    def group_sums(self, x: Tensor) -> Tensor:
+        """``[num_groups + 1]`` per-group sums of flat weight values (last: padding, 0)."""
+        out = torch.zeros(self.dp.num_groups + 1, dtype=torch.float32, device=self.device)
+        self.dp.group_reduce(0, x.float().contiguous(), out)
+        return out.to(self.sum_norm.dtype)
+
+    @torch.no_grad()
+    def set_weights(self, w: Tensor) -> None:
+        """Write linear sum weights (flat, padding ignored); logits stay consistent."""
+        real = self.dp.group >= 0
+        w = torch.where(real, w.to(torch.float32), 0.0)
+        z = self.group_sums(w)
+        gz = z[self.dp.group.clamp_min(0).long()]
+        self.sum_logits.copy_(torch.where(real & (gz > 0), torch.log(w), 0.0))
+        self.sum_norm.copy_(torch.where(z > 0, torch.log(torch.where(z > 0, z, 1.0)),
+                                        -math.inf))
+
+    # ----------------------------------------------------------------- buffers
+    def _static(self, batch: int) -> _Buffers:
+        """Buffers wide enough for ``batch`` (grown, never shrunk; growing drops the graphs)."""
+        b = self._sbufs
+        if b is None or b.stride < batch:
+            stride = DevicePlan.stride_for(batch)
+            self._graphs.clear()
+            self._sbufs = None
+            v = max(self.num_vars, 1)
+            b = _Buffers(stride, self.dp.new_node_buffer(stride),
+                         self._zeros(self.dp.rows, stride), self._zeros(v, stride),
+                         torch.ones(v, stride, dtype=torch.int8, device=self.device),
+                         self._zeros(stride),
+                         torch.zeros(1, dtype=torch.int32, device=self.device))
+            self._sbufs = b
+        return b
+
+    def _run(self, key: Any, fn: Callable[[], None]) -> None:
+        """Run ``fn`` (a fixed sequence of launches on static buffers): eagerly, or on a GPU
+        through a CUDA graph recorded on its first call (after one eager run: Triton's JIT)."""
+        if not self.use_graphs:
+            fn()
+            return
+        graph = self._graphs.get(key)
+        if graph is None:
+            dev = self.device
+            side = torch.cuda.Stream(dev)
+            side.wait_stream(torch.cuda.current_stream(dev))
+            with torch.cuda.stream(side):
+                fn()  # the call's own run, on a side stream as capture requires; Triton's JIT
+            torch.cuda.current_stream(dev).wait_stream(side)
+            if len(self._graphs) >= MAX_GRAPHS:
+                self._graphs.pop(next(iter(self._graphs)))
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                fn()  # recorded, not run
+            self._graphs[key] = graph
+            return
+        graph.replay()
+
+    # ----------------------------------------------------------------- forward
+    def forward(self, x: Tensor, missing: Tensor | None = None, *,
+                input_logp: Tensor | None = None) -> Tensor:
+        """``log p(x)`` per example (see :meth:`CompiledCircuit.forward`)."""
+        if input_logp is not None:  # external input values: the torch backend's function
+            return super().forward(x, missing, input_logp=input_logp)
+        x = torch.as_tensor(x, device=self.device)
+        if x.dim() != 2 or x.shape[1] < self.num_vars:
+            raise ValueError(f"expected data of shape [batch, {self.num_vars}], got "
+                             f"{tuple(x.shape)}")
+        return _Fused.apply(self, x, missing, self.sum_logits, self.input_raw)
+
+    def fused_forward(self, x: Tensor, missing: Tensor | None) -> Tensor:
+        """Fill the node buffer for ``x``; the root's log-values ``[batch]``."""
+        batch = x.shape[0]
+        b = self._static(batch)
+        xkey = (x.dtype, x.shape[1], missing is not None)
+        xin = b.x_in.get(xkey)
+        if xin is None:
+            xin = b.x_in[xkey] = torch.zeros((b.stride, x.shape[1]), dtype=x.dtype,
+                                             device=self.device)
+            if missing is not None:
+                b.x_in[xkey + ("mask",)] = torch.zeros((b.stride, x.shape[1]), dtype=torch.bool,
+                                                       device=self.device)
+        xin[:batch].copy_(x)
+        mask = None
+        if missing is not None:
+            mask = b.x_in[xkey + ("mask",)]
+            mask[:batch].copy_(torch.as_tensor(missing, device=self.device))
+
+        def run() -> None:
+            self.dp.prepare_inputs(xin[:batch], None if mask is None else mask[:batch], b.xt,
+                                   b.mt)
+            self.dp.forward(b.xt, b.mt, batch, self._w, self._theta, b.node)
+
+        self._run(("fwd", batch) + xkey, run)
+        self._stamp += 1
+        self._batch = batch
+        return b.node[self.root_slot, :batch].clone()
+
+    def fused_backward(self, grad: Tensor, want_logits: bool, want_raw: bool
+                       ) -> tuple[Tensor | None, Tensor | None]:
+        """Flows for the last forward pass under upstream gradient ``grad [batch]``; returns
+        the gradients of ``sum_logits`` and ``input_raw`` (None where not wanted)."""
+        batch = self._batch
+        b = self._static(batch)
+        b.scale[:batch].copy_(grad)
+        track = self.track_flows
+        dp = self.dp
+
+        def run() -> None:
+            s = b.scale[:batch]
+            if track:  # EM flows need their own sums unless every example weighs the same
+                b.flag.copy_((s != s[:1]).any() | (s[0] == 0))
+            else:
+                b.flag.zero_()
+            dp.sum_backward(b.node, b.flow, b.scale, b.flag, batch, self._w, self._pgrad,
+                            self.sum_flows)
+            dp.input_backward(b.flow, b.xt, b.mt, b.scale, b.flag, batch, self._counts,
+                              self._nstats, self.em_counts, self.em_nstats)
+            if track:
+                dp.finish_backward(self._w, self._pgrad, b.scale, b.flag, self.sum_flows,
+                                   self.sum_norm, None)
+                inv = torch.where(b.flag != 0, 0.0, 1.0 / b.scale[:1])
+                self.em_counts.addcmul_(self._counts, inv)
+                for acc, ns in zip(self.em_nstats, self._nstats):
+                    acc.addcmul_(ns, inv)
+
+        self._run(("bwd", batch, track), run)
+        dl = dr = None
+        if want_logits:
+            dl = torch.empty_like(self._w)
+            dp.finish_backward(self._w, self._pgrad, b.scale, b.flag, None, self.sum_norm, dl)
+        if want_raw:
+            dr = raw_grads(self.tables, self.input_raw.detach(), self.input_shift, self._counts,
+                           self._nstats)
+        return dl, dr
+
+    def node_values(self, batch: int) -> Tensor:
+        """Node log-values ``[slots, batch]`` of the last forward pass."""
+        assert self._sbufs is not None
+        return self._sbufs.node[: self.plan.num_node_slots, :batch]
+
+    def node_flows(self, batch: int) -> Tensor:
+        """Node flows ``[slots, batch]`` (root flow 1 per example) of the last backward."""
+        assert self._sbufs is not None
+        return self._sbufs.flow[: self.plan.num_node_slots, :batch]
+
+    # --------------------------------------------------------------------- EM
+    @torch.no_grad()
+    def em_step(self, step_size: float, pseudocount: float) -> None:
+        """One EM step from the accumulated flows (weights and inputs); flows are zeroed."""
+        eta, alpha = float(step_size), float(pseudocount)
+        self.sync_params()
+        raw, shift = self.input_raw.detach(), self.input_shift
+
+        def run() -> None:
+            gsum = self.dp.em_weights(self._w, self.sum_flows, self.sum_logits.detach(), eta,
+                                      alpha)
+            z = self.sum_norm[:-1]
+            z.copy_(torch.where(gsum + alpha > 0, torch.log((1 - eta) * torch.exp(z) + eta), z))
+            em_update_inputs(self.tables, self._theta, raw, shift, self.em_counts,
+                             self.em_nstats, eta, alpha)
+            self.em_counts.zero_()
+            for ns in self.em_nstats:
+                ns.zero_()
+
+        self._run(("em", eta, alpha), run)
+        self._synced = self._param_key()  # both sides were updated together
+
+    def zero_flows(self) -> None:
+        """Forget the EM statistics accumulated since the last EM step."""
+        self.sum_flows.zero_()
+        self.em_counts.zero_()
+        for ns in self.em_nstats:
+            ns.zero_()
+
+    def _em_inputs(self, eta: float, alpha: float) -> None:  # the base's em_step is replaced
+        raise NotImplementedError
+
+    # ------------------------------------- the torch backend's function (input_logp)
     def run_forward(self, logw: Tensor, in_vals: list[Tensor],
                     keep: list[Tensor] | None = None) -> Tensor:
-        """The node buffer view ``[slots, batch]``; ``keep`` is ignored (no element buffers:
-        the kernels recompute elements from node values)."""
+        """The node buffer view ``[slots, batch]`` for input values fed from outside."""
         batch = in_vals[0].shape[1] if in_vals else 1
-        stride = DevicePlan.stride_for(batch)
-        node = self._buffer("node", stride)
-        node.fill_(float("-inf"))
-        node[0].zero_()
+        b = self._static(batch)
         for ly, v in zip(self.plan.input_layers, in_vals):
-            node[ly.node_start: ly.node_start + ly.n, :batch] = v
-        w = torch.exp(logw.float())
-        self.dp.sum_forward(node, batch, w)
-        return node[: self.plan.num_node_slots, :batch]
+            b.node[ly.node_start: ly.node_start + ly.n, :batch] = v
+        self._ext_w = torch.exp(logw.float())
+        self.dp.sum_forward(b.node, batch, self._ext_w)
+        self._stamp += 1
+        self._batch = batch
+        return b.node[: self.plan.num_node_slots, :batch]
 
     def run_backward(self, node: Tensor, logw: Tensor, grad: Tensor, *, track_em: bool,
                      elems: list[Tensor] | None = None) -> tuple[Tensor, list[Tensor]]:
         batch = node.shape[1]
-        full = self._bufs["node"]
-        stride = full.shape[1]
-        flow = self._buffer("flow", stride)
-        scale = torch.zeros(stride, dtype=torch.float32, device=self.device)
-        scale[:batch] = grad
-        w = torch.exp(logw.float())
+        b = self._static(batch)
+        w = self._ext_w
+        b.scale[:batch] = grad
+        uniform = bool((grad == grad[0]).all()) and float(grad[0]) != 0.0
+        b.flag.fill_(int(track_em and not uniform))
+        em = torch.zeros_like(w)
         pgrad = torch.zeros_like(w)
-        # the usual loss (a mean or sum of log-likelihoods) weighs every example alike: then
-        # the EM flows are the weight gradients up to that constant, and one pass gives both
-        uniform = track_em and bool((grad == grad[0]).all()) and float(grad[0]) != 0.0
-        pflow = torch.zeros_like(w) if track_em and not uniform else None
-        self.dp.sum_backward(full, flow, scale, batch, w, pgrad, pflow)
+        self.dp.sum_backward(b.node, b.flow, b.scale, b.flag, batch, w, pgrad, em)
         dlogw = w * pgrad
-        out = [dlogw.to(logw.dtype)]  # d loss / d log w
+        out = [dlogw.to(logw.dtype)]
         if track_em:
-            out.append(pflow if pflow is not None else dlogw / float(grad[0]))
-        return flow[: self.plan.num_node_slots, :batch], out
+            out.append(em if not uniform else dlogw / float(grad[0]))
+        return b.flow[: self.plan.num_node_slots, :batch], out
 
-    def group_sums(self, x: Tensor) -> Tensor:
-        """``[num_groups + 1]`` per-group sums of flat weight values (last: padding, 0)."""
-        out = torch.zeros_like(self.sum_norm, dtype=torch.float32)
-        start, length, group = self._runs
-        nruns = start.numel()
-        if nruns:
-            self.kernels.segment_sums[(-(-nruns // 64),)](
-                x.float().contiguous(), start, length, group, out, nruns, RUNS=64,
-                MAXLEN=RUN_MAX)
-        return out.to(self.sum_norm.dtype)
 
-    def log_weights(self) -> Tensor:
-        """``ParamsMixin.log_weights`` with an analytic backward (log-softmax per group by
-        :meth:`group_sums`): its autograd backward adds the padding of the dense
-        ``[groups, widest group]`` view into one element, millions of atomics on one address
-        where group sizes vary (PD)."""
-        return _LogWeights.apply(self.sum_logits, self)
+class _Fused(torch.autograd.Function):
+    """``(sum_logits, input_raw) -> log p(x)`` through the fused kernels."""
+
+    @staticmethod
+    def forward(ctx: Any, model: TritonCompiledCircuit, x: Tensor,  # type: ignore[override]
+                missing: Tensor | None, logits: Tensor, raw: Tensor) -> Tensor:
+        model.sync_params()
+        ll = model.fused_forward(x, missing)
+        ctx.model, ctx.x, ctx.missing, ctx.stamp = model, x, missing, model._stamp
+        return ll
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+        model: TritonCompiledCircuit = ctx.model
+        if model._stamp != ctx.stamp:  # another forward ran since: recompute this one
+            model.sync_params()
+            model.fused_forward(ctx.x, ctx.missing)
+        dl, dr = model.fused_backward(grad.contiguous().float(), ctx.needs_input_grad[3],
+                                      ctx.needs_input_grad[4])
+        return None, None, None, dl, dr
 
 
 class _LogWeights(torch.autograd.Function):
@@ -115,43 +359,21 @@ class _LogWeights(torch.autograd.Function):
     ``g - softmax * (sum of g over the group)``."""
 
     @staticmethod
-    def forward(ctx, raw: Tensor, model: TritonCompiledCircuit) -> Tensor:  # type: ignore
-        with torch.no_grad():
-            logw = CompiledCircuit.log_weights(model)
+    def forward(ctx: Any, raw: Tensor, model: TritonCompiledCircuit) -> Tensor:  # type: ignore
+        model.sync_params()
+        w = model._w.clone()
         ctx.model = model
-        ctx.save_for_backward(logw)
-        return logw
+        ctx.save_for_backward(w)
+        real = (model.dp.group >= 0) & (w > 0)
+        return torch.where(real, torch.log(torch.where(real, w, 1.0)), -math.inf)
 
     @staticmethod
-    def backward(ctx, g: Tensor):  # type: ignore[override]
+    def backward(ctx: Any, g: Tensor):  # type: ignore[override]
         model = ctx.model
-        (logw,) = ctx.saved_tensors
-        group = model.sum_group
-        real = torch.isfinite(logw)
-        g = torch.where(real, g, 0.0)
-        p = torch.where(real, torch.exp(logw - model.sum_norm[group]), 0.0)
-        return g - p * model.group_sums(g).to(g.dtype)[group], None
-
-
-#: longest run one program sums (longer runs are split)
-RUN_MAX = 64
-
-
-def group_runs(param_group: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Runs of consecutive weights of one group (padding left out), at most ``RUN_MAX`` long:
-    int32 (start, length, group)."""
-    g = np.asarray(param_group)
-    n = len(g)
-    if n == 0:
-        return (np.zeros(0, np.int32),) * 3  # type: ignore[return-value]
-    cut = np.flatnonzero(np.diff(g) != 0) + 1
-    start = np.concatenate([[0], cut])
-    end = np.concatenate([cut, [n]])
-    keep = g[start] >= 0
-    start, end = start[keep], end[keep]
-    pieces = -(-(end - start) // RUN_MAX)
-    first = np.repeat(start, pieces)
-    k = np.arange(pieces.sum()) - np.repeat(np.cumsum(pieces) - pieces, pieces)
-    s = first + k * RUN_MAX
-    ln = np.minimum(RUN_MAX, np.repeat(end, pieces) - s)
-    return s.astype(np.int32), ln.astype(np.int32), g[s].astype(np.int32)
+        (w,) = ctx.saved_tensors
+        g = torch.where(w > 0, g.float(), 0.0)
+        gs = model.group_sums(g).float()
+        group = model.dp.group.clamp_min(0).long()
+        z = model.sum_norm.float()[group]
+        prob = torch.where(w > 0, w * torch.exp(-z), 0.0)
+        return (g - prob * gs[group]).to(model.sum_logits.dtype), None

@@ -1,74 +1,157 @@
-"""Input-layer gradients and EM statistics from the statistics the backward kernels gather.
+"""Input layers of the Triton backend between the kernels' statistics and the parameters.
 
-The kernels leave, per input layer, ``nstats [n, 4]`` = (sum f, sum f over missing values,
-sum f x, sum f x^2 over observed values), weighted by the example weights, and for categorical
-layers the value counts in ``counts`` (laid out like ``input_params``). Everything here is a
-handful of vectorized torch operations per layer.
+The statistics kernels leave, per input layer, ``nstats [n, 4]`` = (sum f, sum f over missing
+values, sum f x, sum f x^2 over observed values) and, for categorical layers, the value counts
+in ``counts`` (laid out like the native parameters, tied nodes merged by the atomics). From them
+this module computes the gradients with respect to the torch backend's raw (unconstrained)
+input parameters and the EM update in native coordinates. Index tables are built once
+(:class:`InputTables`), so every step is a fixed sequence of device operations (capturable in
+a CUDA graph).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from pccc.ir.plan import InputLayer, KernelPlan
+from pccc.backends.torch import inputs as fam
+from pccc.ir.plan import InputLayer
 
 
-def _idx(ly: InputLayer, device: torch.device) -> Tensor:
-    """``[n, param_size]`` offsets of each node's parameters."""
-    idx = ly.param_start[:, None] + np.arange(ly.param_size)[None, :]
-    return torch.from_numpy(idx).to(device)
+@dataclass
+class InputTables:
+    """One input layer's parameter offsets on the device."""
+
+    layer: InputLayer
+    idx: Tensor
+    """``[n, size]`` offsets of each node's parameters (empty when ``span`` is set)"""
+    uidx: Tensor
+    """``[u, size]`` offsets of each distinct parameter row (tied nodes share one)"""
+    inv: Tensor
+    """``[n]`` row of ``uidx`` each node uses"""
+    span: tuple[int, int] | None
+    """``(start, length)`` when the rows are one contiguous untied block (no gathers)"""
+
+    @staticmethod
+    def build(ly: InputLayer, device: torch.device) -> InputTables:
+        size = max(ly.param_size, 1)
+        idx = ly.param_start[:, None] + np.arange(size)[None, :]
+        uniq, inv = np.unique(ly.param_start, return_inverse=True)
+        flat = idx.reshape(-1)
+        span = None
+        if ly.param_size and len(uniq) == ly.n and np.array_equal(
+                flat, flat[0] + np.arange(flat.size)):
+            span = (int(flat[0]), int(flat.size))
+        uidx = uniq[:, None] + np.arange(size)[None, :]
+        if span is not None:  # rows are views: no index tables on the device
+            idx = uidx = np.zeros((0, size), np.int64)
+
+        def t(a: np.ndarray) -> Tensor:
+            return torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64)).to(device)
+
+        return InputTables(ly, t(idx), t(uidx), t(inv.reshape(-1)), span)
+
+    def rows(self, flat: Tensor) -> Tensor:
+        """``[n, size]`` rows of a flat parameter-layout tensor (a view when contiguous)."""
+        if self.span is not None:
+            return flat[self.span[0]: self.span[0] + self.span[1]].view(self.layer.n, -1)
+        return flat[self.idx]
+
+    def urows(self, flat: Tensor) -> Tensor:
+        """``[u, size]`` distinct parameter rows of ``flat`` (a view when contiguous)."""
+        return self.rows(flat) if self.span is not None else flat[self.uidx]
+
+    @property
+    def num_rows(self) -> int:
+        """Distinct parameter rows."""
+        return self.layer.n if self.span is not None else self.uidx.shape[0]
+
+    def put(self, flat: Tensor, rows: Tensor) -> None:
+        """Write ``[u, size]`` rows (one per distinct parameter row) into ``flat``."""
+        if self.span is not None:
+            flat[self.span[0]: self.span[0] + self.span[1]].copy_(rows.reshape(-1))
+        else:
+            flat.index_copy_(0, self.uidx.reshape(-1), rows.reshape(-1).to(flat.dtype))
 
 
-def input_grads(plan: KernelPlan, dp, theta: Tensor, counts: Tensor,
-                nstats: list[Tensor]) -> Tensor:
-    """``d loss / d input_params`` (linear, native parameters)."""
-    grad = torch.where(counts != 0, counts / torch.where(theta > 0, theta, 1.0), 0.0)
-    for ly, ns in zip(plan.input_layers, nstats):
-        if ly.dist in ("indicator", "categorical"):
+def raw_grads(tables: list[InputTables], raw: Tensor, shift: Tensor, counts: Tensor,
+              nstats: list[Tensor]) -> Tensor:
+    """``d loss / d input_raw`` from statistics weighted by the upstream gradient."""
+    grad = torch.zeros_like(raw)
+    for tb, ns in zip(tables, nstats):
+        ly = tb.layer
+        if not ly.param_size:
             continue
-        idx = _idx(ly, theta.device)
-        p = theta[idx]  # [n, size]
-        s_obs = ns[:, 0] - ns[:, 1]
-        sx, sxx = ns[:, 2], ns[:, 3]
-        if ly.dist in ("bernoulli", "binomial"):
+        obs = ns[:, 0] - ns[:, 1]
+        r = tb.rows(raw)
+        if ly.dist == "categorical":  # counts - softmax(raw) * observed flow, per node
+            g = torch.softmax(r, dim=1) * -obs[:, None]
+            if tb.span is not None:
+                tb.rows(grad).copy_(tb.rows(counts) + g)
+                continue
+            grad.index_add_(0, tb.uidx.reshape(-1), counts[tb.uidx.reshape(-1)])
+        elif ly.dist in ("bernoulli", "binomial"):
             total = 1.0 if ly.dist == "bernoulli" else float(dict(ly.attrs)["total"])
-            q = p[:, 0]
-            g = (sx / q - (total * s_obs - sx) / (1 - q))[:, None]
-        else:  # gaussian
-            mu, sd = p[:, 0], p[:, 1]
-            dev2 = sxx - 2 * mu * sx + mu * mu * s_obs
-            g = torch.stack([(sx - mu * s_obs) / sd**2, -s_obs / sd + dev2 / sd**3], dim=1)
-        grad.index_add_(0, idx.reshape(-1), g.reshape(-1))
+            g = (ns[:, 2] - torch.sigmoid(r[:, 0]) * total * obs)[:, None]
+        elif ly.dist == "gaussian":
+            mu, lsd = r[:, 0], r[:, 1]
+            prec = torch.exp(-2 * lsd)
+            sx, sxx = ns[:, 2], ns[:, 3]
+            dev2 = sxx - 2 * mu * sx + mu * mu * obs
+            g = torch.stack([(sx - mu * obs) * prec, dev2 * prec - obs], dim=1)
+        else:
+            continue
+        if tb.span is not None:
+            tb.rows(grad).add_(g.to(grad.dtype))
+        else:
+            grad.index_add_(0, tb.idx.reshape(-1), g.reshape(-1).to(grad.dtype))
     return grad
 
 
-def em_stats(ly: InputLayer, theta: Tensor, counts: Tensor, ns: Tensor
-             ) -> tuple[Tensor, Tensor]:
-    """(unique parameter offsets ``[u, size]``, EM statistics ``[u, k]``) of one layer, in the
-    torch backend's format; tied nodes are summed. A missing value contributes its posterior
-    under the node's own distribution."""
-    idx = _idx(ly, theta.device)
-    uniq, inv = np.unique(ly.param_start, return_inverse=True)
-    inv_t = torch.from_numpy(inv).to(theta.device)
-    u = len(uniq)
-    native = theta[idx]
-    fm = ns[:, 1]
-    if ly.dist == "categorical":
-        per = torch.zeros((u,), dtype=theta.dtype, device=theta.device).index_add_(0, inv_t, fm)
-        uidx = torch.from_numpy(uniq[:, None] + np.arange(ly.param_size)).to(theta.device)
-        return uidx, counts[uidx] + per[:, None] * theta[uidx]
-    st = torch.zeros((ly.n, 3), dtype=theta.dtype, device=theta.device)
-    if ly.dist in ("bernoulli", "binomial"):
-        total = 1.0 if ly.dist == "bernoulli" else float(dict(ly.attrs)["total"])
-        st[:, 0] = ns[:, 2] + fm * total * native[:, 0]
-        st[:, 1] = ns[:, 0] * total
-    else:
-        mu, sd = native[:, 0], native[:, 1]
-        st[:, 0] = ns[:, 0]
-        st[:, 1] = ns[:, 2] + fm * mu
-        st[:, 2] = ns[:, 3] + fm * (sd * sd + mu * mu)
-    agg = torch.zeros((u, 3), dtype=theta.dtype, device=theta.device).index_add_(0, inv_t, st)
-    uidx = torch.from_numpy(uniq[:, None] + np.arange(ly.param_size)).to(theta.device)
-    return uidx, agg
+def em_update_inputs(tables: list[InputTables], theta: Tensor, raw: Tensor, shift: Tensor,
+                     counts: Tensor, nstats: list[Tensor], step: float,
+                     pseudocount: float) -> None:
+    """One EM step of every input layer from EM statistics (root flow 1 per example): native
+    parameters ``theta`` and the raw coordinates (``raw``, ``shift``) are written in place."""
+    updates = []
+    for tb, ns in zip(tables, nstats):
+        ly = tb.layer
+        if not ly.param_size or ly.dist == "indicator":
+            continue
+        u = tb.num_rows
+        native = tb.urows(theta)  # [u, size]
+        fm = ns[:, 1]
+        if tb.span is None:
+            fm = torch.zeros(u, dtype=theta.dtype, device=theta.device).index_add_(0, tb.inv, fm)
+        if ly.dist == "categorical":  # a missing value adds its posterior: f * theta
+            stats = tb.urows(counts) + fm[:, None] * native
+        else:
+            st = torch.zeros((ly.n, 3), dtype=theta.dtype, device=theta.device)
+            nat = tb.rows(theta)
+            if ly.dist in ("bernoulli", "binomial"):
+                total = 1.0 if ly.dist == "bernoulli" else float(dict(ly.attrs)["total"])
+                st[:, 0] = ns[:, 2] + ns[:, 1] * total * nat[:, 0]
+                st[:, 1] = ns[:, 0] * total
+            else:
+                mu, sd = nat[:, 0], nat[:, 1]
+                st[:, 0] = ns[:, 0]
+                st[:, 1] = ns[:, 2] + ns[:, 1] * mu
+                st[:, 2] = ns[:, 3] + ns[:, 1] * (sd * sd + mu * mu)
+            stats = st if tb.span is not None else torch.zeros(
+                (u, 3), dtype=theta.dtype, device=theta.device).index_add_(0, tb.inv, st)
+        updates.append((tb, fam.em_update(ly.dist, native, stats, step, pseudocount)))
+    for tb, new in updates:  # write after reading: tied rows update once
+        r, s = fam.to_raw_tensor(tb.layer.dist, new)
+        tb.put(theta, new)
+        tb.put(raw, r)
+        tb.put(shift, s)
+
+
+def native_params(tables: list[InputTables], raw: Tensor, shift: Tensor, theta: Tensor) -> None:
+    """``theta`` (native, linear) from the raw coordinates, in place."""
+    for tb in tables:
+        if tb.layer.param_size:
+            tb.put(theta, fam.to_native(tb.layer.dist, tb.urows(raw), tb.urows(shift)))

@@ -49,6 +49,23 @@ class _SumPart:
     chunk_start: Tensor
     param_start: Tensor
     num_chunks: Tensor
+    sib: Tensor
+    """``[groups, G]`` blocks (local indices, -1 padding) that read the same elements"""
+    G: int
+
+
+def sibling_table(chunk_start: np.ndarray, num_chunks: np.ndarray) -> np.ndarray:
+    """Blocks grouped by identical chunk lists (the row blocks of one sum vector, which read
+    the same elements): ``[groups, G]`` block indices, ``-1`` padded."""
+    key = np.concatenate([num_chunks[:, None], chunk_start], axis=1)
+    _, inv = np.unique(key, axis=0, return_inverse=True)
+    inv = inv.reshape(-1)
+    order = np.argsort(inv, kind="stable")
+    counts = np.bincount(inv)
+    rank = np.arange(len(inv)) - np.repeat(np.cumsum(counts) - counts, counts)
+    table = np.full((len(counts), int(counts.max(initial=1))), -1, np.int64)
+    table[inv[order], rank] = order
+    return table
 
 
 @dataclass
@@ -92,8 +109,13 @@ class DevicePlan:
                 assert isinstance(ly, SumLayer) and prod is not None
                 self.steps.append(self._step(prod, ly))
         self.inputs = [self._input(ly) for ly in plan.input_layers]
-        self.group = torch.from_numpy(plan.param_group.astype(np.int32)).to(device)
-        self.group_size = torch.from_numpy(plan.group_size.astype(np.int32)).to(device)
+        self.group = _i32(plan.param_group, device)
+        self.group_size = _i32(plan.group_size, device)
+        self.num_groups = len(plan.group_size)
+        self.runs = tuple(_i32(a, device) for a in group_runs(plan.param_group))
+        #: programs a backward launch aims for (batch splits fill the card on small layers)
+        self.programs = 4 * (torch.cuda.get_device_properties(device).multi_processor_count
+                             if device.type == "cuda" else 2)
 
     def _step(self, prod: ProductLayer, ly: SumLayer) -> _SumStep:
         table = children_table(prod, self.neg)
@@ -103,9 +125,10 @@ class DevicePlan:
 
     def _part(self, shape: SumShape, p: SumPartition, blocks: np.ndarray) -> _SumPart:
         d = self.device
+        sib = sibling_table(p.chunk_start[blocks], p.num_chunks[blocks])
         return _SumPart(shape, len(blocks), p.max_chunks, _i32(p.node_start[blocks], d),
                         _i32(p.chunk_start[blocks], d), _i32(p.param_start[blocks], d),
-                        _i32(p.num_chunks[blocks], d))
+                        _i32(p.num_chunks[blocks], d), _i32(sib, d), sib.shape[1])
 
     def _input(self, ly: InputLayer) -> _Input:
         d = self.device
@@ -121,85 +144,158 @@ class DevicePlan:
     def stride_for(batch: int) -> int:
         return max(BT_FWD, -(-batch // BT_FWD) * BT_FWD)
 
-    def prepare_inputs(self, x: Tensor, missing: Tensor | None) -> tuple[Tensor, Tensor, int]:
-        """``x [batch, vars]`` -> transposed float32 values and int8 missing flags
-        ``[vars, stride]`` (missing: ``-1`` or NaN unless ``missing`` is given)."""
-        batch = x.shape[0]
-        stride = self.stride_for(batch)
-        xf = x.to(self.device, torch.float32)
-        if missing is None:
-            miss = torch.isnan(xf) | (xf == -1)
-        else:
-            miss = missing.to(self.device, torch.bool)
-        xt = torch.zeros((x.shape[1], stride), dtype=torch.float32, device=self.device)
-        mt = torch.ones((x.shape[1], stride), dtype=torch.int8, device=self.device)
-        xt[:, :batch] = torch.where(miss, 0.0, xf).T
-        mt[:, :batch] = miss.T.to(torch.int8)
-        return xt, mt, stride
-
-    def forward(self, xt: Tensor, mt: Tensor, batch: int, params: Tensor, input_params: Tensor,
-                node: Tensor) -> None:
-        """Fill ``node [rows, stride]`` (log-values)."""
-        stride = node.shape[1]
-        node.fill_(float("-inf"))
+    def new_node_buffer(self, stride: int) -> Tensor:
+        """``[rows, stride]`` node log-values: ``-inf`` everywhere but row 0 (log 1). Layers
+        write every live row, so this is done once per buffer, not per batch."""
+        node = torch.full((self.rows, stride), float("-inf"), dtype=torch.float32,
+                          device=self.device)
         node[0].zero_()
+        return node
+
+    def prepare_inputs(self, x: Tensor, missing: Tensor | None, xt: Tensor, mt: Tensor) -> None:
+        """``x [batch, vars]`` -> ``xt[:, :batch]`` float32 values (0 where missing) and
+        ``mt[:, :batch]`` int8 missing flags (``-1`` or NaN unless ``missing`` is given)."""
+        batch = x.shape[0]
+        xf = x.to(self.device, torch.float32)
+        miss = (torch.isnan(xf) | (xf == -1)) if missing is None else \
+            missing.to(self.device, torch.bool)
+        xt[:, :batch].copy_(torch.where(miss, 0.0, xf).T)
+        mt[:, :batch].copy_(miss.T)
+
+    def forward(self, xt: Tensor, mt: Tensor, batch: int, w: Tensor, theta: Tensor,
+                node: Tensor) -> None:
+        """Fill ``node [rows, stride]`` (log-values, from :meth:`new_node_buffer`)."""
+        stride = node.shape[1]
         tiles = triton_cdiv(batch, BT)
         for inp in self.inputs:
             ly = inp.layer
             getattr(self.k, inp.fwd)[(triton_cdiv(ly.n, BN), tiles)](
-                node, xt, mt, inp.vars, inp.pstart, inp.values, input_params, inp.logc,
+                node, xt, mt, inp.vars, inp.pstart, inp.values, theta, inp.logc,
                 ly.node_start, ly.n, batch, stride, BN=BN, BT=BT)
-        self.sum_forward(node, batch, params)
+        self.sum_forward(node, batch, w)
 
-    def sum_forward(self, node: Tensor, batch: int, params: Tensor) -> None:
+    def sum_forward(self, node: Tensor, batch: int, w: Tensor) -> None:
         """The sum layers (products fused in) over a node buffer whose inputs are filled."""
         stride = node.shape[1]
         tiles = triton_cdiv(batch, BT_FWD)
         for step in self.steps:
             for p in step.parts:
                 getattr(self.k, f"sum_fwd_{p.shape.tag}")[(p.nb, tiles)](
-                    node, params, step.children, step.row, p.node_start, p.chunk_start,
+                    node, w, step.children, step.row, p.node_start, p.chunk_start,
                     p.param_start, p.num_chunks, batch, stride, BT=BT_FWD)
 
-    def sum_backward(self, node: Tensor, flow: Tensor, scale: Tensor, batch: int,
-                     params: Tensor, pgrad: Tensor, pflow: Tensor | None = None) -> None:
-        """Node flows (root flow 1 per example) into ``flow``; ``sum_b scale_b * ...``
-        weight gradients into ``pgrad``; EM parameter flows into ``pflow`` when given."""
+    def sum_backward(self, node: Tensor, flow: Tensor, scale: Tensor, flag: Tensor, batch: int,
+                     w: Tensor, pgrad: Tensor, flows: Tensor) -> None:
+        """Node flows (root flow 1 per example) into ``flow``; ``sum_b scale_b * ...`` weight
+        gradients into ``pgrad`` (zeroed here); where ``flag[0] != 0``, EM flows added to
+        ``flows``."""
         stride = node.shape[1]
         tiles = triton_cdiv(batch, BT)
         flow.zero_()
         flow[self.plan.root_slot, :batch] = 1.0
-        em = pflow is not None
+        pgrad.zero_()
         for step in reversed(self.steps):
             for p in step.parts:
-                getattr(self.k, f"sum_bwd_{p.shape.tag}")[(p.nb, tiles)](
-                    node, flow, params, pgrad, pflow if em else pgrad, scale, step.children,
-                    step.row, p.node_start, p.chunk_start, p.param_start, p.num_chunks, batch,
-                    stride, BT=BT, EM=em)
+                tag = p.shape.tag
+                shared = p.G > 1  # sibling blocks: element flows summed over them first
+                if shared:
+                    getattr(self.k, f"sum_eflow_{tag}")[(p.sib.shape[0], p.shape.NC, tiles)](
+                        node, flow, w, step.children, step.row, p.sib, p.node_start,
+                        p.chunk_start, p.param_start, p.num_chunks, batch, stride, G=p.G, BT=BT)
+                splits = min(tiles, triton_cdiv(self.programs, p.nb * p.shape.NC))
+                getattr(self.k, f"sum_bwd_{tag}")[(p.nb, p.shape.NC, splits)](
+                    node, flow, w, pgrad, flows, scale, flag, step.children, step.row,
+                    p.node_start, p.chunk_start, p.param_start, p.num_chunks, batch, stride,
+                    splits, triton_cdiv(tiles, splits), BT=BT, SCATTER=not shared)
 
-    def backward(self, node: Tensor, flow: Tensor, scale: Tensor, batch: int, params: Tensor,
-                 pgrad: Tensor, xt: Tensor, mt: Tensor, counts: Tensor,
-                 nstats: list[Tensor]) -> None:
-        """:meth:`sum_backward`, then input statistics into ``counts`` and ``nstats``."""
-        stride = node.shape[1]
+    def input_backward(self, flow: Tensor, xt: Tensor, mt: Tensor, scale: Tensor, flag: Tensor,
+                       batch: int, counts: Tensor, nstats: list[Tensor], counts_em: Tensor,
+                       nstats_em: list[Tensor]) -> None:
+        """Input statistics weighted by ``scale`` into ``counts``/``nstats`` (zeroed here);
+        where ``flag[0] != 0`` also unweighted into ``counts_em``/``nstats_em`` (added)."""
+        stride = flow.shape[1]
         tiles = triton_cdiv(batch, BT)
-        self.sum_backward(node, flow, scale, batch, params, pgrad)
-        for inp, ns in zip(self.inputs, nstats):
+        counts.zero_()
+        for inp, ns, ns_em in zip(self.inputs, nstats, nstats_em):
+            ns.zero_()
             ly = inp.layer
             getattr(self.k, inp.bwd)[(triton_cdiv(ly.n, BN), tiles)](
-                flow, xt, mt, inp.vars, inp.pstart, counts, ns, scale, ly.node_start, ly.n,
-                batch, stride, BN=BN, BT=BT)
+                flow, xt, mt, inp.vars, inp.pstart, counts, ns, counts_em, ns_em, scale, flag,
+                ly.node_start, ly.n, batch, stride, BN=BN, BT=BT)
 
-    def em_sums(self, params: Tensor, pgrad: Tensor, norm: Tensor, step: float,
-                pseudocount: float) -> None:
-        """One EM update of the sum weights from the gradients of the last backward pass."""
-        total = params.numel()
-        gsum = torch.zeros(len(self.group_size), dtype=torch.float32, device=self.device)
-        grid = (triton_cdiv(total, 1024),)
-        self.k.em_group_sums[grid](params, pgrad, self.group, gsum, norm, total, BLOCK=1024)
-        self.k.em_update[grid](params, pgrad, self.group, gsum, self.group_size, norm, total,
-                               float(step), float(pseudocount), BLOCK=1024)
+    # ---------------------------------------------------------- flat weights
+    def group_reduce(self, mode: int, x: Tensor, out: Tensor, y: Tensor | None = None,
+                     aux: Tensor | None = None) -> Tensor:
+        """Per-group reductions of flat weight values into ``out [num_groups]`` (see the
+        ``segment_reduce`` kernel: 0 sum, 1 sum of x * y, 2 max, 3 sum of exp(x - aux))."""
+        start, length, group = self.runs
+        nruns = start.numel()
+        if nruns:
+            self.k.segment_reduce[(triton_cdiv(nruns, RUNS),)](
+                x, x if y is None else y, start, length, group, out, out if aux is None else aux,
+                nruns, RUNS=RUNS, MAXLEN=RUN_MAX, MODE=mode)
+        return out
+
+    def weights_from_logits(self, logits: Tensor, norm: Tensor, w: Tensor) -> None:
+        """``w`` = per-group softmax of ``logits`` times ``exp(norm)``."""
+        g = self.num_groups
+        gmax = self.group_reduce(2, logits, torch.full((g,), float("-inf"), device=self.device))
+        gsum = self.group_reduce(3, logits, torch.zeros(g, device=self.device), aux=gmax)
+        total = logits.numel()
+        self.k.weights_from_logits[(triton_cdiv(total, BLOCK),)](
+            logits, self.group, gmax, gsum, norm, w, total, BLOCK=BLOCK)
+
+    def finish_backward(self, w: Tensor, pgrad: Tensor, scale: Tensor, flag: Tensor,
+                        flows: Tensor | None, norm: Tensor, out: Tensor | None) -> None:
+        """EM flows of a uniform-scale pass into ``flows``; ``d loss / d logits`` into
+        ``out`` (either may be None: not wanted)."""
+        total = w.numel()
+        grid = (triton_cdiv(total, BLOCK),)
+        if flows is not None:
+            self.k.flows_finish[grid](w, pgrad, scale, flag, flows, total, BLOCK=BLOCK)
+        if out is not None:
+            gs = self.group_reduce(1, w, torch.zeros(self.num_groups, device=self.device),
+                                   y=pgrad)
+            self.k.logits_grad[grid](w, pgrad, self.group, gs, norm, out, total, BLOCK=BLOCK)
+
+    def em_weights(self, w: Tensor, flows: Tensor, logits: Tensor, step: float,
+                   pseudocount: float) -> Tensor:
+        """One EM update of ``w`` (and ``logits``) from ``flows`` (zeroed); returns the
+        per-group flow sums."""
+        gsum = self.group_reduce(0, flows, torch.zeros(self.num_groups, device=self.device))
+        total = w.numel()
+        self.k.em_weights[(triton_cdiv(total, BLOCK),)](
+            w, flows, self.group, gsum, self.group_size, logits, total, float(step),
+            float(pseudocount), BLOCK=BLOCK)
+        return gsum
 
 
 def triton_cdiv(a: int, b: int) -> int:
     return max(1, -(-a // b))
+
+
+#: longest run one program reduces (longer runs are split), runs per program, elements per
+#: program of the elementwise weight kernels
+RUN_MAX = 64
+RUNS = 64
+BLOCK = 1024
+
+
+def group_runs(param_group: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Runs of consecutive weights of one group (padding left out), at most ``RUN_MAX`` long:
+    int32 (start, length, group)."""
+    g = np.asarray(param_group)
+    n = len(g)
+    if n == 0:
+        return (np.zeros(0, np.int32),) * 3  # type: ignore[return-value]
+    cut = np.flatnonzero(np.diff(g) != 0) + 1
+    start = np.concatenate([[0], cut])
+    end = np.concatenate([cut, [n]])
+    keep = g[start] >= 0
+    start, end = start[keep], end[keep]
+    pieces = -(-(end - start) // RUN_MAX)
+    first = np.repeat(start, pieces)
+    k = np.arange(pieces.sum()) - np.repeat(np.cumsum(pieces) - pieces, pieces)
+    s = first + k * RUN_MAX
+    ln = np.minimum(RUN_MAX, np.repeat(end, pieces) - s)
+    return s.astype(np.int32), ln.astype(np.int32), g[s].astype(np.int32)

@@ -93,51 +93,110 @@ def $name(node, weights, children, row, node_start, chunk_start, param_start, nu
 
 SUM_BWD = Template('''
 
-@triton.jit(do_not_specialize=["batch"])
-def $name(node, flow, weights, pgrad, pflow, scale, children, row, node_start, chunk_start,
-        param_start, num_chunks, batch, stride, BT: tl.constexpr, EM: tl.constexpr):
-    """Backward of sum partition B=$B C=$C fan-in $F: element flows, scattered to the
-    product children, weight gradients sum_b scale_b f_rb exp(e_cb - s_rb) and, with EM,
-    the parameter flows w_rc sum_b f_rb exp(e_cb - s_rb)."""
+@triton.jit(do_not_specialize=["batch", "splits", "per"])
+def $name(node, flow, weights, pgrad, pflow, scale, flag, children, row, node_start, chunk_start,
+        param_start, num_chunks, batch, stride, splits, per, BT: tl.constexpr,
+        SCATTER: tl.constexpr):
+    """Backward of sum partition B=$B C=$C fan-in $F. Program (block, chunk, split) walks the
+    batch tiles split, split + splits, ... (per of them): element flows scattered to the
+    product children; the chunk's weight gradients sum_b scale_b f_rb exp(e_cb - s_rb) summed
+    over its tiles in registers, then added once (one atomic per weight and split, not per
+    batch tile); when flag[0] != 0 (EM statistics under a non-uniform scale) also the EM
+    flows w_rc sum_b f_rb exp(e_cb - s_rb) into pflow."""
     blk = tl.program_id(0)
-    cols = tl.program_id(1) * BT + tl.arange(0, BT)
-    cmask = cols < batch
-    rows = tl.arange(0, $BP)
-    rmask = rows < $B
-    cc = tl.arange(0, $CP)
-    ccmask = cc < $C
-    ns = tl.load(node_start + blk).to(tl.int64)
-    noff = (ns + rows)[:, None] * stride + cols[None, :]
-    nmask = rmask[:, None] & cmask[None, :]
-    s = tl.load(node + noff, mask=nmask, other=float("-inf"))
-    f = tl.load(flow + noff, mask=nmask, other=0.0)
-    live = (f > 0.0) & (s > float("-inf"))
-    q = tl.where(live, tl.log(tl.where(live, f, 1.0)) - s, float("-inf"))
-    qmax = tl.max(q, axis=0)
-    qmax = tl.where(qmax == float("-inf"), 0.0, qmax)
-    r = tl.exp(q - qmax[None, :])
-    r_s = r * tl.load(scale + cols, mask=cmask, other=0.0)[None, :]
+    k = tl.program_id(1)
     nch = tl.load(num_chunks + blk)
-    for k in range(0, $NC):  # padded chunks are skipped, not computed
-        if k < nch:
-            es = tl.load(chunk_start + blk * $NC + k)
-            ps = tl.load(param_start + blk * $NC + k).to(tl.int64)
-            e = es + cc
+    if k < nch:
+        rows = tl.arange(0, $BP)
+        rmask = rows < $B
+        cc = tl.arange(0, $CP)
+        ccmask = cc < $C
+        ns = tl.load(node_start + blk).to(tl.int64)
+        es = tl.load(chunk_start + blk * $NC + k)
+        ps = tl.load(param_start + blk * $NC + k).to(tl.int64)
+        e = es + cc
+        wmask = rmask[:, None] & ccmask[None, :]
+        gptr = ps + rows[:, None] * $C + cc[None, :]
+        w = tl.load(weights + gptr, mask=wmask, other=0.0)
+        real = tl.max(w, axis=0) > 0.0
+        two = tl.load(flag) != 0
+        g = tl.zeros([$BP, $CP], tl.float32)
+        g1 = tl.zeros([$BP, $CP], tl.float32)
+        it = 0
+        while it < per:  # a while loop: the interpreter cannot range() a run-time bound
+            cols = (tl.program_id(2) + it * splits) * BT + tl.arange(0, BT)
+            cmask = cols < batch
+            noff = (ns + rows)[:, None] * stride + cols[None, :]
+            nmask = rmask[:, None] & cmask[None, :]
+            s = tl.load(node + noff, mask=nmask, other=float("-inf"))
+            f = tl.load(flow + noff, mask=nmask, other=0.0)
+            live = (f > 0.0) & (s > float("-inf"))
+            q = tl.where(live, tl.log(tl.where(live, f, 1.0)) - s, float("-inf"))
+            qmax = tl.max(q, axis=0)
+            qmax = tl.where(qmax == float("-inf"), 0.0, qmax)
+            r = tl.exp(q - qmax[None, :])
+            r_s = r * tl.load(scale + cols, mask=cmask, other=0.0)[None, :]
             elem = _elements(node, children, e, ccmask, cols, cmask, stride, $F, row)
-            wptr = weights + ps + rows[:, None] * $C + cc[None, :]
-            wmask = rmask[:, None] & ccmask[None, :]
-            w = tl.load(wptr, mask=wmask, other=0.0)
-            real = tl.max(w, axis=0) > 0.0
             x = tl.exp(tl.minimum(elem + qmax[None, :], $cap))
             x = tl.where(real[:, None] & (elem > float("-inf")), x, 0.0)
-            t = $mix_bwd
-            _scatter(flow, children, e, ccmask, cols, cmask, stride, t * x, $F, row)
-            g = $mix_grad
-            gptr = ps + rows[:, None] * $C + cc[None, :]
-            tl.atomic_add(pgrad + gptr, g, mask=wmask, sem="relaxed")
-            if EM:  # EM flows: root flow 1 per example, times the weight
-                g1 = $mix_flow
-                tl.atomic_add(pflow + gptr, g1 * w, mask=wmask, sem="relaxed")
+            if SCATTER:  # else the element flows are sum_eflow's (blocks that share elements)
+                tt = $mix_bwd
+                _scatter(flow, children, e, ccmask, cols, cmask, stride, tt * x, $F, row)
+            g += $mix_grad
+            if two:  # EM flows need their own sum when examples weigh differently
+                g1 += $mix_flow
+            it += 1
+        tl.atomic_add(pgrad + gptr, g, mask=wmask, sem="relaxed")
+        if two:
+            tl.atomic_add(pflow + gptr, g1 * w, mask=wmask, sem="relaxed")
+''')
+
+SUM_EFLOW = Template('''
+
+@triton.jit(do_not_specialize=["batch"])
+def $name(node, flow, weights, children, row, sib, node_start, chunk_start, param_start,
+        num_chunks, batch, stride, G: tl.constexpr, BT: tl.constexpr):
+    """Element flows of chunk k of the sibling blocks sib[grp, :G] (blocks of one sum vector:
+    same elements, B=$B rows each, C=$C, fan-in $F): sum_j W_j^T (f_j / s_j) over the siblings
+    with a running per-column max, times exp(e), scattered once to the product children."""
+    grp = tl.program_id(0)
+    k = tl.program_id(1)
+    cols = tl.program_id(2) * BT + tl.arange(0, BT)
+    cmask = cols < batch
+    b0 = tl.load(sib + grp * G)
+    nch = tl.load(num_chunks + b0)
+    if k < nch:
+        rows = tl.arange(0, $BP)
+        rmask = rows < $B
+        cc = tl.arange(0, $CP)
+        ccmask = cc < $C
+        e = tl.load(chunk_start + b0 * $NC + k) + cc
+        wmask = rmask[:, None] & ccmask[None, :]
+        nmask = rmask[:, None] & cmask[None, :]
+        qm = tl.full([BT], float("-inf"), tl.float32)
+        acc = tl.zeros([$CP, BT], tl.float32)
+        for j in range(G):
+            blk = tl.load(sib + grp * G + j)
+            if blk >= 0:
+                ns = tl.load(node_start + blk).to(tl.int64)
+                ps = tl.load(param_start + blk * $NC + k).to(tl.int64)
+                noff = (ns + rows)[:, None] * stride + cols[None, :]
+                s = tl.load(node + noff, mask=nmask, other=float("-inf"))
+                f = tl.load(flow + noff, mask=nmask, other=0.0)
+                live = (f > 0.0) & (s > float("-inf"))
+                q = tl.where(live, tl.log(tl.where(live, f, 1.0)) - s, float("-inf"))
+                qn = tl.maximum(qm, tl.max(q, axis=0))
+                qs = tl.where(qn == float("-inf"), 0.0, qn)
+                r = tl.exp(q - qs[None, :])
+                w = tl.load(weights + ps + rows[:, None] * $C + cc[None, :], mask=wmask,
+                            other=0.0)
+                acc = acc * tl.exp(qm - qs)[None, :] + $mix_bwd
+                qm = qn
+        qs = tl.where(qm == float("-inf"), 0.0, qm)
+        elem = _elements(node, children, e, ccmask, cols, cmask, stride, $F, row)
+        x = tl.exp(tl.minimum(elem + qs[None, :], $cap))
+        x = tl.where(elem > float("-inf"), x, 0.0)
+        _scatter(flow, children, e, ccmask, cols, cmask, stride, acc * x, $F, row)
 ''')
 
 #: tensor-core mixes; ``$ip`` is the dot's input precision ("tf32" or "ieee")
@@ -184,25 +243,33 @@ $logprob
 INPUT_BWD = Template('''
 
 @triton.jit(do_not_specialize=["n", "batch"])
-def $name(flow, x, miss, vars, pstart, counts, nstats, scale, node_start, n, batch, stride,
-        BN: tl.constexpr, BT: tl.constexpr):
+def $name(flow, x, miss, vars, pstart, counts, nstats, counts_em, nstats_em, scale, flag,
+        node_start, n, batch, stride, BN: tl.constexpr, BT: tl.constexpr):
     """Input layer ($dist) statistics, weighted by scale * flow: per node [sum f, sum f over
-    missing values, sum f x, sum f x^2] (observed), and value counts (categorical)."""
+    missing values, sum f x, sum f x^2] (observed), and value counts (categorical); when
+    flag[0] != 0 the same unweighted (root flow 1: EM statistics) into the *_em buffers."""
 $prologue    sc = tl.load(scale + cols, mask=cmask, other=0.0)
     foff = (node_start + i).to(tl.int64)[:, None] * stride + cols[None, :]
-    f = tl.load(flow + foff, mask=mask, other=0.0) * sc[None, :]
+    f = tl.load(flow + foff, mask=mask, other=0.0)
+    _input_stats(f * sc[None, :], ms, xv, i, imask, mask, pstart, counts, nstats, $CAT)
+    if tl.load(flag) != 0:
+        _input_stats(f, ms, xv, i, imask, mask, pstart, counts_em, nstats_em, $CAT)
+''')
+
+INPUT_STATS = '''
+
+@triton.jit
+def _input_stats(f, ms, xv, i, imask, mask, pstart, counts, nstats, CAT: tl.constexpr):
     obs = tl.where(ms != 0, 0.0, f)
     tl.atomic_add(nstats + i * 4, tl.sum(f, axis=1), mask=imask, sem="relaxed")
     tl.atomic_add(nstats + i * 4 + 1, tl.sum(f - obs, axis=1), mask=imask, sem="relaxed")
     tl.atomic_add(nstats + i * 4 + 2, tl.sum(obs * xv, axis=1), mask=imask, sem="relaxed")
     tl.atomic_add(nstats + i * 4 + 3, tl.sum(obs * xv * xv, axis=1), mask=imask, sem="relaxed")
-$counts
-''')
-
-CAT_COUNTS = '''\
-    ps = tl.load(pstart + i, mask=imask, other=0).to(tl.int64)
-    tl.atomic_add(counts + ps[:, None] + xv.to(tl.int64), obs, mask=mask & (ms == 0),
-                  sem="relaxed")'''
+    if CAT:
+        ps = tl.load(pstart + i, mask=imask, other=0).to(tl.int64)
+        tl.atomic_add(counts + ps[:, None] + xv.to(tl.int64), obs, mask=mask & (ms == 0),
+                      sem="relaxed")
+'''
 
 LOGPROB = {
     "categorical": '''\
@@ -226,43 +293,16 @@ LOGPROB = {
     lp = tl.where(xi == val[:, None], 0.0, float("-inf"))''',
 }
 
-EM_KERNELS = '''
+#: kernels over the flat weight buffer: per-group reductions by runs (a run: consecutive
+#: weights of one group, at most MAXLEN long; one atomic per run, never one per weight), the
+#: log-softmax of the logits, the backward's finishing steps and the EM update
+PARAM_KERNELS = '''
 
 @triton.jit
-def em_group_sums(weights, pgrad, group, gsum, norm, total, BLOCK: tl.constexpr):
-    """gsum[g] += flow of each weight of group g (flow = w * grad * norm)."""
-    p = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    pm = p < total
-    g = tl.load(group + p, mask=pm, other=-1)
-    fl = tl.load(weights + p, mask=pm, other=0.0) * tl.load(pgrad + p, mask=pm, other=0.0)
-    fl = fl * tl.load(norm)
-    tl.atomic_add(gsum + g, fl, mask=pm & (g >= 0), sem="relaxed")
-
-
-@triton.jit
-def em_update(weights, pgrad, group, gsum, gsize, norm, total, step, pseudocount,
-              BLOCK: tl.constexpr):
-    """w <- (1 - step) w + step (flow + a / K) / (group flow + a), per normalization group."""
-    p = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    g = tl.load(group + p, mask=p < total, other=-1)
-    ok = (p < total) & (g >= 0)
-    gs = tl.load(gsum + g, mask=ok, other=0.0)
-    k = tl.load(gsize + g, mask=ok, other=1).to(tl.float32)
-    w = tl.load(weights + p, mask=ok, other=0.0)
-    fl = w * tl.load(pgrad + p, mask=ok, other=0.0) * tl.load(norm)
-    den = gs + pseudocount
-    ok = ok & (den > 0.0)
-    new = (fl + pseudocount / k) / tl.where(den > 0.0, den, 1.0)
-    tl.store(weights + p, (1.0 - step) * w + step * new, mask=ok)
-'''
-
-SEGMENT_SUM = '''
-
-@triton.jit
-def segment_sums(x, run_start, run_len, run_group, out, nruns, RUNS: tl.constexpr,
-                 MAXLEN: tl.constexpr):
-    """out[group[r]] += sum(x[start[r] : start[r] + len[r]]): one atomic per run of weights
-    of one group (an index_add per weight piles thousands of atomics on each address)."""
+def segment_reduce(x, y, run_start, run_len, run_group, out, aux, nruns, RUNS: tl.constexpr,
+                   MAXLEN: tl.constexpr, MODE: tl.constexpr):
+    """Per run r of group g = run_group[r] over x[start : start + len]: MODE 0 out[g] += sum x,
+    1 out[g] += sum x * y, 2 out[g] = max(out[g], max x), 3 out[g] += sum exp(x - aux[g])."""
     r = tl.program_id(0) * RUNS + tl.arange(0, RUNS)
     rm = r < nruns
     s = tl.load(run_start + r, mask=rm, other=0).to(tl.int64)
@@ -270,6 +310,83 @@ def segment_sums(x, run_start, run_len, run_group, out, nruns, RUNS: tl.constexp
     g = tl.load(run_group + r, mask=rm, other=0)
     j = tl.arange(0, MAXLEN)
     m = rm[:, None] & (j[None, :] < n[:, None])
-    v = tl.load(x + s[:, None] + j[None, :], mask=m, other=0.0)
-    tl.atomic_add(out + g, tl.sum(v, axis=1), mask=rm, sem="relaxed")
+    off = s[:, None] + j[None, :]
+    if MODE == 2:
+        v = tl.load(x + off, mask=m, other=float("-inf"))
+        tl.atomic_max(out + g, tl.max(v, axis=1), mask=rm, sem="relaxed")
+    else:
+        v = tl.load(x + off, mask=m, other=0.0)
+        if MODE == 1:
+            v = v * tl.load(y + off, mask=m, other=0.0)
+        if MODE == 3:
+            a = tl.load(aux + g, mask=rm, other=0.0)
+            ok = m & (v > float("-inf")) & (a > float("-inf"))[:, None]
+            v = tl.where(ok, tl.exp(v - tl.where(ok, a[:, None], 0.0)), 0.0)
+        tl.atomic_add(out + g, tl.sum(v, axis=1), mask=rm, sem="relaxed")
+
+
+@triton.jit
+def weights_from_logits(logits, group, gmax, gsum, norm, w, total, BLOCK: tl.constexpr):
+    """w = exp(logit - logsumexp of its group + log Z_g); padding (group < 0) 0."""
+    p = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    pm = p < total
+    g = tl.load(group + p, mask=pm, other=-1)
+    ok = pm & (g >= 0)
+    x = tl.load(logits + p, mask=ok, other=0.0)
+    mx = tl.load(gmax + g, mask=ok, other=0.0)
+    sm = tl.load(gsum + g, mask=ok, other=1.0)
+    z = tl.load(norm + g, mask=ok, other=0.0)
+    ok = ok & (x > float("-inf")) & (z > float("-inf")) & (sm > 0.0)
+    lw = x - tl.where(ok, mx + tl.log(sm), 0.0) + tl.where(ok, z, 0.0)
+    tl.store(w + p, tl.where(ok, tl.exp(lw), 0.0), mask=pm)
+
+
+@triton.jit
+def flows_finish(w, pgrad, scale, flag, flows, total, BLOCK: tl.constexpr):
+    """EM flows of a backward pass with a uniform scale s (flag[0] == 0): flows += w * grad / s
+    (a non-uniform scale had the sum kernels add them to flows directly)."""
+    if tl.load(flag) == 0:
+        p = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        pm = p < total
+        s = tl.load(scale)
+        v = tl.load(w + p, mask=pm, other=0.0) * tl.load(pgrad + p, mask=pm, other=0.0)
+        f = tl.load(flows + p, mask=pm, other=0.0)
+        tl.store(flows + p, f + v / s, mask=pm)
+
+
+@triton.jit
+def logits_grad(w, pgrad, group, gs, norm, out, total, BLOCK: tl.constexpr):
+    """d loss / d logit = w grad - (w / Z_g) sum over the group of w grad (gs)."""
+    p = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    pm = p < total
+    g = tl.load(group + p, mask=pm, other=-1)
+    ok = pm & (g >= 0)
+    ww = tl.load(w + p, mask=ok, other=0.0)
+    a = ww * tl.load(pgrad + p, mask=ok, other=0.0)
+    z = tl.load(norm + g, mask=ok, other=0.0)
+    prob = tl.where(ww > 0.0, ww * tl.exp(-z), 0.0)
+    tl.store(out + p, tl.where(ok, a - prob * tl.load(gs + g, mask=ok, other=0.0), 0.0),
+             mask=pm)
+
+
+@triton.jit
+def em_weights(w, flows, group, gsum, gsize, logits, total, step, pseudocount,
+               BLOCK: tl.constexpr):
+    """w <- (1 - step) w + step (F + a / K) / (F_g + a) per group (unchanged where F_g + a is
+    0); logits <- log w; flows <- 0."""
+    p = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    pm = p < total
+    g = tl.load(group + p, mask=pm, other=-1)
+    ok = pm & (g >= 0)
+    fl = tl.load(flows + p, mask=ok, other=0.0)
+    gs = tl.load(gsum + g, mask=ok, other=0.0)
+    k = tl.load(gsize + g, mask=ok, other=1).to(tl.float32)
+    ww = tl.load(w + p, mask=ok, other=0.0)
+    den = gs + pseudocount
+    upd = ok & (den > 0.0)
+    new = tl.where(upd, (1.0 - step) * ww + step * (fl + pseudocount / k) /
+                   tl.where(den > 0.0, den, 1.0), ww)
+    tl.store(w + p, new, mask=pm)
+    tl.store(logits + p, tl.where(ok, tl.log(new), 0.0), mask=pm)
+    tl.store(flows + p, tl.zeros([BLOCK], tl.float32), mask=pm)
 '''
