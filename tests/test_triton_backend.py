@@ -90,7 +90,11 @@ BF16 = pytest.param("bf16", 2e-2, marks=pytest.mark.skipif(
     INTERPRETED, reason="Triton 3.6's interpreter multiplies bf16 dot operands as raw bits"))
 
 
-@pytest.mark.parametrize("precision,tol", [("fp32", 2e-4), ("tf32", 2e-4), BF16])
+#: tf32 tiles round operands to 10 mantissa bits (the interpreter computes them exactly)
+TF32_TOL = 2e-4 if INTERPRETED else 3e-3
+
+
+@pytest.mark.parametrize("precision,tol", [("fp32", 2e-4), ("tf32", TF32_TOL), BF16])
 def test_dense_tiles(precision, tol):
     rng = np.random.default_rng(1)
     c = _dense_circuit()

@@ -131,9 +131,10 @@ def test_sibling_blocks_match_torch_backend(weighted):
             prod = ly
             continue
         for p in ly.partitions:
-            for _, blocks in split_by_fanin(p, children_table(prod, plan.num_node_slots)):
-                widest = max(widest, sibling_table(p.chunk_start[blocks],
-                                                   p.num_chunks[blocks]).shape[1])
+            table = children_table(prod, plan.num_node_slots)
+            for _, blocks in split_by_fanin(p, table):
+                widest = max(widest, sibling_table(p.chunk_start[blocks], p.num_chunks[blocks],
+                                                   table, p.chunk_size).shape[1])
     assert widest > 1
     rng = np.random.default_rng(6)
     x = rng.integers(0, 5, size=(21, 4))

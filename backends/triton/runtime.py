@@ -54,18 +54,29 @@ class _SumPart:
     G: int
 
 
-def sibling_table(chunk_start: np.ndarray, num_chunks: np.ndarray) -> np.ndarray:
-    """Blocks grouped by identical chunk lists (the row blocks of one sum vector, which read
-    the same elements): ``[groups, G]`` block indices, ``-1`` padded."""
-    key = np.concatenate([num_chunks[:, None], chunk_start], axis=1)
-    _, inv = np.unique(key, axis=0, return_inverse=True)
+def sibling_table(chunk_start: np.ndarray, num_chunks: np.ndarray, table: np.ndarray,
+                  C: int) -> np.ndarray:
+    """Blocks grouped by the elements they read, compared by the elements' children (the row
+    blocks of one sum vector read the same products, laid out once per block): ``[groups, G]``
+    block indices, ``-1`` padded. Rows are compared through two 64-bit hashes."""
+    nb, nc = chunk_start.shape
+    e = np.minimum(chunk_start[:, :, None] + np.arange(C), len(table) - 1)  # [nb, nc, C]
+    kids = table[e].astype(np.uint64) + np.uint64(2)  # [nb, nc, C, F]
+    kids[np.arange(nc)[None, :] >= num_chunks[:, None]] = 1  # padded chunks
+    flat = kids.reshape(nb, -1)
+    rng = np.random.default_rng(0)
+    cols = flat.shape[1]
+    with np.errstate(over="ignore"):
+        h = np.stack([(flat * rng.integers(1, 2**63, cols, dtype=np.uint64)).sum(axis=1)
+                      for _ in range(2)] + [num_chunks.astype(np.uint64)], axis=1)
+    _, inv = np.unique(h, axis=0, return_inverse=True)
     inv = inv.reshape(-1)
     order = np.argsort(inv, kind="stable")
     counts = np.bincount(inv)
     rank = np.arange(len(inv)) - np.repeat(np.cumsum(counts) - counts, counts)
-    table = np.full((len(counts), int(counts.max(initial=1))), -1, np.int64)
-    table[inv[order], rank] = order
-    return table
+    out = np.full((len(counts), int(counts.max(initial=1))), -1, np.int64)
+    out[inv[order], rank] = order
+    return out
 
 
 @dataclass
@@ -119,13 +130,14 @@ class DevicePlan:
 
     def _step(self, prod: ProductLayer, ly: SumLayer) -> _SumStep:
         table = children_table(prod, self.neg)
-        parts = [self._part(shape, p, blocks) for p in ly.partitions
+        parts = [self._part(shape, p, blocks, table) for p in ly.partitions
                  for shape, blocks in split_by_fanin(p, table)]
         return _SumStep(_i32(table, self.device), table.shape[1], parts)
 
-    def _part(self, shape: SumShape, p: SumPartition, blocks: np.ndarray) -> _SumPart:
+    def _part(self, shape: SumShape, p: SumPartition, blocks: np.ndarray,
+              table: np.ndarray) -> _SumPart:
         d = self.device
-        sib = sibling_table(p.chunk_start[blocks], p.num_chunks[blocks])
+        sib = sibling_table(p.chunk_start[blocks], p.num_chunks[blocks], table, shape.C)
         return _SumPart(shape, len(blocks), p.max_chunks, _i32(p.node_start[blocks], d),
                         _i32(p.chunk_start[blocks], d), _i32(p.param_start[blocks], d),
                         _i32(p.num_chunks[blocks], d), _i32(sib, d), sib.shape[1])
