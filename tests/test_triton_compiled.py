@@ -97,9 +97,10 @@ def test_cli_evaluator_with_missing_values():
     rng = np.random.default_rng(5)
     x = rng.integers(0, 5, size=(9, 4))
     x[rng.random(x.shape) < 0.3] = -1
-    got = evaluator(c, "triton", DEV)(x)
-    np.testing.assert_allclose(got, plan_log_likelihood(pccc.compile(c).plan, x), rtol=2e-4,
-                               atol=2e-4)
+    got = evaluator(c, "triton", DEV)(x)  # default precision tf32: exact when interpreted
+    tol = 2e-4 if DEV == "cpu" else 3e-3
+    np.testing.assert_allclose(got, plan_log_likelihood(pccc.compile(c).plan, x), rtol=tol,
+                               atol=tol)
 
 
 def test_unrunnable_device_is_refused_in_one_line(monkeypatch):
@@ -167,3 +168,19 @@ def test_em_steps_and_stale_forward_match_torch_backend():
         torch.optim.SGD(m.parameters(), lr=0.05).step()
     np.testing.assert_allclose(tri(torch.as_tensor(x)).detach().cpu().numpy(),
                                ref(torch.as_tensor(x)).detach().numpy(), rtol=2e-4, atol=2e-4)
+
+
+def test_wide_product_matches_torch_backend():
+    """A product of 10 children (fan-in > 8: its kernels take 16-column batch tiles)."""
+    from pccc.ir import CircuitBuilder
+
+    b = CircuitBuilder(rng=np.random.default_rng(9))
+    leaves = [b.input(v, "categorical", n=2, card=3) for v in range(10)]
+    mid = b.sum([b.product(leaves), b.product(leaves[::-1])], n=2)
+    c = b.build(b.sum([b.product([mid])], n=1), num_vars=10)
+    assert max(ly.partitions[0].children.shape[1] for ly in pccc.compile(c).plan.product_layers()
+               ) > 8
+    rng = np.random.default_rng(10)
+    x = rng.integers(0, 3, size=(19, 10))
+    x[rng.random(x.shape) < 0.2] = -1
+    _grads_and_em(c, x, 2e-4, weighted=True)

@@ -31,6 +31,9 @@ from pccc.ir.plan import InputLayer, KernelPlan, ProductLayer, SumLayer, SumPart
 BT = 32
 BT_FWD = 64
 BN = 16
+#: batch columns per program of kernels over wide products (fan-in > 8: an HCLT root with a
+#: hundred children): few blocks, so narrower tiles give the card more programs
+BT_WIDE = 16
 
 
 def _i32(a: np.ndarray, device: torch.device) -> Tensor:
@@ -189,12 +192,12 @@ class DevicePlan:
     def sum_forward(self, node: Tensor, batch: int, w: Tensor) -> None:
         """The sum layers (products fused in) over a node buffer whose inputs are filled."""
         stride = node.shape[1]
-        tiles = triton_cdiv(batch, BT_FWD)
         for step in self.steps:
             for p in step.parts:
-                getattr(self.k, f"sum_fwd_{p.shape.tag}")[(p.nb, tiles)](
+                bt = BT_WIDE if p.shape.fanin > 8 else BT_FWD
+                getattr(self.k, f"sum_fwd_{p.shape.tag}")[(p.nb, triton_cdiv(batch, bt))](
                     node, w, step.children, step.row, p.node_start, p.chunk_start,
-                    p.param_start, p.num_chunks, batch, stride, BT=BT_FWD)
+                    p.param_start, p.num_chunks, batch, stride, BT=bt)
 
     def sum_backward(self, node: Tensor, flow: Tensor, scale: Tensor, flag: Tensor, batch: int,
                      w: Tensor, pgrad: Tensor, flows: Tensor) -> None:
@@ -202,23 +205,24 @@ class DevicePlan:
         gradients into ``pgrad`` (zeroed here); where ``flag[0] != 0``, EM flows added to
         ``flows``."""
         stride = node.shape[1]
-        tiles = triton_cdiv(batch, BT)
         flow.zero_()
         flow[self.plan.root_slot, :batch] = 1.0
         pgrad.zero_()
         for step in reversed(self.steps):
             for p in step.parts:
                 tag = p.shape.tag
+                bt = BT_WIDE if p.shape.fanin > 8 else BT
+                tiles = triton_cdiv(batch, bt)
                 shared = p.G > 1  # sibling blocks: element flows summed over them first
                 if shared:
                     getattr(self.k, f"sum_eflow_{tag}")[(p.sib.shape[0], p.shape.NC, tiles)](
                         node, flow, w, step.children, step.row, p.sib, p.node_start,
-                        p.chunk_start, p.param_start, p.num_chunks, batch, stride, G=p.G, BT=BT)
+                        p.chunk_start, p.param_start, p.num_chunks, batch, stride, G=p.G, BT=bt)
                 splits = min(tiles, triton_cdiv(self.programs, p.nb * p.shape.NC))
                 getattr(self.k, f"sum_bwd_{tag}")[(p.nb, p.shape.NC, splits)](
                     node, flow, w, pgrad, flows, scale, flag, step.children, step.row,
                     p.node_start, p.chunk_start, p.param_start, p.num_chunks, batch, stride,
-                    splits, triton_cdiv(tiles, splits), BT=BT, SCATTER=not shared)
+                    splits, triton_cdiv(tiles, splits), BT=bt, SCATTER=not shared)
 
     def input_backward(self, flow: Tensor, xt: Tensor, mt: Tensor, scale: Tensor, flag: Tensor,
                        batch: int, counts: Tensor, nstats: list[Tensor], counts_em: Tensor,
