@@ -120,3 +120,48 @@ def test_floats_exact_near_halfway(monkeypatch: pytest.MonkeyPatch, extended: bo
     want = [float(t) for t in toks]
     assert got.tolist() == want
     assert np.array_equal(np.signbit(got), np.signbit(want))
+
+
+def _dots(toks: list[str], start: np.ndarray) -> np.ndarray:
+    """What the tokenizer hands to ``floats``: the '.' of each plain decimal, else -1."""
+    import re
+
+    return np.array([s + t.index(".") if re.fullmatch(r"-?[0-9]*\.[0-9]*", t) else -1
+                     for t, s in zip(toks, start.tolist())], dtype=np.int64)
+
+
+@pytest.mark.parametrize("x87", [True, False])
+def test_floats_at_known_dots_exact(monkeypatch: pytest.MonkeyPatch, x87: bool) -> None:
+    """The tokenizer's path (digits read in place around a known '.'), with the x87 bit test
+    for halfway cases and with the portable one."""
+    if not _numparse._EXTENDED or (x87 and not _numparse._X87):
+        pytest.skip("no extended long double here")
+    monkeypatch.setattr(_numparse, "_X87", x87)
+    rng = np.random.default_rng(2)
+    toks = _decimal_cases(rng, 20_000)
+    toks += [repr(x) for x in np.log(rng.random(20_000)).tolist()]
+    toks += ["2.", ".5", "-.5", "-3.", "0.0", "-0.0", "123456789.5", "12345678.5", "1e-05",
+             "0.1000000000000000055511151231257827", "9999999999999999999.", ".9999999999999999999"]
+    b, s, e = _layout(toks)
+    dot = _dots(toks, s)
+    got = _numparse.floats(b, s, e, dot)
+    want = [float(t) for t in toks]
+    assert got.tolist() == want
+    assert np.array_equal(np.signbit(got), np.signbit(want))
+    done = _numparse._plain(b, s, e, dot, np.empty(len(toks)))
+    assert done.sum() > len(toks) // 2  # most take the fast path
+
+
+def test_ints_unchecked_match_int() -> None:
+    """``check=False`` (the tokenizer has checked the bytes): 0 to 15 digits, signs."""
+    rng = random.Random(3)
+    toks = [str(rng.randrange(10 ** rng.randint(0, 15))) for _ in range(20_000)]
+    toks = [t if rng.random() < 0.7 else "-" + t for t in toks] + ["0", "-0", "007"]
+    b, s, e = _layout(toks)
+    assert _numparse.ints(b, s, e, check=False).tolist() == [int(t) for t in toks]
+    for _ in range(3):  # _digits: any length 0 to 19
+        ds = ["".join(rng.choice("0123456789") for _ in range(rng.randint(0, 19)))
+              for _ in range(2000)]
+        b, s, e = _layout(ds)
+        got = _numparse._digits(_numparse._words(b), e, e - s)
+        assert got.tolist() == [int(d) if d else 0 for d in ds]

@@ -30,8 +30,18 @@ _ALL = _U(0xFFFFFFFFFFFFFFFF)
 
 
 def _words(b: np.ndarray) -> np.ndarray:
-    """``w[i]`` = the 8 bytes ``b[i - 8:i]`` as a little-endian uint64 (``b`` is padded in
-    front with 8 spaces, so ``i`` may be 0)."""
+    """``w[i]`` = the 8 bytes ``b[i - 8:i]`` as a little-endian uint64 (``i`` may be 0: the
+    bytes before ``b``, or 8 spaces in front of a copy where ``b`` is at the start of its
+    buffer; the parsers mask those bytes off)."""
+    root = b
+    while isinstance(root.base, np.ndarray):
+        root = root.base
+    if root.ndim == 1 and root.dtype == np.uint8 and root.flags.c_contiguous and (
+            b.strides == (1,)):
+        off = b.ctypes.data - root.ctypes.data
+        if _PAD <= off and off + len(b) <= len(root):  # a view in place, no copy
+            return np.ndarray(shape=(len(b) + 1,), dtype="<u8", buffer=root,
+                              offset=off - _PAD, strides=(1,))
     bp = np.empty(len(b) + _PAD, dtype=np.uint8)
     bp[:_PAD] = 32
     bp[_PAD:] = b
@@ -39,8 +49,11 @@ def _words(b: np.ndarray) -> np.ndarray:
 
 
 def _eight(w: np.ndarray, length: np.ndarray, check: bool = True) -> np.ndarray:
-    """The value of the last ``length`` (1 to 8) bytes of each word; ValueError unless they
-    are all ASCII digits (``check=False``: the caller has made sure of that)."""
+    """The value of the last ``length`` (1 to 8; 0 too with ``check=False``) bytes of each
+    word; ValueError unless they are all ASCII digits (``check=False``: the caller has made
+    sure of that; ``w`` is then overwritten)."""
+    if not check:
+        return _eight_digits(w, length)
     shift = length.astype(_U)
     np.subtract(_U(8), shift, out=shift)
     np.left_shift(shift, _U(3), out=shift)
@@ -50,7 +63,7 @@ def _eight(w: np.ndarray, length: np.ndarray, check: bool = True) -> np.ndarray:
     np.bitwise_not(fill, out=fill)
     np.bitwise_and(fill, _ZEROS, out=fill)
     np.bitwise_or(x, fill, out=x)
-    if check and (np.any((x & _HIGH) != _ZEROS) or np.any(((x + _SIX) & _HIGH) != _ZEROS)):
+    if np.any((x & _HIGH) != _ZEROS) or np.any(((x + _SIX) & _HIGH) != _ZEROS):
         raise ValueError("a non-digit in an integer token")
     d, t = x, fill
     np.subtract(d, _ZEROS, out=d)
@@ -59,6 +72,29 @@ def _eight(w: np.ndarray, length: np.ndarray, check: bool = True) -> np.ndarray:
         np.multiply(d, mul, out=d)
         np.add(d, t, out=d)
         np.bitwise_and(d, mask, out=d)
+    return d.view(np.int64)
+
+
+#: ``_LOW[k]``: keeps the low 4 bits of the last ``k`` bytes of a word (the digits' values)
+_LOW = np.array([(0x0F0F0F0F0F0F0F0F << (64 - 8 * k)) & 0xFFFFFFFFFFFFFFFF if k else 0
+                 for k in range(9)], dtype=_U)
+_PAIRS = (_U(10 * 256 + 1), _U(8), _U(0x00FF00FF00FF00FF))
+_QUADS = (_U(100 * 65536 + 1), _U(16), _U(0x0000FFFF0000FFFF))
+_OCTS = (_U(10000 * 2**32 + 1), _U(32))
+
+
+def _eight_digits(w: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """:func:`_eight` of digits only, in place: the bytes before the token are masked off
+    (leading zeros) and each step multiplies adjacent groups together (``10 * a + b``, then
+    ``100 * ab + cd``, then ``10**4 * abcd + efgh``)."""
+    d = w
+    np.bitwise_and(d, _LOW[length], out=d)
+    for mul, sh, mask in (_PAIRS, _QUADS):
+        np.multiply(d, mul, out=d)
+        np.right_shift(d, sh, out=d)
+        np.bitwise_and(d, mask, out=d)
+    np.multiply(d, _OCTS[0], out=d)
+    np.right_shift(d, _OCTS[1], out=d)
     return d.view(np.int64)
 
 
@@ -84,30 +120,42 @@ def ints(b: np.ndarray, start: np.ndarray, end: np.ndarray, check: bool = True) 
     return val
 
 
-def floats(b: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+def floats(b: np.ndarray, start: np.ndarray, end: np.ndarray,
+           dot: np.ndarray | None = None) -> np.ndarray:
     """The floats at ``b[start[i]:end[i]]`` as float64, each exactly ``float(token)``
-    (ValueError on a malformed token)."""
+    (ValueError on a malformed token). ``dot``, when the caller knows it: the position of the
+    ``.`` of each token that is a plain decimal (its other bytes are digits, and a leading
+    ``-``), -1 for the others."""
     m = len(start)
     if m == 0:
         return np.zeros(0)
-    length = end - start
-    width = max(int(length.max()), _DEC_WIDTH)
-    # each token right-aligned in a row of ``width`` bytes, '0's in front
-    bp = np.empty(len(b) + width, dtype=np.uint8)
-    bp[:width] = 48
-    bp[width:] = b
-    grid = np.ndarray(shape=(len(b) + 1,), dtype=f"S{width}", buffer=bp, strides=(1,))[end]
-    grid = grid.view(np.uint8).reshape(m, width)
-    grid[np.arange(width)[::-1] >= length[:, None]] = 48
     vals = np.empty(m)
-    done = _decimal(grid, length, vals) if _EXTENDED else np.zeros(m, dtype=bool)
+    if not _EXTENDED:
+        done = np.zeros(m, dtype=bool)
+    elif dot is None:
+        done = _decimal(_right(b, end, end - start), end - start, vals)
+    else:
+        done = _plain(b, start, end, dot, vals)
     rest = np.flatnonzero(~done)
     if len(rest):
-        got = _fromstring(_left(b, start[rest], length[rest]), dtype=np.float64, sep=" ")
+        length = end[rest] - start[rest]
+        got = _fromstring(_left(b, start[rest], length), dtype=np.float64, sep=" ")
         if len(got) != len(rest):
             raise ValueError("a malformed float token")
         vals[rest] = got
     return vals
+
+
+def _right(b: np.ndarray, end: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """The tokens right-aligned in rows of one width (at least 24), '0's in front."""
+    width = max(int(length.max()), _DEC_WIDTH)
+    bp = np.empty(len(b) + width, dtype=np.uint8)
+    bp[:width] = 48
+    bp[width:] = b
+    grid = np.ndarray(shape=(len(b) + 1,), dtype=f"S{width}", buffer=bp, strides=(1,))[end]
+    grid = grid.view(np.uint8).reshape(len(end), width)
+    grid[np.arange(width)[::-1] >= length[:, None]] = 48
+    return grid
 
 
 def _left(b: np.ndarray, start: np.ndarray, length: np.ndarray) -> np.ndarray:
@@ -169,3 +217,65 @@ def _decimal(grid: np.ndarray, length: np.ndarray, out: np.ndarray) -> np.ndarra
     done = np.zeros(len(grid), dtype=bool)
     done[rows[good]] = True
     return done
+
+
+_U8 = _U(100_000_000)
+
+
+def _digits(w: np.ndarray, end: np.ndarray, length: np.ndarray) -> np.ndarray:
+    """The value of the ``length`` (0 to 19) digits that end at each ``end`` as uint64 (the
+    caller has made sure that they are digits)."""
+    val = _eight(w[end], np.minimum(length, 8), check=False).view(_U)
+    for i, scale in ((1, _U8), (2, _U8 * _U8)):
+        more = np.flatnonzero(length > 8 * i)
+        if len(more):
+            val[more] += _eight(w[end[more] - 8 * i], np.minimum(length[more] - 8 * i, 8),
+                                check=False).view(_U) * scale
+    return val
+
+
+#: x87 extended precision, stored little-endian: the first 8 bytes of each value are its
+#: significand, with an explicit integer bit
+_X87 = (np.finfo(np.longdouble).nmant == 63 and np.dtype(np.longdouble).itemsize in (12, 16)
+        and np.little_endian)
+
+
+def _plain(b: np.ndarray, start: np.ndarray, end: np.ndarray, dot: np.ndarray,
+           out: np.ndarray) -> np.ndarray:
+    """Like :func:`_decimal`, for the tokens whose ``.`` is at ``dot`` (-1: not a plain
+    decimal): the digits before and after the dot are read in place, no row copies."""
+    neg = b[start] == 45
+    li = dot - start - neg  # digits before the dot
+    lf = end - dot - 1  # and after it
+    ok = (dot >= 0) & (li <= 8) & (li + lf <= 19) & (li + lf >= 1)
+    rows = None if ok.all() else np.flatnonzero(ok)
+    if rows is not None:
+        start, end, dot, neg, li, lf = (a[rows] for a in (start, end, dot, neg, li, lf))
+    w = _words(b)
+    mant = _digits(w, dot, li)
+    mant *= _P10U[lf]
+    mant += _digits(w, end, lf)
+    q = mant.astype(np.longdouble)
+    q /= _P10[lf]
+    x = q.astype(np.float64)
+    if _X87:  # halfway between two doubles: the 11 bits that rounding drops are 100...0
+        bits = q.view(_U)[::q.itemsize // 8] if q.itemsize == 16 else _x87_low(q)
+        good = (bits & _U(0x7FF)) != _U(0x400)
+    else:
+        xl = x.astype(np.longdouble)
+        t = 2 * q - xl  # a double exactly when q is halfway between x and its neighbour
+        good = (q == xl) | (t.astype(np.float64).astype(np.longdouble) != t)
+    np.negative(x, out=x, where=neg)
+    done = np.zeros(len(out), dtype=bool)
+    if rows is None:
+        out[good] = x[good]
+        done[:] = good
+    else:
+        out[rows[good]] = x[good]
+        done[rows[good]] = True
+    return done
+
+
+def _x87_low(q: np.ndarray) -> np.ndarray:
+    """The significands of 12-byte long doubles."""
+    return np.ndarray((len(q),), dtype="<u8", buffer=q, strides=(q.itemsize,))
