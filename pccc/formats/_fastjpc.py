@@ -21,7 +21,7 @@ from pccc.ir.circuit import Circuit
 _NUMBER_BYTES = b"0123456789.+-eE \t\r\n"
 _TAGS = b"LICBGPS"
 _EXACT = float(2**53)
-_CHUNK = 1 << 22  # bytes of node lines tokenized at a time
+_CHUNK = 1 << 20  # bytes of node lines tokenized at a time
 
 
 def _header(data: bytes) -> tuple[int, int] | None:
@@ -54,10 +54,23 @@ class _Lines:
             cuts.append(p + int(nl[0]) + 1 if len(nl) else len(b))
         if cuts[-1] < len(b):
             cuts.append(len(b))
-        parts = [self._chunk(b[lo:hi]) for lo, hi in zip(cuts, cuts[1:])]
-        self.starts = np.concatenate([p[0] + lo for p, lo in zip(parts, cuts)])
-        self.tags, self.count, self.floaty, self.vals = (
-            np.concatenate([p[i] for p in parts]) for i in range(1, 5))
+        # the results go straight into arrays of the largest possible size (a line has 8+
+        # bytes, a number 2+ with its blank): pages that are never written cost nothing
+        most = len(b) // 2 + 1
+        starts, count = np.empty(most, dtype=np.int64), np.empty(most, dtype=np.int64)
+        tags = np.empty(most, dtype=np.uint8)
+        floaty, vals = np.empty(most, dtype=bool), np.empty(most)
+        n = m = 0
+        for lo, hi in zip(cuts, cuts[1:]):
+            c_starts, c_tags, c_count, c_floaty, c_vals = self._chunk(b[lo:hi])
+            np.add(c_starts, lo, out=starts[n:n + len(c_starts)])
+            tags[n:n + len(c_starts)] = c_tags
+            count[n:n + len(c_starts)] = c_count
+            floaty[m:m + len(c_vals)] = c_floaty
+            vals[m:m + len(c_vals)] = c_vals
+            n, m = n + len(c_starts), m + len(c_vals)
+        self.starts, self.tags, self.count = starts[:n], tags[:n], count[:n]
+        self.floaty, self.vals = floaty[:m], vals[:m]
         self.off = np.concatenate([[0], np.cumsum(self.count)[:-1]])
 
     def _chunk(self, b: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -72,11 +85,15 @@ class _Lines:
         np.not_equal(nw[1:], nw[:-1], out=edge[1:-1])
         bounds = np.flatnonzero(edge)  # token start, end, start, end, ...
         tok_pos, tok_end = bounds[0::2], bounds[1::2]
-        ntok = np.diff(np.searchsorted(tok_pos, np.append(starts, len(b))))
+        # the tokens that start a line (b[-1] is the last newline): one per line unless a line
+        # starts with a blank or is empty
+        first_tok = np.flatnonzero(b[tok_pos - 1] == 10)
+        if len(first_tok) != len(starts):
+            raise ValueError("a line that starts with a blank")
+        ntok = np.diff(first_tok, append=len(tok_pos))
         if np.any(ntok < 4) or np.any(nl - starts < 2):  # every node line has 4+ tokens
             raise ValueError("a short line")
         count = ntok - 1  # numbers per line
-        first_tok = np.concatenate([[0], np.cumsum(ntok)[:-1]])
         # bytes other than digits and whitespace: '.', 'e' and 'E' make a token a float (it
         # can only fill a float slot); in the other tokens (integers, parsed apart and much
         # faster) the only one allowed is a leading '-'; the tags are checked elsewhere
@@ -84,13 +101,22 @@ class _Lines:
         special |= (b - np.uint8(43)) < 4  # '+', ',', '-', '.'
         special[starts] = False
         sp = np.flatnonzero(special)
-        tok = np.searchsorted(tok_pos, sp, "right") - 1
         ch = b[sp]
+        # a '-' that starts a token is a sign; every other special byte is looked up
+        lead = ch == 45
+        lead &= b[sp - 1] <= 32
+        np.logical_not(lead, out=lead)
+        sp, ch = sp[lead], ch[lead]
+        tok = np.searchsorted(tok_pos, sp, "right") - 1
+        is_dot = ch == 46
         floaty = np.zeros(len(tok_pos), dtype=bool)
-        floaty[tok[(ch == 46) | ((ch | 32) == 101)]] = True
-        odd = ~floaty[tok]
-        if np.any(b[sp[odd]] != 45) or np.any(sp[odd] != tok_pos[tok[odd]]):
+        floaty[tok[is_dot | ((ch | 32) == 101)]] = True
+        if not floaty[tok].all():
             raise ValueError("a misplaced sign or letter in an integer")
+        # plain decimals: one special byte besides a leading '-', a '.'
+        dot = np.full(len(tok_pos), -1, dtype=np.int64)
+        dot[tok[is_dot]] = sp[is_dot]
+        dot[np.bincount(tok, minlength=len(tok_pos)) != 1] = -1
         is_num = np.ones(len(tok_pos), dtype=bool)
         is_num[first_tok] = False  # the tags
         is_int = is_num & ~floaty
@@ -98,7 +124,7 @@ class _Lines:
         vals = np.empty(len(floaty_num))
         # both raise ValueError on a malformed token
         vals[~floaty_num] = _numparse.ints(b, tok_pos[is_int], tok_end[is_int], check=False)
-        vals[floaty_num] = _numparse.floats(b, tok_pos[floaty], tok_end[floaty])
+        vals[floaty_num] = _numparse.floats(b, tok_pos[floaty], tok_end[floaty], dot[floaty])
         return starts, tags, count, floaty_num, vals
 
     def ints(self, pos: np.ndarray, lo: float | None = 0) -> np.ndarray | None:
@@ -261,12 +287,15 @@ def parse(data: bytes) -> Circuit | None:
     if head is None:
         return None
     start, count = head
-    body = data[start:]
-    if not body.endswith(b"\n"):
-        body += b"\n"
-    if count == 0 or b"\nc" in body or body.translate(None, _NUMBER_BYTES + _TAGS):
+    # only number bytes, whitespace and tags after the header (so no comment either): the
+    # bytes that translate keeps are those of the header (no copy of the body is made)
+    keep = data.translate(None, _NUMBER_BYTES + _TAGS)
+    if count == 0 or len(keep) != len(data[:start].translate(None, _NUMBER_BYTES + _TAGS)):
         return None
-    b = np.frombuffer(body, dtype=np.uint8)
+    if start < len(data) and data.endswith(b"\n"):
+        b = np.frombuffer(data, dtype=np.uint8)[start:]  # (a view: see _numparse._words)
+    else:
+        b = np.frombuffer(data[start:] + b"\n", dtype=np.uint8)
     try:
         with no_gc():
             return _parse(b, count)

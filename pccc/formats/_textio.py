@@ -56,7 +56,7 @@ def read_bytes(path: Path) -> bytes:
     data = path.read_bytes()
     if data[:2] == _GZIP_MAGIC:
         data = _gunzip(data, name)
-    if not data.strip():
+    if not data or data.isspace():  # (strip() would copy a large file)
         raise ParseError("empty file", file=name, line=1, col=1)
     if data[0] == _PICKLE_PROTO:
         raise ParseError("this is a Python pickle (PyJuice saves .jpc files with pickle), not a "
