@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import gc
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -139,14 +139,6 @@ def _inputs(t: Table, width: int) -> tuple[list[Node], list[int], dict[str, np.n
     return objs, rows, params
 
 
-def _reorder(items: list, where: list[np.ndarray]) -> tuple:
-    """``items`` (listed group by group, at node indices ``where``) in node order."""
-    if not items:
-        return ()
-    order = np.argsort(np.concatenate(where), kind="stable").tolist()
-    return itemgetter(*order)(items) if len(order) > 1 else (items[0],)
-
-
 @contextmanager
 def no_gc() -> Iterator[None]:
     """Pause the cyclic garbage collector: a reader makes millions of objects and no garbage,
@@ -180,28 +172,42 @@ def _assemble(t: Table) -> Circuit:
     kind = np.asarray(t.kind)
     fan = np.diff(t.ptr)
     width = _key_width(n)
-    objs, inp_where, params = _inputs(t, width)
-    where = [np.array(inp_where, dtype=np.int64)]
+    if n and (int(kind.min()) < INPUT or int(kind.max()) > SUM):
+        raise ValueError("a node of the table has no known kind")
+    inputs, rows, params = _inputs(t, width)
+    if not np.array_equal(np.array(rows, dtype=np.int64), np.flatnonzero(kind == INPUT)):
+        raise ValueError("the input nodes of the table do not match its kinds")
+    # nodes are made group by group (inputs, then products and sums by fan-in), each group
+    # in node order; group[i] says which group node i is in, and the groups are merged
+    group = np.zeros(n, dtype=np.intp)
+    objs: list[list] = [inputs]
     for k, idx in _by_fan(np.flatnonzero(kind == PRODUCT), fan):
-        objs.extend(_products(t, idx, k))
-        where.append(idx)
-    keys: list[str] = []
-    views: list[np.ndarray] = []
-    sum_where: list[np.ndarray] = []
-    for k, idx in _by_fan(np.flatnonzero(kind == SUM), fan):
+        group[idx] = len(objs)
+        objs.append(_products(t, idx, k))
+    entries: list[Iterator] = []
+    first_sum = len(objs)
+    sums = np.flatnonzero(kind == SUM)
+    for k, idx in _by_fan(sums, fan):
+        group[idx] = len(objs)
         ks = _keys("w", idx, width)
         nodes_k, views_k = _sums(t, idx, k, ks)
-        objs.extend(nodes_k)
-        keys.extend(ks)
-        views.extend(views_k)
-        where.append(idx)
-        sum_where.append(idx)
-    nodes = _reorder(objs, where)
-    if len(nodes) != n:
+        objs.append(nodes_k)
+        entries.append(zip(ks, views_k))
+    nodes = _merge(objs, group)
+    if len(nodes) != n:  # (map stops at the first exhausted group)
         raise ValueError("a node of the table has no known kind")
     # zero-padded keys, "p..." before "w...", each in node order: the store is sorted already
-    params.update(zip(_reorder(keys, sum_where), _reorder(views, sum_where)))
+    params.update(_merge(entries, group[sums] - first_sum))
     return _circuit(nodes, params, t.num_vars)
+
+
+def _merge(groups: Sequence[Iterable], group: np.ndarray) -> list:
+    """Items taken from ``groups`` (each in order) as ``group`` says: item ``i`` is the next
+    one of group ``group[i]`` (``map(next, ...)`` over the groups' iterators, a loop in C)."""
+    its = np.empty(len(groups), dtype=object)
+    for g, items in enumerate(groups):
+        its[g] = iter(items)
+    return list(map(next, its[group].tolist()))
 
 
 def _circuit(nodes: Sequence[Node], params: dict[str, np.ndarray], num_vars: int) -> Circuit:
