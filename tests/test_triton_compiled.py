@@ -184,3 +184,18 @@ def test_wide_product_matches_torch_backend():
     x = rng.integers(0, 3, size=(19, 10))
     x[rng.random(x.shape) < 0.2] = -1
     _grads_and_em(c, x, 2e-4, weighted=True)
+
+
+def test_em_without_parameter_gradients():
+    """``param_grads = False``: backward leaves ``.grad`` unset and EM is unchanged."""
+    c = _dense_circuit()
+    tri, ref = _pair(c)
+    tri.param_grads = False
+    x = torch.as_tensor(np.random.default_rng(11).integers(0, 5, size=(13, 4)))
+    tri(x).mean().backward()
+    ref(x).mean().backward()
+    assert tri.sum_logits.grad is None and tri.input_raw.grad is None
+    MiniBatchEM(tri, 0.4, 0.1).step()
+    MiniBatchEM(ref, 0.4, 0.1).step()
+    np.testing.assert_allclose(tri(x).detach().cpu().numpy(), ref(x).detach().numpy(),
+                               rtol=2e-4, atol=2e-4)

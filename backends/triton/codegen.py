@@ -23,7 +23,7 @@ import numpy as np
 from pccc.backends.triton import templates as T
 from pccc.ir.plan import KernelPlan, ProductLayer, SumLayer, SumPartition
 
-TEMPLATE_VERSION = "4"
+TEMPLATE_VERSION = "5"
 PRECISIONS = ("tf32", "fp32", "bf16")
 #: log of the largest factor the backward pass lets exp() produce before a mix
 EXP_CAP = 80.0
@@ -148,6 +148,8 @@ def render(plan: KernelPlan, precision: str, plan_hash: str = "") -> str:
     dists = input_dists(plan)
     if dists:
         parts.append(T.INPUT_STATS)
+    if any(d == "categorical" for d, _ in dists):
+        parts.append(T.CAT_EM)
     for dist, total in dists:
         lp = Template(T.LOGPROB[dist]).substitute(total=f"{float(total)!r}")
         parts.append(T.INPUT_FWD.substitute(name=input_kernel_name(dist, total, "fwd"),

@@ -14,8 +14,10 @@ them). An EM step updates both sides at once.
 (a uniform loss, ``ll.mean()``, needs no second pass: a device-side flag picks the path, never
 a host sync). Gradients of ``sum_logits`` and ``input_raw`` follow in closed form. On a GPU
 each of forward, backward and EM step is recorded once per batch size as a CUDA graph and
-replayed (``use_graphs``). Buffers are ``[slots + 1, stride]`` (the extra row holds ``-inf``)
-for the largest batch seen; smaller batches use them too.
+replayed (``use_graphs``). ``param_grads = False`` skips the parameters' gradients (EM
+training reads flows only: two weight-sized passes and the gradients' memory saved). Buffers
+are ``[slots + 1, stride]`` (the extra row holds ``-inf``) for the largest batch seen; smaller
+batches use them too.
 """
 
 from __future__ import annotations
@@ -89,6 +91,12 @@ class TritonCompiledCircuit(CompiledCircuit):
         self._stamp = 0
         self._batch = 0
         self.use_graphs = dev.type == "cuda" and os.environ.get("PCCC_CUDA_GRAPHS", "1") != "0"
+        #: compute ``sum_logits.grad`` / ``input_raw.grad`` in backward; EM-only training can
+        #: turn this off (backward then accumulates flows and statistics only)
+        self.param_grads = True
+        self._em_zero_counts = any(
+            tb.layer.param_size and (tb.layer.dist != "categorical" or tb.span is None)
+            for tb in self.tables)
 
     def _zeros(self, *shape: int) -> Tensor:
         return torch.zeros(shape, dtype=torch.float32, device=self.device)
@@ -282,8 +290,9 @@ class TritonCompiledCircuit(CompiledCircuit):
             z = self.sum_norm[:-1]
             z.copy_(torch.where(gsum + alpha > 0, torch.log((1 - eta) * torch.exp(z) + eta), z))
             em_update_inputs(self.tables, self._theta, raw, shift, self.em_counts,
-                             self.em_nstats, eta, alpha)
-            self.em_counts.zero_()
+                             self.em_nstats, eta, alpha, self.kernels)
+            if self._em_zero_counts:  # the cat_em kernel zeroes the rows it updates
+                self.em_counts.zero_()
             for ns in self.em_nstats:
                 ns.zero_()
 
@@ -349,8 +358,9 @@ class _Fused(torch.autograd.Function):
         if model._stamp != ctx.stamp:  # another forward ran since: recompute this one
             model.sync_params()
             model.fused_forward(ctx.x, ctx.missing)
-        dl, dr = model.fused_backward(grad.contiguous().float(), ctx.needs_input_grad[3],
-                                      ctx.needs_input_grad[4])
+        grads = model.param_grads
+        dl, dr = model.fused_backward(grad.contiguous().float(), grads and ctx.needs_input_grad[3],
+                                      grads and ctx.needs_input_grad[4])
         return None, None, None, dl, dr
 
 

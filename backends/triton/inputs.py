@@ -12,6 +12,7 @@ a CUDA graph).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,6 +20,9 @@ from torch import Tensor
 
 from pccc.backends.torch import inputs as fam
 from pccc.ir.plan import InputLayer
+
+#: categorical nodes per program of the ``cat_em`` kernel
+CAT_BN = 8
 
 
 @dataclass
@@ -113,13 +117,21 @@ def raw_grads(tables: list[InputTables], raw: Tensor, shift: Tensor, counts: Ten
 
 def em_update_inputs(tables: list[InputTables], theta: Tensor, raw: Tensor, shift: Tensor,
                      counts: Tensor, nstats: list[Tensor], step: float,
-                     pseudocount: float) -> None:
+                     pseudocount: float, kernels: Any = None) -> None:
     """One EM step of every input layer from EM statistics (root flow 1 per example): native
-    parameters ``theta`` and the raw coordinates (``raw``, ``shift``) are written in place."""
+    parameters ``theta`` and the raw coordinates (``raw``, ``shift``) are written in place.
+    Contiguous categorical layers go through the generated ``cat_em`` kernel (one pass, which
+    also zeroes their statistics) when ``kernels`` is given; the caller zeroes the rest."""
     updates = []
     for tb, ns in zip(tables, nstats):
         ly = tb.layer
         if not ly.param_size or ly.dist == "indicator":
+            continue
+        if kernels is not None and ly.dist == "categorical" and tb.span is not None:
+            K = ly.param_size
+            kernels.cat_em[(-(-ly.n // CAT_BN),)](
+                theta, raw, shift, counts, ns, tb.span[0], ly.n, float(step), float(pseudocount),
+                K=K, KP=1 << max(0, (K - 1).bit_length()), BN=CAT_BN)
             continue
         u = tb.num_rows
         native = tb.urows(theta)  # [u, size]

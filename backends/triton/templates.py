@@ -271,6 +271,38 @@ def _input_stats(f, ms, xv, i, imask, mask, pstart, counts, nstats, CAT: tl.cons
                       sem="relaxed")
 '''
 
+CAT_EM = '''
+
+@triton.jit(do_not_specialize=["n", "step", "pseudocount"])
+def cat_em(theta, raw, shift, counts, nstats, start, n, step, pseudocount, K: tl.constexpr,
+           KP: tl.constexpr, BN: tl.constexpr):
+    """One EM step of n categorical nodes whose K parameters are the rows theta[start + i K:]:
+    statistics (value counts plus the missing values' flow times theta), the update
+    (1 - step) theta + step (stats + a / K) / (total + a), then the raw coordinates (log theta,
+    log of the row sum) written back and the statistics zeroed."""
+    i = tl.program_id(0) * BN + tl.arange(0, BN)
+    im = i < n
+    k = tl.arange(0, KP)
+    m = im[:, None] & (k[None, :] < K)
+    off = start + i.to(tl.int64)[:, None] * K + k[None, :]
+    th = tl.load(theta + off, mask=m, other=0.0)
+    fm = tl.load(nstats + i * 4 + 1, mask=im, other=0.0)
+    st = tl.load(counts + off, mask=m, other=0.0) + fm[:, None] * th
+    den = tl.sum(st, axis=1) + pseudocount
+    ok = den > 0.0
+    tgt = (st + pseudocount / K) / tl.where(ok, den, 1.0)[:, None]
+    new = tl.where(ok[:, None], (1.0 - step) * th + step * tgt, th)
+    tot = tl.sum(tl.where(m, new, 0.0), axis=1)
+    live = tot > 0.0
+    lz = tl.where(live, tl.log(tl.where(live, tot, 1.0)), float("-inf"))
+    tl.store(theta + off, new, mask=m)
+    tl.store(raw + off, tl.where(live[:, None], tl.log(new), 0.0), mask=m)
+    tl.store(shift + off, lz[:, None] + tl.zeros([BN, KP], tl.float32), mask=m)
+    tl.store(counts + off, tl.zeros([BN, KP], tl.float32), mask=m)
+    for j in tl.static_range(4):
+        tl.store(nstats + i * 4 + j, tl.zeros([BN], tl.float32), mask=im)
+'''
+
 LOGPROB = {
     "categorical": '''\
     lp = tl.log(tl.load(theta + ps[:, None] + xi, mask=mask & (ms == 0), other=1.0))''',
