@@ -11,6 +11,7 @@ holds ``-inf`` and is where element rows that no partition writes (reserved slot
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -31,6 +32,11 @@ from pccc.ir.plan import InputLayer, KernelPlan, ProductLayer, SumLayer, SumPart
 BT = 32
 BT_FWD = 64
 BN = 16
+#: batch columns per program and warps of the sum kernels; ``PCCC_TRITON_TILES`` overrides
+#: them for tuning, e.g. ``fwd=64,bwd=32,eflow=64,wfwd=4,wbwd=4,weflow=8``
+TILES = {"fwd": BT_FWD, "bwd": BT, "eflow": BT, "wfwd": 4, "wbwd": 4, "weflow": 4}
+TILES.update({k: int(v) for k, v in (item.split("=") for item in
+                                      os.environ.get("PCCC_TRITON_TILES", "").split(",") if item)})
 #: batch columns per program of kernels over wide products (fan-in > 8: an HCLT root with a
 #: hundred children): few blocks, so narrower tiles give the card more programs
 BT_WIDE = 16
@@ -157,7 +163,8 @@ class DevicePlan:
 
     @staticmethod
     def stride_for(batch: int) -> int:
-        return max(BT_FWD, -(-batch // BT_FWD) * BT_FWD)
+        col = max(TILES["fwd"], TILES["bwd"], TILES["eflow"], BT_FWD)
+        return max(col, -(-batch // col) * col)
 
     def new_node_buffer(self, stride: int) -> Tensor:
         """``[rows, stride]`` node log-values: ``-inf`` everywhere but row 0 (log 1). Layers
@@ -194,10 +201,11 @@ class DevicePlan:
         stride = node.shape[1]
         for step in self.steps:
             for p in step.parts:
-                bt = BT_WIDE if p.shape.fanin > 8 else BT_FWD
+                bt = BT_WIDE if p.shape.fanin > 8 else TILES["fwd"]
                 getattr(self.k, f"sum_fwd_{p.shape.tag}")[(p.nb, triton_cdiv(batch, bt))](
                     node, w, step.children, step.row, p.node_start, p.chunk_start,
-                    p.param_start, p.num_chunks, batch, stride, BT=bt)
+                    p.param_start, p.num_chunks, batch, stride, BT=bt,
+                    num_warps=TILES["wfwd"])
 
     def sum_backward(self, node: Tensor, flow: Tensor, scale: Tensor, flag: Tensor, batch: int,
                      w: Tensor, pgrad: Tensor, flows: Tensor) -> None:
@@ -211,18 +219,23 @@ class DevicePlan:
         for step in reversed(self.steps):
             for p in step.parts:
                 tag = p.shape.tag
-                bt = BT_WIDE if p.shape.fanin > 8 else BT
+                wide = p.shape.fanin > 8
+                bt = BT_WIDE if wide else TILES["bwd"]
                 tiles = triton_cdiv(batch, bt)
                 shared = p.G > 1  # sibling blocks: element flows summed over them first
                 if shared:
-                    getattr(self.k, f"sum_eflow_{tag}")[(p.sib.shape[0], p.shape.NC, tiles)](
+                    be = BT_WIDE if wide else TILES["eflow"]
+                    getattr(self.k, f"sum_eflow_{tag}")[
+                        (p.sib.shape[0], p.shape.NC, triton_cdiv(batch, be))](
                         node, flow, w, step.children, step.row, p.sib, p.node_start,
-                        p.chunk_start, p.param_start, p.num_chunks, batch, stride, G=p.G, BT=bt)
+                        p.chunk_start, p.param_start, p.num_chunks, batch, stride, G=p.G, BT=be,
+                        num_warps=TILES["weflow"])
                 splits = min(tiles, triton_cdiv(self.programs, p.nb * p.shape.NC))
                 getattr(self.k, f"sum_bwd_{tag}")[(p.nb, p.shape.NC, splits)](
                     node, flow, w, pgrad, flows, scale, flag, step.children, step.row,
                     p.node_start, p.chunk_start, p.param_start, p.num_chunks, batch, stride,
-                    splits, triton_cdiv(tiles, splits), BT=bt, SCATTER=not shared)
+                    splits, triton_cdiv(tiles, splits), BT=bt, SCATTER=not shared,
+                    num_warps=TILES["wbwd"])
 
     def input_backward(self, flow: Tensor, xt: Tensor, mt: Tensor, scale: Tensor, flag: Tensor,
                        batch: int, counts: Tensor, nstats: list[Tensor], counts_em: Tensor,
