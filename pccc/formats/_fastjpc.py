@@ -130,9 +130,9 @@ class _Lines:
     def ints(self, pos: np.ndarray, lo: float | None = 0) -> np.ndarray | None:
         """The numbers at ``pos`` as int64, or None unless all are integer tokens >= lo."""
         v = self.vals[pos]
-        if self.floaty[pos].any() or np.any(np.abs(v) >= _EXACT):
+        if self.floaty[pos].any():
             return None
-        if lo is not None and np.any(v < lo):
+        if len(v) and (v.max() >= _EXACT or v.min() < (-_EXACT if lo is None else lo)):
             return None
         return v.astype(np.int64)
 
@@ -141,11 +141,12 @@ def _structure(ln: _Lines, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray,
                                              np.ndarray] | None:
     """(kind, ptr, kids, logw) of the whole file, or None."""
     tags, cnt, off = ln.tags, ln.count, ln.off
-    kind = np.full(n, INPUT, dtype=np.int8)
     is_p, is_s = tags == ord("P"), tags == ord("S")
+    kind = np.zeros(n, dtype=np.int8)  # INPUT
     kind[is_p], kind[is_s] = PRODUCT, SUM
     inner = np.flatnonzero(is_p | is_s)
-    stride = np.where(is_s[inner], 2, 1)
+    s_inner = is_s[inner]
+    stride = s_inner + 1  # numbers per child: 1, or 2 with the log-weight
     k = ln.ints(off[inner] + 2, lo=1)
     ids, vtree = ln.ints(off), ln.ints(off + 1)
     if k is None or ids is None or vtree is None or np.any(cnt[inner] != 3 + stride * k):
@@ -153,20 +154,23 @@ def _structure(ln: _Lines, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray,
     fan = np.zeros(n, dtype=np.int64)
     fan[inner] = k
     ptr = np.concatenate([[0], np.cumsum(fan)])
-    # edges in CSR order: line of each edge, then the position of its child id
-    line = np.repeat(inner, k)
-    j = np.arange(len(line)) - np.repeat(ptr[inner], k)
-    pos = off[line] + 3 + np.repeat(stride, k) * j
+    # edges in CSR order: the position of each child id is the previous one + the stride, or
+    # the line's first child at off + 3 (one cumulative sum)
+    first = off[inner] + 3
+    step = np.repeat(stride, k)
+    if len(step):
+        step[ptr[inner]] = first - np.concatenate([[0], (first + stride * (k - 1))[:-1]])
+    pos = np.cumsum(step)
     cid = ln.ints(pos)
+    line = np.repeat(inner, k)
     kids = None if cid is None else _resolve(ids, cid, line)
     if kids is None:
         return None
-    logw = np.zeros(len(pos))
-    s_edge = kind[line] == SUM
-    w = ln.vals[pos[s_edge] + 1]
-    if not np.all(np.isfinite(w)):
+    s_edge = np.repeat(s_inner, k)
+    pos += 1  # the log-weights, for the edges of sums
+    logw = np.where(s_edge, ln.vals[np.minimum(pos, len(ln.vals) - 1)], 0.0)
+    if not np.all(np.isfinite(logw)):
         return None
-    logw[s_edge] = w
     return kind, ptr, kids, logw
 
 
