@@ -81,7 +81,7 @@ def phases(path: Path) -> dict[str, float]:
     t["inputs"] = time.process_time() - t0
     assert got is not None
     t0 = time.process_time()
-    assemble(Table(*parts, inputs=got[0], num_vars=got[1]))
+    assemble(Table(*parts, inputs=got[0], num_vars=got[1], plain=got[2]))
     t["build IR objects"] = time.process_time() - t0
     gc.enable()
     return t

@@ -44,6 +44,8 @@ class Table:
     """node index -> (input vector with ``param`` unset, its parameters or None)"""
     num_vars: int = 0
     """number of variables"""
+    plain: tuple[np.ndarray, list[InputVector]] | None = None
+    """more input nodes, without parameters: (their node indices, increasing; their vectors)"""
 
 
 def _obj(cls: type, attrs: dict) -> Node:
@@ -124,8 +126,13 @@ def _sums(t: Table, idx: np.ndarray, k: int, keys: list[str]) -> tuple[list[Node
 
 def _inputs(t: Table, width: int) -> tuple[list[Node], list[int], dict[str, np.ndarray]]:
     """(input nodes, their rows, parameters of those that have some), in node order."""
-    rows = sorted(t.inputs)
-    pairs = list(map(t.inputs.__getitem__, rows))
+    if t.plain is not None and not t.inputs:
+        return list(t.plain[1]), t.plain[0].tolist(), {}
+    table = t.inputs
+    if t.plain is not None:
+        table = {**table, **dict(zip(t.plain[0].tolist(), zip(t.plain[1], repeat(None))))}
+    rows = sorted(table)
+    pairs = list(map(table.__getitem__, rows))
     objs: list[Node] = list(map(itemgetter(0), pairs))
     params: dict[str, np.ndarray] = {}
     for j in [j for j, (_, a) in enumerate(pairs) if a is not None]:

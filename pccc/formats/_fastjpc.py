@@ -194,8 +194,8 @@ def _resolve(ids: np.ndarray, cid: np.ndarray, line: np.ndarray) -> np.ndarray |
 
 
 def _indicators(ln: _Lines, rows: np.ndarray, card: np.ndarray
-                ) -> dict | None:
-    """Input vectors of the L and I lines; one shared object per (variable, value)."""
+                ) -> list | None:
+    """Input vectors of the L and I lines ``rows``; one shared object per (variable, value)."""
     from pccc.ir.circuit import InputVector
 
     tags, off = ln.tags[rows], ln.off[rows]
@@ -212,14 +212,15 @@ def _indicators(ln: _Lines, rows: np.ndarray, card: np.ndarray
         return None
     width = int(card.max()) if len(card) else 1
     uniq, inv = np.unique(var * width + val, return_inverse=True)
-    cards = card.tolist()
-    u_var, u_val = (uniq // width).tolist(), (uniq % width).tolist()
-    attrs = zip(zip(repeat("card"), map(cards.__getitem__, u_var)),
-                zip(repeat("values"), zip(u_val)))
-    objs = build(InputVector, len(uniq), n=repeat(1), var=u_var, dist=repeat("indicator"),
+    u_var, u_val = uniq // width, uniq % width
+    # one attrs tuple per distinct (cardinality, value): literals share two
+    cv, which = np.unique(card[u_var] * width + u_val, return_inverse=True)
+    kinds = [(("card", c), ("values", (v,))) for c, v in zip((cv // width).tolist(),
+                                                             (cv % width).tolist())]
+    attrs = map(kinds.__getitem__, which.reshape(-1).tolist())
+    objs = build(InputVector, len(uniq), n=repeat(1), var=u_var.tolist(), dist=repeat("indicator"),
                  attrs=attrs, param=repeat(None))
-    vecs = list(zip(objs, repeat(None)))
-    return dict(zip(rows.tolist(), map(vecs.__getitem__, inv.reshape(-1).tolist())))
+    return list(map(objs.__getitem__, inv.reshape(-1).tolist()))
 
 
 def _others(ln: _Lines, rows: np.ndarray, inp: Inputs) -> bool:
@@ -250,8 +251,9 @@ def _others(ln: _Lines, rows: np.ndarray, inp: Inputs) -> bool:
 _FIELDS = {ord("L"): 3, ord("I"): 4, ord("B"): 5, ord("G"): 5}
 
 
-def _inputs(ln: _Lines, kind: np.ndarray) -> tuple[dict, int] | None:
-    """(node index -> (input vector, params), number of variables), or None."""
+def _inputs(ln: _Lines, kind: np.ndarray) -> tuple[dict, int, tuple] | None:
+    """(node index -> (input vector, params) of the C, B and G lines, number of variables,
+    (node indices, input vectors) of the L and I lines), or None."""
     rows = np.flatnonzero(kind == INPUT)
     tags, cnt = ln.tags[rows], ln.count[rows]
     want = np.array([_FIELDS.get(t, -1) for t in range(256)])[tags]
@@ -278,11 +280,10 @@ def _inputs(ln: _Lines, kind: np.ndarray) -> tuple[dict, int] | None:
     for v, c in inp.card.items():
         card[v] = max(card[v], c)
     inp.card = dict(enumerate(card.tolist()))
-    table = _indicators(ln, ind_rows, card) if len(ind_rows) else {}
-    if table is None:
+    vecs = _indicators(ln, ind_rows, card) if len(ind_rows) else []
+    if vecs is None:
         return None
-    table.update(inp.vectors())
-    return table, nv
+    return inp.vectors(), nv, (ind_rows, vecs)
 
 
 def parse(data: bytes) -> Circuit | None:
@@ -321,4 +322,4 @@ def _parse(b: np.ndarray, count: int) -> Circuit | None:
     got = _inputs(ln, parts[0])
     if got is None:
         return None
-    return assemble(Table(*parts, inputs=got[0], num_vars=got[1]))
+    return assemble(Table(*parts, inputs=got[0], num_vars=got[1], plain=got[2]))
