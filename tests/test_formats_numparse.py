@@ -165,3 +165,29 @@ def test_ints_unchecked_match_int() -> None:
         b, s, e = _layout(ds)
         got = _numparse._digits(_numparse._words(b), e, e - s)
         assert got.tolist() == [int(d) if d else 0 for d in ds]
+
+
+def test_reader_leaves_the_collector_as_it_found_it() -> None:
+    """The fast reader pauses the collector and moves what it built to the oldest generation;
+    it never unfreezes objects that the program froze."""
+    import gc
+
+    from pccc.formats import _fastjpc
+
+    text = b"jpc 3\nL 0 0 1\nL 1 0 -1\nS 2 0 2 0 -0.5 1 -1.0\n"
+    assert gc.isenabled()
+    assert _fastjpc.parse(text) is not None
+    assert gc.isenabled() and gc.get_freeze_count() == 0
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        assert _fastjpc.parse(text) is not None
+        assert gc.get_freeze_count() == frozen and gc.isenabled()
+    finally:
+        gc.unfreeze()
+    gc.disable()
+    try:
+        assert _fastjpc.parse(text) is not None
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
