@@ -132,7 +132,8 @@ class _Lines:
         v = self.vals[pos]
         if self.floaty[pos].any():
             return None
-        if len(v) and (v.max() >= _EXACT or v.min() < (-_EXACT if lo is None else lo)):
+        if len(v) and (v.max() >= _EXACT or (v.min() <= -_EXACT if lo is None else
+                                               v.min() < lo)):
             return None
         return v.astype(np.int64)
 
