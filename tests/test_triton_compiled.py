@@ -186,16 +186,23 @@ def test_wide_product_matches_torch_backend():
     _grads_and_em(c, x, 2e-4, weighted=True)
 
 
-def test_em_without_parameter_gradients():
-    """``param_grads = False``: backward leaves ``.grad`` unset and EM is unchanged."""
-    c = _dense_circuit()
+@pytest.mark.parametrize("n", [32, 96])
+def test_em_without_parameter_gradients(n):
+    """``param_grads = False``: backward leaves ``.grad`` unset and adds the EM statistics
+    straight into the accumulators; EM over two batches is unchanged."""
+    c = _dense_circuit(n=n)
     tri, ref = _pair(c)
     tri.param_grads = False
-    x = torch.as_tensor(np.random.default_rng(11).integers(0, 5, size=(13, 4)))
-    tri(x).mean().backward()
-    ref(x).mean().backward()
+    rng = np.random.default_rng(11)
+    for rows in (13, 6):
+        x = rng.integers(0, 5, size=(rows, 4))
+        x[rng.random(x.shape) < 0.2] = -1
+        w = torch.linspace(0.5, 1.5, rows)  # EM flows do not depend on the loss's weights
+        (tri(torch.as_tensor(x)) * w.to(DEV)).sum().backward()
+        (ref(torch.as_tensor(x)) * w.double()).sum().backward()
     assert tri.sum_logits.grad is None and tri.input_raw.grad is None
     MiniBatchEM(tri, 0.4, 0.1).step()
     MiniBatchEM(ref, 0.4, 0.1).step()
+    x = torch.as_tensor(rng.integers(0, 5, size=(9, 4)))
     np.testing.assert_allclose(tri(x).detach().cpu().numpy(), ref(x).detach().numpy(),
                                rtol=2e-4, atol=2e-4)

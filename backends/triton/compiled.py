@@ -52,6 +52,7 @@ class _Buffers:
     mt: Tensor
     scale: Tensor
     flag: Tensor
+    ones: Tensor
     x_in: dict[Any, Tensor] = field(default_factory=dict)
 
 
@@ -80,11 +81,11 @@ class TritonCompiledCircuit(CompiledCircuit):
         # EM statistics in the kernels' layout (the torch backend's are left 1 long)
         self.em_counts = self._zeros(q)
         self.em_nstats = [self._zeros(ly.n, 4) for ly in plan.input_layers]
-        self._counts = self._zeros(q)
-        self._nstats = [self._zeros(ly.n, 4) for ly in plan.input_layers]
         self._w = self._zeros(self.sum_logits.numel())
         self._theta = self._zeros(q)
-        self._pgrad = torch.zeros_like(self._w)
+        #: per-pass gradients and weighted input statistics, made on first need (EM training
+        #: without parameter gradients adds straight into the EM accumulators instead)
+        self._grad_bufs: tuple[Tensor, Tensor, list[Tensor]] | None = None
         self._synced: tuple[int, ...] | None = None
         self._sbufs: _Buffers | None = None
         self._graphs: dict[Any, Any] = {}
@@ -97,6 +98,13 @@ class TritonCompiledCircuit(CompiledCircuit):
         self._em_zero_counts = any(
             tb.layer.param_size and (tb.layer.dist != "categorical" or tb.span is None)
             for tb in self.tables)
+
+    def _scratch(self) -> tuple[Tensor, Tensor, list[Tensor]]:
+        """``(pgrad, counts, nstats)`` of one backward pass."""
+        if self._grad_bufs is None:
+            self._grad_bufs = (torch.zeros_like(self._w), torch.zeros_like(self._theta),
+                               [self._zeros(ly.n, 4) for ly in self.plan.input_layers])
+        return self._grad_bufs
 
     def _zeros(self, *shape: int) -> Tensor:
         return torch.zeros(shape, dtype=torch.float32, device=self.device)
@@ -161,7 +169,8 @@ class TritonCompiledCircuit(CompiledCircuit):
                          self._zeros(self.dp.rows, stride), self._zeros(v, stride),
                          torch.ones(v, stride, dtype=torch.int8, device=self.device),
                          self._zeros(stride),
-                         torch.zeros(1, dtype=torch.int32, device=self.device))
+                         torch.zeros(1, dtype=torch.int32, device=self.device),
+                         torch.ones(stride, dtype=torch.float32, device=self.device))
             self._sbufs = b
         return b
 
@@ -237,6 +246,18 @@ class TritonCompiledCircuit(CompiledCircuit):
         b.scale[:batch].copy_(grad)
         track = self.track_flows
         dp = self.dp
+        if track and not (want_logits or want_raw):  # EM statistics only: scale 1, added
+            def direct() -> None:  # straight into the accumulators, no scratch buffers
+                b.flag.zero_()
+                b.ones.fill_(1.0)
+                dp.sum_backward(b.node, b.flow, b.ones, b.flag, batch, self._w, self.sum_flows,
+                                self.sum_flows, em_direct=True)
+                dp.input_backward(b.flow, b.xt, b.mt, b.ones, b.flag, batch, self.em_counts,
+                                  self.em_nstats, self.em_counts, self.em_nstats, zero=False)
+
+            self._run(("bwd-em", batch), direct)
+            return None, None
+        pgrad, counts, nstats = self._scratch()
 
         def run() -> None:
             s = b.scale[:batch]
@@ -244,26 +265,26 @@ class TritonCompiledCircuit(CompiledCircuit):
                 b.flag.copy_((s != s[:1]).any() | (s[0] == 0))
             else:
                 b.flag.zero_()
-            dp.sum_backward(b.node, b.flow, b.scale, b.flag, batch, self._w, self._pgrad,
+            dp.sum_backward(b.node, b.flow, b.scale, b.flag, batch, self._w, pgrad,
                             self.sum_flows)
-            dp.input_backward(b.flow, b.xt, b.mt, b.scale, b.flag, batch, self._counts,
-                              self._nstats, self.em_counts, self.em_nstats)
+            dp.input_backward(b.flow, b.xt, b.mt, b.scale, b.flag, batch, counts, nstats,
+                              self.em_counts, self.em_nstats)
             if track:
-                dp.finish_backward(self._w, self._pgrad, b.scale, b.flag, self.sum_flows,
+                dp.finish_backward(self._w, pgrad, b.scale, b.flag, self.sum_flows,
                                    self.sum_norm, None)
                 inv = torch.where(b.flag != 0, 0.0, 1.0 / b.scale[:1])
-                self.em_counts.addcmul_(self._counts, inv)
-                for acc, ns in zip(self.em_nstats, self._nstats):
+                self.em_counts.addcmul_(counts, inv)
+                for acc, ns in zip(self.em_nstats, nstats):
                     acc.addcmul_(ns, inv)
 
         self._run(("bwd", batch, track), run)
         dl = dr = None
         if want_logits:
             dl = torch.empty_like(self._w)
-            dp.finish_backward(self._w, self._pgrad, b.scale, b.flag, None, self.sum_norm, dl)
+            dp.finish_backward(self._w, pgrad, b.scale, b.flag, None, self.sum_norm, dl)
         if want_raw:
-            dr = raw_grads(self.tables, self.input_raw.detach(), self.input_shift, self._counts,
-                           self._nstats)
+            dr = raw_grads(self.tables, self.input_raw.detach(), self.input_shift, counts,
+                           nstats)
         return dl, dr
 
     def node_values(self, batch: int) -> Tensor:

@@ -208,14 +208,16 @@ class DevicePlan:
                     num_warps=TILES["wfwd"])
 
     def sum_backward(self, node: Tensor, flow: Tensor, scale: Tensor, flag: Tensor, batch: int,
-                     w: Tensor, pgrad: Tensor, flows: Tensor) -> None:
+                     w: Tensor, pgrad: Tensor, flows: Tensor, em_direct: bool = False) -> None:
         """Node flows (root flow 1 per example) into ``flow``; ``sum_b scale_b * ...`` weight
         gradients into ``pgrad`` (zeroed here); where ``flag[0] != 0``, EM flows added to
-        ``flows``."""
+        ``flows``. ``em_direct``: ``pgrad`` is the EM flows accumulator instead (not zeroed;
+        ``scale`` must be 1 and ``flag`` 0): ``w`` times the sums are added to it."""
         stride = node.shape[1]
         flow.zero_()
         flow[self.plan.root_slot, :batch] = 1.0
-        pgrad.zero_()
+        if not em_direct:
+            pgrad.zero_()
         for step in reversed(self.steps):
             for p in step.parts:
                 tag = p.shape.tag
@@ -235,18 +237,21 @@ class DevicePlan:
                     node, flow, w, pgrad, flows, scale, flag, step.children, step.row,
                     p.node_start, p.chunk_start, p.param_start, p.num_chunks, batch, stride,
                     splits, triton_cdiv(tiles, splits), BT=bt, SCATTER=not shared,
-                    num_warps=TILES["wbwd"])
+                    EMW=em_direct, num_warps=TILES["wbwd"])
 
     def input_backward(self, flow: Tensor, xt: Tensor, mt: Tensor, scale: Tensor, flag: Tensor,
                        batch: int, counts: Tensor, nstats: list[Tensor], counts_em: Tensor,
-                       nstats_em: list[Tensor]) -> None:
-        """Input statistics weighted by ``scale`` into ``counts``/``nstats`` (zeroed here);
-        where ``flag[0] != 0`` also unweighted into ``counts_em``/``nstats_em`` (added)."""
+                       nstats_em: list[Tensor], zero: bool = True) -> None:
+        """Input statistics weighted by ``scale`` into ``counts``/``nstats`` (zeroed here
+        unless ``zero`` is False: then they accumulate); where ``flag[0] != 0`` also
+        unweighted into ``counts_em``/``nstats_em`` (added)."""
         stride = flow.shape[1]
         tiles = triton_cdiv(batch, BT)
-        counts.zero_()
+        if zero:
+            counts.zero_()
         for inp, ns, ns_em in zip(self.inputs, nstats, nstats_em):
-            ns.zero_()
+            if zero:
+                ns.zero_()
             ly = inp.layer
             getattr(self.k, inp.bwd)[(triton_cdiv(ly.n, BN), tiles)](
                 flow, xt, mt, inp.vars, inp.pstart, counts, ns, counts_em, ns_em, scale, flag,

@@ -96,7 +96,7 @@ SUM_BWD = Template('''
 @triton.jit(do_not_specialize=["batch", "splits", "per"])
 def $name(node, flow, weights, pgrad, pflow, scale, flag, children, row, node_start, chunk_start,
         param_start, num_chunks, batch, stride, splits, per, BT: tl.constexpr,
-        SCATTER: tl.constexpr):
+        SCATTER: tl.constexpr, EMW: tl.constexpr):
     """Backward of sum partition B=$B C=$C fan-in $F. Program (block, chunk, split) walks the
     batch tiles split, split + splits, ... (per of them): element flows scattered to the
     product children; the chunk's weight gradients sum_b scale_b f_rb exp(e_cb - s_rb) summed
@@ -146,6 +146,8 @@ def $name(node, flow, weights, pgrad, pflow, scale, flag, children, row, node_st
             if two:  # EM flows need their own sum when examples weigh differently
                 g1 += $mix_flow
             it += 1
+        if EMW:  # pgrad is the EM flows buffer (scale 1): add w times the sums
+            g = g * w
         tl.atomic_add(pgrad + gptr, g, mask=wmask, sem="relaxed")
         if two:
             tl.atomic_add(pflow + gptr, g1 * w, mask=wmask, sem="relaxed")
