@@ -119,7 +119,11 @@ class ParamsMixin:
             self.register_buffer(f"in_pidx{i}", _t(keep.astype(np.int64)), persistent=False)
             self._in_size[i] = size
             self._in_span[i] = (int(flat[0]), int(flat.size)) if contiguous else None
-            if ly.param_size:
+            if ly.param_size and contiguous:  # slices, not fancy indexing (51M for PD-256)
+                a, b = int(flat[0]), int(flat[0]) + flat.size
+                r, s = fam.to_raw(ly.dist, plan.input_params[a:b].reshape(pidx.shape))
+                raw[a:b], shift[a:b] = r.reshape(-1), s.reshape(-1)
+            elif ly.param_size:
                 r, s = fam.to_raw(ly.dist, plan.input_params[pidx])
                 raw[pidx], shift[pidx] = r, s
         self.input_raw = nn.Parameter(_t(raw if q else np.zeros(1)))

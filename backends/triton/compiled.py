@@ -28,8 +28,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from pccc.backends.torch.module import CompiledCircuit
 from pccc.backends.triton.codegen import load_module
@@ -69,6 +70,7 @@ class TritonCompiledCircuit(CompiledCircuit):
     torch_layers = False
 
     def __init__(self, plan: KernelPlan, *, device: Any = "cuda", precision: str = "tf32"):
+        object.__setattr__(self, "_init_device", torch.device(device))
         super().__init__(plan, device=device, dtype=torch.float32)
         self.backend_name = "triton"
         self.precision = precision
@@ -116,6 +118,31 @@ class TritonCompiledCircuit(CompiledCircuit):
                 "kernels": self.source, "kernels_path": str(self.source_path)}
 
     # ------------------------------------------------------------ parameters
+    def init_params(self, plan: KernelPlan) -> None:
+        """The torch backend's parameters, computed on the device in float32 (the numpy
+        float64 path costs seconds on a PD-256's 155M weights)."""
+        dev: torch.device = self.__dict__["_init_device"]
+        ng = len(plan.group_size)
+        g = torch.from_numpy(np.ascontiguousarray(plan.param_group, dtype=np.int32)).to(dev)
+        w = torch.from_numpy(np.ascontiguousarray(plan.params, dtype=np.float32)).to(dev)
+        real = g >= 0
+        gi = torch.where(real, g, ng)
+        w = torch.where(real, w, 0.0)
+        z = torch.zeros(ng + 1, dtype=torch.float32, device=dev).index_add_(0, gi, w)
+        live = real & (z[gi] > 0)
+        del gi
+        # an all-zero group keeps raw 0 and a -inf normalizer (weights 0, never NaN)
+        self.sum_logits = nn.Parameter(torch.where(live, torch.log(torch.where(live, w, 1.0)),
+                                                   0.0))
+        del w, live
+        self.register_buffer("sum_norm", torch.where(z > 0, torch.log(torch.where(
+            z > 0, z, 1.0)), -math.inf))
+        self.register_buffer("group_size", torch.from_numpy(
+            np.append(plan.group_size, 1).astype(np.float32)).to(dev), persistent=False)
+        self.register_buffer("sum_flows", torch.zeros_like(self.sum_logits.data),
+                             persistent=False)
+        self._init_inputs(plan)
+
     def _param_key(self) -> tuple[int, ...]:
         a, b = self.sum_logits, self.input_raw
         return (a.data_ptr(), a._version, b.data_ptr(), b._version, self.sum_norm._version,
