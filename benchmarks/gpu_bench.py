@@ -187,6 +187,8 @@ def main() -> None:
     ap.add_argument("--batches", type=int, default=0, help="time this many batches per epoch")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--pyjuice", action="store_true")
+    ap.add_argument("--pj-modes", default="graphs,plain",
+                    help="PyJuice runs: with CUDA graphs (graphs) and/or without (plain)")
     ap.add_argument("--grads", action="store_true",
                     help="also compute the parameters' gradients (param_grads=True)")
     ap.add_argument("--pj-site", default="/tmp/site")
@@ -198,7 +200,8 @@ def main() -> None:
     rows: list[dict] = []
     if a.check:
         rows += check(x)
-    if a.pyjuice:  # the target mode first, so a time limit cuts the least useful part
+    modes = a.pj_modes.split(",")
+    if a.pyjuice and "graphs" in modes:  # the target mode first: a time limit cuts the rest
         rows += pyjuice(os.path.abspath(a.mnist), True, a.pj_site)
     for name in [w for w in a.which.split(",") if w]:
         try:
@@ -207,7 +210,7 @@ def main() -> None:
             table(rows)  # partial tables survive a time limit
         except Exception as e:  # keep going: one failing workload must not hide the rest
             print(f"{name}: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
-    if a.pyjuice:
+    if a.pyjuice and "plain" in modes:
         rows += pyjuice(os.path.abspath(a.mnist), False, a.pj_site)
     with open(os.path.join(a.out, "gpu_bench.jsonl"), "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in rows)
