@@ -166,6 +166,9 @@ def train(model: Any, train_x: np.ndarray, valid_x: np.ndarray | None, cfg: Trai
     rng = np.random.default_rng(cfg.seed)
     xt = torch.from_numpy(np.ascontiguousarray(train_x)).to(model.device)
     opt = _make_optimizer(model, cfg)
+    grads = getattr(model, "param_grads", None)
+    if grads is not None:  # EM reads flows: a backend that can skip the gradients does
+        model.param_grads = False
     best = _snapshot(model)
     hist.best_ll = evaluate(model, valid_x, cfg.eval_batch_size) if valid_x is not None \
         else -math.inf
@@ -191,6 +194,8 @@ def train(model: Any, train_x: np.ndarray, valid_x: np.ndarray | None, cfg: Trai
         hist.interrupted = True
     opt.zero_flows()
     model.load_state_dict(best)
+    if grads is not None:
+        model.param_grads = grads
     return hist
 
 
