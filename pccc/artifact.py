@@ -175,6 +175,8 @@ def read_module(path: str | os.PathLike[str], *, device: Any = None, dtype: Any 
     manifest, plan, source = read_artifact(path)
     name = backend or manifest["backend"]
     opts = {k: v for k, v in manifest.get("options", {}).items() if k != "training"}
+    if name != manifest["backend"]:  # the options were the recorded backend's (precision...)
+        opts = {}
     model = registry.get(name)(plan, device=device,
                                dtype=_dtype(dtype or manifest.get("dtype")), **opts)
     model.source_circuit = source
