@@ -131,12 +131,13 @@ def _mixes(shape: SumShape, precision: str) -> dict[str, str]:
     return {k: Template(v).substitute(ip=ip) for k, v in snippets}
 
 
-def render(plan: KernelPlan, precision: str, plan_hash: str = "") -> str:
+def render(plan: KernelPlan, precision: str, plan_hash: str = "",
+           shapes: list[SumShape] | None = None) -> str:
     """The generated module's source text."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
     parts = [Template(T.HEADER).substitute(plan_hash=plan_hash, precision=precision)]
-    for s in sum_shapes(plan):
+    for s in sum_shapes(plan) if shapes is None else shapes:
         # the tensor-core path needs dims >= 16; smaller tiles use the broadcast path
         BP, CP = (max(16, pow2ceil(s.B)), max(16, pow2ceil(s.C))) if s.uses_dot else \
             (pow2ceil(s.B), pow2ceil(s.C))
@@ -161,10 +162,10 @@ def render(plan: KernelPlan, precision: str, plan_hash: str = "") -> str:
     return "".join(parts)
 
 
-def plan_hash(plan: KernelPlan, precision: str) -> str:
+def plan_hash(plan: KernelPlan, precision: str, shapes: list[SumShape] | None = None) -> str:
     """Hash of what the generated source depends on (structure, not parameter values)."""
     h = hashlib.sha256(f"v{TEMPLATE_VERSION}|{precision}|".encode())
-    h.update(repr([s for s in sum_shapes(plan)]).encode())
+    h.update(repr(sum_shapes(plan) if shapes is None else shapes).encode())
     h.update(repr(input_dists(plan)).encode())
     h.update(plan.summary().encode())
     return h.hexdigest()[:20]
@@ -178,8 +179,9 @@ def cache_dir() -> Path:
 
 def load_module(plan: KernelPlan, precision: str) -> tuple[ModuleType, str, Path]:
     """Generate (or reuse) and import the plan's kernel module: (module, source, path)."""
-    key = plan_hash(plan, precision)
-    src = render(plan, precision, key)
+    shapes = sum_shapes(plan)  # once: it walks every partition's blocks
+    key = plan_hash(plan, precision, shapes)
+    src = render(plan, precision, key, shapes)
     path = cache_dir() / key / "kernels.py"
     if not path.exists() or path.read_text() != src:
         path.parent.mkdir(parents=True, exist_ok=True)
