@@ -110,24 +110,27 @@ class ParamsMixin:
                 self.register_buffer(f"in_values{i}", _t(ly.values.astype(np.int64)),
                                      persistent=False)
             size = max(ly.param_size, 1)
-            pidx = ly.param_start[:, None] + np.arange(size)[None, :]
-            flat = pidx.reshape(-1)
-            contiguous = ly.param_size > 0 and np.array_equal(flat, flat[0] + np.arange(flat.size))
+            ps = np.asarray(ly.param_start, dtype=np.int64)
+            # contiguous: node k's parameters are ps[0] + k * size + (0..size-1)
+            contiguous = bool(ly.param_size > 0 and ly.n > 0 and np.array_equal(
+                ps, ps[0] + np.arange(ly.n, dtype=np.int64) * size))
             # a backend with its own input kernels reads contiguous rows as views: only each
             # node's first offset is kept (HCLT-256 inputs: 400 MB less on the device)
-            keep = pidx[:, :1] if contiguous and not getattr(self, "torch_layers", True) else pidx
-            self.register_buffer(f"in_pidx{i}", _t(keep.astype(np.int64)), persistent=False)
+            compact = contiguous and not getattr(self, "torch_layers", True)
+            pidx = ps[:, None] if compact else ps[:, None] + np.arange(size)[None, :]
+            self.register_buffer(f"in_pidx{i}", torch.from_numpy(pidx.copy()), persistent=False)
             self._in_size[i] = size
-            self._in_span[i] = (int(flat[0]), int(flat.size)) if contiguous else None
-            if ly.param_size and contiguous:  # slices, not fancy indexing (51M for PD-256)
-                a, b = int(flat[0]), int(flat[0]) + flat.size
-                r, s = fam.to_raw(ly.dist, plan.input_params[a:b].reshape(pidx.shape))
+            self._in_span[i] = (int(ps[0]), ly.n * size) if contiguous else None
+            if contiguous:  # slices, not fancy indexing (51M parameters for PD-256)
+                a, b = int(ps[0]), int(ps[0]) + ly.n * size
+                r, s = fam.to_raw(ly.dist, plan.input_params[a:b].reshape(ly.n, size))
                 raw[a:b], shift[a:b] = r.reshape(-1), s.reshape(-1)
             elif ly.param_size:
                 r, s = fam.to_raw(ly.dist, plan.input_params[pidx])
                 raw[pidx], shift[pidx] = r, s
-        self.input_raw = nn.Parameter(_t(raw if q else np.zeros(1)))
-        self.register_buffer("input_shift", _t(shift if q else np.zeros(1)))
+        # raw and shift are this function's own arrays: shared with torch, not copied
+        self.input_raw = nn.Parameter(torch.from_numpy(raw if q else np.zeros(1)))
+        self.register_buffer("input_shift", torch.from_numpy(shift if q else np.zeros(1)))
         m = max(q, 1) if getattr(self, "torch_layers", True) else 1  # else: backend's own
         self.register_buffer("input_stats", torch.zeros(m, 3, dtype=torch.float64),
                              persistent=False)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -123,8 +124,12 @@ class TritonCompiledCircuit(CompiledCircuit):
         float64 path costs seconds on a PD-256's 155M weights)."""
         dev: torch.device = self.__dict__["_init_device"]
         ng = len(plan.group_size)
-        g = torch.from_numpy(np.ascontiguousarray(plan.param_group, dtype=np.int32)).to(dev)
-        w = torch.from_numpy(np.ascontiguousarray(plan.params, dtype=np.float32)).to(dev)
+        # copied as they are and converted on the device (a host-side conversion of 155M
+        # values costs seconds); the plan's arrays may be read-only: they are only read
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            g = torch.from_numpy(np.ascontiguousarray(plan.param_group)).to(dev).int()
+            w = torch.from_numpy(np.ascontiguousarray(plan.params)).to(dev).float()
         real = g >= 0
         gi = torch.where(real, g, ng)
         w = torch.where(real, w, 0.0)
