@@ -5,6 +5,9 @@
 - :func:`RAT_SPN`: random and tensorized SPNs.
 - :func:`HMM`: hidden Markov models (homogeneous: tied parameters).
 
+:func:`perturb` redraws a circuit's sum weights and categorical tables the way PyJuice
+initializes them (more spread than the generators' near-uniform draw; EM starts faster).
+
 Input distributions are chosen with ``input_dist`` (``categorical``, ``bernoulli``,
 ``binomial``, ``gaussian``) or an :class:`InputSpec`.
 
@@ -17,6 +20,7 @@ Example::
 from pccc.structures.chow_liu import chow_liu_tree, mutual_information
 from pccc.structures.hclt import HCLT, hclt_from_tree
 from pccc.structures.hmm import HMM
+from pccc.structures.init import perturb
 from pccc.structures.input_layers import INPUT_DISTS, InputSpec
 from pccc.structures.pd import PD
 from pccc.structures.rat_spn import RAT_SPN
@@ -26,5 +30,5 @@ GENERATORS = {"hclt": HCLT, "pd": PD, "rat-spn": RAT_SPN, "hmm": HMM}
 
 __all__ = [
     "GENERATORS", "HCLT", "HMM", "INPUT_DISTS", "PD", "RAT_SPN", "InputSpec", "chow_liu_tree",
-    "hclt_from_tree", "mutual_information",
+    "hclt_from_tree", "mutual_information", "perturb",
 ]
