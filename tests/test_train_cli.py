@@ -147,3 +147,19 @@ def test_nltcs_reaches_target(tmp_path, capsys):
     text = capsys.readouterr().out
     assert rc == 0
     assert float(re.search(r"test log-likelihood: (\S+)", text).group(1)) >= -6.10
+
+
+def test_perturbed_start_trains_and_bad_value_is_refused(tmp_path, capsys):
+    """``--perturb 2``: PyJuice's initialization; the trained file still matches its reported
+    test log-likelihood; a negative value is a user error (exit 2, nothing written)."""
+    rc, out = _train(tmp_path, "--perturb", "2")
+    assert rc == 0 and out.exists()
+    m = re.search(r"test log-likelihood: (\S+)$", capsys.readouterr().out.strip())
+    assert m is not None
+    test = np.loadtxt(tmp_path / "toy.test.data", delimiter=",", dtype=np.int64)
+    assert log_likelihood(pccc.load(out), test).mean() == pytest.approx(float(m.group(1)),
+                                                                        abs=1e-3)
+    out.unlink()
+    rc, out = _train(tmp_path, "--perturb", "-1")
+    assert rc == 2 and not out.exists()
+    assert "--perturb" in capsys.readouterr().err
