@@ -223,8 +223,14 @@ class TritonCompiledCircuit(CompiledCircuit):
             if len(self._graphs) >= MAX_GRAPHS:
                 self._graphs.pop(next(iter(self._graphs)))
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                fn()  # recorded, not run
+            try:
+                with torch.cuda.graph(graph):
+                    fn()  # recorded, not run
+            except RuntimeError as e:  # this call's results stand (the run above)
+                warnings.warn(f"pccc: CUDA graph capture failed ({e}); running eagerly",
+                              RuntimeWarning, stacklevel=2)
+                self.use_graphs = False
+                return
             self._graphs[key] = graph
             return
         graph.replay()
