@@ -84,12 +84,18 @@ class TritonCompiledCircuit(CompiledCircuit):
         # EM statistics in the kernels' layout (the torch backend's are left 1 long)
         self.em_counts = self._zeros(q)
         self.em_nstats = [self._zeros(ly.n, 4) for ly in plan.input_layers]
-        self._w = self._zeros(self.sum_logits.numel())
+        # the kernels' linear copies start as the plan's own values: no refresh (and no JIT of
+        # the refresh kernels) before the parameters first change
+        self._w = self._w_init
+        del self._w_init
         self._theta = self._zeros(q)
+        if len(plan.input_params):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                self._theta.copy_(torch.from_numpy(np.ascontiguousarray(plan.input_params)))
         #: per-pass gradients and weighted input statistics, made on first need (EM training
         #: without parameter gradients adds straight into the EM accumulators instead)
         self._grad_bufs: tuple[Tensor, Tensor, list[Tensor]] | None = None
-        self._synced: tuple[int, ...] | None = None
         self._sbufs: _Buffers | None = None
         self._graphs: dict[Any, Any] = {}
         self._stamp = 0
@@ -98,6 +104,7 @@ class TritonCompiledCircuit(CompiledCircuit):
         #: compute ``sum_logits.grad`` / ``input_raw.grad`` in backward; EM-only training can
         #: turn this off (backward then accumulates flows and statistics only)
         self.param_grads = True
+        self._synced: tuple[int, ...] | None = self._param_key()
         self._em_zero_counts = any(
             tb.layer.param_size and (tb.layer.dist != "categorical" or tb.span is None)
             for tb in self.tables)
@@ -139,7 +146,8 @@ class TritonCompiledCircuit(CompiledCircuit):
         # an all-zero group keeps raw 0 and a -inf normalizer (weights 0, never NaN)
         self.sum_logits = nn.Parameter(torch.where(live, torch.log(torch.where(live, w, 1.0)),
                                                    0.0))
-        del w, live
+        self._w_init = w  # the kernels' linear weights, as the plan gives them
+        del live
         self.register_buffer("sum_norm", torch.where(z > 0, torch.log(torch.where(
             z > 0, z, 1.0)), -math.inf))
         self.register_buffer("group_size", torch.from_numpy(
