@@ -362,12 +362,19 @@ def segment_reduce(x, y, run_start, run_len, run_group, out, aux, nruns, RUNS: t
 
 
 @triton.jit
-def weights_from_logits(logits, group, gmax, gsum, norm, w, total, BLOCK: tl.constexpr):
-    """w = exp(logit - logsumexp of its group + log Z_g); padding (group < 0) 0."""
+def _weight_slice(group, total, BLOCK: tl.constexpr):
+    """This program's BLOCK flat weight positions p, their mask, groups g, and which are
+    real weights (not padding: group >= 0)."""
     p = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     pm = p < total
     g = tl.load(group + p, mask=pm, other=-1)
-    ok = pm & (g >= 0)
+    return p, pm, g, pm & (g >= 0)
+
+
+@triton.jit
+def weights_from_logits(logits, group, gmax, gsum, norm, w, total, BLOCK: tl.constexpr):
+    """w = exp(logit - logsumexp of its group + log Z_g); padding (group < 0) 0."""
+    p, pm, g, ok = _weight_slice(group, total, BLOCK)
     x = tl.load(logits + p, mask=ok, other=0.0)
     mx = tl.load(gmax + g, mask=ok, other=0.0)
     sm = tl.load(gsum + g, mask=ok, other=1.0)
@@ -393,10 +400,7 @@ def flows_finish(w, pgrad, scale, flag, flows, total, BLOCK: tl.constexpr):
 @triton.jit
 def logits_grad(w, pgrad, group, gs, norm, out, total, BLOCK: tl.constexpr):
     """d loss / d logit = w grad - (w / Z_g) sum over the group of w grad (gs)."""
-    p = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    pm = p < total
-    g = tl.load(group + p, mask=pm, other=-1)
-    ok = pm & (g >= 0)
+    p, pm, g, ok = _weight_slice(group, total, BLOCK)
     ww = tl.load(w + p, mask=ok, other=0.0)
     a = ww * tl.load(pgrad + p, mask=ok, other=0.0)
     z = tl.load(norm + g, mask=ok, other=0.0)
@@ -410,10 +414,7 @@ def em_weights(w, flows, group, gsum, gsize, logits, total, step, pseudocount,
                BLOCK: tl.constexpr):
     """w <- (1 - step) w + step (F + a / K) / (F_g + a) per group (unchanged where F_g + a is
     0); logits <- log w; flows <- 0."""
-    p = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    pm = p < total
-    g = tl.load(group + p, mask=pm, other=-1)
-    ok = pm & (g >= 0)
+    p, pm, g, ok = _weight_slice(group, total, BLOCK)
     fl = tl.load(flows + p, mask=ok, other=0.0)
     gs = tl.load(gsum + g, mask=ok, other=0.0)
     k = tl.load(gsize + g, mask=ok, other=1).to(tl.float32)
