@@ -36,6 +36,8 @@ from torch import Tensor, nn
 from pccc.backends.torch.module import CompiledCircuit
 from pccc.backends.triton.codegen import load_module
 from pccc.backends.triton.inputs import InputTables, em_update_inputs, native_params, raw_grads
+from pccc.backends.triton.prejit import enabled as prejit_enabled
+from pccc.backends.triton.prejit import prejit
 from pccc.backends.triton.runtime import DevicePlan
 from pccc.ir.plan import KernelPlan
 
@@ -98,6 +100,7 @@ class TritonCompiledCircuit(CompiledCircuit):
         self._grad_bufs: tuple[Tensor, Tensor, list[Tensor]] | None = None
         self._sbufs: _Buffers | None = None
         self._graphs: dict[Any, Any] = {}
+        self._prejitted: set[Any] = set()
         self._stamp = 0
         self._batch = 0
         self.use_graphs = dev.type == "cuda" and os.environ.get("PCCC_CUDA_GRAPHS", "1") != "0"
@@ -214,9 +217,15 @@ class TritonCompiledCircuit(CompiledCircuit):
             self._sbufs = b
         return b
 
-    def _run(self, key: Any, fn: Callable[[], None]) -> None:
+    def _run(self, key: Any, fn: Callable[[], None], scratch_only: bool = True) -> None:
         """Run ``fn`` (a fixed sequence of launches on static buffers): eagerly, or on a GPU
-        through a CUDA graph recorded on its first call (after one eager run: Triton's JIT)."""
+        through a CUDA graph recorded on its first call (after one eager run: Triton's JIT).
+        On a GPU the first call of a ``key`` compiles its kernels in parallel first, where
+        ``fn``'s torch operations touch scratch buffers only (``scratch_only``)."""
+        if key not in self._prejitted and self.device.type == "cuda":
+            self._prejitted.add(key)
+            if scratch_only and prejit_enabled():
+                prejit(self.dp, "k", fn)
         if not self.use_graphs:
             fn()
             return
@@ -363,7 +372,7 @@ class TritonCompiledCircuit(CompiledCircuit):
             for ns in self.em_nstats:
                 ns.zero_()
 
-        self._run(("em", eta, alpha), run)
+        self._run(("em", eta, alpha), run, scratch_only=False)
         self._synced = self._param_key()  # both sides were updated together
 
     def zero_flows(self) -> None:
