@@ -105,13 +105,13 @@ def profile(model, opt, xg: torch.Tensor, steps: int = 3) -> None:
 
 
 def workload(name: str, x: np.ndarray, xg: torch.Tensor, precision: str, batches: int = 0,
-             do_profile: bool = False, grads: bool = False) -> dict:
+             do_profile: bool = False, grads: bool = False, pipeline: str | None = None) -> dict:
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
     t0 = time.time()
     c = build(name, x)
     t1 = time.time()
-    model = pccc.compile(c, backend="triton", device=DEV, precision=precision)
+    model = pccc.compile(c, backend="triton", device=DEV, precision=precision, pipeline=pipeline)
     model.param_grads = grads  # EM reads flows; PyJuice computes no gradients either
     torch.cuda.synchronize()
     t2 = time.time()
@@ -133,7 +133,7 @@ def workload(name: str, x: np.ndarray, xg: torch.Tensor, precision: str, batches
         profile(model, opt, xg)
     full = (xg.shape[0] // BATCH) / batches if batches else 1.0  # extrapolated to an epoch
     return dict(kind="ours", name=name, precision=precision, param_grads=grads,
-                tiles=os.environ.get("PCCC_TRITON_TILES", ""),
+                tiles=os.environ.get("PCCC_TRITON_TILES", ""), pipeline=pipeline or "",
                 card=torch.cuda.get_device_name(0), structure_s=round(t1 - t0, 2),
                 compile_s=round(t3 - t1, 2), plan_module_s=round(t2 - t1, 2),
                 jit_s=round(t3 - t2, 2), first_epoch_s=round((e1 - e0) * full, 3),
@@ -191,6 +191,8 @@ def main() -> None:
                     help="PyJuice runs: with CUDA graphs (graphs) and/or without (plain)")
     ap.add_argument("--grads", action="store_true",
                     help="also compute the parameters' gradients (param_grads=True)")
+    ap.add_argument("--pipeline", default=None,
+                    help="pass pipeline (default: the training pipeline)")
     ap.add_argument("--pj-site", default="/tmp/site")
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     a = ap.parse_args()
@@ -205,7 +207,8 @@ def main() -> None:
         rows += pyjuice(os.path.abspath(a.mnist), True, a.pj_site)
     for name in [w for w in a.which.split(",") if w]:
         try:
-            rows.append(workload(name, x, xg, a.precision, a.batches, a.profile, a.grads))
+            rows.append(workload(name, x, xg, a.precision, a.batches, a.profile, a.grads,
+                                 a.pipeline))
             print(json.dumps(rows[-1]), flush=True)
             table(rows)  # partial tables survive a time limit
         except Exception as e:  # keep going: one failing workload must not hide the rest
