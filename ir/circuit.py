@@ -13,7 +13,9 @@ A *node vector* is ``n`` nodes of one kind over one scope. Scalar circuits read 
 Node ids are positions in :attr:`Circuit.nodes`, which is topologically sorted (children first).
 The node classes use ``__slots__`` (a large file makes millions of them); readers that build
 them in bulk set the slots through the class's member descriptors (see
-:mod:`pccc.formats._assemble`).
+:mod:`pccc.formats._assemble`). The parameter store is any read-only mapping from keys to
+read-only arrays, in sorted key order: a plain one, or a :class:`PackedParams`, which keeps
+the ``[1, k]`` weight rows of millions of scalar sums in one buffer.
 
 Example::
 
@@ -28,7 +30,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import ItemsView, Iterator, Mapping, ValuesView
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Union
@@ -44,6 +46,129 @@ def _freeze(a: np.ndarray, dtype: type = np.float64) -> np.ndarray:
     a = np.array(a, dtype=dtype, copy=True)
     a.setflags(write=False)
     return a
+
+
+def padded_keys(prefix: str, idx: np.ndarray, width: int) -> list[str]:
+    """``f"{prefix}{i:0{width}d}"`` for each ``i >= 0`` of ``idx`` (``prefix``: one ASCII
+    letter; the digits are made by numpy, the strings by one ``str.split``)."""
+    m = len(idx)
+    if m == 0:
+        return []
+    d = np.empty((m, width + 2), dtype=np.uint8)
+    d[:, 0] = ord(prefix)
+    d[:, -1] = 32
+    x = np.asarray(idx, dtype=np.int64).copy()
+    for j in range(width, 0, -1):
+        d[:, j] = x % 10 + 48
+        x //= 10
+    return d.tobytes().decode("ascii").split()
+
+
+class PackedParams(Mapping[str, np.ndarray]):
+    """A read-only parameter store for many ``[1, k]`` weight rows (the sums of a scalar
+    circuit read from a file): one flat buffer instead of one array and one dict entry per
+    sum, which for millions of sums cost seconds to build.
+
+    Key ``f"{prefix}{ids[j]:0{width}d}"`` names the read-only ``[1, k]`` view
+    ``buf[ptr[j]:ptr[j + 1]]`` (``ids`` increasing, so the keys are in sorted order); the view
+    is made when asked for, so two lookups give equal arrays that are not the same object.
+    ``head`` holds other read-only arrays, in sorted key order, every key sorting before the
+    packed ones. Iteration is in sorted key order, as for any store of a :class:`Circuit`."""
+
+    __slots__ = ("_head", "_prefix", "_width", "_ids", "_ptr", "_buf", "_rows", "_starts")
+
+    def __init__(self, head: Mapping[str, np.ndarray], prefix: str, width: int,
+                 ids: np.ndarray, ptr: np.ndarray, buf: np.ndarray):
+        ids = np.asarray(ids, dtype=np.int64)
+        ptr = np.asarray(ptr, dtype=np.int64)
+        if not (len(prefix) == 1 and prefix.isascii() and prefix.isalpha()):
+            raise ValueError(f"packed keys need a one-letter prefix, not {prefix!r}")
+        if len(ptr) != len(ids) + 1 or (len(ids) and (
+                ids[0] < 0 or np.any(np.diff(ids) <= 0) or int(ids[-1]) >= 10**width)):
+            raise ValueError("packed keys need increasing ids of at most `width` digits")
+        if ptr[0] != 0 or ptr[-1] != len(buf) or np.any(np.diff(ptr) < 0):
+            raise ValueError("packed rows need increasing offsets into the buffer")
+        keys = list(head)
+        if keys != sorted(keys) or (keys and len(ids) and
+                                    keys[-1] >= padded_keys(prefix, ids[:1], width)[0]):
+            raise ValueError("the other keys must be sorted and sort before the packed ones")
+        self._head = {k: _freeze(v) for k, v in head.items()}
+        self._prefix, self._width, self._ids, self._ptr = prefix, width, ids, ptr
+        self._buf = _freeze(buf)
+        self._rows: memoryview | None = None  # node id -> row, made at the first lookup
+        self._starts = np.ascontiguousarray(ptr).data
+
+    def _row(self, key: object) -> int:
+        """The row of a packed key, or -1."""
+        if (type(key) is not str or len(key) != self._width + 1
+                or not key.startswith(self._prefix)):
+            return -1
+        digits = key[1:]
+        if not (digits.isascii() and digits.isdigit()):
+            return -1
+        if self._rows is None:
+            ids = self._ids
+            rows = np.full(int(ids[-1]) + 1 if len(ids) else 0, -1, dtype=np.int64)
+            rows[ids] = np.arange(len(ids))
+            self._rows = rows.data
+        i = int(digits)
+        return self._rows[i] if i < len(self._rows) else -1
+
+    def _view(self, j: int) -> np.ndarray:
+        return self._buf[self._starts[j]:self._starts[j + 1]][None]
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        got = self._head.get(key)
+        if got is not None:
+            return got
+        j = self._row(key)
+        if j < 0:
+            raise KeyError(key)
+        return self._view(j)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._head or self._row(key) >= 0
+
+    def __len__(self) -> int:
+        return len(self._head) + len(self._ids)
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self._head
+        for lo in range(0, len(self._ids), _KEY_SLICE):
+            yield from padded_keys(self._prefix, self._ids[lo:lo + _KEY_SLICE], self._width)
+
+    def _items(self) -> Iterator[tuple[str, np.ndarray]]:
+        yield from self._head.items()
+        for lo in range(0, len(self._ids), _KEY_SLICE):
+            keys = padded_keys(self._prefix, self._ids[lo:lo + _KEY_SLICE], self._width)
+            yield from zip(keys, map(self._view, range(lo, lo + len(keys))))
+
+    def items(self) -> ItemsView[str, np.ndarray]:
+        return _PackedItems(self)
+
+    def values(self) -> ValuesView[np.ndarray]:
+        return _PackedValues(self)
+
+    def __repr__(self) -> str:
+        return (f"PackedParams({len(self._head)} arrays + {len(self._ids)} rows "
+                f"'{self._prefix}...' of {len(self._buf)} weights)")
+
+
+_KEY_SLICE = 65536
+
+
+class _PackedItems(ItemsView[str, np.ndarray]):
+    _mapping: PackedParams
+
+    def __iter__(self) -> Iterator[tuple[str, np.ndarray]]:
+        return self._mapping._items()
+
+
+class _PackedValues(ValuesView[np.ndarray]):
+    _mapping: PackedParams
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return (v for _, v in self._mapping._items())
 
 
 @dataclass(frozen=True, eq=True, slots=True)
@@ -132,7 +257,8 @@ class Circuit:
     nodes: tuple[Node, ...]
     """node vectors in topological order: every child id is smaller than its parent's"""
     params: Mapping[str, np.ndarray] = field(default_factory=dict)
-    """parameter store: key -> read-only float64 array"""
+    """parameter store: key -> read-only float64 array, in sorted key order (a read-only view of
+    a dict, or a :class:`PackedParams`)"""
     num_vars: int = 0
     """number of variables (ids ``0..num_vars-1``); may exceed the variables used"""
     root: int = -1
@@ -141,8 +267,9 @@ class Circuit:
     level = "L0"
 
     def __post_init__(self) -> None:
-        frozen = {k: _freeze(v) for k, v in self.params.items()}
-        object.__setattr__(self, "params", MappingProxyType(dict(sorted(frozen.items()))))
+        if not isinstance(self.params, PackedParams):  # (read-only and sorted already)
+            frozen = {k: _freeze(v) for k, v in self.params.items()}
+            object.__setattr__(self, "params", MappingProxyType(dict(sorted(frozen.items()))))
         object.__setattr__(self, "nodes", tuple(self.nodes))
         if self.root < 0:
             object.__setattr__(self, "root", len(self.nodes) - 1)

@@ -4,9 +4,9 @@ Readers of scalar formats (one node per line) describe the circuit as arrays: a 
 children in CSR form, and the log-weights of sum edges. :func:`assemble` turns them into an L0
 circuit with ``n = 1`` everywhere. It is the hot loop of parsing a large file, so it avoids the
 per-node costs of the public constructors (dataclass ``__init__``, ``_freeze``, sorting the
-parameter store) while producing exactly the values they would: every weight array is a
-read-only ``[1, k]`` view of one buffer, and parameter keys are zero-padded so that the store
-is already in sorted order.
+parameter store) while producing exactly the values they would. The sums' ``[1, k]`` weights
+go into one buffer, a :class:`~pccc.ir.circuit.PackedParams` store (not millions of arrays and
+dict entries), and parameter keys are zero-padded so that the store is already in sorted order.
 """
 
 from __future__ import annotations
@@ -18,12 +18,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import repeat
 from operator import itemgetter
-from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
-from pccc.ir.circuit import Circuit, InputVector, Node, ProductVector, SumVector
+from pccc.ir.circuit import (
+    Circuit,
+    InputVector,
+    Node,
+    PackedParams,
+    ProductVector,
+    SumVector,
+    padded_keys,
+)
 
 INPUT, PRODUCT, SUM = 0, 1, 2
 
@@ -74,22 +81,6 @@ def build(cls: type, m: int, **columns: Any) -> list[Node]:
 _SLICE = 65536
 
 
-def _keys(prefix: str, idx: np.ndarray, width: int) -> list[str]:
-    """``f"{prefix}{i:0{width}d}"`` for each ``i`` of ``idx`` (digits made by numpy, the
-    strings by one ``str.split``)."""
-    m = len(idx)
-    if m == 0:
-        return []
-    d = np.empty((m, width + 2), dtype=np.uint8)
-    d[:, 0] = ord(prefix)
-    d[:, -1] = 32
-    x = np.asarray(idx, dtype=np.int64).copy()
-    for j in range(width, 0, -1):
-        d[:, j] = x % 10 + 48
-        x //= 10
-    return d.tobytes().decode("ascii").split()
-
-
 def _key_width(n: int) -> int:
     return len(str(max(n - 1, 0)))
 
@@ -115,13 +106,11 @@ def _products(t: Table, idx: np.ndarray, k: int) -> list[Node]:
     return build(ProductVector, len(idx), n=repeat(1), children=kids, edges=repeat(None))
 
 
-def _sums(t: Table, idx: np.ndarray, k: int, keys: list[str]) -> tuple[list[Node], list]:
-    """The sum vectors of nodes ``idx`` and their weights: read-only ``[1, k]`` views."""
-    e = _edge_rows(t, idx, k)
-    w = np.exp(t.logw[e]).reshape(-1, 1, k)
-    w.setflags(write=False)
-    out = build(SumVector, len(idx), n=repeat(1), children=_tuples(t.kids[e]), param=keys)
-    return out, list(w)
+def _sums(t: Table, idx: np.ndarray, k: int, width: int) -> list[Node]:
+    """The sum vectors of nodes ``idx`` (their weights are in the packed store)."""
+    kids = _tuples(t.kids[_edge_rows(t, idx, k)])
+    keys = padded_keys("w", idx, width)
+    return build(SumVector, len(idx), n=repeat(1), children=kids, param=keys)
 
 
 def _inputs(t: Table, width: int) -> tuple[list[Node], list[int], dict[str, np.ndarray]]:
@@ -191,21 +180,21 @@ def _assemble(t: Table) -> Circuit:
     for k, idx in _by_fan(np.flatnonzero(kind == PRODUCT), fan):
         group[idx] = len(objs)
         objs.append(_products(t, idx, k))
-    entries: list[Iterator] = []
-    first_sum = len(objs)
-    sums = np.flatnonzero(kind == SUM)
+    is_sum = kind == SUM
+    sums = np.flatnonzero(is_sum)
     for k, idx in _by_fan(sums, fan):
         group[idx] = len(objs)
-        ks = _keys("w", idx, width)
-        nodes_k, views_k = _sums(t, idx, k, ks)
-        objs.append(nodes_k)
-        entries.append(zip(ks, views_k))
+        objs.append(_sums(t, idx, k, width))
     nodes = _merge(objs, group)
     if len(nodes) != n:  # (map stops at the first exhausted group)
         raise ValueError("a node of the table has no known kind")
-    # zero-padded keys, "p..." before "w...", each in node order: the store is sorted already
-    params.update(_merge(entries, group[sums] - first_sum))
-    return _circuit(nodes, params, t.num_vars)
+    # the weights of all sums, in node order, in one buffer; zero-padded keys, "p..." (the
+    # inputs') before "w...", each in node order: the store is sorted already
+    w = np.exp(t.logw[np.repeat(is_sum, fan)])
+    w.setflags(write=False)
+    sptr = np.zeros(len(sums) + 1, dtype=np.int64)
+    np.cumsum(fan[sums], out=sptr[1:])
+    return _circuit(nodes, PackedParams(params, "w", width, sums, sptr, w), t.num_vars)
 
 
 def _merge(groups: Sequence[Iterable], group: np.ndarray) -> list:
@@ -217,12 +206,12 @@ def _merge(groups: Sequence[Iterable], group: np.ndarray) -> list:
     return list(map(next, its[group].tolist()))
 
 
-def _circuit(nodes: Sequence[Node], params: dict[str, np.ndarray], num_vars: int) -> Circuit:
-    """A Circuit from trusted parts: read-only float64 arrays, keys already in sorted order."""
+def _circuit(nodes: Sequence[Node], params: PackedParams, num_vars: int) -> Circuit:
+    """A Circuit from trusted parts."""
     c = object.__new__(Circuit)
     c.__dict__.update({
         "nodes": tuple(nodes),
-        "params": MappingProxyType(params),
+        "params": params,
         "num_vars": num_vars,
         "root": len(nodes) - 1,
     })
