@@ -143,6 +143,28 @@ def test_sibling_blocks_match_torch_backend(weighted):
     _grads_and_em(c, x, 2e-4, weighted)
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+def test_blocks_with_and_without_siblings_in_one_layer(weighted):
+    """A 96-node vector (two 64-row sibling blocks) and a 64-node vector (one block) over
+    products of the same width share a layer and a kernel shape: the lone block's element
+    flows come from ``sum_bwd`` itself, the siblings' from ``sum_eflow``."""
+    from pccc.ir.builder import CircuitBuilder
+
+    b = CircuitBuilder(rng=np.random.default_rng(3))
+    leaves = [b.input(v, "categorical", n=96, card=5) for v in range(4)]
+    left = b.sum([b.product([leaves[0], leaves[1]])], n=96)
+    right = b.sum([b.product([leaves[2], leaves[3]])], n=64)
+    c = b.build(b.sum([b.product([left, b.sum([b.product([right, right])], n=96)])], n=1),
+                num_vars=4)
+    tri = pccc.compile(c, backend="triton", device=DEV, precision="fp32")
+    kinds = [sorted({(p.shape.tag, p.G > 1) for p in st.parts}) for st in tri.dp.steps]
+    assert any(len({g for _, g in k}) == 2 and len({t for t, _ in k}) == 1 for k in kinds), kinds
+    rng = np.random.default_rng(8)
+    x = rng.integers(0, 5, size=(19, 4))
+    x[rng.random(x.shape) < 0.2] = -1
+    _grads_and_em(c, x, 2e-4, weighted)
+
+
 def test_em_steps_and_stale_forward_match_torch_backend():
     """Three EM steps (flows accumulated over two batches each), a forward between a forward
     and its backward (the backward recomputes its own), and an optimizer step on the logits

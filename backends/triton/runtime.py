@@ -37,6 +37,8 @@ BN = 16
 TILES = {"fwd": BT_FWD, "bwd": BT, "eflow": BT, "wfwd": 4, "wbwd": 4, "weflow": 4}
 TILES.update({k: int(v) for k, v in (item.split("=") for item in
                                       os.environ.get("PCCC_TRITON_TILES", "").split(",") if item)})
+#: the run-time 0 added to atomic addresses (see ``_scatter`` in the templates)
+UNALIGNED = 0
 #: batch columns per program of kernels over wide products (fan-in > 8: an HCLT root with a
 #: hundred children): few blocks, so narrower tiles give the card more programs
 BT_WIDE = 16
@@ -139,14 +141,27 @@ class DevicePlan:
 
     def _step(self, prod: ProductLayer, ly: SumLayer) -> _SumStep:
         table = children_table(prod, self.neg)
-        parts = [self._part(shape, p, blocks, table) for p in ly.partitions
-                 for shape, blocks in split_by_fanin(p, table)]
+        parts = []
+        for p in ly.partitions:
+            for shape, blocks in split_by_fanin(p, table):
+                sib = sibling_table(p.chunk_start[blocks], p.num_chunks[blocks], table, shape.C)
+                alone = (sib >= 0).sum(axis=1) == 1
+                if alone.any():  # no sibling: its element flows come from sum_bwd itself
+                    parts.append(self._part(shape, p, blocks[sib[alone, 0]], sib[alone, :1]))
+                if not alone.all():  # sibling groups: element flows summed by sum_eflow
+                    grouped = sib[~alone]
+                    local = np.full(len(blocks), -1, np.int64)
+                    members = grouped[grouped >= 0]
+                    local[members] = np.arange(len(members))
+                    grouped = np.where(grouped >= 0, local[np.maximum(grouped, 0)], -1)
+                    parts.append(self._part(shape, p, blocks[members], grouped))
         return _SumStep(_i32(table, self.device), table.shape[1], parts)
 
     def _part(self, shape: SumShape, p: SumPartition, blocks: np.ndarray,
-              table: np.ndarray) -> _SumPart:
+              sib: np.ndarray) -> _SumPart:
+        """The tables of ``blocks`` of partition ``p``; ``sib``: their sibling groups (indices
+        into ``blocks``, -1 padding)."""
         d = self.device
-        sib = sibling_table(p.chunk_start[blocks], p.num_chunks[blocks], table, shape.C)
         return _SumPart(shape, len(blocks), p.max_chunks, _i32(p.node_start[blocks], d),
                         _i32(p.chunk_start[blocks], d), _i32(p.param_start[blocks], d),
                         _i32(p.num_chunks[blocks], d), _i32(sib, d), sib.shape[1])
@@ -219,24 +234,22 @@ class DevicePlan:
         if not em_direct:
             pgrad.zero_()
         for step in reversed(self.steps):
-            for p in step.parts:
-                tag = p.shape.tag
-                wide = p.shape.fanin > 8
-                bt = BT_WIDE if wide else TILES["bwd"]
-                tiles = triton_cdiv(batch, bt)
-                shared = p.G > 1  # sibling blocks: element flows summed over them first
-                if shared:
-                    be = BT_WIDE if wide else TILES["eflow"]
-                    getattr(self.k, f"sum_eflow_{tag}")[
+            for p in step.parts:  # sibling blocks: element flows summed over them first
+                if p.G > 1:
+                    be = BT_WIDE if p.shape.fanin > 8 else TILES["eflow"]
+                    getattr(self.k, f"sum_eflow_{p.shape.tag}")[
                         (p.sib.shape[0], p.shape.NC, triton_cdiv(batch, be))](
                         node, flow, w, step.children, step.row, p.sib, p.node_start,
-                        p.chunk_start, p.param_start, p.num_chunks, batch, stride, G=p.G, BT=be,
-                        num_warps=TILES["weflow"])
+                        p.chunk_start, p.param_start, p.num_chunks, batch, stride, UNALIGNED,
+                        G=p.G, BT=be, num_warps=TILES["weflow"])
+            for p in step.parts:
+                bt = BT_WIDE if p.shape.fanin > 8 else TILES["bwd"]
+                tiles = triton_cdiv(batch, bt)
                 splits = min(tiles, triton_cdiv(self.programs, p.nb * p.shape.NC))
-                getattr(self.k, f"sum_bwd_{tag}")[(p.nb, p.shape.NC, splits)](
+                getattr(self.k, f"sum_bwd_{p.shape.tag}")[(p.nb, p.shape.NC, splits)](
                     node, flow, w, pgrad, flows, scale, flag, step.children, step.row,
                     p.node_start, p.chunk_start, p.param_start, p.num_chunks, batch, stride,
-                    splits, triton_cdiv(tiles, splits), BT=bt, SCATTER=not shared,
+                    splits, triton_cdiv(tiles, splits), UNALIGNED, BT=bt, SCATTER=p.G == 1,
                     EMW=em_direct, num_warps=TILES["wbwd"])
 
     def input_backward(self, flow: Tensor, xt: Tensor, mt: Tensor, scale: Tensor, flag: Tensor,

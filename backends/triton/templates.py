@@ -42,17 +42,22 @@ def _elements(node, children, e, emask, cols, cmask, stride, FANIN: tl.constexpr
 
 
 @triton.jit
-def _scatter(flow, children, e, emask, cols, cmask, stride, val, FANIN: tl.constexpr, row):
-    """Add element flows val [CP, BT] to the flows of each element's children."""
+def _scatter(flow, children, e, emask, cols, cmask, stride, val, FANIN: tl.constexpr, row,
+             unaligned):
+    """Add element flows val [CP, BT] to the flows of each element's children. `unaligned`
+    is a run-time 0 added to the addresses: it hides their alignment from the compiler,
+    whose coalescing would otherwise give each thread 4 neighbouring columns, lowered as 4
+    scalar atomics that leave gaps across the warp; with one column per thread a warp's
+    atomics cover 128 contiguous bytes (see docs/benchmarks.md, notes log)."""
     if FANIN <= 8:
         for j in tl.static_range(FANIN):
             ch = tl.load(children + e.to(tl.int64) * row + j, mask=emask, other=0)
-            ptr = flow + ch.to(tl.int64)[:, None] * stride + cols[None, :]
+            ptr = flow + unaligned + ch.to(tl.int64)[:, None] * stride + cols[None, :]
             tl.atomic_add(ptr, val, mask=emask[:, None] & cmask[None, :], sem="relaxed")
     else:
         for j in range(FANIN):
             ch = tl.load(children + e.to(tl.int64) * row + j, mask=emask, other=0)
-            ptr = flow + ch.to(tl.int64)[:, None] * stride + cols[None, :]
+            ptr = flow + unaligned + ch.to(tl.int64)[:, None] * stride + cols[None, :]
             tl.atomic_add(ptr, val, mask=emask[:, None] & cmask[None, :], sem="relaxed")
 '''
 
@@ -93,9 +98,9 @@ def $name(node, weights, children, row, node_start, chunk_start, param_start, nu
 
 SUM_BWD = Template('''
 
-@triton.jit(do_not_specialize=["batch", "splits", "per"])
+@triton.jit(do_not_specialize=["batch", "splits", "per", "unaligned"])
 def $name(node, flow, weights, pgrad, pflow, scale, flag, children, row, node_start, chunk_start,
-        param_start, num_chunks, batch, stride, splits, per, BT: tl.constexpr,
+        param_start, num_chunks, batch, stride, splits, per, unaligned, BT: tl.constexpr,
         SCATTER: tl.constexpr, EMW: tl.constexpr):
     """Backward of sum partition B=$B C=$C fan-in $F. Program (block, chunk, split) walks the
     batch tiles split, split + splits, ... (per of them): element flows scattered to the
@@ -141,23 +146,24 @@ def $name(node, flow, weights, pgrad, pflow, scale, flag, children, row, node_st
             x = tl.where(real[:, None] & (elem > float("-inf")), x, 0.0)
             if SCATTER:  # else the element flows are sum_eflow's (blocks that share elements)
                 tt = $mix_bwd
-                _scatter(flow, children, e, ccmask, cols, cmask, stride, tt * x, $F, row)
+                _scatter(flow, children, e, ccmask, cols, cmask, stride, tt * x, $F, row,
+                         unaligned)
             g += $mix_grad
             if two:  # EM flows need their own sum when examples weigh differently
                 g1 += $mix_flow
             it += 1
         if EMW:  # pgrad is the EM flows buffer (scale 1): add w times the sums
             g = g * w
-        tl.atomic_add(pgrad + gptr, g, mask=wmask, sem="relaxed")
+        tl.atomic_add(pgrad + unaligned + gptr, g, mask=wmask, sem="relaxed")
         if two:
-            tl.atomic_add(pflow + gptr, g1 * w, mask=wmask, sem="relaxed")
+            tl.atomic_add(pflow + unaligned + gptr, g1 * w, mask=wmask, sem="relaxed")
 ''')
 
 SUM_EFLOW = Template('''
 
-@triton.jit(do_not_specialize=["batch"])
+@triton.jit(do_not_specialize=["batch", "unaligned"])
 def $name(node, flow, weights, children, row, sib, node_start, chunk_start, param_start,
-        num_chunks, batch, stride, G: tl.constexpr, BT: tl.constexpr):
+        num_chunks, batch, stride, unaligned, G: tl.constexpr, BT: tl.constexpr):
     """Element flows of chunk k of the sibling blocks sib[grp, :G] (blocks of one sum vector:
     same elements, B=$B rows each, C=$C, fan-in $F): sum_j W_j^T (f_j / s_j) over the siblings
     with a running per-column max, times exp(e), scattered once to the product children."""
@@ -198,7 +204,7 @@ def $name(node, flow, weights, children, row, sib, node_start, chunk_start, para
         elem = _elements(node, children, e, ccmask, cols, cmask, stride, $F, row)
         x = tl.exp(tl.minimum(elem + qs[None, :], $cap))
         x = tl.where(elem > float("-inf"), x, 0.0)
-        _scatter(flow, children, e, ccmask, cols, cmask, stride, acc * x, $F, row)
+        _scatter(flow, children, e, ccmask, cols, cmask, stride, acc * x, $F, row, unaligned)
 ''')
 
 #: tensor-core mixes; ``$ip`` is the dot's input precision ("tf32" or "ieee")
