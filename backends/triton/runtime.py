@@ -123,6 +123,7 @@ class DevicePlan:
         self.neg = plan.num_node_slots
         self.rows = plan.num_node_slots + 1
         self.steps: list[_SumStep] = []
+        self._ratio: tuple[Tensor, Tensor] | None = None
         prod: ProductLayer | None = None
         for ly in plan.layers:
             if isinstance(ly, ProductLayer):
@@ -233,24 +234,41 @@ class DevicePlan:
         flow[self.plan.root_slot, :batch] = 1.0
         if not em_direct:
             pgrad.zero_()
+        rbuf, qbuf = self.ratio_buffers(stride)
         for step in reversed(self.steps):
-            for p in step.parts:  # sibling blocks: element flows summed over them first
-                if p.G > 1:
+            for p in step.parts:
+                B = p.shape.B
+                ratio = p.G > 1 or p.shape.NC > 1  # the ratios are read more than once
+                if ratio:
+                    self.k.flow_ratio[(p.nb, triton_cdiv(batch, BT_FWD))](
+                        node, flow, p.node_start, rbuf, qbuf, batch, stride, B=B,
+                        BP=1 << max(0, (B - 1).bit_length()), BT=BT_FWD)
+                if p.G > 1:  # sibling blocks: element flows summed over them first
                     be = BT_WIDE if p.shape.fanin > 8 else TILES["eflow"]
                     getattr(self.k, f"sum_eflow_{p.shape.tag}")[
                         (p.sib.shape[0], p.shape.NC, triton_cdiv(batch, be))](
                         node, flow, w, step.children, step.row, p.sib, p.node_start,
                         p.chunk_start, p.param_start, p.num_chunks, batch, stride, UNALIGNED,
-                        G=p.G, BT=be, num_warps=TILES["weflow"])
-            for p in step.parts:
+                        rbuf, qbuf, G=p.G, BT=be, num_warps=TILES["weflow"])
                 bt = BT_WIDE if p.shape.fanin > 8 else TILES["bwd"]
                 tiles = triton_cdiv(batch, bt)
                 splits = min(tiles, triton_cdiv(self.programs, p.nb * p.shape.NC))
                 getattr(self.k, f"sum_bwd_{p.shape.tag}")[(p.nb, p.shape.NC, splits)](
                     node, flow, w, pgrad, flows, scale, flag, step.children, step.row,
                     p.node_start, p.chunk_start, p.param_start, p.num_chunks, batch, stride,
-                    splits, triton_cdiv(tiles, splits), UNALIGNED, BT=bt, SCATTER=p.G == 1,
-                    EMW=em_direct, num_warps=TILES["wbwd"])
+                    splits, triton_cdiv(tiles, splits), UNALIGNED, rbuf, qbuf, BT=bt,
+                    SCATTER=p.G == 1, EMW=em_direct, RATIO=ratio, num_warps=TILES["wbwd"])
+
+    def ratio_buffers(self, stride: int) -> tuple[Tensor, Tensor]:
+        """Scratch for ``flow_ratio``: ``[rows of the largest part, stride]`` ratios and
+        ``[blocks of the largest part, stride]`` maxima (kept per stride)."""
+        if self._ratio is None or self._ratio[0].shape[1] != stride:
+            rows = max([p.nb * p.shape.B for st in self.steps for p in st.parts] + [1])
+            nb = max([p.nb for st in self.steps for p in st.parts] + [1])
+            self._ratio = None
+            self._ratio = (torch.empty((rows, stride), dtype=torch.float32, device=self.device),
+                           torch.empty((nb, stride), dtype=torch.float32, device=self.device))
+        return self._ratio
 
     def input_backward(self, flow: Tensor, xt: Tensor, mt: Tensor, scale: Tensor, flag: Tensor,
                        batch: int, counts: Tensor, nstats: list[Tensor], counts_em: Tensor,

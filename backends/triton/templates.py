@@ -41,6 +41,32 @@ def _elements(node, children, e, emask, cols, cmask, stride, FANIN: tl.constexpr
     return acc
 
 
+@triton.jit(do_not_specialize=["batch"])
+def flow_ratio(node, flow, node_start, rbuf, qbuf, batch, stride, B: tl.constexpr,
+               BP: tl.constexpr, BT: tl.constexpr):
+    """The flow ratios of block blk's B rows, once per layer instead of once per chunk in
+    the backward kernels: r = exp(q - m) with q = log f - s (-inf where f = 0 or s = -inf)
+    and m its per-column max over the rows (0 where it is -inf), into rbuf rows blk * B + i;
+    the max itself (-inf kept) into qbuf[blk]."""
+    blk = tl.program_id(0)
+    cols = tl.program_id(1) * BT + tl.arange(0, BT)
+    cmask = cols < batch
+    rows = tl.arange(0, BP)
+    rmask = rows < B
+    ns = tl.load(node_start + blk).to(tl.int64)
+    noff = (ns + rows)[:, None] * stride + cols[None, :]
+    nmask = rmask[:, None] & cmask[None, :]
+    s = tl.load(node + noff, mask=nmask, other=float("-inf"))
+    f = tl.load(flow + noff, mask=nmask, other=0.0)
+    live = (f > 0.0) & (s > float("-inf"))
+    q = tl.where(live, tl.log(tl.where(live, f, 1.0)) - s, float("-inf"))
+    qmax = tl.max(q, axis=0)
+    r = tl.exp(q - tl.where(qmax == float("-inf"), 0.0, qmax)[None, :])
+    roff = (blk * B + rows).to(tl.int64)[:, None] * stride + cols[None, :]
+    tl.store(rbuf + roff, r, mask=nmask)
+    tl.store(qbuf + blk.to(tl.int64) * stride + cols, qmax, mask=cmask)
+
+
 @triton.jit
 def _scatter(flow, children, e, emask, cols, cmask, stride, val, FANIN: tl.constexpr, row,
              unaligned):
@@ -100,8 +126,8 @@ SUM_BWD = Template('''
 
 @triton.jit(do_not_specialize=["batch", "splits", "per", "unaligned"])
 def $name(node, flow, weights, pgrad, pflow, scale, flag, children, row, node_start, chunk_start,
-        param_start, num_chunks, batch, stride, splits, per, unaligned, BT: tl.constexpr,
-        SCATTER: tl.constexpr, EMW: tl.constexpr):
+        param_start, num_chunks, batch, stride, splits, per, unaligned, rbuf, qbuf,
+        BT: tl.constexpr, SCATTER: tl.constexpr, EMW: tl.constexpr, RATIO: tl.constexpr):
     """Backward of sum partition B=$B C=$C fan-in $F. Program (block, chunk, split) walks the
     batch tiles split, split + splits, ... (per of them): element flows scattered to the
     product children; the chunk's weight gradients sum_b scale_b f_rb exp(e_cb - s_rb) summed
@@ -120,6 +146,8 @@ def $name(node, flow, weights, pgrad, pflow, scale, flag, children, row, node_st
         es = tl.load(chunk_start + blk * $NC + k)
         ps = tl.load(param_start + blk * $NC + k).to(tl.int64)
         e = es + cc
+        roff = (blk * $B + rows).to(tl.int64)[:, None] * stride
+        qoff = blk.to(tl.int64) * stride
         wmask = rmask[:, None] & ccmask[None, :]
         gptr = ps + rows[:, None] * $C + cc[None, :]
         w = tl.load(weights + gptr, mask=wmask, other=0.0)
@@ -131,15 +159,20 @@ def $name(node, flow, weights, pgrad, pflow, scale, flag, children, row, node_st
         while it < per:  # a while loop: the interpreter cannot range() a run-time bound
             cols = (tl.program_id(2) + it * splits) * BT + tl.arange(0, BT)
             cmask = cols < batch
-            noff = (ns + rows)[:, None] * stride + cols[None, :]
             nmask = rmask[:, None] & cmask[None, :]
-            s = tl.load(node + noff, mask=nmask, other=float("-inf"))
-            f = tl.load(flow + noff, mask=nmask, other=0.0)
-            live = (f > 0.0) & (s > float("-inf"))
-            q = tl.where(live, tl.log(tl.where(live, f, 1.0)) - s, float("-inf"))
-            qmax = tl.max(q, axis=0)
-            qmax = tl.where(qmax == float("-inf"), 0.0, qmax)
-            r = tl.exp(q - qmax[None, :])
+            if RATIO:  # flow_ratio's, made once for all chunks
+                r = tl.load(rbuf + roff + cols[None, :], mask=nmask, other=0.0)
+                qmax = tl.load(qbuf + qoff + cols, mask=cmask, other=0.0)
+                qmax = tl.where(qmax == float("-inf"), 0.0, qmax)
+            else:  # one chunk: the same computation here saves a launch
+                noff = (ns + rows)[:, None] * stride + cols[None, :]
+                s = tl.load(node + noff, mask=nmask, other=float("-inf"))
+                f = tl.load(flow + noff, mask=nmask, other=0.0)
+                live = (f > 0.0) & (s > float("-inf"))
+                q = tl.where(live, tl.log(tl.where(live, f, 1.0)) - s, float("-inf"))
+                qmax = tl.max(q, axis=0)
+                qmax = tl.where(qmax == float("-inf"), 0.0, qmax)
+                r = tl.exp(q - qmax[None, :])
             r_s = r * tl.load(scale + cols, mask=cmask, other=0.0)[None, :]
             elem = _elements(node, children, e, ccmask, cols, cmask, stride, $F, row)
             x = tl.exp(tl.minimum(elem + qmax[None, :], $cap))
@@ -163,7 +196,7 @@ SUM_EFLOW = Template('''
 
 @triton.jit(do_not_specialize=["batch", "unaligned"])
 def $name(node, flow, weights, children, row, sib, node_start, chunk_start, param_start,
-        num_chunks, batch, stride, unaligned, G: tl.constexpr, BT: tl.constexpr):
+        num_chunks, batch, stride, unaligned, rbuf, qbuf, G: tl.constexpr, BT: tl.constexpr):
     """Element flows of chunk k of the sibling blocks sib[grp, :G] (blocks of one sum vector:
     same elements, B=$B rows each, C=$C, fan-in $F): sum_j W_j^T (f_j / s_j) over the siblings
     with a running per-column max, times exp(e), scattered once to the product children."""
@@ -186,16 +219,15 @@ def $name(node, flow, weights, children, row, sib, node_start, chunk_start, para
         for j in range(G):
             blk = tl.load(sib + grp * G + j)
             if blk >= 0:
-                ns = tl.load(node_start + blk).to(tl.int64)
                 ps = tl.load(param_start + blk * $NC + k).to(tl.int64)
-                noff = (ns + rows)[:, None] * stride + cols[None, :]
-                s = tl.load(node + noff, mask=nmask, other=float("-inf"))
-                f = tl.load(flow + noff, mask=nmask, other=0.0)
-                live = (f > 0.0) & (s > float("-inf"))
-                q = tl.where(live, tl.log(tl.where(live, f, 1.0)) - s, float("-inf"))
-                qn = tl.maximum(qm, tl.max(q, axis=0))
+                roff = (blk * $B + rows).to(tl.int64)[:, None] * stride + cols[None, :]
+                qj = tl.load(qbuf + blk.to(tl.int64) * stride + cols, mask=cmask,
+                             other=float("-inf"))
+                qn = tl.maximum(qm, qj)
                 qs = tl.where(qn == float("-inf"), 0.0, qn)
-                r = tl.exp(q - qs[None, :])
+                # flow_ratio's r is relative to this block's own max: rescale to the running one
+                rel = tl.where(qj == float("-inf"), 0.0, tl.exp(qj - qs))
+                r = tl.load(rbuf + roff, mask=nmask, other=0.0) * rel[None, :]
                 w = tl.load(weights + ps + rows[:, None] * $C + cc[None, :], mask=wmask,
                             other=0.0)
                 acc = acc * tl.exp(qm - qs)[None, :] + $mix_bwd
