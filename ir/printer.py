@@ -164,4 +164,4 @@ def to_text_npz(c: Circuit, sidecar: str) -> tuple[str, dict[str, np.ndarray]]:
         relative to the folder of the ``.pcir`` file.
     """
     modes = dict.fromkeys(c.params, "npz")
-    return _circuit_text(c, modes, sidecar), dict(c.params)
+    return _circuit_text(c, modes, sidecar), dict(c.params.items())

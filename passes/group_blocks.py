@@ -49,7 +49,7 @@ def rooted(c: Circuit) -> Circuit:
         raise PassError(f"the root vector %{c.root} holds {root.n} nodes; a circuit needs one")
     if ROOT_KEY in c.params:
         raise PassError(f"parameter key {ROOT_KEY!r} is reserved")
-    params = dict(c.params)
+    params = dict(c.params.items())
     params[ROOT_KEY] = np.ones((1, 1))
     nodes = c.nodes + (SumVector(1, (c.root,), ROOT_KEY),)
     return Circuit(nodes, params, c.num_vars, len(nodes) - 1)
