@@ -152,7 +152,10 @@ def $name(node, flow, weights, pgrad, pflow, scale, flag, children, row, node_st
         gptr = ps + rows[:, None] * $C + cc[None, :]
         w = tl.load(weights + gptr, mask=wmask, other=0.0)
         real = tl.max(w, axis=0) > 0.0
-        two = tl.load(flag) != 0
+        if EMW:  # scale 1 and flag 0: the EM flows are the weight sums themselves
+            two = False
+        else:
+            two = tl.load(flag) != 0
         g = tl.zeros([$BP, $CP], tl.float32)
         g1 = tl.zeros([$BP, $CP], tl.float32)
         it = 0
