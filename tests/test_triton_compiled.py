@@ -143,12 +143,16 @@ def test_sibling_blocks_match_torch_backend(weighted):
     _grads_and_em(c, x, 2e-4, weighted)
 
 
-@pytest.mark.parametrize("weighted", [False, True])
-def test_blocks_with_and_without_siblings_in_one_layer(weighted):
+@pytest.mark.parametrize("weighted,eflow_all", [(False, False), (True, False), (False, True)])
+def test_blocks_with_and_without_siblings_in_one_layer(weighted, eflow_all, monkeypatch):
     """A 96-node vector (two 64-row sibling blocks) and a 64-node vector (one block) over
     products of the same width share a layer and a kernel shape: the lone block's element
-    flows come from ``sum_bwd`` itself, the siblings' from ``sum_eflow``."""
+    flows come from ``sum_bwd`` itself (or, ``eflow_all``, from ``sum_eflow`` too), the
+    siblings' from ``sum_eflow``."""
+    from pccc.backends.triton import runtime
     from pccc.ir.builder import CircuitBuilder
+
+    monkeypatch.setattr(runtime, "EFLOW_ALL", eflow_all)
 
     b = CircuitBuilder(rng=np.random.default_rng(3))
     leaves = [b.input(v, "categorical", n=96, card=5) for v in range(4)]

@@ -37,6 +37,7 @@ BN = 16
 TILES = {"fwd": BT_FWD, "bwd": BT, "eflow": BT, "wfwd": 4, "wbwd": 4, "weflow": 4}
 TILES.update({k: int(v) for k, v in (item.split("=") for item in
                                       os.environ.get("PCCC_TRITON_TILES", "").split(",") if item)})
+EFLOW_ALL = os.environ.get("PCCC_TRITON_EFLOW", "") == "all"
 #: the run-time 0 added to atomic addresses (see ``_scatter`` in the templates)
 UNALIGNED = 0
 #: batch columns per program of kernels over wide products (fan-in > 8: an HCLT root with a
@@ -148,7 +149,8 @@ class DevicePlan:
                 sib = sibling_table(p.chunk_start[blocks], p.num_chunks[blocks], table, shape.C)
                 alone = (sib >= 0).sum(axis=1) == 1
                 if alone.any():  # no sibling: its element flows come from sum_bwd itself
-                    parts.append(self._part(shape, p, blocks[sib[alone, 0]], sib[alone, :1]))
+                    lone = blocks[sib[alone, 0]]
+                    parts.append(self._part(shape, p, lone, np.arange(len(lone))[:, None]))
                 if not alone.all():  # sibling groups: element flows summed by sum_eflow
                     grouped = sib[~alone]
                     local = np.full(len(blocks), -1, np.int64)
@@ -238,12 +240,15 @@ class DevicePlan:
         for step in reversed(self.steps):
             for p in step.parts:
                 B = p.shape.B
-                ratio = p.G > 1 or p.shape.NC > 1  # the ratios are read more than once
+                # element flows by sum_eflow (sibling groups; every block with
+                # PCCC_TRITON_EFLOW=all) or scattered by sum_bwd itself
+                eflow = p.G > 1 or EFLOW_ALL
+                ratio = eflow or p.shape.NC > 1  # the ratios are read more than once
                 if ratio:
                     self.k.flow_ratio[(p.nb, triton_cdiv(batch, BT_FWD))](
                         node, flow, p.node_start, rbuf, qbuf, batch, stride, B=B,
                         BP=1 << max(0, (B - 1).bit_length()), BT=BT_FWD)
-                if p.G > 1:  # sibling blocks: element flows summed over them first
+                if eflow:
                     be = BT_WIDE if p.shape.fanin > 8 else TILES["eflow"]
                     getattr(self.k, f"sum_eflow_{p.shape.tag}")[
                         (p.sib.shape[0], p.shape.NC, triton_cdiv(batch, be))](
@@ -257,7 +262,7 @@ class DevicePlan:
                     node, flow, w, pgrad, flows, scale, flag, step.children, step.row,
                     p.node_start, p.chunk_start, p.param_start, p.num_chunks, batch, stride,
                     splits, triton_cdiv(tiles, splits), UNALIGNED, rbuf, qbuf, BT=bt,
-                    SCATTER=p.G == 1, EMW=em_direct, RATIO=ratio, num_warps=TILES["wbwd"])
+                    SCATTER=not eflow, EMW=em_direct, RATIO=ratio, num_warps=TILES["wbwd"])
 
     def ratio_buffers(self, stride: int) -> tuple[Tensor, Tensor]:
         """Scratch for ``flow_ratio``: ``[rows of the largest part, stride]`` ratios and
