@@ -107,16 +107,20 @@ class _Lines:
         lead &= b[sp - 1] <= 32
         np.logical_not(lead, out=lead)
         sp, ch = sp[lead], ch[lead]
-        tok = np.searchsorted(tok_pos, sp, "right") - 1
+        tok = np.searchsorted(tok_pos, sp, "right") - 1  # increasing, as sp
         is_dot = ch == 46
-        floaty = np.zeros(len(tok_pos), dtype=bool)
-        floaty[tok[is_dot | ((ch | 32) == 101)]] = True
-        if not floaty[tok].all():
+        # the tokens that hold special bytes (each once: where tok changes), and so must be
+        # floats, holding a '.', 'e' or 'E'; plain decimals hold one, a '.' (besides a
+        # leading '-'), and the floats parser is told where it is (-1: not a plain decimal)
+        first = np.flatnonzero(np.diff(tok, prepend=-1))
+        fl_tok = tok[first]
+        if len(tok) and not np.logical_or.reduceat(is_dot | ((ch | 32) == 101), first).all():
             raise ValueError("a misplaced sign or letter in an integer")
-        # plain decimals: one special byte besides a leading '-', a '.'
-        dot = np.full(len(tok_pos), -1, dtype=np.int64)
-        dot[tok[is_dot]] = sp[is_dot]
-        dot[np.bincount(tok, minlength=len(tok_pos)) != 1] = -1
+        single = np.diff(first, append=len(tok)) == 1
+        single &= is_dot[first]
+        dot = np.where(single, sp[first], -1)
+        floaty = np.zeros(len(tok_pos), dtype=bool)
+        floaty[fl_tok] = True
         is_num = np.ones(len(tok_pos), dtype=bool)
         is_num[first_tok] = False  # the tags
         is_int = is_num & ~floaty
@@ -124,7 +128,7 @@ class _Lines:
         vals = np.empty(len(floaty_num))
         # both raise ValueError on a malformed token
         vals[~floaty_num] = _numparse.ints(b, tok_pos[is_int], tok_end[is_int], check=False)
-        vals[floaty_num] = _numparse.floats(b, tok_pos[floaty], tok_end[floaty], dot[floaty])
+        vals[floaty_num] = _numparse.floats(b, tok_pos[fl_tok], tok_end[fl_tok], dot)
         return starts, tags, count, floaty_num, vals
 
     def ints(self, pos: np.ndarray, lo: float | None = 0) -> np.ndarray | None:
