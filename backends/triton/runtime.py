@@ -33,8 +33,10 @@ BT = 32
 BT_FWD = 64
 BN = 16
 #: batch columns per program and warps of the sum kernels; ``PCCC_TRITON_TILES`` overrides
-#: them for tuning, e.g. ``fwd=64,bwd=32,eflow=64,wfwd=4,wbwd=4,weflow=8``
-TILES = {"fwd": BT_FWD, "bwd": BT, "eflow": BT, "wfwd": 4, "wbwd": 4, "weflow": 4}
+#: them for tuning, e.g. ``fwd=64,bwd=32,eflow=64,wfwd=4,wbwd=4,weflow=8`` (``bwds``/``wbwds``:
+#: the backward of lone blocks, which also scatters their element flows)
+TILES = {"fwd": BT_FWD, "bwd": BT, "eflow": BT, "wfwd": 4, "wbwd": 4, "weflow": 4,
+         "bwds": BT, "wbwds": 4}
 TILES.update({k: int(v) for k, v in (item.split("=") for item in
                                       os.environ.get("PCCC_TRITON_TILES", "").split(",") if item)})
 EFLOW_ALL = os.environ.get("PCCC_TRITON_EFLOW", "") == "all"
@@ -255,14 +257,15 @@ class DevicePlan:
                         node, flow, w, step.children, step.row, p.sib, p.node_start,
                         p.chunk_start, p.param_start, p.num_chunks, batch, stride, UNALIGNED,
                         rbuf, qbuf, G=p.G, BT=be, num_warps=TILES["weflow"])
-                bt = BT_WIDE if p.shape.fanin > 8 else TILES["bwd"]
+                bt = BT_WIDE if p.shape.fanin > 8 else TILES["bwd" if eflow else "bwds"]
                 tiles = triton_cdiv(batch, bt)
                 splits = min(tiles, triton_cdiv(self.programs, p.nb * p.shape.NC))
                 getattr(self.k, f"sum_bwd_{p.shape.tag}")[(p.nb, p.shape.NC, splits)](
                     node, flow, w, pgrad, flows, scale, flag, step.children, step.row,
                     p.node_start, p.chunk_start, p.param_start, p.num_chunks, batch, stride,
                     splits, triton_cdiv(tiles, splits), UNALIGNED, rbuf, qbuf, BT=bt,
-                    SCATTER=not eflow, EMW=em_direct, RATIO=ratio, num_warps=TILES["wbwd"])
+                    SCATTER=not eflow, EMW=em_direct, RATIO=ratio,
+                    num_warps=TILES["wbwd" if eflow else "wbwds"])
 
     def ratio_buffers(self, stride: int) -> tuple[Tensor, Tensor]:
         """Scratch for ``flow_ratio``: ``[rows of the largest part, stride]`` ratios and
