@@ -40,6 +40,8 @@ TILES = {"fwd": BT_FWD, "bwd": BT, "eflow": BT, "wfwd": 4, "wbwd": 4, "weflow": 
 TILES.update({k: int(v) for k, v in (item.split("=") for item in
                                       os.environ.get("PCCC_TRITON_TILES", "").split(",") if item)})
 EFLOW_ALL = os.environ.get("PCCC_TRITON_EFLOW", "") == "all"
+#: narrower column tiles for launches too small to fill the card (``PCCC_TRITON_FILL=0``: off)
+FILL = os.environ.get("PCCC_TRITON_FILL", "1") != "0"
 #: the run-time 0 added to atomic addresses (see ``_scatter`` in the templates)
 UNALIGNED = 0
 #: batch columns per program of kernels over wide products (fan-in > 8: an HCLT root with a
@@ -221,7 +223,7 @@ class DevicePlan:
         stride = node.shape[1]
         for step in self.steps:
             for p in step.parts:
-                bt = BT_WIDE if p.shape.fanin > 8 else TILES["fwd"]
+                bt = BT_WIDE if p.shape.fanin > 8 else self.fill(TILES["fwd"], p.nb, batch)
                 getattr(self.k, f"sum_fwd_{p.shape.tag}")[(p.nb, triton_cdiv(batch, bt))](
                     node, w, step.children, step.row, p.node_start, p.chunk_start,
                     p.param_start, p.num_chunks, batch, stride, BT=bt,
@@ -247,11 +249,13 @@ class DevicePlan:
                 eflow = p.G > 1 or EFLOW_ALL
                 ratio = eflow or p.shape.NC > 1  # the ratios are read more than once
                 if ratio:
-                    self.k.flow_ratio[(p.nb, triton_cdiv(batch, BT_FWD))](
+                    br = self.fill(BT_FWD, p.nb, batch)
+                    self.k.flow_ratio[(p.nb, triton_cdiv(batch, br))](
                         node, flow, p.node_start, rbuf, qbuf, batch, stride, B=B,
-                        BP=1 << max(0, (B - 1).bit_length()), BT=BT_FWD)
+                        BP=1 << max(0, (B - 1).bit_length()), BT=br)
                 if eflow:
-                    be = BT_WIDE if p.shape.fanin > 8 else TILES["eflow"]
+                    be = BT_WIDE if p.shape.fanin > 8 else \
+                        self.fill(TILES["eflow"], p.sib.shape[0] * p.shape.NC, batch)
                     getattr(self.k, f"sum_eflow_{p.shape.tag}")[
                         (p.sib.shape[0], p.shape.NC, triton_cdiv(batch, be))](
                         node, flow, w, step.children, step.row, p.sib, p.node_start,
@@ -266,6 +270,15 @@ class DevicePlan:
                     splits, triton_cdiv(tiles, splits), UNALIGNED, rbuf, qbuf, BT=bt,
                     SCATTER=not eflow, EMW=em_direct, RATIO=ratio,
                     num_warps=TILES["wbwd" if eflow else "wbwds"])
+
+    def fill(self, cols: int, others: int, batch: int) -> int:
+        """Batch columns per program: ``cols``, halved (down to 16) while a launch of
+        ``others`` programs per column tile would leave the card part idle (the small layers
+        of a deep tree: 64 programs for 132 multiprocessors)."""
+        if FILL:
+            while cols > 16 and others * triton_cdiv(batch, cols) < self.programs:
+                cols //= 2
+        return cols
 
     def ratio_buffers(self, stride: int) -> tuple[Tensor, Tensor]:
         """Scratch for ``flow_ratio``: ``[rows of the largest part, stride]`` ratios and
