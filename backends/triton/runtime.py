@@ -4,8 +4,9 @@
 (numpy, per partition, never per edge) and runs the forward pass (input layers, then each sum
 layer with its product layer fused in) and the backward pass (sum layers in reverse order:
 flow ratios once per layer where several programs read them, element flows scattered straight
-into the product children's node flows, weight gradients; then input-layer statistics). Buffers are ``[slots + 1, stride]``: row ``NEG = num_node_slots``
-holds ``-inf`` and is where element rows that no partition writes (reserved slots) point.
+into the product children's node flows, weight gradients; then input-layer statistics).
+Buffers are ``[slots + 1, stride]``: row ``NEG = num_node_slots`` holds ``-inf`` and is where
+element rows that no partition writes (reserved slots) point.
 """
 
 from __future__ import annotations
