@@ -70,7 +70,11 @@ def distinct(calls: list[Launch]) -> list[Launch]:
 
 
 def enabled() -> bool:
-    return os.environ.get("PCCC_PARALLEL_JIT", "1") != "0"
+    """On unless ``PCCC_PARALLEL_JIT=0``, and only with a Triton that has ``AsyncCompileMode``
+    (Triton 3.6 has it); without it kernels compile on first launch as before."""
+    import triton
+
+    return os.environ.get("PCCC_PARALLEL_JIT", "1") != "0" and hasattr(triton, "AsyncCompileMode")
 
 
 def compile_parallel(calls: list[Launch]) -> int:

@@ -1,0 +1,66 @@
+"""The parallel-JIT helper (``backends/triton/prejit.py``) on the CPU: launches are recorded,
+not run; specializations are told apart the way Triton tells them apart; the kernel module is
+restored whatever the recorded pass does."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import pccc  # noqa: E402
+from pccc.backends.triton import prejit  # noqa: E402
+from tests.test_triton_backend import _dense_circuit  # noqa: E402
+
+pytest.importorskip("triton")
+pytestmark = pytest.mark.interpret
+
+
+def _model():
+    return pccc.compile(_dense_circuit(), backend="triton", device="cpu", precision="fp32")
+
+
+def test_recorded_pass_launches_nothing_and_names_its_kernels():
+    m = _model()
+    x = torch.randint(0, 5, (7, 4))
+    b = m._static(7)
+    before = b.node.clone()
+    rec = prejit.Recorder(m.kernels)
+    m.dp.k = rec
+    try:
+        m.dp.prepare_inputs(x, None, b.xt, b.mt)
+        m.dp.forward(b.xt, b.mt, 7, m._w, m._theta, b.node)
+    finally:
+        m.dp.k = m.kernels
+    names = {fn.__name__ for fn, *_ in rec.calls}
+    assert any(n.startswith("sum_fwd_") for n in names), names
+    assert any(n.startswith("input_fwd_") for n in names), names
+    assert torch.equal(b.node, before)  # recorded, not run
+    ll = m(x)  # the real module still runs (and matches a fresh one)
+    assert torch.allclose(ll, _model()(x))
+
+
+def test_distinct_follows_triton_specialization():
+    t16 = torch.zeros(64)
+    calls = [("f", (1,), (t16, 32, 5), {"BT": 16}), ("f", (2,), (t16, 48, 7), {"BT": 16}),
+             ("f", (1,), (t16, 40, 5), {"BT": 16}), ("f", (1,), (t16, 32, 1), {"BT": 16}),
+             ("f", (1,), (t16, 32, 5), {"BT": 32}), ("g", (1,), (t16, 32, 5), {"BT": 16})]
+    out = prejit.distinct(calls)  # 32 and 48: both divisible by 16; 40 is not; 1 is special
+    assert [(c[0], c[2][1:], c[3]["BT"]) for c in out] == [
+        ("f", (32, 5), 16), ("f", (40, 5), 16), ("f", (32, 1), 16), ("f", (32, 5), 32),
+        ("g", (32, 5), 16)]
+
+
+def test_module_restored_when_the_pass_fails():
+    m = _model()
+
+    def boom() -> None:
+        m.dp.k.em_weights[(1,)]()  # a recorded launch
+        raise RuntimeError("pass failed")
+
+    with pytest.raises(RuntimeError, match="pass failed"):
+        prejit.prejit(m.dp, "k", boom)
+    assert m.dp.k is m.kernels
