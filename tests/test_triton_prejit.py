@@ -17,15 +17,16 @@ from tests.test_triton_backend import _dense_circuit  # noqa: E402
 
 pytest.importorskip("triton")
 pytestmark = pytest.mark.interpret
+DEV = "cpu" if os.environ.get("TRITON_INTERPRET") == "1" else "cuda"
 
 
 def _model():
-    return pccc.compile(_dense_circuit(), backend="triton", device="cpu", precision="fp32")
+    return pccc.compile(_dense_circuit(), backend="triton", device=DEV, precision="fp32")
 
 
 def test_recorded_pass_launches_nothing_and_names_its_kernels():
     m = _model()
-    x = torch.randint(0, 5, (7, 4))
+    x = torch.randint(0, 5, (7, 4), device=DEV)
     b = m._static(7)
     before = b.node.clone()
     rec = prejit.Recorder(m.kernels)
@@ -44,7 +45,7 @@ def test_recorded_pass_launches_nothing_and_names_its_kernels():
 
 
 def test_distinct_follows_triton_specialization():
-    t16 = torch.zeros(64)
+    t16 = torch.zeros(64, device=DEV)
     calls = [("f", (1,), (t16, 32, 5), {"BT": 16}), ("f", (2,), (t16, 48, 7), {"BT": 16}),
              ("f", (1,), (t16, 40, 5), {"BT": 16}), ("f", (1,), (t16, 32, 1), {"BT": 16}),
              ("f", (1,), (t16, 32, 5), {"BT": 32}), ("g", (1,), (t16, 32, 5), {"BT": 16})]

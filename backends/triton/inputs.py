@@ -1,7 +1,8 @@
 """Input layers of the Triton backend between the kernels' statistics and the parameters.
 
 The statistics kernels leave, per input layer, ``nstats [n, 4]`` = (sum f, sum f over missing
-values, sum f x, sum f x^2 over observed values) and, for categorical layers, the value counts
+values, sum f x, sum f x^2 over observed values; the last two left 0 for categorical layers,
+which do not use them) and, for categorical layers, the value counts
 in ``counts`` (laid out like the native parameters, tied nodes merged by the atomics). From them
 this module computes the gradients with respect to the torch backend's raw (unconstrained)
 input parameters and the EM update in native coordinates. Index tables are built once

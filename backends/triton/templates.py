@@ -306,9 +306,11 @@ def _input_stats(f, ms, xv, i, imask, mask, pstart, counts, nstats, CAT: tl.cons
     obs = tl.where(ms != 0, 0.0, f)
     tl.atomic_add(nstats + i * 4, tl.sum(f, axis=1), mask=imask, sem="relaxed")
     tl.atomic_add(nstats + i * 4 + 1, tl.sum(f - obs, axis=1), mask=imask, sem="relaxed")
-    tl.atomic_add(nstats + i * 4 + 2, tl.sum(obs * xv, axis=1), mask=imask, sem="relaxed")
-    tl.atomic_add(nstats + i * 4 + 3, tl.sum(obs * xv * xv, axis=1), mask=imask, sem="relaxed")
-    if CAT:  # value 0 (most of MNIST's pixels) summed first: one atomic per node, not per
+    if not CAT:  # (sum f x and sum f x^2 mean nothing for categories: never read there)
+        tl.atomic_add(nstats + i * 4 + 2, tl.sum(obs * xv, axis=1), mask=imask, sem="relaxed")
+        tl.atomic_add(nstats + i * 4 + 3, tl.sum(obs * xv * xv, axis=1), mask=imask,
+                      sem="relaxed")
+    else:  # value 0 (most of MNIST's pixels) summed first: one atomic per node, not per
         ps = tl.load(pstart + i, mask=imask, other=0).to(tl.int64)  # column on one address
         zero = tl.sum(tl.where(xv == 0.0, obs, 0.0), axis=1)
         tl.atomic_add(counts + ps, zero, mask=imask, sem="relaxed")
