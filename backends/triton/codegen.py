@@ -23,13 +23,10 @@ import numpy as np
 from pccc.backends.triton import templates as T
 from pccc.ir.plan import KernelPlan, ProductLayer, SumLayer, SumPartition
 
-TEMPLATE_VERSION = "12"
+TEMPLATE_VERSION = "13"
 PRECISIONS = ("tf32", "fp32", "bf16")
 #: log of the largest factor the backward pass lets exp() produce before a mix
 EXP_CAP = 80.0
-#: ``PCCC_TRITON_ALIGNED_ATOMICS=1``: let the compiler see the atomics' alignment (Triton's
-#: own choice, 4 columns per thread; kept to measure the difference, see ``_scatter``)
-ALIGNED_ATOMICS = os.environ.get("PCCC_TRITON_ALIGNED_ATOMICS", "0") == "1"
 
 
 def pow2ceil(x: int) -> int:
@@ -162,8 +159,7 @@ def render(plan: KernelPlan, precision: str, plan_hash: str = "",
                                             dist=dist, CAT=dist == "categorical",
                                             prologue=T.INPUT_PROLOGUE))
     parts.append(T.PARAM_KERNELS)
-    src = "".join(parts)
-    return src.replace(', "unaligned"]', "]") if ALIGNED_ATOMICS else src
+    return "".join(parts)
 
 
 def plan_hash(plan: KernelPlan, precision: str, shapes: list[SumShape] | None = None) -> str:
@@ -172,7 +168,6 @@ def plan_hash(plan: KernelPlan, precision: str, shapes: list[SumShape] | None = 
     h.update(repr(sum_shapes(plan) if shapes is None else shapes).encode())
     h.update(repr(input_dists(plan)).encode())
     h.update(plan.summary().encode())
-    h.update(b"aligned-atomics" if ALIGNED_ATOMICS else b"")
     return h.hexdigest()[:20]
 
 

@@ -41,6 +41,18 @@ def _elements(node, children, e, emask, cols, cmask, stride, FANIN: tl.constexpr
     return acc
 
 
+@triton.jit
+def _ratios(node, flow, noff, nmask):
+    """Flow ratios of node rows: r = exp(q - m), q = log f - s (-inf where f = 0 or s =
+    -inf), m the per-column max of q (0 in r's exponent where it is -inf); returns (r, m)."""
+    s = tl.load(node + noff, mask=nmask, other=float("-inf"))
+    f = tl.load(flow + noff, mask=nmask, other=0.0)
+    live = (f > 0.0) & (s > float("-inf"))
+    q = tl.where(live, tl.log(tl.where(live, f, 1.0)) - s, float("-inf"))
+    qmax = tl.max(q, axis=0)
+    return tl.exp(q - tl.where(qmax == float("-inf"), 0.0, qmax)[None, :]), qmax
+
+
 @triton.jit(do_not_specialize=["batch"])
 def flow_ratio(node, flow, node_start, rbuf, qbuf, batch, stride, B: tl.constexpr,
                BP: tl.constexpr, BT: tl.constexpr):
@@ -54,14 +66,8 @@ def flow_ratio(node, flow, node_start, rbuf, qbuf, batch, stride, B: tl.constexp
     rows = tl.arange(0, BP)
     rmask = rows < B
     ns = tl.load(node_start + blk).to(tl.int64)
-    noff = (ns + rows)[:, None] * stride + cols[None, :]
     nmask = rmask[:, None] & cmask[None, :]
-    s = tl.load(node + noff, mask=nmask, other=float("-inf"))
-    f = tl.load(flow + noff, mask=nmask, other=0.0)
-    live = (f > 0.0) & (s > float("-inf"))
-    q = tl.where(live, tl.log(tl.where(live, f, 1.0)) - s, float("-inf"))
-    qmax = tl.max(q, axis=0)
-    r = tl.exp(q - tl.where(qmax == float("-inf"), 0.0, qmax)[None, :])
+    r, qmax = _ratios(node, flow, (ns + rows)[:, None] * stride + cols[None, :], nmask)
     roff = (blk * B + rows).to(tl.int64)[:, None] * stride + cols[None, :]
     tl.store(rbuf + roff, r, mask=nmask)
     tl.store(qbuf + blk.to(tl.int64) * stride + cols, qmax, mask=cmask)
@@ -166,16 +172,10 @@ def $name(node, flow, weights, pgrad, pflow, scale, flag, children, row, node_st
             if RATIO:  # flow_ratio's, made once for all chunks
                 r = tl.load(rbuf + roff + cols[None, :], mask=nmask, other=0.0)
                 qmax = tl.load(qbuf + qoff + cols, mask=cmask, other=0.0)
-                qmax = tl.where(qmax == float("-inf"), 0.0, qmax)
             else:  # one chunk: the same computation here saves a launch
-                noff = (ns + rows)[:, None] * stride + cols[None, :]
-                s = tl.load(node + noff, mask=nmask, other=float("-inf"))
-                f = tl.load(flow + noff, mask=nmask, other=0.0)
-                live = (f > 0.0) & (s > float("-inf"))
-                q = tl.where(live, tl.log(tl.where(live, f, 1.0)) - s, float("-inf"))
-                qmax = tl.max(q, axis=0)
-                qmax = tl.where(qmax == float("-inf"), 0.0, qmax)
-                r = tl.exp(q - qmax[None, :])
+                r, qmax = _ratios(node, flow, (ns + rows)[:, None] * stride + cols[None, :],
+                                  nmask)
+            qmax = tl.where(qmax == float("-inf"), 0.0, qmax)
             r_s = r * tl.load(scale + cols, mask=cmask, other=0.0)[None, :]
             elem = _elements(node, children, e, ccmask, cols, cmask, stride, $F, row)
             x = tl.exp(tl.minimum(elem + qmax[None, :], $cap))
