@@ -102,6 +102,19 @@ def profile(model, opt, xg: torch.Tensor, steps: int = 3) -> None:
         torch.cuda.synchronize()
     print(p.key_averages().table(sort_by="cuda_time_total", row_limit=14, max_name_column_width=50),
           flush=True)
+    kinds: dict[str, list[float]] = {}
+    for ev in p.key_averages():
+        t = getattr(ev, "device_time_total", 0.0) or getattr(ev, "cuda_time_total", 0.0)
+        if t <= 0 or str(getattr(ev, "device_type", "")) != "DeviceType.CUDA":
+            continue  # kernels only (the CPU-side ops carry their kernels' time too)
+        k = ev.key.split("_b")[0] if ev.key.startswith("sum_") else ev.key
+        acc = kinds.setdefault(k, [0.0, 0])
+        acc[0] += t / steps / 1000
+        acc[1] += ev.count // steps
+    tot = sum(v[0] for v in kinds.values())
+    print(f"kernel time per batch {tot:.3f} ms in {sum(v[1] for v in kinds.values())} launches; "
+          + ", ".join(f"{k} {v[0]:.3f} ms/{v[1]}" for k, v in
+                      sorted(kinds.items(), key=lambda kv: -kv[1][0])), flush=True)
 
 
 def workload(name: str, x: np.ndarray, xg: torch.Tensor, precision: str, batches: int = 0,
@@ -115,12 +128,14 @@ def workload(name: str, x: np.ndarray, xg: torch.Tensor, precision: str, batches
     model.param_grads = grads  # EM reads flows; PyJuice computes no gradients either
     torch.cuda.synchronize()
     t2 = time.time()
+    mem_compile = torch.cuda.max_memory_allocated() / 2**30
     lls = model(xg[:BATCH])  # JIT of every kernel: the first batch can run after this
     lls.mean().backward()
     model.zero_grad(set_to_none=True)
     model.zero_flows()
     torch.cuda.synchronize()
     t3 = time.time()
+    mem_first = torch.cuda.max_memory_allocated() / 2**30
     opt = MiniBatchEM(model, step_size=0.1, pseudocount=0.1)
     e0 = time.time()
     epoch(model, opt, xg, batches)
@@ -140,6 +155,8 @@ def workload(name: str, x: np.ndarray, xg: torch.Tensor, precision: str, batches
                 epoch_s=round((e2 - e1) * full, 3), batches_timed=batches or xg.shape[0] // BATCH,
                 train_ll_epoch2=round(ll, 2),
                 peak_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2),
+                peak_compile_gib=round(mem_compile, 2), peak_first_batch_gib=round(mem_first, 2),
+                alloc_gib=round(torch.cuda.memory_allocated() / 2**30, 2),
                 num_edges=int(model.plan.num_sum_edges()))
 
 

@@ -117,12 +117,16 @@ def test_unrunnable_device_is_refused_in_one_line(monkeypatch):
             pccc.compile(c, backend="triton", device="cuda")
 
 
-@pytest.mark.parametrize("weighted", [False, True])
-def test_sibling_blocks_match_torch_backend(weighted):
+@pytest.mark.parametrize("weighted,small", [(False, False), (True, False), (True, True)])
+def test_sibling_blocks_match_torch_backend(weighted, small, monkeypatch):
     """A 96-node vector becomes two 64-row blocks over the same elements: their element flows
-    are summed by one ``sum_eflow`` program before the scatter."""
+    are summed by one ``sum_eflow`` program before the scatter; or (``small``: parts below
+    ``runtime.SMALL`` weights) every block scatters its own from ``sum_bwd``, ratios inline."""
+    from pccc.backends.triton import runtime
     from pccc.backends.triton.codegen import children_table, split_by_fanin
     from pccc.backends.triton.runtime import sibling_table
+
+    monkeypatch.setattr(runtime, "SMALL", 1 << 30 if small else 0)
 
     c = _dense_circuit(n=96)
     plan = pccc.compile(c).plan
@@ -137,6 +141,8 @@ def test_sibling_blocks_match_torch_backend(weighted):
                 widest = max(widest, sibling_table(p.chunk_start[blocks], p.num_chunks[blocks],
                                                    table, p.chunk_size).shape[1])
     assert widest > 1
+    parts = [p for st in pccc.compile(c, backend="triton", device=DEV).dp.steps for p in st.parts]
+    assert all(p.small and p.G == 1 for p in parts) if small else any(p.G > 1 for p in parts)
     rng = np.random.default_rng(6)
     x = rng.integers(0, 5, size=(21, 4))
     x[rng.random(x.shape) < 0.2] = -1
@@ -153,6 +159,7 @@ def test_blocks_with_and_without_siblings_in_one_layer(weighted, eflow_all, monk
     from pccc.ir.builder import CircuitBuilder
 
     monkeypatch.setattr(runtime, "EFLOW_ALL", eflow_all)
+    monkeypatch.setattr(runtime, "SMALL", 0)
 
     b = CircuitBuilder(rng=np.random.default_rng(3))
     leaves = [b.input(v, "categorical", n=96, card=5) for v in range(4)]
@@ -255,3 +262,59 @@ def test_trained_module_saves_and_reloads(tmp_path):
     back = pccc.load_module(tmp_path / "t.pccm", backend="torch", dtype=torch.float64)
     np.testing.assert_allclose(back(torch.as_tensor(x)).detach().numpy(), want, rtol=1e-4,
                                atol=1e-4)
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.data())
+def test_group_ids_from_runs_match_the_plan(data):
+    """The per-weight groups rebuilt from the run table (the kernels keep no per-weight group
+    id) are the plan's ``param_group``, padding -1 included."""
+    c = data.draw(circuits(max_vars=4, max_n=4))
+    tri = pccc.compile(c, backend="triton", device=DEV)
+    want = np.where(tri.plan.param_group >= 0, tri.plan.param_group, -1)
+    np.testing.assert_array_equal(tri.dp.group_ids().cpu().numpy(), want)
+
+
+@settings(max_examples=6, deadline=None)
+@given(st.data())
+def test_unnormalized_and_tied_categorical_tables(data):
+    """Categorical inputs are read as ``log theta = raw + c`` (c per node): unnormalized rows,
+    an all-zero row and tied rows give the float64 torch backend's log-likelihoods, after an
+    EM step and after a gradient step on ``input_raw`` (which recomputes c)."""
+    import dataclasses
+
+    from pccc.backends import registry
+
+    c = data.draw(circuits(max_vars=3, dists=["categorical"], tie_prob=0.6, max_card=4))
+    plan = pccc.compile(c, backend="torch").plan
+    q = np.array(plan.input_params, dtype=np.float64)
+    rng = np.random.default_rng(data.draw(st.integers(0, 100)))
+    for ly in plan.input_layers:
+        rows = np.unique(ly.param_start)
+        for k, r in enumerate(rows):
+            seg = slice(int(r), int(r) + ly.param_size)
+            q[seg] = 0.0 if k == 0 and len(rows) > 2 else q[seg] * rng.uniform(0.3, 3.0)
+    plan = dataclasses.replace(plan, input_params=q)
+    tri = registry.get("triton")(plan, device=DEV)
+    ref = registry.get("torch")(plan, device="cpu", dtype=torch.float64)
+    x = data.draw(data_for(c, n_rows=6, missing_prob=0.3))
+    xt = torch.as_tensor(x)
+
+    def same() -> None:
+        a = tri(xt.to(DEV)).detach().cpu().double().numpy()
+        b = ref(xt).detach().numpy()
+        np.testing.assert_allclose(np.where(np.isfinite(b), a, 0), np.where(np.isfinite(b), b, 0),
+                                   rtol=2e-4, atol=2e-4)
+        np.testing.assert_array_equal(np.isfinite(a), np.isfinite(b))
+
+    same()
+    for m in (tri, ref):
+        m(xt.to(m.sum_logits.device)).mean().backward()
+        MiniBatchEM(m, step_size=0.5, pseudocount=0.1).step()
+    same()
+    for m in (tri, ref):
+        m.zero_grad()
+        m(xt.to(m.sum_logits.device)).sum().backward()
+        with torch.no_grad():
+            m.input_raw.add_(torch.nan_to_num(m.input_raw.grad, 0.0), alpha=0.05)
+    same()

@@ -33,7 +33,7 @@ def test_recorded_pass_launches_nothing_and_names_its_kernels():
     m.dp.k = rec
     try:
         m.dp.prepare_inputs(x, None, b.xt, b.mt)
-        m.dp.forward(b.xt, b.mt, 7, m._w, m._theta, b.node)
+        m.dp.forward(b.xt, b.mt, 7, m._w, m._in_args, b.node)
     finally:
         m.dp.k = m.kernels
     names = {fn.__name__ for fn, *_ in rec.calls}

@@ -94,7 +94,9 @@ class ParamsMixin:
 
     def _init_inputs(self, plan: KernelPlan) -> None:
         q = len(plan.input_params)
-        raw, shift = np.zeros(q), np.zeros(q)
+        # shift: one log-normalizer per input node (layer i's nodes from _in_node0[i])
+        self._in_node0 = list(np.cumsum([0] + [ly.n for ly in plan.input_layers])[:-1])
+        raw, shift = np.zeros(q), np.zeros(max(sum(ly.n for ly in plan.input_layers), 1))
         self._in_span: dict[int, tuple[int, int] | None] = {}
         self._in_group: dict[int, tuple[int, int] | None] = {}
         self._in_size: dict[int, int] = {}
@@ -124,13 +126,16 @@ class ParamsMixin:
             if contiguous:  # slices, not fancy indexing (51M parameters for PD-256)
                 a, b = int(ps[0]), int(ps[0]) + ly.n * size
                 r, s = fam.to_raw(ly.dist, plan.input_params[a:b].reshape(ly.n, size))
-                raw[a:b], shift[a:b] = r.reshape(-1), s.reshape(-1)
+                raw[a:b] = r.reshape(-1)
             elif ly.param_size:
                 r, s = fam.to_raw(ly.dist, plan.input_params[pidx])
-                raw[pidx], shift[pidx] = r, s
+                raw[pidx] = r
+            if ly.param_size:
+                n0 = self._in_node0[i]
+                shift[n0: n0 + ly.n] = s[:, 0]
         # raw and shift are this function's own arrays: shared with torch, not copied
         self.input_raw = nn.Parameter(torch.from_numpy(raw if q else np.zeros(1)))
-        self.register_buffer("input_shift", torch.from_numpy(shift if q else np.zeros(1)))
+        self.register_buffer("input_shift", torch.from_numpy(shift))
         m = max(q, 1) if getattr(self, "torch_layers", True) else 1  # else: backend's own
         self.register_buffer("input_stats", torch.zeros(m, 3, dtype=torch.float64),
                              persistent=False)
@@ -151,11 +156,16 @@ class ParamsMixin:
     def layer_raw(self, i: int) -> tuple[Tensor, Tensor]:
         """Raw parameters ``[n, size]`` and log-normalizers ``[n, 1]`` of input layer ``i``."""
         pidx = getattr(self, f"in_pidx{i}")
-        shift = self.input_shift.index_select(0, pidx[:, 0]).unsqueeze(1)
+        shift = self.layer_shift(i).unsqueeze(1)
         span = self._in_span.get(i)
         if span is not None:  # untied storage: a view, no copy
             return self.input_raw[span[0]: span[0] + span[1]].view(-1, self._in_size[i]), shift
         return self.input_raw.index_select(0, pidx.reshape(-1)).view(pidx.shape), shift
+
+    def layer_shift(self, i: int) -> Tensor:
+        """``[n]`` log-normalizers of input layer ``i``'s nodes (a view of ``input_shift``)."""
+        n0 = self._in_node0[i]
+        return self.input_shift[n0: n0 + self.plan.input_layers[i].n]
 
     def source_params(self) -> dict[str, np.ndarray]:
         """The source circuit's parameter store from the current values (float64 numpy)."""
@@ -233,9 +243,9 @@ class ParamsMixin:
             fm = self.input_missflow.to(native.dtype)[pidx[:, 0]]
             st = fam.complete_stats(ly.dist, dict(ly.attrs), native, st, fm)
             new = fam.em_update(ly.dist, native, st, eta, alpha)
-            updates.append((ly.dist, pidx, new))
-        for dist, pidx, new in updates:  # write after reading: tied nodes update once
+            updates.append((i, ly.dist, pidx, new))
+        for i, dist, pidx, new in updates:  # write after reading: tied nodes update once
             r, s = fam.to_raw_tensor(dist, new.detach())
             flat = pidx.reshape(-1)
             self.input_raw.index_copy_(0, flat, r.to(self.input_raw).reshape(-1))
-            self.input_shift.index_copy_(0, flat, s.to(self.input_shift).reshape(-1))
+            self.layer_shift(i).copy_(s[:, 0])

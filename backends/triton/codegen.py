@@ -23,7 +23,7 @@ import numpy as np
 from pccc.backends.triton import templates as T
 from pccc.ir.plan import KernelPlan, ProductLayer, SumLayer, SumPartition
 
-TEMPLATE_VERSION = "13"
+TEMPLATE_VERSION = "14"
 PRECISIONS = ("tf32", "fp32", "bf16")
 #: log of the largest factor the backward pass lets exp() produce before a mix
 EXP_CAP = 80.0
@@ -158,6 +158,10 @@ def render(plan: KernelPlan, precision: str, plan_hash: str = "",
         parts.append(T.INPUT_BWD.substitute(name=input_kernel_name(dist, total, "bwd"),
                                             dist=dist, CAT=dist == "categorical",
                                             prologue=T.INPUT_PROLOGUE))
+    if any(d == "categorical" for d, _ in dists):
+        # the one-hot GEMM statistics (runtime.py picks the layers they fit): the one-hot is
+        # exact, the flows are rounded to tf32 unless the precision is fp32
+        parts.append(T.INPUT_CAT_DOT.substitute(ip="ieee" if precision == "fp32" else "tf32"))
     parts.append(T.PARAM_KERNELS)
     return "".join(parts)
 

@@ -81,7 +81,8 @@ class TritonCompiledCircuit(CompiledCircuit):
         self.kernels, self.source, self.source_path = load_module(plan, precision)
         dev = self.device
         self.dp = DevicePlan(plan, self.kernels, dev)
-        self.tables = [InputTables.build(ly, dev) for ly in plan.input_layers]
+        self.tables = [InputTables.build(ly, dev, n0)
+                       for ly, n0 in zip(plan.input_layers, self._in_node0)]
         q = self.input_raw.numel()
         # EM statistics in the kernels' layout (the torch backend's are left 1 long)
         self.em_counts = self._zeros(q)
@@ -90,11 +91,25 @@ class TritonCompiledCircuit(CompiledCircuit):
         # the refresh kernels) before the parameters first change
         self._w = self._w_init
         del self._w_init
-        self._theta = self._zeros(q)
-        if len(plan.input_params):
+        # native parameters for the input kernels of non-categorical layers (categorical
+        # ones read log theta = raw + c, c per node: no second copy of the largest tables)
+        native = any(ly.param_size and ly.dist != "categorical" for ly in plan.input_layers)
+        self._theta = self._zeros(q if native else 1)
+        if native:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", UserWarning)
                 self._theta.copy_(torch.from_numpy(np.ascontiguousarray(plan.input_params)))
+        self._cnorm = [self._zeros(ly.n if ly.dist == "categorical" else 1)
+                       for ly in plan.input_layers]
+        native_params([tb for tb in self.tables if tb.layer.dist == "categorical"],
+                      self.input_raw.detach(), self.input_shift,
+                      self._theta, [c for c, ly in zip(self._cnorm, plan.input_layers)
+                                    if ly.dist == "categorical"])
+        #: per input layer, the kernels' parameter pointers: (raw, c) for categorical layers,
+        #: (theta, the binomial coefficients' table) for the others
+        self._in_args = [(self.input_raw.detach(), c) if ly.dist == "categorical" else
+                         (self._theta, inp.logc)
+                         for ly, c, inp in zip(plan.input_layers, self._cnorm, self.dp.inputs)]
         #: per-pass gradients and weighted input statistics, made on first need (EM training
         #: without parameter gradients adds straight into the EM accumulators instead)
         self._grad_bufs: tuple[Tensor, Tensor, list[Tensor]] | None = None
@@ -115,7 +130,7 @@ class TritonCompiledCircuit(CompiledCircuit):
     def _scratch(self) -> tuple[Tensor, Tensor, list[Tensor]]:
         """``(pgrad, counts, nstats)`` of one backward pass."""
         if self._grad_bufs is None:
-            self._grad_bufs = (torch.zeros_like(self._w), torch.zeros_like(self._theta),
+            self._grad_bufs = (torch.zeros_like(self._w), torch.zeros_like(self.em_counts),
                                [self._zeros(ly.n, 4) for ly in self.plan.input_layers])
         return self._grad_bufs
 
@@ -175,7 +190,8 @@ class TritonCompiledCircuit(CompiledCircuit):
         if key == self._synced:
             return
         self.dp.weights_from_logits(self.sum_logits.detach(), self.sum_norm, self._w)
-        native_params(self.tables, self.input_raw.detach(), self.input_shift, self._theta)
+        native_params(self.tables, self.input_raw.detach(), self.input_shift, self._theta,
+                      self._cnorm)
         self._synced = self._param_key()
 
     def log_weights(self) -> Tensor:
@@ -191,10 +207,11 @@ class TritonCompiledCircuit(CompiledCircuit):
     @torch.no_grad()
     def set_weights(self, w: Tensor) -> None:
         """Write linear sum weights (flat, padding ignored); logits stay consistent."""
-        real = self.dp.group >= 0
+        group = self.dp.group_ids()
+        real = group >= 0
         w = torch.where(real, w.to(torch.float32), 0.0)
         z = self.group_sums(w)
-        gz = z[self.dp.group.clamp_min(0).long()]
+        gz = z[group.clamp_min(0)]
         self.sum_logits.copy_(torch.where(real & (gz > 0), torch.log(w), 0.0))
         self.sum_norm.copy_(torch.where(z > 0, torch.log(torch.where(z > 0, z, 1.0)),
                                         -math.inf))
@@ -285,7 +302,7 @@ class TritonCompiledCircuit(CompiledCircuit):
         def run() -> None:
             self.dp.prepare_inputs(xin[:batch], None if mask is None else mask[:batch], b.xt,
                                    b.mt)
-            self.dp.forward(b.xt, b.mt, batch, self._w, self._theta, b.node)
+            self.dp.forward(b.xt, b.mt, batch, self._w, self._in_args, b.node)
 
         self._run(("fwd", batch) + xkey, run)
         self._stamp += 1
@@ -335,7 +352,7 @@ class TritonCompiledCircuit(CompiledCircuit):
         self._run(("bwd", batch, track), run)
         dl = dr = None
         if want_logits:
-            dl = torch.empty_like(self._w)
+            dl = torch.zeros_like(self._w)
             dp.finish_backward(self._w, pgrad, b.scale, b.flag, None, self.sum_norm, dl)
         if want_raw:
             dr = raw_grads(self.tables, self.input_raw.detach(), self.input_shift, counts,
@@ -365,8 +382,8 @@ class TritonCompiledCircuit(CompiledCircuit):
                                       alpha)
             z = self.sum_norm[:-1]
             z.copy_(torch.where(gsum + alpha > 0, torch.log((1 - eta) * torch.exp(z) + eta), z))
-            em_update_inputs(self.tables, self._theta, raw, shift, self.em_counts,
-                             self.em_nstats, eta, alpha, self.kernels)
+            em_update_inputs(self.tables, self._theta, raw, shift, self._cnorm,
+                             self.em_counts, self.em_nstats, eta, alpha, self.kernels)
             if self._em_zero_counts:  # the cat_em kernel zeroes the rows it updates
                 self.em_counts.zero_()
             for ns in self.em_nstats:
@@ -450,7 +467,7 @@ class _LogWeights(torch.autograd.Function):
         w = model._w.clone()
         ctx.model = model
         ctx.save_for_backward(w)
-        real = (model.dp.group >= 0) & (w > 0)
+        real = (model.dp.group_ids() >= 0) & (w > 0)
         return torch.where(real, torch.log(torch.where(real, w, 1.0)), -math.inf)
 
     @staticmethod
@@ -459,7 +476,7 @@ class _LogWeights(torch.autograd.Function):
         (w,) = ctx.saved_tensors
         g = torch.where(w > 0, g.float(), 0.0)
         gs = model.group_sums(g).float()
-        group = model.dp.group.clamp_min(0).long()
+        group = model.dp.group_ids().clamp_min(0)
         z = model.sum_norm.float()[group]
         prob = torch.where(w > 0, w * torch.exp(-z), 0.0)
         return (g - prob * gs[group]).to(model.sum_logits.dtype), None

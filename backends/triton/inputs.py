@@ -39,12 +39,16 @@ class InputTables:
     """``[n]`` row of ``uidx`` each node uses"""
     span: tuple[int, int] | None
     """``(start, length)`` when the rows are one contiguous untied block (no gathers)"""
+    node0: int
+    """the layer's first node in the module's per-node arrays (``input_shift``)"""
+    first: Tensor
+    """``[u]`` a node that uses each distinct parameter row"""
 
     @staticmethod
-    def build(ly: InputLayer, device: torch.device) -> InputTables:
+    def build(ly: InputLayer, device: torch.device, node0: int = 0) -> InputTables:
         size = max(ly.param_size, 1)
         idx = ly.param_start[:, None] + np.arange(size)[None, :]
-        uniq, inv = np.unique(ly.param_start, return_inverse=True)
+        uniq, first, inv = np.unique(ly.param_start, return_index=True, return_inverse=True)
         flat = idx.reshape(-1)
         span = None
         if ly.param_size and len(uniq) == ly.n and np.array_equal(
@@ -57,7 +61,7 @@ class InputTables:
         def t(a: np.ndarray) -> Tensor:
             return torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64)).to(device)
 
-        return InputTables(ly, t(idx), t(uidx), t(inv.reshape(-1)), span)
+        return InputTables(ly, t(idx), t(uidx), t(inv.reshape(-1)), span, int(node0), t(first))
 
     def rows(self, flat: Tensor) -> Tensor:
         """``[n, size]`` rows of a flat parameter-layout tensor (a view when contiguous)."""
@@ -73,6 +77,15 @@ class InputTables:
     def num_rows(self) -> int:
         """Distinct parameter rows."""
         return self.layer.n if self.span is not None else self.uidx.shape[0]
+
+    def nodes(self, per_node: Tensor) -> Tensor:
+        """``[n]`` view of this layer's nodes in a per-node array (``input_shift``)."""
+        return per_node[self.node0: self.node0 + self.layer.n]
+
+    def ushift(self, shift: Tensor) -> Tensor:
+        """``[u, 1]`` log-normalizers of the distinct parameter rows."""
+        s = self.nodes(shift)
+        return (s if self.span is not None else s[self.first]).unsqueeze(1)
 
     def put(self, flat: Tensor, rows: Tensor) -> None:
         """Write ``[u, size]`` rows (one per distinct parameter row) into ``flat``."""
@@ -117,31 +130,34 @@ def raw_grads(tables: list[InputTables], raw: Tensor, shift: Tensor, counts: Ten
 
 
 def em_update_inputs(tables: list[InputTables], theta: Tensor, raw: Tensor, shift: Tensor,
-                     counts: Tensor, nstats: list[Tensor], step: float,
+                     cnorm: list[Tensor], counts: Tensor, nstats: list[Tensor], step: float,
                      pseudocount: float, kernels: Any = None) -> None:
-    """One EM step of every input layer from EM statistics (root flow 1 per example): native
-    parameters ``theta`` and the raw coordinates (``raw``, ``shift``) are written in place.
+    """One EM step of every input layer from EM statistics (root flow 1 per example), in place:
+    the raw coordinates (``raw``, per-node ``shift``), and the kernels' copies: ``theta``
+    (native parameters of non-categorical layers) and ``cnorm`` (per categorical node, the
+    constant ``c`` of ``log theta = raw + c``; categorical layers keep no native copy).
     Contiguous categorical layers go through the generated ``cat_em`` kernel (one pass, which
     also zeroes their statistics) when ``kernels`` is given; the caller zeroes the rest."""
     updates = []
-    for tb, ns in zip(tables, nstats):
+    for tb, ns, c in zip(tables, nstats, cnorm):
         ly = tb.layer
         if not ly.param_size or ly.dist == "indicator":
             continue
         if kernels is not None and ly.dist == "categorical" and tb.span is not None:
             K = ly.param_size
             kernels.cat_em[(-(-ly.n // CAT_BN),)](
-                theta, raw, shift, counts, ns, tb.span[0], ly.n, float(step), float(pseudocount),
-                K=K, KP=1 << max(0, (K - 1).bit_length()), BN=CAT_BN)
+                raw, tb.nodes(shift), c, counts, ns, tb.span[0], ly.n, float(step),
+                float(pseudocount), K=K, KP=1 << max(0, (K - 1).bit_length()), BN=CAT_BN)
             continue
         u = tb.num_rows
-        native = tb.urows(theta)  # [u, size]
         fm = ns[:, 1]
         if tb.span is None:
-            fm = torch.zeros(u, dtype=theta.dtype, device=theta.device).index_add_(0, tb.inv, fm)
+            fm = torch.zeros(u, dtype=raw.dtype, device=raw.device).index_add_(0, tb.inv, fm)
         if ly.dist == "categorical":  # a missing value adds its posterior: f * theta
+            native = fam.to_native(ly.dist, tb.urows(raw), tb.ushift(shift))
             stats = tb.urows(counts) + fm[:, None] * native
         else:
+            native = tb.urows(theta)  # [u, size]
             st = torch.zeros((ly.n, 3), dtype=theta.dtype, device=theta.device)
             nat = tb.rows(theta)
             if ly.dist in ("bernoulli", "binomial"):
@@ -155,16 +171,35 @@ def em_update_inputs(tables: list[InputTables], theta: Tensor, raw: Tensor, shif
                 st[:, 2] = ns[:, 3] + ns[:, 1] * (sd * sd + mu * mu)
             stats = st if tb.span is not None else torch.zeros(
                 (u, 3), dtype=theta.dtype, device=theta.device).index_add_(0, tb.inv, st)
-        updates.append((tb, fam.em_update(ly.dist, native, stats, step, pseudocount)))
-    for tb, new in updates:  # write after reading: tied rows update once
+        updates.append((tb, c, fam.em_update(ly.dist, native, stats, step, pseudocount)))
+    for tb, c, new in updates:  # write after reading: tied rows update once
         r, s = fam.to_raw_tensor(tb.layer.dist, new)
-        tb.put(theta, new)
         tb.put(raw, r)
-        tb.put(shift, s)
+        if tb.layer.dist == "categorical":
+            _categorical_norm(tb, r, s[:, 0], shift, c)
+        else:
+            tb.put(theta, new)
 
 
-def native_params(tables: list[InputTables], raw: Tensor, shift: Tensor, theta: Tensor) -> None:
-    """``theta`` (native, linear) from the raw coordinates, in place."""
-    for tb in tables:
-        if tb.layer.param_size:
-            tb.put(theta, fam.to_native(tb.layer.dist, tb.urows(raw), tb.urows(shift)))
+def _categorical_norm(tb: InputTables, r: Tensor, s: Tensor, shift: Tensor, c: Tensor) -> None:
+    """Per-node ``shift`` and ``c = shift - logsumexp(raw row)`` from the distinct rows' raw
+    coordinates ``r [u, size]`` and log-normalizers ``s [u]``."""
+    lse = torch.logsumexp(r, dim=1)
+    cu = torch.where(torch.isfinite(lse) & (s > -torch.inf), s - lse, -torch.inf)
+    per_node = (lambda v: v) if tb.span is not None else (lambda v: v[tb.inv])
+    tb.nodes(shift).copy_(per_node(s))
+    c.copy_(per_node(cu))
+
+
+def native_params(tables: list[InputTables], raw: Tensor, shift: Tensor, theta: Tensor,
+                  cnorm: list[Tensor]) -> None:
+    """The kernels' copies from the raw coordinates, in place: ``theta`` (native, linear) of
+    non-categorical layers, ``cnorm`` of categorical ones."""
+    for tb, c in zip(tables, cnorm):
+        ly = tb.layer
+        if not ly.param_size:
+            continue
+        if ly.dist == "categorical":
+            _categorical_norm(tb, tb.urows(raw), tb.ushift(shift)[:, 0], shift, c)
+        else:
+            tb.put(theta, fam.to_native(ly.dist, tb.urows(raw), tb.ushift(shift)))

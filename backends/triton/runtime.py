@@ -45,6 +45,10 @@ EFLOW_ALL = os.environ.get("PCCC_TRITON_EFLOW", "") == "all"
 FILL = os.environ.get("PCCC_TRITON_FILL", "1") != "0"
 #: the run-time 0 added to atomic addresses (see ``_scatter`` in the templates)
 UNALIGNED = 0
+#: parts of at most this many weights (chunks included) run their backward as lone blocks
+#: (siblings too) with the flow ratios computed inline: one launch instead of three, for the
+#: small layers of deep trees where launches, not work, take the time (``PCCC_TRITON_SMALL``)
+SMALL = int(os.environ.get("PCCC_TRITON_SMALL", str(1 << 17)))
 #: batch columns per program of kernels over wide products (fan-in > 8: an HCLT root with a
 #: hundred children): few blocks, so narrower tiles give the card more programs
 BT_WIDE = 16
@@ -69,6 +73,8 @@ class _SumPart:
     sib: Tensor
     """``[groups, G]`` blocks (local indices, -1 padding) that read the same elements"""
     G: int
+    small: bool = False
+    """at most ``SMALL`` weights: one backward launch, ratios inline"""
 
 
 def sibling_table(chunk_start: np.ndarray, num_chunks: np.ndarray, table: np.ndarray,
@@ -112,6 +118,33 @@ class _Input:
     pstart: Tensor
     values: Tensor
     logc: Tensor
+    runs: Tensor | None = None
+    """``[runs, NB]`` layer node indices for the one-hot GEMM statistics (``input_cat_dot``;
+    ``-1`` padding), or None: the atomics kernel (``bwd``) does them"""
+    NB: int = 0
+    KT: int = 0
+    """value tile of ``input_cat_dot``"""
+    BT: int = 0
+    """its batch columns per step"""
+    warps: int = 0
+
+    @staticmethod
+    def run_table(vars: np.ndarray, cap: int) -> np.ndarray:
+        """The nodes grouped by variable (stable order), each variable's nodes cut into runs of
+        at most NB = max(16, the longest group rounded up to a power of two), NB <= ``cap``:
+        ``[runs, NB]`` node indices, ``-1`` padding."""
+        order = np.argsort(vars, kind="stable")
+        v = np.asarray(vars)[order]
+        cut = np.flatnonzero(np.diff(v) != 0) + 1
+        start = np.concatenate([[0], cut]).astype(np.int64)
+        length = np.diff(np.concatenate([start, [len(v)]]))
+        nb = min(cap, max(16, 1 << (int(length.max(initial=1)) - 1).bit_length()))
+        pieces = -(-length // nb)
+        first = np.repeat(start, pieces) + nb * (
+            np.arange(pieces.sum()) - np.repeat(np.cumsum(pieces) - pieces, pieces))
+        last = np.repeat(start + length, pieces)
+        j = first[:, None] + np.arange(nb)[None, :]
+        return np.where(j < last[:, None], order[np.minimum(j, len(v) - 1)], -1)
 
 
 def _logc(total: int) -> np.ndarray:
@@ -138,7 +171,6 @@ class DevicePlan:
                 assert isinstance(ly, SumLayer) and prod is not None
                 self.steps.append(self._step(prod, ly))
         self.inputs = [self._input(ly) for ly in plan.input_layers]
-        self.group = _i32(plan.param_group, device)
         self.group_size = _i32(plan.group_size, device)
         self.num_groups = len(plan.group_size)
         self.runs = tuple(_i32(a, device) for a in group_runs(plan.param_group))
@@ -151,6 +183,10 @@ class DevicePlan:
         parts = []
         for p in ly.partitions:
             for shape, blocks in split_by_fanin(p, table):
+                if len(blocks) * shape.NC * shape.B * shape.C <= SMALL and not EFLOW_ALL:
+                    parts.append(self._part(shape, p, blocks, np.arange(len(blocks))[:, None],
+                                            small=True))
+                    continue
                 sib = sibling_table(p.chunk_start[blocks], p.num_chunks[blocks], table, shape.C)
                 alone = (sib >= 0).sum(axis=1) == 1
                 if alone.any():  # no sibling: its element flows come from sum_bwd itself
@@ -166,23 +202,35 @@ class DevicePlan:
         return _SumStep(_i32(table, self.device), table.shape[1], parts)
 
     def _part(self, shape: SumShape, p: SumPartition, blocks: np.ndarray,
-              sib: np.ndarray) -> _SumPart:
+              sib: np.ndarray, small: bool = False) -> _SumPart:
         """The tables of ``blocks`` of partition ``p``; ``sib``: their sibling groups (indices
         into ``blocks``, -1 padding)."""
         d = self.device
         return _SumPart(shape, len(blocks), p.max_chunks, _i32(p.node_start[blocks], d),
                         _i32(p.chunk_start[blocks], d), _i32(p.param_start[blocks], d),
-                        _i32(p.num_chunks[blocks], d), _i32(sib, d), sib.shape[1])
+                        _i32(p.num_chunks[blocks], d), _i32(sib, d), sib.shape[1], small)
 
     def _input(self, ly: InputLayer) -> _Input:
         d = self.device
         total = int(dict(ly.attrs).get("total", 0)) if ly.dist == "binomial" else 0
         values = ly.values if ly.values is not None else np.zeros(1, np.int64)
         logc = _logc(total) if ly.dist == "binomial" else np.zeros(1)
-        return _Input(ly, input_kernel_name(ly.dist, total, "fwd"),
-                      input_kernel_name(ly.dist, total, "bwd"), _i32(ly.vars, d),
-                      _i32(ly.param_start, d), _i32(values, d),
-                      torch.tensor(logc, dtype=torch.float32, device=d))
+        inp = _Input(ly, input_kernel_name(ly.dist, total, "fwd"),
+                     input_kernel_name(ly.dist, total, "bwd"), _i32(ly.vars, d),
+                     _i32(ly.param_start, d), _i32(values, d),
+                     torch.tensor(logc, dtype=torch.float32, device=d))
+        # categorical statistics by a one-hot GEMM per run of one variable's nodes, where the
+        # values fill a tensor-core tile and runs are long enough (>= 4 nodes on average) to
+        # beat one atomic per (node, column); PCCC_TRITON_TILES: catnb (longest run, 0: never),
+        # catkt (value tile), catbt (batch columns per step), wcat (warps)
+        cap = TILES.get("catnb", 64)
+        if ly.dist == "categorical" and ly.param_size >= 16 and ly.n and cap >= 16:
+            runs = _Input.run_table(ly.vars, cap)
+            if ly.n >= 4 * len(runs):
+                inp.runs, inp.NB = _i32(runs, d), runs.shape[1]
+                inp.KT = min(TILES.get("catkt", 64), 1 << (ly.param_size - 1).bit_length())
+                inp.BT, inp.warps = TILES.get("catbt", BT), TILES.get("wcat", 8)
+        return inp
 
     @staticmethod
     def stride_for(batch: int) -> int:
@@ -207,15 +255,17 @@ class DevicePlan:
         xt[:, :batch].copy_(torch.where(miss, 0.0, xf).T)
         mt[:, :batch].copy_(miss.T)
 
-    def forward(self, xt: Tensor, mt: Tensor, batch: int, w: Tensor, theta: Tensor,
-                node: Tensor) -> None:
-        """Fill ``node [rows, stride]`` (log-values, from :meth:`new_node_buffer`)."""
+    def forward(self, xt: Tensor, mt: Tensor, batch: int, w: Tensor,
+                params: list[tuple[Tensor, Tensor]], node: Tensor) -> None:
+        """Fill ``node [rows, stride]`` (log-values, from :meth:`new_node_buffer`); ``params``:
+        per input layer, its kernel's parameter table and auxiliary table (categorical: raw
+        coordinates and the per-node constant of ``log theta = raw + c``)."""
         stride = node.shape[1]
         tiles = triton_cdiv(batch, BT)
-        for inp in self.inputs:
+        for inp, (theta, aux) in zip(self.inputs, params):
             ly = inp.layer
             getattr(self.k, inp.fwd)[(triton_cdiv(ly.n, BN), tiles)](
-                node, xt, mt, inp.vars, inp.pstart, inp.values, theta, inp.logc,
+                node, xt, mt, inp.vars, inp.pstart, inp.values, theta, aux,
                 ly.node_start, ly.n, batch, stride, BN=BN, BT=BT)
         self.sum_forward(node, batch, w)
 
@@ -248,7 +298,8 @@ class DevicePlan:
                 # element flows by sum_eflow (sibling groups; every block with
                 # PCCC_TRITON_EFLOW=all) or scattered by sum_bwd itself
                 eflow = p.G > 1 or EFLOW_ALL
-                ratio = eflow or p.shape.NC > 1  # the ratios are read more than once
+                # the ratios are read more than once: made once (unless the part is small)
+                ratio = eflow or (p.shape.NC > 1 and not p.small)
                 if ratio:
                     br = self.fill(BT_FWD, p.nb, batch)
                     self.k.flow_ratio[(p.nb, triton_cdiv(batch, br))](
@@ -306,6 +357,18 @@ class DevicePlan:
             if zero:
                 ns.zero_()
             ly = inp.layer
+            if inp.runs is not None:  # one-hot GEMM: weighted, then (flag[0] != 0) EM
+                kt = triton_cdiv(ly.param_size, inp.KT)
+                progs = inp.runs.shape[0] * kt
+                ct = triton_cdiv(batch, inp.BT)
+                splits = min(ct, triton_cdiv(self.programs, progs))
+                for em, c, s in ((False, counts, ns), (True, counts_em, ns_em)):
+                    self.k.input_cat_dot[(progs, splits)](
+                        flow, xt, mt, inp.vars, inp.pstart, c, s, scale, flag, inp.runs,
+                        ly.node_start, ly.param_size, batch, stride, splits,
+                        triton_cdiv(ct, splits), NB=inp.NB, KT=inp.KT, KTILES=kt, BT=inp.BT,
+                        EM=em, num_warps=inp.warps)
+                continue
             getattr(self.k, inp.bwd)[(triton_cdiv(ly.n, BN), tiles)](
                 flow, xt, mt, inp.vars, inp.pstart, counts, ns, counts_em, ns_em, scale, flag,
                 ly.node_start, ly.n, batch, stride, BN=BN, BT=BT)
@@ -323,19 +386,31 @@ class DevicePlan:
                 nruns, RUNS=RUNS, MAXLEN=RUN_MAX, MODE=mode)
         return out
 
+    def group_ids(self) -> Tensor:
+        """``[weights]`` int64 group of each flat weight, ``-1`` for padding: made from the
+        runs when an API call needs it (the kernels keep no per-weight group table)."""
+        start, length, group = (r.long() for r in self.runs)
+        ids = torch.full((len(self.plan.param_group),), -1, dtype=torch.long, device=self.device)
+        if start.numel():
+            first = torch.repeat_interleave(start - torch.cumsum(length, 0) + length, length)
+            pos = first + torch.arange(int(length.sum()), device=self.device)
+            ids[pos] = torch.repeat_interleave(group, length)
+        return ids
+
     def weights_from_logits(self, logits: Tensor, norm: Tensor, w: Tensor) -> None:
         """``w`` = per-group softmax of ``logits`` times ``exp(norm)``."""
         g = self.num_groups
         gmax = self.group_reduce(2, logits, torch.full((g,), float("-inf"), device=self.device))
         gsum = self.group_reduce(3, logits, torch.zeros(g, device=self.device), aux=gmax)
-        total = logits.numel()
-        self.k.weights_from_logits[(triton_cdiv(total, BLOCK),)](
-            logits, self.group, gmax, gsum, norm, w, total, BLOCK=BLOCK)
+        start, length, group = self.runs
+        self.k.weights_from_logits[self.run_grid](logits, start, length, group, gmax, gsum,
+                                                  norm, w, start.numel(), RUNS=RUNS,
+                                                  MAXLEN=RUN_MAX)
 
     def finish_backward(self, w: Tensor, pgrad: Tensor, scale: Tensor, flag: Tensor,
                         flows: Tensor | None, norm: Tensor, out: Tensor | None) -> None:
         """EM flows of a uniform-scale pass into ``flows``; ``d loss / d logits`` into
-        ``out`` (either may be None: not wanted)."""
+        ``out`` (either may be None: not wanted; padding in ``out`` is left as it is)."""
         total = w.numel()
         grid = (triton_cdiv(total, BLOCK),)
         if flows is not None:
@@ -343,18 +418,24 @@ class DevicePlan:
         if out is not None:
             gs = self.group_reduce(1, w, torch.zeros(self.num_groups, device=self.device),
                                    y=pgrad)
-            self.k.logits_grad[grid](w, pgrad, self.group, gs, norm, out, total, BLOCK=BLOCK)
+            start, length, group = self.runs
+            self.k.logits_grad[self.run_grid](w, pgrad, start, length, group, gs, norm, out,
+                                              start.numel(), RUNS=RUNS, MAXLEN=RUN_MAX)
 
     def em_weights(self, w: Tensor, flows: Tensor, logits: Tensor, step: float,
                    pseudocount: float) -> Tensor:
         """One EM update of ``w`` (and ``logits``) from ``flows`` (zeroed); returns the
         per-group flow sums."""
         gsum = self.group_reduce(0, flows, torch.zeros(self.num_groups, device=self.device))
-        total = w.numel()
-        self.k.em_weights[(triton_cdiv(total, BLOCK),)](
-            w, flows, self.group, gsum, self.group_size, logits, total, float(step),
-            float(pseudocount), BLOCK=BLOCK)
+        start, length, group = self.runs
+        self.k.em_weights[self.run_grid](w, flows, start, length, group, gsum, self.group_size,
+                                         logits, start.numel(), float(step), float(pseudocount),
+                                         RUNS=RUNS, MAXLEN=RUN_MAX)
         return gsum
+
+    @property
+    def run_grid(self) -> tuple[int]:
+        return (triton_cdiv(self.runs[0].numel(), RUNS),)
 
 
 def triton_cdiv(a: int, b: int) -> int:

@@ -318,21 +318,93 @@ def _input_stats(f, ms, xv, i, imask, mask, pstart, counts, nstats, CAT: tl.cons
                       mask=mask & (ms == 0) & (xv != 0.0), sem="relaxed")
 '''
 
+#: categorical statistics as a one-hot GEMM (layers with K >= 16 whose nodes come in runs of
+#: one variable); ``$ip`` is the dot's input precision ("ieee" for fp32, else "tf32": the
+#: one-hot is exact, the flows are rounded like the sum layers' operands)
+INPUT_CAT_DOT = Template('''
+
+@triton.jit(do_not_specialize=["batch", "splits", "per"])
+def input_cat_dot(flow, x, miss, vars, pstart, counts, nstats, scale, flag, runs, node_start,
+                  K, batch, stride, splits, per, NB: tl.constexpr, KT: tl.constexpr,
+                  KTILES: tl.constexpr, BT: tl.constexpr, EM: tl.constexpr):
+    """Categorical statistics of run r = runs[r, :NB] (layer nodes of one variable, -1
+    padding) and value tile t (values t KT .. t KT + KT - 1; program r KTILES + t: a run's
+    value tiles run side by side and share its flows in L2) over the batch tiles split,
+    split + splits, ... (per of them): counts[pstart[i] + k] += sum_b s_b f_ib [x_b == k,
+    observed], the dot (F S) @ OneHot summed in registers, then added once per count; value
+    tile 0 also adds nstats[i, 0:2] (sum s f, sum s f over missing values). EM (a second
+    launch): unweighted (s = 1), into the EM buffers, and only when flag[0] != 0."""
+    if EM:
+        go = tl.load(flag) != 0
+    else:
+        go = True
+    if go:
+        r = tl.program_id(0) // KTILES
+        t = tl.program_id(0) % KTILES
+        first = t == 0
+        kk = t * KT + tl.arange(0, KT)
+        i = tl.load(runs + r * NB + tl.arange(0, NB))
+        imask = i >= 0
+        i = tl.where(imask, i, 0)
+        v = tl.load(vars + tl.load(runs + r * NB)).to(tl.int64)  # the run's variable
+        frow = flow + (node_start + i).to(tl.int64)[:, None] * stride
+        xrow = x + v * stride
+        mrow = miss + v * stride
+        acc = tl.zeros([NB, KT], tl.float32)
+        s0 = tl.zeros([NB], tl.float32)
+        s1 = tl.zeros([NB], tl.float32)
+        # tile it + 1 is loaded while tile it is reduced (a while loop is not pipelined)
+        cols = tl.program_id(1) * BT + tl.arange(0, BT)
+        cm = cols < batch
+        f = tl.load(frow + cols[None, :], mask=imask[:, None] & cm[None, :], other=0.0)
+        xv = tl.load(xrow + cols, mask=cm, other=0.0)
+        ms = tl.load(mrow + cols, mask=cm, other=1)
+        it = 0
+        while it < per:  # a while loop: the interpreter cannot range() a run-time bound
+            nc = cols + splits * BT
+            ncm = nc < batch  # (past the last step: tile split + per splits >= the tiles)
+            fn = tl.load(frow + nc[None, :], mask=imask[:, None] & ncm[None, :], other=0.0)
+            xn = tl.load(xrow + nc, mask=ncm, other=0.0)
+            mn = tl.load(mrow + nc, mask=ncm, other=1)
+            if not EM:
+                f = f * tl.load(scale + cols, mask=cm, other=0.0)[None, :]
+            xi = tl.where(ms == 0, xv.to(tl.int32), -1)  # -1: missing, in no value's column
+            acc += tl.dot(f, tl.where(xi[:, None] == kk[None, :], 1.0, 0.0),
+                          input_precision="$ip")
+            if first:
+                s0 += tl.sum(f, axis=1)
+                s1 += tl.sum(tl.where((ms != 0)[None, :], f, 0.0), axis=1)
+            cols = nc
+            cm = ncm
+            f = fn
+            xv = xn
+            ms = mn
+            it += 1
+        ps = tl.load(pstart + i, mask=imask, other=0).to(tl.int64)
+        tl.atomic_add(counts + ps[:, None] + kk[None, :], acc,
+                      mask=imask[:, None] & (kk < K)[None, :], sem="relaxed")
+        if first:
+            tl.atomic_add(nstats + i * 4, s0, mask=imask, sem="relaxed")
+            tl.atomic_add(nstats + i * 4 + 1, s1, mask=imask, sem="relaxed")
+''')
+
 CAT_EM = '''
 
 @triton.jit(do_not_specialize=["n", "step", "pseudocount"])
-def cat_em(theta, raw, shift, counts, nstats, start, n, step, pseudocount, K: tl.constexpr,
+def cat_em(raw, shift, cnorm, counts, nstats, start, n, step, pseudocount, K: tl.constexpr,
            KP: tl.constexpr, BN: tl.constexpr):
-    """One EM step of n categorical nodes whose K parameters are the rows theta[start + i K:]:
-    statistics (value counts plus the missing values' flow times theta), the update
-    (1 - step) theta + step (stats + a / K) / (total + a), then the raw coordinates (log theta,
-    log of the row sum) written back and the statistics zeroed."""
+    """One EM step of n categorical nodes whose K parameters are the rows raw[start + i K:],
+    theta = exp(raw + c) (c = cnorm[i]): statistics (value counts plus the missing values'
+    flow times theta), the update (1 - step) theta + step (stats + a / K) / (total + a), then
+    the raw coordinates written back (log theta; shift[i] = log of the row sum, c = 0, or raw
+    0, shift and c -inf for an all-zero row) and the statistics zeroed."""
     i = tl.program_id(0) * BN + tl.arange(0, BN)
     im = i < n
     k = tl.arange(0, KP)
     m = im[:, None] & (k[None, :] < K)
     off = start + i.to(tl.int64)[:, None] * K + k[None, :]
-    th = tl.load(theta + off, mask=m, other=0.0)
+    c = tl.load(cnorm + i, mask=im, other=0.0)
+    th = tl.exp(tl.load(raw + off, mask=m, other=float("-inf")) + c[:, None])
     fm = tl.load(nstats + i * 4 + 1, mask=im, other=0.0)
     st = tl.load(counts + off, mask=m, other=0.0) + fm[:, None] * th
     den = tl.sum(st, axis=1) + pseudocount
@@ -342,17 +414,20 @@ def cat_em(theta, raw, shift, counts, nstats, start, n, step, pseudocount, K: tl
     tot = tl.sum(tl.where(m, new, 0.0), axis=1)
     live = tot > 0.0
     lz = tl.where(live, tl.log(tl.where(live, tot, 1.0)), float("-inf"))
-    tl.store(theta + off, new, mask=m)
     tl.store(raw + off, tl.where(live[:, None], tl.log(new), 0.0), mask=m)
-    tl.store(shift + off, lz[:, None] + tl.zeros([BN, KP], tl.float32), mask=m)
+    tl.store(shift + i, lz, mask=im)
+    tl.store(cnorm + i, tl.where(live, 0.0, float("-inf")), mask=im)
     tl.store(counts + off, tl.zeros([BN, KP], tl.float32), mask=m)
     for j in tl.static_range(4):
         tl.store(nstats + i * 4 + j, tl.zeros([BN], tl.float32), mask=im)
 '''
 
 LOGPROB = {
+    # categorical: `theta` is the raw coordinates and `logc` the per-node constant c of
+    # log theta = raw + c (no native copy of the table is kept)
     "categorical": '''\
-    lp = tl.log(tl.load(theta + ps[:, None] + xi, mask=mask & (ms == 0), other=1.0))''',
+    lp = tl.load(theta + ps[:, None] + xi, mask=mask & (ms == 0), other=0.0)
+    lp += tl.load(logc + i, mask=imask, other=0.0)[:, None]''',
     "bernoulli": '''\
     p = tl.load(theta + ps, mask=imask, other=0.5)[:, None]
     lp = tl.where(xi == 1, tl.log(p), tl.log(1.0 - p))''',
@@ -372,24 +447,32 @@ LOGPROB = {
     lp = tl.where(xi == val[:, None], 0.0, float("-inf"))''',
 }
 
-#: kernels over the flat weight buffer: per-group reductions by runs (a run: consecutive
-#: weights of one group, at most MAXLEN long; one atomic per run, never one per weight), the
-#: log-softmax of the logits, the backward's finishing steps and the EM update
+#: kernels over the flat weight buffer, by runs (a run: consecutive weights of one group, at
+#: most MAXLEN long; the run table is the only per-group index: no group id per weight):
+#: per-group reductions (one atomic per run, never one per weight), the log-softmax of the
+#: logits, the backward's finishing steps and the EM update. Padding (weights of no group) is
+#: in no run: never read, never written.
 PARAM_KERNELS = '''
 
 @triton.jit
-def segment_reduce(x, y, run_start, run_len, run_group, out, aux, nruns, RUNS: tl.constexpr,
-                   MAXLEN: tl.constexpr, MODE: tl.constexpr):
-    """Per run r of group g = run_group[r] over x[start : start + len]: MODE 0 out[g] += sum x,
-    1 out[g] += sum x * y, 2 out[g] = max(out[g], max x), 3 out[g] += sum exp(x - aux[g])."""
+def _runs(run_start, run_len, run_group, nruns, RUNS: tl.constexpr, MAXLEN: tl.constexpr):
+    """This program's RUNS runs: flat offsets [RUNS, MAXLEN], their mask, the run mask and
+    each run's group."""
     r = tl.program_id(0) * RUNS + tl.arange(0, RUNS)
     rm = r < nruns
     s = tl.load(run_start + r, mask=rm, other=0).to(tl.int64)
     n = tl.load(run_len + r, mask=rm, other=0)
     g = tl.load(run_group + r, mask=rm, other=0)
     j = tl.arange(0, MAXLEN)
-    m = rm[:, None] & (j[None, :] < n[:, None])
-    off = s[:, None] + j[None, :]
+    return s[:, None] + j[None, :], rm[:, None] & (j[None, :] < n[:, None]), rm, g
+
+
+@triton.jit
+def segment_reduce(x, y, run_start, run_len, run_group, out, aux, nruns, RUNS: tl.constexpr,
+                   MAXLEN: tl.constexpr, MODE: tl.constexpr):
+    """Per run r of group g = run_group[r] over x[start : start + len]: MODE 0 out[g] += sum x,
+    1 out[g] += sum x * y, 2 out[g] = max(out[g], max x), 3 out[g] += sum exp(x - aux[g])."""
+    off, m, rm, g = _runs(run_start, run_len, run_group, nruns, RUNS, MAXLEN)
     if MODE == 2:
         v = tl.load(x + off, mask=m, other=float("-inf"))
         tl.atomic_max(out + g, tl.max(v, axis=1), mask=rm, sem="relaxed")
@@ -405,26 +488,17 @@ def segment_reduce(x, y, run_start, run_len, run_group, out, aux, nruns, RUNS: t
 
 
 @triton.jit
-def _weight_slice(group, total, BLOCK: tl.constexpr):
-    """This program's BLOCK flat weight positions p, their mask, groups g, and which are
-    real weights (not padding: group >= 0)."""
-    p = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    pm = p < total
-    g = tl.load(group + p, mask=pm, other=-1)
-    return p, pm, g, pm & (g >= 0)
-
-
-@triton.jit
-def weights_from_logits(logits, group, gmax, gsum, norm, w, total, BLOCK: tl.constexpr):
-    """w = exp(logit - logsumexp of its group + log Z_g); padding (group < 0) 0."""
-    p, pm, g, ok = _weight_slice(group, total, BLOCK)
-    x = tl.load(logits + p, mask=ok, other=0.0)
-    mx = tl.load(gmax + g, mask=ok, other=0.0)
-    sm = tl.load(gsum + g, mask=ok, other=1.0)
-    z = tl.load(norm + g, mask=ok, other=0.0)
-    ok = ok & (x > float("-inf")) & (z > float("-inf")) & (sm > 0.0)
+def weights_from_logits(logits, run_start, run_len, run_group, gmax, gsum, norm, w, nruns,
+                        RUNS: tl.constexpr, MAXLEN: tl.constexpr):
+    """w = exp(logit - logsumexp of its group + log Z_g)."""
+    off, m, rm, g = _runs(run_start, run_len, run_group, nruns, RUNS, MAXLEN)
+    x = tl.load(logits + off, mask=m, other=0.0)
+    mx = tl.load(gmax + g, mask=rm, other=0.0)[:, None]
+    sm = tl.load(gsum + g, mask=rm, other=1.0)[:, None]
+    z = tl.load(norm + g, mask=rm, other=0.0)[:, None]
+    ok = m & (x > float("-inf")) & (z > float("-inf")) & (sm > 0.0)
     lw = x - tl.where(ok, mx + tl.log(sm), 0.0) + tl.where(ok, z, 0.0)
-    tl.store(w + p, tl.where(ok, tl.exp(lw), 0.0), mask=pm)
+    tl.store(w + off, tl.where(ok, tl.exp(lw), 0.0), mask=m)
 
 
 @triton.jit
@@ -441,32 +515,32 @@ def flows_finish(w, pgrad, scale, flag, flows, total, BLOCK: tl.constexpr):
 
 
 @triton.jit
-def logits_grad(w, pgrad, group, gs, norm, out, total, BLOCK: tl.constexpr):
+def logits_grad(w, pgrad, run_start, run_len, run_group, gs, norm, out, nruns,
+                RUNS: tl.constexpr, MAXLEN: tl.constexpr):
     """d loss / d logit = w grad - (w / Z_g) sum over the group of w grad (gs)."""
-    p, pm, g, ok = _weight_slice(group, total, BLOCK)
-    ww = tl.load(w + p, mask=ok, other=0.0)
-    a = ww * tl.load(pgrad + p, mask=ok, other=0.0)
-    z = tl.load(norm + g, mask=ok, other=0.0)
+    off, m, rm, g = _runs(run_start, run_len, run_group, nruns, RUNS, MAXLEN)
+    ww = tl.load(w + off, mask=m, other=0.0)
+    a = ww * tl.load(pgrad + off, mask=m, other=0.0)
+    z = tl.load(norm + g, mask=rm, other=0.0)[:, None]
     prob = tl.where(ww > 0.0, ww * tl.exp(-z), 0.0)
-    tl.store(out + p, tl.where(ok, a - prob * tl.load(gs + g, mask=ok, other=0.0), 0.0),
-             mask=pm)
+    tl.store(out + off, a - prob * tl.load(gs + g, mask=rm, other=0.0)[:, None], mask=m)
 
 
 @triton.jit
-def em_weights(w, flows, group, gsum, gsize, logits, total, step, pseudocount,
-               BLOCK: tl.constexpr):
+def em_weights(w, flows, run_start, run_len, run_group, gsum, gsize, logits, nruns, step,
+               pseudocount, RUNS: tl.constexpr, MAXLEN: tl.constexpr):
     """w <- (1 - step) w + step (F + a / K) / (F_g + a) per group (unchanged where F_g + a is
     0); logits <- log w; flows <- 0."""
-    p, pm, g, ok = _weight_slice(group, total, BLOCK)
-    fl = tl.load(flows + p, mask=ok, other=0.0)
-    gs = tl.load(gsum + g, mask=ok, other=0.0)
-    k = tl.load(gsize + g, mask=ok, other=1).to(tl.float32)
-    ww = tl.load(w + p, mask=ok, other=0.0)
+    off, m, rm, g = _runs(run_start, run_len, run_group, nruns, RUNS, MAXLEN)
+    fl = tl.load(flows + off, mask=m, other=0.0)
+    gs = tl.load(gsum + g, mask=rm, other=0.0)[:, None]
+    k = tl.load(gsize + g, mask=rm, other=1).to(tl.float32)[:, None]
+    ww = tl.load(w + off, mask=m, other=0.0)
     den = gs + pseudocount
-    upd = ok & (den > 0.0)
+    upd = m & (den > 0.0)
     new = tl.where(upd, (1.0 - step) * ww + step * (fl + pseudocount / k) /
                    tl.where(den > 0.0, den, 1.0), ww)
-    tl.store(w + p, new, mask=pm)
-    tl.store(logits + p, tl.where(ok, tl.log(new), 0.0), mask=pm)
-    tl.store(flows + p, tl.zeros([BLOCK], tl.float32), mask=pm)
+    tl.store(w + off, new, mask=m)
+    tl.store(logits + off, tl.log(new), mask=m)
+    tl.store(flows + off, tl.zeros([RUNS, MAXLEN], tl.float32), mask=m)
 '''
