@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -107,7 +108,7 @@ def profile(model, opt, xg: torch.Tensor, steps: int = 3) -> None:
         t = getattr(ev, "device_time_total", 0.0) or getattr(ev, "cuda_time_total", 0.0)
         if t <= 0 or str(getattr(ev, "device_type", "")) != "DeviceType.CUDA":
             continue  # kernels only (the CPU-side ops carry their kernels' time too)
-        k = ev.key.split("_b")[0] if ev.key.startswith("sum_") else ev.key
+        k = re.sub(r"_b\d+_c\d+.*", "", ev.key)  # sum kernels by role, not shape
         acc = kinds.setdefault(k, [0.0, 0])
         acc[0] += t / steps / 1000
         acc[1] += ev.count // steps
