@@ -318,3 +318,19 @@ def test_unnormalized_and_tied_categorical_tables(data):
         with torch.no_grad():
             m.input_raw.add_(torch.nan_to_num(m.input_raw.grad, 0.0), alpha=0.05)
     same()
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(-1, 5), st.integers(1, 150)), min_size=1, max_size=12))
+def test_group_tiles_give_back_every_weights_group(segments):
+    """``group_tiles``: a 64-weight tile is one group id only when all its weights are real
+    and of that group; every weight's group (padding -1) is recovered from the tables."""
+    from pccc.backends.triton.runtime import group_tiles
+
+    g = np.concatenate([np.full(n, v) for v, n in segments])
+    tiles, mixed = group_tiles(g)
+    per = np.where(tiles[:, None] <= -2, mixed[np.maximum(-2 - tiles, 0)], tiles[:, None])
+    np.testing.assert_array_equal(per.reshape(-1)[: len(g)], g)
+    assert (per.reshape(-1)[len(g):] == -1).all()
+    full = np.concatenate([g, np.full(-len(g) % 64, -1)]).reshape(-1, 64)
+    np.testing.assert_array_equal(tiles >= 0, (full == full[:, :1]).all(axis=1) & (full[:, 0] >= 0))

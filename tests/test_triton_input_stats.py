@@ -141,7 +141,8 @@ def test_statistics_match_numpy(data, spec, batch, flag, precision, programs):
     fb, xb, mb = f[:, :batch], x[:, :batch], miss[:, :batch]
     want, want_ns = _oracle(layers, fb, xb, mb, scale[:batch], q)
     em, em_ns = _oracle(layers, fb, xb, mb, None, q)
-    tol = dict(rtol=1e-5, atol=1e-4)
+    # tf32 on a GPU rounds each flow to 10 mantissa bits (the interpreter's dot is exact)
+    tol = dict(rtol=1e-5, atol=1e-4) if precision == "fp32" else dict(rtol=1e-3, atol=1e-3)
     np.testing.assert_allclose(counts.cpu().numpy(), want, **tol)
     np.testing.assert_allclose(counts_em.cpu().numpy(), 0.5 + (em if flag else 0.0), **tol)
     for got, w in zip(nstats, want_ns):  # categorical layers leave sum f x, sum f x^2 at 0
@@ -165,17 +166,19 @@ def test_em_direct_accumulates():
     x = np.zeros((2, stride), np.float32)
     x[:, :batch] = rng.integers(0, K, (2, batch))
     miss = np.zeros((2, stride), np.int8)
-    ones = torch.ones(stride)
-    counts = torch.zeros(2 * per * K)
-    ns = [torch.zeros(2 * per, 4)]
+    ones = torch.ones(stride, device=DEV)
+    counts = torch.zeros(2 * per * K, device=DEV)
+    ns = [torch.zeros(2 * per, 4, device=DEV)]
     for _ in range(2):
-        dp.input_backward(torch.as_tensor(f), torch.as_tensor(x), torch.as_tensor(miss), ones,
-                          torch.zeros(1, dtype=torch.int32), batch, counts, ns, counts, ns,
+        dp.input_backward(torch.as_tensor(f, device=DEV), torch.as_tensor(x, device=DEV),
+                          torch.as_tensor(miss, device=DEV), ones,
+                          torch.zeros(1, dtype=torch.int32, device=DEV), batch, counts, ns,
+                          counts, ns,
                           zero=False)
     want, want_ns = _oracle([ly], f[:, :batch].astype(np.float64), x[:, :batch],
                             miss[:, :batch] != 0, None, 2 * per * K)
-    np.testing.assert_allclose(counts.numpy(), 2 * want, rtol=1e-5, atol=1e-4)
-    np.testing.assert_allclose(ns[0].numpy(), 2 * want_ns[0], rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(counts.cpu().numpy(), 2 * want, rtol=1e-3, atol=1e-3)  # tf32
+    np.testing.assert_allclose(ns[0].cpu().numpy(), 2 * want_ns[0], rtol=1e-3, atol=1e-3)
 
 
 def test_run_table():

@@ -174,6 +174,8 @@ class DevicePlan:
         self.group_size = _i32(plan.group_size, device)
         self.num_groups = len(plan.group_size)
         self.runs = tuple(_i32(a, device) for a in group_runs(plan.param_group))
+        tiles, mixed = group_tiles(plan.param_group)
+        self.tiles, self.mixed = _i32(tiles, device), _i32(mixed, device)
         #: programs a backward launch aims for (batch splits fill the card on small layers)
         self.programs = 4 * (torch.cuda.get_device_properties(device).multi_processor_count
                              if device.type == "cuda" else 2)
@@ -402,10 +404,8 @@ class DevicePlan:
         g = self.num_groups
         gmax = self.group_reduce(2, logits, torch.full((g,), float("-inf"), device=self.device))
         gsum = self.group_reduce(3, logits, torch.zeros(g, device=self.device), aux=gmax)
-        start, length, group = self.runs
-        self.k.weights_from_logits[self.run_grid](logits, start, length, group, gmax, gsum,
-                                                  norm, w, start.numel(), RUNS=RUNS,
-                                                  MAXLEN=RUN_MAX)
+        self.k.weights_from_logits[self.tile_grid](logits, self.tiles, self.mixed, gmax, gsum,
+                                                   norm, w, self.tiles.numel(), TILES=WTILES)
 
     def finish_backward(self, w: Tensor, pgrad: Tensor, scale: Tensor, flag: Tensor,
                         flows: Tensor | None, norm: Tensor, out: Tensor | None) -> None:
@@ -418,24 +418,22 @@ class DevicePlan:
         if out is not None:
             gs = self.group_reduce(1, w, torch.zeros(self.num_groups, device=self.device),
                                    y=pgrad)
-            start, length, group = self.runs
-            self.k.logits_grad[self.run_grid](w, pgrad, start, length, group, gs, norm, out,
-                                              start.numel(), RUNS=RUNS, MAXLEN=RUN_MAX)
+            self.k.logits_grad[self.tile_grid](w, pgrad, self.tiles, self.mixed, gs, norm, out,
+                                               self.tiles.numel(), TILES=WTILES)
 
     def em_weights(self, w: Tensor, flows: Tensor, logits: Tensor, step: float,
                    pseudocount: float) -> Tensor:
         """One EM update of ``w`` (and ``logits``) from ``flows`` (zeroed); returns the
         per-group flow sums."""
         gsum = self.group_reduce(0, flows, torch.zeros(self.num_groups, device=self.device))
-        start, length, group = self.runs
-        self.k.em_weights[self.run_grid](w, flows, start, length, group, gsum, self.group_size,
-                                         logits, start.numel(), float(step), float(pseudocount),
-                                         RUNS=RUNS, MAXLEN=RUN_MAX)
+        self.k.em_weights[self.tile_grid](w, flows, self.tiles, self.mixed, gsum,
+                                          self.group_size, logits, self.tiles.numel(),
+                                          float(step), float(pseudocount), TILES=WTILES)
         return gsum
 
     @property
-    def run_grid(self) -> tuple[int]:
-        return (triton_cdiv(self.runs[0].numel(), RUNS),)
+    def tile_grid(self) -> tuple[int]:
+        return (triton_cdiv(self.tiles.numel(), WTILES),)
 
 
 def triton_cdiv(a: int, b: int) -> int:
@@ -447,6 +445,27 @@ def triton_cdiv(a: int, b: int) -> int:
 RUN_MAX = 64
 RUNS = 64
 BLOCK = 1024
+#: 64-weight tiles per program of the elementwise weight kernels
+WTILES = 16
+
+
+def group_tiles(param_group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The weights' groups by aligned tiles of 64: ``[tiles]`` the group of a tile whose 64
+    weights all belong to it, -1 for a tile of padding only, or ``-2 - r`` for any other tile
+    (groups mixed, or with padding), whose weights' groups (-1: padding, or past the end) are
+    row ``r`` of ``[mixed, 64]``."""
+    g = np.asarray(param_group)
+    n = len(g)
+    t = -(-n // 64)
+    a = np.full(t * 64, -1, np.int64)
+    a[:n] = np.where(g >= 0, g, -1)
+    a = a.reshape(t, 64)
+    hi = a.max(axis=1)
+    lo = np.where(a >= 0, a, np.iinfo(np.int64).max).min(axis=1)
+    mix = (hi >= 0) & ((lo != hi) | (a.min(axis=1) < 0))
+    tiles = np.where(hi >= 0, hi, -1)
+    tiles[mix] = -2 - np.arange(int(mix.sum()))
+    return tiles, a[mix] if mix.any() else np.full((1, 64), -1, np.int64)
 
 
 def group_runs(param_group: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

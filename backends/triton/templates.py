@@ -447,11 +447,12 @@ LOGPROB = {
     lp = tl.where(xi == val[:, None], 0.0, float("-inf"))''',
 }
 
-#: kernels over the flat weight buffer, by runs (a run: consecutive weights of one group, at
-#: most MAXLEN long; the run table is the only per-group index: no group id per weight):
-#: per-group reductions (one atomic per run, never one per weight), the log-softmax of the
-#: logits, the backward's finishing steps and the EM update. Padding (weights of no group) is
-#: in no run: never read, never written.
+#: kernels over the flat weight buffer, with no group id per weight: per-group reductions by
+#: runs (a run: consecutive weights of one group, at most MAXLEN long; one atomic per run,
+#: never one per weight), and the elementwise ones (log-softmax of the logits, the logits'
+#: gradient, the EM update) by aligned tiles of 64 weights, each with one group id (or, for
+#: a tile that mixes groups, a row of per-weight ids), so their accesses stay vectorized.
+#: Padding (weights of no group) is never read nor written.
 PARAM_KERNELS = '''
 
 @triton.jit
@@ -488,17 +489,50 @@ def segment_reduce(x, y, run_start, run_len, run_group, out, aux, nruns, RUNS: t
 
 
 @triton.jit
-def weights_from_logits(logits, run_start, run_len, run_group, gmax, gsum, norm, w, nruns,
-                        RUNS: tl.constexpr, MAXLEN: tl.constexpr):
-    """w = exp(logit - logsumexp of its group + log Z_g)."""
-    off, m, rm, g = _runs(run_start, run_len, run_group, nruns, RUNS, MAXLEN)
+def _tiles(tile_group, ntiles, TILES: tl.constexpr):
+    """This program's TILES tiles of 64 weights: flat offsets [TILES, 64], the tiles' groups
+    tg (-1: padding only, <= -2: row -2 - tg of the mixed table) and whether every tile has
+    one group (then the masks and per-group values are per tile, and accesses vectorize)."""
+    t = tl.program_id(0) * TILES + tl.arange(0, TILES)
+    tg = tl.load(tile_group + t, mask=t < ntiles, other=-1)
+    off = t.to(tl.int64)[:, None] * 64 + tl.arange(0, 64)[None, :]
+    return off, tg, tl.min(tg, axis=0) >= -1
+
+
+@triton.jit
+def _mixed_groups(mixed, tg):
+    """[TILES, 64] group of each weight of tiles that mix groups (-1: padding)."""
+    mix = (tg <= -2)[:, None]
+    row = tl.where(tg <= -2, -2 - tg, 0).to(tl.int64)
+    g = tl.load(mixed + row[:, None] * 64 + tl.arange(0, 64)[None, :], mask=mix, other=-1)
+    return tl.where(mix, g, tg[:, None])
+
+
+@triton.jit
+def _softmax_body(logits, w, off, m, mx, sm, z):
     x = tl.load(logits + off, mask=m, other=0.0)
-    mx = tl.load(gmax + g, mask=rm, other=0.0)[:, None]
-    sm = tl.load(gsum + g, mask=rm, other=1.0)[:, None]
-    z = tl.load(norm + g, mask=rm, other=0.0)[:, None]
     ok = m & (x > float("-inf")) & (z > float("-inf")) & (sm > 0.0)
     lw = x - tl.where(ok, mx + tl.log(sm), 0.0) + tl.where(ok, z, 0.0)
     tl.store(w + off, tl.where(ok, tl.exp(lw), 0.0), mask=m)
+
+
+@triton.jit
+def weights_from_logits(logits, tile_group, mixed, gmax, gsum, norm, w, ntiles,
+                        TILES: tl.constexpr):
+    """w = exp(logit - logsumexp of its group + log Z_g); padding untouched."""
+    off, tg, uniform = _tiles(tile_group, ntiles, TILES)
+    if uniform:
+        mt = tg >= 0
+        gt = tl.maximum(tg, 0)
+        _softmax_body(logits, w, off, mt[:, None], tl.load(gmax + gt, mask=mt)[:, None],
+                      tl.load(gsum + gt, mask=mt, other=1.0)[:, None],
+                      tl.load(norm + gt, mask=mt)[:, None])
+    else:
+        gm = _mixed_groups(mixed, tg)
+        mm = gm >= 0
+        gm = tl.maximum(gm, 0)
+        _softmax_body(logits, w, off, mm, tl.load(gmax + gm, mask=mm),
+                      tl.load(gsum + gm, mask=mm, other=1.0), tl.load(norm + gm, mask=mm))
 
 
 @triton.jit
@@ -515,32 +549,58 @@ def flows_finish(w, pgrad, scale, flag, flows, total, BLOCK: tl.constexpr):
 
 
 @triton.jit
-def logits_grad(w, pgrad, run_start, run_len, run_group, gs, norm, out, nruns,
-                RUNS: tl.constexpr, MAXLEN: tl.constexpr):
-    """d loss / d logit = w grad - (w / Z_g) sum over the group of w grad (gs)."""
-    off, m, rm, g = _runs(run_start, run_len, run_group, nruns, RUNS, MAXLEN)
+def _grad_body(w, pgrad, out, off, m, z, gs):
     ww = tl.load(w + off, mask=m, other=0.0)
     a = ww * tl.load(pgrad + off, mask=m, other=0.0)
-    z = tl.load(norm + g, mask=rm, other=0.0)[:, None]
     prob = tl.where(ww > 0.0, ww * tl.exp(-z), 0.0)
-    tl.store(out + off, a - prob * tl.load(gs + g, mask=rm, other=0.0)[:, None], mask=m)
+    tl.store(out + off, a - prob * gs, mask=m)
 
 
 @triton.jit
-def em_weights(w, flows, run_start, run_len, run_group, gsum, gsize, logits, nruns, step,
-               pseudocount, RUNS: tl.constexpr, MAXLEN: tl.constexpr):
-    """w <- (1 - step) w + step (F + a / K) / (F_g + a) per group (unchanged where F_g + a is
-    0); logits <- log w; flows <- 0."""
-    off, m, rm, g = _runs(run_start, run_len, run_group, nruns, RUNS, MAXLEN)
+def logits_grad(w, pgrad, tile_group, mixed, gs, norm, out, ntiles, TILES: tl.constexpr):
+    """d loss / d logit = w grad - (w / Z_g) sum over the group of w grad (gs); padding
+    untouched."""
+    off, tg, uniform = _tiles(tile_group, ntiles, TILES)
+    if uniform:
+        mt = tg >= 0
+        gt = tl.maximum(tg, 0)
+        _grad_body(w, pgrad, out, off, mt[:, None], tl.load(norm + gt, mask=mt)[:, None],
+                   tl.load(gs + gt, mask=mt)[:, None])
+    else:
+        gm = _mixed_groups(mixed, tg)
+        mm = gm >= 0
+        gm = tl.maximum(gm, 0)
+        _grad_body(w, pgrad, out, off, mm, tl.load(norm + gm, mask=mm),
+                   tl.load(gs + gm, mask=mm))
+
+
+@triton.jit
+def _em_body(w, flows, logits, off, m, gs, k, step, pseudocount):
     fl = tl.load(flows + off, mask=m, other=0.0)
-    gs = tl.load(gsum + g, mask=rm, other=0.0)[:, None]
-    k = tl.load(gsize + g, mask=rm, other=1).to(tl.float32)[:, None]
     ww = tl.load(w + off, mask=m, other=0.0)
     den = gs + pseudocount
-    upd = m & (den > 0.0)
-    new = tl.where(upd, (1.0 - step) * ww + step * (fl + pseudocount / k) /
+    new = tl.where(m & (den > 0.0), (1.0 - step) * ww + step * (fl + pseudocount / k) /
                    tl.where(den > 0.0, den, 1.0), ww)
     tl.store(w + off, new, mask=m)
     tl.store(logits + off, tl.log(new), mask=m)
-    tl.store(flows + off, tl.zeros([RUNS, MAXLEN], tl.float32), mask=m)
+    tl.store(flows + off, tl.zeros_like(new), mask=m)
+
+
+@triton.jit
+def em_weights(w, flows, tile_group, mixed, gsum, gsize, logits, ntiles, step, pseudocount,
+               TILES: tl.constexpr):
+    """w <- (1 - step) w + step (F + a / K) / (F_g + a) per group (unchanged where F_g + a is
+    0); logits <- log w; flows <- 0 (padding untouched)."""
+    off, tg, uniform = _tiles(tile_group, ntiles, TILES)
+    if uniform:
+        mt = tg >= 0
+        gt = tl.maximum(tg, 0)
+        _em_body(w, flows, logits, off, mt[:, None], tl.load(gsum + gt, mask=mt)[:, None],
+                 tl.load(gsize + gt, mask=mt, other=1.0)[:, None], step, pseudocount)
+    else:
+        gm = _mixed_groups(mixed, tg)
+        mm = gm >= 0
+        gm = tl.maximum(gm, 0)
+        _em_body(w, flows, logits, off, mm, tl.load(gsum + gm, mask=mm),
+                 tl.load(gsize + gm, mask=mm, other=1.0), step, pseudocount)
 '''
