@@ -45,9 +45,10 @@ EFLOW_ALL = os.environ.get("PCCC_TRITON_EFLOW", "") == "all"
 FILL = os.environ.get("PCCC_TRITON_FILL", "1") != "0"
 #: the run-time 0 added to atomic addresses (see ``_scatter`` in the templates)
 UNALIGNED = 0
-#: parts of at most this many weights (chunks included) run their backward as lone blocks
-#: (siblings too) with the flow ratios computed inline: one launch instead of three, for the
-#: small layers of deep trees where launches, not work, take the time (``PCCC_TRITON_SMALL``)
+#: parts with sibling blocks of at most this many weights (chunks included) run their backward
+#: as lone blocks, with the flow ratios computed inline where there are at most two chunks:
+#: one launch instead of three, for the small layers of deep trees where launches, not work,
+#: take the time (``PCCC_TRITON_SMALL``)
 SMALL = int(os.environ.get("PCCC_TRITON_SMALL", str(1 << 17)))
 #: batch columns per program of kernels over wide products (fan-in > 8: an HCLT root with a
 #: hundred children): few blocks, so narrower tiles give the card more programs
@@ -185,11 +186,12 @@ class DevicePlan:
         parts = []
         for p in ly.partitions:
             for shape, blocks in split_by_fanin(p, table):
-                if len(blocks) * shape.NC * shape.B * shape.C <= SMALL and not EFLOW_ALL:
+                sib = sibling_table(p.chunk_start[blocks], p.num_chunks[blocks], table, shape.C)
+                if len(blocks) * shape.NC * shape.B * shape.C <= SMALL and sib.shape[1] > 1 \
+                        and not EFLOW_ALL:  # siblings, but too few blocks to pay 3 launches
                     parts.append(self._part(shape, p, blocks, np.arange(len(blocks))[:, None],
                                             small=True))
                     continue
-                sib = sibling_table(p.chunk_start[blocks], p.num_chunks[blocks], table, shape.C)
                 alone = (sib >= 0).sum(axis=1) == 1
                 if alone.any():  # no sibling: its element flows come from sum_bwd itself
                     lone = blocks[sib[alone, 0]]
@@ -230,7 +232,7 @@ class DevicePlan:
             runs = _Input.run_table(ly.vars, cap)
             if ly.n >= 4 * len(runs):
                 inp.runs, inp.NB = _i32(runs, d), runs.shape[1]
-                inp.KT = min(TILES.get("catkt", 64), 1 << (ly.param_size - 1).bit_length())
+                inp.KT = min(TILES.get("catkt", 256), 1 << (ly.param_size - 1).bit_length())
                 inp.BT, inp.warps = TILES.get("catbt", BT), TILES.get("wcat", 8)
         return inp
 
@@ -300,8 +302,9 @@ class DevicePlan:
                 # element flows by sum_eflow (sibling groups; every block with
                 # PCCC_TRITON_EFLOW=all) or scattered by sum_bwd itself
                 eflow = p.G > 1 or EFLOW_ALL
-                # the ratios are read more than once: made once (unless the part is small)
-                ratio = eflow or (p.shape.NC > 1 and not p.small)
+                # the ratios are read more than once: made once (unless the part is small and
+                # has at most two chunks: then recomputed, one launch less)
+                ratio = eflow or (p.shape.NC > 1 and not (p.small and p.shape.NC <= 2))
                 if ratio:
                     br = self.fill(BT_FWD, p.nb, batch)
                     self.k.flow_ratio[(p.nb, triton_cdiv(batch, br))](
