@@ -142,10 +142,7 @@ def test_sibling_blocks_match_torch_backend(weighted, small, monkeypatch):
                                                    table, p.chunk_size).shape[1])
     assert widest > 1
     parts = [p for st in pccc.compile(c, backend="triton", device=DEV).dp.steps for p in st.parts]
-    if small:  # the siblings' part runs as lone blocks
-        assert all(p.G == 1 for p in parts) and any(p.small for p in parts)
-    else:
-        assert any(p.G > 1 for p in parts)
+    assert all(p.small and p.G == 1 for p in parts) if small else any(p.G > 1 for p in parts)
     rng = np.random.default_rng(6)
     x = rng.integers(0, 5, size=(21, 4))
     x[rng.random(x.shape) < 0.2] = -1

@@ -47,10 +47,10 @@ SIBFWD = os.environ.get("PCCC_TRITON_SIBFWD", "1") != "0"
 FILL = os.environ.get("PCCC_TRITON_FILL", "1") != "0"
 #: the run-time 0 added to atomic addresses (see ``_scatter`` in the templates)
 UNALIGNED = 0
-#: parts with sibling blocks of at most this many weights (chunks included) run their backward
-#: as lone blocks, with the flow ratios computed inline where there are at most two chunks:
-#: one launch instead of three, for the small layers of deep trees where launches, not work,
-#: take the time (``PCCC_TRITON_SMALL``)
+#: parts of at most this many weights (chunks included) run their backward as lone blocks
+#: (siblings too), with the flow ratios computed inline where there are at most two chunks:
+#: one launch instead of two or three, for the small layers of deep trees where launches, not
+#: work, take the time (``PCCC_TRITON_SMALL``)
 SMALL = int(os.environ.get("PCCC_TRITON_SMALL", str(1 << 17)))
 #: batch columns per program of kernels over wide products (fan-in > 8: an HCLT root with a
 #: hundred children): few blocks, so narrower tiles give the card more programs
@@ -189,8 +189,8 @@ class DevicePlan:
         for p in ly.partitions:
             for shape, blocks in split_by_fanin(p, table):
                 sib = sibling_table(p.chunk_start[blocks], p.num_chunks[blocks], table, shape.C)
-                if len(blocks) * shape.NC * shape.B * shape.C <= SMALL and sib.shape[1] > 1 \
-                        and not EFLOW_ALL:  # siblings, but too few blocks to pay 3 launches
+                if len(blocks) * shape.NC * shape.B * shape.C <= SMALL and not EFLOW_ALL:
+                    # too few blocks to pay for three launches (siblings) or two (chunks > 1)
                     parts.append(self._part(shape, p, blocks, np.arange(len(blocks))[:, None],
                                             small=True))
                     continue
