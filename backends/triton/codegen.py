@@ -23,7 +23,7 @@ import numpy as np
 from pccc.backends.triton import templates as T
 from pccc.ir.plan import KernelPlan, ProductLayer, SumLayer, SumPartition
 
-TEMPLATE_VERSION = "15"
+TEMPLATE_VERSION = "14"
 PRECISIONS = ("tf32", "fp32", "bf16")
 #: log of the largest factor the backward pass lets exp() produce before a mix
 EXP_CAP = 80.0
@@ -144,7 +144,6 @@ def render(plan: KernelPlan, precision: str, plan_hash: str = "",
         consts = dict(B=s.B, C=s.C, F=s.fanin, NC=s.NC, BP=BP, CP=CP, cap=EXP_CAP,
                       **_mixes(s, precision))
         parts.append(T.SUM_FWD.substitute(name=f"sum_fwd_{s.tag}", **consts))
-        parts.append(T.SUM_FWD_SIB.substitute(name=f"sum_fwdsib_{s.tag}", **consts))
         parts.append(T.SUM_BWD.substitute(name=f"sum_bwd_{s.tag}", **consts))
         parts.append(T.SUM_EFLOW.substitute(name=f"sum_eflow_{s.tag}", **consts))
     dists = input_dists(plan)

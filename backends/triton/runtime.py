@@ -37,12 +37,10 @@ BN = 16
 #: them for tuning, e.g. ``fwd=64,bwd=32,eflow=64,wfwd=4,wbwd=4,weflow=8`` (``bwds``/``wbwds``:
 #: the backward of lone blocks, which also scatters their element flows)
 TILES = {"fwd": BT_FWD, "bwd": BT, "eflow": BT, "wfwd": 4, "wbwd": 4, "weflow": 4,
-         "bwds": BT, "wbwds": 4, "fwdsib": BT, "wfwdsib": 8}
+         "bwds": BT, "wbwds": 4}
 TILES.update({k: int(v) for k, v in (item.split("=") for item in
                                       os.environ.get("PCCC_TRITON_TILES", "").split(",") if item)})
 EFLOW_ALL = os.environ.get("PCCC_TRITON_EFLOW", "") == "all"
-#: the forward of sibling blocks as one tile of all their rows (``PCCC_TRITON_SIBFWD=0``: off)
-SIBFWD = os.environ.get("PCCC_TRITON_SIBFWD", "1") != "0"
 #: narrower column tiles for launches too small to fill the card (``PCCC_TRITON_FILL=0``: off)
 FILL = os.environ.get("PCCC_TRITON_FILL", "1") != "0"
 #: the run-time 0 added to atomic addresses (see ``_scatter`` in the templates)
@@ -276,21 +274,10 @@ class DevicePlan:
         self.sum_forward(node, batch, w)
 
     def sum_forward(self, node: Tensor, batch: int, w: Tensor) -> None:
-        """The sum layers (products fused in) over a node buffer whose inputs are filled;
-        sibling groups as one tile of all their rows (``PCCC_TRITON_SIBFWD=0``: per block)."""
+        """The sum layers (products fused in) over a node buffer whose inputs are filled."""
         stride = node.shape[1]
         for step in self.steps:
             for p in step.parts:
-                if p.G > 1 and SIBFWD and p.shape.fanin <= 8:
-                    groups = p.sib.shape[0]
-                    bt = self.fill(TILES["fwdsib"], groups, batch)
-                    getattr(self.k, f"sum_fwdsib_{p.shape.tag}")[
-                        (groups, triton_cdiv(batch, bt))](
-                        node, w, step.children, step.row, p.sib, p.node_start, p.chunk_start,
-                        p.param_start, p.num_chunks, batch, stride, G=p.G,
-                        GBP=max(16, 1 << (p.G * p.shape.B - 1).bit_length()), BT=bt,
-                        num_warps=TILES["wfwdsib"])
-                    continue
                 bt = BT_WIDE if p.shape.fanin > 8 else self.fill(TILES["fwd"], p.nb, batch)
                 getattr(self.k, f"sum_fwd_{p.shape.tag}")[(p.nb, triton_cdiv(batch, bt))](
                     node, w, step.children, step.row, p.node_start, p.chunk_start,

@@ -128,47 +128,6 @@ def $name(node, weights, children, row, node_start, chunk_start, param_start, nu
     tl.store(ptr, out, mask=rmask[:, None] & cmask[None, :])
 ''')
 
-SUM_FWD_SIB = Template('''
-
-@triton.jit(do_not_specialize=["batch"])
-def $name(node, weights, children, row, sib, node_start, chunk_start, param_start, num_chunks,
-        batch, stride, G: tl.constexpr, GBP: tl.constexpr, BT: tl.constexpr):
-    """Sum partition B=$B C=$C fan-in $F, sibling group grp: its G blocks sib[grp, :G] (-1
-    padding) read the same elements, so they run as one tile of G B rows (GBP: a power of two
-    at least that) and the elements are computed once for all of them."""
-    grp = tl.program_id(0)
-    cols = tl.program_id(1) * BT + tl.arange(0, BT)
-    cmask = cols < batch
-    rows = tl.arange(0, GBP)
-    r = rows % $B
-    blk = tl.load(sib + grp * G + rows // $B, mask=rows < G * $B, other=-1)
-    rmask = blk >= 0
-    blk = tl.maximum(blk, 0)
-    b0 = tl.load(sib + grp * G)
-    nch = tl.load(num_chunks + b0)
-    cc = tl.arange(0, $CP)
-    ccmask = cc < $C
-    m = tl.full([BT], float("-inf"), tl.float32)
-    acc = tl.zeros([GBP, BT], tl.float32)
-    for k in range(0, $NC):  # padded chunks are skipped, not computed
-        if k < nch:
-            es = tl.load(chunk_start + b0 * $NC + k)
-            ps = tl.load(param_start + blk * $NC + k, mask=rmask, other=0).to(tl.int64)
-            elem = _elements(node, children, es + cc, ccmask, cols, cmask, stride, $F, row)
-            m_new = tl.maximum(m, tl.max(elem, axis=0))
-            m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-            p = tl.exp(elem - m_safe[None, :])
-            w = tl.load(weights + ps[:, None] + r[:, None] * $C + cc[None, :],
-                        mask=rmask[:, None] & ccmask[None, :], other=0.0)
-            acc = acc * tl.exp(m - m_safe)[None, :] + $mix_fwd
-            m = m_new
-    m_safe = tl.where(m == float("-inf"), 0.0, m)
-    out = tl.log(acc) + m_safe[None, :]
-    ns = tl.load(node_start + blk, mask=rmask, other=0).to(tl.int64)
-    tl.store(node + (ns + r)[:, None] * stride + cols[None, :], out,
-             mask=rmask[:, None] & cmask[None, :])
-''')
-
 SUM_BWD = Template('''
 
 @triton.jit(do_not_specialize=["batch", "splits", "per", "unaligned"])
