@@ -35,9 +35,10 @@ BT_FWD = 64
 BN = 16
 #: batch columns per program and warps of the sum kernels; ``PCCC_TRITON_TILES`` overrides
 #: them for tuning, e.g. ``fwd=64,bwd=32,eflow=64,wfwd=4,wbwd=4,weflow=8`` (``bwds``/``wbwds``:
-#: the backward of lone blocks, which also scatters their element flows)
+#: the backward of lone blocks, which also scatters their element flows; ``inbn``/``inbt``/
+#: ``win``: node rows, columns and warps of the input layers' forward)
 TILES = {"fwd": BT_FWD, "bwd": BT, "eflow": BT, "wfwd": 4, "wbwd": 4, "weflow": 4,
-         "bwds": BT, "wbwds": 4}
+         "bwds": BT, "wbwds": 4, "inbn": BN, "inbt": BT, "win": 4}
 TILES.update({k: int(v) for k, v in (item.split("=") for item in
                                       os.environ.get("PCCC_TRITON_TILES", "").split(",") if item)})
 EFLOW_ALL = os.environ.get("PCCC_TRITON_EFLOW", "") == "all"
@@ -265,12 +266,12 @@ class DevicePlan:
         per input layer, its kernel's parameter table and auxiliary table (categorical: raw
         coordinates and the per-node constant of ``log theta = raw + c``)."""
         stride = node.shape[1]
-        tiles = triton_cdiv(batch, BT)
+        bn, bt = TILES["inbn"], TILES["inbt"]
         for inp, (theta, aux) in zip(self.inputs, params):
             ly = inp.layer
-            getattr(self.k, inp.fwd)[(triton_cdiv(ly.n, BN), tiles)](
+            getattr(self.k, inp.fwd)[(triton_cdiv(ly.n, bn), triton_cdiv(batch, bt))](
                 node, xt, mt, inp.vars, inp.pstart, inp.values, theta, aux,
-                ly.node_start, ly.n, batch, stride, BN=BN, BT=BT)
+                ly.node_start, ly.n, batch, stride, BN=bn, BT=bt, num_warps=TILES["win"])
         self.sum_forward(node, batch, w)
 
     def sum_forward(self, node: Tensor, batch: int, w: Tensor) -> None:
