@@ -38,7 +38,7 @@ BN = 16
 #: the backward of lone blocks, which also scatters their element flows; ``inbn``/``inbt``/
 #: ``win``: node rows, columns and warps of the input layers' forward)
 TILES = {"fwd": BT_FWD, "bwd": BT, "eflow": BT, "wfwd": 4, "wbwd": 4, "weflow": 4,
-         "bwds": BT, "wbwds": 4, "inbn": BN, "inbt": BT, "win": 4}
+         "bwds": BT, "wbwds": 4, "inbn": BN, "inbt": 128, "win": 4}
 TILES.update({k: int(v) for k, v in (item.split("=") for item in
                                       os.environ.get("PCCC_TRITON_TILES", "").split(",") if item)})
 EFLOW_ALL = os.environ.get("PCCC_TRITON_EFLOW", "") == "all"
