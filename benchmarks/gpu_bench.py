@@ -16,6 +16,7 @@ Run: ``python benchmarks/gpu_bench.py --check --pyjuice [--which hclt32,pd64] [-
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import re
@@ -120,6 +121,7 @@ def profile(model, opt, xg: torch.Tensor, steps: int = 3) -> None:
 
 def workload(name: str, x: np.ndarray, xg: torch.Tensor, precision: str, batches: int = 0,
              do_profile: bool = False, grads: bool = False, pipeline: str | None = None) -> dict:
+    gc.collect()  # earlier workloads' modules (and their CUDA graph pools) out of the peak
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
     t0 = time.time()
