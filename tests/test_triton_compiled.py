@@ -324,11 +324,19 @@ def test_unnormalized_and_tied_categorical_tables(data):
 @given(st.lists(st.tuples(st.integers(-1, 5), st.integers(1, 150)), min_size=1, max_size=12))
 def test_group_tiles_give_back_every_weights_group(segments):
     """``group_tiles``: a 64-weight tile is one group id only when all its weights are real
-    and of that group; every weight's group (padding -1) is recovered from the tables."""
-    from pccc.backends.triton.runtime import group_tiles
+    and of that group; every weight's group (padding -1) is recovered from the tables, and
+    from the runs ``tile_runs`` cuts (each of one group, at most 64 long, padding left out)."""
+    from pccc.backends.triton.runtime import group_tiles, tile_runs
 
     g = np.concatenate([np.full(n, v) for v, n in segments])
     tiles, mixed = group_tiles(g)
+    start, length, group = tile_runs(tiles, mixed)
+    assert (length >= 1).all() and (length <= 64).all()
+    back = np.full(len(g), -1)
+    for s0, ln, gr in zip(start, length, group):
+        assert (back[s0: s0 + ln] == -1).all()  # runs do not overlap
+        back[s0: s0 + ln] = gr
+    np.testing.assert_array_equal(back, np.where(g >= 0, g, -1))
     per = np.where(tiles[:, None] <= -2, mixed[np.maximum(-2 - tiles, 0)], tiles[:, None])
     np.testing.assert_array_equal(per.reshape(-1)[: len(g)], g)
     assert (per.reshape(-1)[len(g):] == -1).all()
