@@ -7,7 +7,9 @@ Parametrization (what ``torch.optim`` sees; see ``docs/usage.md``):
   ``exp(sum_logits[p]) / sum_{q in g} exp(sum_logits[q]) * Z_g`` with ``Z_g`` the buffer
   ``sum_norm`` (1 for normalized circuits; it keeps unnormalized weights exactly as written).
 - ``input_raw``: flat ``nn.Parameter`` over the plan's input parameters, in per-family
-  unconstrained coordinates (:mod:`pccc.backends.torch.inputs`).
+  unconstrained coordinates (:mod:`pccc.backends.torch.inputs`); the buffer ``input_shift``
+  holds one log-normalizer per input node (layer ``i``'s nodes from ``_in_node0[i]``: a
+  categorical table's total mass, 0 for normalized tables).
 
 The forward pass (input layers included) runs under one :class:`torch.autograd.Function`
 with no autograd graph over the nodes; its backward pass computes flows

@@ -3,7 +3,9 @@ by generated Triton kernels.
 
 Parameters are the torch backend's (``sum_logits``, ``input_raw``: what ``torch.optim`` and
 ``state_dict`` see). The kernels read linear copies, ``w`` (sum weights) and ``theta`` (native
-input parameters), refreshed from the parameters only when those change (their version
+parameters of non-categorical input layers; categorical tables are read from ``input_raw``
+itself as ``log theta = raw + c``, ``c`` one constant per node), refreshed from the parameters
+only when those change (their version
 counter: any in-place update through torch, an optimizer step or ``load_state_dict``, is seen;
 writes through ``.data`` are not: call :meth:`TritonCompiledCircuit.params_changed` after
 them). An EM step updates both sides at once.
