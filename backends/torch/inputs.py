@@ -30,19 +30,20 @@ from torch import Tensor
 
 
 def to_raw(dist: str, native: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Native ``[n, size]`` parameters -> (raw ``[n, size]``, log-normalizer ``[n, size]``).
+    """Native ``[n, size]`` parameters -> (raw ``[n, size]``, log-normalizer ``[n, 1]``).
 
     The normalizer keeps an unnormalized categorical table exactly as written (the reference
     evaluator does not renormalize); it is 0 for normalized tables.
     """
-    shift = np.zeros_like(native)
+    shift = np.zeros((len(native), 1))
     with np.errstate(divide="ignore", invalid="ignore"):
         if dist == "categorical":
             # an all-zero row keeps raw 0 and a -inf normalizer: log-probabilities -inf, no NaN
             tot = native.sum(axis=1, keepdims=True)
-            raw = np.where(tot > 0, np.log(native), 0.0)
-            shift = np.broadcast_to(np.where(tot > 0, np.log(np.where(tot > 0, tot, 1.0)),
-                                             -np.inf), native.shape).copy()
+            raw = np.log(native)
+            if not (tot > 0).all():
+                raw = np.where(tot > 0, raw, 0.0)
+            shift = np.where(tot > 0, np.log(np.where(tot > 0, tot, 1.0)), -np.inf)
         elif dist in ("bernoulli", "binomial"):
             raw = np.log(native) - np.log1p(-native)
         elif dist == "gaussian":
@@ -54,13 +55,13 @@ def to_raw(dist: str, native: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def to_raw_tensor(dist: str, native: Tensor) -> tuple[Tensor, Tensor]:
     """:func:`to_raw` on a tensor, on its own device (EM updates never leave the device)."""
-    shift = torch.zeros_like(native)
+    shift = native.new_zeros((native.shape[0], 1))
     if dist == "categorical":
         tot = native.sum(dim=1, keepdim=True)
         ok = tot > 0
         raw = torch.where(ok, torch.log(native), 0.0)
         shift = torch.where(ok, torch.log(torch.where(ok, tot, 1.0)), -torch.inf)
-        return raw, shift.expand_as(native).clone()
+        return raw, shift
     if dist in ("bernoulli", "binomial"):
         return torch.log(native) - torch.log1p(-native), shift
     if dist == "gaussian":

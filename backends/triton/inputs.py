@@ -47,16 +47,16 @@ class InputTables:
     @staticmethod
     def build(ly: InputLayer, device: torch.device, node0: int = 0) -> InputTables:
         size = max(ly.param_size, 1)
-        idx = ly.param_start[:, None] + np.arange(size)[None, :]
-        uniq, first, inv = np.unique(ly.param_start, return_index=True, return_inverse=True)
-        flat = idx.reshape(-1)
+        ps = np.asarray(ly.param_start, dtype=np.int64)
         span = None
-        if ly.param_size and len(uniq) == ly.n and np.array_equal(
-                flat, flat[0] + np.arange(flat.size)):
-            span = (int(flat[0]), int(flat.size))
-        uidx = uniq[:, None] + np.arange(size)[None, :]
-        if span is not None:  # rows are views: no index tables on the device
+        if ly.param_size and ly.n and np.array_equal(ps, ps[0] + np.arange(ly.n) * size):
+            span = (int(ps[0]), ly.n * size)  # rows are views: no index tables on the device
+            first, inv = np.arange(ly.n), np.arange(ly.n)
             idx = uidx = np.zeros((0, size), np.int64)
+        else:
+            uniq, first, inv = np.unique(ps, return_index=True, return_inverse=True)
+            idx = ps[:, None] + np.arange(size)[None, :]
+            uidx = uniq[:, None] + np.arange(size)[None, :]
 
         def t(a: np.ndarray) -> Tensor:
             return torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64)).to(device)
