@@ -342,3 +342,19 @@ def test_group_tiles_give_back_every_weights_group(segments):
     assert (per.reshape(-1)[len(g):] == -1).all()
     full = np.concatenate([g, np.full(-len(g) % 64, -1)]).reshape(-1, 64)
     np.testing.assert_array_equal(tiles >= 0, (full == full[:, :1]).all(axis=1) & (full[:, 0] >= 0))
+
+
+def test_input_raw_with_new_storage_is_read():
+    """Categorical tables are read from ``input_raw`` itself: after ``input_raw.data`` is
+    replaced (new storage, then ``params_changed``), the kernels read the new values."""
+    c = _dense_circuit()
+    tri, ref = _pair(c)
+    x = torch.as_tensor(np.random.default_rng(2).integers(0, 5, size=(9, 4)))
+    tri(x)  # kernels (and, on a GPU, a CUDA graph) bound to the first storage
+    for m in (tri, ref):
+        new = m.input_raw.detach().clone()
+        new[::3] += 0.7
+        m.input_raw.data = new
+    tri.params_changed()
+    np.testing.assert_allclose(tri(x).detach().cpu().numpy(), ref(x).detach().numpy(),
+                               rtol=2e-4, atol=2e-4)

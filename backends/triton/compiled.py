@@ -107,16 +107,14 @@ class TritonCompiledCircuit(CompiledCircuit):
                       self.input_raw.detach(), self.input_shift,
                       self._theta, [c for c, ly in zip(self._cnorm, plan.input_layers)
                                     if ly.dist == "categorical"])
-        #: per input layer, the kernels' parameter pointers: (raw, c) for categorical layers,
-        #: (theta, the binomial coefficients' table) for the others
-        self._in_args = [(self.input_raw.detach(), c) if ly.dist == "categorical" else
-                         (self._theta, inp.logc)
-                         for ly, c, inp in zip(plan.input_layers, self._cnorm, self.dp.inputs)]
         #: per-pass gradients and weighted input statistics, made on first need (EM training
         #: without parameter gradients adds straight into the EM accumulators instead)
         self._grad_bufs: tuple[Tensor, Tensor, list[Tensor]] | None = None
         self._sbufs: _Buffers | None = None
         self._graphs: dict[Any, Any] = {}
+        self._in_args: list[tuple[Tensor, Tensor]] = []
+        self._raw_ptr = -1
+        self._input_args()
         self._prejitted: set[Any] = set()
         self._stamp = 0
         self._batch = 0
@@ -186,11 +184,26 @@ class TritonCompiledCircuit(CompiledCircuit):
         self._synced = None
 
     @torch.no_grad()
+    def _input_args(self) -> list[tuple[Tensor, Tensor]]:
+        """Per input layer, the tables its forward kernel reads: (raw, c) for categorical
+        layers (``input_raw`` itself), (theta, the binomial coefficients) for the others. When
+        ``input_raw`` has new storage (``.data`` replaced) they are rebuilt and the CUDA
+        graphs, which hold the old address, dropped."""
+        if self.input_raw.data_ptr() != self._raw_ptr:
+            raw = self.input_raw.detach()
+            self._in_args = [(raw, c) if ly.dist == "categorical" else (self._theta, inp.logc)
+                             for ly, c, inp in zip(self.plan.input_layers, self._cnorm,
+                                                   self.dp.inputs)]
+            self._raw_ptr = self.input_raw.data_ptr()
+            self._graphs.clear()
+        return self._in_args
+
     def sync_params(self) -> None:
         """Refresh the kernels' linear copies ``w`` and ``theta`` if the parameters changed."""
         key = self._param_key()
         if key == self._synced:
             return
+        self._input_args()
         self.dp.weights_from_logits(self.sum_logits.detach(), self.sum_norm, self._w)
         native_params(self.tables, self.input_raw.detach(), self.input_shift, self._theta,
                       self._cnorm)
@@ -304,7 +317,7 @@ class TritonCompiledCircuit(CompiledCircuit):
         def run() -> None:
             self.dp.prepare_inputs(xin[:batch], None if mask is None else mask[:batch], b.xt,
                                    b.mt)
-            self.dp.forward(b.xt, b.mt, batch, self._w, self._in_args, b.node)
+            self.dp.forward(b.xt, b.mt, batch, self._w, self._input_args(), b.node)
 
         self._run(("fwd", batch) + xkey, run)
         self._stamp += 1
