@@ -358,3 +358,19 @@ def test_input_raw_with_new_storage_is_read():
     tri.params_changed()
     np.testing.assert_allclose(tri(x).detach().cpu().numpy(), ref(x).detach().numpy(),
                                rtol=2e-4, atol=2e-4)
+
+
+def test_second_backward_of_one_forward():
+    """The backward pass overwrites the node buffer's sum rows with its flow ratios: a second
+    backward of the same forward (``retain_graph``) recomputes that forward and gives the
+    same gradients."""
+    c = _dense_circuit(n=96)
+    tri = pccc.compile(c, backend="triton", device=DEV, precision="fp32")
+    x = torch.as_tensor(np.random.default_rng(4).integers(0, 5, size=(13, 4)))
+    ll = tri(x)
+    ll.sum().backward(retain_graph=True)
+    first = tri.sum_logits.grad.clone()
+    tri.zero_grad()
+    ll.sum().backward()
+    np.testing.assert_allclose(tri.sum_logits.grad.cpu().numpy(), first.cpu().numpy(),
+                               rtol=1e-5, atol=1e-6)

@@ -338,11 +338,12 @@ class TritonCompiledCircuit(CompiledCircuit):
                 b.flag.zero_()
                 b.ones.fill_(1.0)
                 dp.sum_backward(b.node, b.flow, b.ones, b.flag, batch, self._w, self.sum_flows,
-                                self.sum_flows, em_direct=True)
+                                self.sum_flows, em_direct=True, inplace=True)
                 dp.input_backward(b.flow, b.xt, b.mt, b.ones, b.flag, batch, self.em_counts,
                                   self.em_nstats, self.em_counts, self.em_nstats, zero=False)
 
             self._run(("bwd-em", batch), direct)
+            self._stamp += 1  # the node buffer now holds flow ratios: a new backward recomputes
             return None, None
         pgrad, counts, nstats = self._scratch()
 
@@ -353,7 +354,7 @@ class TritonCompiledCircuit(CompiledCircuit):
             else:
                 b.flag.zero_()
             dp.sum_backward(b.node, b.flow, b.scale, b.flag, batch, self._w, pgrad,
-                            self.sum_flows)
+                            self.sum_flows, inplace=True)
             dp.input_backward(b.flow, b.xt, b.mt, b.scale, b.flag, batch, counts, nstats,
                               self.em_counts, self.em_nstats)
             if track:
@@ -365,6 +366,7 @@ class TritonCompiledCircuit(CompiledCircuit):
                     acc.addcmul_(ns, inv)
 
         self._run(("bwd", batch, track), run)
+        self._stamp += 1  # the node buffer now holds flow ratios: a new backward recomputes
         dl = dr = None
         if want_logits:
             dl = torch.zeros_like(self._w)
@@ -375,7 +377,8 @@ class TritonCompiledCircuit(CompiledCircuit):
         return dl, dr
 
     def node_values(self, batch: int) -> Tensor:
-        """Node log-values ``[slots, batch]`` of the last forward pass."""
+        """Node log-values ``[slots, batch]`` of the last forward pass (until a backward pass:
+        it overwrites the sum rows with its flow ratios)."""
         assert self._sbufs is not None
         return self._sbufs.node[: self.plan.num_node_slots, :batch]
 

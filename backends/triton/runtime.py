@@ -77,6 +77,8 @@ class _SumPart:
     G: int
     small: bool = False
     """at most ``SMALL`` weights: one backward launch, ratios inline"""
+    rbase: Tensor | None = None
+    """``[nb]`` each block's first row in the flow-ratio scratch (``arange(nb) * B``)"""
 
 
 def sibling_table(chunk_start: np.ndarray, num_chunks: np.ndarray, table: np.ndarray,
@@ -164,7 +166,8 @@ class DevicePlan:
         self.neg = plan.num_node_slots
         self.rows = plan.num_node_slots + 1
         self.steps: list[_SumStep] = []
-        self._ratio: tuple[Tensor, Tensor] | None = None
+        self._ratio: Tensor | None = None
+        self._qbuf: Tensor | None = None
         prod: ProductLayer | None = None
         for ly in plan.layers:
             if isinstance(ly, ProductLayer):
@@ -213,7 +216,8 @@ class DevicePlan:
         d = self.device
         return _SumPart(shape, len(blocks), p.max_chunks, _i32(p.node_start[blocks], d),
                         _i32(p.chunk_start[blocks], d), _i32(p.param_start[blocks], d),
-                        _i32(p.num_chunks[blocks], d), _i32(sib, d), sib.shape[1], small)
+                        _i32(p.num_chunks[blocks], d), _i32(sib, d), sib.shape[1], small,
+                        _i32(np.arange(len(blocks)) * shape.B, d))
 
     def _input(self, ly: InputLayer) -> _Input:
         d = self.device
@@ -286,17 +290,22 @@ class DevicePlan:
                     num_warps=TILES["wfwd"])
 
     def sum_backward(self, node: Tensor, flow: Tensor, scale: Tensor, flag: Tensor, batch: int,
-                     w: Tensor, pgrad: Tensor, flows: Tensor, em_direct: bool = False) -> None:
+                     w: Tensor, pgrad: Tensor, flows: Tensor, em_direct: bool = False,
+                     inplace: bool = False) -> None:
         """Node flows (root flow 1 per example) into ``flow``; ``sum_b scale_b * ...`` weight
         gradients into ``pgrad`` (zeroed here); where ``flag[0] != 0``, EM flows added to
         ``flows``. ``em_direct``: ``pgrad`` is the EM flows accumulator instead (not zeroed;
-        ``scale`` must be 1 and ``flag`` 0): ``w`` times the sums are added to it."""
+        ``scale`` must be 1 and ``flag`` 0): ``w`` times the sums are added to it.
+        ``inplace``: the flow ratios overwrite the sum rows' values in ``node`` (no later
+        kernel reads them; 41 MiB of scratch less on HCLT-256): the buffer no longer holds
+        the forward's values afterwards."""
         stride = node.shape[1]
         flow.zero_()
         flow[self.plan.root_slot, :batch] = 1.0
         if not em_direct:
             pgrad.zero_()
-        rbuf, qbuf = self.ratio_buffers(stride)
+        scratch, qbuf = self.ratio_buffers(stride, rows=not inplace)
+        rbuf = node if inplace else scratch
         for step in reversed(self.steps):
             for p in step.parts:
                 B = p.shape.B
@@ -306,10 +315,11 @@ class DevicePlan:
                 # the ratios are read more than once: made once (unless the part is small and
                 # has at most two chunks: then recomputed, one launch less)
                 ratio = eflow or (p.shape.NC > 1 and not (p.small and p.shape.NC <= 2))
+                rstart = p.node_start if inplace else p.rbase
                 if ratio:
                     br = self.fill(BT_FWD, p.nb, batch)
                     self.k.flow_ratio[(p.nb, triton_cdiv(batch, br))](
-                        node, flow, p.node_start, rbuf, qbuf, batch, stride, B=B,
+                        node, flow, p.node_start, rbuf, rstart, qbuf, batch, stride, B=B,
                         BP=1 << max(0, (B - 1).bit_length()), BT=br)
                 if eflow:
                     be = BT_WIDE if p.shape.fanin > 8 else \
@@ -318,14 +328,14 @@ class DevicePlan:
                         (p.sib.shape[0], p.shape.NC, triton_cdiv(batch, be))](
                         node, flow, w, step.children, step.row, p.sib, p.node_start,
                         p.chunk_start, p.param_start, p.num_chunks, batch, stride, UNALIGNED,
-                        rbuf, qbuf, G=p.G, BT=be, num_warps=TILES["weflow"])
+                        rbuf, rstart, qbuf, G=p.G, BT=be, num_warps=TILES["weflow"])
                 bt = BT_WIDE if p.shape.fanin > 8 else TILES["bwd" if eflow else "bwds"]
                 tiles = triton_cdiv(batch, bt)
                 splits = min(tiles, triton_cdiv(self.programs, p.nb * p.shape.NC))
                 getattr(self.k, f"sum_bwd_{p.shape.tag}")[(p.nb, p.shape.NC, splits)](
                     node, flow, w, pgrad, flows, scale, flag, step.children, step.row,
                     p.node_start, p.chunk_start, p.param_start, p.num_chunks, batch, stride,
-                    splits, triton_cdiv(tiles, splits), UNALIGNED, rbuf, qbuf, BT=bt,
+                    splits, triton_cdiv(tiles, splits), UNALIGNED, rbuf, rstart, qbuf, BT=bt,
                     SCATTER=not eflow, EMW=em_direct, RATIO=ratio,
                     num_warps=TILES["wbwd" if eflow else "wbwds"])
 
@@ -338,16 +348,22 @@ class DevicePlan:
                 cols //= 2
         return cols
 
-    def ratio_buffers(self, stride: int) -> tuple[Tensor, Tensor]:
-        """Scratch for ``flow_ratio``: ``[rows of the largest part, stride]`` ratios and
-        ``[blocks of the largest part, stride]`` maxima (kept per stride)."""
-        if self._ratio is None or self._ratio[0].shape[1] != stride:
-            rows = max([p.nb * p.shape.B for st in self.steps for p in st.parts] + [1])
-            nb = max([p.nb for st in self.steps for p in st.parts] + [1])
+    def ratio_buffers(self, stride: int, rows: bool = True) -> tuple[Tensor, Tensor]:
+        """Scratch for ``flow_ratio``: ``[rows of the largest part, stride]`` ratios (only
+        when ``rows``; else a 1-element stand-in) and ``[blocks of the largest part, stride]``
+        maxima, kept per stride."""
+        parts = [p for st in self.steps for p in st.parts]
+        if self._qbuf is None or self._qbuf.shape[1] != stride:
+            nb = max([p.nb for p in parts] + [1])
+            self._qbuf = None
+            self._qbuf = torch.empty((nb, stride), dtype=torch.float32, device=self.device)
+        if not rows:
+            return self._qbuf[:1, :1], self._qbuf
+        if self._ratio is None or self._ratio.shape[1] != stride:
+            n = max([p.nb * p.shape.B for p in parts] + [1])
             self._ratio = None
-            self._ratio = (torch.empty((rows, stride), dtype=torch.float32, device=self.device),
-                           torch.empty((nb, stride), dtype=torch.float32, device=self.device))
-        return self._ratio
+            self._ratio = torch.empty((n, stride), dtype=torch.float32, device=self.device)
+        return self._ratio, self._qbuf
 
     def input_backward(self, flow: Tensor, xt: Tensor, mt: Tensor, scale: Tensor, flag: Tensor,
                        batch: int, counts: Tensor, nstats: list[Tensor], counts_em: Tensor,

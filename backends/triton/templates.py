@@ -54,12 +54,13 @@ def _ratios(node, flow, noff, nmask):
 
 
 @triton.jit(do_not_specialize=["batch"])
-def flow_ratio(node, flow, node_start, rbuf, qbuf, batch, stride, B: tl.constexpr,
+def flow_ratio(node, flow, node_start, rbuf, rstart, qbuf, batch, stride, B: tl.constexpr,
                BP: tl.constexpr, BT: tl.constexpr):
     """The flow ratios of block blk's B rows, once per layer instead of once per chunk in
     the backward kernels: r = exp(q - m) with q = log f - s (-inf where f = 0 or s = -inf)
-    and m its per-column max over the rows (0 where it is -inf), into rbuf rows blk * B + i;
-    the max itself (-inf kept) into qbuf[blk]."""
+    and m its per-column max over the rows (0 where it is -inf), into rbuf rows rstart[blk]
+    + i (the node buffer's own rows, whose values no later kernel reads, or scratch); the
+    max itself (-inf kept) into qbuf[blk]."""
     blk = tl.program_id(0)
     cols = tl.program_id(1) * BT + tl.arange(0, BT)
     cmask = cols < batch
@@ -68,7 +69,7 @@ def flow_ratio(node, flow, node_start, rbuf, qbuf, batch, stride, B: tl.constexp
     ns = tl.load(node_start + blk).to(tl.int64)
     nmask = rmask[:, None] & cmask[None, :]
     r, qmax = _ratios(node, flow, (ns + rows)[:, None] * stride + cols[None, :], nmask)
-    roff = (blk * B + rows).to(tl.int64)[:, None] * stride + cols[None, :]
+    roff = (tl.load(rstart + blk) + rows).to(tl.int64)[:, None] * stride + cols[None, :]
     tl.store(rbuf + roff, r, mask=nmask)
     tl.store(qbuf + blk.to(tl.int64) * stride + cols, qmax, mask=cmask)
 
@@ -132,7 +133,7 @@ SUM_BWD = Template('''
 
 @triton.jit(do_not_specialize=["batch", "splits", "per", "unaligned"])
 def $name(node, flow, weights, pgrad, pflow, scale, flag, children, row, node_start, chunk_start,
-        param_start, num_chunks, batch, stride, splits, per, unaligned, rbuf, qbuf,
+        param_start, num_chunks, batch, stride, splits, per, unaligned, rbuf, rstart, qbuf,
         BT: tl.constexpr, SCATTER: tl.constexpr, EMW: tl.constexpr, RATIO: tl.constexpr):
     """Backward of sum partition B=$B C=$C fan-in $F. Program (block, chunk, split) walks the
     batch tiles split, split + splits, ... (per of them): element flows scattered to the
@@ -152,7 +153,7 @@ def $name(node, flow, weights, pgrad, pflow, scale, flag, children, row, node_st
         es = tl.load(chunk_start + blk * $NC + k)
         ps = tl.load(param_start + blk * $NC + k).to(tl.int64)
         e = es + cc
-        roff = (blk * $B + rows).to(tl.int64)[:, None] * stride
+        roff = (tl.load(rstart + blk) + rows).to(tl.int64)[:, None] * stride
         qoff = blk.to(tl.int64) * stride
         wmask = rmask[:, None] & ccmask[None, :]
         gptr = ps + rows[:, None] * $C + cc[None, :]
@@ -199,7 +200,8 @@ SUM_EFLOW = Template('''
 
 @triton.jit(do_not_specialize=["batch", "unaligned"])
 def $name(node, flow, weights, children, row, sib, node_start, chunk_start, param_start,
-        num_chunks, batch, stride, unaligned, rbuf, qbuf, G: tl.constexpr, BT: tl.constexpr):
+        num_chunks, batch, stride, unaligned, rbuf, rstart, qbuf, G: tl.constexpr,
+        BT: tl.constexpr):
     """Element flows of chunk k of the sibling blocks sib[grp, :G] (blocks of one sum vector:
     same elements, B=$B rows each, C=$C, fan-in $F): sum_j W_j^T (f_j / s_j) over the siblings
     with a running per-column max, times exp(e), scattered once to the product children."""
@@ -223,7 +225,8 @@ def $name(node, flow, weights, children, row, sib, node_start, chunk_start, para
             blk = tl.load(sib + grp * G + j)
             if blk >= 0:
                 ps = tl.load(param_start + blk * $NC + k).to(tl.int64)
-                roff = (blk * $B + rows).to(tl.int64)[:, None] * stride + cols[None, :]
+                roff = (tl.load(rstart + blk) + rows).to(tl.int64)[:, None] * stride + \
+                    cols[None, :]
                 qj = tl.load(qbuf + blk.to(tl.int64) * stride + cols, mask=cmask,
                              other=float("-inf"))
                 qn = tl.maximum(qm, qj)
