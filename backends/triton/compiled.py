@@ -183,7 +183,6 @@ class TritonCompiledCircuit(CompiledCircuit):
         """Re-read the parameters before the next pass (after writes through ``.data``)."""
         self._synced = None
 
-    @torch.no_grad()
     def _input_args(self) -> list[tuple[Tensor, Tensor]]:
         """Per input layer, the tables its forward kernel reads: (raw, c) for categorical
         layers (``input_raw`` itself), (theta, the binomial coefficients) for the others. When
@@ -198,6 +197,7 @@ class TritonCompiledCircuit(CompiledCircuit):
             self._graphs.clear()
         return self._in_args
 
+    @torch.no_grad()
     def sync_params(self) -> None:
         """Refresh the kernels' linear copies ``w`` and ``theta`` if the parameters changed."""
         key = self._param_key()
