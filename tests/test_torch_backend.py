@@ -8,7 +8,7 @@ import os
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from pccc.backends.reference import log_likelihood
@@ -215,3 +215,36 @@ def test_grouped_categorical_rows_match_naive_autograd():
     for key, leaf in raw.items():
         np.testing.assert_allclose(_grads_by_key(model, key), leaf.grad.numpy(), rtol=1e-9,
                                    atol=1e-12, err_msg=key)
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.data())
+def test_state_dict_with_a_shift_per_parameter_loads(data):
+    """``input_shift`` holds one log-normalizer per input node; a state dict saved when it held
+    one per input parameter (each node's value at each of its parameters) still loads, and the
+    module then gives the same log-likelihoods."""
+    c = data.draw(circuits(max_vars=3, dists=ALL_DISTS, tie_prob=0.5))
+    model = _model(c)
+    sd = model.state_dict()
+    shift = torch.tensor(data.draw(st.lists(st.floats(-2, 2), min_size=len(sd["input_shift"]),
+                                            max_size=len(sd["input_shift"]))), dtype=F64)
+    old = torch.zeros_like(sd["input_raw"])
+    assume(len(old) != len(shift))  # (else the two layouts cannot be told apart)
+    for i, ly in enumerate(model.plan.input_layers):  # per parameter, as earlier versions
+        n0 = model._in_node0[i]
+        if not ly.param_size:
+            shift[n0: n0 + ly.n] = 0.0
+            continue
+        pidx = getattr(model, f"in_pidx{i}")
+        old[pidx] = shift[n0: n0 + ly.n, None].expand(pidx.shape)
+        shift[n0: n0 + ly.n] = old[pidx[:, 0]]  # tied rows: the last write wins
+    want = dict(sd, input_shift=shift)
+    sd["input_shift"] = old
+    fresh = _model(c)
+    fresh.load_state_dict(sd)
+    np.testing.assert_array_equal(fresh.input_shift.numpy(), shift.numpy())
+    ref = _model(c)
+    ref.load_state_dict(want)
+    x = data.draw(data_for(c, n_rows=4))
+    np.testing.assert_allclose(fresh(torch.as_tensor(x)).detach().numpy(),
+                               ref(torch.as_tensor(x)).detach().numpy())

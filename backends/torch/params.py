@@ -49,6 +49,7 @@ class ParamsMixin:
     dense_pos: Tensor
     zero_flows: Any
     register_buffer: Any
+    register_load_state_dict_pre_hook: Any
 
     def init_params(self, plan: KernelPlan) -> None:
         """Create ``sum_logits``, ``input_raw`` and the buffers from the plan's values."""
@@ -136,6 +137,7 @@ class ParamsMixin:
         # raw and shift are this function's own arrays: shared with torch, not copied
         self.input_raw = nn.Parameter(torch.from_numpy(raw if q else np.zeros(1)))
         self.register_buffer("input_shift", torch.from_numpy(shift))
+        self.register_load_state_dict_pre_hook(_shift_per_node)
         m = max(q, 1) if getattr(self, "torch_layers", True) else 1  # else: backend's own
         self.register_buffer("input_stats", torch.zeros(m, 3, dtype=torch.float64),
                              persistent=False)
@@ -249,3 +251,22 @@ class ParamsMixin:
             flat = pidx.reshape(-1)
             self.input_raw.index_copy_(0, flat, r.to(self.input_raw).reshape(-1))
             self.layer_shift(i).copy_(s[:, 0])
+
+
+def _shift_per_node(module: Any, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+    """``load_state_dict`` of a state dict saved before ``input_shift`` held one
+    log-normalizer per input node (it held one per input parameter, each node's value at
+    every one of its parameters): each node's value is read at its first parameter."""
+    key = prefix + "input_shift"
+    old = state_dict.get(key)
+    nodes = module.input_shift.numel()
+    if old is None or old.numel() == nodes or old.numel() != module.input_raw.numel():
+        return
+    first = [getattr(module, f"in_pidx{i}")[:, 0] if ly.param_size else None
+             for i, ly in enumerate(module.plan.input_layers)]
+    new = torch.zeros(nodes, dtype=old.dtype, device=old.device)
+    for i, (ly, f) in enumerate(zip(module.plan.input_layers, first)):
+        if f is not None:
+            n0 = module._in_node0[i]
+            new[n0: n0 + ly.n] = old[f.to(old.device)]
+    state_dict[key] = new
