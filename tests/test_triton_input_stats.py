@@ -151,9 +151,11 @@ def test_statistics_match_numpy(data, spec, batch, flag, precision, programs):
         np.testing.assert_allclose(got.cpu().numpy(), 0.5 + (w if flag else 0.0), **tol)
 
 
-def test_em_direct_accumulates():
+@pytest.mark.parametrize("em", [True, False])
+def test_em_direct_accumulates(em):
     """The EM training path: flag 0, scale 1 and ``counts is counts_em``, added twice (zero
-    False): each pass adds the statistics once."""
+    False): each pass adds the statistics once (``em=False``, as the module calls it: no
+    launch for the unweighted copy)."""
     K, per, batch = 20, 24, 37
     ly = InputLayer("categorical", (("card", K),), 1, np.repeat(np.arange(2), per),
                     np.arange(2 * per) * K, K)
@@ -173,8 +175,7 @@ def test_em_direct_accumulates():
         dp.input_backward(torch.as_tensor(f, device=DEV), torch.as_tensor(x, device=DEV),
                           torch.as_tensor(miss, device=DEV), ones,
                           torch.zeros(1, dtype=torch.int32, device=DEV), batch, counts, ns,
-                          counts, ns,
-                          zero=False)
+                          counts, ns, zero=False, em=em)
     want, want_ns = _oracle([ly], f[:, :batch].astype(np.float64), x[:, :batch],
                             miss[:, :batch] != 0, None, 2 * per * K)
     np.testing.assert_allclose(counts.cpu().numpy(), 2 * want, rtol=1e-3, atol=1e-3)  # tf32

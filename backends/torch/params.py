@@ -262,11 +262,9 @@ def _shift_per_node(module: Any, state_dict: dict[str, Any], prefix: str, *args:
     nodes = module.input_shift.numel()
     if old is None or old.numel() == nodes or old.numel() != module.input_raw.numel():
         return
-    first = [getattr(module, f"in_pidx{i}")[:, 0] if ly.param_size else None
-             for i, ly in enumerate(module.plan.input_layers)]
     new = torch.zeros(nodes, dtype=old.dtype, device=old.device)
-    for i, (ly, f) in enumerate(zip(module.plan.input_layers, first)):
-        if f is not None:
+    for i, ly in enumerate(module.plan.input_layers):
+        if ly.param_size:
             n0 = module._in_node0[i]
-            new[n0: n0 + ly.n] = old[f.to(old.device)]
+            new[n0: n0 + ly.n] = old[getattr(module, f"in_pidx{i}")[:, 0].to(old.device)]
     state_dict[key] = new

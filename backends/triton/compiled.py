@@ -340,7 +340,8 @@ class TritonCompiledCircuit(CompiledCircuit):
                 dp.sum_backward(b.node, b.flow, b.ones, b.flag, batch, self._w, self.sum_flows,
                                 self.sum_flows, em_direct=True, inplace=True)
                 dp.input_backward(b.flow, b.xt, b.mt, b.ones, b.flag, batch, self.em_counts,
-                                  self.em_nstats, self.em_counts, self.em_nstats, zero=False)
+                                  self.em_nstats, self.em_counts, self.em_nstats, zero=False,
+                                  em=False)
 
             self._run(("bwd-em", batch), direct)
             self._stamp += 1  # the node buffer now holds flow ratios: a new backward recomputes

@@ -176,18 +176,21 @@ def em_update_inputs(tables: list[InputTables], theta: Tensor, raw: Tensor, shif
         r, s = fam.to_raw_tensor(tb.layer.dist, new)
         tb.put(raw, r)
         if tb.layer.dist == "categorical":
-            _categorical_norm(tb, r, s[:, 0], shift, c)
+            _categorical_norm(tb, r, s[:, 0], c, shift)
         else:
             tb.put(theta, new)
 
 
-def _categorical_norm(tb: InputTables, r: Tensor, s: Tensor, shift: Tensor, c: Tensor) -> None:
-    """Per-node ``shift`` and ``c = shift - logsumexp(raw row)`` from the distinct rows' raw
-    coordinates ``r [u, size]`` and log-normalizers ``s [u]``."""
+def _categorical_norm(tb: InputTables, r: Tensor, s: Tensor, c: Tensor,
+                      shift: Tensor | None = None) -> None:
+    """Per-node ``c = shift - logsumexp(raw row)`` from the distinct rows' raw coordinates
+    ``r [u, size]`` and log-normalizers ``s [u]``; also the per-node ``shift`` when given
+    (after an EM update; a refresh leaves it as it is)."""
     lse = torch.logsumexp(r, dim=1)
     cu = torch.where(torch.isfinite(lse) & (s > -torch.inf), s - lse, -torch.inf)
     per_node = (lambda v: v) if tb.span is not None else (lambda v: v[tb.inv])
-    tb.nodes(shift).copy_(per_node(s))
+    if shift is not None:
+        tb.nodes(shift).copy_(per_node(s))
     c.copy_(per_node(cu))
 
 
@@ -200,6 +203,6 @@ def native_params(tables: list[InputTables], raw: Tensor, shift: Tensor, theta: 
         if not ly.param_size:
             continue
         if ly.dist == "categorical":
-            _categorical_norm(tb, tb.urows(raw), tb.ushift(shift)[:, 0], shift, c)
+            _categorical_norm(tb, tb.urows(raw), tb.ushift(shift)[:, 0], c)
         else:
             tb.put(theta, fam.to_native(ly.dist, tb.urows(raw), tb.ushift(shift)))

@@ -367,10 +367,11 @@ class DevicePlan:
 
     def input_backward(self, flow: Tensor, xt: Tensor, mt: Tensor, scale: Tensor, flag: Tensor,
                        batch: int, counts: Tensor, nstats: list[Tensor], counts_em: Tensor,
-                       nstats_em: list[Tensor], zero: bool = True) -> None:
+                       nstats_em: list[Tensor], zero: bool = True, em: bool = True) -> None:
         """Input statistics weighted by ``scale`` into ``counts``/``nstats`` (zeroed here
         unless ``zero`` is False: then they accumulate); where ``flag[0] != 0`` also
-        unweighted into ``counts_em``/``nstats_em`` (added)."""
+        unweighted into ``counts_em``/``nstats_em`` (added). ``em=False``: the caller's flag
+        is 0 (EM statistics are ``counts`` themselves), so no launch is made for them."""
         stride = flow.shape[1]
         tiles = triton_cdiv(batch, BT)
         if zero:
@@ -384,12 +385,14 @@ class DevicePlan:
                 progs = inp.runs.shape[0] * kt
                 ct = triton_cdiv(batch, inp.BT)
                 splits = min(ct, triton_cdiv(self.programs, progs))
-                for em, c, s in ((False, counts, ns), (True, counts_em, ns_em)):
+                for unweighted, c, s in ((False, counts, ns), (True, counts_em, ns_em)):
+                    if unweighted and not em:
+                        break
                     self.k.input_cat_dot[(progs, splits)](
                         flow, xt, mt, inp.vars, inp.pstart, c, s, scale, flag, inp.runs,
                         ly.node_start, ly.param_size, batch, stride, splits,
                         triton_cdiv(ct, splits), NB=inp.NB, KT=inp.KT, KTILES=kt, BT=inp.BT,
-                        EM=em, num_warps=inp.warps)
+                        EM=unweighted, num_warps=inp.warps)
                 continue
             getattr(self.k, inp.bwd)[(triton_cdiv(ly.n, BN), tiles)](
                 flow, xt, mt, inp.vars, inp.pstart, counts, ns, counts_em, ns_em, scale, flag,
