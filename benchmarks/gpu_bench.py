@@ -235,6 +235,7 @@ def main() -> None:
         rows += check(x)  # allocated, which would count in the workloads' peaks
     if a.pyjuice and "plain" in modes:
         rows += pyjuice(os.path.abspath(a.mnist), False, a.pj_site)
+    os.makedirs(a.out, exist_ok=True)
     with open(os.path.join(a.out, "gpu_bench.jsonl"), "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in rows)
     table(rows)
