@@ -77,24 +77,6 @@ def test_dense_tiles_match_torch_backend(weighted):
     _grads_and_em(_dense_circuit(), x, 2e-4, weighted)
 
 
-@pytest.mark.parametrize("wide", [0, 128])
-def test_merged_chunks_match_torch_backend(wide, monkeypatch):
-    """A block's contiguous chunks read as one wider kernel chunk (``PCCC_TRITON_WIDE``): the
-    weights of the merged chunk stay in the plan's per-chunk tiles."""
-    from pccc.backends.triton import codegen
-
-    monkeypatch.setattr(codegen, "WIDE", wide)
-    c = _dense_circuit(n=64)  # C = 64; the right vector's blocks have two chunks
-    tri = pccc.compile(c, backend="triton", device=DEV)
-    shapes = [p.shape for st in tri.dp.steps for p in st.parts]
-    assert any(s.W for s in shapes) == (wide > 0), shapes
-    assert all(s.C <= wide for s in shapes if s.W), shapes
-    rng = np.random.default_rng(8)
-    x = rng.integers(0, 5, size=(19, 4))
-    x[rng.random(x.shape) < 0.2] = -1
-    _grads_and_em(c, x, 2e-4, weighted=True)
-
-
 def test_batch_size_change_reuses_kernels():
     tri, _ = _pair(_dense_circuit())
     rng = np.random.default_rng(4)

@@ -23,7 +23,7 @@ import numpy as np
 from pccc.backends.triton import templates as T
 from pccc.ir.plan import KernelPlan, ProductLayer, SumLayer, SumPartition
 
-TEMPLATE_VERSION = "17"
+TEMPLATE_VERSION = "16"
 PRECISIONS = ("tf32", "fp32", "bf16")
 #: log of the largest factor the backward pass lets exp() produce before a mix
 EXP_CAP = 80.0
@@ -43,33 +43,10 @@ class SumShape:
     """children read per element (the most any element of the blocks has)"""
     NC: int
     """chunks per block, padding included (the loop bound)"""
-    W: int = 0
-    """the plan's chunk size where the kernel reads ``C // W`` of its contiguous chunks as one
-    (their weight tiles ``[B, W]`` one after the other); 0: ``C`` itself"""
 
     @property
     def tag(self) -> str:
-        wide = f"_w{self.W}" if self.W else ""
-        return f"b{self.B}_c{self.C}_f{self.fanin}_n{self.NC}{wide}"
-
-    @property
-    def merge(self) -> int:
-        """plan chunks per kernel chunk"""
-        return self.C // self.W if self.W else 1
-
-    def chunk_mask(self) -> str:
-        """Kernel text: the live columns of kernel chunk k (``nch``: the block's plan chunks;
-        a merged chunk may hold fewer than ``C // W`` of them)."""
-        if not self.W:
-            return f"cc < {self.C}"
-        return f"cc < tl.minimum({self.C}, (nch - k * {self.merge}) * {self.W})"
-
-    def weight_offsets(self) -> str:
-        """Kernel text: the offsets of weight tile ``[rows, cc]`` from its chunk's start."""
-        if not self.W:
-            return f"rows[:, None] * {self.C} + cc[None, :]"
-        return (f"(cc[None, :] // {self.W}) * {self.B * self.W} + rows[:, None] * {self.W}"
-                f" + cc[None, :] % {self.W}")
+        return f"b{self.B}_c{self.C}_f{self.fanin}_n{self.NC}"
 
     @property
     def uses_dot(self) -> bool:
@@ -95,47 +72,9 @@ def children_table(layer: ProductLayer, neg: int) -> np.ndarray:
     return table
 
 
-#: widest kernel chunk made of a block's contiguous plan chunks (``PCCC_TRITON_WIDE``; 0: off):
-#: a loop iteration less is a chain of dependent loads less, and the small layers of deep
-#: trees are bound by that latency
-WIDE = int(os.environ.get("PCCC_TRITON_WIDE", "128"))
-
-
-def merge_factor(part: SumPartition, blocks: np.ndarray, widest: int | None = None) -> int:
-    """How many contiguous chunks of ``blocks`` one kernel chunk can take (a power of two,
-    ``C * m <= widest``): each block's live chunks k..k+m-1 (k a multiple of m) next to each
-    other in both the elements and the weights (a block's last merged chunk may hold fewer:
-    the kernels mask it by the block's plan chunk count)."""
-    widest = WIDE if widest is None else widest
-    C, B = part.chunk_size, part.block_size
-    cs, ps = part.chunk_start[blocks], part.param_start[blocks]
-    nch = part.num_chunks[blocks]
-    m = 1
-    while C * m * 2 <= widest and part.max_chunks > m:
-        t = m * 2
-        live = np.arange(part.max_chunks)[None, :] < nch[:, None]
-        j = np.arange(part.max_chunks) % t  # position within a merged chunk
-        first = (np.arange(part.max_chunks) // t) * t
-        ok = (cs == cs[:, first] + j * C) & (ps == ps[:, first] + j * B * C)
-        if not (ok | ~live).all():
-            break
-        m = t
-    return m
-
-
-def chunk_tables(part: SumPartition, shape: SumShape,
-                 blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``chunk_start``, ``param_start`` of ``blocks`` in ``shape``'s chunks, and their
-    ``num_chunks`` (in the plan's chunks: the kernels mask a merged chunk's dead tail by it)."""
-    m = shape.merge
-    return (part.chunk_start[blocks][:, ::m], part.param_start[blocks][:, ::m],
-            part.num_chunks[blocks])
-
-
 def split_by_fanin(part: SumPartition, table: np.ndarray) -> list[tuple[SumShape, np.ndarray]]:
     """The partition's blocks grouped by how many children their elements really have, so a
-    wide product (one tree node with 100 children) does not widen the whole layer's kernel;
-    each group's contiguous chunks merged up to ``WIDE`` elements (:func:`merge_factor`)."""
+    wide product (one tree node with 100 children) does not widen the whole layer's kernel."""
     count = np.maximum((table != 0).sum(axis=1), 1)
     C = part.chunk_size
     idx = part.chunk_start[:, :, None] + np.arange(C)[None, None, :]  # [nb, nc, C]
@@ -144,9 +83,7 @@ def split_by_fanin(part: SumPartition, table: np.ndarray) -> list[tuple[SumShape
     out = []
     for f in np.unique(per_block):
         blocks = np.nonzero(per_block == f)[0]
-        m = merge_factor(part, blocks)
-        out.append((SumShape(part.block_size, C * m, int(f), -(-part.max_chunks // m),
-                             C if m > 1 else 0), blocks))
+        out.append((SumShape(part.block_size, C, int(f), part.max_chunks), blocks))
     return out
 
 
@@ -205,7 +142,6 @@ def render(plan: KernelPlan, precision: str, plan_hash: str = "",
         BP, CP = (max(16, pow2ceil(s.B)), max(16, pow2ceil(s.C))) if s.uses_dot else \
             (pow2ceil(s.B), pow2ceil(s.C))
         consts = dict(B=s.B, C=s.C, F=s.fanin, NC=s.NC, BP=BP, CP=CP, cap=EXP_CAP,
-                      M=s.merge, woff=s.weight_offsets(), ccmask=s.chunk_mask(),
                       **_mixes(s, precision))
         parts.append(T.SUM_FWD.substitute(name=f"sum_fwd_{s.tag}", **consts))
         parts.append(T.SUM_BWD.substitute(name=f"sum_bwd_{s.tag}", **consts))

@@ -23,7 +23,6 @@ from torch import Tensor
 from pccc.backends.triton.codegen import (
     SumShape,
     children_table,
-    chunk_tables,
     input_kernel_name,
     split_by_fanin,
 )
@@ -191,8 +190,7 @@ class DevicePlan:
         parts = []
         for p in ly.partitions:
             for shape, blocks in split_by_fanin(p, table):
-                cs, _, nch = chunk_tables(p, shape, blocks)
-                sib = sibling_table(cs, -(-nch // shape.merge), table, shape.C)
+                sib = sibling_table(p.chunk_start[blocks], p.num_chunks[blocks], table, shape.C)
                 if len(blocks) * shape.NC * shape.B * shape.C <= SMALL and not EFLOW_ALL:
                     # too few blocks to pay for three launches (siblings) or two (chunks > 1)
                     parts.append(self._part(shape, p, blocks, np.arange(len(blocks))[:, None],
@@ -216,10 +214,10 @@ class DevicePlan:
         """The tables of ``blocks`` of partition ``p``; ``sib``: their sibling groups (indices
         into ``blocks``, -1 padding)."""
         d = self.device
-        cs, ps, nch = chunk_tables(p, shape, blocks)
-        return _SumPart(shape, len(blocks), shape.NC, _i32(p.node_start[blocks], d),
-                        _i32(cs, d), _i32(ps, d), _i32(nch, d), _i32(sib, d), sib.shape[1],
-                        small, _i32(np.arange(len(blocks)) * shape.B, d))
+        return _SumPart(shape, len(blocks), p.max_chunks, _i32(p.node_start[blocks], d),
+                        _i32(p.chunk_start[blocks], d), _i32(p.param_start[blocks], d),
+                        _i32(p.num_chunks[blocks], d), _i32(sib, d), sib.shape[1], small,
+                        _i32(np.arange(len(blocks)) * shape.B, d))
 
     def _input(self, ly: InputLayer) -> _Input:
         d = self.device

@@ -106,19 +106,19 @@ def $name(node, weights, children, row, node_start, chunk_start, param_start, nu
     rows = tl.arange(0, $BP)
     rmask = rows < $B
     cc = tl.arange(0, $CP)
+    ccmask = cc < $C
     nch = tl.load(num_chunks + blk)
     m = tl.full([BT], float("-inf"), tl.float32)
     acc = tl.zeros([$BP, BT], tl.float32)
     for k in range(0, $NC):  # padded chunks are skipped, not computed
-        if k * $M < nch:
-            ccmask = $ccmask
+        if k < nch:
             es = tl.load(chunk_start + blk * $NC + k)
             ps = tl.load(param_start + blk * $NC + k).to(tl.int64)
             elem = _elements(node, children, es + cc, ccmask, cols, cmask, stride, $F, row)
             m_new = tl.maximum(m, tl.max(elem, axis=0))
             m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
             p = tl.exp(elem - m_safe[None, :])
-            w = tl.load(weights + ps + $woff,
+            w = tl.load(weights + ps + rows[:, None] * $C + cc[None, :],
                         mask=rmask[:, None] & ccmask[None, :], other=0.0)
             acc = acc * tl.exp(m - m_safe)[None, :] + $mix_fwd
             m = m_new
@@ -144,11 +144,11 @@ def $name(node, flow, weights, pgrad, pflow, scale, flag, children, row, node_st
     blk = tl.program_id(0)
     k = tl.program_id(1)
     nch = tl.load(num_chunks + blk)
-    if k * $M < nch:
+    if k < nch:
         rows = tl.arange(0, $BP)
         rmask = rows < $B
         cc = tl.arange(0, $CP)
-        ccmask = $ccmask
+        ccmask = cc < $C
         ns = tl.load(node_start + blk).to(tl.int64)
         es = tl.load(chunk_start + blk * $NC + k)
         ps = tl.load(param_start + blk * $NC + k).to(tl.int64)
@@ -156,7 +156,7 @@ def $name(node, flow, weights, pgrad, pflow, scale, flag, children, row, node_st
         roff = (tl.load(rstart + blk) + rows).to(tl.int64)[:, None] * stride
         qoff = blk.to(tl.int64) * stride
         wmask = rmask[:, None] & ccmask[None, :]
-        gptr = ps + $woff
+        gptr = ps + rows[:, None] * $C + cc[None, :]
         w = tl.load(weights + gptr, mask=wmask, other=0.0)
         real = tl.max(w, axis=0) > 0.0
         if EMW:  # scale 1 and flag 0: the EM flows are the weight sums themselves
@@ -211,11 +211,11 @@ def $name(node, flow, weights, children, row, sib, node_start, chunk_start, para
     cmask = cols < batch
     b0 = tl.load(sib + grp * G)
     nch = tl.load(num_chunks + b0)
-    if k * $M < nch:
+    if k < nch:
         rows = tl.arange(0, $BP)
         rmask = rows < $B
         cc = tl.arange(0, $CP)
-        ccmask = $ccmask
+        ccmask = cc < $C
         e = tl.load(chunk_start + b0 * $NC + k) + cc
         wmask = rmask[:, None] & ccmask[None, :]
         nmask = rmask[:, None] & cmask[None, :]
@@ -234,7 +234,7 @@ def $name(node, flow, weights, children, row, sib, node_start, chunk_start, para
                 # flow_ratio's r is relative to this block's own max: rescale to the running one
                 rel = tl.where(qj == float("-inf"), 0.0, tl.exp(qj - qs))
                 r = tl.load(rbuf + roff, mask=nmask, other=0.0) * rel[None, :]
-                w = tl.load(weights + ps + $woff, mask=wmask,
+                w = tl.load(weights + ps + rows[:, None] * $C + cc[None, :], mask=wmask,
                             other=0.0)
                 acc = acc * tl.exp(qm - qs)[None, :] + $mix_bwd
                 qm = qn
