@@ -77,6 +77,29 @@ def test_dense_tiles_match_torch_backend(weighted):
     _grads_and_em(_dense_circuit(), x, 2e-4, weighted)
 
 
+@pytest.mark.parametrize("split", [False, True])
+def test_mixed_fanin_blocks_share_a_kernel(split, monkeypatch):
+    """Two vectors of one layer whose products have 2 and 3 children: one kernel (fan-in 3,
+    the narrow blocks' third child is padding, neither loaded nor scattered to) or, with
+    ``PCCC_TRITON_FANIN_SPLIT=1``, one per fan-in."""
+    from pccc.backends.triton import codegen
+    from pccc.ir import CircuitBuilder
+
+    monkeypatch.setattr(codegen, "FANIN_SPLIT", split)
+    b = CircuitBuilder(rng=np.random.default_rng(2))
+    leaves = [b.input(v, "categorical", n=32, card=5) for v in range(5)]
+    left = b.sum([b.product([leaves[0], leaves[1]])], n=32)
+    right = b.sum([b.product([leaves[2], leaves[3], leaves[4]])], n=32)
+    c = b.build(b.sum([b.product([left, right])], n=1), num_vars=5)
+    tri = pccc.compile(c, backend="triton", device=DEV)
+    fanins = [sorted(p.shape.fanin for p in st.parts) for st in tri.dp.steps]
+    assert ([2, 3] in fanins) == split and ([3] in fanins) != split, fanins
+    rng = np.random.default_rng(9)
+    x = rng.integers(0, 5, size=(23, 5))
+    x[rng.random(x.shape) < 0.2] = -1
+    _grads_and_em(c, x, 2e-4, weighted=True)
+
+
 def test_batch_size_change_reuses_kernels():
     tri, _ = _pair(_dense_circuit())
     rng = np.random.default_rng(4)

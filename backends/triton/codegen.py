@@ -23,7 +23,7 @@ import numpy as np
 from pccc.backends.triton import templates as T
 from pccc.ir.plan import KernelPlan, ProductLayer, SumLayer, SumPartition
 
-TEMPLATE_VERSION = "16"
+TEMPLATE_VERSION = "17"
 PRECISIONS = ("tf32", "fp32", "bf16")
 #: log of the largest factor the backward pass lets exp() produce before a mix
 EXP_CAP = 80.0
@@ -72,14 +72,26 @@ def children_table(layer: ProductLayer, neg: int) -> np.ndarray:
     return table
 
 
+#: the fan-in up to which a partition's blocks share one kernel (unrolled children loads;
+#: padding children are skipped, not loaded): ``PCCC_TRITON_FANIN_SPLIT=1`` gives every
+#: fan-in its own kernel and launch, as before
+NARROW = 8
+FANIN_SPLIT = os.environ.get("PCCC_TRITON_FANIN_SPLIT", "") == "1"
+
+
 def split_by_fanin(part: SumPartition, table: np.ndarray) -> list[tuple[SumShape, np.ndarray]]:
     """The partition's blocks grouped by how many children their elements really have, so a
-    wide product (one tree node with 100 children) does not widen the whole layer's kernel."""
+    wide product (one tree node with 100 children) does not widen the whole layer's kernel:
+    blocks of fan-in at most ``NARROW`` in one group (a launch each is what the small layers
+    of deep trees pay for), each wider fan-in a group of its own."""
     count = np.maximum((table != 0).sum(axis=1), 1)
     C = part.chunk_size
     idx = part.chunk_start[:, :, None] + np.arange(C)[None, None, :]  # [nb, nc, C]
     live = np.arange(part.max_chunks)[None, :, None] < part.num_chunks[:, None, None]
     per_block = np.where(live, count[np.minimum(idx, len(count) - 1)], 1).max(axis=(1, 2))
+    if not FANIN_SPLIT:
+        per_block = np.where(per_block <= NARROW, per_block[per_block <= NARROW].max(initial=1),
+                             per_block)
     out = []
     for f in np.unique(per_block):
         blocks = np.nonzero(per_block == f)[0]

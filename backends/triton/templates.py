@@ -26,19 +26,20 @@ import triton.language as tl
 @triton.jit
 def _elements(node, children, e, emask, cols, cmask, stride, FANIN: tl.constexpr, row):
     """Log-values [CP, BT] of elements e: sums of their first FANIN children's node
-    log-values (children rows have `row` entries, the real ones first)."""
+    log-values (children rows have `row` entries, the real ones first; padding children are
+    slot 0, log 1, and are not loaded); -inf where emask is off."""
     acc = tl.zeros([e.shape[0], cols.shape[0]], tl.float32)
     if FANIN <= 8:
         for j in tl.static_range(FANIN):
             ch = tl.load(children + e.to(tl.int64) * row + j, mask=emask, other=0)
             ptr = node + ch.to(tl.int64)[:, None] * stride + cols[None, :]
-            acc += tl.load(ptr, mask=emask[:, None] & cmask[None, :], other=float("-inf"))
+            acc += tl.load(ptr, mask=(ch != 0)[:, None] & cmask[None, :], other=0.0)
     else:  # wide products (a tree node with many children): a loop, not unrolled code
         for j in range(FANIN):
             ch = tl.load(children + e.to(tl.int64) * row + j, mask=emask, other=0)
             ptr = node + ch.to(tl.int64)[:, None] * stride + cols[None, :]
-            acc += tl.load(ptr, mask=emask[:, None] & cmask[None, :], other=float("-inf"))
-    return acc
+            acc += tl.load(ptr, mask=(ch != 0)[:, None] & cmask[None, :], other=0.0)
+    return tl.where(emask[:, None], acc, float("-inf"))
 
 
 @triton.jit
@@ -81,17 +82,18 @@ def _scatter(flow, children, e, emask, cols, cmask, stride, val, FANIN: tl.const
     is a run-time 0 added to the addresses: it hides their alignment from the compiler,
     whose coalescing would otherwise give each thread 4 neighbouring columns, lowered as 4
     scalar atomics that leave gaps across the warp; with one column per thread a warp's
-    atomics cover 128 contiguous bytes (see docs/benchmarks.md, notes log)."""
+    atomics cover 128 contiguous bytes (see docs/benchmarks.md, notes log). Padding children
+    (slot 0) get nothing: their flows are never read."""
     if FANIN <= 8:
         for j in tl.static_range(FANIN):
             ch = tl.load(children + e.to(tl.int64) * row + j, mask=emask, other=0)
             ptr = flow + unaligned + ch.to(tl.int64)[:, None] * stride + cols[None, :]
-            tl.atomic_add(ptr, val, mask=emask[:, None] & cmask[None, :], sem="relaxed")
+            tl.atomic_add(ptr, val, mask=(ch != 0)[:, None] & cmask[None, :], sem="relaxed")
     else:
         for j in range(FANIN):
             ch = tl.load(children + e.to(tl.int64) * row + j, mask=emask, other=0)
             ptr = flow + unaligned + ch.to(tl.int64)[:, None] * stride + cols[None, :]
-            tl.atomic_add(ptr, val, mask=emask[:, None] & cmask[None, :], sem="relaxed")
+            tl.atomic_add(ptr, val, mask=(ch != 0)[:, None] & cmask[None, :], sem="relaxed")
 '''
 
 SUM_FWD = Template('''
