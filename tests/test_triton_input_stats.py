@@ -151,16 +151,15 @@ def test_statistics_match_numpy(data, spec, batch, flag, precision, programs):
         np.testing.assert_allclose(got.cpu().numpy(), 0.5 + (w if flag else 0.0), **tol)
 
 
-@pytest.mark.parametrize("em,programs", [(True, 16), (False, 16), (False, 1)])
-def test_em_direct_accumulates(em, programs):
+@pytest.mark.parametrize("em", [True, False])
+def test_em_direct_accumulates(em):
     """The EM training path: flag 0, scale 1 and ``counts is counts_em``, added twice (zero
     False): each pass adds the statistics once (``em=False``, as the module calls it: no
-    launch for the unweighted copy); by atomics (2 batch splits) or, one program per count
-    (``programs=1``), by a load and a store."""
+    launch for the unweighted copy)."""
     K, per, batch = 20, 24, 37
     ly = InputLayer("categorical", (("card", K),), 1, np.repeat(np.arange(2), per),
                     np.arange(2 * per) * K, K)
-    dp = _device_plan([ly], "tf32", programs)  # 4 runs x 2 value tiles; 16: 2 splits of 3 tiles
+    dp = _device_plan([ly], "tf32", programs=16)  # 4 runs x 2 value tiles, 2 splits of 3 tiles
     assert dp.inputs[0].runs is not None and dp.inputs[0].runs.shape == (4, 16)
     rng = np.random.default_rng(5)
     stride = DevicePlan.stride_for(batch)

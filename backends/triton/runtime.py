@@ -51,9 +51,6 @@ UNALIGNED = 0
 #: one launch instead of two or three, for the small layers of deep trees where launches, not
 #: work, take the time (``PCCC_TRITON_SMALL``)
 SMALL = int(os.environ.get("PCCC_TRITON_SMALL", str(1 << 17)))
-#: the one-hot statistics always by atomics (``PCCC_TRITON_CAT_ATOMIC=1``; measurement only:
-#: by default a count with one writer is added by a load and a store)
-CAT_ATOMIC = os.environ.get("PCCC_TRITON_CAT_ATOMIC", "") == "1"
 #: batch columns per program of kernels over wide products (fan-in > 8: an HCLT root with a
 #: hundred children): few blocks, so narrower tiles give the card more programs
 BT_WIDE = 16
@@ -134,8 +131,6 @@ class _Input:
     BT: int = 0
     """its batch columns per step"""
     warps: int = 0
-    tied: bool = False
-    """nodes share parameters (their counts have several writers: atomics)"""
 
     @staticmethod
     def run_table(vars: np.ndarray, cap: int) -> np.ndarray:
@@ -242,7 +237,6 @@ class DevicePlan:
             runs = _Input.run_table(ly.vars, cap)
             if ly.n >= 4 * len(runs):
                 inp.runs, inp.NB = _i32(runs, d), runs.shape[1]
-                inp.tied = len(np.unique(ly.param_start)) < ly.n
                 inp.KT = min(TILES.get("catkt", 256), 1 << (ly.param_size - 1).bit_length())
                 inp.BT, inp.warps = TILES.get("catbt", BT), TILES.get("wcat", 8)
         return inp
@@ -398,8 +392,7 @@ class DevicePlan:
                         flow, xt, mt, inp.vars, inp.pstart, c, s, scale, flag, inp.runs,
                         ly.node_start, ly.param_size, batch, stride, splits,
                         triton_cdiv(ct, splits), NB=inp.NB, KT=inp.KT, KTILES=kt, BT=inp.BT,
-                        EM=unweighted, ATOMIC=splits > 1 or inp.tied or CAT_ATOMIC,
-                        num_warps=inp.warps)
+                        EM=unweighted, num_warps=inp.warps)
                 continue
             getattr(self.k, inp.bwd)[(triton_cdiv(ly.n, BN), tiles)](
                 flow, xt, mt, inp.vars, inp.pstart, counts, ns, counts_em, ns_em, scale, flag,

@@ -331,17 +331,14 @@ INPUT_CAT_DOT = Template('''
 @triton.jit(do_not_specialize=["batch", "splits", "per"])
 def input_cat_dot(flow, x, miss, vars, pstart, counts, nstats, scale, flag, runs, node_start,
                   K, batch, stride, splits, per, NB: tl.constexpr, KT: tl.constexpr,
-                  KTILES: tl.constexpr, BT: tl.constexpr, EM: tl.constexpr,
-                  ATOMIC: tl.constexpr):
+                  KTILES: tl.constexpr, BT: tl.constexpr, EM: tl.constexpr):
     """Categorical statistics of run r = runs[r, :NB] (layer nodes of one variable, -1
     padding) and value tile t (values t KT .. t KT + KT - 1; program r KTILES + t: a run's
     value tiles run side by side and share its flows in L2) over the batch tiles split,
     split + splits, ... (per of them): counts[pstart[i] + k] += sum_b s_b f_ib [x_b == k,
     observed], the dot (F S) @ OneHot summed in registers, then added once per count; value
     tile 0 also adds nstats[i, 0:2] (sum s f, sum s f over missing values). EM (a second
-    launch): unweighted (s = 1), into the EM buffers, and only when flag[0] != 0. ATOMIC:
-    the batch is split over programs (splits > 1) or nodes share parameters; else each count
-    has one writer, which adds by a load and a store."""
+    launch): unweighted (s = 1), into the EM buffers, and only when flag[0] != 0."""
     if EM:
         go = tl.load(flag) != 0
     else:
@@ -389,19 +386,11 @@ def input_cat_dot(flow, x, miss, vars, pstart, counts, nstats, scale, flag, runs
             ms = mn
             it += 1
         ps = tl.load(pstart + i, mask=imask, other=0).to(tl.int64)
-        cptr = counts + ps[:, None] + kk[None, :]
-        cmask2 = imask[:, None] & (kk < K)[None, :]
-        if ATOMIC:
-            tl.atomic_add(cptr, acc, mask=cmask2, sem="relaxed")
-            if first:
-                tl.atomic_add(nstats + i * 4, s0, mask=imask, sem="relaxed")
-                tl.atomic_add(nstats + i * 4 + 1, s1, mask=imask, sem="relaxed")
-        else:
-            tl.store(cptr, tl.load(cptr, mask=cmask2, other=0.0) + acc, mask=cmask2)
-            if first:
-                tl.store(nstats + i * 4, tl.load(nstats + i * 4, mask=imask) + s0, mask=imask)
-                tl.store(nstats + i * 4 + 1, tl.load(nstats + i * 4 + 1, mask=imask) + s1,
-                         mask=imask)
+        tl.atomic_add(counts + ps[:, None] + kk[None, :], acc,
+                      mask=imask[:, None] & (kk < K)[None, :], sem="relaxed")
+        if first:
+            tl.atomic_add(nstats + i * 4, s0, mask=imask, sem="relaxed")
+            tl.atomic_add(nstats + i * 4 + 1, s1, mask=imask, sem="relaxed")
 ''')
 
 CAT_EM = '''
