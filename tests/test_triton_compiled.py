@@ -100,41 +100,6 @@ def test_mixed_fanin_blocks_share_a_kernel(split, monkeypatch):
     _grads_and_em(c, x, 2e-4, weighted=True)
 
 
-@pytest.mark.parametrize("n,weighted", [(32, False), (96, True), (64, True)])
-def test_gathered_element_flows_match_torch_backend(n, weighted, monkeypatch):
-    """Element flows stored into a buffer and gathered per child (``PCCC_TRITON_GATHER``):
-    lone blocks (n = 32, 64: one block per vector) from ``sum_bwd``, sibling groups (n = 96)
-    from ``sum_eflow``."""
-    from pccc.backends.triton import runtime
-
-    monkeypatch.setattr(runtime, "SMALL", 0)
-    monkeypatch.setattr(runtime, "GATHER", "all")
-    c = _dense_circuit(n=n)
-    tri = pccc.compile(c, backend="triton", device=DEV)
-    steps = [st for st in tri.dp.steps if st.gather is not None]
-    assert steps and all(p.ebase is not None for st in steps for p in st.parts)
-    assert any(p.G > 1 for st in steps for p in st.parts) == (n == 96)
-    rng = np.random.default_rng(n)
-    x = rng.integers(0, 5, size=(25, 4))
-    x[rng.random(x.shape) < 0.2] = -1
-    _grads_and_em(c, x, 2e-4, weighted)
-
-
-@settings(max_examples=8, deadline=None)
-@given(st.data())
-def test_random_circuits_gathered_match_torch_backend(data):
-    from pccc.backends.triton import runtime
-
-    saved = runtime.SMALL, runtime.GATHER
-    runtime.SMALL, runtime.GATHER = 0, "all"
-    try:
-        c = data.draw(circuits(max_vars=4, dists=ALL_DISTS))
-        x = data.draw(data_for(c, n_rows=5, missing_prob=0.3))
-        _grads_and_em(c, x, 2e-4)
-    finally:
-        runtime.SMALL, runtime.GATHER = saved
-
-
 def test_batch_size_change_reuses_kernels():
     tri, _ = _pair(_dense_circuit())
     rng = np.random.default_rng(4)

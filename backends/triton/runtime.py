@@ -51,14 +51,6 @@ UNALIGNED = 0
 #: one launch instead of two or three, for the small layers of deep trees where launches, not
 #: work, take the time (``PCCC_TRITON_SMALL``)
 SMALL = int(os.environ.get("PCCC_TRITON_SMALL", str(1 << 17)))
-#: element flows stored into a buffer and gathered per child, instead of one atomic per
-#: (element, child, column): ``auto`` in layers with blocks that share their elements with
-#: no sibling (those scatter F atomics per element; PD's upper layers), ``all`` in every
-#: layer but the small ones, ``none`` never (``PCCC_TRITON_GATHER``). The buffer holds the
-#: largest such layer's element rows (one per chunk column of each block or sibling group).
-GATHER = os.environ.get("PCCC_TRITON_GATHER", "auto")
-#: children rows per ``flow_gather`` program
-GATHER_ROWS = 16
 #: batch columns per program of kernels over wide products (fan-in > 8: an HCLT root with a
 #: hundred children): few blocks, so narrower tiles give the card more programs
 BT_WIDE = 16
@@ -87,9 +79,6 @@ class _SumPart:
     """at most ``SMALL`` weights: one backward launch, ratios inline"""
     rbase: Tensor | None = None
     """``[nb]`` each block's first row in the flow-ratio scratch (``arange(nb) * B``)"""
-    ebase: Tensor | None = None
-    """``[blocks or sibling groups, NC]`` first element-flow buffer row of each chunk where
-    the layer gathers its element flows (:class:`_Gather`), else None"""
 
 
 def sibling_table(chunk_start: np.ndarray, num_chunks: np.ndarray, table: np.ndarray,
@@ -118,25 +107,10 @@ def sibling_table(chunk_start: np.ndarray, num_chunks: np.ndarray, table: np.nda
 
 
 @dataclass
-class _Gather:
-    """A layer's element flows, stored into buffer rows by its backward kernels, then added to
-    their children by one ``flow_gather`` launch: child ``child[i]`` sums rows
-    ``plist[poff[i]: poff[i] + pdeg[i]]``."""
-
-    child: Tensor
-    poff: Tensor
-    pdeg: Tensor
-    plist: Tensor
-    rows: int
-    """buffer rows the layer uses"""
-
-
-@dataclass
 class _SumStep:
     children: Tensor
     row: int
     parts: list[_SumPart]
-    gather: _Gather | None = None
 
 
 @dataclass
@@ -194,7 +168,6 @@ class DevicePlan:
         self.steps: list[_SumStep] = []
         self._ratio: Tensor | None = None
         self._qbuf: Tensor | None = None
-        self._ebuf: Tensor | None = None
         prod: ProductLayer | None = None
         for ly in plan.layers:
             if isinstance(ly, ProductLayer):
@@ -234,40 +207,7 @@ class DevicePlan:
                     local[members] = np.arange(len(members))
                     grouped = np.where(grouped >= 0, local[np.maximum(grouped, 0)], -1)
                     parts.append(self._part(shape, p, blocks[members], grouped))
-        step = _SumStep(_i32(table, self.device), table.shape[1], parts)
-        big = [p for p in parts if not p.small]
-        if GATHER == "all" and big or GATHER == "auto" and any(p.G == 1 for p in big):
-            step.gather = self._gather(big, table)
-        return step
-
-    def _gather(self, parts: list[_SumPart], table: np.ndarray) -> _Gather:
-        """Element-flow buffer rows for ``parts`` (each block's chunks, or each sibling
-        group's: one row per chunk column) and each child's list of them."""
-        d = self.device
-        base = 0
-        elems = []  # the element slot of each buffer row
-        for p in parts:
-            nch = p.num_chunks.cpu().numpy()
-            cs = p.chunk_start.cpu().numpy()
-            if p.G > 1:  # one row set per sibling group: its first block's chunks
-                first = p.sib.cpu().numpy()[:, 0]
-                nch, cs = nch[first], cs[first]
-            live = np.arange(p.ncmax)[None, :] < nch[:, None]
-            ebase = np.zeros(live.shape, np.int64)
-            ebase[live] = base + p.shape.C * np.arange(int(live.sum()))
-            base += p.shape.C * int(live.sum())
-            p.ebase = _i32(ebase, d)
-            elems.append((cs[live][:, None] + np.arange(p.shape.C)[None, :]).reshape(-1))
-        slot = np.concatenate(elems)
-        kids = table[np.minimum(slot, len(table) - 1)]  # [rows, fanin]
-        row = np.repeat(np.arange(len(slot)), kids.shape[1])
-        kid = kids.reshape(-1)
-        real = (kid != 0) & (kid != self.neg)
-        row, kid = row[real], kid[real]
-        order = np.argsort(kid, kind="stable")
-        row, kid = row[order], kid[order]
-        child, first, deg = np.unique(kid, return_index=True, return_counts=True)
-        return _Gather(_i32(child, d), _i32(first, d), _i32(deg, d), _i32(row, d), base)
+        return _SumStep(_i32(table, self.device), table.shape[1], parts)
 
     def _part(self, shape: SumShape, p: SumPartition, blocks: np.ndarray,
               sib: np.ndarray, small: bool = False) -> _SumPart:
@@ -366,11 +306,8 @@ class DevicePlan:
             pgrad.zero_()
         scratch, qbuf = self.ratio_buffers(stride, rows=not inplace)
         rbuf = node if inplace else scratch
-        ebuf = self.gather_buffer(stride)
         for step in reversed(self.steps):
             for p in step.parts:
-                gather = p.ebase is not None
-                ebase = p.ebase if gather else p.num_chunks  # (a stand-in, not read)
                 B = p.shape.B
                 # element flows by sum_eflow (sibling groups; every block with
                 # PCCC_TRITON_EFLOW=all) or scattered by sum_bwd itself
@@ -391,24 +328,16 @@ class DevicePlan:
                         (p.sib.shape[0], p.shape.NC, triton_cdiv(batch, be))](
                         node, flow, w, step.children, step.row, p.sib, p.node_start,
                         p.chunk_start, p.param_start, p.num_chunks, batch, stride, UNALIGNED,
-                        rbuf, rstart, qbuf, ebuf, ebase, G=p.G, BT=be, EBUF=gather,
-                        num_warps=TILES["weflow"])
+                        rbuf, rstart, qbuf, G=p.G, BT=be, num_warps=TILES["weflow"])
                 bt = BT_WIDE if p.shape.fanin > 8 else TILES["bwd" if eflow else "bwds"]
                 tiles = triton_cdiv(batch, bt)
                 splits = min(tiles, triton_cdiv(self.programs, p.nb * p.shape.NC))
                 getattr(self.k, f"sum_bwd_{p.shape.tag}")[(p.nb, p.shape.NC, splits)](
                     node, flow, w, pgrad, flows, scale, flag, step.children, step.row,
                     p.node_start, p.chunk_start, p.param_start, p.num_chunks, batch, stride,
-                    splits, triton_cdiv(tiles, splits), UNALIGNED, rbuf, rstart, qbuf, ebuf,
-                    ebase, BT=bt, SCATTER=not eflow, EMW=em_direct, RATIO=ratio, EBUF=gather,
+                    splits, triton_cdiv(tiles, splits), UNALIGNED, rbuf, rstart, qbuf, BT=bt,
+                    SCATTER=not eflow, EMW=em_direct, RATIO=ratio,
                     num_warps=TILES["wbwd" if eflow else "wbwds"])
-            g = step.gather
-            if g is not None:  # after every part of the layer: its element flows are stored
-                n = g.child.shape[0]
-                bg = self.fill(BT_FWD, triton_cdiv(n, GATHER_ROWS), batch)
-                self.k.flow_gather[(triton_cdiv(n, GATHER_ROWS), triton_cdiv(batch, bg))](
-                    flow, ebuf, g.child, g.poff, g.pdeg, g.plist, n, batch, stride,
-                    R=GATHER_ROWS, BT=bg)
 
     def fill(self, cols: int, others: int, batch: int) -> int:
         """Batch columns per program: ``cols``, halved (down to 16) while a launch of
@@ -418,20 +347,6 @@ class DevicePlan:
             while cols > 16 and others * triton_cdiv(batch, cols) < self.programs:
                 cols //= 2
         return cols
-
-    def gather_buffer(self, stride: int) -> Tensor:
-        """``[rows of the largest gathering layer, stride]`` element flows (kept per stride;
-        a 1-element stand-in where no layer gathers)."""
-        rows = max([st.gather.rows for st in self.steps if st.gather is not None] + [0])
-        if not rows:
-            if self._qbuf is None:
-                self.ratio_buffers(stride, rows=False)
-            assert self._qbuf is not None
-            return self._qbuf[:1, :1]
-        if self._ebuf is None or self._ebuf.shape[1] != stride:
-            self._ebuf = None
-            self._ebuf = torch.empty((rows, stride), dtype=torch.float32, device=self.device)
-        return self._ebuf
 
     def ratio_buffers(self, stride: int, rows: bool = True) -> tuple[Tensor, Tensor]:
         """Scratch for ``flow_ratio``: ``[rows of the largest part, stride]`` ratios (only

@@ -75,33 +75,6 @@ def flow_ratio(node, flow, node_start, rbuf, rstart, qbuf, batch, stride, B: tl.
     tl.store(qbuf + blk.to(tl.int64) * stride + cols, qmax, mask=cmask)
 
 
-@triton.jit(do_not_specialize=["n", "batch"])
-def flow_gather(flow, ebuf, child, poff, pdeg, plist, n, batch, stride, R: tl.constexpr,
-                BT: tl.constexpr):
-    """A layer's element flows (ebuf rows, stored by its backward kernels) added to their
-    children: flow[child[i]] += sum_j ebuf[plist[poff[i] + j]] over j < pdeg[i]. Each child
-    is one program's row, so a load and a store add (no atomics)."""
-    i = tl.program_id(0) * R + tl.arange(0, R)
-    imask = i < n
-    cols = tl.program_id(1) * BT + tl.arange(0, BT)
-    cmask = cols < batch
-    o = tl.load(poff + i, mask=imask, other=0)
-    d = tl.load(pdeg + i, mask=imask, other=0)
-    acc = tl.zeros([R, BT], tl.float32)
-    j = 0
-    dmax = tl.max(d, axis=0)
-    while j < dmax:  # a while loop: the interpreter cannot range() a run-time bound
-        live = j < d
-        e = tl.load(plist + o + j, mask=live, other=0).to(tl.int64)
-        acc += tl.load(ebuf + e[:, None] * stride + cols[None, :],
-                       mask=live[:, None] & cmask[None, :], other=0.0)
-        j += 1
-    ptr = flow + tl.load(child + i, mask=imask, other=0).to(tl.int64)[:, None] * stride + \
-        cols[None, :]
-    m = imask[:, None] & cmask[None, :]
-    tl.store(ptr, tl.load(ptr, mask=m, other=0.0) + acc, mask=m)
-
-
 @triton.jit
 def _scatter(flow, children, e, emask, cols, cmask, stride, val, FANIN: tl.constexpr, row,
              unaligned):
@@ -163,16 +136,13 @@ SUM_BWD = Template('''
 @triton.jit(do_not_specialize=["batch", "splits", "per", "unaligned"])
 def $name(node, flow, weights, pgrad, pflow, scale, flag, children, row, node_start, chunk_start,
         param_start, num_chunks, batch, stride, splits, per, unaligned, rbuf, rstart, qbuf,
-        ebuf, ebase, BT: tl.constexpr, SCATTER: tl.constexpr, EMW: tl.constexpr,
-        RATIO: tl.constexpr, EBUF: tl.constexpr):
+        BT: tl.constexpr, SCATTER: tl.constexpr, EMW: tl.constexpr, RATIO: tl.constexpr):
     """Backward of sum partition B=$B C=$C fan-in $F. Program (block, chunk, split) walks the
     batch tiles split, split + splits, ... (per of them): element flows scattered to the
     product children; the chunk's weight gradients sum_b scale_b f_rb exp(e_cb - s_rb) summed
     over its tiles in registers, then added once (one atomic per weight and split, not per
     batch tile); when flag[0] != 0 (EM statistics under a non-uniform scale) also the EM
-    flows w_rc sum_b f_rb exp(e_cb - s_rb) into pflow. EBUF: the element flows are stored
-    into rows ebase[blk, k] + c of ebuf (the layer's gather adds them to the children)
-    instead of scattered."""
+    flows w_rc sum_b f_rb exp(e_cb - s_rb) into pflow."""
     blk = tl.program_id(0)
     k = tl.program_id(1)
     nch = tl.load(num_chunks + blk)
@@ -195,8 +165,6 @@ def $name(node, flow, weights, pgrad, pflow, scale, flag, children, row, node_st
             two = False
         else:
             two = tl.load(flag) != 0
-        if EBUF:
-            erow = (tl.load(ebase + blk * $NC + k) + cc).to(tl.int64)[:, None] * stride
         g = tl.zeros([$BP, $CP], tl.float32)
         g1 = tl.zeros([$BP, $CP], tl.float32)
         it = 0
@@ -217,12 +185,8 @@ def $name(node, flow, weights, pgrad, pflow, scale, flag, children, row, node_st
             x = tl.where(real[:, None] & (elem > float("-inf")), x, 0.0)
             if SCATTER:  # else the element flows are sum_eflow's (blocks that share elements)
                 tt = $mix_bwd
-                if EBUF:
-                    tl.store(ebuf + erow + cols[None, :], tt * x,
-                             mask=ccmask[:, None] & cmask[None, :])
-                else:
-                    _scatter(flow, children, e, ccmask, cols, cmask, stride, tt * x, $F, row,
-                             unaligned)
+                _scatter(flow, children, e, ccmask, cols, cmask, stride, tt * x, $F, row,
+                         unaligned)
             g += $mix_grad
             if two:  # EM flows need their own sum when examples weigh differently
                 g1 += $mix_flow
@@ -238,12 +202,11 @@ SUM_EFLOW = Template('''
 
 @triton.jit(do_not_specialize=["batch", "unaligned"])
 def $name(node, flow, weights, children, row, sib, node_start, chunk_start, param_start,
-        num_chunks, batch, stride, unaligned, rbuf, rstart, qbuf, ebuf, ebase,
-        G: tl.constexpr, BT: tl.constexpr, EBUF: tl.constexpr):
+        num_chunks, batch, stride, unaligned, rbuf, rstart, qbuf, G: tl.constexpr,
+        BT: tl.constexpr):
     """Element flows of chunk k of the sibling blocks sib[grp, :G] (blocks of one sum vector:
     same elements, B=$B rows each, C=$C, fan-in $F): sum_j W_j^T (f_j / s_j) over the siblings
-    with a running per-column max, times exp(e), scattered once to the product children (EBUF:
-    stored into rows ebase[grp, k] + c of ebuf instead, for the layer's gather)."""
+    with a running per-column max, times exp(e), scattered once to the product children."""
     grp = tl.program_id(0)
     k = tl.program_id(1)
     cols = tl.program_id(2) * BT + tl.arange(0, BT)
@@ -281,12 +244,7 @@ def $name(node, flow, weights, children, row, sib, node_start, chunk_start, para
         elem = _elements(node, children, e, ccmask, cols, cmask, stride, $F, row)
         x = tl.exp(tl.minimum(elem + qs[None, :], $cap))
         x = tl.where(elem > float("-inf"), x, 0.0)
-        if EBUF:
-            erow = (tl.load(ebase + grp * $NC + k) + cc).to(tl.int64)[:, None] * stride
-            tl.store(ebuf + erow + cols[None, :], acc * x, mask=ccmask[:, None] & cmask[None, :])
-        else:
-            _scatter(flow, children, e, ccmask, cols, cmask, stride, acc * x, $F, row,
-                     unaligned)
+        _scatter(flow, children, e, ccmask, cols, cmask, stride, acc * x, $F, row, unaligned)
 ''')
 
 #: tensor-core mixes; ``$ip`` is the dot's input precision ("tf32" or "ieee")
