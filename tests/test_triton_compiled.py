@@ -100,6 +100,26 @@ def test_mixed_fanin_blocks_share_a_kernel(split, monkeypatch):
     _grads_and_em(c, x, 2e-4, weighted=True)
 
 
+def test_wide_products_keep_their_own_kernel():
+    """A layer mixing products of 10 and 9 children in one vector (the loop over children, not
+    unrolled, with a padding child) with products of 2 and 3: the narrow blocks share one
+    kernel, the wide one has its own."""
+    from pccc.ir import CircuitBuilder
+
+    b = CircuitBuilder(rng=np.random.default_rng(4))
+    leaves = [b.input(v, "categorical", n=16, card=3) for v in range(15)]
+    vecs = [b.sum([b.product(leaves[0:2])], n=16), b.sum([b.product(leaves[2:5])], n=16),
+            b.sum([b.product(leaves[5:15]), b.product(leaves[6:15])], n=16)]
+    c = b.build(b.sum([b.product(vecs)], n=1), num_vars=15)
+    tri = pccc.compile(c, backend="triton", device=DEV)
+    fanins = [sorted(p.shape.fanin for p in st.parts) for st in tri.dp.steps]
+    assert [3, 10] in fanins, fanins
+    rng = np.random.default_rng(10)
+    x = rng.integers(0, 3, size=(17, 15))
+    x[rng.random(x.shape) < 0.2] = -1
+    _grads_and_em(c, x, 2e-4, weighted=True)
+
+
 def test_batch_size_change_reuses_kernels():
     tri, _ = _pair(_dense_circuit())
     rng = np.random.default_rng(4)
