@@ -29,6 +29,13 @@ PRECISIONS = ("tf32", "fp32", "bf16")
 EXP_CAP = 80.0
 
 
+#: the fan-in up to which a partition's blocks share one kernel (unrolled children loads;
+#: padding children are skipped, not loaded): ``PCCC_TRITON_FANIN_SPLIT=1`` gives every
+#: fan-in its own kernel and launch, as before
+NARROW = 8
+FANIN_SPLIT = os.environ.get("PCCC_TRITON_FANIN_SPLIT", "") == "1"
+
+
 def pow2ceil(x: int) -> int:
     return 1 << max(0, int(x - 1).bit_length())
 
@@ -52,6 +59,11 @@ class SumShape:
     def uses_dot(self) -> bool:
         return self.B >= 16 and self.C >= 16
 
+    @property
+    def wide(self) -> bool:
+        """products wider than ``NARROW``: a loop over children, not unrolled code"""
+        return self.fanin > NARROW
+
 
 def layer_fanin(layer: ProductLayer) -> int:
     """Fan-in of the layer's dense children table (at least 1)."""
@@ -70,13 +82,6 @@ def children_table(layer: ProductLayer, neg: int) -> np.ndarray:
         table[p.elem_start: p.elem_start + p.num_elems, :] = 0
         table[p.elem_start: p.elem_start + p.num_elems, : rows.shape[1]] = rows
     return table
-
-
-#: the fan-in up to which a partition's blocks share one kernel (unrolled children loads;
-#: padding children are skipped, not loaded): ``PCCC_TRITON_FANIN_SPLIT=1`` gives every
-#: fan-in its own kernel and launch, as before
-NARROW = 8
-FANIN_SPLIT = os.environ.get("PCCC_TRITON_FANIN_SPLIT", "") == "1"
 
 
 def split_by_fanin(part: SumPartition, table: np.ndarray) -> list[tuple[SumShape, np.ndarray]]:
@@ -148,7 +153,8 @@ def render(plan: KernelPlan, precision: str, plan_hash: str = "",
     """The generated module's source text."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
-    parts = [Template(T.HEADER).substitute(plan_hash=plan_hash, precision=precision)]
+    parts = [Template(T.HEADER).substitute(plan_hash=plan_hash, precision=precision,
+                                           narrow=NARROW)]
     for s in sum_shapes(plan) if shapes is None else shapes:
         # the tensor-core path needs dims >= 16; smaller tiles use the broadcast path
         BP, CP = (max(16, pow2ceil(s.B)), max(16, pow2ceil(s.C))) if s.uses_dot else \

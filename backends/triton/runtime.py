@@ -51,8 +51,8 @@ UNALIGNED = 0
 #: one launch instead of two or three, for the small layers of deep trees where launches, not
 #: work, take the time (``PCCC_TRITON_SMALL``)
 SMALL = int(os.environ.get("PCCC_TRITON_SMALL", str(1 << 17)))
-#: batch columns per program of kernels over wide products (fan-in > 8: an HCLT root with a
-#: hundred children): few blocks, so narrower tiles give the card more programs
+#: batch columns per program of kernels over wide products (``SumShape.wide``: an HCLT root
+#: with a hundred children): few blocks, so narrower tiles give the card more programs
 BT_WIDE = 16
 
 
@@ -283,7 +283,7 @@ class DevicePlan:
         stride = node.shape[1]
         for step in self.steps:
             for p in step.parts:
-                bt = BT_WIDE if p.shape.fanin > 8 else self.fill(TILES["fwd"], p.nb, batch)
+                bt = BT_WIDE if p.shape.wide else self.fill(TILES["fwd"], p.nb, batch)
                 getattr(self.k, f"sum_fwd_{p.shape.tag}")[(p.nb, triton_cdiv(batch, bt))](
                     node, w, step.children, step.row, p.node_start, p.chunk_start,
                     p.param_start, p.num_chunks, batch, stride, BT=bt,
@@ -322,14 +322,14 @@ class DevicePlan:
                         node, flow, p.node_start, rbuf, rstart, qbuf, batch, stride, B=B,
                         BP=1 << max(0, (B - 1).bit_length()), BT=br)
                 if eflow:
-                    be = BT_WIDE if p.shape.fanin > 8 else \
+                    be = BT_WIDE if p.shape.wide else \
                         self.fill(TILES["eflow"], p.sib.shape[0] * p.shape.NC, batch)
                     getattr(self.k, f"sum_eflow_{p.shape.tag}")[
                         (p.sib.shape[0], p.shape.NC, triton_cdiv(batch, be))](
                         node, flow, w, step.children, step.row, p.sib, p.node_start,
                         p.chunk_start, p.param_start, p.num_chunks, batch, stride, UNALIGNED,
                         rbuf, rstart, qbuf, G=p.G, BT=be, num_warps=TILES["weflow"])
-                bt = BT_WIDE if p.shape.fanin > 8 else TILES["bwd" if eflow else "bwds"]
+                bt = BT_WIDE if p.shape.wide else TILES["bwd" if eflow else "bwds"]
                 tiles = triton_cdiv(batch, bt)
                 splits = min(tiles, triton_cdiv(self.programs, p.nb * p.shape.NC))
                 getattr(self.k, f"sum_bwd_{p.shape.tag}")[(p.nb, p.shape.NC, splits)](

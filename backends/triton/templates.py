@@ -29,7 +29,7 @@ def _elements(node, children, e, emask, cols, cmask, stride, FANIN: tl.constexpr
     log-values (children rows have `row` entries, the real ones first; padding children are
     slot 0, log 1, and are not loaded); -inf where emask is off."""
     acc = tl.zeros([e.shape[0], cols.shape[0]], tl.float32)
-    if FANIN <= 8:
+    if FANIN <= $narrow:
         for j in tl.static_range(FANIN):
             ch = tl.load(children + e.to(tl.int64) * row + j, mask=emask, other=0)
             ptr = node + ch.to(tl.int64)[:, None] * stride + cols[None, :]
@@ -84,7 +84,7 @@ def _scatter(flow, children, e, emask, cols, cmask, stride, val, FANIN: tl.const
     scalar atomics that leave gaps across the warp; with one column per thread a warp's
     atomics cover 128 contiguous bytes (see docs/benchmarks.md, notes log). Padding children
     (slot 0) get nothing: their flows are never read."""
-    if FANIN <= 8:
+    if FANIN <= $narrow:
         for j in tl.static_range(FANIN):
             ch = tl.load(children + e.to(tl.int64) * row + j, mask=emask, other=0)
             ptr = flow + unaligned + ch.to(tl.int64)[:, None] * stride + cols[None, :]
