@@ -51,6 +51,9 @@ UNALIGNED = 0
 #: one launch instead of two or three, for the small layers of deep trees where launches, not
 #: work, take the time (``PCCC_TRITON_SMALL``)
 SMALL = int(os.environ.get("PCCC_TRITON_SMALL", str(1 << 17)))
+#: element flows stored, not added, where a child row has one writer (``PCCC_TRITON_STORE=0``:
+#: atomics everywhere and the whole flow buffer zeroed per pass, as before)
+STORE = os.environ.get("PCCC_TRITON_STORE", "1") != "0"
 #: batch columns per program of kernels over wide products (``SumShape.wide``: an HCLT root
 #: with a hundred children): few blocks, so narrower tiles give the card more programs
 BT_WIDE = 16
@@ -79,6 +82,9 @@ class _SumPart:
     """at most ``SMALL`` weights: one backward launch, ratios inline"""
     rbase: Tensor | None = None
     """``[nb]`` each block's first row in the flow-ratio scratch (``arange(nb) * B``)"""
+    atomic: bool = True
+    """its element flows are added atomically (some child row has another writer); False:
+    stored (see :func:`flow_writers`)"""
 
 
 def sibling_table(chunk_start: np.ndarray, num_chunks: np.ndarray, table: np.ndarray,
@@ -176,6 +182,12 @@ class DevicePlan:
                 assert isinstance(ly, SumLayer) and prod is not None
                 self.steps.append(self._step(prod, ly))
         self.inputs = [self._input(ly) for ly in plan.input_layers]
+        #: flow rows a pass must zero first (None: all of them)
+        self.zero_rows: Tensor | None = None
+        if STORE:
+            rows = flow_writers(self.steps, self.rows)
+            if rows is not None:
+                self.zero_rows = torch.from_numpy(rows.astype(np.int64)).to(device)
         self.group_size = _i32(plan.group_size, device)
         self.num_groups = len(plan.group_size)
         tiles, mixed = group_tiles(plan.param_group)
@@ -300,7 +312,10 @@ class DevicePlan:
         kernel reads them; 41 MiB of scratch less on HCLT-256): the buffer no longer holds
         the forward's values afterwards."""
         stride = node.shape[1]
-        flow.zero_()
+        if self.zero_rows is None:
+            flow.zero_()
+        elif self.zero_rows.numel():  # the rows that atomics add to; the rest are stored
+            flow.index_fill_(0, self.zero_rows, 0.0)
         flow[self.plan.root_slot, :batch] = 1.0
         if not em_direct:
             pgrad.zero_()
@@ -328,7 +343,8 @@ class DevicePlan:
                         (p.sib.shape[0], p.shape.NC, triton_cdiv(batch, be))](
                         node, flow, w, step.children, step.row, p.sib, p.node_start,
                         p.chunk_start, p.param_start, p.num_chunks, batch, stride, UNALIGNED,
-                        rbuf, rstart, qbuf, G=p.G, BT=be, num_warps=TILES["weflow"])
+                        rbuf, rstart, qbuf, G=p.G, BT=be, ATOMIC=p.atomic,
+                        num_warps=TILES["weflow"])
                 bt = BT_WIDE if p.shape.wide else TILES["bwd" if eflow else "bwds"]
                 tiles = triton_cdiv(batch, bt)
                 splits = min(tiles, triton_cdiv(self.programs, p.nb * p.shape.NC))
@@ -336,7 +352,7 @@ class DevicePlan:
                     node, flow, w, pgrad, flows, scale, flag, step.children, step.row,
                     p.node_start, p.chunk_start, p.param_start, p.num_chunks, batch, stride,
                     splits, triton_cdiv(tiles, splits), UNALIGNED, rbuf, rstart, qbuf, BT=bt,
-                    SCATTER=not eflow, EMW=em_direct, RATIO=ratio,
+                    SCATTER=not eflow, EMW=em_direct, RATIO=ratio, ATOMIC=p.atomic,
                     num_warps=TILES["wbwd" if eflow else "wbwds"])
 
     def fill(self, cols: int, others: int, batch: int) -> int:
@@ -457,6 +473,48 @@ class DevicePlan:
     @property
     def tile_grid(self) -> tuple[int]:
         return (triton_cdiv(self.tiles.numel(), WTILES),)
+
+
+def scatter_units(p: _SumPart) -> np.ndarray:
+    """The blocks whose chunks' element flows are scattered by one program each: a sibling
+    group's first block (``sum_eflow``), else every block (``sum_bwd`` itself)."""
+    return p.sib.cpu().numpy()[:, 0] if (p.G > 1 or EFLOW_ALL) else np.arange(p.nb)
+
+
+def flow_writers(steps: list[_SumStep], rows: int) -> np.ndarray | None:
+    """Which scatters may store instead of add: counts, over the whole backward pass, how many
+    element flows each node row receives (padding children, slot 0, and ``NEG`` left out), and
+    marks a part atomic when one of its children rows receives more than one. Returns the rows
+    the atomic parts add to (each pass zeroes them first; the stored rows are overwritten, and
+    rows nobody writes keep the buffer's initial zeros), or None where that is most rows
+    (then the whole buffer is zeroed, one fill)."""
+    count = np.zeros(rows, np.int64)
+    kids_of: list[np.ndarray] = []
+    for st in steps:
+        table = st.children.cpu().numpy()
+        for p in st.parts:
+            cs = p.chunk_start.cpu().numpy().reshape(p.nb, -1)
+            nc = p.num_chunks.cpu().numpy()
+            u = scatter_units(p)
+            e = cs[u][:, :, None] + np.arange(p.shape.C)  # [units, NC, C]
+            live = (np.arange(cs.shape[1])[None, :] < nc[u][:, None])[:, :, None] & \
+                (e < len(table))
+            kids = table[e[live], : p.shape.fanin].ravel()
+            kids = kids[(kids != 0) & (kids != rows - 1)]
+            count += np.bincount(kids, minlength=rows)
+            kids_of.append(kids)
+    parts = [p for st in steps for p in st.parts]
+    zero = []
+    for p, kids in zip(parts, kids_of):
+        p.atomic = bool((count[kids] > 1).any())
+        if p.atomic:
+            zero.append(kids)
+    out = np.unique(np.concatenate(zero)) if zero else np.zeros(0, np.int64)
+    if 2 * len(out) > rows:
+        for p in parts:
+            p.atomic = True  # the buffer is zeroed anyway: keep one kind of kernel
+        return None
+    return out
 
 
 def triton_cdiv(a: int, b: int) -> int:

@@ -77,23 +77,35 @@ def flow_ratio(node, flow, node_start, rbuf, rstart, qbuf, batch, stride, B: tl.
 
 @triton.jit
 def _scatter(flow, children, e, emask, cols, cmask, stride, val, FANIN: tl.constexpr, row,
-             unaligned):
-    """Add element flows val [CP, BT] to the flows of each element's children. `unaligned`
-    is a run-time 0 added to the addresses: it hides their alignment from the compiler,
+             unaligned, ATOMIC: tl.constexpr):
+    """Add element flows val [CP, BT] to the flows of each element's children, or (ATOMIC
+    off: every child row of these elements has this one writer in the whole backward pass)
+    store them, and the flow buffer's rows need no zeroing between passes. `unaligned` is a
+    run-time 0 added to the atomics' addresses: it hides their alignment from the compiler,
     whose coalescing would otherwise give each thread 4 neighbouring columns, lowered as 4
     scalar atomics that leave gaps across the warp; with one column per thread a warp's
     atomics cover 128 contiguous bytes (see docs/benchmarks.md, notes log). Padding children
     (slot 0) get nothing: their flows are never read."""
     if FANIN <= $narrow:
         for j in tl.static_range(FANIN):
-            ch = tl.load(children + e.to(tl.int64) * row + j, mask=emask, other=0)
-            ptr = flow + unaligned + ch.to(tl.int64)[:, None] * stride + cols[None, :]
-            tl.atomic_add(ptr, val, mask=(ch != 0)[:, None] & cmask[None, :], sem="relaxed")
+            _scatter_child(flow, children, e, emask, cols, cmask, stride, val, j, row,
+                           unaligned, ATOMIC)
     else:
         for j in range(FANIN):
-            ch = tl.load(children + e.to(tl.int64) * row + j, mask=emask, other=0)
-            ptr = flow + unaligned + ch.to(tl.int64)[:, None] * stride + cols[None, :]
-            tl.atomic_add(ptr, val, mask=(ch != 0)[:, None] & cmask[None, :], sem="relaxed")
+            _scatter_child(flow, children, e, emask, cols, cmask, stride, val, j, row,
+                           unaligned, ATOMIC)
+
+
+@triton.jit
+def _scatter_child(flow, children, e, emask, cols, cmask, stride, val, j, row, unaligned,
+                   ATOMIC: tl.constexpr):
+    ch = tl.load(children + e.to(tl.int64) * row + j, mask=emask, other=0)
+    off = ch.to(tl.int64)[:, None] * stride + cols[None, :]
+    mask = (ch != 0)[:, None] & cmask[None, :]
+    if ATOMIC:
+        tl.atomic_add(flow + unaligned + off, val, mask=mask, sem="relaxed")
+    else:
+        tl.store(flow + off, val, mask=mask)
 '''
 
 SUM_FWD = Template('''
@@ -136,7 +148,8 @@ SUM_BWD = Template('''
 @triton.jit(do_not_specialize=["batch", "splits", "per", "unaligned"])
 def $name(node, flow, weights, pgrad, pflow, scale, flag, children, row, node_start, chunk_start,
         param_start, num_chunks, batch, stride, splits, per, unaligned, rbuf, rstart, qbuf,
-        BT: tl.constexpr, SCATTER: tl.constexpr, EMW: tl.constexpr, RATIO: tl.constexpr):
+        BT: tl.constexpr, SCATTER: tl.constexpr, EMW: tl.constexpr, RATIO: tl.constexpr,
+        ATOMIC: tl.constexpr):
     """Backward of sum partition B=$B C=$C fan-in $F. Program (block, chunk, split) walks the
     batch tiles split, split + splits, ... (per of them): element flows scattered to the
     product children; the chunk's weight gradients sum_b scale_b f_rb exp(e_cb - s_rb) summed
@@ -186,7 +199,7 @@ def $name(node, flow, weights, pgrad, pflow, scale, flag, children, row, node_st
             if SCATTER:  # else the element flows are sum_eflow's (blocks that share elements)
                 tt = $mix_bwd
                 _scatter(flow, children, e, ccmask, cols, cmask, stride, tt * x, $F, row,
-                         unaligned)
+                         unaligned, ATOMIC)
             g += $mix_grad
             if two:  # EM flows need their own sum when examples weigh differently
                 g1 += $mix_flow
@@ -203,7 +216,7 @@ SUM_EFLOW = Template('''
 @triton.jit(do_not_specialize=["batch", "unaligned"])
 def $name(node, flow, weights, children, row, sib, node_start, chunk_start, param_start,
         num_chunks, batch, stride, unaligned, rbuf, rstart, qbuf, G: tl.constexpr,
-        BT: tl.constexpr):
+        BT: tl.constexpr, ATOMIC: tl.constexpr):
     """Element flows of chunk k of the sibling blocks sib[grp, :G] (blocks of one sum vector:
     same elements, B=$B rows each, C=$C, fan-in $F): sum_j W_j^T (f_j / s_j) over the siblings
     with a running per-column max, times exp(e), scattered once to the product children."""
@@ -244,7 +257,8 @@ def $name(node, flow, weights, children, row, sib, node_start, chunk_start, para
         elem = _elements(node, children, e, ccmask, cols, cmask, stride, $F, row)
         x = tl.exp(tl.minimum(elem + qs[None, :], $cap))
         x = tl.where(elem > float("-inf"), x, 0.0)
-        _scatter(flow, children, e, ccmask, cols, cmask, stride, acc * x, $F, row, unaligned)
+        _scatter(flow, children, e, ccmask, cols, cmask, stride, acc * x, $F, row, unaligned,
+                 ATOMIC)
 ''')
 
 #: tensor-core mixes; ``$ip`` is the dot's input precision ("tf32" or "ieee")
