@@ -34,11 +34,12 @@ def _elements(node, children, e, emask, cols, cmask, stride, FANIN: tl.constexpr
             ch = tl.load(children + e.to(tl.int64) * row + j, mask=emask, other=0)
             ptr = node + ch.to(tl.int64)[:, None] * stride + cols[None, :]
             acc += tl.load(ptr, mask=(ch != 0)[:, None] & cmask[None, :], other=0.0)
-    else:  # wide products (a tree node with many children): a loop, not unrolled code
-        for j in range(FANIN):
-            ch = tl.load(children + e.to(tl.int64) * row + j, mask=emask, other=0)
-            ptr = node + ch.to(tl.int64)[:, None] * stride + cols[None, :]
-            acc += tl.load(ptr, mask=(ch != 0)[:, None] & cmask[None, :], other=0.0)
+    else:  # wide products (a tree node with many children): a loop over groups of children
+        for j0 in range(0, FANIN, $narrow):  # each group's loads are independent: in flight
+            ch = _children_group(children, e, emask, row, j0, FANIN)  # together, not one by one
+            ptr = node + ch.to(tl.int64)[:, :, None] * stride + cols[None, None, :]
+            acc += tl.sum(tl.load(ptr, mask=(ch != 0)[:, :, None] & cmask[None, None, :],
+                                  other=0.0), axis=1)
     return tl.where(emask[:, None], acc, float("-inf"))
 
 
@@ -90,10 +91,25 @@ def _scatter(flow, children, e, emask, cols, cmask, stride, val, FANIN: tl.const
         for j in tl.static_range(FANIN):
             _scatter_child(flow, children, e, emask, cols, cmask, stride, val, j, row,
                            unaligned, ATOMIC)
-    else:
-        for j in range(FANIN):
-            _scatter_child(flow, children, e, emask, cols, cmask, stride, val, j, row,
-                           unaligned, ATOMIC)
+    else:  # groups of children, as in _elements
+        for j0 in range(0, FANIN, $narrow):
+            ch = _children_group(children, e, emask, row, j0, FANIN)
+            off = ch.to(tl.int64)[:, :, None] * stride + cols[None, None, :]
+            mask = (ch != 0)[:, :, None] & cmask[None, None, :]
+            v = tl.broadcast_to(val[:, None, :], [val.shape[0], $narrow, val.shape[1]])
+            if ATOMIC:
+                tl.atomic_add(flow + unaligned + off, v, mask=mask, sem="relaxed")
+            else:
+                tl.store(flow + off, v, mask=mask)
+
+
+@triton.jit
+def _children_group(children, e, emask, row, j0, FANIN: tl.constexpr):
+    """Children j0 .. j0 + $narrow - 1 of elements e: [CP, $narrow] node slots (0 past FANIN
+    or where emask is off)."""
+    j = j0 + tl.arange(0, $narrow)
+    return tl.load(children + e.to(tl.int64)[:, None] * row + j[None, :],
+                   mask=emask[:, None] & (j < FANIN)[None, :], other=0)
 
 
 @triton.jit
