@@ -182,16 +182,19 @@ def table(rows: list[dict]) -> None:
     pj = {(r["name"].replace("-L", "").lower(), r["cudagraph"]): r for r in rows
           if r["kind"] == "pyjuice"}
     print(f"{'workload':10} {'edges':>10} {'epoch s':>8} {'PJ cg':>7} {'ratio':>6} "
-          f"{'compile':>8} {'PJ cmp':>7} {'peak GiB':>8} {'PJ GiB':>7} {'1st ep':>7}")
+          f"{'PJ pln':>7} {'ratio':>6} {'compile':>8} {'PJ cmp':>7} {'peak GiB':>8} "
+          f"{'PJ GiB':>7} {'1st ep':>7}")
     for r in rows:
         if r["kind"] != "ours":
             continue
         p = pj.get((r["name"], True), {})
         pe, pc, pm = p.get("epoch_s"), p.get("compile_s"), p.get("peak_gib")
         ratio = f"{r['epoch_s'] / pe:.2f}" if pe else "-"
+        plain = pj.get((r["name"], False), {}).get("epoch_s")  # PyJuice without graphs
+        ratio_p = f"{r['epoch_s'] / plain:.2f}" if plain else "-"
         print(f"{r['name']:10} {r['num_edges']:>10} {r['epoch_s']:>8} {pe or '-':>7} "
-              f"{ratio:>6} {r['compile_s']:>8} {pc or '-':>7} {r['peak_gib']:>8} "
-              f"{pm or '-':>7} {r['first_epoch_s']:>7}")
+              f"{ratio:>6} {plain or '-':>7} {ratio_p:>6} {r['compile_s']:>8} {pc or '-':>7} "
+              f"{r['peak_gib']:>8} {pm or '-':>7} {r['first_epoch_s']:>7}")
     for r in rows:
         if r["kind"] == "check":
             print(f"check {r['case']:11} {r['precision']:5} ll {r['ll_rel']:.1e} "
