@@ -123,12 +123,26 @@ def test_flows_stored_or_added_across_passes(store, monkeypatch):
     parts = [p for s in model.dp.steps for p in s.parts]
     if store:  # leaves 2 and 3 feed two products each; every other row has one parent
         assert {p.atomic for p in parts} == {True, False}
-        assert 0 < model.dp.zero_rows.numel() < model.dp.rows
+        start, count = (t.cpu().numpy() for t in model.dp.zero_tiles)
+        assert 0 < count.sum() < model.dp.rows
     else:
-        assert all(p.atomic for p in parts) and model.dp.zero_rows is None
+        assert all(p.atomic for p in parts) and model.dp.zero_tiles is None
     rng = np.random.default_rng(11)
     for n in (23, 9):
         x = rng.integers(0, 5, size=(n, 4))
         x[rng.random(x.shape) < 0.2] = -1
         model.zero_grad()
         _check_all(plan, x, model, rng)
+
+
+@given(st.lists(st.integers(0, 300), max_size=60), st.integers(1, 9))
+def test_row_tiles_cover_exactly_the_rows(rows, size):
+    """``row_tiles``: runs of consecutive rows in tiles of at most ``size``; their union is
+    the set of rows, with no row twice (brute force)."""
+    from pccc.backends.triton.runtime import row_tiles
+
+    want = sorted(set(rows))
+    start, count = row_tiles(np.array(want, np.int64), size)
+    assert ((count >= 1) & (count <= size)).all()
+    got = [int(s) + i for s, c in zip(start, count) for i in range(int(c))]
+    assert got == want

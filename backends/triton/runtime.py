@@ -54,6 +54,12 @@ SMALL = int(os.environ.get("PCCC_TRITON_SMALL", str(1 << 17)))
 #: element flows stored, not added, where a child row has one writer (``PCCC_TRITON_STORE=0``:
 #: atomics everywhere and the whole flow buffer zeroed per pass, as before)
 STORE = os.environ.get("PCCC_TRITON_STORE", "1") != "0"
+#: parts of at most two chunks compute their flow ratios inline in every kernel that reads
+#: them (``PCCC_TRITON_RATIO_INLINE=1``), not by a ``flow_ratio`` launch (small parts always do)
+RATIO_INLINE = os.environ.get("PCCC_TRITON_RATIO_INLINE", "0") == "1"
+#: rows and columns per program of ``zero_rows``
+ZERO_ROWS = 8
+ZERO_COLS = 512
 #: batch columns per program of kernels over wide products (``SumShape.wide``: an HCLT root
 #: with a hundred children): few blocks, so narrower tiles give the card more programs
 BT_WIDE = 16
@@ -182,12 +188,13 @@ class DevicePlan:
                 assert isinstance(ly, SumLayer) and prod is not None
                 self.steps.append(self._step(prod, ly))
         self.inputs = [self._input(ly) for ly in plan.input_layers]
-        #: flow rows a pass must zero first (None: all of them)
-        self.zero_rows: Tensor | None = None
+        #: flow rows a pass must zero first, as ``(first row, count <= ZERO_ROWS)`` tiles
+        #: (None: all of them)
+        self.zero_tiles: tuple[Tensor, Tensor] | None = None
         if STORE:
             rows = flow_writers(self.steps, self.rows)
             if rows is not None:
-                self.zero_rows = torch.from_numpy(rows.astype(np.int64)).to(device)
+                self.zero_tiles = tuple(_i32(a, device) for a in row_tiles(rows, ZERO_ROWS))
         self.group_size = _i32(plan.group_size, device)
         self.num_groups = len(plan.group_size)
         tiles, mixed = group_tiles(plan.param_group)
@@ -312,10 +319,12 @@ class DevicePlan:
         kernel reads them; 41 MiB of scratch less on HCLT-256): the buffer no longer holds
         the forward's values afterwards."""
         stride = node.shape[1]
-        if self.zero_rows is None:
+        if self.zero_tiles is None:
             flow.zero_()
-        elif self.zero_rows.numel():  # the rows that atomics add to; the rest are stored
-            flow.index_fill_(0, self.zero_rows, 0.0)
+        elif self.zero_tiles[0].numel():  # the rows that atomics add to; the rest are stored
+            start, count = self.zero_tiles
+            self.k.zero_rows[(start.numel(), triton_cdiv(batch, ZERO_COLS))](
+                flow, start, count, stride, batch, R=ZERO_ROWS, CB=ZERO_COLS)
         flow[self.plan.root_slot, :batch] = 1.0
         if not em_direct:
             pgrad.zero_()
@@ -327,9 +336,10 @@ class DevicePlan:
                 # element flows by sum_eflow (sibling groups; every block with
                 # PCCC_TRITON_EFLOW=all) or scattered by sum_bwd itself
                 eflow = p.G > 1 or EFLOW_ALL
-                # the ratios are read more than once: made once (unless the part is small and
-                # has at most two chunks: then recomputed, one launch less)
-                ratio = eflow or (p.shape.NC > 1 and not (p.small and p.shape.NC <= 2))
+                # the ratios are read more than once: made once (unless the part has at most
+                # two chunks and is small, or RATIO_INLINE: then recomputed, one launch less)
+                inline = p.shape.NC <= 2 and (p.small or RATIO_INLINE)
+                ratio = (eflow or p.shape.NC > 1) and not inline
                 rstart = p.node_start if inplace else p.rbase
                 if ratio:
                     br = self.fill(BT_FWD, p.nb, batch)
@@ -343,7 +353,7 @@ class DevicePlan:
                         (p.sib.shape[0], p.shape.NC, triton_cdiv(batch, be))](
                         node, flow, w, step.children, step.row, p.sib, p.node_start,
                         p.chunk_start, p.param_start, p.num_chunks, batch, stride, UNALIGNED,
-                        rbuf, rstart, qbuf, G=p.G, BT=be, ATOMIC=p.atomic,
+                        rbuf, rstart, qbuf, G=p.G, BT=be, ATOMIC=p.atomic, RATIO=ratio,
                         num_warps=TILES["weflow"])
                 bt = BT_WIDE if p.shape.wide else TILES["bwd" if eflow else "bwds"]
                 tiles = triton_cdiv(batch, bt)
@@ -515,6 +525,22 @@ def flow_writers(steps: list[_SumStep], rows: int) -> np.ndarray | None:
             p.atomic = True  # the buffer is zeroed anyway: keep one kind of kernel
         return None
     return out
+
+
+def row_tiles(rows: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct ``rows`` as tiles of consecutive rows: ``(first row, count)``, each
+    count at most ``size`` (a run of consecutive rows is cut into tiles)."""
+    rows = np.asarray(rows, np.int64)
+    if not len(rows):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    cut = np.flatnonzero(np.diff(rows) != 1) + 1
+    start = np.concatenate([[0], cut])
+    length = np.diff(np.concatenate([start, [len(rows)]]))
+    pieces = -(-length // size)
+    k = np.arange(pieces.sum()) - np.repeat(np.cumsum(pieces) - pieces, pieces)
+    first = np.repeat(start, pieces) + k * size
+    count = np.minimum(size, np.repeat(length, pieces) - k * size)
+    return rows[first], count
 
 
 def triton_cdiv(a: int, b: int) -> int:

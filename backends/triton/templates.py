@@ -232,7 +232,7 @@ SUM_EFLOW = Template('''
 @triton.jit(do_not_specialize=["batch", "unaligned"])
 def $name(node, flow, weights, children, row, sib, node_start, chunk_start, param_start,
         num_chunks, batch, stride, unaligned, rbuf, rstart, qbuf, G: tl.constexpr,
-        BT: tl.constexpr, ATOMIC: tl.constexpr):
+        BT: tl.constexpr, ATOMIC: tl.constexpr, RATIO: tl.constexpr):
     """Element flows of chunk k of the sibling blocks sib[grp, :G] (blocks of one sum vector:
     same elements, B=$B rows each, C=$C, fan-in $F): sum_j W_j^T (f_j / s_j) over the siblings
     with a running per-column max, times exp(e), scattered once to the product children."""
@@ -256,15 +256,21 @@ def $name(node, flow, weights, children, row, sib, node_start, chunk_start, para
             blk = tl.load(sib + grp * G + j)
             if blk >= 0:
                 ps = tl.load(param_start + blk * $NC + k).to(tl.int64)
-                roff = (tl.load(rstart + blk) + rows).to(tl.int64)[:, None] * stride + \
-                    cols[None, :]
-                qj = tl.load(qbuf + blk.to(tl.int64) * stride + cols, mask=cmask,
-                             other=float("-inf"))
+                if RATIO:  # flow_ratio's, made once for all chunks
+                    roff = (tl.load(rstart + blk) + rows).to(tl.int64)[:, None] * stride + \
+                        cols[None, :]
+                    qj = tl.load(qbuf + blk.to(tl.int64) * stride + cols, mask=cmask,
+                                 other=float("-inf"))
+                    r = tl.load(rbuf + roff, mask=nmask, other=0.0)
+                else:  # at most two chunks: computed here, one launch less
+                    ns = tl.load(node_start + blk).to(tl.int64)
+                    r, qj = _ratios(node, flow, (ns + rows)[:, None] * stride + cols[None, :],
+                                    nmask)
                 qn = tl.maximum(qm, qj)
                 qs = tl.where(qn == float("-inf"), 0.0, qn)
-                # flow_ratio's r is relative to this block's own max: rescale to the running one
+                # r is relative to this block's own max: rescale to the running one
                 rel = tl.where(qj == float("-inf"), 0.0, tl.exp(qj - qs))
-                r = tl.load(rbuf + roff, mask=nmask, other=0.0) * rel[None, :]
+                r = r * rel[None, :]
                 w = tl.load(weights + ps + rows[:, None] * $C + cc[None, :], mask=wmask,
                             other=0.0)
                 acc = acc * tl.exp(qm - qs)[None, :] + $mix_bwd
@@ -568,6 +574,19 @@ def weights_from_logits(logits, tile_group, mixed, gmax, gsum, norm, w, ntiles,
         gm = tl.maximum(gm, 0)
         _softmax_body(logits, w, off, mm, tl.load(gmax + gm, mask=mm),
                       tl.load(gsum + gm, mask=mm, other=1.0), tl.load(norm + gm, mask=mm))
+
+
+@triton.jit(do_not_specialize=["width"])
+def zero_rows(buf, tile_row, tile_len, stride, width, R: tl.constexpr, CB: tl.constexpr):
+    """Zero rows tile_row[t] .. tile_row[t] + tile_len[t] - 1 (at most R) of buf [rows,
+    stride] in columns below width: program (t, column block)."""
+    t = tl.program_id(0)
+    r0 = tl.load(tile_row + t).to(tl.int64)
+    n = tl.load(tile_len + t)
+    rows = tl.arange(0, R)
+    cols = tl.program_id(1) * CB + tl.arange(0, CB)
+    tl.store(buf + (r0 + rows)[:, None] * stride + cols[None, :], tl.zeros([R, CB], tl.float32),
+             mask=(rows < n)[:, None] & (cols < width)[None, :])
 
 
 @triton.jit
