@@ -54,9 +54,6 @@ SMALL = int(os.environ.get("PCCC_TRITON_SMALL", str(1 << 17)))
 #: element flows stored, not added, where a child row has one writer (``PCCC_TRITON_STORE=0``:
 #: atomics everywhere and the whole flow buffer zeroed per pass, as before)
 STORE = os.environ.get("PCCC_TRITON_STORE", "1") != "0"
-#: parts of at most two chunks compute their flow ratios inline in every kernel that reads
-#: them (``PCCC_TRITON_RATIO_INLINE=1``), not by a ``flow_ratio`` launch (small parts always do)
-RATIO_INLINE = os.environ.get("PCCC_TRITON_RATIO_INLINE", "0") == "1"
 #: rows and columns per program of ``zero_rows``
 ZERO_ROWS = 8
 ZERO_COLS = 512
@@ -194,7 +191,8 @@ class DevicePlan:
         if STORE:
             rows = flow_writers(self.steps, self.rows)
             if rows is not None:
-                self.zero_tiles = tuple(_i32(a, device) for a in row_tiles(rows, ZERO_ROWS))
+                first, count = row_tiles(rows, ZERO_ROWS)
+                self.zero_tiles = (_i32(first, device), _i32(count, device))
         self.group_size = _i32(plan.group_size, device)
         self.num_groups = len(plan.group_size)
         tiles, mixed = group_tiles(plan.param_group)
@@ -336,10 +334,9 @@ class DevicePlan:
                 # element flows by sum_eflow (sibling groups; every block with
                 # PCCC_TRITON_EFLOW=all) or scattered by sum_bwd itself
                 eflow = p.G > 1 or EFLOW_ALL
-                # the ratios are read more than once: made once (unless the part has at most
-                # two chunks and is small, or RATIO_INLINE: then recomputed, one launch less)
-                inline = p.shape.NC <= 2 and (p.small or RATIO_INLINE)
-                ratio = (eflow or p.shape.NC > 1) and not inline
+                # the ratios are read more than once: made once (unless the part is small and
+                # has at most two chunks: then recomputed, one launch less)
+                ratio = eflow or (p.shape.NC > 1 and not (p.small and p.shape.NC <= 2))
                 rstart = p.node_start if inplace else p.rbase
                 if ratio:
                     br = self.fill(BT_FWD, p.nb, batch)
@@ -353,7 +350,7 @@ class DevicePlan:
                         (p.sib.shape[0], p.shape.NC, triton_cdiv(batch, be))](
                         node, flow, w, step.children, step.row, p.sib, p.node_start,
                         p.chunk_start, p.param_start, p.num_chunks, batch, stride, UNALIGNED,
-                        rbuf, rstart, qbuf, G=p.G, BT=be, ATOMIC=p.atomic, RATIO=ratio,
+                        rbuf, rstart, qbuf, G=p.G, BT=be, ATOMIC=p.atomic,
                         num_warps=TILES["weflow"])
                 bt = BT_WIDE if p.shape.wide else TILES["bwd" if eflow else "bwds"]
                 tiles = triton_cdiv(batch, bt)

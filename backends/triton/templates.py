@@ -232,7 +232,7 @@ SUM_EFLOW = Template('''
 @triton.jit(do_not_specialize=["batch", "unaligned"])
 def $name(node, flow, weights, children, row, sib, node_start, chunk_start, param_start,
         num_chunks, batch, stride, unaligned, rbuf, rstart, qbuf, G: tl.constexpr,
-        BT: tl.constexpr, ATOMIC: tl.constexpr, RATIO: tl.constexpr):
+        BT: tl.constexpr, ATOMIC: tl.constexpr):
     """Element flows of chunk k of the sibling blocks sib[grp, :G] (blocks of one sum vector:
     same elements, B=$B rows each, C=$C, fan-in $F): sum_j W_j^T (f_j / s_j) over the siblings
     with a running per-column max, times exp(e), scattered once to the product children."""
@@ -256,21 +256,15 @@ def $name(node, flow, weights, children, row, sib, node_start, chunk_start, para
             blk = tl.load(sib + grp * G + j)
             if blk >= 0:
                 ps = tl.load(param_start + blk * $NC + k).to(tl.int64)
-                if RATIO:  # flow_ratio's, made once for all chunks
-                    roff = (tl.load(rstart + blk) + rows).to(tl.int64)[:, None] * stride + \
-                        cols[None, :]
-                    qj = tl.load(qbuf + blk.to(tl.int64) * stride + cols, mask=cmask,
-                                 other=float("-inf"))
-                    r = tl.load(rbuf + roff, mask=nmask, other=0.0)
-                else:  # at most two chunks: computed here, one launch less
-                    ns = tl.load(node_start + blk).to(tl.int64)
-                    r, qj = _ratios(node, flow, (ns + rows)[:, None] * stride + cols[None, :],
-                                    nmask)
+                roff = (tl.load(rstart + blk) + rows).to(tl.int64)[:, None] * stride + \
+                    cols[None, :]
+                qj = tl.load(qbuf + blk.to(tl.int64) * stride + cols, mask=cmask,
+                             other=float("-inf"))
                 qn = tl.maximum(qm, qj)
                 qs = tl.where(qn == float("-inf"), 0.0, qn)
-                # r is relative to this block's own max: rescale to the running one
+                # flow_ratio's r is relative to this block's own max: rescale to the running one
                 rel = tl.where(qj == float("-inf"), 0.0, tl.exp(qj - qs))
-                r = r * rel[None, :]
+                r = tl.load(rbuf + roff, mask=nmask, other=0.0) * rel[None, :]
                 w = tl.load(weights + ps + rows[:, None] * $C + cc[None, :], mask=wmask,
                             other=0.0)
                 acc = acc * tl.exp(qm - qs)[None, :] + $mix_bwd
