@@ -89,18 +89,15 @@ def _scatter(flow, children, e, emask, cols, cmask, stride, val, FANIN: tl.const
     (slot 0) get nothing: their flows are never read."""
     if FANIN <= $narrow:
         for j in tl.static_range(FANIN):
-            _scatter_child(flow, children, e, emask, cols, cmask, stride, val, j, row,
-                           unaligned, ATOMIC)
+            ch = tl.load(children + e.to(tl.int64) * row + j, mask=emask, other=0)
+            _put(flow, ch.to(tl.int64)[:, None] * stride + cols[None, :], val,
+                 (ch != 0)[:, None] & cmask[None, :], unaligned, ATOMIC)
     else:  # groups of children, as in _elements
         for j0 in range(0, FANIN, $narrow):
             ch = _children_group(children, e, emask, row, j0, FANIN)
-            off = ch.to(tl.int64)[:, :, None] * stride + cols[None, None, :]
-            mask = (ch != 0)[:, :, None] & cmask[None, None, :]
-            v = tl.broadcast_to(val[:, None, :], [val.shape[0], $narrow, val.shape[1]])
-            if ATOMIC:
-                tl.atomic_add(flow + unaligned + off, v, mask=mask, sem="relaxed")
-            else:
-                tl.store(flow + off, v, mask=mask)
+            _put(flow, ch.to(tl.int64)[:, :, None] * stride + cols[None, None, :],
+                 tl.broadcast_to(val[:, None, :], [val.shape[0], $narrow, val.shape[1]]),
+                 (ch != 0)[:, :, None] & cmask[None, None, :], unaligned, ATOMIC)
 
 
 @triton.jit
@@ -113,11 +110,8 @@ def _children_group(children, e, emask, row, j0, FANIN: tl.constexpr):
 
 
 @triton.jit
-def _scatter_child(flow, children, e, emask, cols, cmask, stride, val, j, row, unaligned,
-                   ATOMIC: tl.constexpr):
-    ch = tl.load(children + e.to(tl.int64) * row + j, mask=emask, other=0)
-    off = ch.to(tl.int64)[:, None] * stride + cols[None, :]
-    mask = (ch != 0)[:, None] & cmask[None, :]
+def _put(flow, off, val, mask, unaligned, ATOMIC: tl.constexpr):
+    """flow[off] += val (relaxed atomics, one column per thread), or = val (not ATOMIC)."""
     if ATOMIC:
         tl.atomic_add(flow + unaligned + off, val, mask=mask, sem="relaxed")
     else:
