@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Variants of the GPU benchmark side by side on one card, for the notes log's A/B steps.
+# Usage (repository root on the GPU machine, .bench/ carried; OUT: a results folder):
+#   OUT=$OUT bash benchmarks/ab.sh "TAG|ENV=VALUE ...|WORKLOADS|EXTRA gpu_bench.py ARGS" ...
+# e.g.  OUT=$OUT bash benchmarks/ab.sh "off|PCCC_TRITON_STORE=0|hclt128,hclt256|--profile" \
+#           "on|PCCC_TRITON_STORE=1|hclt128,hclt256|--profile"
+# Each variant runs `gpu_bench.py --batches $BATCHES` (default 12: epochs extrapolated) in its
+# own process into $OUT/TAG; one Triton cache serves them all (compile times after the first
+# are warm). To compare with an earlier commit, unpack it (`git archive C | tar -x -C DIR`),
+# carry DIR and run this script from DIR with `--mnist` pointing at .bench/mnist.npz. Prints
+# each variant's kernel-time line (with --profile) and, last, one line per workload.
+set -uo pipefail
+: "${OUT:?set OUT to a results folder}"
+export PYTHONPATH=$PWD
+export TRITON_CACHE_DIR=${TRITON_CACHE_DIR:-$(mktemp -d)}
+B=${BATCHES:-12}
+for spec in "$@"; do
+  IFS='|' read -r tag envs which extra <<< "$spec"
+  mkdir -p "$OUT/$tag"
+  # shellcheck disable=SC2086  # envs and extra are word lists
+  env $envs timeout 300 python3 benchmarks/gpu_bench.py --batches "$B" --out "$OUT/$tag" \
+    --which "$which" $extra > "$OUT/$tag/log.txt" 2>&1 || echo "$tag failed (rc=$?)"
+  grep -h "kernel time per batch" "$OUT/$tag/log.txt" | cut -c1-400
+done
+python3 - "$@" <<'PY'
+import json, os, sys
+out = os.environ["OUT"]
+for spec in sys.argv[1:]:
+    tag = spec.split("|")[0]
+    try:
+        for line in open(f"{out}/{tag}/gpu_bench.jsonl"):
+            r = json.loads(line)
+            if r.get("kind") == "ours":
+                print(f"{tag:14s} {r['name']:8s} epoch {r['epoch_s']:.3f} peak "
+                      f"{r['peak_gib']:.2f} jit {r['jit_s']:.2f} ll {r['train_ll_epoch2']}")
+    except OSError as e:
+        print(tag, "no results:", e)
+PY
