@@ -152,12 +152,9 @@ class _Input:
         start = np.concatenate([[0], cut]).astype(np.int64)
         length = np.diff(np.concatenate([start, [len(v)]]))
         nb = min(cap, max(16, 1 << (int(length.max(initial=1)) - 1).bit_length()))
-        pieces = -(-length // nb)
-        first = np.repeat(start, pieces) + nb * (
-            np.arange(pieces.sum()) - np.repeat(np.cumsum(pieces) - pieces, pieces))
-        last = np.repeat(start + length, pieces)
+        first, count = cut_runs(start, length, nb)
         j = first[:, None] + np.arange(nb)[None, :]
-        return np.where(j < last[:, None], order[np.minimum(j, len(v) - 1)], -1)
+        return np.where(j < (first + count)[:, None], order[np.minimum(j, len(v) - 1)], -1)
 
 
 def _logc(total: int) -> np.ndarray:
@@ -532,12 +529,18 @@ def row_tiles(rows: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     cut = np.flatnonzero(np.diff(rows) != 1) + 1
     start = np.concatenate([[0], cut])
-    length = np.diff(np.concatenate([start, [len(rows)]]))
+    first, count = cut_runs(start, np.diff(np.concatenate([start, [len(rows)]])), size)
+    return rows[first], count
+
+
+def cut_runs(start: np.ndarray, length: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Runs ``[start, start + length)`` cut into pieces of at most ``size``, in order:
+    ``(first, count)`` per piece."""
+    start, length = np.asarray(start, np.int64), np.asarray(length, np.int64)
     pieces = -(-length // size)
     k = np.arange(pieces.sum()) - np.repeat(np.cumsum(pieces) - pieces, pieces)
     first = np.repeat(start, pieces) + k * size
-    count = np.minimum(size, np.repeat(length, pieces) - k * size)
-    return rows[first], count
+    return first, np.minimum(size, np.repeat(length, pieces) - k * size)
 
 
 def triton_cdiv(a: int, b: int) -> int:
