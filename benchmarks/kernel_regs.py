@@ -103,6 +103,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     ap.add_argument("--arch", type=int, default=90, help="compute capability, e.g. 90")
     ap.add_argument("--precision", default="tf32")
     ap.add_argument("--mnist", default=".bench/mnist.npz")
+    ap.add_argument("--only", default="", help="compile only kernels whose name contains this")
+    ap.add_argument("--dump", default="", help="write each kernel's TTGIR and PTX here")
     a = ap.parse_args(argv)
     from triton.backends.compiler import GPUTarget
 
@@ -110,15 +112,23 @@ def main(argv: list[str] | None = None) -> list[dict]:
     circuit, x = workload(a.workload, a.mnist)
     launches = record(circuit, x, a.sms, a.precision)
     rows = []
-    for fn, args, kw in launches:
+    for i, (fn, args, kw) in enumerate(launches):
+        if a.only not in fn.__name__:
+            continue
         k, secs = compile_one(fn, args, kw, target)
         reg, local = resources(k.asm["cubin"])
+        if a.dump:
+            os.makedirs(a.dump, exist_ok=True)
+            for ext in ("ttgir", "ptx"):
+                with open(os.path.join(a.dump, f"{i:02d}_{fn.__name__}.{ext}"), "w") as f:
+                    f.write(k.asm[ext])
         consts = ",".join(f"{n}={v}" for n, v in sorted(kw.items()) if n != "num_warps")
         rows.append(dict(kernel=fn.__name__, consts=consts, warps=kw.get("num_warps", 4),
-                         regs=reg, local=local, compile_s=round(secs, 2)))
+                         regs=reg, local=local, shared=k.metadata.shared,
+                         compile_s=round(secs, 2)))
         r = rows[-1]
         print(f"{r['kernel']:32} {r['consts'][:48]:48} w{r['warps']} regs {reg:4} "
-              f"local {local:5} {secs:6.2f} s", flush=True)
+              f"local {local:5} smem {r['shared']:6} {secs:6.2f} s", flush=True)
     total = sum(r["compile_s"] for r in rows)
     print(f"{len(rows)} specializations, {total:.1f} s compiled one after another "
           f"({a.workload}, sm_{a.arch})")

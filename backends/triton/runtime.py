@@ -57,9 +57,23 @@ STORE = os.environ.get("PCCC_TRITON_STORE", "1") != "0"
 #: rows and columns per program of ``zero_rows``
 ZERO_ROWS = 8
 ZERO_COLS = 512
+#: the kernels' column bound is the batch rounded up to a multiple of this (see
+#: :func:`col_bound`)
+COL_ALIGN = 16
 #: batch columns per program of kernels over wide products (``SumShape.wide``: an HCLT root
 #: with a hundred children): few blocks, so narrower tiles give the card more programs
 BT_WIDE = 16
+
+
+def col_bound(batch: int) -> int:
+    """The columns the kernels compute for a batch: rounded up to ``COL_ALIGN``. Triton
+    specializes integer arguments on divisibility by 16; a bound that always is gives every
+    batch size the same compiled kernels, and lets the compiler vectorize the loads and
+    stores masked by ``cols < bound`` (4 columns per access: with a run-time bound of unknown
+    divisibility every access was scalar, each 32-byte sector fetched 4 times; see
+    docs/benchmarks.md, notes log). The padding columns hold missing inputs (forward) and
+    root flow 0 (backward): every flow, gradient and statistic they add is 0."""
+    return -(-batch // COL_ALIGN) * COL_ALIGN
 
 
 def _i32(a: np.ndarray, device: torch.device) -> Tensor:
@@ -277,6 +291,10 @@ class DevicePlan:
             missing.to(self.device, torch.bool)
         xt[:, :batch].copy_(torch.where(miss, 0.0, xf).T)
         mt[:, :batch].copy_(miss.T)
+        cols = col_bound(batch)
+        if cols > batch:  # padding columns: examples with every value missing
+            xt[:, batch:cols] = 0.0
+            mt[:, batch:cols] = 1
 
     def forward(self, xt: Tensor, mt: Tensor, batch: int, w: Tensor,
                 params: list[tuple[Tensor, Tensor]], node: Tensor) -> None:
@@ -285,16 +303,18 @@ class DevicePlan:
         coordinates and the per-node constant of ``log theta = raw + c``)."""
         stride = node.shape[1]
         bn, bt = TILES["inbn"], TILES["inbt"]
+        cols = col_bound(batch)
         for inp, (theta, aux) in zip(self.inputs, params):
             ly = inp.layer
-            getattr(self.k, inp.fwd)[(triton_cdiv(ly.n, bn), triton_cdiv(batch, bt))](
+            getattr(self.k, inp.fwd)[(triton_cdiv(ly.n, bn), triton_cdiv(cols, bt))](
                 node, xt, mt, inp.vars, inp.pstart, inp.values, theta, aux,
-                ly.node_start, ly.n, batch, stride, BN=bn, BT=bt, num_warps=TILES["win"])
+                ly.node_start, ly.n, cols, stride, BN=bn, BT=bt, num_warps=TILES["win"])
         self.sum_forward(node, batch, w)
 
     def sum_forward(self, node: Tensor, batch: int, w: Tensor) -> None:
         """The sum layers (products fused in) over a node buffer whose inputs are filled."""
         stride = node.shape[1]
+        batch = col_bound(batch)
         for step in self.steps:
             for p in step.parts:
                 bt = BT_WIDE if p.shape.wide else self.fill(TILES["fwd"], p.nb, batch)
@@ -314,13 +334,16 @@ class DevicePlan:
         kernel reads them; 41 MiB of scratch less on HCLT-256): the buffer no longer holds
         the forward's values afterwards."""
         stride = node.shape[1]
+        real, batch = batch, col_bound(batch)
         if self.zero_tiles is None:
             flow.zero_()
         elif self.zero_tiles[0].numel():  # the rows that atomics add to; the rest are stored
             start, count = self.zero_tiles
             self.k.zero_rows[(start.numel(), triton_cdiv(batch, ZERO_COLS))](
                 flow, start, count, stride, batch, R=ZERO_ROWS, CB=ZERO_COLS)
-        flow[self.plan.root_slot, :batch] = 1.0
+        flow[self.plan.root_slot, :real] = 1.0
+        if batch > real:  # padding columns (see col_bound): no flow
+            flow[self.plan.root_slot, real:batch] = 0.0
         if not em_direct:
             pgrad.zero_()
         scratch, qbuf = self.ratio_buffers(stride, rows=not inplace)
@@ -393,6 +416,7 @@ class DevicePlan:
         unweighted into ``counts_em``/``nstats_em`` (added). ``em=False``: the caller's flag
         is 0 (EM statistics are ``counts`` themselves), so no launch is made for them."""
         stride = flow.shape[1]
+        batch = col_bound(batch)  # the padding columns' flows are 0
         tiles = triton_cdiv(batch, BT)
         if zero:
             counts.zero_()

@@ -2,9 +2,10 @@
 
 :mod:`pccc.backends.triton.codegen` fills them per plan: one sum kernel pair (forward, backward)
 per distinct partition shape ``(B, C, fan-in)`` and precision, one input kernel pair per
-distribution, and the EM kernels. Constants are baked in as literals; everything that varies
-with the batch (its size, the column stride) is a run-time argument that Triton does not
-specialize on, so a new batch size never recompiles.
+distribution, and the EM kernels. Constants are baked in as literals; the batch's columns and
+the column stride are run-time arguments, always multiples of 16 (the runtime rounds the batch
+up: ``runtime.col_bound``), so Triton's divisibility specialization is the same for every batch
+size (a new one never recompiles) and the column-masked loads and stores vectorize.
 
 Buffers are ``[slots, stride]`` with the batch along the last dimension (coalesced loads).
 Elements are never stored: a sum kernel computes each chunk's ``C`` elements from the product
@@ -55,7 +56,7 @@ def _ratios(node, flow, noff, nmask):
     return tl.exp(q - tl.where(qmax == float("-inf"), 0.0, qmax)[None, :]), qmax
 
 
-@triton.jit(do_not_specialize=["batch"])
+@triton.jit
 def flow_ratio(node, flow, node_start, rbuf, rstart, qbuf, batch, stride, B: tl.constexpr,
                BP: tl.constexpr, BT: tl.constexpr):
     """The flow ratios of block blk's B rows, once per layer instead of once per chunk in
@@ -120,7 +121,7 @@ def _put(flow, off, val, mask, unaligned, ATOMIC: tl.constexpr):
 
 SUM_FWD = Template('''
 
-@triton.jit(do_not_specialize=["batch"])
+@triton.jit
 def $name(node, weights, children, row, node_start, chunk_start, param_start, num_chunks,
         batch, stride, BT: tl.constexpr):
     """Sum partition B=$B C=$C fan-in $F: node[block rows] = logsumexp(log W + elements)."""
@@ -155,7 +156,7 @@ def $name(node, weights, children, row, node_start, chunk_start, param_start, nu
 
 SUM_BWD = Template('''
 
-@triton.jit(do_not_specialize=["batch", "splits", "per", "unaligned"])
+@triton.jit(do_not_specialize=["splits", "per", "unaligned"])
 def $name(node, flow, weights, pgrad, pflow, scale, flag, children, row, node_start, chunk_start,
         param_start, num_chunks, batch, stride, splits, per, unaligned, rbuf, rstart, qbuf,
         BT: tl.constexpr, SCATTER: tl.constexpr, EMW: tl.constexpr, RATIO: tl.constexpr,
@@ -223,7 +224,7 @@ def $name(node, flow, weights, pgrad, pflow, scale, flag, children, row, node_st
 
 SUM_EFLOW = Template('''
 
-@triton.jit(do_not_specialize=["batch", "unaligned"])
+@triton.jit(do_not_specialize=["unaligned"])
 def $name(node, flow, weights, children, row, sib, node_start, chunk_start, param_start,
         num_chunks, batch, stride, unaligned, rbuf, rstart, qbuf, G: tl.constexpr,
         BT: tl.constexpr, ATOMIC: tl.constexpr):
@@ -300,7 +301,7 @@ INPUT_PROLOGUE = """    i = tl.program_id(0) * BN + tl.arange(0, BN)
 
 INPUT_FWD = Template('''
 
-@triton.jit(do_not_specialize=["n", "batch"])
+@triton.jit(do_not_specialize=["n"])
 def $name(node, x, miss, vars, pstart, values, theta, logc, node_start, n, batch, stride,
         BN: tl.constexpr, BT: tl.constexpr):
     """Input layer ($dist): node[node_start + i] = log p(x[vars[i]]), 0 where missing."""
@@ -314,7 +315,7 @@ $logprob
 
 INPUT_BWD = Template('''
 
-@triton.jit(do_not_specialize=["n", "batch"])
+@triton.jit(do_not_specialize=["n"])
 def $name(flow, x, miss, vars, pstart, counts, nstats, counts_em, nstats_em, scale, flag,
         node_start, n, batch, stride, BN: tl.constexpr, BT: tl.constexpr):
     """Input layer ($dist) statistics, weighted by scale * flow: per node [sum f, sum f over
@@ -352,7 +353,7 @@ def _input_stats(f, ms, xv, i, imask, mask, pstart, counts, nstats, CAT: tl.cons
 #: one-hot is exact, the flows are rounded like the sum layers' operands)
 INPUT_CAT_DOT = Template('''
 
-@triton.jit(do_not_specialize=["batch", "splits", "per"])
+@triton.jit(do_not_specialize=["splits", "per"])
 def input_cat_dot(flow, x, miss, vars, pstart, counts, nstats, scale, flag, runs, node_start,
                   K, batch, stride, splits, per, NB: tl.constexpr, KT: tl.constexpr,
                   KTILES: tl.constexpr, BT: tl.constexpr, EM: tl.constexpr):
@@ -564,7 +565,7 @@ def weights_from_logits(logits, tile_group, mixed, gmax, gsum, norm, w, ntiles,
                       tl.load(gsum + gm, mask=mm, other=1.0), tl.load(norm + gm, mask=mm))
 
 
-@triton.jit(do_not_specialize=["width"])
+@triton.jit
 def zero_rows(buf, tile_row, tile_len, stride, width, R: tl.constexpr, CB: tl.constexpr):
     """Zero rows tile_row[t] .. tile_row[t] + tile_len[t] - 1 (at most R) of buf [rows,
     stride] in columns below width: program (t, column block)."""
