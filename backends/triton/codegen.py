@@ -23,7 +23,7 @@ import numpy as np
 from pccc.backends.triton import templates as T
 from pccc.ir.plan import KernelPlan, ProductLayer, SumLayer, SumPartition
 
-TEMPLATE_VERSION = "22"
+TEMPLATE_VERSION = "23"
 PRECISIONS = ("tf32", "fp32", "bf16")
 #: log of the largest factor the backward pass lets exp() produce before a mix
 EXP_CAP = 80.0
@@ -34,6 +34,33 @@ EXP_CAP = 80.0
 #: fan-in its own kernel and launch, as before
 NARROW = 8
 FANIN_SPLIT = os.environ.get("PCCC_TRITON_FANIN_SPLIT", "") == "1"
+#: the backward's children rows loaded once per program, before its batch loop, instead of
+#: once per batch tile (``PCCC_TRITON_HOIST=0``: per tile, as before)
+HOIST = os.environ.get("PCCC_TRITON_HOIST", "1") != "0"
+
+
+def _children_code(s: SumShape) -> dict[str, str]:
+    """The backward's element reads and flow scatter: for narrow products, each child's row
+    offsets loaded once before the batch loop (they do not change with the columns) and
+    unrolled per child; wide products (a loop over groups of children) and ``HOIST`` off
+    read the children table in every batch tile (``_elements``, ``_scatter``)."""
+    i8, i12, i16 = " " * 8, " " * 12, " " * 16
+    if s.wide or not HOIST:
+        return dict(kids="", elem=f"{i12}elem = _elements(node, children, e, ccmask, cols, "
+                    f"cmask, stride, {s.fanin}, row)\n",
+                    scatter=f"{i16}_scatter(flow, children, e, ccmask, cols, cmask, stride, "
+                    f"val, {s.fanin}, row, unaligned, ATOMIC)\n")
+    kids = elem = scatter = ""
+    for j in range(s.fanin):
+        kids += (f"{i8}k{j} = tl.load(children + e.to(tl.int64) * row + {j}, mask=ccmask, "
+                 f"other=0)\n{i8}o{j} = k{j}.to(tl.int64) * stride  # padding children: "
+                 f"slot 0, not read\n")
+        elem += (f"{i12}elem {'+' if j else ''}= tl.load(node + o{j}[:, None] + cols[None, :], "
+                 f"mask=(k{j} != 0)[:, None] & cmask[None, :], other=0.0)\n")
+        scatter += (f"{i16}_put(flow, o{j}[:, None] + cols[None, :], val, (k{j} != 0)[:, None] "
+                    f"& cmask[None, :], unaligned, ATOMIC)\n")
+    elem += f"{i12}elem = tl.where(ccmask[:, None], elem, float(\"-inf\"))\n"
+    return dict(kids=kids, elem=elem, scatter=scatter)
 
 
 def pow2ceil(x: int) -> int:
@@ -160,7 +187,7 @@ def render(plan: KernelPlan, precision: str, plan_hash: str = "",
         BP, CP = (max(16, pow2ceil(s.B)), max(16, pow2ceil(s.C))) if s.uses_dot else \
             (pow2ceil(s.B), pow2ceil(s.C))
         consts = dict(B=s.B, C=s.C, F=s.fanin, NC=s.NC, BP=BP, CP=CP, cap=EXP_CAP,
-                      **_mixes(s, precision))
+                      **_mixes(s, precision), **_children_code(s))
         parts.append(T.SUM_FWD.substitute(name=f"sum_fwd_{s.tag}", **consts))
         parts.append(T.SUM_BWD.substitute(name=f"sum_bwd_{s.tag}", **consts))
         parts.append(T.SUM_EFLOW.substitute(name=f"sum_eflow_{s.tag}", **consts))
@@ -186,7 +213,7 @@ def render(plan: KernelPlan, precision: str, plan_hash: str = "",
 
 def plan_hash(plan: KernelPlan, precision: str, shapes: list[SumShape] | None = None) -> str:
     """Hash of what the generated source depends on (structure, not parameter values)."""
-    h = hashlib.sha256(f"v{TEMPLATE_VERSION}|{precision}|".encode())
+    h = hashlib.sha256(f"v{TEMPLATE_VERSION}|{precision}|{HOIST}|".encode())
     h.update(repr(sum_shapes(plan) if shapes is None else shapes).encode())
     h.update(repr(input_dists(plan)).encode())
     h.update(plan.summary().encode())

@@ -191,7 +191,7 @@ def $name(node, flow, weights, pgrad, pflow, scale, flag, children, row, node_st
             two = tl.load(flag) != 0
         g = tl.zeros([$BP, $CP], tl.float32)
         g1 = tl.zeros([$BP, $CP], tl.float32)
-        it = 0
+$kids        it = 0
         while it < per:  # a while loop: the interpreter cannot range() a run-time bound
             cols = (tl.program_id(2) + it * splits) * BT + tl.arange(0, BT)
             cmask = cols < batch
@@ -204,13 +204,11 @@ def $name(node, flow, weights, pgrad, pflow, scale, flag, children, row, node_st
                                   nmask)
             qmax = tl.where(qmax == float("-inf"), 0.0, qmax)
             r_s = r * tl.load(scale + cols, mask=cmask, other=0.0)[None, :]
-            elem = _elements(node, children, e, ccmask, cols, cmask, stride, $F, row)
-            x = tl.exp(tl.minimum(elem + qmax[None, :], $cap))
+$elem            x = tl.exp(tl.minimum(elem + qmax[None, :], $cap))
             x = tl.where(real[:, None] & (elem > float("-inf")), x, 0.0)
             if SCATTER:  # else the element flows are sum_eflow's (blocks that share elements)
-                tt = $mix_bwd
-                _scatter(flow, children, e, ccmask, cols, cmask, stride, tt * x, $F, row,
-                         unaligned, ATOMIC)
+                val = $mix_bwd * x
+$scatter
             g += $mix_grad
             if two:  # EM flows need their own sum when examples weigh differently
                 g1 += $mix_flow
