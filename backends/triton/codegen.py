@@ -23,7 +23,7 @@ import numpy as np
 from pccc.backends.triton import templates as T
 from pccc.ir.plan import KernelPlan, ProductLayer, SumLayer, SumPartition
 
-TEMPLATE_VERSION = "23"
+TEMPLATE_VERSION = "25"
 PRECISIONS = ("tf32", "fp32", "bf16")
 #: log of the largest factor the backward pass lets exp() produce before a mix
 EXP_CAP = 80.0
@@ -37,6 +37,23 @@ FANIN_SPLIT = os.environ.get("PCCC_TRITON_FANIN_SPLIT", "") == "1"
 #: the backward's children rows loaded once per program, before its batch loop, instead of
 #: once per batch tile (``PCCC_TRITON_HOIST=0``: per tile, as before)
 HOIST = os.environ.get("PCCC_TRITON_HOIST", "1") != "0"
+#: tensor-core blocks of fewer than 64 rows (PD-256's 32) accumulate transposed: the
+#: backward's weight gradients ``[C, B]``, the forward ``[BT, B]``, so that the dot's M is 64
+#: (C, or a 64-column batch tile) and Hopper's warp-group MMA applies instead of the older MMA
+#: through shared memory (``PCCC_TRITON_GT=0`` / ``PCCC_TRITON_FT=0``: as before). Blocks of
+#: 64 rows already have M = 64 (HCLT-256 was 3% slower with its gradients transposed).
+GT = os.environ.get("PCCC_TRITON_GT", "1") != "0"
+FT = os.environ.get("PCCC_TRITON_FT", "1") != "0"
+
+
+def fwd_transposed(shape: SumShape) -> bool:
+    """Whether the shape's forward accumulates ``[BT, B]`` (see ``FT``)."""
+    return FT and shape.uses_dot and shape.B < 64
+
+
+def grad_transposed(shape: SumShape) -> bool:
+    """Whether the shape's backward accumulates its weight gradients ``[C, B]`` (``GT``)."""
+    return GT and shape.uses_dot and shape.B < 64
 
 
 def _children_code(s: SumShape) -> dict[str, str]:
@@ -163,16 +180,21 @@ def input_kernel_name(dist: str, total: int, direction: str) -> str:
 
 
 def _mixes(shape: SumShape, precision: str) -> dict[str, str]:
+    ft, gt = fwd_transposed(shape), grad_transposed(shape)
+    out = dict(gfix="        g = tl.trans(g)\n        g1 = tl.trans(g1)\n" if gt else "",
+               ccol="[:, None]" if ft else "[None, :]", crow="[None, :]" if ft else "[:, None]")
     if not shape.uses_dot:
-        return dict(mix_fwd=T.BCAST_FWD, mix_bwd=T.BCAST_BWD, mix_grad=T.BCAST_GRAD,
+        return dict(out, mix_fwd=T.BCAST_FWD, mix_bwd=T.BCAST_BWD, mix_grad=T.BCAST_GRAD,
                     mix_flow=T.BCAST_FLOW)
     if precision == "bf16":
-        return dict(mix_fwd=T.BF16_FWD, mix_bwd=T.BF16_BWD, mix_grad=T.BF16_GRAD,
-                    mix_flow=T.BF16_FLOW)
+        return dict(out, mix_fwd=T.BF16_FWD_T if ft else T.BF16_FWD, mix_bwd=T.BF16_BWD,
+                    mix_grad=T.BF16_GRAD_T if gt else T.BF16_GRAD,
+                    mix_flow=T.BF16_FLOW_T if gt else T.BF16_FLOW)
     ip = "tf32" if precision == "tf32" else "ieee"
-    snippets = (("mix_fwd", T.DOT_FWD), ("mix_bwd", T.DOT_BWD), ("mix_grad", T.DOT_GRAD),
-                ("mix_flow", T.DOT_FLOW))
-    return {k: Template(v).substitute(ip=ip) for k, v in snippets}
+    snippets = (("mix_fwd", T.DOT_FWD_T if ft else T.DOT_FWD), ("mix_bwd", T.DOT_BWD),
+                ("mix_grad", T.DOT_GRAD_T if gt else T.DOT_GRAD),
+                ("mix_flow", T.DOT_FLOW_T if gt else T.DOT_FLOW))
+    return dict(out, **{k: Template(v).substitute(ip=ip) for k, v in snippets})
 
 
 def render(plan: KernelPlan, precision: str, plan_hash: str = "",
@@ -187,6 +209,8 @@ def render(plan: KernelPlan, precision: str, plan_hash: str = "",
         BP, CP = (max(16, pow2ceil(s.B)), max(16, pow2ceil(s.C))) if s.uses_dot else \
             (pow2ceil(s.B), pow2ceil(s.C))
         consts = dict(B=s.B, C=s.C, F=s.fanin, NC=s.NC, BP=BP, CP=CP, cap=EXP_CAP,
+                      gshape=f"[{CP}, {BP}]" if grad_transposed(s) else f"[{BP}, {CP}]",
+                      ashape=f"[BT, {BP}]" if fwd_transposed(s) else f"[{BP}, BT]",
                       **_mixes(s, precision), **_children_code(s))
         parts.append(T.SUM_FWD.substitute(name=f"sum_fwd_{s.tag}", **consts))
         parts.append(T.SUM_BWD.substitute(name=f"sum_bwd_{s.tag}", **consts))
@@ -213,7 +237,7 @@ def render(plan: KernelPlan, precision: str, plan_hash: str = "",
 
 def plan_hash(plan: KernelPlan, precision: str, shapes: list[SumShape] | None = None) -> str:
     """Hash of what the generated source depends on (structure, not parameter values)."""
-    h = hashlib.sha256(f"v{TEMPLATE_VERSION}|{precision}|{HOIST}|".encode())
+    h = hashlib.sha256(f"v{TEMPLATE_VERSION}|{precision}|{HOIST}|{GT}|{FT}|".encode())
     h.update(repr(sum_shapes(plan) if shapes is None else shapes).encode())
     h.update(repr(input_dists(plan)).encode())
     h.update(plan.summary().encode())

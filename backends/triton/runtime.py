@@ -23,6 +23,7 @@ from torch import Tensor
 from pccc.backends.triton.codegen import (
     SumShape,
     children_table,
+    fwd_transposed,
     input_kernel_name,
     split_by_fanin,
 )
@@ -32,13 +33,18 @@ from pccc.ir.plan import InputLayer, KernelPlan, ProductLayer, SumLayer, SumPart
 #: column padding of every buffer (a multiple of both)
 BT = 32
 BT_FWD = 64
+#: batch columns per program of the backward kernels over wide products (``SumShape.wide``:
+#: an HCLT root with a hundred children): few blocks, so narrower tiles give the card more
+#: programs (their forward: ``TILES["wide"]``)
+BT_WIDE = 16
 BN = 16
 #: batch columns per program and warps of the sum kernels; ``PCCC_TRITON_TILES`` overrides
 #: them for tuning, e.g. ``fwd=64,bwd=32,eflow=64,wfwd=4,wbwd=4,weflow=8`` (``bwds``/``wbwds``:
 #: the backward of lone blocks, which also scatters their element flows; ``inbn``/``inbt``/
 #: ``win``: node rows, columns and warps of the input layers' forward)
-TILES = {"fwd": BT_FWD, "bwd": BT, "eflow": BT, "wfwd": 4, "wbwd": 4, "weflow": 4,
-         "bwds": BT, "wbwds": 4, "inbn": BN, "inbt": 128, "win": 4}
+TILES = {"fwd": 32, "bwd": BT, "eflow": 64, "wfwd": 4, "wbwd": 4, "weflow": 8,
+         "bwds": BT, "wbwds": 4, "inbn": BN, "inbt": 128, "win": 4, "ratio": 32,
+         "wide": 32, "wideb": BT_WIDE, "fwdt": 64}
 TILES.update({k: int(v) for k, v in (item.split("=") for item in
                                       os.environ.get("PCCC_TRITON_TILES", "").split(",") if item)})
 EFLOW_ALL = os.environ.get("PCCC_TRITON_EFLOW", "") == "all"
@@ -60,9 +66,6 @@ ZERO_COLS = 512
 #: the kernels' column bound is the batch rounded up to a multiple of this (see
 #: :func:`col_bound`)
 COL_ALIGN = 16
-#: batch columns per program of kernels over wide products (``SumShape.wide``: an HCLT root
-#: with a hundred children): few blocks, so narrower tiles give the card more programs
-BT_WIDE = 16
 
 
 def col_bound(batch: int) -> int:
@@ -317,7 +320,8 @@ class DevicePlan:
         batch = col_bound(batch)
         for step in self.steps:
             for p in step.parts:
-                bt = BT_WIDE if p.shape.wide else self.fill(TILES["fwd"], p.nb, batch)
+                bt = TILES["wide"] if p.shape.wide else self.fill(
+                    TILES["fwdt" if fwd_transposed(p.shape) else "fwd"], p.nb, batch)
                 getattr(self.k, f"sum_fwd_{p.shape.tag}")[(p.nb, triton_cdiv(batch, bt))](
                     node, w, step.children, step.row, p.node_start, p.chunk_start,
                     p.param_start, p.num_chunks, batch, stride, BT=bt,
@@ -359,12 +363,12 @@ class DevicePlan:
                 ratio = eflow or (p.shape.NC > 1 and not (p.small and p.shape.NC <= 2))
                 rstart = p.node_start if inplace else p.rbase
                 if ratio:
-                    br = self.fill(BT_FWD, p.nb, batch)
+                    br = self.fill(TILES["ratio"], p.nb, batch)
                     self.k.flow_ratio[(p.nb, triton_cdiv(batch, br))](
                         node, flow, p.node_start, rbuf, rstart, qbuf, batch, stride, B=B,
                         BP=1 << max(0, (B - 1).bit_length()), BT=br)
                 if eflow:
-                    be = BT_WIDE if p.shape.wide else \
+                    be = TILES["wideb"] if p.shape.wide else \
                         self.fill(TILES["eflow"], p.sib.shape[0] * p.shape.NC, batch)
                     getattr(self.k, f"sum_eflow_{p.shape.tag}")[
                         (p.sib.shape[0], p.shape.NC, triton_cdiv(batch, be))](
@@ -372,7 +376,7 @@ class DevicePlan:
                         p.chunk_start, p.param_start, p.num_chunks, batch, stride, UNALIGNED,
                         rbuf, rstart, qbuf, G=p.G, BT=be, ATOMIC=p.atomic,
                         num_warps=TILES["weflow"])
-                bt = BT_WIDE if p.shape.wide else TILES["bwd" if eflow else "bwds"]
+                bt = TILES["wideb"] if p.shape.wide else TILES["bwd" if eflow else "bwds"]
                 tiles = triton_cdiv(batch, bt)
                 splits = min(tiles, triton_cdiv(self.programs, p.nb * p.shape.NC))
                 getattr(self.k, f"sum_bwd_{p.shape.tag}")[(p.nb, p.shape.NC, splits)](

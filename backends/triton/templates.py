@@ -134,7 +134,7 @@ def $name(node, weights, children, row, node_start, chunk_start, param_start, nu
     ccmask = cc < $C
     nch = tl.load(num_chunks + blk)
     m = tl.full([BT], float("-inf"), tl.float32)
-    acc = tl.zeros([$BP, BT], tl.float32)
+    acc = tl.zeros($ashape, tl.float32)  # [rows, columns] or transposed ($ashape)
     for k in range(0, $NC):  # padded chunks are skipped, not computed
         if k < nch:
             es = tl.load(chunk_start + blk * $NC + k)
@@ -145,13 +145,13 @@ def $name(node, weights, children, row, node_start, chunk_start, param_start, nu
             p = tl.exp(elem - m_safe[None, :])
             w = tl.load(weights + ps + rows[:, None] * $C + cc[None, :],
                         mask=rmask[:, None] & ccmask[None, :], other=0.0)
-            acc = acc * tl.exp(m - m_safe)[None, :] + $mix_fwd
+            acc = acc * tl.exp(m - m_safe)$ccol + $mix_fwd
             m = m_new
     m_safe = tl.where(m == float("-inf"), 0.0, m)
-    out = tl.log(acc) + m_safe[None, :]
+    out = tl.log(acc) + m_safe$ccol
     ns = tl.load(node_start + blk).to(tl.int64)
-    ptr = node + (ns + rows)[:, None] * stride + cols[None, :]
-    tl.store(ptr, out, mask=rmask[:, None] & cmask[None, :])
+    ptr = node + (ns + rows)$crow * stride + cols$ccol
+    tl.store(ptr, out, mask=rmask$crow & cmask$ccol)
 ''')
 
 SUM_BWD = Template('''
@@ -189,8 +189,8 @@ def $name(node, flow, weights, pgrad, pflow, scale, flag, children, row, node_st
             two = False
         else:
             two = tl.load(flag) != 0
-        g = tl.zeros([$BP, $CP], tl.float32)
-        g1 = tl.zeros([$BP, $CP], tl.float32)
+        g = tl.zeros($gshape, tl.float32)
+        g1 = tl.zeros($gshape, tl.float32)
 $kids        it = 0
         while it < per:  # a while loop: the interpreter cannot range() a run-time bound
             cols = (tl.program_id(2) + it * splits) * BT + tl.arange(0, BT)
@@ -213,7 +213,7 @@ $scatter
             if two:  # EM flows need their own sum when examples weigh differently
                 g1 += $mix_flow
             it += 1
-        if EMW:  # pgrad is the EM flows buffer (scale 1): add w times the sums
+$gfix        if EMW:  # pgrad is the EM flows buffer (scale 1): add w times the sums
             g = g * w
         tl.atomic_add(pgrad + unaligned + gptr, g, mask=wmask, sem="relaxed")
         if two:
@@ -276,6 +276,10 @@ DOT_BWD = "tl.dot(tl.trans(w), r, input_precision=\"$ip\")"
 DOT_GRAD = "tl.dot(r_s, tl.trans(x), input_precision=\"$ip\")"
 DOT_FLOW = "tl.dot(r, tl.trans(x), input_precision=\"$ip\")"
 BF16_FWD = "tl.dot(w.to(tl.bfloat16), p.to(tl.bfloat16))"
+#: the forward's mix transposed (``[BT, B]`` accumulator: M is the batch tile, so blocks of
+#: fewer than 64 rows take Hopper's warp-group MMA too)
+DOT_FWD_T = "tl.dot(tl.trans(p), tl.trans(w), input_precision=\"$ip\")"
+BF16_FWD_T = "tl.dot(tl.trans(p).to(tl.bfloat16), tl.trans(w).to(tl.bfloat16))"
 BF16_BWD = "tl.dot(tl.trans(w).to(tl.bfloat16), r.to(tl.bfloat16))"
 BF16_GRAD = "tl.dot(r_s, tl.trans(x))"
 BF16_FLOW = "tl.dot(r, tl.trans(x))"
@@ -284,6 +288,13 @@ BCAST_FWD = "tl.sum(w[:, :, None] * p[None, :, :], axis=1)"
 BCAST_BWD = "tl.sum(w[:, :, None] * r[:, None, :], axis=0)"
 BCAST_GRAD = "tl.sum(r_s[:, None, :] * x[None, :, :], axis=2)"
 BCAST_FLOW = "tl.sum(r[:, None, :] * x[None, :, :], axis=2)"
+#: the weight-gradient sums transposed (``[C, B]`` accumulators: the dot's M is the chunk's C
+#: elements, 64 on PD and HCLT, where Hopper's warp-group MMA applies; B = 32 rows alone would
+#: take the older MMA through shared memory; codegen.grad_transposed)
+DOT_GRAD_T = "tl.dot(x, tl.trans(r_s), input_precision=\"$ip\")"
+DOT_FLOW_T = "tl.dot(x, tl.trans(r), input_precision=\"$ip\")"
+BF16_GRAD_T = "tl.dot(x, tl.trans(r_s))"
+BF16_FLOW_T = "tl.dot(x, tl.trans(r))"
 
 #: the opening both input kernels share: node rows i, batch columns, the variable's values
 INPUT_PROLOGUE = """    i = tl.program_id(0) * BN + tl.arange(0, BN)
