@@ -55,6 +55,21 @@ def test_distinct_follows_triton_specialization():
         ("g", (32, 5), 16)]
 
 
+def test_distinct_ignores_unspecialized_arguments():
+    m = _model()
+    fn = next(getattr(m.kernels, n) for n in dir(m.kernels) if n.startswith("sum_bwd_"))
+    pos = prejit.unspecialized(fn)
+    names = list(fn.arg_names)
+    assert {names[i] for i in pos} == {"splits", "per", "unaligned"}
+    t = torch.zeros(64, device=DEV)
+    base = [t] * len(names)
+    a, b = list(base), list(base)
+    for i in pos:  # splits, per: 1 (a special value when specialized) against 3
+        a[i], b[i] = 1, 3
+    calls = [(fn, (1,), tuple(a), {"BT": 32}), (fn, (1,), tuple(b), {"BT": 32})]
+    assert len(prejit.distinct(calls)) == 1
+
+
 def test_module_restored_when_the_pass_fails():
     m = _model()
 
@@ -65,3 +80,30 @@ def test_module_restored_when_the_pass_fails():
     with pytest.raises(RuntimeError, match="pass failed"):
         prejit.prejit(m.dp, "k", boom)
     assert m.dp.k is m.kernels
+
+
+def _specializations(m, rows: int) -> set:
+    """What one training pass of ``rows`` examples would compile (recorded, not run)."""
+    rec = prejit.Recorder(m.kernels)
+    m.dp.k = rec
+    try:
+        m(torch.randint(0, 5, (rows, 4), device=DEV)).mean().backward()
+    finally:
+        m.dp.k = m.kernels
+    out = set()
+    for fn, _, args, kw in prejit.distinct(rec.calls):
+        skip = prejit.unspecialized(fn)
+        out.add((fn.__name__, tuple(None if i in skip else prejit._spec(a)
+                                    for i, a in enumerate(args)), tuple(sorted(kw.items()))))
+    return out
+
+
+def test_smaller_batch_compiles_nothing_new():
+    """An epoch's last, smaller batch after full ones needs no new kernel specialization: the
+    column bound is rounded to 16 and the column tiles follow the buffers' width, not the
+    batch (a tile picked per batch compiled 16-column variants for a batch of 40)."""
+    m = _model()
+    m(torch.randint(0, 5, (512, 4), device=DEV))  # buffers sized for 512 columns
+    full = _specializations(m, 512)
+    assert _specializations(m, 40) <= full
+    assert _specializations(m, 7) <= full

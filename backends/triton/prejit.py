@@ -60,11 +60,31 @@ def _spec(a: Any) -> Any:
     return ("o", a)
 
 
+def unspecialized(fn: Any) -> set[int]:
+    """Positions of ``fn``'s arguments that Triton does not specialize on (the decorator's
+    ``do_not_specialize``); empty where the function does not say (every argument counts)."""
+    names = getattr(fn, "arg_names", None) or [getattr(p, "name", None)
+                                               for p in getattr(fn, "params", [])]
+    dns = getattr(fn, "do_not_specialize", None)  # (the interpreter keeps the decorator's
+    if dns is None:  # arguments as they were given)
+        dns = (getattr(fn, "kwargs", None) or {}).get("do_not_specialize")
+    out = set()
+    for n in dns or ():
+        if isinstance(n, int):
+            out.add(n)
+        elif n in names:
+            out.add(names.index(n))
+    return out
+
+
 def distinct(calls: list[Launch]) -> list[Launch]:
-    """One launch per kernel specialization (the rest would compile the same binary)."""
+    """One launch per kernel specialization (the rest would compile the same binary);
+    arguments Triton does not specialize on (batch splits, tiles per split) do not count."""
     seen: dict[Any, Launch] = {}
     for fn, grid, args, kw in calls:
-        key = (id(fn), tuple(_spec(a) for a in args), tuple(sorted(kw.items())))
+        skip = unspecialized(fn)
+        key = (id(fn), tuple(("-",) if i in skip else _spec(a) for i, a in enumerate(args)),
+               tuple(sorted(kw.items())))
         seen.setdefault(key, (fn, grid, args, kw))
     return list(seen.values())
 

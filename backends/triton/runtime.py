@@ -321,7 +321,7 @@ class DevicePlan:
         for step in self.steps:
             for p in step.parts:
                 bt = TILES["wide"] if p.shape.wide else self.fill(
-                    TILES["fwdt" if fwd_transposed(p.shape) else "fwd"], p.nb, batch)
+                    TILES["fwdt" if fwd_transposed(p.shape) else "fwd"], p.nb, stride)
                 getattr(self.k, f"sum_fwd_{p.shape.tag}")[(p.nb, triton_cdiv(batch, bt))](
                     node, w, step.children, step.row, p.node_start, p.chunk_start,
                     p.param_start, p.num_chunks, batch, stride, BT=bt,
@@ -363,13 +363,13 @@ class DevicePlan:
                 ratio = eflow or (p.shape.NC > 1 and not (p.small and p.shape.NC <= 2))
                 rstart = p.node_start if inplace else p.rbase
                 if ratio:
-                    br = self.fill(TILES["ratio"], p.nb, batch)
+                    br = self.fill(TILES["ratio"], p.nb, stride)
                     self.k.flow_ratio[(p.nb, triton_cdiv(batch, br))](
                         node, flow, p.node_start, rbuf, rstart, qbuf, batch, stride, B=B,
                         BP=1 << max(0, (B - 1).bit_length()), BT=br)
                 if eflow:
                     be = TILES["wideb"] if p.shape.wide else \
-                        self.fill(TILES["eflow"], p.sib.shape[0] * p.shape.NC, batch)
+                        self.fill(TILES["eflow"], p.sib.shape[0] * p.shape.NC, stride)
                     getattr(self.k, f"sum_eflow_{p.shape.tag}")[
                         (p.sib.shape[0], p.shape.NC, triton_cdiv(batch, be))](
                         node, flow, w, step.children, step.row, p.sib, p.node_start,
@@ -386,12 +386,15 @@ class DevicePlan:
                     SCATTER=not eflow, EMW=em_direct, RATIO=ratio, ATOMIC=p.atomic,
                     num_warps=TILES["wbwd" if eflow else "wbwds"])
 
-    def fill(self, cols: int, others: int, batch: int) -> int:
+    def fill(self, cols: int, others: int, width: int) -> int:
         """Batch columns per program: ``cols``, halved (down to 16) while a launch of
         ``others`` programs per column tile would leave the card part idle (the small layers
-        of a deep tree: 64 programs for 132 multiprocessors)."""
+        of a deep tree: 64 programs for 132 multiprocessors). ``width``: the buffers' column
+        stride (the largest batch seen), not the batch: the column tiles (a compile-time
+        constant) stay the same when a smaller batch comes (an epoch's last), so it does not
+        recompile."""
         if FILL:
-            while cols > 16 and others * triton_cdiv(batch, cols) < self.programs:
+            while cols > 16 and others * triton_cdiv(width, cols) < self.programs:
                 cols //= 2
         return cols
 
