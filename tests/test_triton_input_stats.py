@@ -18,7 +18,7 @@ from hypothesis import strategies as st  # noqa: E402
 pytest.importorskip("triton")
 from pccc.backends.triton import runtime  # noqa: E402
 from pccc.backends.triton.codegen import load_module  # noqa: E402
-from pccc.backends.triton.runtime import DevicePlan, _Input  # noqa: E402
+from pccc.backends.triton.runtime import DevicePlan, _Input, col_bound  # noqa: E402
 from pccc.ir.plan import InputLayer  # noqa: E402
 from pccc.passes import compile_plan  # noqa: E402
 from tests.test_triton_backend import _dense_circuit  # noqa: E402
@@ -120,7 +120,9 @@ def test_statistics_match_numpy(data, spec, batch, flag, precision, programs):
     stride = DevicePlan.stride_for(batch)
     f = np.zeros((rows, stride))
     f[:, :batch] = rng.uniform(0.0, 2.0, (rows, batch))
-    f[:, batch:] = 7.0  # padding columns must not be read
+    # the kernels compute col_bound(batch) columns, whose padding the module gives flow 0;
+    # the columns past them must not be read
+    f[:, col_bound(batch):] = 7.0
     K = np.array([ly.param_size for ly in layers])
     x = np.zeros((nvars, stride))
     x[:, :batch] = rng.integers(0, K.min(), (nvars, batch))

@@ -84,6 +84,8 @@ def test_module_restored_when_the_pass_fails():
 
 def _specializations(m, rows: int) -> set:
     """What one training pass of ``rows`` examples would compile (recorded, not run)."""
+    m.use_graphs = False  # (on a GPU: a replayed graph would launch nothing to record)
+    m.parallel_jit = False
     rec = prejit.Recorder(m.kernels)
     m.dp.k = rec
     try:
@@ -107,3 +109,23 @@ def test_smaller_batch_compiles_nothing_new():
     full = _specializations(m, 512)
     assert _specializations(m, 40) <= full
     assert _specializations(m, 7) <= full
+
+
+def test_first_forward_compiles_its_em_backward_too(monkeypatch):
+    """EM training: the first forward hands its own pass and the backward it will be
+    followed by to one parallel compile; that backward then compiles nothing itself."""
+    from pccc.backends.triton import compiled
+
+    seen = []
+    monkeypatch.setattr(compiled, "prejit", lambda owner, attr, *runs: seen.append(len(runs)))
+    m = _model()
+    m.parallel_jit = True  # as on a GPU (the stand-in above compiles nothing)
+    m.param_grads = False
+    x = torch.randint(0, 5, (9, 4), device=DEV)
+    ll = m(x)
+    assert seen == [2]
+    ll.mean().backward()
+    assert seen == [2]  # the backward's kernels were in the forward's compile
+    m.param_grads = True
+    m(x).mean().backward()  # gradients wanted: a backward of its own, compiled on its own
+    assert seen == [2, 1]

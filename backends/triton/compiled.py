@@ -116,6 +116,10 @@ class TritonCompiledCircuit(CompiledCircuit):
         self._raw_ptr = -1
         self._input_args()
         self._prejitted: set[Any] = set()
+        #: the first call of each pass compiles its kernels in parallel first (GPU only:
+        #: the interpreter compiles nothing)
+        self.parallel_jit = dev.type == "cuda"
+        self._em_next = False
         self._stamp = 0
         self._batch = 0
         self.use_graphs = dev.type == "cuda" and os.environ.get("PCCC_CUDA_GRAPHS", "1") != "0"
@@ -249,15 +253,22 @@ class TritonCompiledCircuit(CompiledCircuit):
             self._sbufs = b
         return b
 
-    def _run(self, key: Any, fn: Callable[[], None], scratch_only: bool = True) -> None:
+    def _run(self, key: Any, fn: Callable[[], None], scratch_only: bool = True,
+             also: tuple[Any, Callable[[], None]] | None = None) -> None:
         """Run ``fn`` (a fixed sequence of launches on static buffers): eagerly, or on a GPU
         through a CUDA graph recorded on its first call (after one eager run: Triton's JIT).
         On a GPU the first call of a ``key`` compiles its kernels in parallel first, where
-        ``fn``'s torch operations touch scratch buffers only (``scratch_only``)."""
-        if key not in self._prejitted and self.device.type == "cuda":
+        ``fn``'s torch operations touch scratch buffers only (``scratch_only``); ``also``: a
+        later pass ``(key, fn)`` (the backward a forward predicts) whose kernels join the
+        same parallel compile."""
+        if key not in self._prejitted and self.parallel_jit:
             self._prejitted.add(key)
             if scratch_only and prejit_enabled():
-                prejit(self.dp, "k", fn)
+                more = []
+                if also is not None and also[0] not in self._prejitted:
+                    self._prejitted.add(also[0])
+                    more.append(also[1])
+                prejit(self.dp, "k", fn, *more)
         if not self.use_graphs:
             fn()
             return
@@ -294,6 +305,10 @@ class TritonCompiledCircuit(CompiledCircuit):
         if x.dim() != 2 or x.shape[1] < self.num_vars:
             raise ValueError(f"expected data of shape [batch, {self.num_vars}], got "
                              f"{tuple(x.shape)}")
+        # (read by fused_forward, where autograd has turned grad mode off)
+        self._em_next = torch.is_grad_enabled() and self.track_flows and not \
+            self.param_grads and (self.sum_logits.requires_grad or self.input_raw.requires_grad) \
+            and os.environ.get("PCCC_JIT_WITH_BACKWARD", "1") != "0"
         return _Fused.apply(self, x, missing, self.sum_logits, self.input_raw)
 
     def fused_forward(self, x: Tensor, missing: Tensor | None) -> Tensor:
@@ -319,10 +334,31 @@ class TritonCompiledCircuit(CompiledCircuit):
                                    b.mt)
             self.dp.forward(b.xt, b.mt, batch, self._w, self._input_args(), b.node)
 
-        self._run(("fwd", batch) + xkey, run)
+        # the backward this forward will be followed by, where it is the EM-only one
+        also = self._em_backward(batch) if self._em_next else None
+        self._run(("fwd", batch) + xkey, run, also=also)
         self._stamp += 1
         self._batch = batch
         return b.node[self.root_slot, :batch].clone()
+
+    def _em_backward(self, batch: int) -> tuple[Any, Callable[[], None]]:
+        """The backward pass of EM statistics only, as ``(key, fn)``: scale 1, flows and
+        input statistics added straight into the accumulators (no scratch buffers; its torch
+        operations touch the static buffers only, so the forward can record it for the
+        parallel compile before it runs)."""
+        b = self._static(batch)
+        dp = self.dp
+
+        def direct() -> None:
+            b.flag.zero_()
+            b.ones.fill_(1.0)
+            dp.sum_backward(b.node, b.flow, b.ones, b.flag, batch, self._w, self.sum_flows,
+                            self.sum_flows, em_direct=True, inplace=True)
+            dp.input_backward(b.flow, b.xt, b.mt, b.ones, b.flag, batch, self.em_counts,
+                              self.em_nstats, self.em_counts, self.em_nstats, zero=False,
+                              em=False)
+
+        return ("bwd-em", batch), direct
 
     def fused_backward(self, grad: Tensor, want_logits: bool, want_raw: bool
                        ) -> tuple[Tensor | None, Tensor | None]:
@@ -333,17 +369,8 @@ class TritonCompiledCircuit(CompiledCircuit):
         b.scale[:batch].copy_(grad)
         track = self.track_flows
         dp = self.dp
-        if track and not (want_logits or want_raw):  # EM statistics only: scale 1, added
-            def direct() -> None:  # straight into the accumulators, no scratch buffers
-                b.flag.zero_()
-                b.ones.fill_(1.0)
-                dp.sum_backward(b.node, b.flow, b.ones, b.flag, batch, self._w, self.sum_flows,
-                                self.sum_flows, em_direct=True, inplace=True)
-                dp.input_backward(b.flow, b.xt, b.mt, b.ones, b.flag, batch, self.em_counts,
-                                  self.em_nstats, self.em_counts, self.em_nstats, zero=False,
-                                  em=False)
-
-            self._run(("bwd-em", batch), direct)
+        if track and not (want_logits or want_raw):  # EM statistics only
+            self._run(*self._em_backward(batch))
             self._stamp += 1  # the node buffer now holds flow ratios: a new backward recomputes
             return None, None
         pgrad, counts, nstats = self._scratch()

@@ -112,14 +112,17 @@ def compile_parallel(calls: list[Launch]) -> int:
     return len(todo)
 
 
-def prejit(owner: Any, attr: str, run: Callable[[], None]) -> int:
-    """Record ``run``'s launches through ``owner.<attr>`` (the kernel module) and compile
-    them in parallel; ``owner.<attr>`` is restored whatever happens."""
+def prejit(owner: Any, attr: str, run: Callable[[], None], *more: Callable[[], None]) -> int:
+    """Record ``run``'s launches (and those of the ``more`` passes, one after another) through
+    ``owner.<attr>`` (the kernel module) and compile them all in parallel, in one pool: the
+    passes' longest compiles overlap instead of adding up; ``owner.<attr>`` is restored
+    whatever happens."""
     module = getattr(owner, attr)
     rec = Recorder(module)
     setattr(owner, attr, rec)
     try:
-        run()
+        for fn in (run, *more):
+            fn()
     finally:
         setattr(owner, attr, module)
     return compile_parallel(rec.calls)
