@@ -41,7 +41,9 @@ BN = 16
 #: batch columns per program and warps of the sum kernels; ``PCCC_TRITON_TILES`` overrides
 #: them for tuning, e.g. ``fwd=64,bwd=32,eflow=64,wfwd=4,wbwd=4,weflow=8`` (``bwds``/``wbwds``:
 #: the backward of lone blocks, which also scatters their element flows; ``inbn``/``inbt``/
-#: ``win``: node rows, columns and warps of the input layers' forward)
+#: ``win``: node rows, columns and warps of the input layers' forward; ``fwdt``: the
+#: transposed forward of blocks under 64 rows; ``ratio``: ``flow_ratio``; ``wide``/``wideb``:
+#: the forward and backward of wide products). Defaults: session 7's sweep on the H100.
 TILES = {"fwd": 32, "bwd": BT, "eflow": 64, "wfwd": 4, "wbwd": 4, "weflow": 8,
          "bwds": BT, "wbwds": 4, "inbn": BN, "inbt": 128, "win": 4, "ratio": 32,
          "wide": 32, "wideb": BT_WIDE, "fwdt": 64}
