@@ -92,12 +92,8 @@ def _specializations(m, rows: int) -> set:
         m(torch.randint(0, 5, (rows, 4), device=DEV)).mean().backward()
     finally:
         m.dp.k = m.kernels
-    out = set()
-    for fn, _, args, kw in prejit.distinct(rec.calls):
-        skip = prejit.unspecialized(fn)
-        out.add((fn.__name__, tuple(None if i in skip else prejit._spec(a)
-                                    for i, a in enumerate(args)), tuple(sorted(kw.items()))))
-    return out
+    return {(fn.__name__,) + prejit.specialization(fn, args, kw)
+            for fn, _, args, kw in rec.calls}
 
 
 def test_smaller_batch_compiles_nothing_new():

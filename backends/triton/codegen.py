@@ -179,9 +179,13 @@ def input_kernel_name(dist: str, total: int, direction: str) -> str:
     return f"input_{direction}_{dist}" + (f"_t{total}" if dist == "binomial" else "")
 
 
-def _mixes(shape: SumShape, precision: str) -> dict[str, str]:
+def _mixes(shape: SumShape, precision: str, BP: int, CP: int) -> dict[str, str]:
+    """The dots (or broadcast sums) of a shape's kernels, and the accumulators' layouts:
+    transposed where ``fwd_transposed`` / ``grad_transposed``."""
     ft, gt = fwd_transposed(shape), grad_transposed(shape)
     out = dict(gfix="        g = tl.trans(g)\n        g1 = tl.trans(g1)\n" if gt else "",
+               gshape=f"[{CP}, {BP}]" if gt else f"[{BP}, {CP}]",
+               ashape=f"[BT, {BP}]" if ft else f"[{BP}, BT]",
                ccol="[:, None]" if ft else "[None, :]", crow="[None, :]" if ft else "[:, None]")
     if not shape.uses_dot:
         return dict(out, mix_fwd=T.BCAST_FWD, mix_bwd=T.BCAST_BWD, mix_grad=T.BCAST_GRAD,
@@ -209,9 +213,7 @@ def render(plan: KernelPlan, precision: str, plan_hash: str = "",
         BP, CP = (max(16, pow2ceil(s.B)), max(16, pow2ceil(s.C))) if s.uses_dot else \
             (pow2ceil(s.B), pow2ceil(s.C))
         consts = dict(B=s.B, C=s.C, F=s.fanin, NC=s.NC, BP=BP, CP=CP, cap=EXP_CAP,
-                      gshape=f"[{CP}, {BP}]" if grad_transposed(s) else f"[{BP}, {CP}]",
-                      ashape=f"[BT, {BP}]" if fwd_transposed(s) else f"[{BP}, BT]",
-                      **_mixes(s, precision), **_children_code(s))
+                      **_mixes(s, precision, BP, CP), **_children_code(s))
         parts.append(T.SUM_FWD.substitute(name=f"sum_fwd_{s.tag}", **consts))
         parts.append(T.SUM_BWD.substitute(name=f"sum_bwd_{s.tag}", **consts))
         parts.append(T.SUM_EFLOW.substitute(name=f"sum_eflow_{s.tag}", **consts))

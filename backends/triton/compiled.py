@@ -254,20 +254,22 @@ class TritonCompiledCircuit(CompiledCircuit):
         return b
 
     def _run(self, key: Any, fn: Callable[[], None], scratch_only: bool = True,
-             also: tuple[Any, Callable[[], None]] | None = None) -> None:
+             also: Callable[[], tuple[Any, Callable[[], None]]] | None = None) -> None:
         """Run ``fn`` (a fixed sequence of launches on static buffers): eagerly, or on a GPU
         through a CUDA graph recorded on its first call (after one eager run: Triton's JIT).
         On a GPU the first call of a ``key`` compiles its kernels in parallel first, where
-        ``fn``'s torch operations touch scratch buffers only (``scratch_only``); ``also``: a
-        later pass ``(key, fn)`` (the backward a forward predicts) whose kernels join the
-        same parallel compile."""
+        ``fn``'s torch operations touch scratch buffers only (``scratch_only``); ``also``:
+        makes a later pass ``(key, fn)`` (the backward a forward predicts) whose kernels join
+        the same parallel compile (called only then: not on every forward)."""
         if key not in self._prejitted and self.parallel_jit:
             self._prejitted.add(key)
             if scratch_only and prejit_enabled():
                 more = []
-                if also is not None and also[0] not in self._prejitted:
-                    self._prejitted.add(also[0])
-                    more.append(also[1])
+                if also is not None:
+                    later, later_fn = also()
+                    if later not in self._prejitted:
+                        self._prejitted.add(later)
+                        more.append(later_fn)
                 prejit(self.dp, "k", fn, *more)
         if not self.use_graphs:
             fn()
@@ -335,7 +337,7 @@ class TritonCompiledCircuit(CompiledCircuit):
             self.dp.forward(b.xt, b.mt, batch, self._w, self._input_args(), b.node)
 
         # the backward this forward will be followed by, where it is the EM-only one
-        also = self._em_backward(batch) if self._em_next else None
+        also = (lambda: self._em_backward(batch)) if self._em_next else None
         self._run(("fwd", batch) + xkey, run, also=also)
         self._stamp += 1
         self._batch = batch

@@ -77,15 +77,20 @@ def unspecialized(fn: Any) -> set[int]:
     return out
 
 
+def specialization(fn: Any, args: tuple[Any, ...], kw: dict[str, Any]) -> tuple[Any, ...]:
+    """What a launch of ``fn`` compiles to, as far as Triton tells launches apart: its
+    arguments' specializations (those Triton does not specialize on, such as batch splits,
+    do not count) and its constexpr and launch keywords."""
+    skip = unspecialized(fn)
+    return (tuple(("-",) if i in skip else _spec(a) for i, a in enumerate(args)),
+            tuple(sorted(kw.items())))
+
+
 def distinct(calls: list[Launch]) -> list[Launch]:
-    """One launch per kernel specialization (the rest would compile the same binary);
-    arguments Triton does not specialize on (batch splits, tiles per split) do not count."""
+    """One launch per kernel specialization (the rest would compile the same binary)."""
     seen: dict[Any, Launch] = {}
     for fn, grid, args, kw in calls:
-        skip = unspecialized(fn)
-        key = (id(fn), tuple(("-",) if i in skip else _spec(a) for i, a in enumerate(args)),
-               tuple(sorted(kw.items())))
-        seen.setdefault(key, (fn, grid, args, kw))
+        seen.setdefault((id(fn),) + specialization(fn, args, kw), (fn, grid, args, kw))
     return list(seen.values())
 
 
