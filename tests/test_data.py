@@ -6,7 +6,7 @@ import gzip
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -30,6 +30,9 @@ matrices = hnp.arrays(np.int64, st.tuples(st.integers(1, 12), st.integers(1, 6))
     ("a.csv", "-1", ""), ("a.csv", " ? ", "")]))
 def test_text_spellings_agree(tmp_path_factory, x, style):
     name, missing, pad = style
+    # one column with missing spelled as an empty field writes a blank line, and blank lines
+    # are skipped (pccc.data's format): such a file cannot hold that row
+    assume(not (missing == "" and x.shape[1] == 1 and (x == -1).any()))
     path = tmp_path_factory.mktemp("d") / name
     _write_text(path, x, missing=missing, pad=pad)
     got = load_data(path)
