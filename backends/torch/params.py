@@ -97,7 +97,6 @@ class ParamsMixin:
         q = len(plan.input_params)
         # shift: one log-normalizer per input node (layer i's nodes from _in_node0[i])
         self._in_node0 = list(np.cumsum([0] + [ly.n for ly in plan.input_layers])[:-1])
-        raw, shift = np.zeros(q), np.zeros(max(sum(ly.n for ly in plan.input_layers), 1))
         self._in_span: dict[int, tuple[int, int] | None] = {}
         self._in_group: dict[int, tuple[int, int] | None] = {}
         self._in_size: dict[int, int] = {}
@@ -124,19 +123,9 @@ class ParamsMixin:
             self.register_buffer(f"in_pidx{i}", torch.from_numpy(pidx.copy()), persistent=False)
             self._in_size[i] = size
             self._in_span[i] = (int(ps[0]), ly.n * size) if contiguous else None
-            if contiguous:  # slices, not fancy indexing (51M parameters for PD-256)
-                a, b = int(ps[0]), int(ps[0]) + ly.n * size
-                r, s = fam.to_raw(ly.dist, plan.input_params[a:b].reshape(ly.n, size))
-                raw[a:b] = r.reshape(-1)
-            elif ly.param_size:
-                r, s = fam.to_raw(ly.dist, plan.input_params[pidx])
-                raw[pidx] = r
-            if ly.param_size:
-                n0 = self._in_node0[i]
-                shift[n0: n0 + ly.n] = s[:, 0]
-        # raw and shift are this function's own arrays: shared with torch, not copied
-        self.input_raw = nn.Parameter(torch.from_numpy(raw if q else np.zeros(1)))
-        self.register_buffer("input_shift", torch.from_numpy(shift))
+        raw, shift = self._input_values(plan)
+        self.input_raw = nn.Parameter(raw)
+        self.register_buffer("input_shift", shift)
         self.register_load_state_dict_pre_hook(_shift_per_node)
         m = max(q, 1) if getattr(self, "torch_layers", True) else 1  # else: backend's own
         self.register_buffer("input_stats", torch.zeros(m, 3, dtype=torch.float64),
@@ -145,6 +134,30 @@ class ParamsMixin:
                              persistent=False)
         self.register_buffer("input_missflow", torch.zeros(m, dtype=torch.float64),
                              persistent=False)
+
+    def _input_values(self, plan: KernelPlan) -> tuple[Tensor, Tensor]:
+        """``input_raw`` ``[max(q, 1)]`` and ``input_shift`` ``[max(nodes, 1)]`` from the
+        plan's native input parameters: float64, on the host (a backend may compute them
+        where its parameters live instead)."""
+        q = len(plan.input_params)
+        raw = np.zeros(q)
+        shift = np.zeros(max(sum(ly.n for ly in plan.input_layers), 1))
+        for i, ly in enumerate(plan.input_layers):
+            if not ly.param_size:
+                continue
+            size, span = self._in_size[i], self._in_span[i]
+            if span is not None:  # slices, not fancy indexing (51M parameters for PD-256)
+                a, b = span[0], span[0] + span[1]
+                r, s = fam.to_raw(ly.dist, plan.input_params[a:b].reshape(ly.n, size))
+                raw[a:b] = r.reshape(-1)
+            else:
+                pidx = np.asarray(ly.param_start, np.int64)[:, None] + np.arange(size)
+                r, s = fam.to_raw(ly.dist, plan.input_params[pidx])
+                raw[pidx] = r
+            n0 = self._in_node0[i]
+            shift[n0: n0 + ly.n] = s[:, 0]
+        # raw and shift are this function's own arrays: shared with torch, not copied
+        return torch.from_numpy(raw if q else np.zeros(1)), torch.from_numpy(shift)
 
     # -------------------------------------------------------------- reading
     def log_weights(self) -> Tensor:

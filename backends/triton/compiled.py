@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from pccc.backends.torch import inputs as fam
 from pccc.backends.torch.module import CompiledCircuit
 from pccc.backends.triton.codegen import load_module
 from pccc.backends.triton.inputs import InputTables, em_update_inputs, native_params, raw_grads
@@ -45,6 +46,16 @@ from pccc.ir.plan import KernelPlan
 
 #: CUDA graphs kept per module (one per batch size and phase; the oldest is dropped)
 MAX_GRAPHS = 12
+#: values per host-to-device slice when the parameters are first converted (bounds the
+#: float64 temporaries on the device)
+INIT_CHUNK = 1 << 23
+
+
+def _device_copy(a: np.ndarray, device: torch.device) -> Tensor:
+    """``a`` on ``device`` as it is (the plan's arrays may be read-only: they are only read)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.from_numpy(np.ascontiguousarray(a)).to(device)
 
 
 @dataclass
@@ -62,6 +73,36 @@ class _Buffers:
     x_in: dict[Any, Tensor] = field(default_factory=dict)
 
 
+def _sum_weights(plan: KernelPlan, dp: DevicePlan, dev: torch.device
+                 ) -> tuple[Tensor, Tensor, Tensor]:
+    """``(w, live, z)``: the plan's sum weights on the device in float32 (padding 0), which
+    of them belong to a group of positive total, and the groups' totals (``[groups + 1]``,
+    the last one for padding). The weights are copied as they are (float64) in slices and
+    converted on the device; their groups come from the device plan's 64-weight tiles (a
+    tile of one group, or a row of per-weight groups): the plan's per-weight group array
+    (155M int64 on PD-256) is never copied."""
+    n, ng = len(plan.params), len(plan.group_size)
+    tiles = dp.tiles.long()
+    store = torch.zeros(tiles.numel() * 64, dtype=torch.float32, device=dev)
+    for a in range(0, n, INIT_CHUNK):
+        store[a: min(n, a + INIT_CHUNK)] = _device_copy(plan.params[a: a + INIT_CHUNK], dev)
+    wt = store.view(-1, 64)
+    mix = torch.nonzero(tiles <= -2).squeeze(1)
+    gm = dp.mixed.long()[-2 - tiles[mix]]  # [mixed tiles, 64] group per weight, -1 padding
+    wt[tiles == -1] = 0.0
+    wm = torch.where(gm >= 0, wt[mix], 0.0)
+    wt[mix] = wm
+    uni = torch.nonzero(tiles >= 0).squeeze(1)
+    z = torch.zeros(ng + 1, dtype=torch.float32, device=dev)
+    z.index_add_(0, tiles[uni], wt[uni].sum(dim=1))
+    z.index_add_(0, torch.where(gm >= 0, gm, ng).reshape(-1), wm.reshape(-1))
+    z[ng] = 0.0
+    live = torch.zeros(wt.shape, dtype=torch.bool, device=dev)
+    live[uni] = (z[tiles[uni]] > 0)[:, None]
+    live[mix] = (gm >= 0) & (z[gm.clamp_min(0)] > 0)
+    return store[:n], live.view(-1)[:n], z
+
+
 class TritonCompiledCircuit(CompiledCircuit):
     """A compiled circuit run by generated Triton kernels (see the module docstring).
 
@@ -75,14 +116,18 @@ class TritonCompiledCircuit(CompiledCircuit):
     torch_layers = False
 
     def __init__(self, plan: KernelPlan, *, device: Any = "cuda", precision: str = "tf32"):
-        object.__setattr__(self, "_init_device", torch.device(device))
+        dev = torch.device(device)
+        kernels, source, source_path = load_module(plan, precision)
+        # the device tables come first: the parameters' initialization reads their weight
+        # tiles (set before nn.Module's __init__, which keeps what is there)
+        object.__setattr__(self, "_init_device", dev)
+        object.__setattr__(self, "dp", DevicePlan(plan, kernels, dev))
         super().__init__(plan, device=device, dtype=torch.float32)
         self.backend_name = "triton"
         self.precision = precision
         self.keep_elements = False
-        self.kernels, self.source, self.source_path = load_module(plan, precision)
+        self.kernels, self.source, self.source_path = kernels, source, source_path
         dev = self.device
-        self.dp = DevicePlan(plan, self.kernels, dev)
         self.tables = [InputTables.build(ly, dev, n0)
                        for ly, n0 in zip(plan.input_layers, self._in_node0)]
         q = self.input_raw.numel()
@@ -152,19 +197,7 @@ class TritonCompiledCircuit(CompiledCircuit):
         """The torch backend's parameters, computed on the device in float32 (the numpy
         float64 path costs seconds on a PD-256's 155M weights)."""
         dev: torch.device = self.__dict__["_init_device"]
-        ng = len(plan.group_size)
-        # copied as they are and converted on the device (a host-side conversion of 155M
-        # values costs seconds); the plan's arrays may be read-only: they are only read
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            g = torch.from_numpy(np.ascontiguousarray(plan.param_group)).to(dev).int()
-            w = torch.from_numpy(np.ascontiguousarray(plan.params)).to(dev).float()
-        real = g >= 0
-        gi = torch.where(real, g, ng)
-        w = torch.where(real, w, 0.0)
-        z = torch.zeros(ng + 1, dtype=torch.float32, device=dev).index_add_(0, gi, w)
-        live = real & (z[gi] > 0)
-        del gi
+        w, live, z = _sum_weights(plan, self.__dict__["dp"], dev)
         # an all-zero group keeps raw 0 and a -inf normalizer (weights 0, never NaN)
         self.sum_logits = nn.Parameter(torch.where(live, torch.log(torch.where(live, w, 1.0)),
                                                    0.0))
@@ -177,6 +210,36 @@ class TritonCompiledCircuit(CompiledCircuit):
         self.register_buffer("sum_flows", torch.zeros_like(self.sum_logits.data),
                              persistent=False)
         self._init_inputs(plan)
+
+    def _input_values(self, plan: KernelPlan) -> tuple[Tensor, Tensor]:
+        """The torch backend's ``input_raw`` and ``input_shift``, computed on the device: the
+        native values are copied as they are (float64) in slices of at most ``INIT_CHUNK``
+        values and converted there (on the host, HCLT-256's 51M categorical parameters cost
+        0.2 s of logarithms alone); float32 results, as the module keeps them."""
+        dev: torch.device = self.__dict__["_init_device"]
+        q = len(plan.input_params)
+        raw = torch.zeros(max(q, 1), dtype=torch.float32, device=dev)
+        shift = torch.zeros(max(sum(ly.n for ly in plan.input_layers), 1),
+                            dtype=torch.float32, device=dev)
+        for i, ly in enumerate(plan.input_layers):
+            if not ly.param_size:
+                continue
+            size, span, n0 = self._in_size[i], self._in_span[i], int(self._in_node0[i])
+            if span is None:  # tied rows: one gather (small in every workload seen)
+                pidx = np.asarray(ly.param_start, np.int64)[:, None] + np.arange(size)
+                r, s = fam.to_raw_tensor(ly.dist, _device_copy(plan.input_params[pidx], dev))
+                raw[torch.from_numpy(pidx).to(dev)] = r.float()
+                shift[n0: n0 + ly.n] = s[:, 0]
+                continue
+            step = max(1, INIT_CHUNK // size)
+            for k in range(0, ly.n, step):  # whole rows per slice (a row's sum is its shift)
+                m = min(step, ly.n - k)
+                a = span[0] + k * size
+                r, s = fam.to_raw_tensor(ly.dist, _device_copy(
+                    plan.input_params[a: a + m * size], dev).view(m, size))
+                raw[a: a + m * size] = r.reshape(-1)
+                shift[n0 + k: n0 + k + m] = s[:, 0]
+        return raw, shift
 
     def _param_key(self) -> tuple[int, ...]:
         a, b = self.sum_logits, self.input_raw
