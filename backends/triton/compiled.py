@@ -114,6 +114,7 @@ class TritonCompiledCircuit(CompiledCircuit):
     """
 
     torch_layers = False
+    dp: DevicePlan
 
     def __init__(self, plan: KernelPlan, *, device: Any = "cuda", precision: str = "tf32"):
         dev = torch.device(device)
