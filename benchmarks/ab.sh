@@ -32,7 +32,7 @@ for spec in sys.argv[1:]:
             r = json.loads(line)
             if r.get("kind") == "ours":
                 print(f"{tag:14s} {r['name']:8s} epoch {r['epoch_s']:.3f} peak "
-                      f"{r['peak_gib']:.2f} jit {r['jit_s']:.2f} ll {r['train_ll_epoch2']}")
+                      f"{r['peak_gib']:.2f} 1st batch {r['first_batch_s']:.2f} compile {r['compile_s']:.2f} ll {r['train_ll_epoch2']}")
     except OSError as e:
         print(tag, "no results:", e)
 PY
