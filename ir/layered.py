@@ -99,6 +99,9 @@ def factors(c: Circuit, vid: int) -> list[tuple[int, np.ndarray]]:
     table = nd.edge_table([c.nodes[ch].n for ch in nd.children])
     out: list[tuple[int, np.ndarray]] = []
     for j, ch in enumerate(nd.children):
+        if not isinstance(c.nodes[ch], ProductVector):  # its own factor: the column itself
+            out.append((ch, table[:, j]))
+            continue
         for v, idx in factors(c, ch):
             out.append((v, idx[table[:, j]]))
     return out

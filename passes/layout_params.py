@@ -221,7 +221,7 @@ def _scatter(dst: np.ndarray, src: np.ndarray, B: int, C: int) -> None:
 
 
 def _layer(lc: LayeredCircuit, layer: Layer, slot: dict[int, int], next_slot: int,
-           wts: _Weights) -> tuple[ProductLayer, SumLayer, int]:
+           wts: _Weights, elems: _Elements) -> tuple[ProductLayer, SumLayer, int]:
     bc = lc.blocked
     c = bc.circuit
     reserved = max(g.chunk for g in layer.sums)
@@ -250,36 +250,87 @@ def _layer(lc: LayeredCircuit, layer: Layer, slot: dict[int, int], next_slot: in
             nch.append(np.full(nb, nc, np.int64))
         sum_parts.append(SumPartition(g.block, g.chunk, np.concatenate(ns), np.concatenate(cs),
                                       np.concatenate(ps), np.concatenate(nch)))
-    return (ProductLayer(nxt, reserved, _products(c, layer, runs, nxt, slot)),
+    return (ProductLayer(nxt, reserved, _products(layer, runs, nxt, elems)),
             SumLayer(tuple(sum_parts)), next_slot)
 
 
-def _products(c: Circuit, layer: Layer, runs: list[tuple[int, int]], end: int,
-              slot: dict[int, int]) -> tuple[ProductPartition, ...]:
-    """Product partitions over the runs; factors are written straight into each table
-    (padding: slot 0, log 1)."""
+def _products(layer: Layer, runs: list[tuple[int, int]], end: int, elems: _Elements
+              ) -> tuple[ProductPartition, ...]:
+    """Product partitions over the runs (padding: slot 0, log 1)."""
     starts = [s for s, _ in runs] + [end]
     parts = []
     r = 0
     for pg in layer.products:
         lo, hi = starts[r], starts[r + pg.runs]
-        table = np.zeros((hi - lo, pg.fanin), np.int64)
-        for q in range(r, r + pg.runs):
-            a, ch = runs[q]
-            nd = c.nodes[ch]
-            if nd.n == 1 and (isinstance(nd, InputVector) or isinstance(nd, SumVector)):
-                table[a - lo, 0] = slot[ch]  # a single pass-through element
-                continue
-            if nd.n == 1 and isinstance(nd, ProductVector) and nd.edges is None and not any(
-                    isinstance(c.nodes[g], ProductVector) for g in nd.children):
-                table[a - lo, : len(nd.children)] = [slot[g] for g in nd.children]
-                continue
-            b = a + nd.n
-            for j, (f, idx) in enumerate(factors(c, ch)):
-                table[a - lo: b - lo, j] = slot[f] + idx
-        parts.append(ProductPartition(lo, table))
+        parts.append(ProductPartition(lo, elems.table(runs[r: r + pg.runs], lo, hi, pg.fanin)))
         r += pg.runs
     return tuple(parts)
+
+
+_Factors = tuple[np.ndarray, list[int]]
+
+
+class _Elements:
+    """The factor slots of element runs, written into product tables a few numpy calls per
+    partition (runs grouped by factor count), not a few per run."""
+
+    def __init__(self, c: Circuit, slot: dict[int, int]):
+        self.c = c
+        self.slot = slot
+        self.memo: dict[int, _Factors | None] = {}
+        self.aranges: dict[int, np.ndarray] = {}
+
+    def table(self, runs: list[tuple[int, int]], lo: int, hi: int, fanin: int) -> np.ndarray:
+        """The ``[hi - lo, fanin]`` table of the runs ``(first element, child vector)``."""
+        table = np.zeros((hi - lo, fanin), np.int64)
+        by_k: dict[int, tuple[list[int], list[int], list[np.ndarray], list[list[int]]]] = {}
+        for a, ch in runs:
+            f = self.memo[ch] if ch in self.memo else self._factors(ch)
+            if f is None:  # nested products: flattened one factor at a time
+                n = self.c.nodes[ch].n
+                for j, (v, idx) in enumerate(factors(self.c, ch)):
+                    table[a - lo: a - lo + n, j] = self.slot[v] + idx
+                continue
+            idx, slots = f
+            rows, ns, idxs, sl = by_k.setdefault(len(slots), ([], [], [], []))
+            rows.append(a - lo)
+            ns.append(len(idx))
+            idxs.append(idx)
+            sl.append(slots)
+        for k, (rows, ns, idxs, sl) in by_k.items():
+            size = np.array(ns)
+            # row of every element: its run's first row plus its place in the run
+            at = np.repeat(np.array(rows) - (np.cumsum(size) - size), size)
+            at += np.arange(len(at))
+            table[at, :k] = np.concatenate(idxs) + np.repeat(np.array(sl, np.int64), size, 0)
+        return table
+
+    def _factors(self, ch: int) -> _Factors | None:
+        """``(index [n, k] into each factor vector, slot of each factor vector)`` of the
+        elements of child ``ch`` (None for a product of products); made once per child."""
+        c, slot = self.c, self.slot
+        nd = c.nodes[ch]
+        out: _Factors | None
+        if not isinstance(nd, ProductVector):  # pass-through elements
+            out = self._arange(nd.n)[:, None], [slot[ch]]
+        else:
+            nodes = [c.nodes[g] for g in nd.children]
+            k = len(nodes)
+            slots = [slot[g] for g in nd.children]
+            if any(isinstance(g, ProductVector) for g in nodes):
+                out = None
+            elif nd.edges is None and all(g.n != 1 for g in nodes):  # element-wise
+                out = np.broadcast_to(self._arange(nd.n)[:, None], (nd.n, k)), slots
+            else:
+                out = nd.edge_table([g.n for g in nodes]), slots
+        self.memo[ch] = out
+        return out
+
+    def _arange(self, n: int) -> np.ndarray:
+        a = self.aranges.get(n)
+        if a is None:
+            a = self.aranges[n] = np.arange(n)
+        return a
 
 
 @register_pass("layout-params", input_level="L2", output_level="L3")
@@ -298,8 +349,9 @@ def layout_params(lc: LayeredCircuit, *, threads: int = 0) -> KernelPlan:
     wts = _Weights(lc.blocked, order)
     _run_jobs(jobs + wts.jobs(), threads)
     layers: list[ProductLayer | SumLayer] = []
+    elems = _Elements(c, slot)
     for layer in lc.layers:
-        prod, sm, next_slot = _layer(lc, layer, slot, next_slot, wts)
+        prod, sm, next_slot = _layer(lc, layer, slot, next_slot, wts, elems)
         layers += [prod, sm]
     pmap = {k: v for k, v in wts.pmap.items() if k != ROOT_KEY}
     pmap.update(in_map)
