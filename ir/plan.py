@@ -36,6 +36,7 @@ flat weight ``p`` (``-1`` for padding), ``group_size[g]`` its number of children
 
 from __future__ import annotations
 
+from collections.abc import Callable, ItemsView, ValuesView
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +49,93 @@ def _ro(a: Any, dtype: Any = np.int64) -> np.ndarray:
     arr = np.ascontiguousarray(np.asarray(a, dtype=dtype))
     arr.setflags(write=False)
     return arr
+
+
+class ParamMap(dict[str, np.ndarray]):
+    """A ``param_map`` whose entries may be made when first read.
+
+    The offsets of the parameters are regular (ranges, tile patterns), and most users of a plan
+    never read them; for PD-256 they are 155M int64 (1.24 GB) made for nothing. So
+    ``layout-params`` gives most entries as a function that makes them. A read through
+    ``[]`` or ``get`` makes that entry (once, read-only); anything that sees the values some
+    other way (``items``, ``values``, ``==``, copies, pickling) makes them all first. Keys,
+    ``len`` and ``in`` never make anything.
+    """
+
+    __slots__ = ("_makers",)
+
+    def __init__(self, made: dict[str, np.ndarray], makers: dict[str, Callable[[], np.ndarray]]):
+        keys = sorted(set(made) | set(makers))
+        super().__init__((k, _ro(made[k]) if k in made else _UNMADE) for k in keys)
+        self._makers = {k: makers[k] for k in keys if k in makers and k not in made}
+
+    def _make(self, key: str) -> np.ndarray:
+        arr = _ro(self._makers.pop(key)())
+        dict.__setitem__(self, key, arr)
+        return arr
+
+    def _make_all(self) -> None:
+        for key in list(self._makers):
+            self._make(key)
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        v = dict.__getitem__(self, key)
+        return self._make(key) if v is _UNMADE else v
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        return self[key] if key in self else default
+
+    def __iter__(self) -> Any:  # (a dict subclass with its own __iter__ is never copied raw)
+        return dict.__iter__(self)
+
+    def items(self) -> ItemsView[str, np.ndarray]:  # type: ignore[override]
+        self._make_all()
+        return dict.items(self)
+
+    def values(self) -> ValuesView[np.ndarray]:  # type: ignore[override]
+        self._make_all()
+        return dict.values(self)
+
+    def copy(self) -> dict[str, np.ndarray]:
+        return dict(self.items())
+
+    def __eq__(self, other: object) -> bool:
+        self._make_all()
+        if isinstance(other, ParamMap):
+            other._make_all()
+        return dict.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        self._make_all()
+        return dict.__repr__(self)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return ParamMap, (dict(self.items()), {})
+
+    def __setitem__(self, key: str, value: np.ndarray) -> None:
+        raise TypeError("a plan's param_map is read-only")
+
+    def __delitem__(self, key: str) -> None:
+        raise TypeError("a plan's param_map is read-only")
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("a plan's param_map is read-only")
+
+    pop = popitem = setdefault = update = clear = __ior__ = _read_only  # type: ignore[assignment]
+
+    def __or__(self, other: Any) -> Any:
+        return dict(self.items()) | other
+
+    def __ror__(self, other: Any) -> Any:
+        return other | dict(self.items())
+
+
+_UNMADE: Any = object()
 
 
 @dataclass(frozen=True, eq=False)
@@ -165,7 +253,8 @@ class KernelPlan:
     input_params: np.ndarray
     """float64 flat input-node parameters"""
     param_map: dict[str, np.ndarray] = field(default_factory=dict)
-    """L0 parameter key -> int64 offsets with the L0 array's shape"""
+    """L0 parameter key -> int64 offsets with the L0 array's shape (a :class:`ParamMap` from
+    ``layout-params``: entries made when first read)"""
     input_param_keys: frozenset[str] = frozenset()
     """keys of ``param_map`` that index ``input_params`` (the rest index ``params``)"""
     meta: tuple[tuple[str, str], ...] = ()
@@ -179,8 +268,9 @@ class KernelPlan:
         object.__setattr__(self, "input_params", _ro(self.input_params, np.float64))
         object.__setattr__(self, "param_group", _ro(self.param_group))
         object.__setattr__(self, "group_size", _ro(self.group_size))
-        object.__setattr__(self, "param_map",
-                           {k: _ro(v) for k, v in sorted(self.param_map.items())})
+        if not isinstance(self.param_map, ParamMap):  # (a ParamMap is sorted and read-only)
+            object.__setattr__(self, "param_map",
+                               {k: _ro(v) for k, v in sorted(self.param_map.items())})
 
     def sum_layers(self) -> list[SumLayer]:
         return [ly for ly in self.layers if isinstance(ly, SumLayer)]

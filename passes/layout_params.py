@@ -10,6 +10,8 @@
   whole chunks; product partitions cover them in order.
 
 Every array is written with whole-array numpy operations per vector; nothing loops over edges.
+The ``param_map`` entries are regular (ranges and tile patterns): each is given as a function
+making it when first read (see :class:`pccc.ir.plan.ParamMap`).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from pccc.ir.layered import Layer, LayeredCircuit, factors
 from pccc.ir.plan import (
     InputLayer,
     KernelPlan,
+    ParamMap,
     ProductLayer,
     ProductPartition,
     SumLayer,
@@ -66,8 +69,10 @@ def _run_jobs(jobs: list[_Job], threads: int) -> None:
 
 
 def _input_layers(c: Circuit, slot: dict[int, int], next_slot: int, jobs: list[_Job]
-                  ) -> tuple[list[InputLayer], np.ndarray, dict[str, np.ndarray], int]:
-    """Input layers (one per family), their flat parameters and their ``param_map`` entries.
+                  ) -> tuple[list[InputLayer], np.ndarray, dict[str, Callable[[], np.ndarray]],
+                             int]:
+    """Input layers (one per family), their flat parameters and their ``param_map`` entries
+    (each a function making it).
 
     The copies into the flat buffer are appended to ``jobs`` (run later, in parallel).
     """
@@ -78,7 +83,7 @@ def _input_layers(c: Circuit, slot: dict[int, int], next_slot: int, jobs: list[_
     layers, offset = [], 0
     base: dict[str, int] = {}
     sources: list[tuple[str, int]] = []
-    pmap: dict[str, np.ndarray] = {}
+    pmap: dict[str, Callable[[], np.ndarray]] = {}
     for (dist, fam), vids in sorted(fams.items(), key=lambda kv: repr(kv[0])):
         cls = dists.get(dist)
         start = next_slot
@@ -105,10 +110,9 @@ def _input_layers(c: Circuit, slot: dict[int, int], next_slot: int, jobs: list[_
         layers.append(InputLayer(dist, fam, start, np.concatenate(vars_), np.concatenate(pstart),
                                  psize, np.concatenate(values) if values else None))
     flat = np.empty(offset)
-    offsets = np.arange(offset)  # inputs are stored back to back: every map is a slice of it
-    for key, off in sources:
+    for key, off in sources:  # stored back to back, each whole and row-major
         arr = c.params[key]
-        pmap[key] = offsets[off: off + arr.size].reshape(arr.shape)
+        pmap[key] = partial(_range_map, off, arr.shape)
         jobs.append((arr.size, partial(_copy_input, flat, off, arr)))
     return layers, flat, pmap, next_slot
 
@@ -133,24 +137,21 @@ class _Weights:
         self.reserved = max([B * C for B, C in bc.blocks.values()] + [1])
         self.base: dict[str, int] = {}
         self.group0: dict[str, int] = {}
-        self.map_at: dict[str, int] = {}
-        total, groups, entries = self.reserved, 0, 0
+        total, groups = self.reserved, 0
         for v in order:
             key = _key(c, v)
             if key in self.base:
                 continue
             B, C, nb, nc = self.grid[v]
-            self.base[key], self.group0[key], self.map_at[key] = total, groups, entries
+            self.base[key], self.group0[key] = total, groups
             total += nb * nc * B * C
             groups += c.nodes[v].n
-            entries += c.params[key].size
         self.params = np.empty(total)  # every entry is written once: no zero-fill pass
         self.group = np.empty(total, np.int64)
         self.params[: self.reserved] = 0.0
         self.group[: self.reserved] = -1
         self.group_size = np.zeros(groups, np.int64)
-        self.map_buf = np.empty(entries, np.int64)  # one allocation; each map is a view
-        self.pmap: dict[str, np.ndarray] = {}
+        self.pmap: dict[str, Callable[[], np.ndarray]] = {}  # param_map entries, made when read
         self.first: dict[str, int] = {}
         for v in order:
             self.first.setdefault(_key(c, v), v)
@@ -167,14 +168,11 @@ class _Weights:
         lo, size = self.base[key], nb * nc * B * C
         g0 = self.group0[key]
         self.group_size[g0: g0 + n] = m
-        at = self.map_at[key]
         if (B == 1 and m % C == 0) or (nc == 1 and m == C and n % B == 0):
             # unpadded tiles of whole rows (or of single rows): the layout is row-major
             self.params[lo: lo + size] = w.ravel()
-            self.group[lo: lo + size] = np.repeat(np.arange(g0, g0 + n), m)
-            out = self.map_buf[at: at + size].reshape(n, m)
-            out[...] = np.arange(lo, lo + size).reshape(n, m)
-            self.pmap[key] = out
+            self.group[lo: lo + size].reshape(n, m)[...] = np.arange(g0, g0 + n)[:, None]
+            self.pmap[key] = partial(_range_map, lo, (n, m))
             return
         if n % B or m % C:  # padded tiles: zero weights, group -1, then the real entries
             self.params[lo: lo + size] = 0.0
@@ -185,12 +183,7 @@ class _Weights:
             rows = (g0 + np.arange(nb * B)).reshape(nb, 1, B, 1)
             self.group[lo: lo + size].reshape(nb, nc, B, C)[...] = rows
         _scatter(self._tiles(self.params, lo, v), w, B, C)
-        i, j = np.arange(n), np.arange(m)
-        rows = lo + (i // B) * (nc * B * C) + (i % B) * C
-        cols = (j // C) * (B * C) + (j % C)
-        out = self.map_buf[at: at + n * m].reshape(n, m)
-        np.add(rows[:, None], cols[None, :], out=out)
-        self.pmap[key] = out
+        self.pmap[key] = partial(_tile_map, lo, (n, m), (B, C, nc))
 
     def _tiles(self, buf: np.ndarray, lo: int, v: int) -> np.ndarray:
         """The ``[nb, B, nc, C]`` view of the tiles of sum vector ``v`` in ``buf``."""
@@ -204,6 +197,21 @@ class _Weights:
         if nb == 1:
             return (lo + B * C * np.arange(nc)).reshape(1, nc)
         return lo + (np.arange(nb)[:, None] * nc + np.arange(nc)[None, :]) * (B * C)
+
+
+def _range_map(lo: int, shape: tuple[int, ...]) -> np.ndarray:
+    """``param_map`` entry of an array stored whole, row-major, from offset ``lo``."""
+    return np.arange(lo, lo + int(np.prod(shape, dtype=np.int64))).reshape(shape)
+
+
+def _tile_map(lo: int, shape: tuple[int, int], tiling: tuple[int, int, int]) -> np.ndarray:
+    """``param_map`` entry of an ``[n, m]`` weight array stored from offset ``lo`` as
+    ``[nb, nc, B, C]`` tiles (``tiling``: ``(B, C, nc)``)."""
+    (n, m), (B, C, nc) = shape, tiling
+    i, j = np.arange(n), np.arange(m)
+    rows = lo + (i // B) * (nc * B * C) + (i % B) * C
+    cols = (j // C) * (B * C) + (j % C)
+    return rows[:, None] + cols[None, :]
 
 
 def _scatter(dst: np.ndarray, src: np.ndarray, B: int, C: int) -> None:
@@ -315,14 +323,13 @@ class _Elements:
             out = self._arange(nd.n)[:, None], [slot[ch]]
         else:
             nodes = [c.nodes[g] for g in nd.children]
-            k = len(nodes)
-            slots = [slot[g] for g in nd.children]
             if any(isinstance(g, ProductVector) for g in nodes):
                 out = None
             elif nd.edges is None and all(g.n != 1 for g in nodes):  # element-wise
-                out = np.broadcast_to(self._arange(nd.n)[:, None], (nd.n, k)), slots
+                out = (np.broadcast_to(self._arange(nd.n)[:, None], (nd.n, len(nodes))),
+                       [slot[g] for g in nd.children])
             else:
-                out = nd.edge_table([g.n for g in nodes]), slots
+                out = nd.edge_table([g.n for g in nodes]), [slot[g] for g in nd.children]
         self.memo[ch] = out
         return out
 
@@ -362,5 +369,5 @@ def layout_params(lc: LayeredCircuit, *, threads: int = 0) -> KernelPlan:
         num_node_slots=next_slot, root_slot=slot[c.root], input_layers=tuple(in_layers),
         layers=tuple(layers), params=wts.params, reserved_params=wts.reserved,
         param_group=wts.group, group_size=wts.group_size, input_params=in_params,
-        param_map=pmap, input_param_keys=frozenset(in_map),
+        param_map=ParamMap({}, pmap), input_param_keys=frozenset(in_map),
         meta=(("lowering", "passes"),))
