@@ -36,7 +36,8 @@ def ceil_div(a: int, b: int) -> int:
 
 def run_length(c: Circuit, vid: int) -> int:
     """Elements a sum vector mixes: the sizes of its children added up."""
-    return sum(c.nodes[ch].n for ch in c.nodes[vid].children)
+    nodes = c.nodes
+    return sum([nodes[ch].n for ch in nodes[vid].children])
 
 
 @dataclass(frozen=True, eq=False)
@@ -53,6 +54,7 @@ class BlockedCircuit:
     def __post_init__(self) -> None:
         items = sorted((int(k), (int(v[0]), int(v[1]))) for k, v in self.blocks.items())
         object.__setattr__(self, "blocks", MappingProxyType(dict(items)))
+        object.__setattr__(self, "_grids", {})  # grid() of each vector, made once
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, BlockedCircuit):
@@ -64,9 +66,13 @@ class BlockedCircuit:
 
     def grid(self, vid: int) -> tuple[int, int, int, int]:
         """``(B, C, num_blocks, num_chunks)`` of sum vector ``vid``."""
-        B, C = self.blocks[vid]
-        n, m = self.circuit.nodes[vid].n, run_length(self.circuit, vid)
-        return B, C, ceil_div(n, B), ceil_div(m, C)
+        grids: dict[int, tuple[int, int, int, int]] = self._grids  # type: ignore[attr-defined]
+        g = grids.get(vid)
+        if g is None:
+            B, C = self.blocks[vid]
+            n, m = self.circuit.nodes[vid].n, run_length(self.circuit, vid)
+            g = grids[vid] = B, C, ceil_div(n, B), ceil_div(m, C)
+        return g
 
 
 def verify_blocked(bc: BlockedCircuit) -> None:

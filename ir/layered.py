@@ -123,17 +123,26 @@ def num_factors(c: Circuit, vid: int, memo: dict[int, int] | None = None) -> int
     return k
 
 
+def factor_counts(c: Circuit) -> list[int]:
+    """:func:`num_factors` of every vector, in one pass over the (topologically sorted) nodes."""
+    out: list[int] = []
+    for nd in c.nodes:
+        out.append(sum([out[ch] for ch in nd.children]) if isinstance(nd, ProductVector) else 1)
+    return out
+
+
 def heights(c: Circuit) -> list[int]:
     """Sum layer of each vector: inputs 0, a sum one above its highest child, a product at
     its highest child's height."""
     h: list[int] = []
+    at = h.__getitem__
     for nd in c.nodes:
         if isinstance(nd, InputVector):
             h.append(0)
         elif isinstance(nd, ProductVector):
-            h.append(max(h[ch] for ch in nd.children))
+            h.append(max(map(at, nd.children)))
         else:
-            h.append(1 + max(h[ch] for ch in nd.children))
+            h.append(1 + max(map(at, nd.children)))
     return h
 
 

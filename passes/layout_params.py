@@ -190,14 +190,6 @@ class _Weights:
         B, C, nb, nc = self.grid[v]
         return buf[lo: lo + nb * nc * B * C].reshape(nb, nc, B, C).transpose(0, 2, 1, 3)
 
-    def tiles_of(self, v: int) -> np.ndarray:
-        """``[nb, nc]`` offsets of the tiles of sum vector ``v``."""
-        B, C, nb, nc = self.grid[v]
-        lo = self.base[_key(self.bc.circuit, v)]
-        if nb == 1:
-            return (lo + B * C * np.arange(nc)).reshape(1, nc)
-        return lo + (np.arange(nb)[:, None] * nc + np.arange(nc)[None, :]) * (B * C)
-
 
 def _range_map(lo: int, shape: tuple[int, ...]) -> np.ndarray:
     """``param_map`` entry of an array stored whole, row-major, from offset ``lo``."""
@@ -237,29 +229,40 @@ def _layer(lc: LayeredCircuit, layer: Layer, slot: dict[int, int], next_slot: in
     nxt = reserved
     sum_parts = []
     for g in layer.sums:
-        ns, cs, ps, nch = [], [], [], []
-        width = max(wts.grid[s][3] for s in g.sums)
+        first_slot = next_slot
+        starts, nbs, ncs, tiles = [], [], [], []
         for s in g.sums:
-            B, C, nb, nc = wts.grid[s]
+            _, C, nb, nc = wts.grid[s]
             start = nxt
             for ch in c.nodes[s].children:
                 runs.append((nxt, ch))
                 nxt += c.nodes[ch].n
             nxt = start + nc * C
             slot[s] = next_slot
-            ns.append(next_slot + B * np.arange(nb))
-            next_slot += nb * B
-            chunk = np.zeros((nb, width), np.int64)
-            chunk[:, :nc] = start + C * np.arange(nc)
-            tile = np.zeros((nb, width), np.int64)
-            tile[:, :nc] = wts.tiles_of(s)
-            cs.append(chunk)
-            ps.append(tile)
-            nch.append(np.full(nb, nc, np.int64))
-        sum_parts.append(SumPartition(g.block, g.chunk, np.concatenate(ns), np.concatenate(cs),
-                                      np.concatenate(ps), np.concatenate(nch)))
+            next_slot += nb * g.block
+            starts.append(start)
+            nbs.append(nb)
+            ncs.append(nc)
+            tiles.append(wts.base[_key(c, s)])
+        sum_parts.append(_sum_partition(g.block, g.chunk, first_slot, starts, nbs, ncs, tiles))
     return (ProductLayer(nxt, reserved, _products(layer, runs, nxt, elems)),
             SumLayer(tuple(sum_parts)), next_slot)
+
+
+def _sum_partition(B: int, C: int, first_slot: int, starts: list[int], nbs: list[int],
+                   ncs: list[int], tiles: list[int]) -> SumPartition:
+    """A sum partition whose sums' blocks are laid out from node slot ``first_slot``; sum
+    ``i`` has ``nbs[i]`` blocks of ``ncs[i]`` chunks, its elements from ``starts[i]``, its
+    ``[nb, nc]`` tiles stored row-major from offset ``tiles[i]``."""
+    nb, nc = np.array(nbs), np.array(ncs)
+    of = np.repeat(np.arange(len(nbs)), nb)  # the sum of every block
+    row = np.arange(len(of)) - np.repeat(np.cumsum(nb) - nb, nb)  # its place in the sum
+    k = np.arange(int(nc.max()))[None, :]
+    width = nc[of][:, None]
+    chunk = np.where(k < width, np.array(starts)[of][:, None] + C * k, 0)
+    tile = np.where(k < width, np.array(tiles)[of][:, None] + (row[:, None] * width + k) * (B * C),
+                    0)  # padding chunks: the zero tile
+    return SumPartition(B, C, first_slot + B * np.arange(len(of)), chunk, tile, nc[of])
 
 
 def _products(layer: Layer, runs: list[tuple[int, int]], end: int, elems: _Elements

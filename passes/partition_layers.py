@@ -16,7 +16,14 @@ from collections import defaultdict
 from pccc.ir.blocked import BlockedCircuit
 from pccc.ir.circuit import Circuit
 from pccc.ir.errors import PassError
-from pccc.ir.layered import Layer, LayeredCircuit, ProductGroup, SumGroup, heights, num_factors
+from pccc.ir.layered import (
+    Layer,
+    LayeredCircuit,
+    ProductGroup,
+    SumGroup,
+    factor_counts,
+    heights,
+)
 from pccc.passes.registry import register_pass
 
 # a segment: (key that must match to merge, [(width, length) per item], stats); its padding is
@@ -31,25 +38,19 @@ def _pad(st: _Stats) -> tuple[int, int]:
     return top * ln - wl, top * ln
 
 
-def _add(st: _Stats, w: int, ln: int) -> _Stats:
-    return max(st[0], w), st[1] + ln, st[2] + w * ln
-
-
 def _cut(key: object, items: list[tuple[int, int]], tol: float) -> list[_Seg]:
     """Greedy cut of ``items``, in order, into segments whose padding stays within ``tol``."""
     segs: list[_Seg] = []
-    cur: list[tuple[int, int]] = []
-    st: _Stats = (0, 0, 0)
-    for w, ln in items:
-        nxt = _add(st, w, ln)
-        pad, total = _pad(nxt)
-        if cur and pad > tol * total:
-            segs.append((key, cur, st))
-            cur, nxt = [], (w, ln, w * ln)
-        cur.append((w, ln))
-        st = nxt
-    if cur:
-        segs.append((key, cur, st))
+    first = 0  # the current segment is items[first:i]; its stats are (top, ln, wl)
+    top = ln = wl = 0
+    for i, (w, n) in enumerate(items):  # (_pad inlined: this loops over every run)
+        t, s, p = max(top, w), ln + n, wl + w * n
+        if i > first and t * s - p > tol * (t * s):
+            segs.append((key, items[first:i], (top, ln, wl)))
+            first, t, s, p = i, w, n, w * n
+        top, ln, wl = t, s, p
+    if len(items) > first:
+        segs.append((key, items[first:], (top, ln, wl)))
     return segs
 
 
@@ -74,7 +75,7 @@ def _merge(segs: list[_Seg], limit: int) -> list[_Seg]:
 
 
 def _sum_groups(bc: BlockedCircuit, vids: list[int], tol: float, limit: int,
-                memo: dict[int, int]) -> list[SumGroup]:
+                fan: list[int]) -> list[SumGroup]:
     c = bc.circuit
     grid = {v: bc.grid(v) for v in vids}
     by_shape: dict[tuple[int, int], list[int]] = defaultdict(list)
@@ -85,7 +86,7 @@ def _sum_groups(bc: BlockedCircuit, vids: list[int], tol: float, limit: int,
     for shape in sorted(by_shape):
         # widest first; equal chunk counts ordered by their elements' fan-in profile
         vs = sorted(by_shape[shape], key=lambda v: (
-            -grid[v][3], [-num_factors(c, ch, memo) for ch in c.nodes[v].children], v))
+            -grid[v][3], [-fan[ch] for ch in c.nodes[v].children], v))
         order[shape] = vs
         items = [(grid[v][3], grid[v][2]) for v in vs]
         segs.extend(_cut(shape, items, tol))
@@ -101,9 +102,9 @@ def _sum_groups(bc: BlockedCircuit, vids: list[int], tol: float, limit: int,
 
 
 def _product_groups(c: Circuit, order: list[int], tol: float, limit: int,
-                    memo: dict[int, int]) -> list[ProductGroup]:
-    runs = [(num_factors(c, ch, memo), c.nodes[ch].n)
-            for s in order for ch in c.nodes[s].children]
+                    fan: list[int]) -> list[ProductGroup]:
+    nodes = c.nodes
+    runs = [(fan[ch], nodes[ch].n) for s in order for ch in nodes[s].children]
     # runs keep their order (the sums' layout fixes it): cut where mixing fan-ins pads too much
     segs = _merge(_cut(0, runs, tol), limit)
     return [ProductGroup(st[0], len(items)) for _, items, st in segs]
@@ -128,10 +129,10 @@ def partition_layers(bc: BlockedCircuit, *, tolerance: float = 0.25,
     for v in bc.blocks:
         at[h[v]].append(v)
     layers = []
-    memo: dict[int, int] = {}
+    fan = factor_counts(c)
     for height in sorted(at):
-        sums = _sum_groups(bc, at[height], tolerance, max_partitions, memo)
+        sums = _sum_groups(bc, at[height], tolerance, max_partitions, fan)
         order = [s for g in sums for s in g.sums]
-        prods = _product_groups(c, order, tolerance, max_partitions, memo)
+        prods = _product_groups(c, order, tolerance, max_partitions, fan)
         layers.append(Layer(tuple(sums), tuple(prods)))
     return LayeredCircuit(bc, tuple(layers))
