@@ -147,8 +147,10 @@ class _Sweep:
 
     def product(self, i: int, nd: ProductVector) -> None:
         kids = [self.alias[ch] for ch in nd.children]
-        if len(kids) > 1 and not any(isinstance(self.nodes[k], ProductVector) for k in kids):
-            self.emit(i, ProductVector(nd.n, tuple(kids), nd.edges))  # nothing to flatten
+        nodes = self.nodes
+        if len(kids) > 1 and not any([isinstance(nodes[k], ProductVector) for k in kids]):
+            new = tuple(kids)  # nothing to flatten (the vector itself when ids are unchanged)
+            self.emit(i, nd if new == nd.children else ProductVector(nd.n, new, nd.edges))
             return
         if nd.n == 1 and nd.edges is None:
             self._scalar_product(i, kids)
