@@ -24,10 +24,12 @@ batches use them too.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import warnings
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,19 +75,46 @@ class _Buffers:
     x_in: dict[Any, Tensor] = field(default_factory=dict)
 
 
-def _sum_weights(plan: KernelPlan, dp: DevicePlan, dev: torch.device
+def _upload(plan: KernelPlan, dev: torch.device) -> Future[tuple[Tensor, Tensor]]:
+    """Start copying the plan's parameter values to the device on a background thread:
+    ``(weights, inputs)``, the sum weights in float32 (padded to whole 64-weight tiles) and
+    the native input parameters as they are (float64), each copied in slices of at most
+    ``INIT_CHUNK`` values and converted on the device. A copy from pageable host memory holds
+    its thread but not the GIL, so the device tables are built meanwhile (HCLT-256: 0.1 s of
+    copies)."""
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", torch.cuda.current_device())
+
+    def run() -> tuple[Tensor, Tensor]:
+        with torch.cuda.device(dev) if dev.type == "cuda" else contextlib.nullcontext():
+            n, q = len(plan.params), len(plan.input_params)
+            store = torch.zeros(-(-n // 64) * 64, dtype=torch.float32, device=dev)
+            for a in range(0, n, INIT_CHUNK):
+                store[a: min(n, a + INIT_CHUNK)] = _device_copy(plan.params[a: a + INIT_CHUNK],
+                                                                dev)
+            inputs = torch.empty(q, dtype=torch.float64, device=dev)
+            for a in range(0, q, INIT_CHUNK):
+                inputs[a: min(q, a + INIT_CHUNK)] = _device_copy(
+                    plan.input_params[a: a + INIT_CHUNK], dev)
+            return store, inputs
+
+    pool = ThreadPoolExecutor(1, thread_name_prefix="pccc-upload")
+    try:
+        return pool.submit(run)
+    finally:
+        pool.shutdown(wait=False)
+
+
+def _sum_weights(plan: KernelPlan, dp: DevicePlan, store: Tensor, dev: torch.device
                  ) -> tuple[Tensor, Tensor, Tensor]:
     """``(w, live, z)``: the plan's sum weights on the device in float32 (padding 0), which
     of them belong to a group of positive total, and the groups' totals (``[groups + 1]``,
-    the last one for padding). The weights are copied as they are (float64) in slices and
-    converted on the device; their groups come from the device plan's 64-weight tiles (a
-    tile of one group, or a row of per-weight groups): the plan's per-weight group array
-    (155M int64 on PD-256) is never copied."""
+    the last one for padding), from the uploaded weights ``store`` (see :func:`_upload`,
+    changed in place). Their groups come from the device plan's 64-weight tiles (a tile of
+    one group, or a row of per-weight groups): the plan's per-weight group array (155M int64
+    on PD-256) is never copied."""
     n, ng = len(plan.params), len(plan.group_size)
     tiles = dp.tiles.long()
-    store = torch.zeros(tiles.numel() * 64, dtype=torch.float32, device=dev)
-    for a in range(0, n, INIT_CHUNK):
-        store[a: min(n, a + INIT_CHUNK)] = _device_copy(plan.params[a: a + INIT_CHUNK], dev)
     wt = store.view(-1, 64)
     mix = torch.nonzero(tiles <= -2).squeeze(1)
     gm = dp.mixed.long()[-2 - tiles[mix]]  # [mixed tiles, 64] group per weight, -1 padding
@@ -118,10 +147,12 @@ class TritonCompiledCircuit(CompiledCircuit):
 
     def __init__(self, plan: KernelPlan, *, device: Any = "cuda", precision: str = "tf32"):
         dev = torch.device(device)
+        upload = _upload(plan, dev)
         kernels, source, source_path = load_module(plan, precision)
         # the device tables come first: the parameters' initialization reads their weight
         # tiles (set before nn.Module's __init__, which keeps what is there)
         object.__setattr__(self, "_init_device", dev)
+        object.__setattr__(self, "_init_upload", upload)
         object.__setattr__(self, "dp", DevicePlan(plan, kernels, dev))
         super().__init__(plan, device=device, dtype=torch.float32)
         self.backend_name = "triton"
@@ -198,7 +229,9 @@ class TritonCompiledCircuit(CompiledCircuit):
         """The torch backend's parameters, computed on the device in float32 (the numpy
         float64 path costs seconds on a PD-256's 155M weights)."""
         dev: torch.device = self.__dict__["_init_device"]
-        w, live, z = _sum_weights(plan, self.__dict__["dp"], dev)
+        store, inputs = self.__dict__["_init_upload"].result()
+        object.__setattr__(self, "_init_inputs_f64", inputs)
+        w, live, z = _sum_weights(plan, self.__dict__["dp"], store, dev)
         # an all-zero group keeps raw 0 and a -inf normalizer (weights 0, never NaN)
         self.sum_logits = nn.Parameter(torch.where(live, torch.log(torch.where(live, w, 1.0)),
                                                    0.0))
@@ -211,13 +244,15 @@ class TritonCompiledCircuit(CompiledCircuit):
         self.register_buffer("sum_flows", torch.zeros_like(self.sum_logits.data),
                              persistent=False)
         self._init_inputs(plan)
+        del self.__dict__["_init_upload"], self.__dict__["_init_inputs_f64"]
 
     def _input_values(self, plan: KernelPlan) -> tuple[Tensor, Tensor]:
-        """The torch backend's ``input_raw`` and ``input_shift``, computed on the device: the
-        native values are copied as they are (float64) in slices of at most ``INIT_CHUNK``
-        values and converted there (on the host, HCLT-256's 51M categorical parameters cost
-        0.2 s of logarithms alone); float32 results, as the module keeps them."""
+        """The torch backend's ``input_raw`` and ``input_shift``, computed on the device from
+        the uploaded native values (float64, see :func:`_upload`; on the host, HCLT-256's 51M
+        categorical parameters cost 0.2 s of logarithms alone), in slices of at most
+        ``INIT_CHUNK`` values; float32 results, as the module keeps them."""
         dev: torch.device = self.__dict__["_init_device"]
+        native: Tensor = self.__dict__["_init_inputs_f64"]
         q = len(plan.input_params)
         raw = torch.zeros(max(q, 1), dtype=torch.float32, device=dev)
         shift = torch.zeros(max(sum(ly.n for ly in plan.input_layers), 1),
@@ -228,16 +263,16 @@ class TritonCompiledCircuit(CompiledCircuit):
             size, span, n0 = self._in_size[i], self._in_span[i], int(self._in_node0[i])
             if span is None:  # tied rows: one gather (small in every workload seen)
                 pidx = np.asarray(ly.param_start, np.int64)[:, None] + np.arange(size)
-                r, s = fam.to_raw_tensor(ly.dist, _device_copy(plan.input_params[pidx], dev))
-                raw[torch.from_numpy(pidx).to(dev)] = r.float()
+                pt = torch.from_numpy(pidx).to(dev)
+                r, s = fam.to_raw_tensor(ly.dist, native[pt])
+                raw[pt] = r.float()
                 shift[n0: n0 + ly.n] = s[:, 0]
                 continue
             step = max(1, INIT_CHUNK // size)
             for k in range(0, ly.n, step):  # whole rows per slice (a row's sum is its shift)
                 m = min(step, ly.n - k)
                 a = span[0] + k * size
-                r, s = fam.to_raw_tensor(ly.dist, _device_copy(
-                    plan.input_params[a: a + m * size], dev).view(m, size))
+                r, s = fam.to_raw_tensor(ly.dist, native[a: a + m * size].view(m, size))
                 raw[a: a + m * size] = r.reshape(-1)
                 shift[n0 + k: n0 + k + m] = s[:, 0]
         return raw, shift
