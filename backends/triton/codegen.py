@@ -13,6 +13,7 @@ import hashlib
 import importlib.util
 import os
 import sys
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
@@ -121,35 +122,84 @@ def children_table(layer: ProductLayer, neg: int) -> np.ndarray:
     table[:, 0] = neg
     for p in layer.partitions:
         kids = p.children
-        order = np.argsort(kids == 0, axis=1, kind="stable")  # real children to the front
-        rows = np.take_along_axis(kids, order, axis=1)
-        table[p.elem_start: p.elem_start + p.num_elems, :] = 0
-        table[p.elem_start: p.elem_start + p.num_elems, : rows.shape[1]] = rows
+        rows = table[p.elem_start: p.elem_start + p.num_elems]
+        rows[:, 0] = 0
+        rows[:, : kids.shape[1]] = kids
+        fix = _padding_first(kids)
+        if len(fix):  # real children to the front, in order
+            order = np.argsort(kids[fix] == 0, axis=1, kind="stable")
+            rows[fix, : kids.shape[1]] = np.take_along_axis(kids[fix], order, axis=1)
     return table
 
 
-def split_by_fanin(part: SumPartition, table: np.ndarray) -> list[tuple[SumShape, np.ndarray]]:
+def _padding_first(kids: np.ndarray) -> np.ndarray:
+    """The rows of ``kids`` where a padding child (0) comes before a real one (plans put
+    padding last, so usually none)."""
+    bad = np.zeros(len(kids), bool)
+    for f in range(kids.shape[1] - 1):
+        bad |= (kids[:, f] == 0) & (kids[:, f + 1] != 0)
+    return np.flatnonzero(bad)
+
+
+def child_counts(table: np.ndarray) -> np.ndarray:
+    """How many real children each element of a :func:`children_table` has (at least 1):
+    the length of its run of nonzero slots from the front (padding is last), found column by
+    column over the rows still running (few rows are wider than two)."""
+    count = np.ones(len(table), np.int32)
+    if table.shape[1] < 2:
+        return count
+    second = table[:, 1] != 0
+    count += second
+    rows = np.flatnonzero(second)
+    for f in range(2, table.shape[1]):
+        rows = rows[table[rows, f] != 0]
+        if not len(rows):
+            break
+        count[rows] += 1
+    return count
+
+
+def split_by_fanin(part: SumPartition, table: np.ndarray, count: np.ndarray | None = None
+                   ) -> list[tuple[SumShape, np.ndarray]]:
     """The partition's blocks grouped by how many children their elements really have, so a
     wide product (one tree node with 100 children) does not widen the whole layer's kernel:
     blocks of fan-in at most ``NARROW`` in one group (a launch each is what the small layers
-    of deep trees pay for), each wider fan-in a group of its own."""
-    count = np.maximum((table != 0).sum(axis=1), 1)
+    of deep trees pay for), each wider fan-in a group of its own. ``count``: the table's
+    :func:`child_counts`, where the caller has them."""
+    if count is None:
+        count = child_counts(table)
     C = part.chunk_size
-    idx = part.chunk_start[:, :, None] + np.arange(C)[None, None, :]  # [nb, nc, C]
-    live = np.arange(part.max_chunks)[None, :, None] < part.num_chunks[:, None, None]
-    per_block = np.where(live, count[np.minimum(idx, len(count) - 1)], 1).max(axis=(1, 2))
+    nb, nc = part.chunk_start.shape
+    idx = np.minimum(part.chunk_start[:, :, None] + np.arange(C), len(count) - 1)
+    per_chunk = count[idx.reshape(nb, -1)].reshape(nb, nc, C).max(axis=2, initial=1)
+    live = np.arange(nc) < part.num_chunks[:, None]
+    per_block = np.where(live, per_chunk, 1).max(axis=1, initial=1)
     if not FANIN_SPLIT:
         per_block = np.where(per_block <= NARROW, per_block[per_block <= NARROW].max(initial=1),
                              per_block)
     out = []
     for f in np.unique(per_block):
-        blocks = np.nonzero(per_block == f)[0]
+        blocks = np.flatnonzero(per_block == f)
         out.append((SumShape(part.block_size, C, int(f), part.max_chunks), blocks))
     return out
 
 
-def sum_groups(plan: KernelPlan) -> list[list[tuple[SumShape, SumPartition, np.ndarray]]]:
-    """Per sum layer: (kernel shape, partition, its blocks) after :func:`split_by_fanin`."""
+#: a sum layer's children table and its blocks by kernel shape (see :func:`fanin_groups`)
+FaninGroups = tuple[np.ndarray, list[tuple[SumShape, SumPartition, np.ndarray]]]
+#: :func:`fanin_groups` per live plan (made by ``load_module``, read again by ``DevicePlan``),
+#: with the settings they were made under
+_GROUPS: weakref.WeakKeyDictionary[KernelPlan, tuple[tuple[int, bool], list[FaninGroups]]] = \
+    weakref.WeakKeyDictionary()
+
+
+def fanin_groups(plan: KernelPlan) -> list[FaninGroups]:
+    """Per sum layer: the children table of the product layer below it (read-only) and the
+    (kernel shape, partition, its blocks) of :func:`split_by_fanin`. Made once per plan:
+    kept (while the plan lives) for the :class:`DevicePlan` that follows ``load_module``."""
+    key = (NARROW, FANIN_SPLIT)
+    hit = _GROUPS.get(plan)
+    if hit is not None and hit[0] == key:
+        return hit[1]
     out = []
     prod: ProductLayer | None = None
     for ly in plan.layers:
@@ -158,9 +208,17 @@ def sum_groups(plan: KernelPlan) -> list[list[tuple[SumShape, SumPartition, np.n
             continue
         assert isinstance(ly, SumLayer) and prod is not None
         table = children_table(prod, plan.num_node_slots)
-        out.append([(shape, p, blocks) for p in ly.partitions
-                    for shape, blocks in split_by_fanin(p, table)])
+        table.flags.writeable = False
+        count = child_counts(table)
+        out.append((table, [(shape, p, blocks) for p in ly.partitions
+                            for shape, blocks in split_by_fanin(p, table, count)]))
+    _GROUPS[plan] = (key, out)
     return out
+
+
+def sum_groups(plan: KernelPlan) -> list[list[tuple[SumShape, SumPartition, np.ndarray]]]:
+    """Per sum layer: (kernel shape, partition, its blocks) after :func:`split_by_fanin`."""
+    return [groups for _, groups in fanin_groups(plan)]
 
 
 def sum_shapes(plan: KernelPlan) -> list[SumShape]:
