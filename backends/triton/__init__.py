@@ -11,9 +11,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import numpy.ma  # noqa: F401  (numpy's unique imports it on its first call: 0.13 s)
 import torch
 import triton  # noqa: F401  (fail at import when Triton is missing: the registry reports it)
 
+import pccc.passes  # noqa: F401  (every compile for this backend runs the passes)
 from pccc.backends.registry import register
 from pccc.backends.triton.compiled import TritonCompiledCircuit
 from pccc.ir.errors import PcccError
