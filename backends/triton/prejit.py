@@ -23,6 +23,8 @@ from typing import Any
 
 import torch
 
+from pccc.backends.triton.lazyjit import resolve
+
 Launch = tuple[Any, Any, tuple[Any, ...], dict[str, Any]]
 
 
@@ -44,7 +46,7 @@ class Recorder:
         self.calls: list[Launch] = []
 
     def __getattr__(self, name: str) -> _Launcher:
-        return _Launcher(getattr(self._module, name), self.calls)
+        return _Launcher(resolve(getattr(self._module, name)), self.calls)
 
 
 def _spec(a: Any) -> Any:

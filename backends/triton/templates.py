@@ -23,6 +23,8 @@ HEADER = '''\
 import triton
 import triton.language as tl
 
+from pccc.backends.triton.lazyjit import kernel
+
 
 @triton.jit
 def _elements(node, children, e, emask, cols, cmask, stride, FANIN: tl.constexpr, row):
@@ -56,7 +58,7 @@ def _ratios(node, flow, noff, nmask):
     return tl.exp(q - tl.where(qmax == float("-inf"), 0.0, qmax)[None, :]), qmax
 
 
-@triton.jit
+@kernel
 def flow_ratio(node, flow, node_start, rbuf, rstart, qbuf, batch, stride, B: tl.constexpr,
                BP: tl.constexpr, BT: tl.constexpr):
     """The flow ratios of block blk's B rows, once per layer instead of once per chunk in
@@ -121,7 +123,7 @@ def _put(flow, off, val, mask, unaligned, ATOMIC: tl.constexpr):
 
 SUM_FWD = Template('''
 
-@triton.jit
+@kernel
 def $name(node, weights, children, row, node_start, chunk_start, param_start, num_chunks,
         batch, stride, BT: tl.constexpr):
     """Sum partition B=$B C=$C fan-in $F: node[block rows] = logsumexp(log W + elements)."""
@@ -156,7 +158,7 @@ def $name(node, weights, children, row, node_start, chunk_start, param_start, nu
 
 SUM_BWD = Template('''
 
-@triton.jit(do_not_specialize=["splits", "per", "unaligned"])
+@kernel(do_not_specialize=["splits", "per", "unaligned"])
 def $name(node, flow, weights, pgrad, pflow, scale, flag, children, row, node_start, chunk_start,
         param_start, num_chunks, batch, stride, splits, per, unaligned, rbuf, rstart, qbuf,
         BT: tl.constexpr, SCATTER: tl.constexpr, EMW: tl.constexpr, RATIO: tl.constexpr,
@@ -222,7 +224,7 @@ $gfix        if EMW:  # pgrad is the EM flows buffer (scale 1): add w times the 
 
 SUM_EFLOW = Template('''
 
-@triton.jit(do_not_specialize=["unaligned"])
+@kernel(do_not_specialize=["unaligned"])
 def $name(node, flow, weights, children, row, sib, node_start, chunk_start, param_start,
         num_chunks, batch, stride, unaligned, rbuf, rstart, qbuf, G: tl.constexpr,
         BT: tl.constexpr, ATOMIC: tl.constexpr):
@@ -310,7 +312,7 @@ INPUT_PROLOGUE = """    i = tl.program_id(0) * BN + tl.arange(0, BN)
 
 INPUT_FWD = Template('''
 
-@triton.jit(do_not_specialize=["n"])
+@kernel(do_not_specialize=["n"])
 def $name(node, x, miss, vars, pstart, values, theta, logc, node_start, n, batch, stride,
         BN: tl.constexpr, BT: tl.constexpr):
     """Input layer ($dist): node[node_start + i] = log p(x[vars[i]]), 0 where missing."""
@@ -324,7 +326,7 @@ $logprob
 
 INPUT_BWD = Template('''
 
-@triton.jit(do_not_specialize=["n"])
+@kernel(do_not_specialize=["n"])
 def $name(flow, x, miss, vars, pstart, counts, nstats, counts_em, nstats_em, scale, flag,
         node_start, n, batch, stride, BN: tl.constexpr, BT: tl.constexpr):
     """Input layer ($dist) statistics, weighted by scale * flow: per node [sum f, sum f over
@@ -362,7 +364,7 @@ def _input_stats(f, ms, xv, i, imask, mask, pstart, counts, nstats, CAT: tl.cons
 #: one-hot is exact, the flows are rounded like the sum layers' operands)
 INPUT_CAT_DOT = Template('''
 
-@triton.jit(do_not_specialize=["splits", "per"])
+@kernel(do_not_specialize=["splits", "per"])
 def input_cat_dot(flow, x, miss, vars, pstart, counts, nstats, scale, flag, runs, node_start,
                   K, batch, stride, splits, per, NB: tl.constexpr, KT: tl.constexpr,
                   KTILES: tl.constexpr, BT: tl.constexpr, EM: tl.constexpr):
@@ -429,7 +431,7 @@ def input_cat_dot(flow, x, miss, vars, pstart, counts, nstats, scale, flag, runs
 
 CAT_EM = '''
 
-@triton.jit(do_not_specialize=["n", "step", "pseudocount"])
+@kernel(do_not_specialize=["n", "step", "pseudocount"])
 def cat_em(raw, shift, cnorm, counts, nstats, start, n, step, pseudocount, K: tl.constexpr,
            KP: tl.constexpr, BN: tl.constexpr):
     """One EM step of n categorical nodes whose K parameters are the rows raw[start + i K:],
@@ -507,7 +509,7 @@ def _runs(run_start, run_len, run_group, nruns, RUNS: tl.constexpr, MAXLEN: tl.c
     return s[:, None] + j[None, :], rm[:, None] & (j[None, :] < n[:, None]), rm, g
 
 
-@triton.jit
+@kernel
 def segment_reduce(x, y, run_start, run_len, run_group, out, aux, nruns, RUNS: tl.constexpr,
                    MAXLEN: tl.constexpr, MODE: tl.constexpr):
     """Per run r of group g = run_group[r] over x[start : start + len]: MODE 0 out[g] += sum x,
@@ -555,7 +557,7 @@ def _softmax_body(logits, w, off, m, mx, sm, z):
     tl.store(w + off, tl.where(ok, tl.exp(lw), 0.0), mask=m)
 
 
-@triton.jit
+@kernel
 def weights_from_logits(logits, tile_group, mixed, gmax, gsum, norm, w, ntiles,
                         TILES: tl.constexpr):
     """w = exp(logit - logsumexp of its group + log Z_g); padding untouched."""
@@ -574,7 +576,7 @@ def weights_from_logits(logits, tile_group, mixed, gmax, gsum, norm, w, ntiles,
                       tl.load(gsum + gm, mask=mm, other=1.0), tl.load(norm + gm, mask=mm))
 
 
-@triton.jit
+@kernel
 def zero_rows(buf, tile_row, tile_len, stride, width, R: tl.constexpr, CB: tl.constexpr):
     """Zero rows tile_row[t] .. tile_row[t] + tile_len[t] - 1 (at most R) of buf [rows,
     stride] in columns below width: program (t, column block)."""
@@ -587,7 +589,7 @@ def zero_rows(buf, tile_row, tile_len, stride, width, R: tl.constexpr, CB: tl.co
              mask=(rows < n)[:, None] & (cols < width)[None, :])
 
 
-@triton.jit
+@kernel
 def flows_finish(w, pgrad, scale, flag, flows, total, BLOCK: tl.constexpr):
     """EM flows of a backward pass with a uniform scale s (flag[0] == 0): flows += w * grad / s
     (a non-uniform scale had the sum kernels add them to flows directly)."""
@@ -608,7 +610,7 @@ def _grad_body(w, pgrad, out, off, m, z, gs):
     tl.store(out + off, a - prob * gs, mask=m)
 
 
-@triton.jit
+@kernel
 def logits_grad(w, pgrad, tile_group, mixed, gs, norm, out, ntiles, TILES: tl.constexpr):
     """d loss / d logit = w grad - (w / Z_g) sum over the group of w grad (gs); padding
     untouched."""
@@ -638,7 +640,7 @@ def _em_body(w, flows, logits, off, m, gs, k, step, pseudocount):
     tl.store(flows + off, tl.zeros_like(new), mask=m)
 
 
-@triton.jit
+@kernel
 def em_weights(w, flows, tile_group, mixed, gsum, gsize, logits, ntiles, step, pseudocount,
                TILES: tl.constexpr):
     """w <- (1 - step) w + step (F + a / K) / (F_g + a) per group (unchanged where F_g + a is

@@ -1,0 +1,58 @@
+"""Kernels wrapped by ``triton.jit`` at their first use.
+
+``triton.jit`` reads each function's source back through ``inspect.getsource``, which
+tokenizes it: 0.1-0.16 s for a generated module of 40 kernels, most of a small plan's compile
+time. The generated modules decorate their launchable kernels (the functions other kernels do
+not call) with :func:`kernel` instead, which keeps the function and its options and makes the
+``JITFunction`` when the kernel is first launched, compiled or inspected. Helpers that kernels
+call stay ``@triton.jit``: Triton resolves a callee through the caller's globals and needs the
+real object there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import triton
+
+
+class LazyKernel:
+    """Stands for ``triton.jit(fn, **options)`` until first needed; every attribute and
+    ``kernel[grid]`` go to the real one."""
+
+    def __init__(self, fn: Callable[..., Any], options: dict[str, Any]):
+        self.__name__ = fn.__name__
+        self._fn = fn
+        self._options = options
+        self._jit: Any = None
+
+    @property
+    def jit(self) -> Any:
+        """The ``JITFunction`` (or, under ``TRITON_INTERPRET=1``, Triton's interpreted one)."""
+        if self._jit is None:
+            self._jit = triton.jit(self._fn, **self._options)
+        return self._jit
+
+    def __getitem__(self, grid: Any) -> Any:
+        return self.jit[grid]
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("_fn", "_options", "_jit"):  # not set yet (a copy being made)
+            raise AttributeError(name)
+        return getattr(self.jit, name)
+
+    def __repr__(self) -> str:
+        return f"<lazy kernel {self.__name__}{' (wrapped)' if self._jit is not None else ''}>"
+
+
+def kernel(fn: Callable[..., Any] | None = None, **options: Any) -> Any:
+    """``@kernel`` / ``@kernel(do_not_specialize=[...])``: as ``@triton.jit``, made lazily."""
+    if fn is None:
+        return lambda f: LazyKernel(f, options)
+    return LazyKernel(fn, options)
+
+
+def resolve(obj: Any) -> Any:
+    """The Triton function behind ``obj`` (``obj`` itself when it is not lazy)."""
+    return obj.jit if isinstance(obj, LazyKernel) else obj
