@@ -81,22 +81,31 @@ def _upload(plan: KernelPlan, dev: torch.device) -> Future[tuple[Tensor, Tensor]
     the native input parameters as they are (float64), each copied in slices of at most
     ``INIT_CHUNK`` values and converted on the device. A copy from pageable host memory holds
     its thread but not the GIL, so the device tables are built meanwhile (HCLT-256: 0.1 s of
-    copies)."""
-    if dev.type == "cuda" and dev.index is None:
+    copies); on a stream of its own, so that the tables' copy does not queue behind it. The
+    future's result is ready for use on any stream (the thread waits for its stream)."""
+    if dev.type == "cuda" and dev.index is None:  # the thread's current device may differ
         dev = torch.device("cuda", torch.cuda.current_device())
+    n, q = len(plan.params), len(plan.input_params)
+    store = torch.zeros(-(-n // 64) * 64, dtype=torch.float32, device=dev)
+    inputs = torch.empty(q, dtype=torch.float64, device=dev)
+    side: Any = contextlib.nullcontext()
+    stream = None
+    if dev.type == "cuda":
+        stream = torch.cuda.Stream(dev)
+        stream.wait_stream(torch.cuda.current_stream(dev))  # after the zero fill
+        side = torch.cuda.stream(stream)
 
     def run() -> tuple[Tensor, Tensor]:
-        with torch.cuda.device(dev) if dev.type == "cuda" else contextlib.nullcontext():
-            n, q = len(plan.params), len(plan.input_params)
-            store = torch.zeros(-(-n // 64) * 64, dtype=torch.float32, device=dev)
+        with torch.cuda.device(dev) if dev.type == "cuda" else contextlib.nullcontext(), side:
             for a in range(0, n, INIT_CHUNK):
                 store[a: min(n, a + INIT_CHUNK)] = _device_copy(plan.params[a: a + INIT_CHUNK],
                                                                 dev)
-            inputs = torch.empty(q, dtype=torch.float64, device=dev)
             for a in range(0, q, INIT_CHUNK):
                 inputs[a: min(q, a + INIT_CHUNK)] = _device_copy(
                     plan.input_params[a: a + INIT_CHUNK], dev)
-            return store, inputs
+        if stream is not None:
+            stream.synchronize()
+        return store, inputs
 
     pool = ThreadPoolExecutor(1, thread_name_prefix="pccc-upload")
     try:
