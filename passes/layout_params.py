@@ -9,7 +9,9 @@
 - Elements: per layer, the runs the sums read, in partition order, each sum's runs padded to
   whole chunks; product partitions cover them in order.
 
-Every array is written with whole-array numpy operations per vector; nothing loops over edges.
+Every array is written with whole-array numpy operations per weight vector, layer or partition;
+nothing loops over edges or element runs (except products of products, which canonicalize
+flattens: they go one run at a time).
 The ``param_map`` entries are regular (ranges and tile patterns): each is given as a function
 making it when first read (see :class:`pccc.ir.plan.ParamMap`).
 """
@@ -21,6 +23,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -68,7 +71,7 @@ def _run_jobs(jobs: list[_Job], threads: int) -> None:
             fut.result()
 
 
-def _input_layers(c: Circuit, slot: dict[int, int], next_slot: int, jobs: list[_Job]
+def _input_layers(c: Circuit, slot: np.ndarray, next_slot: int, jobs: list[_Job]
                   ) -> tuple[list[InputLayer], np.ndarray, dict[str, Callable[[], np.ndarray]],
                              int]:
     """Input layers (one per family), their flat parameters and their ``param_map`` entries
@@ -220,127 +223,179 @@ def _scatter(dst: np.ndarray, src: np.ndarray, B: int, C: int) -> None:
             dst[nbf, :rb, ncf, :rc] = src[nbf * B:, ncf * C:]
 
 
-def _layer(lc: LayeredCircuit, layer: Layer, slot: dict[int, int], next_slot: int,
-           wts: _Weights, elems: _Elements) -> tuple[ProductLayer, SumLayer, int]:
-    bc = lc.blocked
-    c = bc.circuit
+def _exclusive_cumsum(a: np.ndarray) -> np.ndarray:
+    """``[0, a0, a0 + a1, ...]`` (one entry more than ``a``)."""
+    out = np.zeros(len(a) + 1, np.int64)
+    np.cumsum(a, out=out[1:])
+    return out
+
+
+def _spread(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Item ``i`` repeated ``counts[i]`` times, and each repeat's place ``0 .. counts[i] - 1``."""
+    item = np.repeat(np.arange(len(counts)), counts)
+    return item, np.arange(len(item)) - _exclusive_cumsum(counts)[item]
+
+
+def _layer(layer: Layer, slot: np.ndarray, next_slot: int, wts: _Weights, elems: _Elements
+           ) -> tuple[ProductLayer, SumLayer, int]:
+    """The product and sum layer of ``layer``; assigns its sums' node slots from ``next_slot``."""
     reserved = max(g.chunk for g in layer.sums)
-    runs: list[tuple[int, int]] = []  # (first element, child vector) of every run
-    nxt = reserved
+    sums = layer.sum_order()
+    grids = [wts.grid[s] for s in sums]  # (B, C, nb, nc)
+    nb = np.array([g[2] for g in grids], np.int64)
+    nc = np.array([g[3] for g in grids], np.int64)
+    block = np.array([g.block for g in layer.sums for _ in g.sums], np.int64)
+    chunk = np.array([g.chunk for g in layer.sums for _ in g.sums], np.int64)
+    first = reserved + _exclusive_cumsum(nc * chunk)  # each sum's runs, padded to whole chunks
+    slots = next_slot + _exclusive_cumsum(nb * block)
+    slot[sums] = slots[:-1]
+    c = wts.bc.circuit
+    tiles = np.array([wts.base[_key(c, s)] for s in sums], np.int64)
     sum_parts = []
+    lo = 0
     for g in layer.sums:
-        first_slot = next_slot
-        starts, nbs, ncs, tiles = [], [], [], []
-        for s in g.sums:
-            _, C, nb, nc = wts.grid[s]
-            start = nxt
-            for ch in c.nodes[s].children:
-                runs.append((nxt, ch))
-                nxt += c.nodes[ch].n
-            nxt = start + nc * C
-            slot[s] = next_slot
-            next_slot += nb * g.block
-            starts.append(start)
-            nbs.append(nb)
-            ncs.append(nc)
-            tiles.append(wts.base[_key(c, s)])
-        sum_parts.append(_sum_partition(g.block, g.chunk, first_slot, starts, nbs, ncs, tiles))
-    return (ProductLayer(nxt, reserved, _products(layer, runs, nxt, elems)),
-            SumLayer(tuple(sum_parts)), next_slot)
+        hi = lo + len(g.sums)
+        sum_parts.append(_sum_partition(g.block, g.chunk, int(slots[lo]), first[lo:hi], nb[lo:hi],
+                                        nc[lo:hi], tiles[lo:hi]))
+        lo = hi
+    end = int(first[-1])
+    child, start = elems.runs(np.array(sums, np.int64), first[:-1])
+    return (ProductLayer(end, reserved, _products(layer, child, start, end, elems)),
+            SumLayer(tuple(sum_parts)), int(slots[-1]))
 
 
-def _sum_partition(B: int, C: int, first_slot: int, starts: list[int], nbs: list[int],
-                   ncs: list[int], tiles: list[int]) -> SumPartition:
+def _sum_partition(B: int, C: int, first_slot: int, starts: np.ndarray, nb: np.ndarray,
+                   nc: np.ndarray, tiles: np.ndarray) -> SumPartition:
     """A sum partition whose sums' blocks are laid out from node slot ``first_slot``; sum
-    ``i`` has ``nbs[i]`` blocks of ``ncs[i]`` chunks, its elements from ``starts[i]``, its
+    ``i`` has ``nb[i]`` blocks of ``nc[i]`` chunks, its elements from ``starts[i]``, its
     ``[nb, nc]`` tiles stored row-major from offset ``tiles[i]``."""
-    nb, nc = np.array(nbs), np.array(ncs)
-    of = np.repeat(np.arange(len(nbs)), nb)  # the sum of every block
-    row = np.arange(len(of)) - np.repeat(np.cumsum(nb) - nb, nb)  # its place in the sum
+    of, row = _spread(nb)  # the sum of every block, and its place in the sum
     k = np.arange(int(nc.max()))[None, :]
     width = nc[of][:, None]
-    chunk = np.where(k < width, np.array(starts)[of][:, None] + C * k, 0)
-    tile = np.where(k < width, np.array(tiles)[of][:, None] + (row[:, None] * width + k) * (B * C),
+    chunk = np.where(k < width, starts[of][:, None] + C * k, 0)
+    tile = np.where(k < width, tiles[of][:, None] + (row[:, None] * width + k) * (B * C),
                     0)  # padding chunks: the zero tile
     return SumPartition(B, C, first_slot + B * np.arange(len(of)), chunk, tile, nc[of])
 
 
-def _products(layer: Layer, runs: list[tuple[int, int]], end: int, elems: _Elements
+def _products(layer: Layer, child: np.ndarray, start: np.ndarray, end: int, elems: _Elements
               ) -> tuple[ProductPartition, ...]:
-    """Product partitions over the runs (padding: slot 0, log 1)."""
-    starts = [s for s, _ in runs] + [end]
+    """Product partitions over the runs (``child`` vector and ``start`` element of each; padding:
+    slot 0, log 1)."""
+    bounds = np.append(start, end)
     parts = []
     r = 0
     for pg in layer.products:
-        lo, hi = starts[r], starts[r + pg.runs]
-        parts.append(ProductPartition(lo, elems.table(runs[r: r + pg.runs], lo, hi, pg.fanin)))
+        lo, hi = int(bounds[r]), int(bounds[r + pg.runs])
+        parts.append(ProductPartition(lo, elems.table(child[r: r + pg.runs],
+                                                      start[r: r + pg.runs] - lo,
+                                                      hi - lo, pg.fanin)))
         r += pg.runs
     return tuple(parts)
 
 
-_Factors = tuple[np.ndarray, list[int]]
+_PASS, _ELEMENTWISE, _EDGES, _NESTED = range(4)  # how a run's elements read their factors
 
 
 class _Elements:
-    """The factor slots of element runs, written into product tables a few numpy calls per
-    partition (runs grouped by factor count), not a few per run."""
+    """The factor slots of element runs, written into product tables with whole-array numpy
+    operations per partition (only products of products go one run at a time).
 
-    def __init__(self, c: Circuit, slot: dict[int, int]):
+    A run's child vector is one of: a pass-through (an input or a sum: one factor, the node
+    itself); an element-wise product (factor ``j`` of element ``i`` is node ``i`` of child
+    ``j``, or node 0 of a one-node child); a product with explicit edges; a product of products
+    (flattened by :func:`pccc.ir.layered.factors`).
+    """
+
+    def __init__(self, c: Circuit, slot: np.ndarray):
         self.c = c
         self.slot = slot
-        self.memo: dict[int, _Factors | None] = {}
-        self.aranges: dict[int, np.ndarray] = {}
+        nodes = c.nodes
+        kids = [nd.children for nd in nodes]
+        self.degree = np.array([len(k) for k in kids], np.int64)
+        self.kid_ptr = _exclusive_cumsum(self.degree)
+        self.kid = np.fromiter(chain.from_iterable(kids), np.int64, count=int(self.kid_ptr[-1]))
+        self.size = np.array([nd.n for nd in nodes], np.int64)
+        is_prod = np.array([isinstance(nd, ProductVector) for nd in nodes], bool)
+        explicit = np.array([isinstance(nd, ProductVector) and nd.edges is not None
+                             for nd in nodes], bool)
+        owner = np.repeat(np.arange(len(nodes)), self.degree)
+        nested = np.bincount(owner[is_prod[self.kid]], minlength=len(nodes)) > 0
+        self.kind = np.where(~is_prod, _PASS,
+                             np.where(nested, _NESTED, np.where(explicit, _EDGES, _ELEMENTWISE)))
 
-    def table(self, runs: list[tuple[int, int]], lo: int, hi: int, fanin: int) -> np.ndarray:
-        """The ``[hi - lo, fanin]`` table of the runs ``(first element, child vector)``."""
-        table = np.zeros((hi - lo, fanin), np.int64)
-        by_k: dict[int, tuple[list[int], list[int], list[np.ndarray], list[list[int]]]] = {}
-        for a, ch in runs:
-            f = self.memo[ch] if ch in self.memo else self._factors(ch)
-            if f is None:  # nested products: flattened one factor at a time
-                n = self.c.nodes[ch].n
-                for j, (v, idx) in enumerate(factors(self.c, ch)):
-                    table[a - lo: a - lo + n, j] = self.slot[v] + idx
+    def runs(self, sums: np.ndarray, first: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(child vector, first element)`` of every run of ``sums`` (sum ``i``'s runs laid out
+        from element ``first[i]``), in order."""
+        of, place = _spread(self.degree[sums])
+        child = self.kid[self.kid_ptr[sums][of] + place]
+        before = _exclusive_cumsum(self.size[child])  # elements of the runs before each run
+        return child, first[of] + before[:-1] - before[_exclusive_cumsum(self.degree[sums])[of]]
+
+    def table(self, child: np.ndarray, start: np.ndarray, rows: int, fanin: int) -> np.ndarray:
+        """The ``[rows, fanin]`` table of the runs (``child`` vector and ``start`` row of each)."""
+        table = np.zeros((rows, fanin), np.int64)
+        kind = self.kind[child]
+        sel = kind == _PASS
+        if sel.any():
+            self._pass_through(table, child[sel], start[sel])
+        for kd, fill in ((_ELEMENTWISE, self._elementwise), (_EDGES, self._explicit)):
+            sel = kind == kd
+            if not sel.any():
                 continue
-            idx, slots = f
-            rows, ns, idxs, sl = by_k.setdefault(len(slots), ([], [], [], []))
-            rows.append(a - lo)
-            ns.append(len(idx))
-            idxs.append(idx)
-            sl.append(slots)
-        for k, (rows, ns, idxs, sl) in by_k.items():
-            size = np.array(ns)
-            # row of every element: its run's first row plus its place in the run
-            at = np.repeat(np.array(rows) - (np.cumsum(size) - size), size)
-            at += np.arange(len(at))
-            table[at, :k] = np.concatenate(idxs) + np.repeat(np.array(sl, np.int64), size, 0)
+            degree = self.degree[child[sel]]
+            for k in sorted(set(degree.tolist())):  # the runs of k factors at once
+                fill(table, child[sel][degree == k], start[sel][degree == k], k)
+        for ch, a in zip(child[kind == _NESTED].tolist(), start[kind == _NESTED].tolist()):
+            n = self.c.nodes[ch].n
+            for j, (v, idx) in enumerate(factors(self.c, ch)):
+                table[a: a + n, j] = self.slot[v] + idx
         return table
 
-    def _factors(self, ch: int) -> _Factors | None:
-        """``(index [n, k] into each factor vector, slot of each factor vector)`` of the
-        elements of child ``ch`` (None for a product of products); made once per child."""
-        c, slot = self.c, self.slot
-        nd = c.nodes[ch]
-        out: _Factors | None
-        if not isinstance(nd, ProductVector):  # pass-through elements
-            out = self._arange(nd.n)[:, None], [slot[ch]]
-        else:
-            nodes = [c.nodes[g] for g in nd.children]
-            if any(isinstance(g, ProductVector) for g in nodes):
-                out = None
-            elif nd.edges is None and all(g.n != 1 for g in nodes):  # element-wise
-                out = (np.broadcast_to(self._arange(nd.n)[:, None], (nd.n, len(nodes))),
-                       [slot[g] for g in nd.children])
-            else:
-                out = nd.edge_table([g.n for g in nodes]), [slot[g] for g in nd.children]
-        self.memo[ch] = out
-        return out
+    def _pass_through(self, table: np.ndarray, child: np.ndarray, start: np.ndarray) -> None:
+        """Runs of inputs or sums: element ``i`` reads node ``i``."""
+        n = self.size[child]
+        rows = _rows(start, n)
+        _put_rows(table, rows, (rows + np.repeat(self.slot[child] - start, n))[:, None])
 
-    def _arange(self, n: int) -> np.ndarray:
-        a = self.aranges.get(n)
-        if a is None:
-            a = self.aranges[n] = np.arange(n)
-        return a
+    def _elementwise(self, table: np.ndarray, child: np.ndarray, start: np.ndarray, k: int
+                     ) -> None:
+        """Runs of element-wise products of ``k`` factors: factor ``j`` of element ``i`` is node
+        ``i`` of child ``j`` (node 0 of a one-node child)."""
+        n = self.size[child]
+        rows = _rows(start, n)
+        factor = self.kid[self.kid_ptr[child][:, None] + np.arange(k)]
+        moves = (self.size[factor] != 1).astype(np.int64)  # the node index follows the element
+        base = self.slot[factor] - moves * start[:, None]
+        vals = np.repeat(base, n, 0)
+        vals += rows[:, None] if moves.all() else rows[:, None] * np.repeat(moves, n, 0)
+        _put_rows(table, rows, vals)
+
+    def _explicit(self, table: np.ndarray, child: np.ndarray, start: np.ndarray, k: int
+                  ) -> None:
+        """Runs of products of ``k`` factors with explicit edges."""
+        nodes = self.c.nodes
+        edges = np.concatenate([nodes[ch].edges for ch in child.tolist()])  # type: ignore[union-attr]
+        n = self.size[child]
+        factor_slots = self.slot[self.kid[self.kid_ptr[child][:, None] + np.arange(k)]]
+        _put_rows(table, _rows(start, n), edges + np.repeat(factor_slots, n, 0))
+
+
+def _put_rows(table: np.ndarray, rows: np.ndarray, vals: np.ndarray) -> None:
+    """``table[rows, :k] = vals`` for ``[len(rows), k]`` values, the rest of those rows being
+    zero, written as whole rows (one item per row: much faster than a 2-d fancy write)."""
+    fanin = table.shape[1]
+    if not fanin or not len(rows):
+        return
+    if vals.shape[1] < fanin:
+        vals = np.concatenate([vals, np.zeros((len(vals), fanin - vals.shape[1]), np.int64)], 1)
+    row = np.dtype((np.void, table.itemsize * fanin))
+    table.view(row)[:, 0][rows] = np.ascontiguousarray(vals).view(row)[:, 0]
+
+
+def _rows(start: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """The rows ``start[r] .. start[r] + n[r] - 1`` of every run ``r``, run after run."""
+    return np.arange(int(n.sum())) + np.repeat(start - _exclusive_cumsum(n)[:-1], n)
 
 
 @register_pass("layout-params", input_level="L2", output_level="L3")
@@ -352,7 +407,7 @@ def layout_params(lc: LayeredCircuit, *, threads: int = 0) -> KernelPlan:
             not depend on it.
     """
     c = lc.circuit
-    slot: dict[int, int] = {}
+    slot = np.full(len(c.nodes), -1, np.int64)  # node slot of every input and sum vector
     jobs: list[_Job] = []
     in_layers, in_params, in_map, next_slot = _input_layers(c, slot, 1, jobs)
     order = [s for layer in lc.layers for s in layer.sum_order()]
@@ -361,7 +416,7 @@ def layout_params(lc: LayeredCircuit, *, threads: int = 0) -> KernelPlan:
     layers: list[ProductLayer | SumLayer] = []
     elems = _Elements(c, slot)
     for layer in lc.layers:
-        prod, sm, next_slot = _layer(lc, layer, slot, next_slot, wts, elems)
+        prod, sm, next_slot = _layer(layer, slot, next_slot, wts, elems)
         layers += [prod, sm]
     pmap = {k: v for k, v in wts.pmap.items() if k != ROOT_KEY}
     pmap.update(in_map)
@@ -369,7 +424,7 @@ def layout_params(lc: LayeredCircuit, *, threads: int = 0) -> KernelPlan:
     return KernelPlan(
         num_vars=c.num_vars,
         var_cards=np.array([cards.get(v) or 0 for v in range(c.num_vars)], np.int64),
-        num_node_slots=next_slot, root_slot=slot[c.root], input_layers=tuple(in_layers),
+        num_node_slots=next_slot, root_slot=int(slot[c.root]), input_layers=tuple(in_layers),
         layers=tuple(layers), params=wts.params, reserved_params=wts.reserved,
         param_group=wts.group, group_size=wts.group_size, input_params=in_params,
         param_map=ParamMap({}, pmap), input_param_keys=frozenset(in_map),
