@@ -33,15 +33,16 @@ def depths(c: Circuit) -> list[int]:
 
 def reachable(c: Circuit) -> np.ndarray:
     """Boolean mask of node vectors reachable from the root."""
-    mask = np.zeros(len(c.nodes), dtype=bool)
     if not c.nodes:
-        return mask
+        return np.zeros(0, dtype=bool)
+    mask = [False] * len(c.nodes)  # (a list: numpy scalar indexing is slow)
     mask[c.root] = True
+    nodes = c.nodes
     for i in range(c.root, -1, -1):
         if mask[i]:
-            for ch in c.nodes[i].children:
+            for ch in nodes[i].children:
                 mask[ch] = True
-    return mask
+    return np.array(mask, dtype=bool)
 
 
 def num_edges(c: Circuit, node_id: int) -> int:

@@ -21,6 +21,7 @@ One bottom-up sweep over node *vectors*; weights are touched only by the chain m
 from __future__ import annotations
 
 from collections import Counter
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -41,6 +42,11 @@ def _default_table(n: int, sizes: list[int]) -> np.ndarray:
     return np.stack(cols, axis=1) if cols else np.zeros((n, 0), np.int64)
 
 
+def _product_key(nd: ProductVector) -> Any:
+    """The structure key of a product vector (its edges by their bytes)."""
+    return ("p", nd.n, nd.children, None if nd.edges is None else nd.edges.tobytes())
+
+
 class _Sweep:
     """State of one canonicalization sweep: the new nodes and how old ids map onto them."""
 
@@ -55,29 +61,28 @@ class _Sweep:
         self.pending: dict[str, np.ndarray] = {}
         reach = reachable(c).tolist()
         self.reach = reach
-        self.old_refs = [0] * len(c.nodes)
-        for i, nd in enumerate(c.nodes):
-            if reach[i]:
-                for ch in nd.children:
-                    self.old_refs[ch] += 1
+        live = [nd for nd, r in zip(c.nodes, reach) if r]
+        kids = list(chain.from_iterable([nd.children for nd in live]))
+        self.old_refs: list[int] = np.bincount(np.array(kids, np.int64),
+                                               minlength=len(c.nodes)).tolist()
         self.old_refs[c.root] += 1
         self.key_users: Counter[str] = Counter(
-            str(getattr(nd, "param", "")) for i, nd in enumerate(c.nodes)
-            if reach[i] and getattr(nd, "param", None))
+            [str(p) for p in [getattr(nd, "param", None) for nd in live] if p])
 
     def size(self, nid: int) -> int:
         return self.nodes[nid].n
 
     def emit(self, old: int, nd: Node) -> None:
         """Add ``nd`` for old vector ``old`` unless an identical vector exists."""
-        param = getattr(nd, "param", None)
         if isinstance(nd, ProductVector):
-            edges = None if nd.edges is None else nd.edges.tobytes()
-            skey: Any = ("p", nd.n, nd.children, edges)
+            self._add(old, nd, _product_key(nd), None)
         elif isinstance(nd, SumVector):
-            skey = ("s", nd.n, nd.children)
+            self._add(old, nd, ("s", nd.n, nd.children), nd.param)
         else:
-            skey = ("i", nd.n, nd.var, nd.dist, nd.attrs)
+            self._add(old, nd, ("i", nd.n, nd.var, nd.dist, nd.attrs), nd.param)
+
+    def _add(self, old: int, nd: Node, skey: Any, param: str | None) -> None:
+        """:meth:`emit` with the structure key ``skey`` and parameter key ``param`` of ``nd``."""
         exact = (skey, param)  # same structure, same parameters: always the same vector
         found = self.cons.get(exact)
         if found is None and self.merge_identical and param is not None:
@@ -86,15 +91,15 @@ class _Sweep:
             self.point(old, found)
             self._drop_refs(nd)
             return
+        nid = len(self.nodes)
         self.nodes.append(nd)
-        self.refs.append(0)
-        nid = len(self.nodes) - 1
+        self.refs.append(self.old_refs[old])
+        self.alias[old] = nid
         if param is not None and param not in self.params:
             self.params[param] = self.value(param)
         self.cons[exact] = nid
         if self.merge_identical and param is not None:
             self._remember_value(skey, param, nid)
-        self.point(old, nid)
 
     def _value_key(self, skey: Any, param: str) -> Any:
         arr = self.value(param)
@@ -150,7 +155,9 @@ class _Sweep:
         nodes = self.nodes
         if len(kids) > 1 and not any([isinstance(nodes[k], ProductVector) for k in kids]):
             new = tuple(kids)  # nothing to flatten (the vector itself when ids are unchanged)
-            self.emit(i, nd if new == nd.children else ProductVector(nd.n, new, nd.edges))
+            if new != nd.children:
+                nd = ProductVector(nd.n, new, nd.edges)
+            self._add(i, nd, _product_key(nd), None)
             return
         if nd.n == 1 and nd.edges is None:
             self._scalar_product(i, kids)
@@ -195,7 +202,8 @@ class _Sweep:
             self.refs[kids[0]] -= 1
             self.point(i, kids[0])
             return
-        self.emit(i, SumVector(nd.n, tuple(kids), key))
+        new = tuple(kids)
+        self._add(i, SumVector(nd.n, new, key), ("s", nd.n, new), key)
 
     def _foldable(self, k: int) -> bool:
         """A sum child read by one parent only, with weights of its own."""
@@ -241,13 +249,13 @@ def canonicalize(c: Circuit, *, collapse_sums: bool = False, merge_sum_chains: b
     for i, nd in enumerate(c.nodes):
         if not sw.reach[i]:
             continue
-        if isinstance(nd, InputVector):
-            sw.emit(i, nd)
-        elif isinstance(nd, ProductVector):
+        if isinstance(nd, ProductVector):
             sw.product(i, nd)
-        else:
-            assert isinstance(nd, SumVector)
+        elif isinstance(nd, SumVector):
             sw.sum(i, nd, merge_sum_chains, collapse_sums)
+        else:
+            assert isinstance(nd, InputVector)
+            sw._add(i, nd, ("i", nd.n, nd.var, nd.dist, nd.attrs), nd.param)
     return _compact(sw, sw.alias[c.root], c.num_vars)
 
 
@@ -260,9 +268,10 @@ def _compact(sw: _Sweep, root: int, num_vars: int) -> Circuit:
         if live[i]:
             for ch in nodes_in[i].children:
                 live[ch] = True
+    if all(live):  # nothing orphaned: every vector keeps its id
+        return _circuit(sw, nodes_in, num_vars, root)
     new_id = [-1] * len(nodes_in)
     nodes: list[Node] = []
-    keys: set[str] = set()
     shifted = False
     for i, nd in enumerate(nodes_in):
         if not live[i]:
@@ -273,9 +282,11 @@ def _compact(sw: _Sweep, root: int, num_vars: int) -> Circuit:
             kids = tuple(new_id[ch] for ch in nd.children)
             nd = (ProductVector(nd.n, kids, nd.edges) if isinstance(nd, ProductVector)
                   else SumVector(nd.n, kids, nd.param))
-        key = getattr(nd, "param", None)
-        if key:
-            keys.add(str(key))
         nodes.append(nd)
-    params = {k: sw.params[k] for k in sorted(keys)}
-    return Circuit(tuple(nodes), params, num_vars, new_id[root])
+    return _circuit(sw, nodes, num_vars, new_id[root])
+
+
+def _circuit(sw: _Sweep, nodes: list[Node], num_vars: int, root: int) -> Circuit:
+    """The circuit of ``nodes`` and the parameters they name."""
+    keys = {str(k) for k in [getattr(nd, "param", None) for nd in nodes] if k}
+    return Circuit(tuple(nodes), {k: sw.params[k] for k in sorted(keys)}, num_vars, root)
