@@ -53,11 +53,14 @@ MAX_GRAPHS = 12
 INIT_CHUNK = 1 << 23
 
 
-def _device_copy(a: np.ndarray, device: torch.device) -> Tensor:
-    """``a`` on ``device`` as it is (the plan's arrays may be read-only: they are only read)."""
+def _host_slices(a: np.ndarray) -> list[tuple[int, Tensor]]:
+    """``(offset, tensor)`` views of ``a`` in slices of at most ``INIT_CHUNK`` values (no copy;
+    the plan's arrays may be read-only: they are only read). Made on the calling thread:
+    ``warnings.catch_warnings`` swaps the process's filters and is not thread-safe."""
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        return torch.from_numpy(np.ascontiguousarray(a)).to(device)
+        warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+        return [(k, torch.from_numpy(np.ascontiguousarray(a[k: k + INIT_CHUNK])))
+                for k in range(0, len(a), INIT_CHUNK)]
 
 
 @dataclass
@@ -95,14 +98,13 @@ def _upload(plan: KernelPlan, dev: torch.device) -> Future[tuple[Tensor, Tensor]
         stream.wait_stream(torch.cuda.current_stream(dev))  # after the zero fill
         side = torch.cuda.stream(stream)
 
+    slices = [(store, _host_slices(plan.params)), (inputs, _host_slices(plan.input_params))]
+
     def run() -> tuple[Tensor, Tensor]:
         with torch.cuda.device(dev) if dev.type == "cuda" else contextlib.nullcontext(), side:
-            for a in range(0, n, INIT_CHUNK):
-                store[a: min(n, a + INIT_CHUNK)] = _device_copy(plan.params[a: a + INIT_CHUNK],
-                                                                dev)
-            for a in range(0, q, INIT_CHUNK):
-                inputs[a: min(q, a + INIT_CHUNK)] = _device_copy(
-                    plan.input_params[a: a + INIT_CHUNK], dev)
+            for dst, parts in slices:
+                for k, t in parts:
+                    dst[k: k + len(t)] = t.to(dev)
         if stream is not None:
             stream.synchronize()
         return store, inputs
