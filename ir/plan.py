@@ -36,6 +36,7 @@ flat weight ``p`` (``-1`` for padding), ``group_size[g]`` its number of children
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, ItemsView, ValuesView
 from dataclasses import dataclass, field
 from typing import Any
@@ -62,17 +63,26 @@ class ParamMap(dict[str, np.ndarray]):
     ``len`` and ``in`` never make anything.
     """
 
-    __slots__ = ("_makers",)
+    __slots__ = ("_makers", "_lock")
 
-    def __init__(self, made: dict[str, np.ndarray], makers: dict[str, Callable[[], np.ndarray]]):
+    def __init__(self, made: Any = (),
+                 makers: dict[str, Callable[[], np.ndarray]] | None = None):
+        made = dict(made)  # (any dict() argument: dataclasses.asdict rebuilds it from pairs)
+        makers = makers or {}
         keys = sorted(set(made) | set(makers))
         super().__init__((k, _ro(made[k]) if k in made else _UNMADE) for k in keys)
         self._makers = {k: makers[k] for k in keys if k in makers and k not in made}
+        self._lock = threading.Lock()
 
     def _make(self, key: str) -> np.ndarray:
-        arr = _ro(self._makers.pop(key)())
-        dict.__setitem__(self, key, arr)
-        return arr
+        with self._lock:  # one maker call per entry, whichever thread reads first
+            v = dict.__getitem__(self, key)
+            if v is not _UNMADE:
+                return v
+            arr = _ro(self._makers[key]())  # a maker that raises stays for the next read
+            dict.__setitem__(self, key, arr)
+            del self._makers[key]
+            return arr
 
     def _make_all(self) -> None:
         for key in list(self._makers):
