@@ -31,6 +31,7 @@ import numpy as np
 from pccc.ir import dists
 from pccc.ir.blocked import ROOT_KEY, BlockedCircuit
 from pccc.ir.circuit import Circuit, InputVector, ProductVector, SumVector
+from pccc.ir.errors import PassError
 from pccc.ir.layered import Layer, LayeredCircuit, factors
 from pccc.ir.plan import (
     InputLayer,
@@ -385,6 +386,9 @@ def _put_rows(table: np.ndarray, rows: np.ndarray, vals: np.ndarray) -> None:
     """``table[rows, :k] = vals`` for ``[len(rows), k]`` values, the rest of those rows being
     zero, written as whole rows (one item per row: much faster than a 2-d fancy write)."""
     fanin = table.shape[1]
+    if vals.shape[1] > fanin:
+        raise PassError(f"layout-params: elements of {vals.shape[1]} factors in a product "
+                        f"partition of fan-in {fanin}")
     if not fanin or not len(rows):
         return
     if vals.shape[1] < fanin:

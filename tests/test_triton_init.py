@@ -102,3 +102,18 @@ def test_kernels_wrapped_at_first_use():
     assert not isinstance(helper, LazyKernel) and resolve(helper) is helper
     k = lazy["em_weights"]
     assert resolve(k) is k.jit and k.arg_names == k.jit.arg_names  # attributes forwarded
+
+
+def test_lazy_kernel_copies_and_probes_do_not_wrap():
+    import copy
+
+    from pccc.backends.triton.lazyjit import kernel
+
+    def double(x, n):
+        """Twice x."""
+
+    k = kernel(do_not_specialize=["n"])(double)
+    assert not hasattr(k, "_pack_args") and k._jit is None  # private probes: no wrapping
+    c = copy.deepcopy(k)
+    assert c.__name__ == "double" and c.__doc__ == "Twice x." and c._jit is None
+    assert k.arg_names == ["x", "n"] and k._jit is not None  # a public name wraps it

@@ -4,7 +4,8 @@ Triton reads a kernel's source from its file, so generated kernels must live in 
 The file is ``$PCCC_CACHE_DIR/triton/<hash>/kernels.py`` (default cache dir ``~/.cache/pccc``),
 where ``<hash>`` covers the plan's structure (not its parameter values), the precision and the
 template version; an existing file is reused. Only Triton's public API is used
-(``@triton.jit``, ``kernel[grid](...)``).
+(``triton.jit``, ``kernel[grid](...)``); the launchable kernels are wrapped by ``triton.jit``
+at their first use (:mod:`.lazyjit`), the helpers they call at import.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ real object there.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -22,7 +23,7 @@ class LazyKernel:
     ``kernel[grid]`` go to the real one."""
 
     def __init__(self, fn: Callable[..., Any], options: dict[str, Any]):
-        self.__name__ = fn.__name__
+        functools.update_wrapper(self, fn)  # type: ignore[arg-type]  # __name__, __doc__, ...
         self._fn = fn
         self._options = options
         self._jit: Any = None
@@ -30,15 +31,18 @@ class LazyKernel:
     @property
     def jit(self) -> Any:
         """The ``JITFunction`` (or, under ``TRITON_INTERPRET=1``, Triton's interpreted one)."""
-        if self._jit is None:
-            self._jit = triton.jit(self._fn, **self._options)
+        if self.__dict__.get("_jit") is None:
+            self._jit = triton.jit(self.__dict__["_fn"], **self.__dict__["_options"])
         return self._jit
 
     def __getitem__(self, grid: Any) -> Any:
         return self.jit[grid]
 
     def __getattr__(self, name: str) -> Any:
-        if name in ("_fn", "_options", "_jit"):  # not set yet (a copy being made)
+        # only public names go to the real function: private and special ones are looked up
+        # by copy, pickle and hasattr probes, which must not wrap the kernel (nor recurse
+        # through ``jit`` on an instance still being made); use :func:`resolve` for them
+        if name.startswith("_"):
             raise AttributeError(name)
         return getattr(self.jit, name)
 

@@ -1,7 +1,8 @@
 """Device-side tables of a plan and the launches of the generated kernels.
 
 :class:`DevicePlan` turns a :class:`~pccc.ir.plan.KernelPlan` into int32 index tensors once
-(numpy, per partition, never per edge; copied to the device as one buffer) and runs the
+(numpy, per partition, never per edge; the sum layers' tables copied to the device as one
+buffer, each input layer's as one more) and runs the
 forward pass (input layers, then each sum layer with its product layer fused in) and the
 backward pass (sum layers in reverse order: flow ratios once per layer where several programs
 read them, element flows scattered straight into the product children's node flows, weight
@@ -678,6 +679,7 @@ def group_tiles(param_group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def row_bounds(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each row's minimum and maximum, in one pass by torch's threads (numpy's ``min`` and
     ``max`` are a single-threaded pass each: 0.5 s over PD-256's 155M weight groups)."""
+    a = np.ascontiguousarray(a, np.int64)  # (torch views native-order, positive strides)
     with warnings.catch_warnings():  # the plan's arrays are read-only; torch only reads here
         warnings.filterwarnings("ignore", "The given NumPy array is not writable")
         t = torch.from_numpy(a)
