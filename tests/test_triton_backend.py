@@ -23,13 +23,9 @@ from tests.triton.oracle import oracle  # noqa: E402
 triton = pytest.importorskip("triton")
 from pccc.backends.triton import TritonCompiledCircuit  # noqa: E402
 
-pytestmark = pytest.mark.interpret
+pytestmark = [pytest.mark.interpret, pytest.mark.usefixtures("triton_cache")]
 DEV = "cpu" if os.environ.get("TRITON_INTERPRET") == "1" else "cuda"
 
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("PCCC_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
 def _check_all(plan, x, model, rng, tol=2e-4):

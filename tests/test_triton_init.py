@@ -21,13 +21,9 @@ from tests.strategies import ALL_DISTS, circuits  # noqa: E402
 from tests.test_triton_backend import _dense_circuit  # noqa: E402
 
 pytest.importorskip("triton")
-pytestmark = pytest.mark.interpret
+pytestmark = [pytest.mark.interpret, pytest.mark.usefixtures("triton_cache")]
 DEV = "cpu" if os.environ.get("TRITON_INTERPRET") == "1" else "cuda"
 
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("PCCC_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
 def _zero_rows(c, keys_rows):

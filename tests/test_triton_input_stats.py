@@ -24,13 +24,9 @@ from pccc.passes import compile_plan  # noqa: E402
 from tests.test_triton_backend import _dense_circuit  # noqa: E402
 from tests.test_triton_compiled import _grads_and_em  # noqa: E402
 
-pytestmark = pytest.mark.interpret
+pytestmark = [pytest.mark.interpret, pytest.mark.usefixtures("triton_cache")]
 DEV = torch.device("cpu" if os.environ.get("TRITON_INTERPRET") == "1" else "cuda")
 
-
-@pytest.fixture(autouse=True)
-def _cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("PCCC_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
 
 
 _MODULES: dict[str, object] = {}
