@@ -207,6 +207,8 @@ class TritonCompiledCircuit(CompiledCircuit):
         #: the first call of each pass compiles its kernels in parallel first (GPU only:
         #: the interpreter compiles nothing)
         self.parallel_jit = dev.type == "cuda"
+        #: in EM training the first forward also compiles the backward it predicts
+        self._jit_with_backward = os.environ.get("PCCC_JIT_WITH_BACKWARD", "1") != "0"
         self._em_next = False
         self._stamp = 0
         self._batch = 0
@@ -420,7 +422,7 @@ class TritonCompiledCircuit(CompiledCircuit):
         # (read by fused_forward, where autograd has turned grad mode off)
         self._em_next = torch.is_grad_enabled() and self.track_flows and not \
             self.param_grads and (self.sum_logits.requires_grad or self.input_raw.requires_grad) \
-            and os.environ.get("PCCC_JIT_WITH_BACKWARD", "1") != "0"
+            and self._jit_with_backward
         return _Fused.apply(self, x, missing, self.sum_logits, self.input_raw)
 
     def fused_forward(self, x: Tensor, missing: Tensor | None) -> Tensor:
