@@ -41,6 +41,7 @@ from pccc.backends.torch import inputs as fam
 from pccc.backends.torch.module import CompiledCircuit
 from pccc.backends.triton.codegen import load_module
 from pccc.backends.triton.inputs import InputTables, em_update_inputs, native_params, raw_grads
+from pccc.backends.triton.overlap import EMOverlap, overlap_default
 from pccc.backends.triton.prejit import enabled as prejit_enabled
 from pccc.backends.triton.prejit import prejit
 from pccc.backends.triton.runtime import DevicePlan
@@ -143,7 +144,7 @@ def _sum_weights(plan: KernelPlan, dp: DevicePlan, store: Tensor, dev: torch.dev
     return store[:n], live.view(-1)[:n], z
 
 
-class TritonCompiledCircuit(CompiledCircuit):
+class TritonCompiledCircuit(EMOverlap, CompiledCircuit):
     """A compiled circuit run by generated Triton kernels (see the module docstring).
 
     Args:
@@ -166,6 +167,7 @@ class TritonCompiledCircuit(CompiledCircuit):
         object.__setattr__(self, "_init_upload", upload)
         object.__setattr__(self, "dp", DevicePlan(plan, kernels, dev))
         super().__init__(plan, device=device, dtype=torch.float32)
+        self._init_overlap(self.device, overlap_default())
         self.backend_name = "triton"
         self.precision = precision
         self.keep_elements = False
@@ -291,9 +293,13 @@ class TritonCompiledCircuit(CompiledCircuit):
         return raw, shift
 
     def _param_key(self) -> tuple[int, ...]:
-        a, b = self.sum_logits, self.input_raw
-        return (a.data_ptr(), a._version, b.data_ptr(), b._version, self.sum_norm._version,
-                self.input_shift._version)
+        # (straight from nn.Module's tables: no wait for an EM step in flight, see overlap.py)
+        a, b = self._parameters["sum_logits"], self._parameters["input_raw"]
+        assert a is not None and b is not None
+        norm, shift = self._buffers["sum_norm"], self._buffers["input_shift"]
+        assert norm is not None and shift is not None
+        return (a.data_ptr(), a._version, b.data_ptr(), b._version, norm._version,
+                shift._version)
 
     def params_changed(self) -> None:
         """Re-read the parameters before the next pass (after writes through ``.data``)."""
@@ -315,7 +321,9 @@ class TritonCompiledCircuit(CompiledCircuit):
 
     @torch.no_grad()
     def sync_params(self) -> None:
-        """Refresh the kernels' linear copies ``w`` and ``theta`` if the parameters changed."""
+        """Refresh the kernels' linear copies ``w`` and ``theta`` if the parameters changed
+        (after the EM step in flight, on the current stream: every reader of ``w`` comes here)."""
+        self.wait_em()
         key = self._param_key()
         if key == self._synced:
             return
@@ -478,6 +486,7 @@ class TritonCompiledCircuit(CompiledCircuit):
                        ) -> tuple[Tensor | None, Tensor | None]:
         """Flows for the last forward pass under upstream gradient ``grad [batch]``; returns
         the gradients of ``sum_logits`` and ``input_raw`` (None where not wanted)."""
+        self.wait_em()
         batch = self._batch
         b = self._static(batch)
         b.scale[:batch].copy_(grad)
@@ -549,11 +558,13 @@ class TritonCompiledCircuit(CompiledCircuit):
             for ns in self.em_nstats:
                 ns.zero_()
 
-        self._run(("em", eta, alpha), run, scratch_only=False)
+        self.launch_em(self.device, lambda: self._run(("em", eta, alpha), run,
+                                                      scratch_only=False))
         self._synced = self._param_key()  # both sides were updated together
 
     def zero_flows(self) -> None:
         """Forget the EM statistics accumulated since the last EM step."""
+        self.wait_em()
         self.sum_flows.zero_()
         self.em_counts.zero_()
         for ns in self.em_nstats:

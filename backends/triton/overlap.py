@@ -1,0 +1,102 @@
+"""The EM step on a stream of its own, overlapped with the host's next batch.
+
+A training loop syncs once per batch (``float(ll.mean())``), and the host then needs a while
+to launch the next forward: the GPU idles meanwhile. With the EM update on the module's own
+stream, that sync waits for the forward and backward only; the update runs while the host
+gets the next batch ready, and the next pass waits for it on the GPU, not on the host.
+
+Every read of the tensors an update writes waits for it first, on the reader's current stream:
+the module's passes, attribute access (``model.sum_logits``, ``model.sum_norm``, ...),
+``parameters()``, ``buffers()``, ``state_dict()``, ``load_state_dict()`` and ``.to()``. A
+tensor fetched from the module *before* an EM step and read directly afterwards is not
+covered: call :meth:`EMOverlap.wait_em` (or ``torch.cuda.synchronize()``) first, or turn the
+overlap off (``model.overlap_em = False``, or ``PCCC_OVERLAP_EM=0`` before the module is made).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+#: the module's tensors an EM step writes, as attributes ``nn.Module`` resolves
+EM_WRITES = frozenset({"sum_logits", "input_raw", "sum_norm", "input_shift", "sum_flows"})
+
+
+def overlap_default() -> bool:
+    """Whether new modules overlap their EM steps (``PCCC_OVERLAP_EM``, default on)."""
+    return os.environ.get("PCCC_OVERLAP_EM", "1") != "0"
+
+
+class EMOverlap:
+    """Mixin for an ``nn.Module``: :meth:`launch_em` runs an update on a side stream and every
+    access to the tensors it writes (``EM_WRITES``) waits for it (see the module docstring)."""
+
+    _em_stream: Any
+    _em_done: Any
+    _em_pending: bool
+    overlap_em: bool
+
+    def _init_overlap(self, device: torch.device, enabled: bool) -> None:
+        self._em_pending = False
+        self._em_stream = self._em_done = None
+        #: run EM steps on the module's own stream (CUDA only; see the module docstring)
+        self.overlap_em = enabled and device.type == "cuda"
+
+    def wait_em(self) -> None:
+        """Order the current stream after the last EM step (no host wait)."""
+        if self.__dict__.get("_em_pending"):
+            self._em_pending = False
+            torch.cuda.current_stream(self._em_stream.device).wait_event(self._em_done)
+
+    def launch_em(self, device: torch.device, run: Callable[[], None]) -> None:
+        """Call ``run`` (it launches the update) after the current stream's work: on the
+        module's stream where overlapping, else on the current stream."""
+        self.wait_em()
+        if not self.overlap_em:
+            run()
+            return
+        if self._em_stream is None:
+            self._em_stream = torch.cuda.Stream(device)
+            self._em_done = torch.cuda.Event()
+        self._em_stream.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(self._em_stream):
+            run()
+            self._em_done.record(self._em_stream)
+        self._em_pending = True
+
+    def __getattr__(self, name: str) -> Any:
+        if name in EM_WRITES and self.__dict__.get("_em_pending"):
+            self.wait_em()
+        return super().__getattr__(name)  # type: ignore[misc]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        # gradients only, which no EM step writes: no wait (a training loop calls this
+        # between the step and its per-batch sync)
+        pending, self._em_pending = self._em_pending, False
+        try:
+            super().zero_grad(set_to_none)  # type: ignore[misc]
+        finally:
+            self._em_pending = pending or self._em_pending
+
+    def named_parameters(self, *args: Any, **kwargs: Any) -> Any:
+        self.wait_em()
+        return super().named_parameters(*args, **kwargs)  # type: ignore[misc]
+
+    def named_buffers(self, *args: Any, **kwargs: Any) -> Any:
+        self.wait_em()
+        return super().named_buffers(*args, **kwargs)  # type: ignore[misc]
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> Any:
+        self.wait_em()
+        return super().state_dict(*args, **kwargs)  # type: ignore[misc]
+
+    def load_state_dict(self, *args: Any, **kwargs: Any) -> Any:
+        self.wait_em()
+        return super().load_state_dict(*args, **kwargs)  # type: ignore[misc]
+
+    def _apply(self, *args: Any, **kwargs: Any) -> Any:
+        self.wait_em()
+        return super()._apply(*args, **kwargs)  # type: ignore[misc]
