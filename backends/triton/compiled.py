@@ -8,7 +8,8 @@ itself as ``log theta = raw + c``, ``c`` one constant per node), refreshed from 
 only when those change (their version
 counter: any in-place update through torch, an optimizer step or ``load_state_dict``, is seen;
 writes through ``.data`` are not: call :meth:`TritonCompiledCircuit.params_changed` after
-them). An EM step updates both sides at once.
+them). An EM step updates both sides: ``w`` at once, ``sum_logits`` when next read (training
+reads them nowhere), on a stream of its own on a GPU (``overlap.py``).
 
 ``model(x)`` runs the input kernels and the sum kernels (products fused in) into a node buffer;
 ``.backward()`` runs the flow kernels once: node flows, weight gradients, input statistics, and
@@ -219,6 +220,8 @@ class TritonCompiledCircuit(EMOverlap, CompiledCircuit):
         #: turn this off (backward then accumulates flows and statistics only)
         self.param_grads = True
         self._synced: tuple[int, ...] | None = self._param_key()
+        #: the address and version of ``sum_logits`` when the last EM step left them unwritten
+        self._logits_at: tuple[int, int] = (0, -1)
         self._em_zero_counts = any(
             tb.layer.param_size and (tb.layer.dist != "categorical" or tb.span is None)
             for tb in self.tables)
@@ -229,6 +232,16 @@ class TritonCompiledCircuit(EMOverlap, CompiledCircuit):
             self._grad_bufs = (torch.zeros_like(self._w), torch.zeros_like(self.em_counts),
                                [self._zeros(ly.n, 4) for ly in self.plan.input_layers])
         return self._grad_bufs
+
+    # (straight from nn.Module's table: a training loop reads these, and must not write the
+    # logits an EM step deferred, see overlap.py)
+    @property
+    def device(self) -> torch.device:
+        return self._parameters["sum_logits"].device  # type: ignore[union-attr]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self._parameters["sum_logits"].dtype  # type: ignore[union-attr]
 
     def _zeros(self, *shape: int) -> Tensor:
         return torch.zeros(shape, dtype=torch.float32, device=self.device)
@@ -303,6 +316,7 @@ class TritonCompiledCircuit(EMOverlap, CompiledCircuit):
 
     def params_changed(self) -> None:
         """Re-read the parameters before the next pass (after writes through ``.data``)."""
+        self.settle_em()
         self._synced = None
 
     def _input_args(self) -> list[tuple[Tensor, Tensor]]:
@@ -327,6 +341,7 @@ class TritonCompiledCircuit(EMOverlap, CompiledCircuit):
         key = self._param_key()
         if key == self._synced:
             return
+        self.settle_em()  # the logits an EM step left unwritten, unless written since
         self._input_args()
         self.dp.weights_from_logits(self.sum_logits.detach(), self.sum_norm, self._w)
         native_params(self.tables, self.input_raw.detach(), self.input_shift, self._theta,
@@ -427,11 +442,14 @@ class TritonCompiledCircuit(EMOverlap, CompiledCircuit):
         if x.dim() != 2 or x.shape[1] < self.num_vars:
             raise ValueError(f"expected data of shape [batch, {self.num_vars}], got "
                              f"{tuple(x.shape)}")
+        # (straight from nn.Module's table: no write of deferred logits, see overlap.py)
+        logits, raw = self._parameters["sum_logits"], self._parameters["input_raw"]
+        assert logits is not None and raw is not None
         # (read by fused_forward, where autograd has turned grad mode off)
         self._em_next = torch.is_grad_enabled() and self.track_flows and not \
-            self.param_grads and (self.sum_logits.requires_grad or self.input_raw.requires_grad) \
+            self.param_grads and (logits.requires_grad or raw.requires_grad) \
             and self._jit_with_backward
-        return _Fused.apply(self, x, missing, self.sum_logits, self.input_raw)
+        return _Fused.apply(self, x, missing, logits, raw)
 
     def fused_forward(self, x: Tensor, missing: Tensor | None) -> Tensor:
         """Fill the node buffer for ``x``; the root's log-values ``[batch]``."""
@@ -544,12 +562,17 @@ class TritonCompiledCircuit(EMOverlap, CompiledCircuit):
         """One EM step from the accumulated flows (weights and inputs); flows are zeroed."""
         eta, alpha = float(step_size), float(pseudocount)
         self.sync_params()
-        raw, shift = self.input_raw.detach(), self.input_shift
+        # (straight from nn.Module's tables: the logits are left to their first read)
+        rawp, shift = self._parameters["input_raw"], self._buffers["input_shift"]
+        logits, flows = self._parameters["sum_logits"], self._buffers["sum_flows"]
+        norm = self._buffers["sum_norm"]
+        assert rawp is not None and shift is not None and logits is not None
+        assert flows is not None and norm is not None
+        raw = rawp.detach()
 
         def run() -> None:
-            gsum = self.dp.em_weights(self._w, self.sum_flows, self.sum_logits.detach(), eta,
-                                      alpha)
-            z = self.sum_norm[:-1]
+            gsum = self.dp.em_weights(self._w, flows, None, eta, alpha)
+            z = norm[:-1]
             z.copy_(torch.where(gsum + alpha > 0, torch.log((1 - eta) * torch.exp(z) + eta), z))
             em_update_inputs(self.tables, self._theta, raw, shift, self._cnorm,
                              self.em_counts, self.em_nstats, eta, alpha, self.kernels)
@@ -561,6 +584,14 @@ class TritonCompiledCircuit(EMOverlap, CompiledCircuit):
         self.launch_em(self.device, lambda: self._run(("em", eta, alpha), run,
                                                       scratch_only=False))
         self._synced = self._param_key()  # both sides were updated together
+        self._logits_at = (logits.data_ptr(), logits._version)
+        self._em_deferred = True
+
+    def _settle_em(self) -> None:
+        """``sum_logits = log w`` as the last EM step left ``w``, unless written since."""
+        logits = self._parameters["sum_logits"]
+        if logits is not None and (logits.data_ptr(), logits._version) == self._logits_at:
+            self.dp.logits_from_weights(self._w, logits.detach())
 
     def zero_flows(self) -> None:
         """Forget the EM statistics accumulated since the last EM step."""

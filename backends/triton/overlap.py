@@ -9,8 +9,13 @@ Every read of the tensors an update writes waits for it first, on the reader's c
 the module's passes, attribute access (``model.sum_logits``, ``model.sum_norm``, ...),
 ``parameters()``, ``buffers()``, ``state_dict()``, ``load_state_dict()`` and ``.to()``. A
 tensor fetched from the module *before* an EM step and read directly afterwards is not
-covered: call :meth:`EMOverlap.wait_em` (or ``torch.cuda.synchronize()``) first, or turn the
-overlap off (``model.overlap_em = False``, or ``PCCC_OVERLAP_EM=0`` before the module is made).
+covered: call :meth:`EMOverlap.settle_em` (or ``torch.cuda.synchronize()``) first, or turn
+the overlap off (``model.overlap_em = False``, or ``PCCC_OVERLAP_EM=0`` before the module is
+made).
+
+Some of what a step writes only matters to readers: the module may leave it to the first read
+(``DEFERRED``: ``sum_logits``, which training reads nowhere), through :meth:`_settle_em`, on
+the CPU too.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ import torch
 
 #: the module's tensors an EM step writes, as attributes ``nn.Module`` resolves
 EM_WRITES = frozenset({"sum_logits", "input_raw", "sum_norm", "input_shift", "sum_flows"})
+#: those of them an EM step may leave to be written on their first read
+DEFERRED = frozenset({"sum_logits"})
 
 
 def overlap_default() -> bool:
@@ -37,10 +44,13 @@ class EMOverlap:
     _em_stream: Any
     _em_done: Any
     _em_pending: bool
+    _em_deferred: bool
     overlap_em: bool
 
     def _init_overlap(self, device: torch.device, enabled: bool) -> None:
         self._em_pending = False
+        #: an EM step left part of its writes (``DEFERRED``) to the first read
+        self._em_deferred = False
         self._em_stream = self._em_done = None
         #: run EM steps on the module's own stream (CUDA only; see the module docstring)
         self.overlap_em = enabled and device.type == "cuda"
@@ -50,6 +60,16 @@ class EMOverlap:
         if self.__dict__.get("_em_pending"):
             self._em_pending = False
             torch.cuda.current_stream(self._em_stream.device).wait_event(self._em_done)
+
+    def settle_em(self) -> None:
+        """Order the current stream after the last EM step and write what it deferred."""
+        self.wait_em()
+        if self.__dict__.get("_em_deferred"):
+            self._em_deferred = False
+            self._settle_em()
+
+    def _settle_em(self) -> None:
+        """Write what the last EM step deferred (on the current stream)."""
 
     def launch_em(self, device: torch.device, run: Callable[[], None]) -> None:
         """Call ``run`` (it launches the update) after the current stream's work: on the
@@ -68,35 +88,41 @@ class EMOverlap:
         self._em_pending = True
 
     def __getattr__(self, name: str) -> Any:
-        if name in EM_WRITES and self.__dict__.get("_em_pending"):
-            self.wait_em()
+        if name in EM_WRITES:
+            d = self.__dict__
+            if name in DEFERRED and d.get("_em_deferred"):
+                self.settle_em()
+            elif d.get("_em_pending"):
+                self.wait_em()
         return super().__getattr__(name)  # type: ignore[misc]
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         # gradients only, which no EM step writes: no wait (a training loop calls this
         # between the step and its per-batch sync)
-        pending, self._em_pending = self._em_pending, False
+        pending, deferred = self._em_pending, self._em_deferred
+        self._em_pending = self._em_deferred = False
         try:
             super().zero_grad(set_to_none)  # type: ignore[misc]
         finally:
             self._em_pending = pending or self._em_pending
+            self._em_deferred = deferred or self._em_deferred
 
     def named_parameters(self, *args: Any, **kwargs: Any) -> Any:
-        self.wait_em()
+        self.settle_em()
         return super().named_parameters(*args, **kwargs)  # type: ignore[misc]
 
     def named_buffers(self, *args: Any, **kwargs: Any) -> Any:
-        self.wait_em()
+        self.settle_em()
         return super().named_buffers(*args, **kwargs)  # type: ignore[misc]
 
     def state_dict(self, *args: Any, **kwargs: Any) -> Any:
-        self.wait_em()
+        self.settle_em()
         return super().state_dict(*args, **kwargs)  # type: ignore[misc]
 
     def load_state_dict(self, *args: Any, **kwargs: Any) -> Any:
-        self.wait_em()
+        self.settle_em()
         return super().load_state_dict(*args, **kwargs)  # type: ignore[misc]
 
     def _apply(self, *args: Any, **kwargs: Any) -> Any:
-        self.wait_em()
+        self.settle_em()
         return super()._apply(*args, **kwargs)  # type: ignore[misc]
