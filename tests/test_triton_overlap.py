@@ -13,11 +13,14 @@ os.environ.setdefault("TRITON_INTERPRET", "1")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 from torch import nn  # noqa: E402
 
 import pccc  # noqa: E402
 from pccc.backends.triton.overlap import EM_WRITES, EMOverlap  # noqa: E402
 from pccc.optim import MiniBatchEM  # noqa: E402
+from tests.strategies import circuits, data_for  # noqa: E402
 from tests.test_triton_backend import _dense_circuit  # noqa: E402
 
 DEV = "cpu" if os.environ.get("TRITON_INTERPRET") == "1" else "cuda"
@@ -47,8 +50,9 @@ class _Toy(EMOverlap, nn.Module):
         self.register_buffer("sum_flows", torch.zeros(3))
         self.register_buffer("other", torch.zeros(1))
 
-    def _settle_em(self) -> None:
+    def _settle_em(self, names: frozenset[str]) -> bool:
         self.settled += 1
+        return False
 
 
 ACCESSES = {
@@ -100,7 +104,8 @@ def test_deferred_writes_are_made_on_the_first_read_that_needs_them(current, nam
     m._em_deferred = True
     ACCESSES[name](m)
     # the deferred tensors' attributes and the whole-module reads, not the others
-    want = int(name == "attr sum_logits" or not name.startswith(("attr", "wait_em")))
+    want = int(name in ("attr sum_logits", "attr sum_flows") or
+               not name.startswith(("attr", "wait_em")))
     assert m.settled == want and m._em_deferred == (not want) and current.waits == []
     m.zero_grad()
     assert m.settled == want
@@ -134,7 +139,7 @@ def test_em_logits_are_written_on_their_first_read_unless_written_since():
     # training writes them nowhere
     calls = []
     settle = tri._settle_em
-    tri._settle_em = lambda: (calls.append(1), settle())
+    tri._settle_em = lambda names: (calls.append(1), settle(names))[1]
     for _ in range(2):
         ll = tri(x.to(DEV))
         ll.mean().backward()
@@ -155,6 +160,105 @@ def test_em_logits_are_written_on_their_first_read_unless_written_since():
     for g in grp.unique():
         v = lw[grp == g]
         assert torch.allclose(v, v[:1].expand_as(v), atol=1e-6)
+
+
+def _em_script(m, x, programs):
+    """A sequence of EM-training operations; the sum weights after each step, and the flows
+    read at two points. ``programs``: what the backward launches aim for (1: every part's
+    programs have whole batches, so every weight's flow is stored after a step)."""
+    if programs is not None:
+        m.dp.programs = programs
+    em = MiniBatchEM(m, step_size=0.4, pseudocount=0.1)
+    xd = torch.as_tensor(x).to(DEV)
+    out = []
+
+    def fb(rows=slice(None), weighted=False):
+        ll = m(xd[rows])
+        if weighted:
+            (-(ll * torch.linspace(0.5, 1.5, len(ll), device=ll.device)).sum()).backward()
+        else:
+            ll.mean().backward()
+        m.zero_grad()
+
+    def step():  # (the kernels' weights: reading the logits would settle what is deferred)
+        em.step()
+        m.wait_em()
+        out.append(m._w.detach().cpu().clone())
+
+    m.param_grads = False
+    fb(), step()  # stored after the step
+    fb(slice(0, 5)), fb(slice(5, None)), step()  # the second pass adds to the stored
+    step()  # no pass since the last step: zero flows
+    fb()
+    out.append(m.sum_flows.detach().cpu().clone())  # read between a pass and a step
+    step()
+    m.param_grads = True  # the pass with gradients adds its flows
+    fb(weighted=True), step()
+    m.param_grads = False
+    em.zero_flows()
+    fb(), step()
+    fb()
+    step()
+    out.append(m.sum_flows.detach().cpu().clone())  # read right after a step: all zero
+    return out
+
+
+def _store_equals_add(c, x, programs):
+    """The script with and without stored flows: equal results; the parts' ``store``."""
+    runs = []
+    for store in (False, True):
+        m = pccc.compile(c, backend="triton", device=DEV, precision="fp32")
+        m.store_flows = store
+        runs.append(_em_script(m, x, programs))
+    for a, b in zip(*runs):
+        fin = torch.isfinite(a)
+        assert torch.equal(fin, torch.isfinite(b))
+        torch.testing.assert_close(a[fin], b[fin], rtol=1e-5, atol=1e-6)
+    assert not runs[1][-1].any()
+    return [p.store for s in m.dp.steps for p in s.parts]
+
+
+@pytest.mark.interpret
+@pytest.mark.usefixtures("triton_cache")
+@settings(max_examples=2, deadline=None)
+@given(st.data())
+def test_flows_stored_after_a_step_equal_flows_added(data):
+    """Random circuits (tied weights among them: those parts cannot store)."""
+    pytest.importorskip("triton")
+    c = data.draw(circuits(max_vars=4, max_n=3))
+    x = data.draw(data_for(c, n_rows=11, missing_prob=0.2))
+    for programs in (1, None):
+        _store_equals_add(c, x, programs)
+
+
+@pytest.mark.interpret
+@pytest.mark.usefixtures("triton_cache")
+def test_every_part_of_an_untied_circuit_stores_when_its_programs_fill_the_card():
+    pytest.importorskip("triton")
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 5, size=(13, 4))
+    x[rng.random(x.shape) < 0.2] = -1
+    assert all(_store_equals_add(_dense_circuit(), x, 1))
+    assert not any(_store_equals_add(_dense_circuit(), x, None))  # 8 programs: one block
+
+
+@pytest.mark.interpret
+@pytest.mark.usefixtures("triton_cache")
+def test_parts_with_tied_weights_add_their_flows():
+    """Two sum vectors of one layer share their weights: each weight's flow comes from two
+    blocks, so neither part stores (with stores, each would overwrite the other's)."""
+    pytest.importorskip("triton")
+    from pccc.ir import CircuitBuilder
+
+    b = CircuitBuilder(rng=np.random.default_rng(2))
+    leaves = [b.input(v, "categorical", n=4, card=5) for v in range(4)]
+    left = b.sum([b.product([leaves[0], leaves[1]])], n=4, tie="tied")
+    right = b.sum([b.product([leaves[2], leaves[3]])], n=4, tie="tied")
+    c = b.build(b.sum([b.product([left, right])], n=1), num_vars=4)
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, 5, size=(13, 4))
+    stores = _store_equals_add(c, x, 1)
+    assert any(stores) and not all(stores), stores
 
 
 gpu = pytest.mark.skipif(not torch.cuda.is_available() or

@@ -48,6 +48,8 @@ from pccc.backends.triton.prejit import prejit
 from pccc.backends.triton.runtime import DevicePlan
 from pccc.ir.plan import KernelPlan
 
+#: what :meth:`TritonCompiledCircuit.sync_params` settles of an EM step's deferred writes
+LOGITS = frozenset({"sum_logits"})
 #: CUDA graphs kept per module (one per batch size and phase; the oldest is dropped)
 MAX_GRAPHS = 12
 #: values per host-to-device slice when the parameters are first converted (bounds the
@@ -222,6 +224,12 @@ class TritonCompiledCircuit(EMOverlap, CompiledCircuit):
         self._synced: tuple[int, ...] | None = self._param_key()
         #: the address and version of ``sum_logits`` when the last EM step left them unwritten
         self._logits_at: tuple[int, int] = (0, -1)
+        self._logits_owed = False
+        #: EM steps leave the flows of the weights whose next EM-direct backward stores them
+        #: (``DevicePlan.em_zero_tiles``) as they are; ``_flows_owed``: such flows are void
+        #: now (zeroed by ``_clear_owed`` before anything else reads or adds to them)
+        self.store_flows = os.environ.get("PCCC_EM_STORE", "1") != "0"
+        self._flows_owed = False
         self._em_zero_counts = any(
             tb.layer.param_size and (tb.layer.dist != "categorical" or tb.span is None)
             for tb in self.tables)
@@ -316,7 +324,7 @@ class TritonCompiledCircuit(EMOverlap, CompiledCircuit):
 
     def params_changed(self) -> None:
         """Re-read the parameters before the next pass (after writes through ``.data``)."""
-        self.settle_em()
+        self.settle_em(LOGITS)
         self._synced = None
 
     def _input_args(self) -> list[tuple[Tensor, Tensor]]:
@@ -341,7 +349,7 @@ class TritonCompiledCircuit(EMOverlap, CompiledCircuit):
         key = self._param_key()
         if key == self._synced:
             return
-        self.settle_em()  # the logits an EM step left unwritten, unless written since
+        self.settle_em(LOGITS)  # the logits an EM step left unwritten, unless written since
         self._input_args()
         self.dp.weights_from_logits(self.sum_logits.detach(), self.sum_norm, self._w)
         native_params(self.tables, self.input_raw.detach(), self.input_shift, self._theta,
@@ -389,19 +397,18 @@ class TritonCompiledCircuit(EMOverlap, CompiledCircuit):
         return b
 
     def _run(self, key: Any, fn: Callable[[], None], scratch_only: bool = True,
-             also: Callable[[], tuple[Any, Callable[[], None]]] | None = None) -> None:
+             also: Callable[[], list[tuple[Any, Callable[[], None]]]] | None = None) -> None:
         """Run ``fn`` (a fixed sequence of launches on static buffers): eagerly, or on a GPU
         through a CUDA graph recorded on its first call (after one eager run: Triton's JIT).
         On a GPU the first call of a ``key`` compiles its kernels in parallel first, where
         ``fn``'s torch operations touch scratch buffers only (``scratch_only``); ``also``:
-        makes a later pass ``(key, fn)`` (the backward a forward predicts) whose kernels join
-        the same parallel compile (called only then: not on every forward)."""
+        makes later passes ``[(key, fn)]`` (the backwards a forward predicts) whose kernels
+        join the same parallel compile (called only then: not on every forward)."""
         if key not in self._prejitted and self.parallel_jit:
             self._prejitted.add(key)
             if scratch_only and prejit_enabled():
                 more = []
-                if also is not None:
-                    later, later_fn = also()
+                for later, later_fn in also() if also is not None else []:
                     if later not in self._prejitted:
                         self._prejitted.add(later)
                         more.append(later_fn)
@@ -475,30 +482,38 @@ class TritonCompiledCircuit(EMOverlap, CompiledCircuit):
             self.dp.forward(b.xt, b.mt, batch, self._w, self._input_args(), b.node)
 
         # the backward this forward will be followed by, where it is the EM-only one
-        also = (lambda: self._em_backward(batch)) if self._em_next else None
+        # (where EM steps leave flows to be stored, the backwards after them store: both)
+        also = (lambda: [self._em_backward(batch, st) for st in
+                         dict.fromkeys((self._flows_owed, self.store_flows))]) \
+            if self._em_next else None
         self._run(("fwd", batch) + xkey, run, also=also)
         self._stamp += 1
         self._batch = batch
         return b.node[self.root_slot, :batch].clone()
 
-    def _em_backward(self, batch: int) -> tuple[Any, Callable[[], None]]:
+    def _em_backward(self, batch: int, store: bool | None = None
+                     ) -> tuple[Any, Callable[[], None]]:
         """The backward pass of EM statistics only, as ``(key, fn)``: scale 1, flows and
         input statistics added straight into the accumulators (no scratch buffers; its torch
         operations touch the static buffers only, so the forward can record it for the
-        parallel compile before it runs)."""
+        parallel compile before it runs). ``store``: the EM flows of the weights an EM step
+        left void are stored (default: whether the last step did)."""
         b = self._static(batch)
         dp = self.dp
+        flows = self._buffers["sum_flows"]
+        assert flows is not None
+        store = self._flows_owed if store is None else store
 
         def direct() -> None:
             b.flag.zero_()
             b.ones.fill_(1.0)
-            dp.sum_backward(b.node, b.flow, b.ones, b.flag, batch, self._w, self.sum_flows,
-                            self.sum_flows, em_direct=True, inplace=True)
+            dp.sum_backward(b.node, b.flow, b.ones, b.flag, batch, self._w, flows, flows,
+                            em_direct=True, inplace=True, store=store)
             dp.input_backward(b.flow, b.xt, b.mt, b.ones, b.flag, batch, self.em_counts,
                               self.em_nstats, self.em_counts, self.em_nstats, zero=False,
                               em=False)
 
-        return ("bwd-em", batch), direct
+        return ("bwd-em", batch, store), direct
 
     def fused_backward(self, grad: Tensor, want_logits: bool, want_raw: bool
                        ) -> tuple[Tensor | None, Tensor | None]:
@@ -512,9 +527,13 @@ class TritonCompiledCircuit(EMOverlap, CompiledCircuit):
         dp = self.dp
         if track and not (want_logits or want_raw):  # EM statistics only
             self._run(*self._em_backward(batch))
+            self._flows_owed = False
             self._stamp += 1  # the node buffer now holds flow ratios: a new backward recomputes
             return None, None
+        self._clear_owed()  # (this pass adds to the EM flows)
         pgrad, counts, nstats = self._scratch()
+        flows = self._buffers["sum_flows"]  # (no settling of deferred logits)
+        assert flows is not None
 
         def run() -> None:
             s = b.scale[:batch]
@@ -522,13 +541,13 @@ class TritonCompiledCircuit(EMOverlap, CompiledCircuit):
                 b.flag.copy_((s != s[:1]).any() | (s[0] == 0))
             else:
                 b.flag.zero_()
-            dp.sum_backward(b.node, b.flow, b.scale, b.flag, batch, self._w, pgrad,
-                            self.sum_flows, inplace=True)
+            dp.sum_backward(b.node, b.flow, b.scale, b.flag, batch, self._w, pgrad, flows,
+                            inplace=True)
             dp.input_backward(b.flow, b.xt, b.mt, b.scale, b.flag, batch, counts, nstats,
                               self.em_counts, self.em_nstats)
             if track:
-                dp.finish_backward(self._w, pgrad, b.scale, b.flag, self.sum_flows,
-                                   self.sum_norm, None)
+                dp.finish_backward(self._w, pgrad, b.scale, b.flag, flows, self.sum_norm,
+                                   None)
                 inv = torch.where(b.flag != 0, 0.0, 1.0 / b.scale[:1])
                 self.em_counts.addcmul_(counts, inv)
                 for acc, ns in zip(self.em_nstats, nstats):
@@ -562,6 +581,8 @@ class TritonCompiledCircuit(EMOverlap, CompiledCircuit):
         """One EM step from the accumulated flows (weights and inputs); flows are zeroed."""
         eta, alpha = float(step_size), float(pseudocount)
         self.sync_params()
+        self._clear_owed()  # no backward since the last step: its flows are zero
+        partial = self.store_flows
         # (straight from nn.Module's tables: the logits are left to their first read)
         rawp, shift = self._parameters["input_raw"], self._buffers["input_shift"]
         logits, flows = self._parameters["sum_logits"], self._buffers["sum_flows"]
@@ -571,7 +592,7 @@ class TritonCompiledCircuit(EMOverlap, CompiledCircuit):
         raw = rawp.detach()
 
         def run() -> None:
-            gsum = self.dp.em_weights(self._w, flows, None, eta, alpha)
+            gsum = self.dp.em_weights(self._w, flows, None, eta, alpha, partial)
             z = norm[:-1]
             z.copy_(torch.where(gsum + alpha > 0, torch.log((1 - eta) * torch.exp(z) + eta), z))
             em_update_inputs(self.tables, self._theta, raw, shift, self._cnorm,
@@ -581,22 +602,39 @@ class TritonCompiledCircuit(EMOverlap, CompiledCircuit):
             for ns in self.em_nstats:
                 ns.zero_()
 
-        self.launch_em(self.device, lambda: self._run(("em", eta, alpha), run,
+        self.launch_em(self.device, lambda: self._run(("em", eta, alpha, partial), run,
                                                       scratch_only=False))
         self._synced = self._param_key()  # both sides were updated together
         self._logits_at = (logits.data_ptr(), logits._version)
+        self._logits_owed = True
+        self._flows_owed = partial
         self._em_deferred = True
 
-    def _settle_em(self) -> None:
-        """``sum_logits = log w`` as the last EM step left ``w``, unless written since."""
-        logits = self._parameters["sum_logits"]
-        if logits is not None and (logits.data_ptr(), logits._version) == self._logits_at:
-            self.dp.logits_from_weights(self._w, logits.detach())
+    def _settle_em(self, names: frozenset[str]) -> bool:
+        """``sum_logits = log w`` as the last EM step left ``w``, unless written since; the
+        flows it left void, zeroed (those of ``names``); whether either is left."""
+        if "sum_logits" in names and self._logits_owed:
+            self._logits_owed = False
+            logits = self._parameters["sum_logits"]
+            if logits is not None and (logits.data_ptr(), logits._version) == self._logits_at:
+                self.dp.logits_from_weights(self._w, logits.detach())
+        if "sum_flows" in names:
+            self._clear_owed()
+        return self._logits_owed or self._flows_owed
+
+    def _clear_owed(self) -> None:
+        """Zero the EM flows an EM step left void (see ``store_flows``), on the current
+        stream."""
+        if self._flows_owed:
+            self._flows_owed = False
+            self.wait_em()
+            self._buffers["sum_flows"].zero_()  # type: ignore[union-attr]
 
     def zero_flows(self) -> None:
         """Forget the EM statistics accumulated since the last EM step."""
         self.wait_em()
-        self.sum_flows.zero_()
+        self._flows_owed = False
+        self._buffers["sum_flows"].zero_()  # type: ignore[union-attr]
         self.em_counts.zero_()
         for ns in self.em_nstats:
             ns.zero_()

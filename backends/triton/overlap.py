@@ -14,8 +14,8 @@ the overlap off (``model.overlap_em = False``, or ``PCCC_OVERLAP_EM=0`` before t
 made).
 
 Some of what a step writes only matters to readers: the module may leave it to the first read
-(``DEFERRED``: ``sum_logits``, which training reads nowhere), through :meth:`_settle_em`, on
-the CPU too.
+(``DEFERRED``: ``sum_logits``, which training reads nowhere, and zeros in ``sum_flows``
+that the next backward overwrites), through :meth:`_settle_em`, on the CPU too.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ import torch
 #: the module's tensors an EM step writes, as attributes ``nn.Module`` resolves
 EM_WRITES = frozenset({"sum_logits", "input_raw", "sum_norm", "input_shift", "sum_flows"})
 #: those of them an EM step may leave to be written on their first read
-DEFERRED = frozenset({"sum_logits"})
+DEFERRED = frozenset({"sum_logits", "sum_flows"})
+_ONE = {n: frozenset((n,)) for n in DEFERRED}
 
 
 def overlap_default() -> bool:
@@ -61,15 +62,17 @@ class EMOverlap:
             self._em_pending = False
             torch.cuda.current_stream(self._em_stream.device).wait_event(self._em_done)
 
-    def settle_em(self) -> None:
-        """Order the current stream after the last EM step and write what it deferred."""
+    def settle_em(self, names: frozenset[str] = DEFERRED) -> None:
+        """Order the current stream after the last EM step and write what it deferred of
+        ``names`` (all by default)."""
         self.wait_em()
         if self.__dict__.get("_em_deferred"):
-            self._em_deferred = False
-            self._settle_em()
+            self._em_deferred = self._settle_em(names)
 
-    def _settle_em(self) -> None:
-        """Write what the last EM step deferred (on the current stream)."""
+    def _settle_em(self, names: frozenset[str]) -> bool:
+        """Write what the last EM step deferred of ``names`` (on the current stream); whether
+        anything is left deferred."""
+        return False
 
     def launch_em(self, device: torch.device, run: Callable[[], None]) -> None:
         """Call ``run`` (it launches the update) after the current stream's work: on the
@@ -91,7 +94,7 @@ class EMOverlap:
         if name in EM_WRITES:
             d = self.__dict__
             if name in DEFERRED and d.get("_em_deferred"):
-                self.settle_em()
+                self.settle_em(_ONE[name])
             elif d.get("_em_pending"):
                 self.wait_em()
         return super().__getattr__(name)  # type: ignore[misc]

@@ -127,6 +127,8 @@ class _SumPart:
     atomic: bool = True
     """its element flows are added atomically (some child row has another writer); False:
     stored (see :func:`flow_writers`)"""
+    store: bool = False
+    """its EM flows may be stored after an EM step (see :meth:`DevicePlan.em_zero_tiles`)"""
 
 
 def sibling_table(chunk_start: np.ndarray, num_chunks: np.ndarray, table: np.ndarray,
@@ -295,6 +297,7 @@ class DevicePlan:
         #: programs a backward launch aims for (batch splits fill the card on small layers)
         self.programs = 4 * (torch.cuda.get_device_properties(device).multi_processor_count
                              if device.type == "cuda" else 2)
+        self._zero_flags: Tensor | None = None
 
     def _host_parts(self, table: np.ndarray,
                     groups: list[tuple[SumShape, SumPartition, np.ndarray]]) -> list[_HostPart]:
@@ -406,14 +409,18 @@ class DevicePlan:
 
     def sum_backward(self, node: Tensor, flow: Tensor, scale: Tensor, flag: Tensor, batch: int,
                      w: Tensor, pgrad: Tensor, flows: Tensor, em_direct: bool = False,
-                     inplace: bool = False) -> None:
+                     inplace: bool = False, store: bool = False) -> None:
         """Node flows (root flow 1 per example) into ``flow``; ``sum_b scale_b * ...`` weight
         gradients into ``pgrad`` (zeroed here); where ``flag[0] != 0``, EM flows added to
         ``flows``. ``em_direct``: ``pgrad`` is the EM flows accumulator instead (not zeroed;
         ``scale`` must be 1 and ``flag`` 0): ``w`` times the sums are added to it.
         ``inplace``: the flow ratios overwrite the sum rows' values in ``node`` (no later
         kernel reads them; 41 MiB of scratch less on HCLT-256): the buffer no longer holds
-        the forward's values afterwards."""
+        the forward's values afterwards. ``store`` (with ``em_direct``): the EM flows of the
+        parts that can (their ``store``) are stored, not added (an EM step with
+        :meth:`em_zero_tiles` left old values there)."""
+        if store:
+            self.em_zero_tiles()  # (each part's ``store``)
         stride = node.shape[1]
         real, batch = batch, col_bound(batch)
         if self.zero_tiles is None:
@@ -461,7 +468,49 @@ class DevicePlan:
                     p.node_start, p.chunk_start, p.param_start, p.num_chunks, batch, stride,
                     splits, triton_cdiv(tiles, splits), UNALIGNED, rbuf, rstart, qbuf, BT=bt,
                     SCATTER=not eflow, EMW=em_direct, RATIO=ratio, ATOMIC=p.atomic,
+                    STORE=store and em_direct and p.store,
                     num_warps=TILES["wbwd" if eflow else "wbwds"])
+
+    def em_zero_tiles(self) -> Tensor:
+        """``[tiles]`` int8: 1 where a 64-weight tile holds a weight whose EM flows the
+        backward adds (an EM step zeroes them), 0 where the next EM-direct backward stores
+        every weight's flow: the tiles inside the chunks of parts that can store (made on
+        first use, with each part's ``store``). A part can store where each of its backward
+        programs has whole batches, whatever their size (one split: it has as many programs
+        as a launch aims for) and no weight of its chunks is another chunk's too (tied
+        parameters, or chunk tails that reach into the next chunk)."""
+        if self._zero_flags is None:
+            dev = self.device
+            parts = [p for step in self.steps for p in step.parts]
+            ranges = []
+            for i, p in enumerate(parts):
+                live = torch.arange(p.param_start.shape[1], device=dev)[None, :] < \
+                    p.num_chunks[:, None]
+                ps = p.param_start[live].long()  # each chunk: weights ps .. ps + B*C - 1
+                ranges.append(torch.stack([ps, ps + p.shape.B * p.shape.C,
+                                           torch.full_like(ps, i)]))
+            r = torch.cat(ranges, 1) if ranges else torch.zeros(3, 0, dtype=torch.long,
+                                                                  device=dev)
+            r = r[:, torch.argsort(r[0])]
+            start, end, owner = r
+            shared = torch.zeros_like(start, dtype=torch.bool)
+            if start.numel() > 1:  # sorted by start: overlaps an earlier or the next range
+                shared[1:] = start[1:] < torch.cummax(end, 0).values[:-1]
+                shared[:-1] |= end[:-1] > start[1:]
+            bad = set(owner[shared].tolist())
+            for i, p in enumerate(parts):
+                p.store = p.nb * p.shape.NC >= self.programs and i not in bad
+            keep = torch.tensor([p.store for p in parts] or [False], device=dev)[owner]
+            t0 = torch.div(start + 63, 64, rounding_mode="floor")  # the tiles it covers whole
+            t1 = torch.div(end, 64, rounding_mode="floor")
+            ok = keep & (t1 > t0)
+            nt = self.tiles.numel()
+            diff = torch.zeros(nt + 1, dtype=torch.int32, device=dev)
+            one = torch.ones(int(ok.sum()), dtype=torch.int32, device=dev)
+            diff.index_add_(0, t0[ok], one)
+            diff.index_add_(0, t1[ok], -one)
+            self._zero_flags = (torch.cumsum(diff, 0)[:nt] <= 0).to(torch.int8)
+        return self._zero_flags
 
     def fill(self, cols: int, others: int, width: int) -> int:
         """Batch columns per program: ``cols``, halved (down to 16) while a launch of
@@ -573,15 +622,17 @@ class DevicePlan:
                                                self.tiles.numel(), TILES=WTILES)
 
     def em_weights(self, w: Tensor, flows: Tensor, logits: Tensor | None, step: float,
-                   pseudocount: float) -> Tensor:
+                   pseudocount: float, partial: bool = False) -> Tensor:
         """One EM update of ``w`` (and ``logits``, unless None: see
-        :meth:`logits_from_weights`) from ``flows`` (zeroed); returns the per-group flow
-        sums."""
+        :meth:`logits_from_weights`) from ``flows`` (zeroed; ``partial``: only in the tiles
+        of :meth:`em_zero_tiles`); returns the per-group flow sums."""
         gsum = self.group_reduce(0, flows, torch.zeros(self.num_groups, device=self.device))
+        zero = self.em_zero_tiles() if partial else gsum
         self.k.em_weights[self.tile_grid](w, flows, self.tiles, self.mixed, gsum,
                                           self.group_size, w if logits is None else logits,
-                                          self.tiles.numel(), float(step), float(pseudocount),
-                                          TILES=WTILES, LOGITS=logits is not None)
+                                          zero, self.tiles.numel(), float(step),
+                                          float(pseudocount), TILES=WTILES,
+                                          LOGITS=logits is not None, PARTIAL=partial)
         return gsum
 
     def logits_from_weights(self, w: Tensor, logits: Tensor) -> None:

@@ -162,13 +162,14 @@ SUM_BWD = Template('''
 def $name(node, flow, weights, pgrad, pflow, scale, flag, children, row, node_start, chunk_start,
         param_start, num_chunks, batch, stride, splits, per, unaligned, rbuf, rstart, qbuf,
         BT: tl.constexpr, SCATTER: tl.constexpr, EMW: tl.constexpr, RATIO: tl.constexpr,
-        ATOMIC: tl.constexpr):
+        ATOMIC: tl.constexpr, STORE: tl.constexpr):
     """Backward of sum partition B=$B C=$C fan-in $F. Program (block, chunk, split) walks the
     batch tiles split, split + splits, ... (per of them): element flows scattered to the
     product children; the chunk's weight gradients sum_b scale_b f_rb exp(e_cb - s_rb) summed
     over its tiles in registers, then added once (one atomic per weight and split, not per
     batch tile); when flag[0] != 0 (EM statistics under a non-uniform scale) also the EM
-    flows w_rc sum_b f_rb exp(e_cb - s_rb) into pflow."""
+    flows w_rc sum_b f_rb exp(e_cb - s_rb) into pflow. STORE (one split, EMW): the EM flows
+    are stored, not added (the accumulator's old values there are void: see em_weights)."""
     blk = tl.program_id(0)
     k = tl.program_id(1)
     nch = tl.load(num_chunks + blk)
@@ -217,7 +218,10 @@ $scatter
             it += 1
 $gfix        if EMW:  # pgrad is the EM flows buffer (scale 1): add w times the sums
             g = g * w
-        tl.atomic_add(pgrad + unaligned + gptr, g, mask=wmask, sem="relaxed")
+        if STORE:
+            tl.store(pgrad + unaligned + gptr, g, mask=wmask)
+        else:
+            tl.atomic_add(pgrad + unaligned + gptr, g, mask=wmask, sem="relaxed")
         if two:
             tl.atomic_add(pflow + unaligned + gptr, g1 * w, mask=wmask, sem="relaxed")
 ''')
@@ -629,7 +633,7 @@ def logits_grad(w, pgrad, tile_group, mixed, gs, norm, out, ntiles, TILES: tl.co
 
 
 @triton.jit
-def _em_body(w, flows, logits, off, m, gs, k, step, pseudocount, LOGITS: tl.constexpr):
+def _em_body(w, flows, logits, off, m, zm, gs, k, step, pseudocount, LOGITS: tl.constexpr):
     fl = tl.load(flows + off, mask=m, other=0.0)
     ww = tl.load(w + off, mask=m, other=0.0)
     den = gs + pseudocount
@@ -638,26 +642,32 @@ def _em_body(w, flows, logits, off, m, gs, k, step, pseudocount, LOGITS: tl.cons
     tl.store(w + off, new, mask=m)
     if LOGITS:
         tl.store(logits + off, tl.log(new), mask=m)
-    tl.store(flows + off, tl.zeros_like(new), mask=m)
+    tl.store(flows + off, tl.zeros_like(new), mask=m & zm)
 
 
 @kernel
-def em_weights(w, flows, tile_group, mixed, gsum, gsize, logits, ntiles, step, pseudocount,
-               TILES: tl.constexpr, LOGITS: tl.constexpr):
+def em_weights(w, flows, tile_group, mixed, gsum, gsize, logits, zero, ntiles, step,
+               pseudocount, TILES: tl.constexpr, LOGITS: tl.constexpr, PARTIAL: tl.constexpr):
     """w <- (1 - step) w + step (F + a / K) / (F_g + a) per group (unchanged where F_g + a is
     0); logits <- log w (if LOGITS: else logits_from_weights writes them when they are read);
-    flows <- 0 (padding untouched)."""
+    flows <- 0 (padding untouched), where PARTIAL only in the tiles with zero[t] != 0 (the
+    others' next EM flows are stored by the backward, whatever they hold)."""
     off, tg, uniform = _tiles(tile_group, ntiles, TILES)
+    t = tl.program_id(0) * TILES + tl.arange(0, TILES)
+    if PARTIAL:
+        zt = (tl.load(zero + t, mask=t < ntiles, other=0) != 0)[:, None]
+    else:
+        zt = (t >= 0)[:, None]
     if uniform:
         mt = tg >= 0
         gt = tl.maximum(tg, 0)
-        _em_body(w, flows, logits, off, mt[:, None], tl.load(gsum + gt, mask=mt)[:, None],
+        _em_body(w, flows, logits, off, mt[:, None], zt, tl.load(gsum + gt, mask=mt)[:, None],
                  tl.load(gsize + gt, mask=mt, other=1.0)[:, None], step, pseudocount, LOGITS)
     else:
         gm = _mixed_groups(mixed, tg)
         mm = gm >= 0
         gm = tl.maximum(gm, 0)
-        _em_body(w, flows, logits, off, mm, tl.load(gsum + gm, mask=mm),
+        _em_body(w, flows, logits, off, mm, zt, tl.load(gsum + gm, mask=mm),
                  tl.load(gsize + gm, mask=mm, other=1.0), step, pseudocount, LOGITS)
 
 
