@@ -220,15 +220,14 @@ def _store_equals_add(c, x, programs):
 
 @pytest.mark.interpret
 @pytest.mark.usefixtures("triton_cache")
-@settings(max_examples=2, deadline=None)
+@settings(max_examples=3, deadline=None)
 @given(st.data())
 def test_flows_stored_after_a_step_equal_flows_added(data):
     """Random circuits (tied weights among them: those parts cannot store)."""
     pytest.importorskip("triton")
     c = data.draw(circuits(max_vars=4, max_n=3))
     x = data.draw(data_for(c, n_rows=11, missing_prob=0.2))
-    for programs in (1, None):
-        _store_equals_add(c, x, programs)
+    _store_equals_add(c, x, 1)  # every part that can store does (1 program per launch)
 
 
 @pytest.mark.interpret
