@@ -8,8 +8,8 @@ itself as ``log theta = raw + c``, ``c`` one constant per node), refreshed from 
 only when those change (their version
 counter: any in-place update through torch, an optimizer step or ``load_state_dict``, is seen;
 writes through ``.data`` are not: call :meth:`TritonCompiledCircuit.params_changed` after
-them). An EM step updates both sides: ``w`` at once, ``sum_logits`` when next read (training
-reads them nowhere), on a stream of its own on a GPU (``overlap.py``).
+them). An EM step updates both sides at once; in EM-only training on a GPU it runs on a stream
+of its own (``overlap.py``).
 
 ``model(x)`` runs the input kernels and the sum kernels (products fused in) into a node buffer;
 ``.backward()`` runs the flow kernels once: node flows, weight gradients, input statistics, and
@@ -48,8 +48,6 @@ from pccc.backends.triton.prejit import prejit
 from pccc.backends.triton.runtime import DevicePlan
 from pccc.ir.plan import KernelPlan
 
-#: what :meth:`TritonCompiledCircuit.sync_params` settles of an EM step's deferred writes
-LOGITS = frozenset({"sum_logits"})
 #: CUDA graphs kept per module (one per batch size and phase; the oldest is dropped)
 MAX_GRAPHS = 12
 #: values per host-to-device slice when the parameters are first converted (bounds the
@@ -222,9 +220,6 @@ class TritonCompiledCircuit(EMOverlap, CompiledCircuit):
         #: turn this off (backward then accumulates flows and statistics only)
         self.param_grads = True
         self._synced: tuple[int, ...] | None = self._param_key()
-        #: the address and version of ``sum_logits`` when the last EM step left them unwritten
-        self._logits_at: tuple[int, int] = (0, -1)
-        self._logits_owed = False
         #: EM steps leave the flows of the weights whose next EM-direct backward stores them
         #: (``DevicePlan.em_zero_tiles``) as they are; ``_flows_owed``: such flows are void
         #: now (zeroed by ``_clear_owed`` before anything else reads or adds to them)
@@ -241,8 +236,8 @@ class TritonCompiledCircuit(EMOverlap, CompiledCircuit):
                                [self._zeros(ly.n, 4) for ly in self.plan.input_layers])
         return self._grad_bufs
 
-    # (straight from nn.Module's table: a training loop reads these, and must not write the
-    # logits an EM step deferred, see overlap.py)
+    # (straight from nn.Module's table: a training loop reads these, and needs no wait for an
+    # EM step in flight, see overlap.py)
     @property
     def device(self) -> torch.device:
         return self._parameters["sum_logits"].device  # type: ignore[union-attr]
@@ -324,7 +319,6 @@ class TritonCompiledCircuit(EMOverlap, CompiledCircuit):
 
     def params_changed(self) -> None:
         """Re-read the parameters before the next pass (after writes through ``.data``)."""
-        self.settle_em(LOGITS)
         self._synced = None
 
     def _input_args(self) -> list[tuple[Tensor, Tensor]]:
@@ -349,7 +343,6 @@ class TritonCompiledCircuit(EMOverlap, CompiledCircuit):
         key = self._param_key()
         if key == self._synced:
             return
-        self.settle_em(LOGITS)  # the logits an EM step left unwritten, unless written since
         self._input_args()
         self.dp.weights_from_logits(self.sum_logits.detach(), self.sum_norm, self._w)
         native_params(self.tables, self.input_raw.detach(), self.input_shift, self._theta,
@@ -449,7 +442,7 @@ class TritonCompiledCircuit(EMOverlap, CompiledCircuit):
         if x.dim() != 2 or x.shape[1] < self.num_vars:
             raise ValueError(f"expected data of shape [batch, {self.num_vars}], got "
                              f"{tuple(x.shape)}")
-        # (straight from nn.Module's table: no write of deferred logits, see overlap.py)
+        # (straight from nn.Module's table; sync_params below waits for an EM step in flight)
         logits, raw = self._parameters["sum_logits"], self._parameters["input_raw"]
         assert logits is not None and raw is not None
         # (read by fused_forward, where autograd has turned grad mode off)
@@ -583,7 +576,7 @@ class TritonCompiledCircuit(EMOverlap, CompiledCircuit):
         self.sync_params()
         self._clear_owed()  # no backward since the last step: its flows are zero
         partial = self.store_flows
-        # (straight from nn.Module's tables: the logits are left to their first read)
+        # (straight from nn.Module's tables: no settling of the void flows)
         rawp, shift = self._parameters["input_raw"], self._buffers["input_shift"]
         logits, flows = self._parameters["sum_logits"], self._buffers["sum_flows"]
         norm = self._buffers["sum_norm"]
@@ -592,7 +585,7 @@ class TritonCompiledCircuit(EMOverlap, CompiledCircuit):
         raw = rawp.detach()
 
         def run() -> None:
-            gsum = self.dp.em_weights(self._w, flows, None, eta, alpha, partial)
+            gsum = self.dp.em_weights(self._w, flows, logits.detach(), eta, alpha, partial)
             z = norm[:-1]
             z.copy_(torch.where(gsum + alpha > 0, torch.log((1 - eta) * torch.exp(z) + eta), z))
             em_update_inputs(self.tables, self._theta, raw, shift, self._cnorm,
@@ -602,25 +595,19 @@ class TritonCompiledCircuit(EMOverlap, CompiledCircuit):
             for ns in self.em_nstats:
                 ns.zero_()
 
+        # (on a stream of its own in EM-only training: with gradients, a torch optimizer may
+        # hold the parameters, and its in-place updates would not wait; see overlap.py)
         self.launch_em(self.device, lambda: self._run(("em", eta, alpha, partial), run,
-                                                      scratch_only=False))
+                                                      scratch_only=False),
+                       overlap=not self.param_grads)
         self._synced = self._param_key()  # both sides were updated together
-        self._logits_at = (logits.data_ptr(), logits._version)
-        self._logits_owed = True
-        self._flows_owed = partial
-        self._em_deferred = True
+        self._flows_owed = self._em_deferred = partial
 
     def _settle_em(self, names: frozenset[str]) -> bool:
-        """``sum_logits = log w`` as the last EM step left ``w``, unless written since; the
-        flows it left void, zeroed (those of ``names``); whether either is left."""
-        if "sum_logits" in names and self._logits_owed:
-            self._logits_owed = False
-            logits = self._parameters["sum_logits"]
-            if logits is not None and (logits.data_ptr(), logits._version) == self._logits_at:
-                self.dp.logits_from_weights(self._w, logits.detach())
+        """The EM flows the last step left void, zeroed; whether any are left."""
         if "sum_flows" in names:
             self._clear_owed()
-        return self._logits_owed or self._flows_owed
+        return self._flows_owed
 
     def _clear_owed(self) -> None:
         """Zero the EM flows an EM step left void (see ``store_flows``), on the current

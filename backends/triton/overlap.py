@@ -5,17 +5,18 @@ to launch the next forward: the GPU idles meanwhile. With the EM update on the m
 stream, that sync waits for the forward and backward only; the update runs while the host
 gets the next batch ready, and the next pass waits for it on the GPU, not on the host.
 
-Every read of the tensors an update writes waits for it first, on the reader's current stream:
-the module's passes, attribute access (``model.sum_logits``, ``model.sum_norm``, ...),
-``parameters()``, ``buffers()``, ``state_dict()``, ``load_state_dict()`` and ``.to()``. A
-tensor fetched from the module *before* an EM step and read directly afterwards is not
-covered: call :meth:`EMOverlap.settle_em` (or ``torch.cuda.synchronize()``) first, or turn
-the overlap off (``model.overlap_em = False``, or ``PCCC_OVERLAP_EM=0`` before the module is
-made).
+Every read of the tensors an update writes waits for it first, on the reader's current stream
+(once per stream and step): the module's passes, attribute access (``model.sum_logits``,
+``model.sum_norm``, ...), ``parameters()``, ``buffers()``, ``state_dict()``,
+``load_state_dict()`` and ``.to()``. A tensor fetched from the module *before* an EM step and
+used directly afterwards is not covered: call :meth:`EMOverlap.settle_em` (or
+``torch.cuda.synchronize()``) first, or turn the overlap off (``model.overlap_em = False``,
+or ``PCCC_OVERLAP_EM=0`` before the module is made). The module overlaps only where that is
+unlikely: EM-only training (``param_grads = False``), where no torch optimizer updates these
+tensors in place.
 
-Some of what a step writes only matters to readers: the module may leave it to the first read
-(``DEFERRED``: ``sum_logits``, which training reads nowhere, and zeros in ``sum_flows``
-that the next backward overwrites), through :meth:`_settle_em`, on the CPU too.
+Part of what a step writes may be left to a later read (``DEFERRED``: the zeros of
+``sum_flows`` that the next backward overwrites), through :meth:`_settle_em`, on the CPU too.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import torch
 #: the module's tensors an EM step writes, as attributes ``nn.Module`` resolves
 EM_WRITES = frozenset({"sum_logits", "input_raw", "sum_norm", "input_shift", "sum_flows"})
 #: those of them an EM step may leave to be written on their first read
-DEFERRED = frozenset({"sum_logits", "sum_flows"})
+DEFERRED = frozenset({"sum_flows"})
 _ONE = {n: frozenset((n,)) for n in DEFERRED}
 
 
@@ -45,11 +46,14 @@ class EMOverlap:
     _em_stream: Any
     _em_done: Any
     _em_pending: bool
+    _em_waited: set[Any]
     _em_deferred: bool
     overlap_em: bool
 
     def _init_overlap(self, device: torch.device, enabled: bool) -> None:
+        #: an update ran on the side stream; ``_em_waited``: the streams ordered after it
         self._em_pending = False
+        self._em_waited = set()
         #: an EM step left part of its writes (``DEFERRED``) to the first read
         self._em_deferred = False
         self._em_stream = self._em_done = None
@@ -57,10 +61,12 @@ class EMOverlap:
         self.overlap_em = enabled and device.type == "cuda"
 
     def wait_em(self) -> None:
-        """Order the current stream after the last EM step (no host wait)."""
+        """Order the current stream after the last EM step (no host wait; once per stream)."""
         if self.__dict__.get("_em_pending"):
-            self._em_pending = False
-            torch.cuda.current_stream(self._em_stream.device).wait_event(self._em_done)
+            cur = torch.cuda.current_stream(self._em_stream.device)
+            if cur not in self._em_waited:
+                cur.wait_event(self._em_done)
+                self._em_waited.add(cur)
 
     def settle_em(self, names: frozenset[str] = DEFERRED) -> None:
         """Order the current stream after the last EM step and write what it deferred of
@@ -74,11 +80,13 @@ class EMOverlap:
         anything is left deferred."""
         return False
 
-    def launch_em(self, device: torch.device, run: Callable[[], None]) -> None:
+    def launch_em(self, device: torch.device, run: Callable[[], None],
+                  overlap: bool = True) -> None:
         """Call ``run`` (it launches the update) after the current stream's work: on the
-        module's stream where overlapping, else on the current stream."""
+        module's stream where overlapping (``overlap_em`` and ``overlap``), else on the
+        current stream."""
         self.wait_em()
-        if not self.overlap_em:
+        if not (self.overlap_em and overlap):
             run()
             return
         if self._em_stream is None:
@@ -89,6 +97,7 @@ class EMOverlap:
             run()
             self._em_done.record(self._em_stream)
         self._em_pending = True
+        self._em_waited = set()
 
     def __getattr__(self, name: str) -> Any:
         if name in EM_WRITES:
