@@ -50,9 +50,8 @@ class _Toy(EMOverlap, nn.Module):
         self.register_buffer("sum_flows", torch.zeros(3))
         self.register_buffer("other", torch.zeros(1))
 
-    def _settle_em(self, names: frozenset[str]) -> bool:
+    def _settle_em(self) -> None:
         self.settled += 1
-        return False
 
 
 ACCESSES = {
@@ -157,7 +156,7 @@ def test_em_writes_the_logits_and_a_training_loop_settles_nothing():
     # EM-only training settles nothing (the stored flows stay owed to the next backward)
     calls = []
     settle = tri._settle_em
-    tri._settle_em = lambda names: (calls.append(1), settle(names))[1]
+    tri._settle_em = lambda: (calls.append(1), settle())
     tri.param_grads = False
     for _ in range(2):
         ll = tri(x.to(DEV))

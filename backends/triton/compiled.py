@@ -603,11 +603,9 @@ class TritonCompiledCircuit(EMOverlap, CompiledCircuit):
         self._synced = self._param_key()  # both sides were updated together
         self._flows_owed = self._em_deferred = partial
 
-    def _settle_em(self, names: frozenset[str]) -> bool:
-        """The EM flows the last step left void, zeroed; whether any are left."""
-        if "sum_flows" in names:
-            self._clear_owed()
-        return self._flows_owed
+    def _settle_em(self) -> None:
+        """The EM flows the last step left void, zeroed (see ``overlap.py``)."""
+        self._clear_owed()
 
     def _clear_owed(self) -> None:
         """Zero the EM flows an EM step left void (see ``store_flows``), on the current

@@ -31,7 +31,8 @@ import torch
 EM_WRITES = frozenset({"sum_logits", "input_raw", "sum_norm", "input_shift", "sum_flows"})
 #: those of them an EM step may leave to be written on their first read
 DEFERRED = frozenset({"sum_flows"})
-_ONE = {n: frozenset((n,)) for n in DEFERRED}
+#: ``nn.Module`` methods that read every tensor: they settle the last EM step first
+WHOLE_READS = ("named_parameters", "named_buffers", "state_dict", "load_state_dict", "_apply")
 
 
 def overlap_default() -> bool:
@@ -68,17 +69,15 @@ class EMOverlap:
                 cur.wait_event(self._em_done)
                 self._em_waited.add(cur)
 
-    def settle_em(self, names: frozenset[str] = DEFERRED) -> None:
-        """Order the current stream after the last EM step and write what it deferred of
-        ``names`` (all by default)."""
+    def settle_em(self) -> None:
+        """Order the current stream after the last EM step and write what it deferred."""
         self.wait_em()
         if self.__dict__.get("_em_deferred"):
-            self._em_deferred = self._settle_em(names)
+            self._em_deferred = False
+            self._settle_em()
 
-    def _settle_em(self, names: frozenset[str]) -> bool:
-        """Write what the last EM step deferred of ``names`` (on the current stream); whether
-        anything is left deferred."""
-        return False
+    def _settle_em(self) -> None:
+        """Write what the last EM step deferred (``DEFERRED``), on the current stream."""
 
     def launch_em(self, device: torch.device, run: Callable[[], None],
                   overlap: bool = True) -> None:
@@ -103,7 +102,7 @@ class EMOverlap:
         if name in EM_WRITES:
             d = self.__dict__
             if name in DEFERRED and d.get("_em_deferred"):
-                self.settle_em(_ONE[name])
+                self.settle_em()
             elif d.get("_em_pending"):
                 self.wait_em()
         return super().__getattr__(name)  # type: ignore[misc]
@@ -119,22 +118,16 @@ class EMOverlap:
             self._em_pending = pending or self._em_pending
             self._em_deferred = deferred or self._em_deferred
 
-    def named_parameters(self, *args: Any, **kwargs: Any) -> Any:
-        self.settle_em()
-        return super().named_parameters(*args, **kwargs)  # type: ignore[misc]
 
-    def named_buffers(self, *args: Any, **kwargs: Any) -> Any:
+def _settling(name: str) -> Callable[..., Any]:
+    """``nn.Module``'s method ``name``, after :meth:`EMOverlap.settle_em`."""
+    def method(self: EMOverlap, *args: Any, **kwargs: Any) -> Any:
         self.settle_em()
-        return super().named_buffers(*args, **kwargs)  # type: ignore[misc]
+        return getattr(super(EMOverlap, self), name)(*args, **kwargs)
 
-    def state_dict(self, *args: Any, **kwargs: Any) -> Any:
-        self.settle_em()
-        return super().state_dict(*args, **kwargs)  # type: ignore[misc]
+    method.__name__ = method.__qualname__ = name
+    return method
 
-    def load_state_dict(self, *args: Any, **kwargs: Any) -> Any:
-        self.settle_em()
-        return super().load_state_dict(*args, **kwargs)  # type: ignore[misc]
 
-    def _apply(self, *args: Any, **kwargs: Any) -> Any:
-        self.settle_em()
-        return super()._apply(*args, **kwargs)  # type: ignore[misc]
+for _name in WHOLE_READS:
+    setattr(EMOverlap, _name, _settling(_name))
