@@ -51,7 +51,7 @@ def _run_jobs(jobs: list[_Job], threads: int) -> None:
     """Run the copy jobs on a few threads (numpy copies release the GIL), largest first, in
     bins of about equal size (one task per thread keeps the pool overhead negligible)."""
     jobs = sorted(jobs, key=lambda j: -j[0])
-    workers = threads or min(8, os.cpu_count() or 1)
+    workers = threads or min(16, os.cpu_count() or 1)
     if workers <= 1 or sum(j[0] for j in jobs) < (1 << 20):
         for _, fn in jobs:
             fn()
@@ -407,7 +407,7 @@ def layout_params(lc: LayeredCircuit, *, threads: int = 0) -> KernelPlan:
     """Lay out node slots, element runs, tiled weights and index tables as flat arrays.
 
     Args:
-        threads: threads copying parameters (0: one per core, at most 8); the result does
+        threads: threads copying parameters (0: one per core, at most 16); the result does
             not depend on it.
     """
     c = lc.circuit

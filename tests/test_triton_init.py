@@ -113,3 +113,30 @@ def test_lazy_kernel_copies_and_probes_do_not_wrap():
     c = copy.deepcopy(k)
     assert c.__name__ == "double" and c.__doc__ == "Twice x." and c._jit is None
     assert k.arg_names == ["x", "n"] and k._jit is not None  # a public name wraps it
+
+
+@settings(max_examples=20, deadline=None)
+@given(n=st.integers(0, 300), q=st.integers(0, 300), stage=st.integers(1, 64),
+       threads=st.integers(0, 5))
+def test_upload_copies_every_value_exactly(n, q, stage, threads):
+    """The upload (``upload.py``) against the plan's arrays themselves: every weight (float32,
+    padded with zeros to 64) and input value (float64) arrives, across slice and thread
+    boundaries: on a GPU through the pinned staging buffers, here straight."""
+    from types import SimpleNamespace
+
+    from pccc.backends.triton import upload
+
+    rng = np.random.default_rng(n * 1000 + q)
+    plan = SimpleNamespace(params=rng.random(n), input_params=rng.random(q) * 1e3)
+    plan.params.setflags(write=False)  # (the plan's arrays are read-only)
+    old = upload.STAGE, upload.UPLOAD_THREADS
+    upload.STAGE, upload.UPLOAD_THREADS = stage, threads
+    try:
+        store, inputs = upload.start_upload(plan, torch.device(DEV)).result()
+    finally:
+        upload.STAGE, upload.UPLOAD_THREADS = old
+    assert store.dtype == torch.float32 and len(store) == -(-n // 64) * 64
+    assert np.array_equal(store.cpu().numpy()[:n], plan.params.astype(np.float32))
+    assert not store.cpu().numpy()[n:].any()
+    assert inputs.dtype == torch.float64
+    assert np.array_equal(inputs.cpu().numpy(), plan.input_params)

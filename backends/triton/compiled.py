@@ -25,12 +25,10 @@ batches use them too.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import warnings
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,23 +44,14 @@ from pccc.backends.triton.overlap import EMOverlap, overlap_default
 from pccc.backends.triton.prejit import enabled as prejit_enabled
 from pccc.backends.triton.prejit import prejit
 from pccc.backends.triton.runtime import DevicePlan
+from pccc.backends.triton.upload import start_upload
 from pccc.ir.plan import KernelPlan
 
 #: CUDA graphs kept per module (one per batch size and phase; the oldest is dropped)
 MAX_GRAPHS = 12
-#: values per host-to-device slice when the parameters are first converted (bounds the
-#: float64 temporaries on the device)
+#: values per slice when the uploaded input parameters are converted (bounds the float64
+#: temporaries on the device)
 INIT_CHUNK = 1 << 23
-
-
-def _host_slices(a: np.ndarray) -> list[tuple[int, Tensor]]:
-    """``(offset, tensor)`` views of ``a`` in slices of at most ``INIT_CHUNK`` values (no copy;
-    the plan's arrays may be read-only: they are only read). Made on the calling thread:
-    ``warnings.catch_warnings`` swaps the process's filters and is not thread-safe."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "The given NumPy array is not writable")
-        return [(k, torch.from_numpy(np.ascontiguousarray(a[k: k + INIT_CHUNK])))
-                for k in range(0, len(a), INIT_CHUNK)]
 
 
 @dataclass
@@ -80,49 +69,11 @@ class _Buffers:
     x_in: dict[Any, Tensor] = field(default_factory=dict)
 
 
-def _upload(plan: KernelPlan, dev: torch.device) -> Future[tuple[Tensor, Tensor]]:
-    """Start copying the plan's parameter values to the device on a background thread:
-    ``(weights, inputs)``, the sum weights in float32 (padded to whole 64-weight tiles) and
-    the native input parameters as they are (float64), each copied in slices of at most
-    ``INIT_CHUNK`` values and converted on the device. A copy from pageable host memory holds
-    its thread but not the GIL, so the device tables are built meanwhile (HCLT-256: 0.1 s of
-    copies); on a stream of its own, so that the tables' copy does not queue behind it. The
-    future's result is ready for use on any stream (the thread waits for its stream)."""
-    if dev.type == "cuda" and dev.index is None:  # the thread's current device may differ
-        dev = torch.device("cuda", torch.cuda.current_device())
-    n, q = len(plan.params), len(plan.input_params)
-    store = torch.zeros(-(-n // 64) * 64, dtype=torch.float32, device=dev)
-    inputs = torch.empty(q, dtype=torch.float64, device=dev)
-    side: Any = contextlib.nullcontext()
-    stream = None
-    if dev.type == "cuda":
-        stream = torch.cuda.Stream(dev)
-        stream.wait_stream(torch.cuda.current_stream(dev))  # after the zero fill
-        side = torch.cuda.stream(stream)
-
-    slices = [(store, _host_slices(plan.params)), (inputs, _host_slices(plan.input_params))]
-
-    def run() -> tuple[Tensor, Tensor]:
-        with torch.cuda.device(dev) if dev.type == "cuda" else contextlib.nullcontext(), side:
-            for dst, parts in slices:
-                for k, t in parts:
-                    dst[k: k + len(t)] = t.to(dev)
-        if stream is not None:
-            stream.synchronize()
-        return store, inputs
-
-    pool = ThreadPoolExecutor(1, thread_name_prefix="pccc-upload")
-    try:
-        return pool.submit(run)
-    finally:
-        pool.shutdown(wait=False)
-
-
 def _sum_weights(plan: KernelPlan, dp: DevicePlan, store: Tensor, dev: torch.device
                  ) -> tuple[Tensor, Tensor, Tensor]:
     """``(w, live, z)``: the plan's sum weights on the device in float32 (padding 0), which
     of them belong to a group of positive total, and the groups' totals (``[groups + 1]``,
-    the last one for padding), from the uploaded weights ``store`` (see :func:`_upload`,
+    the last one for padding), from the uploaded weights ``store`` (see :func:`start_upload`,
     changed in place). Their groups come from the device plan's 64-weight tiles (a tile of
     one group, or a row of per-weight groups): the plan's per-weight group array (155M int64
     on PD-256) is never copied."""
@@ -160,7 +111,7 @@ class TritonCompiledCircuit(EMOverlap, CompiledCircuit):
 
     def __init__(self, plan: KernelPlan, *, device: Any = "cuda", precision: str = "tf32"):
         dev = torch.device(device)
-        upload = _upload(plan, dev)
+        upload = start_upload(plan, dev)
         kernels, source, source_path = load_module(plan, precision)
         # the device tables come first: the parameters' initialization reads their weight
         # tiles (set before nn.Module's __init__, which keeps what is there)
@@ -279,7 +230,7 @@ class TritonCompiledCircuit(EMOverlap, CompiledCircuit):
 
     def _input_values(self, plan: KernelPlan) -> tuple[Tensor, Tensor]:
         """The torch backend's ``input_raw`` and ``input_shift``, computed on the device from
-        the uploaded native values (float64, see :func:`_upload`; on the host, HCLT-256's 51M
+        the uploaded native values (float64, see :func:`start_upload`; on the host, HCLT-256's 51M
         categorical parameters cost 0.2 s of logarithms alone), in slices of at most
         ``INIT_CHUNK`` values; float32 results, as the module keeps them."""
         dev: torch.device = self.__dict__["_init_device"]
