@@ -45,13 +45,15 @@ from pccc.ir.plan import (
 from pccc.passes.registry import register_pass
 
 _Job = tuple[int, Callable[[], None]]
+#: values per copy job (about): arrays are copied in pieces this large
+PIECE = 1 << 18
 
 
 def _run_jobs(jobs: list[_Job], threads: int) -> None:
     """Run the copy jobs on a few threads (numpy copies release the GIL), largest first, in
     bins of about equal size (one task per thread keeps the pool overhead negligible)."""
     jobs = sorted(jobs, key=lambda j: -j[0])
-    workers = threads or min(16, os.cpu_count() or 1)
+    workers = threads or min(8, os.cpu_count() or 1)
     if workers <= 1 or sum(j[0] for j in jobs) < (1 << 20):
         for _, fn in jobs:
             fn()
@@ -114,15 +116,22 @@ def _input_layers(c: Circuit, slot: np.ndarray, next_slot: int, jobs: list[_Job]
         layers.append(InputLayer(dist, fam, start, np.concatenate(vars_), np.concatenate(pstart),
                                  psize, np.concatenate(values) if values else None))
     flat = np.empty(offset)
+    piece: list[np.ndarray] = []
+    at = 0
     for key, off in sources:  # stored back to back, each whole and row-major
         arr = c.params[key]
         pmap[key] = partial(_range_map, off, arr.shape)
-        jobs.append((arr.size, partial(_copy_input, flat, off, arr)))
+        piece.append(arr)
+        if off + arr.size - at >= PIECE or key == sources[-1][0]:
+            jobs.append((off + arr.size - at, partial(_copy_inputs, flat[at: off + arr.size],
+                                                      piece)))
+            piece, at = [], off + arr.size
     return layers, flat, pmap, next_slot
 
 
-def _copy_input(flat: np.ndarray, off: int, arr: np.ndarray) -> None:
-    flat[off: off + arr.size] = arr.ravel()
+def _copy_inputs(out: np.ndarray, arrs: list[np.ndarray]) -> None:
+    """Arrays stored back to back into ``out``: one numpy call (see :meth:`_Weights.jobs`)."""
+    np.concatenate([a.ravel() for a in arrs], out=out, casting="unsafe")
 
 
 def _key(c: Circuit, v: int) -> str:
@@ -160,38 +169,78 @@ class _Weights:
         for v in order:
             self.first.setdefault(_key(c, v), v)
 
-    def jobs(self) -> list[_Job]:
-        """One copy job per weight array: ``(size, fn)``."""
-        return [(self.bc.circuit.params[key].size, partial(self._fill_key, key, v))
-                for key, v in self.first.items()]
+    def jobs(self, piece: int) -> list[_Job]:
+        """The copy jobs, ``(size, fn)``: runs of weight arrays of one shape stored back to
+        back, in pieces of about ``piece`` weights or one array (one numpy call per array, one
+        for a piece's groups: with two per array, 16 threads waited on the GIL on HCLT-128's
+        553 arrays). The group sizes and ``param_map`` entries are set here."""
+        out: list[_Job] = []
+        run: list[str] = []
+        for key, v in self.first.items():
+            B, C, nb, nc = self.grid[v]
+            n, m = self.bc.circuit.params[key].shape
+            lo, g0 = self.base[key], self.group0[key]
+            self.group_size[g0: g0 + n] = m
+            whole = (B == 1 and m % C == 0) or (nc == 1 and m == C and n % B == 0)
+            self.pmap[key] = (partial(_range_map, lo, (n, m)) if whole else
+                              partial(_tile_map, lo, (n, m), (B, C, nc)))
+            if run and not self._follows(run[-1], key):
+                out += self._pieces(run, piece)
+                run = []
+            run.append(key)
+        if run:
+            out += self._pieces(run, piece)
+        return out
 
-    def _fill_key(self, key: str, v: int) -> None:
-        B, C, nb, nc = self.grid[v]
-        w = self.bc.circuit.params[key]
-        n, m = w.shape
-        lo, size = self.base[key], nb * nc * B * C
-        g0 = self.group0[key]
-        self.group_size[g0: g0 + n] = m
-        if (B == 1 and m % C == 0) or (nc == 1 and m == C and n % B == 0):
-            # unpadded tiles of whole rows (or of single rows): the layout is row-major
-            self.params[lo: lo + size] = w.ravel()
-            self.group[lo: lo + size].reshape(n, m)[...] = np.arange(g0, g0 + n)[:, None]
-            self.pmap[key] = partial(_range_map, lo, (n, m))
+    def _shape(self, key: str) -> tuple[int, ...]:
+        """``(B, C, nb, nc, n, m)`` of weight array ``key``."""
+        return (*self.grid[self.first[key]], *self.bc.circuit.params[key].shape)
+
+    def _follows(self, prev: str, key: str) -> bool:
+        """Whether ``key`` extends the run ending at ``prev``: the same shape, stored right
+        after it, its groups right after it, and no padding."""
+        B, C, nb, nc, n, m = self._shape(prev)
+        return (self._shape(key) == (B, C, nb, nc, n, m) and not (n % B or m % C)
+                and self.base[key] == self.base[prev] + nb * nc * B * C
+                and self.group0[key] == self.group0[prev] + n)
+
+    def _pieces(self, run: list[str], piece: int) -> list[_Job]:
+        B, C, nb, nc, n, m = self._shape(run[0])
+        step = max(1, piece // (n * m))
+        return [(n * m * len(keys), partial(self._fill_run, keys))
+                for keys in (run[i: i + step] for i in range(0, len(run), step))]
+
+    def _fill_run(self, keys: list[str]) -> None:
+        """Copy the weight arrays ``keys`` (a piece of a run, see :meth:`jobs`) and write
+        their groups."""
+        B, C, nb, nc, n, m = self._shape(keys[0])
+        lo, g0, size = self.base[keys[0]], self.group0[keys[0]], nb * nc * B * C
+        whole = (B == 1 and m % C == 0) or (nc == 1 and m == C and n % B == 0)
+        k = len(keys)
+        if whole:  # unpadded tiles of whole rows (or of single rows): the layout is row-major
+            for key in keys:
+                at = self.base[key]
+                self.params[at: at + size] = self.bc.circuit.params[key].ravel()
+            self.group[lo: lo + k * size].reshape(k * n, m)[...] = \
+                np.arange(g0, g0 + k * n)[:, None]
             return
-        if n % B or m % C:  # padded tiles: zero weights, group -1, then the real entries
+        if n % B or m % C:  # padded tiles (a run of one): zero weights, group -1, then the
+            # real entries
             self.params[lo: lo + size] = 0.0
             self.group[lo: lo + size] = -1
             gsrc = np.broadcast_to((g0 + np.arange(n))[:, None], (n, m))
-            _scatter(self._tiles(self.group, lo, v), gsrc, B, C)
+            _scatter(self._tiles(self.group, lo, keys[0]), gsrc, B, C)
         else:  # row r of block b is group g0 + b*B + r in every chunk
-            rows = (g0 + np.arange(nb * B)).reshape(nb, 1, B, 1)
-            self.group[lo: lo + size].reshape(nb, nc, B, C)[...] = rows
-        _scatter(self._tiles(self.params, lo, v), w, B, C)
-        self.pmap[key] = partial(_tile_map, lo, (n, m), (B, C, nc))
+            rows = (g0 + np.arange(k * nb * B)).reshape(k * nb, 1, B, 1)
+            self.group[lo: lo + k * size].reshape(k * nb, nc, B, C)[...] = rows
+        for key in keys:
+            _scatter(self._tiles(self.params, self.base[key], key), self.bc.circuit.params[key],
+                     B, C)
 
-    def _tiles(self, buf: np.ndarray, lo: int, v: int) -> np.ndarray:
-        """The ``[nb, B, nc, C]`` view of the tiles of sum vector ``v`` in ``buf``."""
-        B, C, nb, nc = self.grid[v]
+    def _tiles(self, buf: np.ndarray, lo: int, key: str) -> np.ndarray:
+        """The ``[nb, B, nc, C]`` view, from offset ``lo`` of ``buf``, of tiles shaped as
+        weight array ``key``'s."""
+        B, C, nb, nc = self.grid[self.first[key]]
         return buf[lo: lo + nb * nc * B * C].reshape(nb, nc, B, C).transpose(0, 2, 1, 3)
 
 
@@ -407,7 +456,7 @@ def layout_params(lc: LayeredCircuit, *, threads: int = 0) -> KernelPlan:
     """Lay out node slots, element runs, tiled weights and index tables as flat arrays.
 
     Args:
-        threads: threads copying parameters (0: one per core, at most 16); the result does
+        threads: threads copying parameters (0: one per core, at most 8); the result does
             not depend on it.
     """
     c = lc.circuit
@@ -416,7 +465,7 @@ def layout_params(lc: LayeredCircuit, *, threads: int = 0) -> KernelPlan:
     in_layers, in_params, in_map, next_slot = _input_layers(c, slot, 1, jobs)
     order = [s for layer in lc.layers for s in layer.sum_order()]
     wts = _Weights(lc.blocked, order)
-    _run_jobs(jobs + wts.jobs(), threads)
+    _run_jobs(jobs + wts.jobs(PIECE), threads)
     layers: list[ProductLayer | SumLayer] = []
     elems = _Elements(c, slot)
     for layer in lc.layers:
