@@ -17,13 +17,31 @@ from pccc.ir.errors import PcccError
 Factory = Callable[..., Any]
 
 _BACKENDS: dict[str, Factory] = {}
+#: backends whose factory accepts a plan whose values are still being copied
+_PENDING: set[str] = set()
 #: name -> module that registers it on import
 _KNOWN = {"torch": "pccc.backends.torch", "triton": "pccc.backends.triton"}
 
 
-def register(name: str, factory: Factory) -> None:
-    """Make ``factory`` available as backend ``name`` (user backends welcome)."""
+def register(name: str, factory: Factory, *, pending_values: bool = False) -> None:
+    """Make ``factory`` available as backend ``name`` (user backends welcome).
+
+    Args:
+        pending_values: the factory may be given a plan whose parameter values are still
+            being copied (see :func:`pccc.passes.layout_params.values_in_background`): it
+            calls ``plan.wait_values()`` before it reads them, and works on the plan's
+            structure meanwhile.
+    """
     _BACKENDS[name] = factory
+    if pending_values:
+        _PENDING.add(name)
+    else:
+        _PENDING.discard(name)
+
+
+def takes_pending_values(name: str) -> bool:
+    """Whether backend ``name`` was registered with ``pending_values``."""
+    return name in _PENDING
 
 
 def get(name: str) -> Factory:

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, ItemsView, ValuesView
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -281,6 +282,26 @@ class KernelPlan:
         if not isinstance(self.param_map, ParamMap):  # (a ParamMap is sorted and read-only)
             object.__setattr__(self, "param_map",
                                {k: _ro(v) for k, v in sorted(self.param_map.items())})
+
+    def values_pending(self, future: Future[None] | None) -> None:
+        """Mark ``params``, ``param_group`` and ``input_params`` as still being written until
+        ``future`` is done (see :func:`pccc.passes.layout_params.values_in_background`);
+        None: they are complete."""
+        object.__setattr__(self, "_pending", future)
+
+    @property
+    def pending(self) -> Future[None] | None:
+        """The copies still writing the value arrays (None: they are complete)."""
+        f: Future[None] | None = self.__dict__.get("_pending")
+        return f
+
+    def wait_values(self) -> None:
+        """Wait until the value arrays are complete (re-raises a failed copy's error); a
+        no-op for a plan made the usual way."""
+        f = self.pending
+        if f is not None:
+            f.result()
+            object.__setattr__(self, "_pending", None)
 
     def sum_layers(self) -> list[SumLayer]:
         return [ly for ly in self.layers if isinstance(ly, SumLayer)]

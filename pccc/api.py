@@ -92,8 +92,12 @@ def compile(circuit: Circuit, backend: str = "torch", *, device: Any = None, dty
         raise PcccError("the reference backend evaluates circuits directly "
                         "(pccc.backends.reference.log_likelihood); it compiles no module")
     factory = registry.get(backend)
-    plan = compile_plan(circuit, pipeline, training=training)
-    model = factory(plan, device=device, dtype=_dtype(dtype), **options)
+    plan = compile_plan(circuit, pipeline, training=training,
+                        background_values=registry.takes_pending_values(backend))
+    try:
+        model = factory(plan, device=device, dtype=_dtype(dtype), **options)
+    finally:
+        plan.wait_values()  # (the module's plan is complete, and so is a failed one's)
     model.source_circuit = circuit
     model.pipeline = dict(plan.meta).get("pipeline", pipeline)
     model.backend_name = backend

@@ -139,6 +139,7 @@ class CompiledCircuit(ParamsMixin, nn.Module):
 
     def __init__(self, plan: KernelPlan, *, device: Any = None, dtype: Any = torch.float32):
         super().__init__()
+        plan.wait_values()  # (a plan may come with its values still being copied)
         self.plan = plan
         self.root_slot = plan.root_slot
         self.track_flows = True

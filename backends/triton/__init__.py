@@ -49,4 +49,4 @@ def _check_device(device: Any) -> None:
                         "CPU interpreter, slow: meant for tests); use --backend torch on a CPU")
 
 
-register("triton", make)
+register("triton", make, pending_values=True)

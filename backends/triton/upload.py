@@ -49,7 +49,8 @@ class Upload:
 def start_upload(plan: KernelPlan, dev: torch.device) -> Upload:
     """Start copying the plan's values to ``dev``: the sum weights in float32, padded with
     zeros to whole 64-weight tiles, and the native input parameters as they are (float64;
-    ``compiled.py`` converts them on the device)."""
+    ``compiled.py`` converts them on the device). The threads first wait for values the
+    plan may still be filling (``plan.wait_values()``)."""
     if dev.type == "cuda" and dev.index is None:  # the threads' current device may differ
         dev = torch.device("cuda", torch.cuda.current_device())
     n, q = len(plan.params), len(plan.input_params)
@@ -61,11 +62,11 @@ def start_upload(plan: KernelPlan, dev: torch.device) -> Upload:
     threads = min(UPLOAD_THREADS, len(jobs)) if dev.type == "cuda" else 0
     if threads == 0:
         slices = _host_slices(jobs)  # on this thread: see _host_slices
-        work = [lambda: _copy_pageable(slices, dev)]
+        work = [lambda: _copy_pageable(plan, slices, dev)]
     else:
         ready = torch.cuda.Event()
         ready.record()  # the blocks' earlier users, and the zero fill, come first
-        work = [_stager(jobs[i::threads], dev, ready) for i in range(threads)]
+        work = [_stager(plan, jobs[i::threads], dev, ready) for i in range(threads)]
     pool = ThreadPoolExecutor(len(work), thread_name_prefix="pccc-upload")
     try:
         return Upload([pool.submit(w) for w in work], store, inputs)
@@ -83,7 +84,9 @@ def _host_slices(jobs: list[tuple[Tensor, np.ndarray, int]]) -> list[tuple[Tenso
                  torch.from_numpy(np.ascontiguousarray(src[k: k + STAGE]))) for dst, src, k in jobs]
 
 
-def _copy_pageable(slices: list[tuple[Tensor, Tensor]], dev: torch.device) -> None:
+def _copy_pageable(plan: KernelPlan, slices: list[tuple[Tensor, Tensor]], dev: torch.device
+                   ) -> None:
+    plan.wait_values()
     ctx: Any = torch.cuda.device(dev) if dev.type == "cuda" else contextlib.nullcontext()
     with ctx:
         for dst, t in slices:
@@ -92,13 +95,14 @@ def _copy_pageable(slices: list[tuple[Tensor, Tensor]], dev: torch.device) -> No
             torch.cuda.current_stream(dev).synchronize()
 
 
-def _stager(jobs: list[tuple[Tensor, np.ndarray, int]], dev: torch.device,
+def _stager(plan: KernelPlan, jobs: list[tuple[Tensor, np.ndarray, int]], dev: torch.device,
             ready: torch.cuda.Event) -> Any:
     """One thread's copies: host slice -> pinned buffer -> device (float64) -> destination
     (converted there), alternating between two buffers; a buffer is refilled only after its
     last transfer has finished (its event)."""
 
     def run() -> None:
+        plan.wait_values()
         with torch.cuda.device(dev):
             stream = torch.cuda.Stream(dev)
             stream.wait_event(ready)
