@@ -142,14 +142,15 @@ def _input_layers(c: Circuit, slot: np.ndarray, next_slot: int, jobs: list[_Job]
         pmap[key] = partial(_range_map, off, arr.shape)
         piece.append(arr)
         if off + arr.size - at >= PIECE or key == sources[-1][0]:
-            jobs.append((off + arr.size - at, partial(_copy_inputs, flat[at: off + arr.size],
+            jobs.append((off + arr.size - at, partial(_back_to_back, flat[at: off + arr.size],
                                                       piece)))
             piece, at = [], off + arr.size
     return layers, flat, pmap, next_slot
 
 
-def _copy_inputs(out: np.ndarray, arrs: list[np.ndarray]) -> None:
-    """Arrays stored back to back into ``out``: one numpy call (see :meth:`_Weights.jobs`)."""
+def _back_to_back(out: np.ndarray, arrs: list[np.ndarray]) -> None:
+    """Arrays stored back to back, each row-major, into ``out``: one numpy call (see
+    :meth:`_Weights.jobs`)."""
     np.concatenate([a.ravel() for a in arrs], out=out, casting="unsafe")
 
 
@@ -193,9 +194,10 @@ class _Weights:
 
     def jobs(self, piece: int) -> list[_Job]:
         """The copy jobs, ``(size, fn)``: runs of weight arrays of one shape stored back to
-        back, in pieces of about ``piece`` weights or one array (one numpy call per array, one
-        for a piece's groups: with two per array, 16 threads waited on the GIL on HCLT-128's
-        553 arrays). The group sizes and ``param_map`` entries are set here."""
+        back, in pieces of about ``piece`` weights or one array (one numpy call per tiled
+        array, one for a piece of row-major arrays, one for a piece's groups: with two per
+        array, 16 threads waited on the GIL on HCLT-128's 553 arrays). The group sizes and
+        ``param_map`` entries are set here."""
         out: list[_Job] = []
         run: list[str] = []
         for key, v in self.first.items():
@@ -203,8 +205,7 @@ class _Weights:
             n, m = self.bc.circuit.params[key].shape
             lo, g0 = self.base[key], self.group0[key]
             self.group_size[g0: g0 + n] = m
-            whole = (B == 1 and m % C == 0) or (nc == 1 and m == C and n % B == 0)
-            self.pmap[key] = (partial(_range_map, lo, (n, m)) if whole else
+            self.pmap[key] = (partial(_range_map, lo, (n, m)) if _row_major(B, C, nc, n, m) else
                               partial(_tile_map, lo, (n, m), (B, C, nc)))
             if run and not self._follows(run[-1], key):
                 out += self._pieces(run, piece)
@@ -237,12 +238,10 @@ class _Weights:
         their groups."""
         B, C, nb, nc, n, m = self._shape(keys[0])
         lo, g0, size = self.base[keys[0]], self.group0[keys[0]], nb * nc * B * C
-        whole = (B == 1 and m % C == 0) or (nc == 1 and m == C and n % B == 0)
         k = len(keys)
-        if whole:  # unpadded tiles of whole rows (or of single rows): the layout is row-major
-            for key in keys:
-                at = self.base[key]
-                self._params[at: at + size] = self.bc.circuit.params[key].ravel()
+        if _row_major(B, C, nc, n, m):
+            _back_to_back(self._params[lo: lo + k * size],
+                          [self.bc.circuit.params[key] for key in keys])
             self._group[lo: lo + k * size].reshape(k * n, m)[...] = \
                 np.arange(g0, g0 + k * n)[:, None]
             return
@@ -264,6 +263,12 @@ class _Weights:
         weight array ``key``'s."""
         B, C, nb, nc = self.grid[self.first[key]]
         return buf[lo: lo + nb * nc * B * C].reshape(nb, nc, B, C).transpose(0, 2, 1, 3)
+
+
+def _row_major(B: int, C: int, nc: int, n: int, m: int) -> bool:
+    """Whether an ``[n, m]`` weight array's ``B x C`` tiles (``nc`` per block row) are its
+    rows in order: unpadded tiles of whole rows, or of single rows."""
+    return (B == 1 and m % C == 0) or (nc == 1 and m == C and n % B == 0)
 
 
 def _range_map(lo: int, shape: tuple[int, ...]) -> np.ndarray:
