@@ -5,12 +5,16 @@ Workloads (the issue's five): HCLT with 32, 128, 256 latents and PD (28x28, spli
 one mini-batch EM step (step 0.1, pseudocount 0.1) per batch, 60,000 examples per epoch.
 
 Per workload: structure time, compile time (``pccc.compile`` to a module on the device, the
-way ``pyjuice_baseline.py`` times ``juice.compile`` + ``.to(device)``: both sides JIT their
-kernels on the first batch), the first batch (that JIT plus one forward+backward), compile
-plus first batch, first-epoch and second-epoch time, peak GPU memory, edges. ``--check``
+way PyJuice's ``juice.compile`` + ``.to(device)`` is timed: both sides JIT their kernels on the
+first batch), the first batch (that JIT plus one forward+backward), first-epoch and
+second-epoch time, peak GPU memory, edges; and the model's quality beside its speed: the test
+log-likelihood after each epoch (mean over the first 9,728 MNIST test images, evaluated after
+every quarter epoch, untimed) and the time from data to PyJuice's 2-epoch test log-likelihood
+(structure + compile + first batch + training until reached; up to 4 epochs). ``--check``
 compares the backend with the torch backend (float64, same GPU) on small circuits, per
-precision. ``--pyjuice`` runs ``.bench/pyjuice_baseline.py`` with and
-without ``PJ_CUDAGRAPH=1`` in subprocesses. One JSON line per result; a table last.
+precision. ``--pyjuice`` runs ``benchmarks/pyjuice_quality.py`` (PyJuice 2.6.3 on the same
+workloads, CUDA graphs by default, ``--pj-modes graphs,plain`` for both) in a subprocess first.
+One JSON line per result; tables last.
 
 Run: ``python benchmarks/gpu_bench.py --check --pyjuice [--which hclt32,pd64] [--out DIR]``
 """
@@ -122,8 +126,60 @@ def profile(model, opt, xg: torch.Tensor, steps: int = 3) -> None:
                       sorted(kinds.items(), key=lambda kv: -kv[1][0])), flush=True)
 
 
-def workload(name: str, x: np.ndarray, xg: torch.Tensor, precision: str, batches: int = 0,
-             do_profile: bool = False, grads: bool = False, pipeline: str | None = None) -> dict:
+def test_ll(model, xte: torch.Tensor) -> float:
+    """Mean test log-likelihood over the whole batches of ``xte`` (9,728 MNIST images)."""
+    n = (xte.shape[0] // BATCH) * BATCH
+    with torch.no_grad():
+        return sum(float(model(xte[s: s + BATCH]).double().sum()) for s in range(0, n, BATCH)) / n
+
+
+def train_traced(model, opt, xg: torch.Tensor, xte: torch.Tensor, epochs: int, target: float | None,
+                 pieces: int = 4) -> tuple[list[float], list[float], float | None, float]:
+    """Train ``epochs`` epochs (more, up to ``2 * epochs``, while the test log-likelihood is
+    below ``target``), evaluating the test set after every ``1 / pieces`` of an epoch; the
+    evaluations are not timed.
+
+    Returns:
+        per-epoch times, per-epoch test log-likelihoods, the training time until the test
+        log-likelihood first reached ``target`` (None: never), and the last train epoch's mean
+        log-likelihood.
+    """
+    nb = xg.shape[0] // BATCH
+    cuts = [round(nb * (i + 1) / pieces) for i in range(pieces)]
+    times: list[float] = []
+    lls: list[float] = []
+    reached, clock, train_ll = None, 0.0, 0.0
+    while len(times) < epochs or (target is not None and reached is None
+                                  and len(times) < 2 * epochs):
+        t_ep, tot, start, ll = 0.0, 0.0, 0, None
+        for cut in cuts:
+            t0 = time.time()
+            for i in range(start, cut):
+                lls_b = model(xg[i * BATCH: (i + 1) * BATCH])
+                lls_b.mean().backward()
+                opt.step()
+                model.zero_grad(set_to_none=True)
+                tot += float(lls_b.detach().mean())
+            torch.cuda.synchronize()
+            t_ep += time.time() - t0
+            start = cut
+            ll = None
+            if cut == nb or (target is not None and reached is None):
+                ll = test_ll(model, xte)
+                if target is not None and reached is None and ll >= target:
+                    reached = clock + t_ep
+        clock += t_ep
+        times.append(round(t_ep, 3))
+        lls.append(round(ll if ll is not None else test_ll(model, xte), 3))
+        train_ll = tot / nb
+    return times, lls, reached, train_ll
+
+
+def workload(name: str, x: np.ndarray, xg: torch.Tensor, xte: torch.Tensor, precision: str,
+             do_profile: bool = False, grads: bool = False, pipeline: str | None = None,
+             target: float | None = None) -> dict:
+    """Build, compile and train one workload for 2 epochs (more while the test
+    log-likelihood is below ``target``, PyJuice's after 2 epochs)."""
     gc.collect()  # earlier workloads' modules (and their CUDA graph pools) out of the peak
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
@@ -143,37 +199,35 @@ def workload(name: str, x: np.ndarray, xg: torch.Tensor, precision: str, batches
     t3 = time.time()
     mem_first = torch.cuda.max_memory_allocated() / 2**30
     opt = MiniBatchEM(model, step_size=0.1, pseudocount=0.1)
-    e0 = time.time()
-    epoch(model, opt, xg, batches)
-    torch.cuda.synchronize()
-    e1 = time.time()
-    ll = epoch(model, opt, xg, batches)
-    torch.cuda.synchronize()
-    e2 = time.time()
+    times, lls_test, reached, ll = train_traced(model, opt, xg, xte, 2, target)
+    peak = torch.cuda.max_memory_allocated() / 2**30
     if do_profile:
         profile(model, opt, xg)
-    full = (xg.shape[0] // BATCH) / batches if batches else 1.0  # extrapolated to an epoch
     return dict(kind="ours", name=name, precision=precision, param_grads=grads,
-                tiles=os.environ.get("PCCC_TRITON_TILES", ""), pipeline=pipeline or "",
-                card=torch.cuda.get_device_name(0), structure_s=round(t1 - t0, 2),
-                compile_s=round(t2 - t1, 3), first_batch_s=round(t3 - t2, 2),
-                to_first_batch_s=round(t3 - t1, 2), first_epoch_s=round((e1 - e0) * full, 3),
-                epoch_s=round((e2 - e1) * full, 3), batches_timed=batches or xg.shape[0] // BATCH,
-                train_ll_epoch2=round(ll, 2),
-                peak_gib=round(torch.cuda.max_memory_allocated() / 2**30, 2),
+                pipeline=pipeline or "", card=torch.cuda.get_device_name(0),
+                structure_s=round(t1 - t0, 2), compile_s=round(t2 - t1, 3),
+                first_batch_s=round(t3 - t2, 2), to_first_batch_s=round(t3 - t1, 2),
+                first_epoch_s=times[0], epoch_s=times[1], epoch_times=times,
+                test_ll=lls_test, test_ll_2=lls_test[1], train_ll_epoch2=round(ll, 2),
+                target_ll=target,
+                time_to_target_s=None if reached is None else round(t3 - t0 + reached, 2),
+                peak_gib=round(peak, 2),
                 peak_compile_gib=round(mem_compile, 2), peak_first_batch_gib=round(mem_first, 2),
                 alloc_gib=round(torch.cuda.memory_allocated() / 2**30, 2),
                 num_edges=int(model.plan.num_sum_edges()))
 
 
-def pyjuice(mnist: str, cudagraph: bool, site: str) -> list[dict]:
+def pyjuice(mnist: str, cudagraph: bool, site: str, which: str) -> list[dict]:
+    """PyJuice's runs of the workloads (``pyjuice_quality.py``) in a subprocess."""
     env = dict(os.environ, PYTHONPATH=site, PYJUICE_DISABLE_CUDA_KERNELS="1",
                PJ_CUDAGRAPH="1" if cudagraph else "0")
-    script = os.path.join(os.path.dirname(mnist), "pyjuice_baseline.py")
-    proc = subprocess.run([sys.executable, script, mnist], env=env, capture_output=True,
-                          text=True, timeout=1500)
-    rows = [dict(json.loads(ln), kind="pyjuice") for ln in proc.stdout.splitlines()
-            if ln.startswith("{")]
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pyjuice_quality.py")
+    proc = subprocess.run([sys.executable, script, mnist, "--which", which], env=env,
+                          capture_output=True, text=True, timeout=1500)
+    rows = [json.loads(ln) for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    for r in rows:  # the time from data to PyJuice's model after 2 epochs
+        r["time_to_2_epochs_s"] = round(r["structure_s"] + r["compile_s"] + r["graph_record_s"]
+                                        + sum(r["epoch_times"][:2]), 2)
     if proc.returncode:
         print(proc.stderr[-3000:], file=sys.stderr)
     for r in rows:
@@ -182,8 +236,7 @@ def pyjuice(mnist: str, cudagraph: bool, site: str) -> list[dict]:
 
 
 def table(rows: list[dict]) -> None:
-    pj = {(r["name"].replace("-L", "").lower(), r["cudagraph"]): r for r in rows
-          if r["kind"] == "pyjuice"}
+    pj = {(r["name"], r["cudagraph"]): r for r in rows if r["kind"] == "pyjuice"}
     print(f"{'workload':10} {'edges':>10} {'epoch s':>8} {'PJ cg':>7} {'ratio':>6} "
           f"{'PJ pln':>7} {'ratio':>6} {'compile':>8} {'PJ cmp':>7} {'ratio':>6} "
           f"{'1st bat':>7} {'peak GiB':>8} {'PJ GiB':>7} {'1st ep':>7}")
@@ -200,6 +253,18 @@ def table(rows: list[dict]) -> None:
               f"{ratio:>6} {plain or '-':>7} {ratio_p:>6} {r['compile_s']:>8} {pc or '-':>7} "
               f"{ratio_c:>6} {r['first_batch_s']:>7} {r['peak_gib']:>8} {pm or '-':>7} "
               f"{r['first_epoch_s']:>7}")
+    print(f"{'workload':10} {'test LL 2 ep':>12} {'PJ 2 ep':>9} {'gap':>6} "
+          f"{'t to PJ LL':>10} {'PJ t':>7} {'ratio':>6}")
+    for r in rows:
+        if r["kind"] != "ours":
+            continue
+        p = pj.get((r["name"], True)) or pj.get((r["name"], False)) or {}
+        pll = p["test_ll"][1] if p.get("test_ll") else None
+        gap = f"{r['test_ll_2'] - pll:+.2f}" if pll is not None else "-"
+        t, pt = r.get("time_to_target_s"), p.get("time_to_2_epochs_s")
+        ratio = f"{t / pt:.2f}" if t is not None and pt else "-"
+        print(f"{r['name']:10} {r['test_ll_2']:>12} {pll or '-':>9} {gap:>6} "
+              f"{t if t is not None else 'never':>10} {pt or '-':>7} {ratio:>6}")
     for r in rows:
         if r["kind"] == "check":
             print(f"check {r['case']:11} {r['precision']:5} ll {r['ll_rel']:.1e} "
@@ -212,10 +277,9 @@ def main() -> None:
     ap.add_argument("--which", default="hclt32,hclt128,hclt256,pd64,pd256")
     ap.add_argument("--precision", default="tf32")
     ap.add_argument("--check", action="store_true")
-    ap.add_argument("--batches", type=int, default=0, help="time this many batches per epoch")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--pyjuice", action="store_true")
-    ap.add_argument("--pj-modes", default="graphs,plain",
+    ap.add_argument("--pj-modes", default="graphs",
                     help="PyJuice runs: with CUDA graphs (graphs) and/or without (plain)")
     ap.add_argument("--grads", action="store_true",
                     help="also compute the parameters' gradients (param_grads=True)")
@@ -226,15 +290,18 @@ def main() -> None:
     a = ap.parse_args()
     d = np.load(a.mnist)
     x = d["x_train"].reshape(len(d["x_train"]), -1).astype(np.int64)
-    xg = torch.as_tensor(x, device=DEV)
+    xt = d["x_test"].reshape(len(d["x_test"]), -1).astype(np.int64)
+    xg, xte = torch.as_tensor(x, device=DEV), torch.as_tensor(xt, device=DEV)
     rows: list[dict] = []
     modes = a.pj_modes.split(",")
+    which = [w for w in a.which.split(",") if w]
     if a.pyjuice and "graphs" in modes:  # the target mode first: a time limit cuts the rest
-        rows += pyjuice(os.path.abspath(a.mnist), True, a.pj_site)
-    for name in [w for w in a.which.split(",") if w]:
+        rows += pyjuice(os.path.abspath(a.mnist), True, a.pj_site, ",".join(which))
+    targets = {r["name"]: r["test_ll"][1] for r in rows if len(r.get("test_ll", [])) > 1}
+    for name in which:
         try:
-            rows.append(workload(name, x, xg, a.precision, a.batches, a.profile, a.grads,
-                                 a.pipeline))
+            rows.append(workload(name, x, xg, xte, a.precision, a.profile, a.grads,
+                                 a.pipeline, targets.get(name)))
             print(json.dumps(rows[-1]), flush=True)
             table(rows)  # partial tables survive a time limit
         except Exception as e:  # keep going: one failing workload must not hide the rest
@@ -242,7 +309,7 @@ def main() -> None:
     if a.check:  # after the workloads: the float64 torch checks leave cuBLAS workspaces
         rows += check(x)  # allocated, which would count in the workloads' peaks
     if a.pyjuice and "plain" in modes:
-        rows += pyjuice(os.path.abspath(a.mnist), False, a.pj_site)
+        rows += pyjuice(os.path.abspath(a.mnist), False, a.pj_site, ",".join(which))
     os.makedirs(a.out, exist_ok=True)
     with open(os.path.join(a.out, "gpu_bench.jsonl"), "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in rows)
