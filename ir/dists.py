@@ -14,6 +14,23 @@ from typing import Any, ClassVar
 import numpy as np
 
 _REGISTRY: dict[str, type[Distribution]] = {}
+#: the bits of float64 +inf as an unsigned integer
+_INF_BITS = 0x7FF0000000000000
+
+
+def finite_nonnegative(a: np.ndarray) -> bool:
+    """True when every value of the array ``a`` is finite and ``>= 0``.
+
+    For float64 arrays one read decides in the common case: as unsigned integers, the bits of
+    ``+0.0 <= x < inf`` lie below those of ``+inf``, and those of every negative value, of
+    ``-0.0``, of infinity and of NaN lie at or above them. Only when that test fails are the
+    values compared as floats (so ``-0.0`` passes).
+    """
+    if a.size == 0:
+        return True
+    if a.dtype == np.float64 and int(a.view(np.uint64).max()) < _INF_BITS:
+        return True
+    return bool(np.all(np.isfinite(a)) and not np.any(a < 0))
 
 
 def register(cls: type[Distribution]) -> type[Distribution]:
@@ -152,7 +169,7 @@ class Categorical(Distribution):
 
     @classmethod
     def check_params(cls, params, attrs):
-        if not np.all(np.isfinite(params)) or np.any(params < 0):
+        if not finite_nonnegative(np.asarray(params)):
             return "categorical probabilities must be finite and >= 0"
         return None
 

@@ -14,12 +14,17 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from pccc.ir import dists
 from pccc.ir.analyses import scopes
 from pccc.ir.circuit import Circuit, InputVector, ProductVector, SumVector
 from pccc.ir.errors import VerifyError
+from pccc.ir.verify_arrays import passes_checks, scope_properties, structure_checks
 
 
 def _fmt_scope(s: frozenset[int]) -> str:
@@ -158,6 +163,42 @@ def verify(c: Circuit) -> None:
     Raises:
         VerifyError: naming the node (``%id`` as printed) and the offending detail.
     """
+    if passes_checks(c):  # the checks of verify_nodes over arrays of node vectors
+        return
+    verify_nodes(c)
+
+
+@contextlib.contextmanager
+def verified(c: Circuit) -> Iterator[None]:
+    """:func:`verify` around a block of work that needs ``c`` well-formed but does not depend
+    on its parameter values being in range (compiling it, say).
+
+    Everything but those ranges is checked on entry; the parameter arrays are read on another
+    thread while the block runs (numpy reads them without the GIL) and waited for on exit.
+
+    Raises:
+        VerifyError: as :func:`verify`, on entry, or on exit (then also in place of an
+            exception the block raised, which is chained to it).
+    """
+    later = structure_checks(c)
+    if later is None:
+        verify_nodes(c)  # raises, naming the node
+        later = []
+    with ThreadPoolExecutor(1, thread_name_prefix="pccc-verify") as pool:
+        values = pool.submit(lambda: all(check() for check in later))
+        try:
+            yield
+        finally:
+            if not values.result():
+                verify_nodes(c)
+
+
+def verify_nodes(c: Circuit) -> None:
+    """:func:`verify` node by node: the definition of the checks, and where a failure is named.
+
+    Slower than :func:`verify` on large circuits (scopes are sets, parameters are checked per
+    node), which runs it only once its array checks have found a violation.
+    """
     if not c.nodes:
         raise VerifyError("the circuit has no nodes")
     if not 0 <= c.root < len(c.nodes):
@@ -171,6 +212,9 @@ def verify(c: Circuit) -> None:
 
 def is_smooth(c: Circuit) -> bool:
     """True when the children of every sum vector have the same scope."""
+    flags = scope_properties(c)
+    if flags is not None:
+        return flags[0]
     sc = scopes(c)
     return all(len({sc[ch] for ch in nd.children}) <= 1
                for nd in c.nodes if isinstance(nd, SumVector))
@@ -178,6 +222,9 @@ def is_smooth(c: Circuit) -> bool:
 
 def is_decomposable(c: Circuit) -> bool:
     """True when the children of every product vector have pairwise disjoint scopes."""
+    flags = scope_properties(c)
+    if flags is not None:
+        return flags[1]
     sc = scopes(c)
     for nd in c.nodes:
         if isinstance(nd, ProductVector):

@@ -15,6 +15,7 @@ torch is imported only when a module is compiled or loaded.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any
 
@@ -73,7 +74,8 @@ def _dtype(dtype: Any) -> Any:
 
 
 def compile(circuit: Circuit, backend: str = "torch", *, device: Any = None, dtype: Any = None,
-            pipeline: str | None = None, training: bool = True, **options: Any) -> Any:
+            pipeline: str | None = None, training: bool = True, verify: bool = True,
+            **options: Any) -> Any:
     """Compile a circuit into an executable ``torch.nn.Module``.
 
     Args:
@@ -83,17 +85,25 @@ def compile(circuit: Circuit, backend: str = "torch", *, device: Any = None, dty
         dtype: ``torch.float32`` (default) or ``torch.float64`` (or their names).
         pipeline: pass pipeline; None picks the default training/inference pipeline.
         training: keep every source parameter trainable (see ``pccc.passes.compile_plan``).
+        verify: check the circuit with the L0 verifier first (:func:`pccc.ir.verify`: smooth,
+            decomposable, well-formed, parameters in range); False skips the check.
         options: backend options.
+
+    Raises:
+        VerifyError: the circuit breaks an invariant (the message names the node).
     """
     from pccc.backends import registry
+    from pccc.ir.verify import verified
     from pccc.passes import compile_plan
 
     if backend == "reference":
         raise PcccError("the reference backend evaluates circuits directly "
                         "(pccc.backends.reference.log_likelihood); it compiles no module")
     factory = registry.get(backend)
-    plan = compile_plan(circuit, pipeline, training=training,
-                        background_values=registry.takes_pending_values(backend))
+    # (the parameter values are checked while the passes run: see verified)
+    with verified(circuit) if verify else contextlib.nullcontext():
+        plan = compile_plan(circuit, pipeline, training=training,
+                            background_values=registry.takes_pending_values(backend))
     try:
         model = factory(plan, device=device, dtype=_dtype(dtype), **options)
     finally:
