@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.pccc-setup
 TORCH  := torch==2.13.0
 
 .DEFAULT_GOAL := help
-.PHONY: help setup demo test test-fast lint format typecheck check clean
+.PHONY: help setup demo test test-heavy test-fast lint format typecheck check clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -27,8 +27,11 @@ demo: setup ## set up, then run the main job on the embedded default (pccc demo)
 test: setup ## set up, then run the whole test suite
 	$(BIN)/python -m pytest -q
 
+test-heavy: setup ## only the tests marked heavy (minutes; not part of make test)
+	$(BIN)/python -m pytest -q -m heavy
+
 test-fast: setup ## the tests without those marked slow
-	$(BIN)/python -m pytest -q -m 'not slow'
+	$(BIN)/python -m pytest -q -m 'not slow and not heavy'
 
 lint: setup ## ruff on the code and the tests
 	$(BIN)/ruff check pccc ir passes backends tests

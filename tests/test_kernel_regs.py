@@ -19,6 +19,7 @@ if importlib.util.find_spec("triton") is None:
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.heavy
 def test_dense_circuit_kernels_compile_offline(tmp_path):
     env = dict(os.environ, PCCC_CACHE_DIR=str(tmp_path / "pccc"),
                TRITON_CACHE_DIR=str(tmp_path / "triton"), PYTHONPATH=str(ROOT))

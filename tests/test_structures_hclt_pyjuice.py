@@ -77,6 +77,7 @@ def test_pyjuice_tree_is_rooted_at_the_lowest_center():
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 @pytest.mark.skipif(not MNIST.exists(), reason="needs ../shared/data/mnist")
 def test_mnist_edge_counts_near_pyjuice():
     """160 to 250 s on 2 CPU cores. The 88 always-zero pixels have near-tied estimates whose

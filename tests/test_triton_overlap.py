@@ -225,6 +225,7 @@ def _store_equals_add(c, x, programs):
 
 
 @pytest.mark.interpret
+@pytest.mark.heavy
 @pytest.mark.usefixtures("triton_cache")
 @settings(max_examples=3, deadline=None)
 @given(st.data())

@@ -34,6 +34,7 @@ ZOO = {
     "pumsb_star": -25.128433819, "tretail": -10.916946019,
 }
 ALWAYS = ("nltcs", "plants")
+HEAVY = ("plants",)  # 44 s on the 2-core machine: make test-heavy
 
 needs_data = pytest.mark.skipif(not PSDDS.is_dir(), reason="../shared/data is absent")
 
@@ -147,7 +148,12 @@ _LATER = (pytest.mark.slow,
 
 
 def _zoo_params():
-    return [pytest.param(n, marks=() if n in ALWAYS else _LATER) for n in ZOO]
+    def marks(n: str) -> tuple:
+        if n not in ALWAYS:
+            return _LATER
+        return (pytest.mark.heavy,) if n in HEAVY else ()
+
+    return [pytest.param(n, marks=marks(n)) for n in ZOO]
 
 
 @needs_data
