@@ -45,7 +45,7 @@ class BlockedCircuit:
     """An L1 value: an L0 circuit whose root is a sum, and the tile shape of each sum vector."""
 
     circuit: Circuit
-    """the (canonical) L0 circuit; its root is a single-node sum vector"""
+    """the (canonical) L0 circuit; its root is a sum vector"""
     blocks: Mapping[int, tuple[int, int]] = field(default_factory=dict)
     """sum vector id -> ``(B, C)``: node-block size and element-chunk size"""
 
@@ -83,10 +83,8 @@ def verify_blocked(bc: BlockedCircuit) -> None:
     """
     c = bc.circuit
     _verify_l0(c)
-    root = c.nodes[c.root]
-    if not isinstance(root, SumVector) or root.n != 1:
-        raise VerifyError("the root of a blocked circuit must be a sum vector of one node",
-                          node=c.root)
+    if not isinstance(c.nodes[c.root], SumVector):
+        raise VerifyError("the root of a blocked circuit must be a sum vector", node=c.root)
     shape_of: dict[str, tuple[int, int]] = {}
     for i, nd in enumerate(c.nodes):
         if isinstance(nd, SumVector):

@@ -2,7 +2,7 @@
 
 Statements, in the order the printer writes them::
 
-    plan num_node_slots=N num_vars=V reserved_params=R root_slot=S version=1
+    plan num_node_slots=N [num_roots=n] num_vars=V reserved_params=R root_slot=S version=1
     meta key="value" ...                          (optional)
     var_cards i64[V] = [...]
     input DIST attr=value ... node_start=S param_size=P
@@ -161,6 +161,7 @@ class PlanParser:
             raise ts.error(f"plan version {version}; this pccc reads {PLAN_VERSION}")
         head = {k: self.int_attr(attrs, k) for k in
                 ("num_node_slots", "num_vars", "reserved_params", "root_slot")}
+        num_roots = self.int_attr(attrs, "num_roots") if "num_roots" in attrs else 1
         meta: tuple[tuple[str, str], ...] = ()
         if ts.at("IDENT", "meta"):
             meta = tuple((k, str(v)) for k, (v, _) in self.head("meta").items())
@@ -194,7 +195,7 @@ class PlanParser:
             params=flat["params"], reserved_params=head["reserved_params"],
             param_group=flat["param_group"], group_size=flat["group_size"],
             input_params=flat["input_params"], param_map=pmap,
-            input_param_keys=frozenset(k.name for k in keys), meta=meta)
+            input_param_keys=frozenset(k.name for k in keys), meta=meta, num_roots=num_roots)
 
 
 def _arrays_equal(a: Any, b: Any) -> bool:

@@ -27,6 +27,12 @@ Backends consume only this level. The semantics, which every backend implements,
   ``node[node_start[b] + r] = logsumexp_{k, c} (log W[r, c] + element[chunk_start[b, k] + c])``.
   Padding chunks point at reserved slots and the reserved zero tile.
 
+**Roots**: slots ``root_slot .. root_slot + num_roots - 1`` (the nodes of the root vector, in
+order). A backend returns ``node[root_slot]`` as ``[batch]`` when ``num_roots == 1`` and the
+root slots as ``[batch, num_roots]`` otherwise. Backward passes give every root flow 1 per
+example for the EM statistics: a circuit's flows are the sum of its roots' flows, the flows of
+``sum_r log p_r(x)``.
+
 **Parameters of the source circuit**: ``param_map[key]`` has the shape of the L0 array ``key``
 and gives each entry's offset in ``params`` (sum weights) or ``input_params`` (inputs, see
 ``input_param_keys``). Tied L0 vectors share offsets; every flat entry belongs to exactly one
@@ -270,6 +276,8 @@ class KernelPlan:
     """keys of ``param_map`` that index ``input_params`` (the rest index ``params``)"""
     meta: tuple[tuple[str, str], ...] = ()
     """how the plan was made (pipeline, options, precision); shown in dumps, not semantic"""
+    num_roots: int = 1
+    """nodes of the root vector: slots ``root_slot .. root_slot + num_roots - 1``"""
 
     level = "L3"
 
@@ -322,11 +330,20 @@ class KernelPlan:
             out[key] = buf[idx]
         return out
 
+    def root_slots(self) -> range:
+        """The node slots of the roots, in order."""
+        return range(self.root_slot, self.root_slot + self.num_roots)
+
+    def _roots_text(self) -> str:
+        if self.num_roots == 1:
+            return f"root slot {self.root_slot}"
+        return f"{self.num_roots} root slots {self.root_slot}..{self.root_slots()[-1]}"
+
     def summary(self) -> str:
         """A few lines for ``model.artifacts`` and ``pccc info`` on plans."""
         lines = [f"KernelPlan v{PLAN_VERSION}: {self.num_vars} vars, "
                  f"{self.num_node_slots} node slots, {len(self.params)} weights, "
-                 f"{len(self.input_params)} input params, root slot {self.root_slot}"]
+                 f"{len(self.input_params)} input params, {self._roots_text()}"]
         for inp in self.input_layers:
             lines.append(f"  input {inp.dist}{dict(inp.attrs)} n={inp.n} @{inp.node_start}")
         for i, ly in enumerate(self.layers):

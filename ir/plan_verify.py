@@ -21,6 +21,14 @@ def _range(arr: np.ndarray, lo: int, hi: int, what: str) -> None:
                           f"{lo}..{hi - 1}")
 
 
+def _check_roots(plan: KernelPlan, written: np.ndarray) -> None:
+    if plan.num_roots < 1:
+        raise VerifyError(f"num_roots is {plan.num_roots}; a plan has at least one root")
+    for s in range(plan.root_slot, plan.root_slot + min(plan.num_roots, plan.num_node_slots + 1)):
+        if not 0 <= s < plan.num_node_slots or not written[s]:
+            raise VerifyError(f"root slot {s} is never written")
+
+
 def _check_inputs(plan: KernelPlan, written: np.ndarray) -> None:
     for i, ly in enumerate(plan.input_layers):
         where = f"input layer {i} ({ly.dist})"
@@ -92,8 +100,7 @@ def verify_plan(plan: KernelPlan) -> None:
             prev = None
         else:
             raise VerifyError(f"layer {li}: not a product or sum layer")
-    if not 0 <= plan.root_slot < plan.num_node_slots or not written[plan.root_slot]:
-        raise VerifyError(f"root slot {plan.root_slot} is never written")
+    _check_roots(plan, written)
     for key, idx in plan.param_map.items():
         buf = plan.input_params if key in plan.input_param_keys else plan.params
         _range(idx, 0, len(buf), f"param_map[{key!r}]")

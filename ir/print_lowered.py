@@ -100,7 +100,8 @@ def _print_l2(lc: LayeredCircuit, *, elide_above: int | None = None) -> str:
 
 
 def _plan_lines(plan: KernelPlan, arr: _Arrays) -> list[str]:
-    lines = [f"plan num_node_slots={plan.num_node_slots} num_vars={plan.num_vars} "
+    roots = f"num_roots={plan.num_roots} " if plan.num_roots != 1 else ""  # (1: the default)
+    lines = [f"plan num_node_slots={plan.num_node_slots} {roots}num_vars={plan.num_vars} "
              f"reserved_params={plan.reserved_params} root_slot={plan.root_slot} "
              f"version={PLAN_VERSION}"]
     if plan.meta:

@@ -5,7 +5,8 @@ For each sum vector of ``n`` nodes over ``m`` child elements the pass picks the 
 ``min-block`` and ``block-size`` whose zero padding wastes at most ``tolerance`` of the padded
 size, else 1 (the sparse form). Dense vectors (32..256 latents) get tensor-core tiles (multiples
 of 16); the scalar sums of circuits read from files get ``B = C = 1``. A root that is not a sum
-vector is wrapped in a one-weight sum so that every plan ends in a sum.
+vector is wrapped in a sum of as many nodes with identity weights, so that every plan ends in
+sums.
 
 The pass looks at vector sizes only; it never touches the weights.
 """
@@ -41,17 +42,17 @@ def pick_size(size: int, block_size: int, min_block: int, tolerance: float) -> i
 
 
 def rooted(c: Circuit) -> Circuit:
-    """``c`` with a sum root: a product or input root of one node gets a one-weight sum."""
+    """``c`` with a sum root: a product or input root of ``n`` nodes gets a sum vector of
+    ``n`` nodes whose weights are the identity (root ``r`` passes its node ``r`` through;
+    ``layout-params`` keeps the zero weights out of every normalization group)."""
     root = c.nodes[c.root]
     if isinstance(root, SumVector):
         return c
-    if root.n != 1:
-        raise PassError(f"the root vector %{c.root} holds {root.n} nodes; a circuit needs one")
     if ROOT_KEY in c.params:
         raise PassError(f"parameter key {ROOT_KEY!r} is reserved")
     params = dict(c.params.items())
-    params[ROOT_KEY] = np.ones((1, 1))
-    nodes = c.nodes + (SumVector(1, (c.root,), ROOT_KEY),)
+    params[ROOT_KEY] = np.eye(root.n)
+    nodes = c.nodes + (SumVector(root.n, (c.root,), ROOT_KEY),)
     return Circuit(nodes, params, c.num_vars, len(nodes) - 1)
 
 

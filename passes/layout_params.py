@@ -207,9 +207,13 @@ class _Weights:
             self.group_size[g0: g0 + n] = m
             self.pmap[key] = (partial(_range_map, lo, (n, m)) if _row_major(B, C, nc, n, m) else
                               partial(_tile_map, lo, (n, m), (B, C, nc)))
-            if run and not self._follows(run[-1], key):
+            if run and (key == ROOT_KEY or not self._follows(run[-1], key)):
                 out += self._pieces(run, piece)
                 run = []
+            if key == ROOT_KEY:  # (a job of its own: it rewrites its groups after the copy)
+                self.group_size[g0: g0 + n] = np.count_nonzero(self.bc.circuit.params[key], 1)
+                out.append((n * m, partial(self._fill_root, key)))
+                continue
             run.append(key)
         if run:
             out += self._pieces(run, piece)
@@ -257,6 +261,15 @@ class _Weights:
         for key in keys:
             _scatter(self._tiles(self._params, self.base[key], key), self.bc.circuit.params[key],
                      B, C)
+
+    def _fill_root(self, key: str) -> None:
+        """Copy the identity weights of a root wrapper (see ``group-blocks``): its zero
+        weights belong to no group, like padding, so that neither EM nor gradients ever move
+        them and each group is its one weight 1."""
+        self._fill_run([key])
+        B, C, nb, nc = self.grid[self.first[key]]
+        lo, hi = self.base[key], self.base[key] + nb * nc * B * C
+        self._group[lo:hi][self._params[lo:hi] == 0.0] = -1
 
     def _tiles(self, buf: np.ndarray, lo: int, key: str) -> np.ndarray:
         """The ``[nb, B, nc, C]`` view, from offset ``lo`` of ``buf``, of tiles shaped as
@@ -511,7 +524,8 @@ def layout_params(lc: LayeredCircuit, *, threads: int = 0) -> KernelPlan:
     plan = KernelPlan(
         num_vars=c.num_vars,
         var_cards=np.array([cards.get(v) or 0 for v in range(c.num_vars)], np.int64),
-        num_node_slots=next_slot, root_slot=int(slot[c.root]), input_layers=tuple(in_layers),
+        num_node_slots=next_slot, root_slot=int(slot[c.root]), num_roots=c.nodes[c.root].n,
+        input_layers=tuple(in_layers),
         layers=tuple(layers), params=wts.params, reserved_params=wts.reserved,
         param_group=wts.group, group_size=wts.group_size, input_params=in_params,
         param_map=ParamMap({}, pmap), input_param_keys=frozenset(in_map),

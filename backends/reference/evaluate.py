@@ -56,12 +56,13 @@ def node_values(c: Circuit, x: np.ndarray, missing: np.ndarray | None = None
     return vals
 
 
-def log_likelihood(c: Circuit, x: np.ndarray, missing: np.ndarray | None = None) -> np.ndarray:
-    """``log p(x)`` per example (marginals over missing values): float64 ``[N]``.
+def root_values(vals: np.ndarray) -> np.ndarray:
+    """A root vector's log-values ``[N, n]`` as a circuit's output: ``[N]`` for one root
+    node, ``[N, n]`` for several."""
+    return vals[:, 0] if vals.shape[1] == 1 else vals
 
-    The root vector must hold a single node.
-    """
-    root = c.nodes[c.root]
-    if root.n != 1:
-        raise ValueError(f"the root vector %{c.root} has {root.n} nodes; expected 1")
-    return node_values(c, x, missing)[c.root][:, 0]
+
+def log_likelihood(c: Circuit, x: np.ndarray, missing: np.ndarray | None = None) -> np.ndarray:
+    """``log p(x)`` per example (marginals over missing values): float64 ``[N]``, or
+    ``[N, n]`` (one column per root node) when the root vector holds ``n > 1`` nodes."""
+    return root_values(node_values(c, x, missing)[c.root])

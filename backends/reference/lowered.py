@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from pccc.backends.reference.evaluate import _logsumexp, missing_mask
+from pccc.backends.reference.evaluate import _logsumexp, missing_mask, root_values
 from pccc.ir import dists
 from pccc.ir.blocked import BlockedCircuit, ceil_div
 from pccc.ir.circuit import Circuit, InputVector, ProductVector, SumVector
@@ -52,7 +52,8 @@ def tiled_sum(w: np.ndarray, kids: np.ndarray, B: int, C: int) -> np.ndarray:
 
 def blocked_log_likelihood(bc: BlockedCircuit, x: np.ndarray,
                            missing: np.ndarray | None = None) -> np.ndarray:
-    """``log p(x)`` of an L1 value, every sum computed tile by tile: float64 ``[N]``."""
+    """``log p(x)`` of an L1 value, every sum computed tile by tile: float64 ``[N]`` (``[N, n]``
+    for a root vector of ``n > 1`` nodes)."""
     c = bc.circuit
     x = np.asarray(x)
     miss = missing_mask(x) if missing is None else missing
@@ -69,14 +70,14 @@ def blocked_log_likelihood(bc: BlockedCircuit, x: np.ndarray,
             kids = np.concatenate([vals[ch] for ch in nd.children], axis=1)
             B, C = bc.blocks[i]
             vals.append(tiled_sum(c.params[nd.param], kids, B, C))
-    return vals[c.root][:, 0]
+    return root_values(vals[c.root])
 
 
 def layered_log_likelihood(lc: LayeredCircuit, x: np.ndarray,
                            missing: np.ndarray | None = None) -> np.ndarray:
     """``log p(x)`` of an L2 value, layer by layer: each layer's element runs are built by its
     product partitions (fan-in padded with log 1), then its sum partitions read them in
-    chunks (padded with zero weights). Float64 ``[N]``."""
+    chunks (padded with zero weights). Float64 ``[N]`` (``[N, n]`` for ``n > 1`` roots)."""
     c = lc.circuit
     x = np.asarray(x)
     miss = missing_mask(x) if missing is None else missing
@@ -102,11 +103,12 @@ def layered_log_likelihood(lc: LayeredCircuit, x: np.ndarray,
                 assert isinstance(nd, SumVector)
                 kids = np.concatenate([elems[(s, ch)] for ch in nd.children], axis=1)
                 vals[s] = tiled_sum(c.params[nd.param], kids, g.block, g.chunk)
-    return vals[c.root][:, 0]
+    return root_values(vals[c.root])
 
 
 def evaluate_any(ir: Any, x: np.ndarray, missing: np.ndarray | None = None) -> np.ndarray:
-    """``log p(x)`` of an IR value of any level (L0 to L3): float64 ``[N]``."""
+    """``log p(x)`` of an IR value of any level (L0 to L3): float64 ``[N]``, or ``[N, n]``
+    for a root vector of ``n > 1`` nodes."""
     level = getattr(ir, "level", None)
     if level == "L0":
         from pccc.backends.reference.evaluate import log_likelihood

@@ -66,5 +66,9 @@ def plan_node_values(plan: KernelPlan, x: np.ndarray, missing: np.ndarray | None
 
 def plan_log_likelihood(plan: KernelPlan, x: np.ndarray, missing: np.ndarray | None = None
                         ) -> np.ndarray:
-    """``log p(x)`` per example computed from the plan: float64 ``[N]``."""
-    return plan_node_values(plan, x, missing)[plan.root_slot]
+    """``log p(x)`` per example computed from the plan: float64 ``[N]``, or ``[N, num_roots]``
+    for a plan of several roots."""
+    node = plan_node_values(plan, x, missing)
+    if plan.num_roots == 1:
+        return node[plan.root_slot]
+    return node[plan.root_slot: plan.root_slot + plan.num_roots].T.copy()
