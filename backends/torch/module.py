@@ -19,6 +19,14 @@ flows (:func:`pccc.backends.torch.inputs.grad_and_stats`). Backward also accumul
 statistics (``sum_flows``, ``input_counts``, ``input_stats``, ``input_missflow``) with a root
 flow of 1 per example, until :meth:`CompiledCircuit.zero_flows` or an EM step.
 
+A root vector of ``n > 1`` nodes makes the output ``[batch, n]``. Its EM statistics give every
+root flow 1 per example (the sum of the roots' flows); its gradients follow the upstream
+gradient of each root. Where that gradient is the same for every root of an example
+(``ll.sum()``, ``ll.mean()``) one backward pass computes both; otherwise the gradients take a
+pass per sign with the upstream gradients as the roots' flows
+(:meth:`CompiledCircuit.root_grad_pieces`) and, when flows are tracked, the EM statistics a
+pass of their own.
+
 Subclasses (the Triton backend) override :meth:`CompiledCircuit.run_forward` and
 :meth:`CompiledCircuit.run_backward`; parameters, input layers, flows, EM and saving are shared.
 """
@@ -85,23 +93,37 @@ class _CircuitFunction(torch.autograd.Function):
         node = model.run_forward(logw.detach(), in_vals, elems)
         ctx.model, ctx.data, ctx.fused, ctx.elems = model, data, fused, elems
         ctx.save_for_backward(logw.detach(), node)
-        return node[model.root_slot].clone()
+        return model.root_output(node)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         model: CompiledCircuit = ctx.model
         logw, node = ctx.saved_tensors
-        node_flow, pflows = model.run_backward(node, logw, grad, track_em=model.track_flows,
-                                               elems=ctx.elems)
+        pieces = model.root_grad_pieces(grad)
+        # root flows of 1: the EM statistics come from the same pass
+        em = model.track_flows and pieces[0][1] is None
+        dlogw: Tensor | None = None
+        dins: list[Tensor] = []
+        for scale, root_flow in pieces:
+            node_flow, pflows = model.run_backward(node, logw, scale, track_em=em,
+                                                   elems=ctx.elems, root_flow=root_flow)
+            if ctx.fused:
+                din = [model.input_backward(node_flow, ctx.data, scale, stats=em)]
+            else:
+                din = [scale[None, :] * node_flow[ly.node_start: ly.node_start + ly.n]
+                       for ly in model.plan.input_layers]
+            if em:
+                model.sum_flows += pflows[1] if len(pflows) > 1 else pflows[0]
+            dlogw = pflows[0] if dlogw is None else dlogw + pflows[0]
+            dins = din if not dins else [a + b for a, b in zip(dins, din)]
+        if model.track_flows and not em:  # the EM statistics: root flow 1 each
+            ones = torch.ones_like(pieces[0][0])
+            em_flow, pf = model.run_backward(node, logw, ones, track_em=True, elems=ctx.elems)
+            model.sum_flows += pf[1] if len(pf) > 1 else pf[0]
+            if ctx.fused:
+                model.input_backward(em_flow, ctx.data, ones, stats=True)
         ctx.elems = None
-        if model.track_flows:
-            model.sum_flows += pflows[1] if len(pflows) > 1 else pflows[0]
-        if ctx.fused:
-            return (None, None, None, pflows[0],
-                    model.input_backward(node_flow, ctx.data, grad))
-        grads = [grad[None, :] * node_flow[ly.node_start: ly.node_start + ly.n]
-                 for ly in model.plan.input_layers]
-        return (None, None, None, pflows[0], *grads)
+        return (None, None, None, dlogw, *dins)
 
 
 def _dead_slots(plan: KernelPlan) -> np.ndarray:
@@ -142,6 +164,7 @@ class CompiledCircuit(ParamsMixin, nn.Module):
         plan.wait_values()  # (a plan may come with its values still being copied)
         self.plan = plan
         self.root_slot = plan.root_slot
+        self.num_roots = plan.num_roots
         self.track_flows = True
         #: keep the product layers' values from forward to backward (else recomputed)
         self.keep_elements = True
@@ -211,7 +234,8 @@ class CompiledCircuit(ParamsMixin, nn.Module):
     # --------------------------------------------------------------- forward
     def forward(self, x: Tensor, missing: Tensor | None = None, *,
                 input_logp: Tensor | None = None) -> Tensor:
-        """``log p(x)`` per example, ``[batch]``; missing values are marginalized.
+        """``log p(x)`` per example, ``[batch]`` (``[batch, n]`` for a root vector of ``n > 1``
+        nodes, one column per root); missing values are marginalized.
 
         Args:
             x: ``[batch, num_vars]`` int64 (``-1`` = missing) or float (NaN = missing) data.
@@ -298,6 +322,31 @@ class CompiledCircuit(ParamsMixin, nn.Module):
         return [(prod, list(parts))  # type: ignore[misc, call-overload]
                 for prod, parts in zip(self.product_layers, self.sum_layers)]
 
+    def root_output(self, node: Tensor) -> Tensor:
+        """The roots' rows of a node buffer ``[slots, batch]`` as the module's output (a new
+        tensor): ``[batch]`` for one root, ``[batch, num_roots]`` for several."""
+        if self.num_roots == 1:
+            return node[self.root_slot].clone()
+        return node[self.root_slot: self.root_slot + self.num_roots].t().contiguous()
+
+    def root_grad_pieces(self, grad: Tensor) -> list[tuple[Tensor, Tensor | None]]:
+        """The backward passes that the upstream gradient of :meth:`root_output` takes, as
+        ``(scale, root_flow)``: the per-example weight of the flows ``[batch]`` and the roots'
+        flows ``[num_roots, batch]`` (None: 1 for every root). The gradients of the passes
+        add up. One pass with root flows 1 where the gradient is the same for every root of
+        an example (``ll.sum()``, ``ll.mean()``); else one pass per sign (flows are never
+        negative): the positive part with ``scale`` 1, the negative one with ``scale`` -1."""
+        if grad.dim() == 1:
+            return [(grad, None)]
+        if bool((grad == grad[:, :1]).all()):  # (the usual case)
+            return [(grad[:, 0].contiguous(), None)]
+        pieces: list[tuple[Tensor, Tensor | None]] = []
+        for sign in (1.0, -1.0):
+            part = (grad * sign).clamp_min(0.0)
+            if bool((part > 0).any()):
+                pieces.append((torch.full_like(grad[:, 0], sign), part.t().contiguous()))
+        return pieces
+
     def run_forward(self, logw: Tensor, in_vals: list[Tensor],
                     keep: list[Tensor] | None = None) -> Tensor:
         """The node buffer ``[num_node_slots, batch]`` (no autograd). Overridable.
@@ -321,18 +370,22 @@ class CompiledCircuit(ParamsMixin, nn.Module):
         return node
 
     def run_backward(self, node: Tensor, logw: Tensor, grad: Tensor, *, track_em: bool,
-                     elems: list[Tensor] | None = None) -> tuple[Tensor, list[Tensor]]:
+                     elems: list[Tensor] | None = None, root_flow: Tensor | None = None
+                     ) -> tuple[Tensor, list[Tensor]]:
         """Node flows ``[slots, batch]`` (root flow 1) and parameter flows. Overridable.
 
         ``elems``: the element buffers kept by :meth:`run_forward` (else recomputed).
+        ``grad``: ``[batch]`` weights of the examples in the gradient. ``root_flow``: the
+        roots' flows ``[num_roots, batch]`` (default: 1 each; the EM flows follow them too).
 
         Returns ``(node_flow, [grad w.r.t. log-weights, EM flows])`` (the second only when
         ``track_em``).
         """
-        root = node[self.root_slot]
+        rows = slice(self.root_slot, self.root_slot + self.num_roots)
         node_flow = torch.empty_like(node)
         node_flow.index_fill_(0, self.flow_zero_rows, 0.0)
-        node_flow[self.root_slot] = torch.isfinite(root).to(node.dtype)
+        live = torch.isfinite(node[rows]).to(node.dtype)
+        node_flow[rows] = live if root_flow is None else live * root_flow.to(node.dtype)
         # a uniform upstream gradient (ll.sum(), ll.mean()) scales the EM flows: one reduction
         uniform = track_em and bool((grad == grad[:1]).all())
         gws: list[Tensor | None] = [None] if uniform else [grad]
@@ -354,9 +407,11 @@ class CompiledCircuit(ParamsMixin, nn.Module):
         return node_flow, pflows
 
     # ------------------------------------------------------------------ flows
-    def input_backward(self, node_flow: Tensor, data: Batch, grad: Tensor) -> Tensor:
+    def input_backward(self, node_flow: Tensor, data: Batch, grad: Tensor, *,
+                       stats: bool | None = None) -> Tensor:
         """Gradient w.r.t. ``input_raw`` from the input nodes' flows; also adds the EM
-        statistics of the input layers when ``track_flows``."""
+        statistics of the input layers when ``stats`` (default: ``track_flows``)."""
+        stats = self.track_flows if stats is None else stats
         uniform = bool((grad == grad[:1]).all()) if grad.numel() else True
         g: Tensor | float = float(grad[0]) if uniform and grad.numel() else grad
         layers = [i for i, ly in enumerate(self.plan.input_layers) if ly.param_size]
@@ -379,7 +434,7 @@ class CompiledCircuit(ParamsMixin, nn.Module):
                     out[span[0]: span[0] + span[1]] += gr.reshape(-1)
                 else:
                     out.index_add_(0, pidx.reshape(-1), gr.reshape(-1))
-                if self.track_flows:
+                if stats:
                     self._add_input_stats(ly.dist, pidx, span, st, fm)
         return torch.zeros_like(self.input_raw) if out is None else out
 

@@ -15,7 +15,12 @@ of its own (``overlap.py``).
 ``.backward()`` runs the flow kernels once: node flows, weight gradients, input statistics, and
 (when ``track_flows``) the EM flows with root flow 1 per example, whatever the loss's weights
 (a uniform loss, ``ll.mean()``, needs no second pass: a device-side flag picks the path, never
-a host sync). Gradients of ``sum_logits`` and ``input_raw`` follow in closed form. On a GPU
+a host sync). A circuit of several roots gives each root flow 1 per example in the EM flows;
+where the loss weighs the roots of an example differently, the gradients take a pass per sign
+with the upstream gradients as the roots' flows, and the EM flows a pass of their own, each
+pass after the first after a forward pass again (telling the cases apart costs host syncs, for
+circuits of several roots only). Gradients of ``sum_logits`` and ``input_raw`` follow in closed
+form. On a GPU
 each of forward, backward and EM step is recorded once per batch size as a CUDA graph and
 replayed (``use_graphs``). ``param_grads = False`` skips the parameters' gradients (EM
 training reads flows only: two weight-sized passes and the gradients' memory saved). Buffers
@@ -67,6 +72,9 @@ class _Buffers:
     flag: Tensor
     ones: Tensor
     x_in: dict[Any, Tensor] = field(default_factory=dict)
+    roots: Tensor | None = None
+    """``[num_roots, stride]``: the roots' flows of a backward pass whose upstream gradient
+    differs between the roots of an example (made on first need)"""
 
 
 def _sum_weights(plan: KernelPlan, dp: DevicePlan, store: Tensor, dev: torch.device
@@ -403,7 +411,7 @@ class TritonCompiledCircuit(EMOverlap, CompiledCircuit):
         return _Fused.apply(self, x, missing, logits, raw)
 
     def fused_forward(self, x: Tensor, missing: Tensor | None) -> Tensor:
-        """Fill the node buffer for ``x``; the root's log-values ``[batch]``."""
+        """Fill the node buffer for ``x``; the roots' log-values (:meth:`root_output`)."""
         batch = x.shape[0]
         b = self._static(batch)
         xkey = (x.dtype, x.shape[1], missing is not None)
@@ -433,7 +441,7 @@ class TritonCompiledCircuit(EMOverlap, CompiledCircuit):
         self._run(("fwd", batch) + xkey, run, also=also)
         self._stamp += 1
         self._batch = batch
-        return b.node[self.root_slot, :batch].clone()
+        return self.root_output(b.node[:, :batch])
 
     def _em_backward(self, batch: int, store: bool | None = None
                      ) -> tuple[Any, Callable[[], None]]:
@@ -459,15 +467,25 @@ class TritonCompiledCircuit(EMOverlap, CompiledCircuit):
 
         return ("bwd-em", batch, store), direct
 
-    def fused_backward(self, grad: Tensor, want_logits: bool, want_raw: bool
+    def fused_backward(self, grad: Tensor, want_logits: bool, want_raw: bool, *,
+                       root_grad: Tensor | None = None, track: bool | None = None
                        ) -> tuple[Tensor | None, Tensor | None]:
         """Flows for the last forward pass under upstream gradient ``grad [batch]``; returns
-        the gradients of ``sum_logits`` and ``input_raw`` (None where not wanted)."""
+        the gradients of ``sum_logits`` and ``input_raw`` (None where not wanted).
+        ``root_grad``: the roots' flows ``[num_roots, batch]`` (default: 1 each; with them,
+        ``grad`` should be 1). ``track``: add the EM statistics (default: ``track_flows``;
+        they need the default root flows)."""
         self.wait_em()
         batch = self._batch
         b = self._static(batch)
         b.scale[:batch].copy_(grad)
-        track = self.track_flows
+        track = self.track_flows if track is None else track
+        roots = None
+        if root_grad is not None:
+            if b.roots is None:
+                b.roots = self._zeros(self.num_roots, b.stride)
+            b.roots[:, :batch].copy_(root_grad)
+            roots = b.roots[:, :batch]
         dp = self.dp
         if track and not (want_logits or want_raw):  # EM statistics only
             self._run(*self._em_backward(batch))
@@ -486,7 +504,7 @@ class TritonCompiledCircuit(EMOverlap, CompiledCircuit):
             else:
                 b.flag.zero_()
             dp.sum_backward(b.node, b.flow, b.scale, b.flag, batch, self._w, pgrad, flows,
-                            inplace=True)
+                            inplace=True, root_flow=roots)
             dp.input_backward(b.flow, b.xt, b.mt, b.scale, b.flag, batch, counts, nstats,
                               self.em_counts, self.em_nstats)
             if track:
@@ -497,7 +515,7 @@ class TritonCompiledCircuit(EMOverlap, CompiledCircuit):
                 for acc, ns in zip(self.em_nstats, nstats):
                     acc.addcmul_(ns, inv)
 
-        self._run(("bwd", batch, track), run)
+        self._run(("bwd", batch, track, roots is not None), run)
         self._stamp += 1  # the node buffer now holds flow ratios: a new backward recomputes
         dl = dr = None
         if want_logits:
@@ -515,7 +533,8 @@ class TritonCompiledCircuit(EMOverlap, CompiledCircuit):
         return self._sbufs.node[: self.plan.num_node_slots, :batch]
 
     def node_flows(self, batch: int) -> Tensor:
-        """Node flows ``[slots, batch]`` (root flow 1 per example) of the last backward."""
+        """Node flows ``[slots, batch]`` of the last backward (root flow 1 per example, or
+        the roots' upstream gradients: see :meth:`fused_backward`)."""
         assert self._sbufs is not None
         return self._sbufs.flow[: self.plan.num_node_slots, :batch]
 
@@ -593,7 +612,8 @@ class TritonCompiledCircuit(EMOverlap, CompiledCircuit):
         return b.node[: self.plan.num_node_slots, :batch]
 
     def run_backward(self, node: Tensor, logw: Tensor, grad: Tensor, *, track_em: bool,
-                     elems: list[Tensor] | None = None) -> tuple[Tensor, list[Tensor]]:
+                     elems: list[Tensor] | None = None, root_flow: Tensor | None = None
+                     ) -> tuple[Tensor, list[Tensor]]:
         batch = node.shape[1]
         b = self._static(batch)
         w = self._ext_w
@@ -602,7 +622,8 @@ class TritonCompiledCircuit(EMOverlap, CompiledCircuit):
         b.flag.fill_(int(track_em and not uniform))
         em = torch.zeros_like(w)
         pgrad = torch.zeros_like(w)
-        self.dp.sum_backward(b.node, b.flow, b.scale, b.flag, batch, w, pgrad, em)
+        self.dp.sum_backward(b.node, b.flow, b.scale, b.flag, batch, w, pgrad, em,
+                             root_flow=None if root_flow is None else root_flow.float())
         dlogw = w * pgrad
         out = [dlogw.to(logw.dtype)]
         if track_em:
@@ -628,8 +649,31 @@ class _Fused(torch.autograd.Function):
             model.sync_params()
             model.fused_forward(ctx.x, ctx.missing)
         grads = model.param_grads
-        dl, dr = model.fused_backward(grad.contiguous().float(), grads and ctx.needs_input_grad[3],
-                                      grads and ctx.needs_input_grad[4])
+        want_l, want_r = grads and ctx.needs_input_grad[3], grads and ctx.needs_input_grad[4]
+        pieces = model.root_grad_pieces(grad)
+        if pieces[0][1] is None:
+            dl, dr = model.fused_backward(pieces[0][0].contiguous().float(), want_l, want_r)
+            return None, None, None, dl, dr
+        # the roots weigh differently: the gradients with the upstream gradients as the
+        # roots' flows (a pass per sign), then (when tracked) the EM statistics with root
+        # flow 1 each; each pass after the first recomputes the forward values it overwrote
+        dl = dr = None
+        passes = 0
+        for scale, root_grad in pieces if want_l or want_r else []:
+            if passes:
+                model.sync_params()
+                model.fused_forward(ctx.x, ctx.missing)
+            assert root_grad is not None
+            gl, gr = model.fused_backward(scale.float(), want_l, want_r,
+                                          root_grad=root_grad.float(), track=False)
+            dl = gl if dl is None or gl is None else dl + gl
+            dr = gr if dr is None or gr is None else dr + gr
+            passes += 1
+        if model.track_flows:
+            if passes:
+                model.sync_params()
+                model.fused_forward(ctx.x, ctx.missing)
+            model.fused_backward(torch.ones_like(pieces[0][0]).float(), False, False)
         return None, None, None, dl, dr
 
 

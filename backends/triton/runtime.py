@@ -410,8 +410,10 @@ class DevicePlan:
 
     def sum_backward(self, node: Tensor, flow: Tensor, scale: Tensor, flag: Tensor, batch: int,
                      w: Tensor, pgrad: Tensor, flows: Tensor, em_direct: bool = False,
-                     inplace: bool = False, store: bool = False) -> None:
-        """Node flows (root flow 1 per example) into ``flow``; ``sum_b scale_b * ...`` weight
+                     inplace: bool = False, store: bool = False,
+                     root_flow: Tensor | None = None) -> None:
+        """Node flows (flow 1 per root and example, or ``root_flow``: ``[num_roots, batch]``)
+        into ``flow``; ``sum_b scale_b * ...`` weight
         gradients into ``pgrad`` (zeroed here); where ``flag[0] != 0``, EM flows added to
         ``flows``. ``em_direct``: ``pgrad`` is the EM flows accumulator instead (not zeroed;
         ``scale`` must be 1 and ``flag`` 0): ``w`` times the sums are added to it.
@@ -430,9 +432,13 @@ class DevicePlan:
             start, count = self.zero_tiles
             self.k.zero_rows[(start.numel(), triton_cdiv(batch, ZERO_COLS))](
                 flow, start, count, stride, batch, R=ZERO_ROWS, CB=ZERO_COLS)
-        flow[self.plan.root_slot, :real] = 1.0
+        roots = slice(self.plan.root_slot, self.plan.root_slot + self.plan.num_roots)
+        if root_flow is None:
+            flow[roots, :real] = 1.0
+        else:
+            flow[roots, :real] = root_flow
         if batch > real:  # padding columns (see col_bound): no flow
-            flow[self.plan.root_slot, real:batch] = 0.0
+            flow[roots, real:batch] = 0.0
         if not em_direct:
             pgrad.zero_()
         scratch, qbuf = self.ratio_buffers(stride, rows=not inplace)
