@@ -1,7 +1,9 @@
 """``pccc eval FILE --data DATA``: log-likelihood of each example, and their mean.
 
 The last line of stdout is ``mean log-likelihood: <float>`` (natural log, mean over examples).
-``--out LL.npy`` writes the per-example values as float64; nothing is written on failure.
+A circuit whose root vector holds ``n > 1`` nodes prints one such line per root instead,
+``root r: mean log-likelihood: <float>``. ``--out LL.npy`` writes the per-example values as
+float64, ``[N]`` (``[N, n]`` for ``n`` roots); nothing is written on failure.
 """
 
 from __future__ import annotations
@@ -86,10 +88,20 @@ def evaluator(circuit: Circuit, backend: str, device: str = "cpu", dtype: str | 
 
 
 def log_likelihoods(fn: Evaluator, x: np.ndarray, batch_size: int) -> np.ndarray:
-    """Evaluate ``fn`` over ``x`` in batches of ``batch_size`` rows: float64 ``[N]``."""
+    """Evaluate ``fn`` over ``x`` in batches of ``batch_size`` rows: float64 ``[N]`` (``[N, n]``
+    for ``n`` roots)."""
     parts = [np.asarray(fn(x[i:i + batch_size]), dtype=np.float64)
              for i in range(0, x.shape[0], batch_size)]
     return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def summary_lines(ll: np.ndarray) -> list[str]:
+    """The mean log-likelihood lines of ``ll`` ``[N]`` (one line) or ``[N, n]`` (one per root,
+    ``root r: ...``)."""
+    if ll.ndim == 1:
+        return [f"mean log-likelihood: {float(np.mean(ll))!r}"]
+    return [f"root {r}: mean log-likelihood: {float(np.mean(ll[:, r]))!r}"
+            for r in range(ll.shape[1])]
 
 
 def _check_out(out: str | None) -> Path | None:
@@ -117,19 +129,16 @@ def run(args: argparse.Namespace) -> int:
     else:
         args.backend = args.backend or "reference"
         circuit = load_verified(args.file)
-        if circuit.nodes[circuit.root].n != 1:
-            raise PcccError(f"{args.file}: the root vector has "
-                            f"{circuit.nodes[circuit.root].n} nodes; eval needs a single root "
-                            "node")
         fn = evaluator(circuit, args.backend, args.device, args.dtype)
     x = load_data(args.data, circuit, key=args.key)
     ll = log_likelihoods(fn, x, args.batch_size)
     if out is not None:
         with atomic_write(out) as f:
             np.save(f, ll)
-    print(f"examples: {ll.size}")
+    print(f"examples: {ll.shape[0]}")
     print(f"backend: {args.backend} ({args.device})")
-    print(f"mean log-likelihood: {float(np.mean(ll))!r}")
+    for line in summary_lines(ll):
+        print(line)
     return 0
 
 
