@@ -155,8 +155,9 @@ def _vector(s: _State, scope: list[int], n: int) -> int:
 @st.composite
 def circuits(draw: Any, *, min_vars: int = 1, max_vars: int = 4, max_n: int = 3,
              max_card: int = 3, dists: Sequence[str] = DISCRETE, normalized: bool = True,
-             tie_prob: float = 0.3) -> Circuit:
-    """Random smooth, decomposable L0 circuits with a single-node sum root.
+             tie_prob: float = 0.3, roots: int = 1, root_kinds: Sequence[str] = ("sum",)
+             ) -> Circuit:
+    """Random smooth, decomposable L0 circuits with a sum root of one node (by default).
 
     Args:
         min_vars: fewest variables.
@@ -168,6 +169,9 @@ def circuits(draw: Any, *, min_vars: int = 1, max_vars: int = 4, max_n: int = 3,
             Inputs are always normalized distributions (so marginalizing a missing value by
             setting its inputs to 1 stays exact).
         tie_prob: chance that a vector reuses an existing parameter key of the same shape.
+        roots: nodes of the root vector.
+        root_kinds: kinds the root vector is drawn from: ``"sum"``, ``"product"`` (over two
+            or more variables; else a sum), ``"input"`` (over one variable; else a sum).
     """
     nv = draw(st.integers(min_vars, max_vars))
     discrete = [d for d in dists if d != "gaussian"]
@@ -184,7 +188,13 @@ def circuits(draw: Any, *, min_vars: int = 1, max_vars: int = 4, max_n: int = 3,
     rng = np.random.default_rng(seed)
     b = CircuitBuilder(rng=rng)
     s = _State(draw, b, cards, list(dists), max_n, normalized, tie_prob, rng)
-    root = _sum(s, list(range(nv)), 1)
+    kind = draw(st.sampled_from(list(root_kinds))) if len(root_kinds) > 1 else root_kinds[0]
+    if kind == "product" and nv >= 2:
+        root = _product(s, list(range(nv)), roots)
+    elif kind == "input" and nv == 1:
+        root = _input(s, 0, roots)
+    else:
+        root = _sum(s, list(range(nv)), roots)
     return b.build(root, num_vars=nv)
 
 
