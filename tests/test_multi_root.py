@@ -263,15 +263,16 @@ def test_pccm_round_trip(tmp_path):
 
 def test_eval_writes_n_columns_and_names_each_root(tmp_path, capsys):
     pccc.save(_small(), tmp_path / "c.pcir")
+    pccc.save(pccc.compile(_small(), dtype=F64), tmp_path / "m.pccm")
     np.save(tmp_path / "x.npy", X)
     want = log_likelihood(_small(), X)
-    for backend in ("reference", "torch"):
-        out = tmp_path / f"ll-{backend}.npy"
-        assert main(["eval", str(tmp_path / "c.pcir"), "--data", str(tmp_path / "x.npy"),
-                     "--backend", backend, "--dtype", "float64", "--batch-size", "2",
-                     "--out", str(out)] if backend != "reference" else
-                    ["eval", str(tmp_path / "c.pcir"), "--data", str(tmp_path / "x.npy"),
-                     "--batch-size", "2", "--out", str(out)]) == 0
+    runs = {"reference": ["c.pcir", "--backend", "reference"],
+            "torch": ["c.pcir", "--backend", "torch", "--dtype", "float64"],
+            "pccm": ["m.pccm"]}
+    for name, args in runs.items():
+        out = tmp_path / f"ll-{name}.npy"
+        assert main(["eval", str(tmp_path / args[0]), *args[1:], "--data",
+                     str(tmp_path / "x.npy"), "--batch-size", "2", "--out", str(out)]) == 0
         ll = np.load(out)
         assert ll.shape == (len(X), 3)
         np.testing.assert_allclose(ll, want, rtol=1e-10)

@@ -20,9 +20,8 @@ where the loss weighs the roots of an example differently, the gradients take a 
 with the upstream gradients as the roots' flows, and the EM flows a pass of their own, each
 pass after the first after a forward pass again (telling the cases apart costs host syncs, for
 circuits of several roots only). Gradients of ``sum_logits`` and ``input_raw`` follow in closed
-form. On a GPU
-each of forward, backward and EM step is recorded once per batch size as a CUDA graph and
-replayed (``use_graphs``). ``param_grads = False`` skips the parameters' gradients (EM
+form. On a GPU each of forward, backward and EM step is recorded once per batch size as a CUDA
+graph and replayed (``use_graphs``). ``param_grads = False`` skips the parameters' gradients (EM
 training reads flows only: two weight-sized passes and the gradients' memory saved). Buffers
 are ``[slots + 1, stride]`` (the extra row holds ``-inf``) for the largest batch seen; smaller
 batches use them too.
