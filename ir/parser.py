@@ -27,7 +27,7 @@ from pccc.ir import dists
 from pccc.ir.circuit import Circuit, InputVector, Node, ProductVector, SumVector
 from pccc.ir.errors import ParseError
 from pccc.ir.lexer import Key, Ref, Token, TokenStream
-from pccc.ir.printer import VERSION
+from pccc.ir.printer import LOWERED_LEVELS, VERSION
 
 _PARSERS: dict[str, Callable[..., Any]] = {}
 
@@ -61,8 +61,12 @@ def parse(text: str, *, file: str = "<string>", base_dir: str | Path | None = No
     level = ts.expect("IDENT", what="IR level (L0, L1, L2, L3)")
     ts.end_line()
     fn = _PARSERS.get(level.text)
+    if fn is None and level.text in LOWERED_LEVELS:
+        import pccc.ir.parse_lowered  # noqa: F401  (registers the lowered levels' parsers)
+
+        fn = _PARSERS.get(level.text)
     if fn is None:
-        known = ", ".join(sorted(_PARSERS))
+        known = ", ".join(sorted(set(_PARSERS) | set(LOWERED_LEVELS)))
         raise ts.error(f"unknown IR level {level.text!r} (known: {known})", level)
     if base_dir is None:
         base_dir = Path(file).parent if file != "<string>" else Path(".")

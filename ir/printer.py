@@ -29,6 +29,9 @@ from pccc.ir.lexer import BARE_RE, Key, Ref, quote
 VERSION = 1
 
 _PRINTERS: dict[str, Callable[..., str]] = {}
+#: levels whose printers and parsers live in ``print_lowered`` and ``parse_lowered``, which
+#: ``to_text`` and ``parse`` import when they first meet a value or text of one
+LOWERED_LEVELS = ("L1", "L2", "L3")
 
 
 def register_printer(level: str, fn: Callable[..., str]) -> None:
@@ -151,6 +154,10 @@ def to_text(value: Any, *, elide_above: int | None = None) -> str:
     """
     level = getattr(value, "level", None)
     fn = _PRINTERS.get(str(level))
+    if fn is None and str(level) in LOWERED_LEVELS:
+        import pccc.ir.print_lowered  # noqa: F401  (registers the lowered levels' printers)
+
+        fn = _PRINTERS.get(str(level))
     if fn is None:
         raise TypeError(f"no printer for IR level {level!r}")
     return fn(value, elide_above=elide_above)

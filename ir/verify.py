@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -24,7 +23,6 @@ from pccc.ir import dists
 from pccc.ir.analyses import scopes
 from pccc.ir.circuit import Circuit, InputVector, ProductVector, SumVector
 from pccc.ir.errors import VerifyError
-from pccc.ir.verify_arrays import passes_checks, scope_properties, structure_checks
 
 
 def _fmt_scope(s: frozenset[int]) -> str:
@@ -163,6 +161,8 @@ def verify(c: Circuit) -> None:
     Raises:
         VerifyError: naming the node (``%id`` as printed) and the offending detail.
     """
+    from pccc.ir.verify_arrays import passes_checks  # (here: `import pccc` stays lighter)
+
     if passes_checks(c):  # the checks of verify_nodes over arrays of node vectors
         return
     verify_nodes(c)
@@ -180,6 +180,10 @@ def verified(c: Circuit) -> Iterator[None]:
         VerifyError: as :func:`verify`, on entry, or on exit (then also in place of an
             exception the block raised, which is chained to it).
     """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pccc.ir.verify_arrays import structure_checks
+
     later = structure_checks(c)
     if later is None:
         verify_nodes(c)  # raises, naming the node
@@ -212,6 +216,8 @@ def verify_nodes(c: Circuit) -> None:
 
 def is_smooth(c: Circuit) -> bool:
     """True when the children of every sum vector have the same scope."""
+    from pccc.ir.verify_arrays import scope_properties
+
     flags = scope_properties(c)
     if flags is not None:
         return flags[0]
@@ -222,6 +228,8 @@ def is_smooth(c: Circuit) -> bool:
 
 def is_decomposable(c: Circuit) -> bool:
     """True when the children of every product vector have pairwise disjoint scopes."""
+    from pccc.ir.verify_arrays import scope_properties
+
     flags = scope_properties(c)
     if flags is not None:
         return flags[1]
