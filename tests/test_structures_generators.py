@@ -181,7 +181,7 @@ def test_uniform_parameters_are_not_allocated():
 
 def test_perturb_redraws_sums_and_categoricals_normalized():
     """``perturb``: every sum row and categorical table is a fresh normalized draw with ratios
-    up to e^perturbation; tied keys stay tied; other families and the structure are kept."""
+    up to e^spread; tied keys stay tied; other families and the structure are kept."""
     from pccc.ir import CircuitBuilder
     from pccc.structures import perturb
 
@@ -191,24 +191,28 @@ def test_perturb_redraws_sums_and_categoricals_normalized():
     s1 = b.sum([b.product([cat, ber])], n=2, tie="shared")
     s2 = b.sum([b.product([cat, ber])], n=2, tie="shared")
     c = b.build(b.sum([b.product([s1, s2])], n=1), num_vars=2)
-    p = perturb(c, perturbation=3.0, seed=1)
-    assert p.nodes == c.nodes
-    changed = 0
-    for node in c.nodes:
-        key = getattr(node, "param", None)
-        if key is None:
-            continue
-        new, old = p.params[key], c.params[key]
-        if node.kind == "input" and node.dist == "bernoulli":
-            np.testing.assert_array_equal(new, old)
-            continue
-        changed += 1
-        np.testing.assert_allclose(new.sum(axis=-1), 1.0, rtol=1e-12)
-        assert new.min() > 0 and (new.max(axis=-1) / new.min(axis=-1)).max() <= np.exp(3.0)
-        assert not np.allclose(new, old)
-    assert changed >= 3
-    assert len([k for k in p.params if k == "shared"]) == 1
+    for spread, (s_sum, s_in) in [(3.0, (3.0, 3.0)), ((5.0, 1.0), (5.0, 1.0)), ((), (4.0, 2.0))]:
+        p = perturb(c, spread, seed=1) if spread != () else perturb(c, seed=1)
+        assert p.nodes == c.nodes
+        changed = 0
+        for node in c.nodes:
+            key = getattr(node, "param", None)
+            if key is None:
+                continue
+            new, old = p.params[key], c.params[key]
+            if node.kind == "input" and node.dist == "bernoulli":
+                np.testing.assert_array_equal(new, old)
+                continue
+            changed += 1
+            np.testing.assert_allclose(new.sum(axis=-1), 1.0, rtol=1e-12)
+            limit = s_sum if node.kind == "sum" else s_in
+            assert new.min() > 0
+            assert (new.max(axis=-1) / new.min(axis=-1)).max() <= np.exp(limit)
+            assert not np.allclose(new, old)
+        assert changed >= 3
+        assert len([k for k in p.params if k == "shared"]) == 1
     flat = perturb(c, 0.0).params["shared"]
     np.testing.assert_allclose(flat, 1.0 / flat.shape[-1])
-    with pytest.raises(ValueError):
-        perturb(c, -1.0)
+    for bad in (-1.0, (1.0, -2.0), (float("nan"), 1.0)):
+        with pytest.raises(ValueError):
+            perturb(c, bad)

@@ -5,8 +5,9 @@
 - :func:`RAT_SPN`: random and tensorized SPNs.
 - :func:`HMM`: hidden Markov models (homogeneous: tied parameters).
 
-:func:`perturb` redraws a circuit's sum weights and categorical tables the way PyJuice
-initializes them (more spread than the generators' near-uniform draw; EM starts faster).
+Initial parameters are PyJuice's draw (sum rows ``exp(-4u)`` normalized, categorical tables
+``exp(-2u)``), with the spreads as every generator's ``init_spread`` (:class:`InitSpread`);
+``seed=None`` gives uniform ones. :func:`perturb` redraws any circuit's the same way.
 
 Input distributions are chosen with ``input_dist`` (``categorical``, ``bernoulli``,
 ``binomial``, ``gaussian``) or an :class:`InputSpec`.
@@ -20,7 +21,7 @@ Example::
 from pccc.structures.chow_liu import chow_liu_tree, mutual_information
 from pccc.structures.hclt import HCLT, hclt_from_tree
 from pccc.structures.hmm import HMM
-from pccc.structures.init import perturb
+from pccc.structures.init import InitSpread, perturb
 from pccc.structures.input_layers import INPUT_DISTS, InputSpec
 from pccc.structures.pd import PD
 from pccc.structures.rat_spn import RAT_SPN
@@ -29,6 +30,6 @@ from pccc.structures.rat_spn import RAT_SPN
 GENERATORS = {"hclt": HCLT, "pd": PD, "rat-spn": RAT_SPN, "hmm": HMM}
 
 __all__ = [
-    "GENERATORS", "HCLT", "HMM", "INPUT_DISTS", "PD", "RAT_SPN", "InputSpec", "chow_liu_tree",
-    "hclt_from_tree", "mutual_information", "perturb",
+    "GENERATORS", "HCLT", "HMM", "INPUT_DISTS", "PD", "RAT_SPN", "InitSpread", "InputSpec",
+    "chow_liu_tree", "hclt_from_tree", "mutual_information", "perturb",
 ]

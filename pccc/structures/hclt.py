@@ -30,7 +30,8 @@ from pccc.structures.chow_liu import (
     root_tree,
     tree_centers,
 )
-from pccc.structures.input_layers import InputSpec, sum_weights
+from pccc.structures.init import ParamDraw
+from pccc.structures.input_layers import InputSpec
 from pccc.structures.mutual_info import kruskal_tree, soft_mutual_information
 
 
@@ -57,7 +58,8 @@ def _postorder(parent: np.ndarray, kids: list[list[int]]) -> list[int]:
 
 
 def hclt_from_tree(parent: np.ndarray, num_latents: int, spec: InputSpec, *,
-                   seed: int | None = 0, num_vars: int = 0) -> Circuit:
+                   seed: int | None = 0, num_vars: int = 0,
+                   init_spread: tuple[float, float] = (4.0, 2.0)) -> Circuit:
     """The HCLT circuit of a given tree (``parent[v]``, ``-1`` at the root).
 
     Args:
@@ -66,9 +68,11 @@ def hclt_from_tree(parent: np.ndarray, num_latents: int, spec: InputSpec, *,
         spec: the input distribution.
         seed: random initial parameters from this seed; None for uniform ones.
         num_vars: number of variables of the circuit (default ``V``).
+        init_spread: spreads ``(sums, inputs)`` of the random initial draw
+            (:class:`~pccc.structures.init.InitSpread`: PyJuice's 4 and 2).
     """
     parent = np.asarray(parent, dtype=np.int64)
-    rng = None if seed is None else np.random.default_rng(seed)
+    draw = ParamDraw.from_seed(seed, init_spread)
     b = CircuitBuilder()
     kids = _children(parent)
     lat = num_latents
@@ -76,22 +80,23 @@ def hclt_from_tree(parent: np.ndarray, num_latents: int, spec: InputSpec, *,
     order = _postorder(parent, kids)
     root = order[-1]
     for v in order:
-        leaf_in = spec.add(b, v, lat, rng)
+        leaf_in = spec.add(b, v, lat, draw)
         if not kids[v]:
             vec[v] = leaf_in
             continue
         prod = b.product([vec[c] for c in kids[v]] + [leaf_in])
         n = 1 if v == root else lat
-        vec[v] = b.sum([prod], n=n, weights=sum_weights(n, lat, rng))
+        vec[v] = b.sum([prod], n=n, weights=draw.sum_weights(n, lat))
     top = vec[root]
     if b.size(top) != 1:  # a single variable: mix its input nodes
-        top = b.sum([top], n=1, weights=sum_weights(1, lat, rng))
+        top = b.sum([top], n=1, weights=draw.sum_weights(1, lat))
     return b.build(top, num_vars=num_vars or len(parent))
 
 
 def HCLT(data: np.ndarray, num_latents: int, *, input_dist: str | InputSpec | None = None,
          num_cats: int | None = None, num_bins: int | None = None, seed: int | None = 0,
-         mi_estimator: str = "binned") -> Circuit:
+         mi_estimator: str = "binned",
+         init_spread: tuple[float, float] = (4.0, 2.0)) -> Circuit:
     """Learn a Chow-Liu tree from ``data`` and build its hidden Chow-Liu tree circuit.
 
     Args:
@@ -103,6 +108,8 @@ def HCLT(data: np.ndarray, num_latents: int, *, input_dist: str | InputSpec | No
         num_bins: values per variable kept for the mutual information (see
             :func:`pccc.structures.chow_liu.discretize`).
         seed: random initial parameters (None: uniform).
+        init_spread: spreads ``(sums, inputs)`` of the random initial draw
+            (:class:`~pccc.structures.init.InitSpread`: PyJuice's 4 and 2).
         mi_estimator: ``binned`` (default): exact mutual information on hard bins, Prim's
             tree; ``pyjuice``: PyJuice 2.6.3's soft-binned estimate and Kruskal tie order
             (:mod:`pccc.structures.mutual_info`), the tree ``juice.structures.HCLT`` builds
@@ -118,7 +125,7 @@ def HCLT(data: np.ndarray, num_latents: int, *, input_dist: str | InputSpec | No
         raise ValueError(f"HCLT: num_latents must be >= 1, got {num_latents}")
     spec = _spec(x, input_dist, num_cats)
     parent = learn_tree(x, num_bins, mi_estimator)
-    return hclt_from_tree(parent, num_latents, spec, seed=seed)
+    return hclt_from_tree(parent, num_latents, spec, seed=seed, init_spread=init_spread)
 
 
 def learn_tree(x: np.ndarray, num_bins: int | None = None, mi_estimator: str = "binned"

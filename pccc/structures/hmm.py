@@ -18,11 +18,10 @@ Example::
 
 from __future__ import annotations
 
-import numpy as np
-
 from pccc.ir.builder import CircuitBuilder
 from pccc.ir.circuit import Circuit
-from pccc.structures.input_layers import InputSpec, sum_weights
+from pccc.structures.init import ParamDraw
+from pccc.structures.input_layers import InputSpec
 
 #: parameter keys of a homogeneous HMM
 EMISSION_KEY = "emission"
@@ -30,7 +29,8 @@ TRANSITION_KEY = "transition"
 
 
 def HMM(seq_length: int, num_latents: int, num_emits: int, homogeneous: bool = True, *,
-        seed: int | None = 0) -> Circuit:
+        seed: int | None = 0, init_spread: tuple[float, float] = (4.0, 2.0)
+        ) -> Circuit:
     """Build an HMM circuit.
 
     Args:
@@ -39,29 +39,31 @@ def HMM(seq_length: int, num_latents: int, num_emits: int, homogeneous: bool = T
         num_emits: values of each observed variable.
         homogeneous: tie the emission and the transition parameters across time steps.
         seed: random initial parameters (None: uniform).
+        init_spread: spreads ``(sums, inputs)`` of the random initial draw
+            (:class:`~pccc.structures.init.InitSpread`: PyJuice's 4 and 2).
     """
     if seq_length < 1 or num_latents < 1 or num_emits < 1:
         raise ValueError("HMM: seq_length, num_latents and num_emits must be >= 1")
-    rng = None if seed is None else np.random.default_rng(seed)
+    draw = ParamDraw.from_seed(seed, init_spread)
     spec = InputSpec.parse("categorical", card=num_emits)
     b = CircuitBuilder()
     lat = num_latents
 
     def emission(t: int) -> int:
         if not homogeneous:
-            return spec.add(b, t, lat, rng)
-        vid = spec.add(b, t, lat, rng, tie=EMISSION_KEY)
+            return spec.add(b, t, lat, draw)
+        vid = spec.add(b, t, lat, draw, tie=EMISSION_KEY)
         return vid
 
     def transition(child: int) -> int:
         if not homogeneous:
-            return b.sum([child], n=lat, weights=sum_weights(lat, lat, rng))
-        w = None if TRANSITION_KEY in b.params else sum_weights(lat, lat, rng)
+            return b.sum([child], n=lat, weights=draw.sum_weights(lat, lat))
+        w = None if TRANSITION_KEY in b.params else draw.sum_weights(lat, lat)
         return b.sum([child], n=lat, weights=w, tie=TRANSITION_KEY)
 
     h = emission(seq_length - 1)
     for t in range(seq_length - 2, -1, -1):
         s = transition(h)
         h = b.product([emission(t), s])
-    root = b.sum([h], n=1, weights=sum_weights(1, lat, rng))
+    root = b.sum([h], n=1, weights=draw.sum_weights(1, lat))
     return b.build(root, num_vars=seq_length)

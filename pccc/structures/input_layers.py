@@ -7,7 +7,7 @@ A generator asks for "an input vector of ``n`` nodes over variable ``v``" and an
 Example::
 
     spec = InputSpec.parse("categorical", card=256)
-    vec = spec.add(builder, var=3, n=32, rng=rng)
+    vec = spec.add(builder, var=3, n=32, draw=ParamDraw.from_seed(0))
 """
 
 from __future__ import annotations
@@ -19,14 +19,10 @@ import numpy as np
 
 from pccc.ir import dists
 from pccc.ir.builder import CircuitBuilder
+from pccc.structures.init import ParamDraw, draw_rows, read_only
 
 #: the distributions a generator can put at its inputs
 INPUT_DISTS = ("categorical", "bernoulli", "binomial", "gaussian")
-
-
-def _readonly(a: np.ndarray) -> np.ndarray:
-    a.setflags(write=False)
-    return a
 
 
 @dataclass(frozen=True)
@@ -74,37 +70,28 @@ class InputSpec:
         """Number of values of a variable (None: continuous)."""
         return dists.get(self.dist).cardinality(dict(self.attrs))
 
-    def init_params(self, n: int, rng: np.random.Generator | None) -> np.ndarray:
-        """Random (or, without ``rng``, default) read-only parameters of ``n`` nodes."""
+    def init_params(self, n: int, draw: ParamDraw) -> np.ndarray:
+        """Random (or, without ``draw.rng``, default) read-only parameters of ``n`` nodes.
+
+        Categorical tables are ``exp(-s u)`` normalized and Bernoulli/binomial probabilities
+        the first entry of such a normalized pair (``s = draw.spread.inputs``); Gaussians get
+        means drawn from ``N(0, 0.5^2)`` and standard deviation 1.
+        """
         attrs = dict(self.attrs)
+        rng = draw.rng
         if rng is None:  # a zero-copy broadcast of one node's default parameters
             p = dists.get(self.dist).default_params(1, attrs, None)
             assert p is not None
             return np.broadcast_to(np.asarray(p, dtype=np.float64)[0], (n,) + p.shape[1:])
         if self.dist == "categorical":
-            p = rng.random((n, attrs["card"])) + 0.5
-            return _readonly(p / p.sum(axis=1, keepdims=True))
+            return read_only(draw_rows(rng, (n, attrs["card"]), draw.spread.inputs))
         if self.dist in ("bernoulli", "binomial"):
-            return _readonly(rng.uniform(0.2, 0.8, size=n))
+            return read_only(draw_rows(rng, (n, 2), draw.spread.inputs)[:, 0].copy())
         mu = rng.normal(scale=0.5, size=n)
-        return _readonly(np.stack([mu, np.ones(n)], axis=1))
+        return read_only(np.stack([mu, np.ones(n)], axis=1))
 
-    def add(self, b: CircuitBuilder, var: int, n: int, rng: np.random.Generator | None = None,
+    def add(self, b: CircuitBuilder, var: int, n: int, draw: ParamDraw,
             tie: str | None = None) -> int:
         """Add an input vector of ``n`` nodes over ``var``; ``tie`` shares an existing key."""
-        params = None if tie is not None and tie in b.params else self.init_params(n, rng)
+        params = None if tie is not None and tie in b.params else self.init_params(n, draw)
         return b.input(var, self.dist, n=n, params=params, tie=tie, **dict(self.attrs))
-
-
-def sum_weights(n: int, m: int, rng: np.random.Generator | None) -> np.ndarray:
-    """Row-normalized ``[n, m]`` read-only sum weights: uniform, or random near uniform.
-
-    Uniform weights without ``rng`` are a zero-copy broadcast view, so a circuit of a hundred
-    million edges can be generated (and counted) without allocating them.
-    """
-    if rng is None:
-        return np.broadcast_to(np.float64(1.0 / m), (n, m))
-    w = rng.random((n, m))
-    w += 0.5
-    w /= w.sum(axis=1, keepdims=True)
-    return _readonly(w)

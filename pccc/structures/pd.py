@@ -32,7 +32,8 @@ import numpy as np
 
 from pccc.ir.builder import CircuitBuilder
 from pccc.ir.circuit import Circuit
-from pccc.structures.input_layers import InputSpec, sum_weights
+from pccc.structures.init import ParamDraw
+from pccc.structures.input_layers import InputSpec
 
 Cube = tuple[tuple[int, ...], tuple[int, ...]]
 
@@ -76,10 +77,10 @@ class _PDBuilder:
 
     def __init__(self, shape: tuple[int, ...], lat: int, bs: int, spec: InputSpec,
                  points: list[list[int]], max_conns: int, max_depth: int | None,
-                 rng: np.random.Generator | None, choice_rng: np.random.Generator):
+                 draw: ParamDraw, choice_rng: np.random.Generator):
         self.shape, self.lat, self.bs, self.spec = shape, lat, bs, spec
         self.points, self.max_conns, self.max_depth = points, max_conns, max_depth
-        self.rng, self.choice_rng = rng, choice_rng
+        self.draw, self.choice_rng = draw, choice_rng
         self.b = CircuitBuilder()
         self.memo: dict[Cube, _Region] = {}
         self.inputs: dict[int, int] = {}
@@ -108,14 +109,14 @@ class _PDBuilder:
         ins = []
         for v in self.variables(cube).tolist():
             if v not in self.inputs:
-                self.inputs[v] = self.spec.add(self.b, v, self.lat, self.rng)
+                self.inputs[v] = self.spec.add(self.b, v, self.lat, self.draw)
             ins.append(self.inputs[v])
         segs = []
         for blk in range(self.lat // self.bs):
             idx = np.arange(blk * self.bs, (blk + 1) * self.bs)
             prod = self.b.product(ins, edges=np.repeat(idx[:, None], len(ins), axis=1))
             segs.append(self.b.sum([prod], n=self.bs,
-                                   weights=sum_weights(self.bs, self.bs, self.rng)))
+                                   weights=self.draw.sum_weights(self.bs, self.bs)))
         return _Region(segs)
 
     def mix(self, prods: list[_Region], root: bool) -> _Region:
@@ -123,13 +124,13 @@ class _PDBuilder:
             n = 1 if root else self.lat
             kids = [s for p in prods for s in p.segs]
             m = sum(self.b.size(k) for k in kids)
-            return _Region([self.b.sum(kids, n=n, weights=sum_weights(n, m, self.rng))])
+            return _Region([self.b.sum(kids, n=n, weights=self.draw.sum_weights(n, m))])
         segs = []
         for _ in range(self.lat // self.bs):
             pick = np.sort(self.choice_rng.permutation(len(prods))[:self.max_conns])
             kids = [s for i in pick.tolist() for s in prods[i].segs]
             m = sum(self.b.size(k) for k in kids)
-            segs.append(self.b.sum(kids, n=self.bs, weights=sum_weights(self.bs, m, self.rng)))
+            segs.append(self.b.sum(kids, n=self.bs, weights=self.draw.sum_weights(self.bs, m)))
         return _Region(segs)
 
     def region(self, cube: Cube, depth: int, root: bool = False) -> _Region:
@@ -154,7 +155,8 @@ def PD(data_shape: Sequence[int], num_latents: int, *,
        split_points: Sequence[Sequence[int]] | None = None, max_split_depth: int | None = None,
        max_prod_block_conns: int = 4, block_size: int | None = None,
        input_dist: str | InputSpec = "categorical", num_cats: int = 256,
-       seed: int | None = 0) -> Circuit:
+       seed: int | None = 0, init_spread: tuple[float, float] = (4.0, 2.0)
+       ) -> Circuit:
     """Build a Poon-Domingos circuit over ``prod(data_shape)`` variables.
 
     Args:
@@ -169,6 +171,8 @@ def PD(data_shape: Sequence[int], num_latents: int, *,
         num_cats: categories of a categorical input (trials + 1 of a binomial).
         seed: random initial parameters and random block connections (None: uniform
             parameters, connections from seed 0).
+        init_spread: spreads ``(sums, inputs)`` of the random initial draw
+            (:class:`~pccc.structures.init.InitSpread`: PyJuice's 4 and 2).
     """
     shape = tuple(int(s) for s in data_shape)
     bs = block_size or default_block_size(num_latents)
@@ -176,15 +180,15 @@ def PD(data_shape: Sequence[int], num_latents: int, *,
         raise ValueError(f"PD: num_latents {num_latents} is not a multiple of block {bs}")
     spec = input_dist if isinstance(input_dist, InputSpec) else InputSpec.parse(
         input_dist, card=num_cats)
-    rng = None if seed is None else np.random.default_rng(seed)
+    draw = ParamDraw.from_seed(seed, init_spread)
     builder = _PDBuilder(shape, num_latents, bs, spec,
                          _split_points(shape, split_intervals, split_points),
-                         max_prod_block_conns, max_split_depth, rng,
+                         max_prod_block_conns, max_split_depth, draw,
                          np.random.default_rng(0 if seed is None else seed + 1))
     whole: Cube = ((0,) * len(shape), shape)
     top = builder.region(whole, 1, root=True)
     root = top.segs[0]
     if len(top.segs) > 1 or builder.b.size(root) != 1:  # no split at all: mix the leaf
         m = sum(builder.b.size(s) for s in top.segs)
-        root = builder.b.sum(top.segs, n=1, weights=sum_weights(1, m, rng))
+        root = builder.b.sum(top.segs, n=1, weights=draw.sum_weights(1, m))
     return builder.b.build(root, num_vars=math.prod(shape))

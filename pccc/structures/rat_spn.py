@@ -20,7 +20,8 @@ import numpy as np
 
 from pccc.ir.builder import CircuitBuilder
 from pccc.ir.circuit import Circuit
-from pccc.structures.input_layers import InputSpec, sum_weights
+from pccc.structures.init import ParamDraw
+from pccc.structures.input_layers import InputSpec
 
 
 def _pieces(scope: np.ndarray, k: int, rng: np.random.Generator) -> list[np.ndarray]:
@@ -33,7 +34,8 @@ def _pieces(scope: np.ndarray, k: int, rng: np.random.Generator) -> list[np.ndar
 
 def RAT_SPN(num_vars: int, num_latents: int, depth: int, num_repetitions: int, *,
             num_pieces: int = 2, input_dist: str | InputSpec = "categorical",
-            num_cats: int = 256, seed: int | None = 0, split_seed: int = 0) -> Circuit:
+            num_cats: int = 256, seed: int | None = 0, split_seed: int = 0,
+            init_spread: tuple[float, float] = (4.0, 2.0)) -> Circuit:
     """Build a RAT-SPN over ``num_vars`` variables.
 
     Args:
@@ -46,16 +48,18 @@ def RAT_SPN(num_vars: int, num_latents: int, depth: int, num_repetitions: int, *
         num_cats: categories of a categorical input (trials + 1 of a binomial).
         seed: random initial parameters (None: uniform).
         split_seed: seed of the random splits.
+        init_spread: spreads ``(sums, inputs)`` of the random initial draw
+            (:class:`~pccc.structures.init.InitSpread`: PyJuice's 4 and 2).
     """
     if num_vars < 1 or num_latents < 1 or num_repetitions < 1 or num_pieces < 2:
         raise ValueError("RAT_SPN: num_vars, num_latents, num_repetitions >= 1, num_pieces >= 2")
     spec = input_dist if isinstance(input_dist, InputSpec) else InputSpec.parse(
         input_dist, card=num_cats)
-    rng = None if seed is None else np.random.default_rng(seed)
+    draw = ParamDraw.from_seed(seed, init_spread)
     split_rng = np.random.default_rng(split_seed)
     b = CircuitBuilder()
     lat = num_latents
-    ins = [spec.add(b, v, lat, rng) for v in range(num_vars)]
+    ins = [spec.add(b, v, lat, draw) for v in range(num_vars)]
 
     def region(scope: np.ndarray, d: int) -> int:
         """The product vector of a scope (its sum is added by the caller)."""
@@ -64,10 +68,10 @@ def RAT_SPN(num_vars: int, num_latents: int, depth: int, num_repetitions: int, *
         kids = []
         for piece in _pieces(scope, num_pieces, split_rng):
             prod = region(piece, d + 1)
-            kids.append(b.sum([prod], n=lat, weights=sum_weights(lat, lat, rng)))
+            kids.append(b.sum([prod], n=lat, weights=draw.sum_weights(lat, lat)))
         return b.product(kids)
 
     tops = [region(np.arange(num_vars), 0) for _ in range(num_repetitions)]
     m = lat * num_repetitions
-    root = b.sum(tops, n=1, weights=sum_weights(1, m, rng))
+    root = b.sum(tops, n=1, weights=draw.sum_weights(1, m))
     return b.build(root, num_vars=num_vars)
