@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pccc.structures.hclt import hclt_edge_count, learn_tree
-from pccc.structures.mutual_info import kruskal_tree, soft_mutual_information
+from pccc.structures.mutual_info import kruskal_tree, pyjuice_mutual_information
 
 MNIST = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist" / "mnist.npz"
 
@@ -39,14 +39,14 @@ def _soft_mi_brute(x: np.ndarray, u: int, v: int, nb: int, sigma: float, chunk: 
 
 
 @pytest.mark.parametrize("chunk", [3, 64])
-def test_soft_mutual_information_matches_brute_force(chunk):
+def test_pyjuice_mutual_information_matches_brute_force(chunk):
     rng = np.random.default_rng(chunk)
     x = rng.integers(0, 256, (300, 7)).astype(np.float32)
     x[:, 1] = np.clip(x[:, 0] + rng.integers(-20, 20, 300), 0, 255)
     x[:, 4] = 0  # a constant column
     x[:, 6] = x[:, 6] // 2  # a chunk whose maximum is below 255
     nb, sigma = 8, 0.5 / 8
-    mi = soft_mutual_information(x, nb, sigma, chunk)
+    mi = pyjuice_mutual_information(x, nb, sigma, chunk)
     for u in range(7):
         for v in range(u + 1, 7):
             assert mi[u, v] == pytest.approx(_soft_mi_brute(x, u, v, nb, sigma, chunk), abs=2e-4)
@@ -88,3 +88,16 @@ def test_mnist_edge_counts_near_pyjuice():
     # juice.structures.HCLT(x[:20000].float(), L) before compile, PyJuice 2.6.3 on an H100
     for lat, edges in [(32, 638_656), (128, 9_693_952), (256, 38_426_112)]:
         assert abs(hclt_edge_count(parent, lat) - edges) <= 0.01 * edges
+
+
+def test_pyjuice_estimate_takes_tensors_and_devices():
+    """A torch tensor (and, when present, a GPU) gives the numpy input's estimates."""
+    import torch
+
+    x = np.random.default_rng(4).integers(0, 256, (200, 10))
+    ref = pyjuice_mutual_information(x, 8, 0.5 / 8, 4)
+    np.testing.assert_array_equal(pyjuice_mutual_information(torch.from_numpy(x), 8, 0.5 / 8, 4),
+                                  ref)
+    if torch.cuda.is_available():
+        gpu = pyjuice_mutual_information(x, 8, 0.5 / 8, 4, device="cuda")
+        np.testing.assert_allclose(gpu, ref, atol=1e-5)

@@ -20,6 +20,8 @@ Example::
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from pccc.ir.builder import CircuitBuilder
@@ -32,7 +34,12 @@ from pccc.structures.chow_liu import (
 )
 from pccc.structures.init import ParamDraw
 from pccc.structures.input_layers import InputSpec
-from pccc.structures.mutual_info import kruskal_tree, soft_mutual_information
+from pccc.structures.mutual_info import (
+    PYJUICE_NUM_BINS,
+    kruskal_tree,
+    pyjuice_mutual_information,
+)
+from pccc.structures.soft_mi import soft_mutual_information
 
 
 def _children(parent: np.ndarray) -> list[list[int]]:
@@ -93,62 +100,83 @@ def hclt_from_tree(parent: np.ndarray, num_latents: int, spec: InputSpec, *,
     return b.build(top, num_vars=num_vars or len(parent))
 
 
-def HCLT(data: np.ndarray, num_latents: int, *, input_dist: str | InputSpec | None = None,
+#: the mutual-information estimators :func:`HCLT` can learn its tree with
+MI_ESTIMATORS = ("soft", "binned", "pyjuice")
+
+
+def HCLT(data: Any, num_latents: int, *, input_dist: str | InputSpec | None = None,
          num_cats: int | None = None, num_bins: int | None = None, seed: int | None = 0,
-         mi_estimator: str = "binned",
+         mi_estimator: str = "soft", device: Any = None,
          init_spread: tuple[float, float] = (4.0, 2.0)) -> Circuit:
     """Learn a Chow-Liu tree from ``data`` and build its hidden Chow-Liu tree circuit.
 
     Args:
-        data: training data ``[N, V]`` (integers, ``-1`` missing; or floats for Gaussian inputs).
+        data: training data ``[N, V]`` (integers, ``-1`` missing; or floats for Gaussian
+            inputs): a numpy array or a torch tensor (on any device).
         num_latents: hidden states per variable.
         input_dist: ``categorical`` (default for integer data), ``bernoulli``, ``binomial``,
             ``gaussian`` (default for non-integer data), or an :class:`InputSpec`.
         num_cats: categories per variable (default ``max(data) + 1``; 256 for MNIST pixels).
-        num_bins: values per variable kept for the mutual information (see
-            :func:`pccc.structures.chow_liu.discretize`).
+        num_bins: ``soft`` and ``pyjuice``: soft bins (default 32); ``binned``: values per
+            variable kept (see :func:`pccc.structures.chow_liu.discretize`).
         seed: random initial parameters (None: uniform).
+        mi_estimator: ``soft`` (default): PyJuice's soft-binned estimate through 8 principal
+            directions per variable, for the pairs among each variable's 32 strongest
+            partners (:mod:`pccc.structures.soft_mi`); ``pyjuice``: PyJuice 2.6.3's estimate
+            itself (:mod:`pccc.structures.mutual_info`; a dense product 20 times larger);
+            ``binned``: exact mutual information on hard bins (the CPU only). ``soft`` and
+            ``pyjuice`` take networkx's Kruskal order (the tree ``juice.structures.HCLT``
+            builds from the same estimates), ``binned`` Prim's.
+        device: where ``soft`` and ``pyjuice`` compute (default: where ``data`` is).
         init_spread: spreads ``(sums, inputs)`` of the random initial draw
             (:class:`~pccc.structures.init.InitSpread`: PyJuice's 4 and 2).
-        mi_estimator: ``binned`` (default): exact mutual information on hard bins, Prim's
-            tree; ``pyjuice``: PyJuice 2.6.3's soft-binned estimate and Kruskal tie order
-            (:mod:`pccc.structures.mutual_info`), the tree ``juice.structures.HCLT`` builds
-            with its defaults (``num_bins`` is then the soft bin count, default 32).
 
     Returns:
         an L0 :class:`~pccc.ir.Circuit` over ``V`` variables whose root has one node.
     """
-    x = np.asarray(data)
+    x = data if _is_tensor(data) else np.asarray(data)
     if x.ndim != 2 or x.shape[1] == 0:
-        raise ValueError(f"HCLT: data must be [examples, variables], got shape {x.shape}")
+        raise ValueError(f"HCLT: data must be [examples, variables], got shape {tuple(x.shape)}")
     if num_latents < 1:
         raise ValueError(f"HCLT: num_latents must be >= 1, got {num_latents}")
     spec = _spec(x, input_dist, num_cats)
-    parent = learn_tree(x, num_bins, mi_estimator)
+    parent = learn_tree(x, num_bins, mi_estimator, device=device)
     return hclt_from_tree(parent, num_latents, spec, seed=seed, init_spread=init_spread)
 
 
-def learn_tree(x: np.ndarray, num_bins: int | None = None, mi_estimator: str = "binned"
-               ) -> np.ndarray:
+def learn_tree(x: Any, num_bins: int | None = None, mi_estimator: str = "soft", *,
+               device: Any = None) -> np.ndarray:
     """The Chow-Liu tree of ``x`` (``parent[v]``, ``-1`` at the root; see :func:`HCLT`)."""
+    if mi_estimator not in MI_ESTIMATORS:
+        raise ValueError(f"HCLT: mi_estimator must be one of {', '.join(MI_ESTIMATORS)}, got "
+                         f"{mi_estimator!r}")
     if mi_estimator == "binned":
-        return chow_liu_tree(mutual_information(x, num_bins))
-    if mi_estimator == "pyjuice":
-        v = x.shape[1]
-        if v == 1:
-            return np.full(1, -1, dtype=np.int64)
-        mi = soft_mutual_information(x, num_bins or 32)
-        edges = kruskal_tree(mi)
-        return root_tree(v, edges, min(tree_centers(v, edges)))
-    raise ValueError(f"HCLT: mi_estimator must be 'binned' or 'pyjuice', got {mi_estimator!r}")
+        return chow_liu_tree(mutual_information(_to_numpy(x), num_bins))
+    v = x.shape[1]
+    if v == 1:
+        return np.full(1, -1, dtype=np.int64)
+    if mi_estimator == "soft":
+        mi = soft_mutual_information(x, num_bins or PYJUICE_NUM_BINS, device=device)
+    else:
+        mi = pyjuice_mutual_information(x, num_bins or PYJUICE_NUM_BINS, device=device)
+    edges = kruskal_tree(mi)
+    return root_tree(v, edges, min(tree_centers(v, edges)))
 
 
-def _spec(x: np.ndarray, input_dist: str | InputSpec | None, num_cats: int | None) -> InputSpec:
+def _is_tensor(x: Any) -> bool:
+    return type(x).__module__.startswith("torch")
+
+
+def _to_numpy(x: Any) -> np.ndarray:
+    return x.detach().cpu().numpy() if _is_tensor(x) else np.asarray(x)
+
+
+def _spec(x: Any, input_dist: str | InputSpec | None, num_cats: int | None) -> InputSpec:
     if isinstance(input_dist, InputSpec):
         return input_dist
     if num_cats is not None:
         return InputSpec.parse(input_dist or "categorical", card=num_cats)
-    return InputSpec.for_data(x, input_dist)
+    return InputSpec.for_data(_to_numpy(x), input_dist)
 
 
 def hclt_edge_count(parent: np.ndarray, num_latents: int) -> int:

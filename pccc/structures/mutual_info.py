@@ -22,6 +22,10 @@ matrix product of the soft-bin columns.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
 import numpy as np
 
 #: PyJuice 2.6.3 ``HCLT`` defaults
@@ -36,7 +40,7 @@ def _soft_bins(x, num_bins: int, sigma: float):
 
     lo, hi = torch.min(x), torch.max(x)
     xs = (x - lo) / (hi - lo + 1e-8)
-    centers = torch.linspace(0, 1, num_bins, dtype=x.dtype)
+    centers = torch.linspace(0, 1, num_bins, dtype=x.dtype, device=x.device)
     return torch.exp(-0.5 * (xs.unsqueeze(2) - centers.view(1, 1, -1)).pow(2) / sigma ** 2)
 
 
@@ -57,14 +61,16 @@ def _block_mi(p1, p2):
     return _entropy(m1, 1).unsqueeze(1) + _entropy(m2, 1).unsqueeze(0) - _entropy(joint, (1, 3))
 
 
-def soft_mutual_information(x: np.ndarray, num_bins: int = PYJUICE_NUM_BINS,
-                            sigma: float = PYJUICE_SIGMA, chunk: int = PYJUICE_CHUNK
-                            ) -> np.ndarray:
+def pyjuice_mutual_information(x: Any, num_bins: int = PYJUICE_NUM_BINS,
+                               sigma: float = PYJUICE_SIGMA, chunk: int = PYJUICE_CHUNK,
+                               device: Any = None) -> np.ndarray:
     """PyJuice 2.6.3's soft-binned mutual information estimate (see the module docstring).
 
     Args:
-        x: data ``[N, V]`` (taken as float32).
+        x: data ``[N, V]``, a numpy array or a torch tensor (taken as float32).
         num_bins, sigma, chunk: PyJuice's ``num_bins``, ``sigma`` and ``chunk_size``.
+        device: where to compute (default: where ``x`` is; the CPU for numpy arrays). Products
+            run at full float32 precision (no TF32), as PyJuice's do by default.
 
     Returns:
         float32 ``[V, V]``; only entries ``[u, v]`` with ``u < v`` (and diagonal chunks) are
@@ -72,17 +78,34 @@ def soft_mutual_information(x: np.ndarray, num_bins: int = PYJUICE_NUM_BINS,
     """
     import torch
 
-    xt = torch.as_tensor(np.asarray(x), dtype=torch.float32)
+    xt = x if isinstance(x, torch.Tensor) else torch.from_numpy(np.asarray(x))
+    xt = xt.to(device=device, dtype=torch.float32)
     v = xt.shape[1]
-    mi = torch.zeros((v, v), dtype=torch.float32)
+    mi = torch.zeros((v, v), dtype=torch.float32, device=xt.device)
     starts = list(range(0, v, chunk))
-    soft = [_soft_bins(xt[:, s:min(s + chunk, v)], num_bins, sigma) for s in starts]
-    with torch.no_grad():
+    with torch.no_grad(), full_float32(xt.device):
+        soft = [_soft_bins(xt[:, s:min(s + chunk, v)], num_bins, sigma) for s in starts]
         for i, s in enumerate(starts):
             for j in range(i, len(starts)):
                 t = starts[j]
                 mi[s:s + chunk, t:t + chunk] = _block_mi(soft[i], soft[j])
-    return mi.numpy()
+    return mi.cpu().numpy()
+
+
+@contextmanager
+def full_float32(device: Any) -> Iterator[None]:
+    """float32 products at full precision on a GPU (TF32 off) while inside."""
+    import torch
+
+    if getattr(device, "type", "cpu") != "cuda":
+        yield
+        return
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(before)
 
 
 def kruskal_tree(mi: np.ndarray) -> list[tuple[int, int]]:
