@@ -4,9 +4,13 @@ circuit, and how they were made, in a safe format (never pickle).
 A ``.pccm`` file is a zip archive holding ``manifest.json`` and one ``.npy`` member per array
 (written with ``allow_pickle=False``, read back the same way). The manifest records the format
 version, the pccc and plan versions, the backend, dtype, pipeline and options, and the plan and
-source circuit as JSON trees whose arrays point at the ``.npy`` members. Loading re-creates the
-module from the plan without re-running the passes. A truncated or corrupt archive, a foreign
-file, or a format version this pccc does not read is refused with a :class:`PcccError`.
+source circuit as JSON trees whose arrays point at the ``.npy`` members. A saved module also
+stores its exact state (``state``: its parameters and buffers as it holds them, in its dtype).
+Loading re-creates the module from the plan without re-running the passes, then sets that
+state, so the loaded module computes bit for bit what the saved one did (the plan's values
+alone went through ``exp`` and ``log``; files without a state load from them). A truncated or
+corrupt archive, a foreign file, or a format version this pccc does not read is refused with a
+:class:`PcccError`.
 """
 
 from __future__ import annotations
@@ -89,8 +93,9 @@ def _decode(tree: Any, arrays: dict[str, np.ndarray]) -> Any:
 
 def write_artifact(path: str | os.PathLike[str], plan: l3.KernelPlan, source: l0.Circuit | None,
                    *, backend: str, dtype: str, pipeline: str | None,
-                   options: dict[str, Any]) -> None:
-    """Write a ``.pccm`` file atomically (see the module docstring)."""
+                   options: dict[str, Any], state: dict[str, np.ndarray] | None = None) -> None:
+    """Write a ``.pccm`` file atomically (see the module docstring; ``state``: a module's
+    exact state, see ``CompiledCircuit.exact_state``)."""
     from pccc import __version__
     from pccc.formats import atomic_write
 
@@ -101,6 +106,7 @@ def write_artifact(path: str | os.PathLike[str], plan: l3.KernelPlan, source: l0
         "pipeline": pipeline, "options": options,
         "plan": enc.encode(plan, "plan"),
         "source": None if source is None else enc.encode(source, "source"),
+        "state": None if state is None else enc.encode(state, "state"),
     }
     text = json.dumps(manifest, indent=1, sort_keys=True)
     p = Path(path)
@@ -118,6 +124,13 @@ def write_artifact(path: str | os.PathLike[str], plan: l3.KernelPlan, source: l0
 def read_artifact(path: str | os.PathLike[str]) -> tuple[dict[str, Any], l3.KernelPlan,
                                                          l0.Circuit | None]:
     """(manifest, plan, source circuit) of a ``.pccm`` file; refuses bad files clearly."""
+    manifest, plan, source, _ = _read(path)
+    return manifest, plan, source
+
+
+def _read(path: str | os.PathLike[str]) -> tuple[dict[str, Any], l3.KernelPlan,
+                                                 l0.Circuit | None, dict[str, np.ndarray] | None]:
+    """:func:`read_artifact` and the module's exact state (None in files without one)."""
     p = Path(path)
     if not p.exists():
         raise PcccError(f"{p}: no such file")
@@ -138,9 +151,10 @@ def read_artifact(path: str | os.PathLike[str]) -> tuple[dict[str, Any], l3.Kern
     try:
         plan = _decode(manifest["plan"], arrays)
         source = _decode(manifest["source"], arrays) if manifest.get("source") else None
+        state = _decode(manifest["state"], arrays) if manifest.get("state") else None
     except (KeyError, TypeError, ValueError) as e:
         raise PcccError(f"{p}: corrupt .pccm manifest ({e})") from None
-    return manifest, plan, source
+    return manifest, plan, source, state
 
 
 def _check_manifest(p: Path, m: Any) -> None:
@@ -159,11 +173,12 @@ def save_module(model: Any, path: str | os.PathLike[str]) -> None:
     import torch
 
     plan = model.current_plan()
+    state = {k: v.cpu().numpy() for k, v in model.exact_state().items()}
     dtype = "float64" if model.dtype == torch.float64 else "float32"
     write_artifact(path, plan, model.to_circuit() if model.source_circuit is not None else None,
                    backend=getattr(model, "backend_name", "torch"), dtype=dtype,
                    pipeline=getattr(model, "pipeline", None),
-                   options=getattr(model, "compile_options", {}))
+                   options=getattr(model, "compile_options", {}), state=state)
 
 
 def read_module(path: str | os.PathLike[str], *, device: Any = None, dtype: Any = None,
@@ -172,13 +187,17 @@ def read_module(path: str | os.PathLike[str], *, device: Any = None, dtype: Any 
     from pccc.api import _dtype
     from pccc.backends import registry
 
-    manifest, plan, source = read_artifact(path)
+    manifest, plan, source, state = _read(path)
     name = backend or manifest["backend"]
     opts = {k: v for k, v in manifest.get("options", {}).items() if k != "training"}
     if name != manifest["backend"]:  # the options were the recorded backend's (precision...)
         opts = {}
     model = registry.get(name)(plan, device=device,
                                dtype=_dtype(dtype or manifest.get("dtype")), **opts)
+    if state is not None:
+        import torch
+
+        model.load_exact_state({k: torch.from_numpy(v) for k, v in state.items()})
     model.source_circuit = source
     model.pipeline = manifest.get("pipeline")
     model.backend_name = name

@@ -50,6 +50,8 @@ class ParamsMixin:
     zero_flows: Any
     register_buffer: Any
     register_load_state_dict_pre_hook: Any
+    state_dict: Any
+    load_state_dict: Any
 
     def init_params(self, plan: KernelPlan) -> None:
         """Create ``sum_logits``, ``input_raw`` and the buffers from the plan's values."""
@@ -190,16 +192,41 @@ class ParamsMixin:
         """The plan with the current parameters in its flat buffers (for ``.pccm`` files)."""
         import dataclasses
 
-        with torch.no_grad():
-            w = torch.exp(self.log_weights()).detach().cpu().double().numpy()
-            native = np.array(self.plan.input_params, dtype=np.float64, copy=True)
-            for i, ly in enumerate(self.plan.input_layers):
-                if ly.param_size:
-                    pidx = ly.param_start[:, None] + np.arange(ly.param_size)[None, :]
-                    val = fam.to_native(ly.dist, *self.layer_raw(i))
-                    native[pidx] = val.detach().cpu().double().numpy()
-        w = np.where(self.plan.param_group >= 0, w, 0.0)
-        return dataclasses.replace(self.plan, params=w, input_params=native)
+        w = np.where(self.plan.param_group >= 0, self.current_weights(), 0.0)
+        return dataclasses.replace(self.plan, params=w, input_params=self.current_inputs())
+
+    @torch.no_grad()
+    def current_weights(self) -> np.ndarray:
+        """The flat linear sum weights as the module computes them (float64, on the host)."""
+        return torch.exp(self.log_weights()).detach().cpu().double().numpy()
+
+    @torch.no_grad()
+    def current_inputs(self) -> np.ndarray:
+        """The native input parameters, laid out like the plan's (float64, on the host)."""
+        native = np.array(self.plan.input_params, dtype=np.float64, copy=True)
+        for i, ly in enumerate(self.plan.input_layers):
+            if ly.param_size:
+                pidx = ly.param_start[:, None] + np.arange(ly.param_size)[None, :]
+                val = fam.to_native(ly.dist, *self.layer_raw(i))
+                native[pidx] = val.detach().cpu().double().numpy()
+        return native
+
+    def exact_state(self) -> dict[str, Tensor]:
+        """Every value the module computes with, as it holds them: its parameters and
+        persistent buffers. ``.pccm`` files store them beside the plan, whose values went
+        through ``exp`` and ``log``, so that a loaded module computes bit for bit what the
+        saved one did (:meth:`load_exact_state`)."""
+        return {k: v.detach() for k, v in self.state_dict().items()}
+
+    def load_exact_state(self, state: dict[str, Tensor]) -> bool:
+        """Set what :meth:`exact_state` returned, of this backend or another built on this one
+        (names this module does not hold are ignored). Returns False, leaving the module as
+        it is, when the state lacks one of the module's own names."""
+        own = self.state_dict()
+        if not set(own) <= set(state):
+            return False
+        self.load_state_dict({k: state[k] for k in own})
+        return True
 
     def to_circuit(self) -> Any:
         """The source L0 circuit with the current parameters."""

@@ -48,6 +48,7 @@ from pccc.backends.triton.overlap import EMOverlap, overlap_default
 from pccc.backends.triton.prejit import enabled as prejit_enabled
 from pccc.backends.triton.prejit import prejit
 from pccc.backends.triton.runtime import DevicePlan
+from pccc.backends.triton.state import KernelState
 from pccc.backends.triton.upload import start_upload
 from pccc.ir.plan import KernelPlan
 
@@ -103,7 +104,7 @@ def _sum_weights(plan: KernelPlan, dp: DevicePlan, store: Tensor, dev: torch.dev
     return store[:n], live.view(-1)[:n], z
 
 
-class TritonCompiledCircuit(EMOverlap, CompiledCircuit):
+class TritonCompiledCircuit(EMOverlap, KernelState, CompiledCircuit):
     """A compiled circuit run by generated Triton kernels (see the module docstring).
 
     Args:
