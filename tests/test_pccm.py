@@ -140,7 +140,7 @@ def test_cli_eval_runs_a_compiled_module(tmp_path, capsys):
     for extra, backend in (([], "torch"), (["--backend", "reference"], "reference")):
         assert main(["eval", str(mod), "--data", str(data), *extra]) == 0
         lines = capsys.readouterr().out.strip().splitlines()
-        assert lines[-2].startswith(f"backend: {backend}")
+        assert lines[0].startswith(f"backend: {backend} (cpu, float64)")
         assert float(lines[-1].split(":")[1]) == pytest.approx(want, rel=1e-10)
     bad = tmp_path / "bad.pccm"
     bad.write_bytes(b"not a zip")

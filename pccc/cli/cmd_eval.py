@@ -3,7 +3,10 @@
 The last line of stdout is ``mean log-likelihood: <float>`` (natural log, mean over examples).
 A circuit whose root vector holds ``n > 1`` nodes prints one such line per root instead,
 ``root r: mean log-likelihood: <float>``. ``--out LL.npy`` writes the per-example values as
-float64, ``[N]`` (``[N, n]`` for ``n`` roots); nothing is written on failure.
+float64, ``[N]`` (``[N, n]`` for ``n`` roots); nothing is written on failure. The first line
+names the backend, device and dtype (``backend: triton (cuda, float32)``): a circuit file runs
+on the float64 reference on the CPU and on the Triton backend on a CUDA device (torch where
+Triton does not import) unless ``--backend`` names another.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from pccc.cli.cmd_info import load_verified
+from pccc.cli.devices import default_backend, describe, is_cuda
 from pccc.data import load_data
 from pccc.ir.circuit import Circuit
 from pccc.ir.errors import PcccError
@@ -62,9 +66,10 @@ def _runner(model: Any, device: str) -> Evaluator:
 
 
 def _from_module(path: str, backend: str | None, device: str, dtype: str | None
-                 ) -> tuple[Circuit | None, Evaluator, str]:
+                 ) -> tuple[Circuit | None, Evaluator, str, str]:
     """A ``.pccm`` compiled module: run as compiled (its own backend unless ``--backend``
-    names another; ``reference`` evaluates its circuit with the oracle)."""
+    names another; ``reference`` evaluates its circuit with the oracle). Returns the circuit,
+    the evaluator, the backend's name and its dtype."""
     import pccc
 
     if backend != "reference":
@@ -75,8 +80,9 @@ def _from_module(path: str, backend: str | None, device: str, dtype: str | None
     if backend == "reference":
         if circuit is None:
             raise PcccError(f"{path}: the module holds no source circuit to evaluate")
-        return circuit, _reference(circuit, device), "reference"
-    return circuit, _runner(model, device), model.backend_name
+        return circuit, _reference(circuit, device), "reference", "float64"
+    return (circuit, _runner(model, device), model.backend_name,
+            str(model.dtype).replace("torch.", ""))
 
 
 def evaluator(circuit: Circuit, backend: str, device: str = "cpu", dtype: str | None = None
@@ -124,11 +130,16 @@ def run(args: argparse.Namespace) -> int:
     out = _check_out(args.out)
     circuit: Circuit | None
     if str(args.file).lower().endswith(".pccm"):
-        circuit, fn, args.backend = _from_module(args.file, args.backend, args.device,
-                                                 args.dtype)
+        circuit, fn, args.backend, dtype = _from_module(args.file, args.backend, args.device,
+                                                        args.dtype)
+        print(describe(args.backend, args.device, dtype), flush=True)
     else:
-        args.backend = args.backend or "reference"
+        # (the float64 reference on the CPU; on a CUDA device, Triton where it imports)
+        args.backend = args.backend or (default_backend(args.device) if is_cuda(args.device)
+                                        else "reference")
         circuit = load_verified(args.file)
+        dtype = "float64" if args.backend == "reference" else args.dtype or "float32"
+        print(describe(args.backend, args.device, dtype), flush=True)
         fn = evaluator(circuit, args.backend, args.device, args.dtype)
     x = load_data(args.data, circuit, key=args.key)
     ll = log_likelihoods(fn, x, args.batch_size)
@@ -136,7 +147,6 @@ def run(args: argparse.Namespace) -> int:
         with atomic_write(out) as f:
             np.save(f, ll)
     print(f"examples: {ll.shape[0]}")
-    print(f"backend: {args.backend} ({args.device})")
     for line in summary_lines(ll):
         print(line)
     return 0
@@ -152,8 +162,9 @@ def add_parser(sub: Any) -> None:
                         "(.data/.csv/.txt, optionally .gz; '?' or empty = missing)")
     p.add_argument("--key", help="array name inside a .npz data file (default: the first)")
     p.add_argument("--backend", default=None,
-                   help="reference (float64 numpy, default for circuit files), torch, triton, "
-                        "...; a .pccm runs on the backend it names unless this is given")
+                   help="reference (float64 numpy, default for circuit files on the CPU), "
+                        "torch, triton (default on a CUDA device where Triton imports), ...; "
+                        "a .pccm runs on the backend it names unless this is given")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--dtype", choices=["float32", "float64"], default=None,
                    help="compute dtype of compiled backends (default: the backend's)")

@@ -7,8 +7,10 @@
 list of such files, an MNIST-style ``.npz`` or a data set name. Each epoch prints the train and
 validation log-likelihood (and bits per dimension for images); training stops early when the
 validation log-likelihood has not improved for ``--patience`` epochs. The parameters of the best
-epoch are written to ``-o`` at the end, also after Ctrl-C. The last line reports the test
-log-likelihood: ``test log-likelihood: <float>``.
+epoch are written to ``-o`` at the end, also after Ctrl-C. The first line names the backend,
+device and dtype (``backend: triton (cuda, float32)``: on a CUDA device the Triton backend
+runs unless ``--backend`` names another); the last line reports the test log-likelihood:
+``test log-likelihood: <float>``.
 """
 
 from __future__ import annotations
@@ -40,7 +42,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--pseudocount", type=float, default=0.1)
     p.add_argument("--patience", type=int, default=5,
                    help="epochs without a better validation LL before stopping (0: never)")
-    p.add_argument("--backend", default="torch", help="torch (default) or triton")
+    p.add_argument("--backend", default=None,
+                   help="torch or triton (default: triton on a CUDA device where Triton "
+                        "imports, else torch)")
     p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     p.add_argument("--input-dist", default=None,
                    help="categorical, bernoulli, binomial or gaussian (default: from the data)")
@@ -127,16 +131,15 @@ def _describe(ll: float, image: bool, num_vars: int) -> str:
 
 def run(args: argparse.Namespace) -> int:
     import pccc
+    from pccc.cli.devices import check_device, default_backend, describe
     from pccc.datasets import load_dataset
     from pccc.ir import counts
     from pccc.training import TrainConfig, check_data_fits, evaluate, plot_curves, train
 
     check_outputs(args.output, args.plot)
-    if args.device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise PcccError("--device cuda: no CUDA device is available here")
+    check_device(args.device)
+    backend = args.backend or default_backend(args.device)
+    print(describe(backend, args.device, "float32"), flush=True)
     ds = load_dataset(args.data)
     t0 = time.perf_counter()
     circuit = build_structure(args, ds)
@@ -153,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"structure {args.structure}: {k.nodes} nodes, {k.edges} edges, {k.params} "
           f"parameters ({time.perf_counter() - t0:.1f} s)", flush=True)
     _set_threads(args.threads, k.edges, args.device)
-    model = pccc.compile(circuit, backend=args.backend, device=args.device)
+    model = pccc.compile(circuit, backend=backend, device=args.device)
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, em=args.em,
                       step_size=args.step_size, pseudocount=args.pseudocount,
                       patience=args.patience, seed=args.seed,
