@@ -15,9 +15,15 @@ the parameters ``juice.compile`` drew, is converted node for node into a pccc L0
    in order, no shuffling, as ``pyjuice_baseline.py`` does) and report the test
    log-likelihood (mean over the first 9,728 test images).
 
-Usage (GPU machine, PyJuice's wheel installed in ``--pj-site``)::
+Usage (GPU machine, PyJuice's wheel on ``PYTHONPATH``)::
 
     python benchmarks/em_parity.py --mnist .bench/mnist.npz --latents 32,128
+
+``--cpu`` runs part 1 on the CPU instead (PyJuice through Triton's interpreter, see
+``pyjuice_cpu.py``; pccc's torch backend in float32 and float64) on a few variables::
+
+    TRITON_INTERPRET=1 python benchmarks/em_parity.py --cpu --latents 4,8 --vars 300:312 \
+        --steps 1,10
 
 Prints one JSON line per result and a table last.
 """
@@ -131,7 +137,12 @@ class PJSide:
         import pyjuice as juice
 
         self.pc = juice.compile(root_ns)
-        self.pc.to(dev)
+        if dev.type == "cpu":
+            from pyjuice_cpu import on_cpu
+
+            on_cpu(self.pc)
+        else:
+            self.pc.to(dev)
         self.opt = juice.optim.MiniBatchEM(self.pc, step_size=STEP, pseudocount=PSEUDO)
 
     def step(self, xb):
@@ -178,8 +189,11 @@ def step_parity(latents: int, parent, xg, xte, dev, steps=(1, 10, 100), f64=True
     pj = PJSide(root_ns, dev)
     pj.pc.update_parameters()
     circuit, keys, kinds = to_pccc(root_ns, xg.shape[1])
-    sides = {"triton-fp32": PcccSide(circuit, "triton", dev, precision="fp32"),
-             "triton-tf32": PcccSide(circuit, "triton", dev, precision="tf32")}
+    if dev.type == "cuda":
+        sides = {"triton-fp32": PcccSide(circuit, "triton", dev, precision="fp32"),
+                 "triton-tf32": PcccSide(circuit, "triton", dev, precision="tf32")}
+    else:
+        sides = {"torch-fp32": PcccSide(circuit, "torch", dev)}
     if f64:
         sides["torch-f64"] = PcccSide(circuit, "torch", dev, dtype=torch.float64)
     rows = []
@@ -198,7 +212,7 @@ def step_parity(latents: int, parent, xg, xte, dev, steps=(1, 10, 100), f64=True
             s.step(xb)
         if k not in steps:
             continue
-        ref_name = "torch-f64" if f64 else "triton-fp32"
+        ref_name = "torch-f64" if f64 else next(iter(sides))
         ref = sides[ref_name].model.source_params()
         got = {"pyjuice": pj_params(pj.pc, root_ns, keys)}
         got.update({n: s.model.source_params() for n, s in sides.items() if n != ref_name})
@@ -206,9 +220,10 @@ def step_parity(latents: int, parent, xg, xte, dev, steps=(1, 10, 100), f64=True
             rows.append(dict(kind="step", latents=latents, steps=k, side=name, vs=ref_name,
                              **diff(p, ref, kinds)))
             print(json.dumps(rows[-1]), flush=True)
-        rows.append(dict(kind="step", latents=latents, steps=k, side="triton-fp32",
-                         vs="pyjuice", **diff(got["triton-fp32"] if ref_name != "triton-fp32"
-                                              else ref, got["pyjuice"], kinds)))
+        first = next(iter(sides))
+        rows.append(dict(kind="step", latents=latents, steps=k, side=first, vs="pyjuice",
+                         **diff(got[first] if ref_name != first else ref, got["pyjuice"],
+                                kinds)))
         print(json.dumps(rows[-1]), flush=True)
     return rows
 
@@ -261,23 +276,31 @@ def main() -> None:
                     help="latent sizes that also run the float64 torch oracle")
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--mi-estimator", default="binned")
+    ap.add_argument("--cpu", action="store_true",
+                    help="part 1 only, on the CPU (PyJuice through Triton's interpreter)")
+    ap.add_argument("--vars", default="0:784", help="the pixels modelled, as start:stop")
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     a = ap.parse_args()
-    dev = torch.device("cuda")
+    if a.cpu:
+        import pyjuice_cpu  # noqa: F401  (the shims, before PyJuice compiles anything)
+    dev = torch.device("cpu" if a.cpu else "cuda")
     d = np.load(a.mnist)
-    x = d["x_train"].reshape(len(d["x_train"]), -1).astype(np.int64)
-    xt = d["x_test"].reshape(len(d["x_test"]), -1).astype(np.int64)
+    lo, hi = (int(v) for v in a.vars.split(":"))
+    x = d["x_train"].reshape(len(d["x_train"]), -1)[:, lo:hi].astype(np.int64)
+    xt = d["x_test"].reshape(len(d["x_test"]), -1)[:, lo:hi].astype(np.int64)
     xg, xte = torch.as_tensor(x, device=dev), torch.as_tensor(xt, device=dev)
     t0 = time.time()
     parent = learn_tree(x[:20000], mi_estimator=a.mi_estimator)
     print(json.dumps(dict(kind="tree", mi_estimator=a.mi_estimator, s=round(time.time() - t0, 2),
-                          card=torch.cuda.get_device_name(0))), flush=True)
+                          device=torch.cuda.get_device_name(0) if not a.cpu else "cpu")),
+          flush=True)
     steps = tuple(int(s) for s in a.steps.split(","))
     f64 = {int(v) for v in a.f64_latents.split(",") if v}
     rows: list[dict] = []
     for lat in (int(v) for v in a.latents.split(",")):
-        rows += step_parity(lat, parent, xg, xte, dev, steps, lat in f64)
-        rows += train_parity(lat, parent, xg, xte, dev, a.epochs)
+        rows += step_parity(lat, parent, xg, xte, dev, steps, lat in f64 or a.cpu)
+        if not a.cpu:
+            rows += train_parity(lat, parent, xg, xte, dev, a.epochs)
         table(rows)
     os.makedirs(a.out, exist_ok=True)
     with open(os.path.join(a.out, "em_parity.jsonl"), "w") as f:
