@@ -200,14 +200,14 @@ class _Layout:
 
 
 def _gram(levels, proj: _Projection, lay: _Layout, threads: int | None,
-          col_block: int = 256):
+          col_block: int = 128):
     """The centered Gram ``Q^T Q`` (float32 ``[M, M]``) of the projected weights.
 
     Built from the mode-centered lookups ``Q~`` (zero where a variable is at its mode) as
     ``Q~^T Q~ - N s s^T`` (``s``: their means). The examples are sorted by the first block of
     columns in which one of their variables is off its mode; a block then needs only the
     examples up to the last one starting at or before it, and only the columns from its own
-    on (on MNIST with 8 directions: 40% of the dense product's upper triangle, with no copy).
+    on (on MNIST with 8 directions: 45% of the dense product's upper triangle, with no copy).
     """
     import torch
 
@@ -217,23 +217,22 @@ def _gram(levels, proj: _Projection, lay: _Layout, threads: int | None,
     off_mode = levels != proj.mode[None]
     first = torch.where(off_mode, lay.start[None], m).amin(dim=1) // col_block  # [N]
     order = torch.argsort(first, stable=True)
-    where = torch.empty_like(order)
-    where[order] = torch.arange(n, device=dev)
     needed = torch.bincount(first, minlength=m // col_block + 2).cumsum(0).tolist()
-    q = torch.zeros((n, m), dtype=torch.float32, device=dev)
+    del off_mode, first
+    sorted_levels = levels.T[:, order].contiguous()  # [V, N], the examples in that order
+    q = torch.empty((n, m), dtype=torch.float32, device=dev)
+    lut = proj.lut.float()
     starts, ranks = lay.start.tolist(), proj.ranks.tolist()
-    for u in range(v):  # only the entries off the mode: the rest of Q~ is zero
+    for u in range(v):
         if ranks[u]:
-            rows = torch.nonzero(off_mode[:, u]).flatten()
-            lut = proj.lut[u, :, :ranks[u]].float()
-            q[where[rows], starts[u]:starts[u] + ranks[u]] = lut[levels[rows, u]]
+            q[:, starts[u]:starts[u] + ranks[u]] = lut[u, :, :ranks[u]][sorted_levels[u]]
     g = torch.empty((m, m), dtype=torch.float32, device=dev)
     with _threads(threads, dev):
         for s in range(0, m, col_block):
             e = min(s + col_block, m)
             rows = needed[s // col_block]
-            # [M - s, block]: of the two orientations, MKL's faster one on the CPU
-            g[s:, s:e] = q[:rows, s:].T @ q[:rows, s:e]
+            # [M - s, block] in place: of the two orientations, MKL's faster one on the CPU
+            g[s:, s:e].addmm_(q[:rows, s:].T, q[:rows, s:e], beta=0)
     for s in range(col_block, m, col_block):  # the blocks above the diagonal
         g[:s, s:min(s + col_block, m)] = g[s:min(s + col_block, m), :s].T
     mean = proj.shift[lay.var_of, lay.slot_of].float()
