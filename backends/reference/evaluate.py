@@ -3,14 +3,24 @@
 Missing values are marginalized: an input node over a missing variable has value 1 (log 0.0),
 which is exact for normalized input distributions (every registered one is).
 This module is the oracle of every other test; keep it obviously correct.
+
+The semiring is a parameter: ``"sum"`` (sum-product, the log-likelihood) or ``"max"``
+(max-product, for MPE): sums take the largest weighted child instead of the total, and an
+input node over a missing variable takes its largest value (its mode's probability or density)
+instead of 1.
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import numpy as np
 
 from pccc.ir import dists
 from pccc.ir.circuit import Circuit, InputVector, ProductVector, SumVector
+
+#: how sums combine their weighted children: ``"sum"`` (log-sum-exp) or ``"max"``
+Semiring = Literal["sum", "max"]
 
 
 def missing_mask(x: np.ndarray) -> np.ndarray:
@@ -28,9 +38,29 @@ def _logsumexp(a: np.ndarray, axis: int) -> np.ndarray:
         return np.squeeze(m, axis=axis) + np.log(np.sum(np.exp(a - m), axis=axis))
 
 
-def node_values(c: Circuit, x: np.ndarray, missing: np.ndarray | None = None
-                ) -> list[np.ndarray]:
-    """Log-value of every node vector: a list of ``[N, n]`` float64 arrays."""
+def leaf_table(c: Circuit, nd: InputVector) -> np.ndarray:
+    """``log p(X = k)`` of each node of a discrete input vector at every value ``k`` of its
+    variable: ``[card, n]``."""
+    card = dists.get(nd.dist).cardinality(nd.attr_dict())
+    assert card is not None, "a continuous input has no table"
+    return dists.get(nd.dist).log_prob(c.params.get(nd.param or ""), nd.attr_dict(),
+                                       np.arange(card), nd.n)
+
+
+def leaf_modes(c: Circuit, nd: InputVector) -> tuple[np.ndarray, np.ndarray]:
+    """``(mode, log p(mode))`` of each node of an input vector, ``[n]`` each (the first
+    largest value of a discrete one; a Gaussian's mean, with its density there)."""
+    if nd.dist == "gaussian":
+        mu = np.array(c.params[nd.param or ""][:, 0], dtype=np.float64)
+        lp = dists.get(nd.dist).log_prob(c.params[nd.param or ""], nd.attr_dict(), mu, nd.n)
+        return mu, np.diagonal(lp).copy()
+    table = leaf_table(c, nd)
+    return np.argmax(table, axis=0), np.max(table, axis=0)
+
+
+def node_values(c: Circuit, x: np.ndarray, missing: np.ndarray | None = None,
+                semiring: Semiring = "sum") -> list[np.ndarray]:
+    """Log-value of every node vector in ``semiring``: a list of ``[N, n]`` float64 arrays."""
     x = np.asarray(x)
     if missing is None:
         missing = missing_mask(x)
@@ -40,7 +70,8 @@ def node_values(c: Circuit, x: np.ndarray, missing: np.ndarray | None = None
             col = np.where(missing[:, nd.var], 0, x[:, nd.var])
             lp = dists.get(nd.dist).log_prob(c.params.get(nd.param or ""), nd.attr_dict(), col,
                                              nd.n)
-            vals.append(np.where(missing[:, nd.var][:, None], 0.0, lp))
+            free = 0.0 if semiring == "sum" else leaf_modes(c, nd)[1][None, :]
+            vals.append(np.where(missing[:, nd.var][:, None], free, lp))
         elif isinstance(nd, ProductVector):
             table = nd.edge_table([c.nodes[ch].n for ch in nd.children])
             acc = np.zeros((x.shape[0], nd.n))
@@ -52,7 +83,9 @@ def node_values(c: Circuit, x: np.ndarray, missing: np.ndarray | None = None
             kids = np.concatenate([vals[ch] for ch in nd.children], axis=1)  # [N, m]
             with np.errstate(divide="ignore"):
                 logw = np.log(c.params[nd.param])  # [n, m]
-            vals.append(_logsumexp(kids[:, None, :] + logw[None, :, :], axis=2))
+            terms = kids[:, None, :] + logw[None, :, :]  # [N, n, m]
+            vals.append(_logsumexp(terms, axis=2) if semiring == "sum" else
+                        np.max(terms, axis=2, initial=-np.inf))
     return vals
 
 

@@ -23,6 +23,9 @@ from torch import Tensor, nn
 
 from pccc.ir.plan import ProductLayer, SumPartition
 
+#: values of the largest temporary of a max-product sum block (see ``_max_product``)
+MAX_PRODUCT_TEMP = 1 << 24
+
 
 def _buf(a: np.ndarray) -> Tensor:
     return torch.from_numpy(np.array(a, dtype=np.int64, copy=True))
@@ -157,20 +160,38 @@ class TorchSumPartition(nn.Module):
     def elements(self, elem: Tensor) -> Tensor:
         return self._take(elem, "elem_idx", self.nb * self.K).view(self.nb, self.K, -1)
 
-    def forward(self, elem: Tensor, w_flat: Tensor, node: Tensor) -> None:
-        """Write the partition's node values into ``node`` (in place)."""
+    def forward(self, elem: Tensor, w_flat: Tensor, node: Tensor, semiring: str = "sum"
+                ) -> None:
+        """Write the partition's node values into ``node`` (in place). ``semiring``:
+        ``"sum"`` with linear weights ``w_flat``, or ``"max"`` (max-product) with log-weights
+        (padding ``-inf``)."""
         e = self.elements(elem)
         if not self.all_real:
             neg = torch.full_like(e[:1, :1, :1], -math.inf)
             e = torch.where(self.real_col[:, :, None], e, neg)
-        m = e.amax(dim=1, keepdim=True)
-        m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
-        out = torch.bmm(self.weights(w_flat), torch.exp(e - m)).log_().add_(m)
+        if semiring == "max":
+            out = self._max_product(self.weights(w_flat), e)
+        else:
+            m = e.amax(dim=1, keepdim=True)
+            m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+            out = torch.bmm(self.weights(w_flat), torch.exp(e - m)).log_().add_(m)
         span = self.spans["node_idx"]
         if span is not None:
             node[span: span + self.nb * self.B] = out.view(self.nb * self.B, -1)
         else:
             node.index_copy_(0, self.node_idx, out.view(self.nb * self.B, -1))
+
+    @staticmethod
+    def _max_product(logw: Tensor, e: Tensor) -> Tensor:
+        """``max_k (logw[b, r, k] + e[b, k, :])``: ``[nb, B, batch]``, over column chunks that
+        keep the ``[nb, B, chunk, batch]`` temporary near ``MAX_PRODUCT_TEMP`` values."""
+        nb, rows, cols = logw.shape
+        out = torch.full((nb, rows, e.shape[2]), -math.inf, dtype=e.dtype, device=e.device)
+        step = max(1, MAX_PRODUCT_TEMP // max(nb * rows * e.shape[2], 1))
+        for k in range(0, cols, step):
+            t = logw[:, :, k: k + step, None] + e[:, None, k: k + step, :]
+            torch.maximum(out, t.amax(dim=2), out=out)
+        return out
 
     def backward_flows(self, elem: Tensor, w_flat: Tensor, node: Tensor, node_flow: Tensor,
                        elem_flow: Tensor, grad_weights: list[Tensor | None],

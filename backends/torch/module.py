@@ -41,6 +41,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from pccc.backends.reference.evaluate import Semiring
 from pccc.backends.torch import inputs as fam
 from pccc.backends.torch.layers import TorchProductLayer, TorchSumPartition
 from pccc.backends.torch.params import ParamsMixin
@@ -348,11 +349,13 @@ class CompiledCircuit(ParamsMixin, nn.Module):
         return pieces
 
     def run_forward(self, logw: Tensor, in_vals: list[Tensor],
-                    keep: list[Tensor] | None = None) -> Tensor:
+                    keep: list[Tensor] | None = None, semiring: Semiring = "sum") -> Tensor:
         """The node buffer ``[num_node_slots, batch]`` (no autograd). Overridable.
 
         ``keep``: a list that receives each product layer's element buffer, so the backward
-        pass need not recompute them (``keep_elements``; memory for time).
+        pass need not recompute them (``keep_elements``; memory for time). ``semiring``:
+        ``"sum"`` (log-likelihoods) or ``"max"`` (max-product, for MPE: sums take their
+        largest weighted child; the input values are the caller's, see :mod:`pccc.query`).
         """
         batch = in_vals[0].shape[1] if in_vals else 1
         node = logw.new_empty((self.plan.num_node_slots, batch))
@@ -360,11 +363,11 @@ class CompiledCircuit(ParamsMixin, nn.Module):
         node[0] = 0.0
         for ly, v in zip(self.plan.input_layers, in_vals):
             node[ly.node_start: ly.node_start + ly.n] = v
-        w = torch.exp(logw)
+        w = torch.exp(logw) if semiring == "sum" else logw
         for prod, parts in self.layer_pairs():
             elem = prod(node)
             for part in parts:
-                part(elem, w, node)
+                part(elem, w, node, semiring)
             if keep is not None:
                 keep.append(elem)
         return node

@@ -40,6 +40,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from pccc.backends.reference.evaluate import Semiring
 from pccc.backends.torch import inputs as fam
 from pccc.backends.torch.module import CompiledCircuit
 from pccc.backends.triton.codegen import load_module
@@ -599,8 +600,12 @@ class TritonCompiledCircuit(EMOverlap, KernelState, CompiledCircuit):
 
     # ------------------------------------- the torch backend's function (input_logp)
     def run_forward(self, logw: Tensor, in_vals: list[Tensor],
-                    keep: list[Tensor] | None = None) -> Tensor:
-        """The node buffer view ``[slots, batch]`` for input values fed from outside."""
+                    keep: list[Tensor] | None = None, semiring: Semiring = "sum") -> Tensor:
+        """The node buffer view ``[slots, batch]`` for input values fed from outside. The
+        kernels compute the sum-product semiring only: :mod:`pccc.query` runs max-product
+        (MPE) and sampling of a Triton module through the torch backend on the same plan."""
+        if semiring != "sum":
+            raise NotImplementedError("the Triton kernels compute sum-product only")
         batch = in_vals[0].shape[1] if in_vals else 1
         b = self._static(batch)
         for ly, v in zip(self.plan.input_layers, in_vals):
