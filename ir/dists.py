@@ -13,6 +13,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from pccc.ir import limits
+
 _REGISTRY: dict[str, type[Distribution]] = {}
 #: the bits of float64 +inf as an unsigned integer
 _INF_BITS = 0x7FF0000000000000
@@ -101,7 +103,25 @@ class Distribution:
         extra = set(attrs) - set(cls.attr_types)
         if extra:
             return f"{cls.name}: unknown attribute(s) {', '.join(sorted(extra))}"
-        return None
+        card = cls.cardinality(attrs)
+        return None if card is None else limits.values_problem(card, f"{cls.name}: the variable")
+
+    @classmethod
+    def total_mass(cls, params: np.ndarray | None, attrs: dict[str, Any], n: int
+                   ) -> np.ndarray:
+        """The probabilities of all values of a discrete variable summed per node: ``[n]``.
+
+        Sums :meth:`log_prob` over the values a few thousand at a time, so the memory used
+        stays bounded whatever the cardinality (at most :data:`~pccc.ir.limits.MAX_VALUES`).
+        """
+        card = cls.cardinality(attrs)
+        assert card is not None
+        total = np.zeros(n)
+        step = max(1, (1 << 16) // max(n, 1))
+        for lo in range(0, card, step):
+            lp = cls.log_prob(params, attrs, np.arange(lo, min(card, lo + step)), n)
+            total += np.exp(lp).sum(axis=0)
+        return total
 
     @classmethod
     def default_params(cls, n: int, attrs: dict[str, Any], rng: np.random.Generator | None
@@ -140,6 +160,10 @@ class Indicator(Distribution):
         if any(not 0 <= v < attrs["card"] for v in values):
             return f"indicator: values {values} outside 0..{attrs['card'] - 1}"
         return None
+
+    @classmethod
+    def total_mass(cls, params, attrs, n):
+        return np.ones(n)  # one value of 0..card-1 each (check_attrs): exactly 1
 
     @classmethod
     def log_prob(cls, params, attrs, x, n):
@@ -249,9 +273,12 @@ class Binomial(Distribution):
     def log_prob(cls, params, attrs, x, n):
         assert params is not None
         total = int(attrs["total"])
-        k = _int_values(x)[:, None].astype(np.float64)
+        xi = _int_values(x)
+        k = xi[:, None].astype(np.float64)
+        # log C(total, v) for the values present only (not a table of total + 1)
+        seen, at = np.unique(xi, return_inverse=True)
         logc = np.array([math.lgamma(total + 1) - math.lgamma(v + 1) - math.lgamma(total - v + 1)
-                         for v in range(total + 1)])[_int_values(x)][:, None]
+                         for v in seen.tolist()])[at.reshape(-1)][:, None]
         p = params[None, :]
         with np.errstate(divide="ignore", invalid="ignore"):
             a = np.where(k > 0, k * np.log(p), 0.0)

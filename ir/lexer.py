@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pccc.ir.errors import ParseError
+from pccc.ir.limits import MAX_NESTING
 
 
 @dataclass(frozen=True)
@@ -65,11 +66,12 @@ _TOKEN_RE = re.compile(
     r"|(?P<KEY>@(?:[A-Za-z_][\w.\-]*|\"(?:[^\"\\\n]|\\.)*\"))"
     r"|(?P<IDENT>[A-Za-z_][\w.\-]*)"
     r"|(?P<SYM>->|[=\[\](){},:;<>*|])"
-    r"|(?P<ERROR>.)"
+    r"|(?P<ERROR>.)",
+    re.ASCII,  # digits and names are ASCII: no Unicode digits in ids and numbers
 )
 
 #: identifiers that ``@name`` and attribute keys may use without quotes
-BARE_RE = re.compile(r"[A-Za-z_][\w.\-]*\Z")
+BARE_RE = re.compile(r"[A-Za-z_][\w.\-]*\Z", re.ASCII)
 
 
 def _decode(kind: str, text: str) -> Any:
@@ -181,22 +183,28 @@ class TokenStream:
         if not self.at("EOF"):
             self.expect("NEWLINE", what="end of line")
 
-    def value(self) -> Any:
-        """Parse one value; lists come back as Python lists."""
+    def value(self, depth: int = 0) -> Any:
+        """Parse one value; lists come back as Python lists.
+
+        Raises:
+            ParseError: also for lists nested deeper than :data:`~pccc.ir.limits.MAX_NESTING`.
+        """
         tok = self.peek()
         if tok.kind in ("INT", "FLOAT", "STRING", "REF", "KEY", "IDENT"):
             return self.next().value
         if tok.kind == "SYM" and tok.text == "[":
-            return self._list()
+            if depth >= MAX_NESTING:
+                raise self.error(f"lists nested deeper than {MAX_NESTING} levels", tok)
+            return self._list(depth + 1)
         raise self.error("expected a value", tok)
 
-    def _list(self) -> list[Any]:
+    def _list(self, depth: int) -> list[Any]:
         self.expect("SYM", "[")
         items: list[Any] = []
         if self.accept("SYM", "]"):
             return items
         while True:
-            items.append(self.value())
+            items.append(self.value(depth))
             if self.accept("SYM", "]"):
                 return items
             self.expect("SYM", ",", what="',' or ']'")

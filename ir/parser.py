@@ -27,6 +27,7 @@ from pccc.ir import dists
 from pccc.ir.circuit import Circuit, InputVector, Node, ProductVector, SumVector
 from pccc.ir.errors import ParseError
 from pccc.ir.lexer import Key, Ref, Token, TokenStream
+from pccc.ir.limits import MAX_VALUES, vars_problem
 from pccc.ir.printer import LOWERED_LEVELS, VERSION
 
 _PARSERS: dict[str, Callable[..., Any]] = {}
@@ -123,6 +124,9 @@ class _L0Parser:
         num_vars = 0
         if "num_vars" in head:
             num_vars = _int(ts, head["num_vars"][0], head["num_vars"][1], "num_vars")
+            msg = vars_problem(num_vars)
+            if msg:
+                raise ts.error(msg, head["num_vars"][1])
         root = len(self.nodes) - 1
         if "root" in head:
             val, tok = head["root"]
@@ -206,6 +210,11 @@ class _L0Parser:
             if not ok:
                 raise ts.error(f"attribute {name!r} must be a number, a string or a list of "
                                "integers", tok)
+        for name, extra in (("card", 0), ("total", 1)):  # table sizes: refused at the number
+            val, tok = attrs.get(name, (None, where))
+            if isinstance(val, int) and val + extra > MAX_VALUES:
+                raise ts.error(f"{name}={val}: a variable has at most {MAX_VALUES} values "
+                               "(2**20)", tok)
         plain = {k: tuple(v) if isinstance(v, list) else v for k, (v, _) in attrs.items()}
         msg = dists.get(dist).check_attrs(n, plain)
         if msg:

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from pccc.ir import dists
+from pccc.ir import dists, limits
 from pccc.ir.analyses import scopes
 from pccc.ir.circuit import Circuit, InputVector, ProductVector, SumVector
 from pccc.ir.errors import VerifyError
@@ -207,6 +207,9 @@ def verify_nodes(c: Circuit) -> None:
         raise VerifyError("the circuit has no nodes")
     if not 0 <= c.root < len(c.nodes):
         raise VerifyError(f"root %{c.root} is not defined")
+    msg = limits.vars_problem(c.num_vars)
+    if msg:
+        raise VerifyError(msg)
     for i in range(len(c.nodes)):
         _check_structure(c, i)
     for i in range(len(c.nodes)):
@@ -248,9 +251,9 @@ def _input_normalized(c: Circuit, nd: InputVector, tol: float) -> bool:
     card = cls.cardinality(attrs)
     if card is None:
         return bool(cls.normalized)
-    # independent of the family: the probabilities of all values must add up to 1
-    lp = cls.log_prob(c.params.get(nd.param or ""), attrs, np.arange(card), nd.n)  # [card, n]
-    return bool(np.all(np.abs(np.exp(lp).sum(axis=0) - 1.0) <= tol))
+    # the probabilities of all values must add up to 1
+    mass = cls.total_mass(c.params.get(nd.param or ""), attrs, nd.n)
+    return bool(np.all(np.abs(mass - 1.0) <= tol))
 
 
 def is_normalized(c: Circuit, tol: float = 1e-6) -> bool:

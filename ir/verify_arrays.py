@@ -36,6 +36,7 @@ import numpy as np
 from pccc.ir import dists
 from pccc.ir.circuit import Circuit, InputVector, ProductVector, SumVector
 from pccc.ir.dists import finite_nonnegative
+from pccc.ir.limits import MAX_VARS
 
 #: a check of parameter values: True when they are in range
 ValueCheck = Callable[[], bool]
@@ -221,12 +222,16 @@ def levels(t: NodeTable) -> np.ndarray:
 
 
 def scope_flags(c: Circuit, t: NodeTable) -> tuple[bool, bool]:
-    """``(smooth, decomposable)`` of a structurally valid circuit (see the module docstring)."""
-    words = max(1, -(-c.num_vars // 32))
-    bits = np.zeros((len(t.n), words), np.uint32)
+    """``(smooth, decomposable)`` of a structurally valid circuit (see the module docstring).
+
+    A scope's bits are those of the variables the circuit uses (numbered densely), not of all
+    ``num_vars``, so the sets stay as small as the circuit."""
     inputs = np.flatnonzero(t.kind == 0)
     var = np.array(list(map(attrgetter("var"), map(c.nodes.__getitem__, inputs.tolist()))),
                    dtype=np.int64)
+    var = np.unique(var, return_inverse=True)[1].reshape(-1)
+    words = max(1, -(-(int(var.max(initial=-1)) + 1) // 32))
+    bits = np.zeros((len(t.n), words), np.uint32)
     bits[inputs, var >> 5] = np.left_shift(np.uint32(1), (var & 31).astype(np.uint32))
     depth = levels(t)
     order = np.argsort(depth, kind="stable")
@@ -269,7 +274,7 @@ def structure_checks(c: Circuit) -> list[ValueCheck] | None:
         one or a few parameter arrays (numpy, mostly without the GIL) and returns True when
         their values are in range.
     """
-    if not c.nodes or not 0 <= c.root < len(c.nodes):
+    if not c.nodes or not 0 <= c.root < len(c.nodes) or c.num_vars > MAX_VARS:
         return None
     t = node_table(c)
     if t is None or not _structure_ok(c, t):

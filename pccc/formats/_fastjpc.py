@@ -17,6 +17,7 @@ import numpy as np
 from pccc.formats import _numparse
 from pccc.formats._assemble import INPUT, PRODUCT, SUM, Inputs, Table, assemble, build, no_gc
 from pccc.ir.circuit import Circuit
+from pccc.ir.limits import MAX_VALUES, MAX_VARS
 
 _NUMBER_BYTES = b"0123456789.+-eE \t\r\n"
 _TAGS = b"LICBGPS"
@@ -239,11 +240,13 @@ def _others(ln: _Lines, rows: np.ndarray, inp: Inputs) -> bool:
         if not np.all(np.isfinite(nums)):
             return False
         tag = tags[i]
+        if v >= MAX_VARS or (tag == ord("C") and len(nums) > MAX_VALUES):
+            return False
         if tag == ord("C"):
             inp.categorical(i, v, nums.tolist())
         elif tag == ord("B"):
             total, logp = nums.tolist()
-            if total != int(total) or total < 0 or logp > 1e-9:
+            if total != int(total) or not 0 <= total < MAX_VALUES or logp > 1e-9:
                 return False
             inp.binomial(i, v, int(total), min(logp, 0.0))
         else:
@@ -278,7 +281,7 @@ def _inputs(ln: _Lines, kind: np.ndarray) -> tuple[dict, int, tuple] | None:
     need = np.full(len(ind_rows), 2, dtype=np.int64)
     need[~is_l] = np.maximum(ln.vals[off[~is_l] + 3] + 1, 2)  # a variable has 2+ values
     nv = max(int(var.max(initial=-1)), inp.num_vars() - 1) + 1
-    if np.any(var < 0):
+    if np.any(var < 0) or nv > MAX_VARS or np.any(need > MAX_VALUES):
         return None
     card = np.zeros(nv, dtype=np.int64)
     np.maximum.at(card, var, need)

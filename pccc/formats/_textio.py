@@ -9,15 +9,19 @@ Every reader of a line-oriented circuit format (``.jpc``, ``.psdd``, ``.spn``) s
 from __future__ import annotations
 
 import math
+import re
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
 from pccc.ir.errors import ParseError
+from pccc.ir.limits import MAX_VARS
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _PICKLE_PROTO = 0x80
 _CHUNK = 1 << 20
+#: a decimal number in ASCII (what Python, Java and Julia print for a float; no ``_``)
+_NUMBER = re.compile(rb"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?")
 
 
 def _gunzip(data: bytes, name: str) -> bytes:
@@ -116,26 +120,50 @@ class LineSource:
     def text(self, k: int) -> str:
         return self.tokens[k].decode("utf-8", "replace")
 
-    def integer(self, k: int, what: str, lo: int | None = 0) -> int:
-        """Token ``k`` as an integer ``>= lo``."""
+    def integer(self, k: int, what: str, lo: int | None = 0, hi: int | None = None) -> int:
+        """Token ``k`` as an integer ``>= lo`` (and ``<= hi``): ASCII digits, with a leading
+        ``-`` where ``lo`` allows it (no ``+``, no ``_`` between digits)."""
         if k >= len(self.tokens):
             raise self.fail(f"missing {what}", k)
-        try:
-            v = int(self.tokens[k])
-        except ValueError:
-            raise self.fail(f"{what}: expected an integer, got {self.text(k)!r}", k) from None
+        tok = self.tokens[k]
+        digits = tok[1:] if tok[:1] == b"-" else tok
+        if not (digits.isdigit() and len(digits) <= 18):  # (bytes: ASCII digits only)
+            if digits.isdigit():
+                raise self.fail(f"{what}: {self.text(k)} is out of range", k)
+            raise self.fail(f"{what}: expected an integer, got {self.text(k)!r}", k)
+        v = int(tok)
         if lo is not None and v < lo:
             raise self.fail(f"{what}: {v} is below {lo}", k)
+        if hi is not None and v > hi:
+            raise self.fail(f"{what}: {v} is above the limit {hi}", k)
         return v
+
+    def variable(self, k: int, what: str = "variable") -> int:
+        """Token ``k``, a 1-based variable of at most :data:`~pccc.ir.limits.MAX_VARS`, as
+        the 0-based variable."""
+        return self.integer(k, what, lo=1, hi=MAX_VARS) - 1
+
+    def literal(self, k: int) -> tuple[int, int]:
+        """Token ``k``, a literal ``+-v`` (``v`` 1-based, at most ``MAX_VARS``), as
+        ``(0-based variable, value)``: value 1 for ``v``, 0 for ``-v``."""
+        lit = self.integer(k, "literal", lo=None)
+        if abs(lit) > MAX_VARS:
+            raise self.fail(f"literal {lit}: variable {abs(lit)} is above the limit {MAX_VARS}",
+                            k)
+        if lit == 0:
+            raise self.fail("literal 0 (variables are 1-based)", k)
+        return abs(lit) - 1, int(lit > 0)
 
     def number(self, k: int, what: str) -> float:
         """Token ``k`` as a finite float (Java/Julia spellings like ``-8.76E-4`` included)."""
         if k >= len(self.tokens):
             raise self.fail(f"missing {what}", k)
-        try:
-            v = float(self.tokens[k])
-        except ValueError:
-            raise self.fail(f"{what}: expected a number, got {self.text(k)!r}", k) from None
+        tok = self.tokens[k]
+        if _NUMBER.fullmatch(tok) is None:
+            if tok.lower().lstrip(b"+-") in (b"nan", b"inf", b"infinity"):
+                raise self.fail(f"{what}: {self.text(k)} is not finite", k)
+            raise self.fail(f"{what}: expected a number, got {self.text(k)!r}", k)
+        v = float(tok)
         if not math.isfinite(v):
             raise self.fail(f"{what}: {self.text(k)} is not finite", k)
         return v

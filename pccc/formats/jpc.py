@@ -30,6 +30,7 @@ from pccc.formats import register_reader, register_writer
 from pccc.formats._assemble import Rows, assemble
 from pccc.formats._textio import LineSource, read_bytes
 from pccc.ir.circuit import Circuit
+from pccc.ir.limits import MAX_VALUES
 
 _INPUT_TAGS = {b"L": 4, b"I": 5, b"B": 6, b"G": 6}
 
@@ -63,18 +64,19 @@ def _input(src: LineSource, rows: Rows, tag: bytes) -> int:
     i = rows.input()
     inp = rows.inputs
     if tag == b"L":
-        lit = src.integer(3, "literal", lo=None)
-        if lit == 0:
-            raise src.fail("literal 0 (variables are 1-based)", 3)
-        inp.indicator(i, abs(lit) - 1, 1 if lit > 0 else 0)
+        inp.indicator(i, *src.literal(3))
         return i
-    var = src.integer(3, "variable", lo=1) - 1
+    var = src.variable(3)
     if tag == b"I":
-        inp.indicator(i, var, src.integer(4, "value"))
+        inp.indicator(i, var, src.integer(4, "value", hi=MAX_VALUES - 1))
     elif tag == b"C":
+        if len(toks) - 4 > MAX_VALUES:
+            raise src.fail(f"C line: {len(toks) - 4} values; a variable has at most "
+                           f"{MAX_VALUES}", MAX_VALUES + 4)
         inp.categorical(i, var, [src.number(k, "log-probability") for k in range(4, len(toks))])
     elif tag == b"B":
-        inp.binomial(i, var, src.integer(4, "trials"), src.logprob(5, "log p"))
+        inp.binomial(i, var, src.integer(4, "trials", hi=MAX_VALUES - 1),
+                     src.logprob(5, "log p"))
     else:
         std = src.number(5, "std")
         if std <= 0:

@@ -29,7 +29,7 @@ class _Reader:
         self.src = src
         self.rows = Rows()
         self.ids: dict[int, int] = {}
-        self.literals: dict[int, int] = {}
+        self.literals: dict[tuple[int, int], int] = {}
 
     def node(self, k: int) -> int:
         src = self.src
@@ -43,19 +43,17 @@ class _Reader:
     def literal(self) -> int:
         src = self.src
         src.count(4)
-        lit = src.integer(3, "literal", lo=None)
-        if lit == 0:
-            raise src.fail("literal 0 (variables are 1-based)", 3)
+        lit = src.literal(3)
         i = self.literals.get(lit)
         if i is None:
             i = self.literals[lit] = self.rows.input()
-            self.rows.inputs.indicator(i, abs(lit) - 1, 1 if lit > 0 else 0)
+            self.rows.inputs.indicator(i, *lit)
         return i
 
     def true_node(self) -> int:
         src = self.src
         src.count(5)
-        var = src.integer(3, "variable", lo=1) - 1
+        var = src.variable(3)
         logp = src.logprob(4, "log P(X = 1)")
         i = self.rows.input()
         self.rows.inputs.bernoulli(i, var, logp)

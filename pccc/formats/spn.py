@@ -20,6 +20,7 @@ from pccc.formats import register_reader
 from pccc.formats._assemble import Rows, assemble
 from pccc.formats._textio import LineSource, read_bytes
 from pccc.ir.circuit import Circuit
+from pccc.ir.limits import MAX_VALUES, MAX_VARS
 
 
 def _domains(src: LineSource, toks: list[bytes]) -> list[int]:
@@ -30,7 +31,10 @@ def _domains(src: LineSource, toks: list[bytes]) -> list[int]:
     if not inner:
         raise src.fail("the domain line lists no variables")
     src.tokens = inner  # size k sits in the line's token k (the first one after its '(')
-    return [src.integer(k, "domain size", lo=1) for k in range(len(inner))]
+    if len(inner) > MAX_VARS:
+        raise src.fail(f"the domain line lists {len(inner)} variables; the limit is {MAX_VARS}",
+                       MAX_VARS)
+    return [src.integer(k, "domain size", lo=1, hi=MAX_VALUES) for k in range(len(inner))]
 
 
 def _child(src: LineSource, k: int, n: int) -> int:
