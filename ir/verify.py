@@ -127,6 +127,24 @@ def _check_params(c: Circuit, i: int) -> None:
         raise _fail(c, i, f"parameter @{nd.param}: {msg}")
 
 
+def _domain(card: int | None) -> str:
+    return "a continuous domain" if card is None else f"{card} values"
+
+
+def _check_domains(c: Circuit) -> None:
+    """One variable, one domain: every input over a variable gives it the same number of values
+    (None: continuous), so that a data value means the same to each of them."""
+    first: dict[int, tuple[int, int | None]] = {}
+    for i, nd in enumerate(c.nodes):
+        if not isinstance(nd, InputVector):
+            continue
+        card = dists.get(nd.dist).cardinality(nd.attr_dict())
+        j, card0 = first.setdefault(nd.var, (i, card))
+        if card != card0:
+            raise _fail(c, i, f"variable {nd.var} has {_domain(card0)} at node %{j} but "
+                              f"{_domain(card)} here ({nd.dist}): one variable, one domain")
+
+
 def _check_scopes(c: Circuit) -> None:
     sc = scopes(c)
     for i, nd in enumerate(c.nodes):
@@ -155,8 +173,10 @@ def verify(c: Circuit) -> None:
 
     Checked: node kinds; children defined and before their parents (so the DAG is acyclic);
     vector sizes and arities; product ``edges`` tables; input distributions, attributes and
-    variables; parameter keys, shapes and ranges (finite, non-negative weights); the root;
-    smoothness of sums and decomposability of products.
+    variables; sizes within :mod:`pccc.ir.limits`; one domain per variable (every input over
+    it gives it the same number of values, or all are continuous); parameter keys, shapes and
+    ranges (finite, non-negative weights); the root; smoothness of sums and decomposability of
+    products.
 
     Raises:
         VerifyError: naming the node (``%id`` as printed) and the offending detail.
@@ -214,6 +234,7 @@ def verify_nodes(c: Circuit) -> None:
         _check_structure(c, i)
     for i in range(len(c.nodes)):
         _check_params(c, i)
+    _check_domains(c)
     _check_scopes(c)
 
 
@@ -260,8 +281,14 @@ def is_normalized(c: Circuit, tol: float = 1e-6) -> bool:
     """True when every sum weight row and every input node sums to 1 (within ``tol``).
 
     A smooth, decomposable, normalized circuit is a normalized distribution. Continuous inputs
-    count as normalized when their family is (``Distribution.normalized``).
+    count as normalized when their family is (``Distribution.normalized``). A circuit whose
+    inputs give one variable different domains is not normalized (nor valid: see
+    :func:`verify`).
     """
+    try:
+        _check_domains(c)
+    except VerifyError:
+        return False
     for nd in c.nodes:
         if isinstance(nd, SumVector):
             w = c.params[nd.param]

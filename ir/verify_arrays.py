@@ -165,6 +165,8 @@ def _inputs_ok(c: Circuit, later: list[ValueCheck]) -> bool:
     """Distributions, attributes and parameter shapes, each distinct one checked once; appends
     to ``later`` the checks of the parameter values."""
     shape_of: dict[Any, tuple[int, ...] | None] = {}
+    card_of: dict[Any, int | None] = {}
+    domain: dict[int, int | None] = {}
     seen: set[Any] = set()
     for nd in c.nodes:
         if not isinstance(nd, InputVector):
@@ -176,6 +178,10 @@ def _inputs_ok(c: Circuit, later: list[ValueCheck]) -> bool:
         except TypeError:  # unhashable attribute values: checked by the per-node verifier
             return False
         if shape == ():
+            return False
+        card = card_of[sig] if sig in card_of else card_of.setdefault(
+            sig, dists.get(nd.dist).cardinality(nd.attr_dict()))
+        if domain.setdefault(nd.var, card) != card:  # one variable, one domain
             return False
         if shape is None:
             if nd.param is not None:
