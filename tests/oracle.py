@@ -105,3 +105,42 @@ def brute_force_marginal(c: Circuit, row: np.ndarray) -> float:
         full[miss] = fill
         total += probability(c, full)
     return total
+
+
+def joint_table(c: Circuit) -> tuple[np.ndarray, np.ndarray]:
+    """Every complete assignment ``[S, V]`` and its probability ``[S]`` (scalar oracle)."""
+    states = enumerate_assignments(c)
+    return states, np.array([probability(c, s) for s in states])
+
+
+def consistent(states: np.ndarray, row: np.ndarray) -> np.ndarray:
+    """Which of ``states`` agree with the observed values of ``row`` (``-1`` = missing)."""
+    row = np.asarray(row)
+    obs = row != -1
+    return np.all(states[:, obs] == row[obs], axis=1)
+
+
+def max_product_value(c: Circuit, row: np.ndarray) -> float:
+    """The max-product value of the root for one row: sums take their largest weighted
+    child, an input node over a missing variable its largest probability."""
+    vals: list[list[float]] = []
+    cards = c.var_cards()
+    for nd in c.nodes:
+        if isinstance(nd, InputVector):
+            p = c.param_of(len(vals))
+            v = row[nd.var]
+            opts = range(cards[nd.var] or 0) if v == -1 else [v]
+            vals.append([max(_input_prob(nd, p, i, k) for k in opts) for i in range(nd.n)])
+        elif isinstance(nd, ProductVector):
+            sizes = [c.nodes[ch].n for ch in nd.children]
+            vals.append([math.prod(
+                vals[ch][int(nd.edges[i, j]) if nd.edges is not None else
+                         (0 if sizes[j] == 1 else i)] for j, ch in enumerate(nd.children))
+                for i in range(nd.n)])
+        else:
+            assert isinstance(nd, SumVector)
+            kids = [v for ch in nd.children for v in vals[ch]]
+            w = c.params[nd.param]
+            vals.append([max(float(w[i, j]) * kids[j] for j in range(len(kids)))
+                         for i in range(nd.n)])
+    return vals[c.root][0]

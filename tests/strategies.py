@@ -226,3 +226,45 @@ def data_for(draw: Any, circuit: Circuit, n_rows: int | st.SearchStrategy[int] =
     miss = rng.random(x.shape) < missing_prob
     x[miss] = np.nan if continuous else -1
     return x
+
+
+@st.composite
+def deterministic_circuits(draw: Any, *, max_vars: int = 4, max_card: int = 3) -> Circuit:
+    """Random smooth, decomposable and *deterministic* circuits (the kind of a PSDD): the
+    children of every sum node have disjoint supports. A vector over one variable is a
+    categorical vector or a sum vector over indicators of some of its values; over more, a
+    product of two parts, or a decision: a sum vector over ``[X_v = k] * c_k`` for some
+    values ``k`` of a variable ``v`` (``c_k``: node ``k`` of a vector over the rest). Sum
+    weights are random and normalized; the root is one sum node."""
+    nv = draw(st.integers(1, max_vars))
+    cards = [draw(st.integers(2, max_card)) for _ in range(nv)]
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    b = CircuitBuilder(rng=rng)
+
+    def values(v: int) -> tuple[int, ...]:
+        return tuple(draw(st.lists(st.integers(0, cards[v] - 1), min_size=1,
+                                   max_size=cards[v], unique=True)))
+
+    def build(scope: list[int], n: int) -> int:
+        if len(scope) == 1:
+            v = scope[0]
+            if draw(st.booleans()):
+                return b.input(v, "categorical", n=n, card=cards[v])
+            vals = values(v)
+            return b.sum([b.input(v, "indicator", n=len(vals), card=cards[v], values=vals)],
+                         n=n)
+        if draw(st.booleans()):
+            k = draw(st.integers(1, len(scope) - 1))
+            order = draw(st.permutations(scope))
+            parts = [sorted(order[:k]), sorted(order[k:])]
+            return b.product([build(p, draw(st.sampled_from([1, n]))) for p in parts], n=n)
+        v = draw(st.sampled_from(scope))
+        vals = values(v)
+        ind = b.input(v, "indicator", n=len(vals), card=cards[v], values=vals)
+        rest = build([u for u in scope if u != v], len(vals))
+        return b.sum([b.product([ind, rest])], n=n)
+
+    root = build(list(range(nv)), 1)
+    if b.nodes[root].kind != "sum":
+        root = b.sum([root])
+    return b.build(root, num_vars=nv)
