@@ -159,7 +159,12 @@ register_parser("L2", _parse_l2)
 def _parse_l3(ts: TokenStream, *, base_dir: Path, allow_elided: bool) -> Any:
     from pccc.ir.parse_plan import PlanParser
 
-    return PlanParser(ts, base_dir, allow_elided).run()
+    p = PlanParser(ts, base_dir, allow_elided)
+    try:
+        return p.run()
+    finally:
+        for store in p.npz.values():
+            store.close()
 
 
 register_parser("L3", _parse_l3)

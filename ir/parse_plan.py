@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 
 from pccc.ir.lexer import Key, Token, TokenStream
+from pccc.ir.npzio import NpyError, NpzReader
+from pccc.ir.parser import sidecar
 from pccc.ir.plan import (
     PLAN_VERSION,
     InputLayer,
@@ -47,7 +49,7 @@ class PlanParser:
         self.ts = ts
         self.base_dir = base_dir
         self.allow_elided = allow_elided
-        self.npz: dict[str, Any] = {}
+        self.npz: dict[str, NpzReader] = {}
 
     def line_end(self) -> None:
         self.ts.end_line()
@@ -100,13 +102,15 @@ class PlanParser:
         if ts.accept("IDENT", "npz"):
             ftok = ts.expect("STRING", what="sidecar file name")
             ktok = ts.expect("STRING", what="array name in the sidecar")
-            path = str(self.base_dir / ftok.value)
-            try:
-                store = self.npz.setdefault(path, np.load(path, allow_pickle=False))
-                arr = np.asarray(store[ktok.value], dtype=dtype)
-            except (OSError, KeyError, ValueError) as e:
-                raise ts.error(f"cannot read {ktok.value!r} from sidecar {path}: {e}",
-                               ftok) from None
+            path = self.base_dir / ftok.value
+            try:  # (the archive is opened once, at its first array)
+                arr = sidecar(self.npz, path).array(ktok.value, shape)
+            except NpyError as e:
+                raise ts.error(f"sidecar {path}: {e}", ftok) from None
+            if not np.can_cast(arr.dtype, dtype, "same_kind"):
+                raise ts.error(f"sidecar {path}: array {ktok.value!r} holds {arr.dtype}, not "
+                               f"{np.dtype(dtype)}", ftok)
+            arr = arr.astype(dtype)
         else:
             val = ts.value()
             try:

@@ -28,6 +28,7 @@ from pccc.ir.circuit import Circuit, InputVector, Node, ProductVector, SumVector
 from pccc.ir.errors import ParseError
 from pccc.ir.lexer import Key, Ref, Token, TokenStream
 from pccc.ir.limits import MAX_VALUES, vars_problem
+from pccc.ir.npzio import NpyError, NpzReader
 from pccc.ir.printer import LOWERED_LEVELS, VERSION
 
 _PARSERS: dict[str, Callable[..., Any]] = {}
@@ -92,7 +93,7 @@ class _L0Parser:
         self.users: dict[str, tuple[int, Token]] = {}
         self.params: dict[str, np.ndarray] = {}
         self.elided: dict[str, tuple[int, ...]] = {}
-        self.npz: dict[str, Any] = {}
+        self.npz: dict[str, NpzReader] = {}
 
     def run(self) -> Circuit:
         ts = self.ts
@@ -292,21 +293,11 @@ class _L0Parser:
         ts.end_line()
 
     def from_npz(self, ftok: Token, key: str, shape: tuple[int, ...]) -> np.ndarray:
-        ts = self.ts
-        path = self.base_dir / ftok.value
-        if str(path) not in self.npz:
-            try:
-                self.npz[str(path)] = np.load(path, allow_pickle=False)
-            except (OSError, ValueError) as e:
-                raise ts.error(f"cannot read sidecar {path}: {e}", ftok) from None
-        store = self.npz[str(path)]
-        if key not in store.files:
-            raise ts.error(f"sidecar {path} has no array {key!r}", ftok)
-        arr = np.asarray(store[key], dtype=np.float64)
-        if arr.shape != shape:
-            raise ts.error(f"sidecar array {key!r} has shape {arr.shape}, expected {shape}",
-                           ftok)
-        return arr
+        try:
+            store = sidecar(self.npz, self.base_dir / ftok.value)
+            return np.asarray(store.array(key, shape), dtype=np.float64)
+        except NpyError as e:
+            raise self.ts.error(f"sidecar {self.base_dir / ftok.value}: {e}", ftok) from None
 
     def fill_elided(self) -> None:
         """Uniform values for elided parameters (only reached with ``allow_elided``)."""
@@ -322,8 +313,21 @@ class _L0Parser:
             self.params[key] = arr
 
 
+def sidecar(opened: dict[str, NpzReader], path: Path) -> NpzReader:
+    """The sidecar archive at ``path``, opened once per parse (kept in ``opened``)."""
+    store = opened.get(str(path))
+    if store is None:
+        store = opened[str(path)] = NpzReader(path)
+    return store
+
+
 def _parse_l0(ts: TokenStream, *, base_dir: Path, allow_elided: bool) -> Circuit:
-    return _L0Parser(ts, base_dir, allow_elided).run()
+    p = _L0Parser(ts, base_dir, allow_elided)
+    try:
+        return p.run()
+    finally:
+        for store in p.npz.values():
+            store.close()
 
 
 register_parser("L0", _parse_l0)

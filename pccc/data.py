@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import re
 import zlib
 from pathlib import Path
 
@@ -25,6 +26,7 @@ import numpy as np
 
 from pccc.ir.circuit import Circuit
 from pccc.ir.errors import DataError
+from pccc.ir.npzio import NpyError, NpzReader, load_npy
 
 #: extensions of text data (each may also end in ``.gz``)
 TEXT_SUFFIXES = (".data", ".csv", ".txt")
@@ -55,20 +57,29 @@ def _read_bytes(path: Path) -> bytes:
     return data
 
 
+#: a value of a text data file: ASCII digits, an optional '-', a fraction and an exponent
+_NUMBER = r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
+#: a field: a number, '?' or nothing (missing), with blanks around it
+_FIELD = rf"[ \t]*(?:{_NUMBER}|\?)?[ \t]*"
+#: rows of fields, one per line (the data grammar of docs/formats.md)
+_ROWS = re.compile(rf"(?:{_FIELD}(?:,{_FIELD})*\n)*{_FIELD}(?:,{_FIELD})*")
+_NUMBER_RE = re.compile(_NUMBER)
+
+
 def _parse_slow(name: str, rows: list[str], line_of: np.ndarray) -> np.ndarray:
     """Field by field: the authority on what is valid, and where an error is."""
     out = np.empty((len(rows), rows[0].count(",") + 1))
     for r, text in enumerate(rows):
         for c, field in enumerate(text.split(",")):
-            f = field.strip()
+            f = field.strip(" \t")
             if f in ("", "?"):
                 out[r, c] = np.nan
-                continue
-            try:
+            elif _NUMBER_RE.fullmatch(f):
                 out[r, c] = float(f)
-            except ValueError:
-                raise _error(name, f"not a number: {field.strip()!r}", r + 1, c + 1,
-                             int(line_of[r])) from None
+            else:
+                raise _error(name, f"not a number: {f!r} (a value is ASCII digits with an "
+                                   "optional '-', fraction and exponent; '?' or an empty field "
+                                   "is missing)", r + 1, c + 1, int(line_of[r]))
     return out
 
 
@@ -180,7 +191,10 @@ def _parse_text(name: str, data: bytes) -> tuple[np.ndarray, np.ndarray]:
 
 def _parse_general(name: str, rows: list[str], line_of: np.ndarray, shape: tuple[int, int]
                    ) -> np.ndarray:
-    body = "\n".join(rows).replace("?", "nan")
+    body = "\n".join(rows)
+    if _ROWS.fullmatch(body) is None:  # outside the grammar: the slow path says where
+        return _parse_slow(name, rows, line_of)
+    body = body.replace("?", "nan")
     body = body.replace(",,", ",nan,").replace(",,", ",nan,")
     body = body.replace("\n,", "\nnan,").replace(",\n", ",nan\n")
     body = ("nan" + body if body.startswith(",") else body)
@@ -196,27 +210,36 @@ def _parse_general(name: str, rows: list[str], line_of: np.ndarray, shape: tuple
 
 
 def _load_array(path: Path, key: str | None) -> np.ndarray:
+    """The array of a ``.npy`` file, or array ``key`` (default: the first) of a ``.npz``;
+    numbers only, never pickle (:mod:`pccc.ir.npzio`)."""
     name = str(path)
     try:
-        obj = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as e:
-        raise _error(name, f"cannot read as {path.suffix} ({e})") from None
-    if isinstance(obj, np.ndarray):
-        return obj
-    with obj:
-        if not obj.files:
-            raise _error(name, "no arrays in the .npz file")
-        if key is None:
-            key = obj.files[0]
-        if key not in obj.files:
-            raise _error(name, f"no array {key!r} (has: {', '.join(obj.files)})")
-        return np.asarray(obj[key])
+        if path.name.lower().endswith(".npy"):
+            return load_npy(path)
+        with NpzReader(path) as z:
+            if not z.files:
+                raise _error(name, "no arrays in the .npz file")
+            if key is None:
+                key = z.files[0]
+            if key not in z.files:
+                raise _error(name, f"no array {key!r} (has: {', '.join(z.files)})")
+            return z.array(key)
+    except NpyError as e:
+        raise _error(name, f"cannot read as {path.suffix}: {e}") from None
+    except IsADirectoryError:
+        raise _error(name, "a folder, not a data file") from None
+    except OSError as e:
+        raise _error(name, f"cannot read ({e.strerror or e})") from None
 
 
 def _to_float(name: str, x: np.ndarray) -> np.ndarray:
     """Float64 with NaN for missing (``-1`` in integer arrays)."""
     if x.ndim != 2:
         raise _error(name, f"expected a 2-D array [examples, variables], got shape {x.shape}")
+    if x.dtype.kind == "u" and x.size and int(x.max()) > np.iinfo(np.int64).max:
+        r, c = (int(i) for i in np.argwhere(x > np.iinfo(np.int64).max)[0])
+        raise _error(name, f"value {int(x[r, c])} is out of range (missing values are -1 in "
+                           "an integer array)", r + 1, c + 1)
     if np.issubdtype(x.dtype, np.integer) or x.dtype == np.bool_:
         xi = x.astype(np.int64)
         out = xi.astype(np.float64)
