@@ -30,14 +30,17 @@ def load_plugins(specs: list[str] | None) -> None:
     load_entry_points()
 
 
-def read_any(path: str) -> Any:
-    """An IR value from a file: ``.pcir`` of any level, or a circuit format (L0)."""
+def read_any(path: str, *, allow_elided: bool = False) -> Any:
+    """An IR value from a file: ``.pcir`` of any level, or a circuit format (L0).
+
+    A ``.pcir`` file with elided arrays is refused unless ``allow_elided`` (then they are
+    filled with placeholder values: uniform weights and distributions, zeros)."""
     if path.lower().endswith(".pcir"):
         from pccc.ir.parse_lowered import read_pcir_any
 
         if not Path(path).is_file():
             raise PassError(f"{path}: no such file")
-        return read_pcir_any(path, allow_elided=True)
+        return read_pcir_any(path, allow_elided=allow_elided)
     from pccc import formats
 
     return formats.load(path)
@@ -74,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     from pccc.passes.manager import level_of, run_pipeline
 
     load_plugins(args.load)
-    ir = read_any(args.file)
+    ir = read_any(args.file, allow_elided=args.allow_elided)
     pipeline = args.pipeline if args.pipeline is not None else default_pipeline(level_of(ir))
     ins, timer = _instruments(args)
     repro = Path(args.dump_dir) if args.dump_dir else Path.cwd()
@@ -120,15 +123,26 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--dump-dir", metavar="DIR", help="write NNN_<pass>.pcir files to DIR")
     p.add_argument("--time-passes", action="store_true", help="report the time of each pass")
     p.add_argument("--stop-after", metavar="NAME", help="stop after pass NAME")
-    p.add_argument("--elide-above", type=int, default=256, metavar="N",
-                   help="print arrays larger than N as their shape only (default 256; "
-                        "-1 prints everything)")
+    p.add_argument("--elide-above", type=int, default=None, metavar="N",
+                   help="print arrays larger than N as their shape only (default: 256 when "
+                        "printing to a terminal, nothing elided otherwise; -1 prints "
+                        "everything); files written with -o or --dump-dir are never elided")
+    p.add_argument("--allow-elided", action="store_true",
+                   help="read a .pcir input whose arrays were elided, filling them with "
+                        "placeholder values (uniform weights and distributions, zeros); "
+                        "without it such a file is refused")
     p.add_argument("--load", action="append", metavar="PLUGIN", default=[],
                    help="import a .py file or module that registers passes (repeatable)")
     p.set_defaults(func=_run_checked)
 
 
+#: arrays larger than this print as their shape only on a terminal (see --elide-above)
+TERMINAL_ELIDE_ABOVE = 256
+
+
 def _run_checked(args: argparse.Namespace) -> int:
-    if args.elide_above is not None and args.elide_above < 0:
+    if args.elide_above is None:  # printing for a human may elide; writing a file must not
+        args.elide_above = TERMINAL_ELIDE_ABOVE if sys.stdout.isatty() else -1
+    if args.elide_above < 0:
         args.elide_above = None
     return run(args)

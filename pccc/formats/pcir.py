@@ -44,15 +44,14 @@ def sidecar_name(path: Path) -> str:
     return f"{stem}.npz"
 
 
-def save_pcir(circuit: Circuit, path: str | Path, *, sidecar: bool = False,
-              elide_above: int | None = None) -> None:
-    """Write a ``.pcir`` file atomically, parameters inline, elided or in a sidecar ``.npz``.
+def save_pcir(circuit: Circuit, path: str | Path, *, sidecar: bool = False) -> None:
+    """Write a ``.pcir`` file atomically, parameters inline or in a sidecar ``.npz`` (never
+    elided: a file holds every value).
 
     Args:
         circuit: the circuit to write.
         path: the ``.pcir`` file.
         sidecar: write the parameters to ``<stem>.npz`` beside ``path``.
-        elide_above: print arrays with more elements than this as their shape only.
     """
     p = Path(path)
     if sidecar:
@@ -61,7 +60,7 @@ def save_pcir(circuit: Circuit, path: str | Path, *, sidecar: bool = False,
         with atomic_write(p.parent / name) as g:
             np.savez(g, **arrays)  # type: ignore[arg-type]
     else:
-        text = to_text(circuit, elide_above=elide_above)
+        text = to_text(circuit)
     with atomic_write(p) as f:
         f.write(text.encode("utf-8"))
 
