@@ -2,14 +2,18 @@
 
 Grammar (children before parents, the root last; ``c`` lines are comments)::
 
-    psdd N                                  the count is often wrong: ignored
+    psdd N                                  N >= the number of node lines (see below)
     L id vtree lit                          literal: variable |lit| (1-based), X = 1 if lit > 0
     T id vtree var logp                     Bernoulli leaf: log P(X_var = 1)
     D id vtree k {prime sub logw}*k         decision: sum over k elements of prime x sub
 
 A decision node becomes a sum vector over ``k`` product vectors ``prime x sub`` (``n = 1``).
 Real files have ids that are not contiguous, sorted or starting at 0, Java-style floats
-(``-8.76E-4``), trailing spaces and repeated literal nodes. Literal nodes are deduplicated: one
+(``-8.76E-4``), trailing spaces and repeated literal nodes. Their header count is the number of
+SDD nodes the writer held, often more than the lines; it is checked as far as it can be: it
+must not be below the number of node lines, and every ``D`` and ``T`` node but the root must
+be used by a later node, which a file that lost lines (its root's above all) breaks.
+Literal nodes are deduplicated: one
 indicator node per literal, whatever id and vtree node the file gives it (see
 ``docs/formats.md``). The ``.vtree`` file beside a PSDD is not needed and not read.
 """
@@ -30,10 +34,14 @@ class _Reader:
         self.rows = Rows()
         self.ids: dict[int, int] = {}
         self.literals: dict[tuple[int, int], int] = {}
+        #: D and T nodes no later node has used so far: id -> line
+        self.unused: dict[int, int] = {}
+        self.lines = 0
 
     def node(self, k: int) -> int:
         src = self.src
         nid = src.integer(k, "node id")
+        self.unused.pop(nid, None)
         try:
             return self.ids[nid]
         except KeyError:
@@ -82,6 +90,25 @@ class _Reader:
         src.integer(2, "vtree id")
         make = {b"L": self.literal, b"T": self.true_node, b"D": self.decision}[tag]
         self.ids[nid] = make()
+        self.lines += 1
+        if tag != b"L":
+            self.unused[nid] = src.lineno
+
+    def check_counts(self, count: int, hline: int, root: int) -> None:
+        """The header count and the node lines agree: the count (which PSDD writers set to
+        their number of SDD nodes) is at least the number of node lines, and every D and T
+        node but the root is used by a later node (a file that lost lines, the root's most of
+        all, leaves nodes that nothing uses)."""
+        src = self.src
+        if count < self.lines:
+            raise src.fail(f"the header announces {count} nodes but the file has {self.lines} "
+                           "node lines", line=hline)
+        self.unused.pop(root, None)
+        if self.unused:
+            nid, line = min(self.unused.items(), key=lambda kv: kv[1])
+            raise src.fail(f"node {nid} is used by no later node, and is not the root (the "
+                           "last line): lines are missing (a truncated file, or a lost root "
+                           "line?)", line=line)
 
 
 def parse_lines(data: bytes, name: str) -> Circuit:
@@ -93,15 +120,17 @@ def parse_lines(data: bytes, name: str) -> Circuit:
         raise src.fail("no psdd header (only comments)", line=1)
     if toks[0] != b"psdd":
         raise src.fail(f"expected the header 'psdd N', got {src.text(0)!r}")
-    if len(toks) > 2:
-        raise src.fail("the header is 'psdd N'", 2)
+    src.count(2)
+    count, hline = src.integer(1, "node count"), src.lineno
     r = _Reader(src)
-    last = -1
+    last = root = -1
     for toks in it:
         r.line(toks)
-        last = r.ids[int(toks[1])]
+        root = int(toks[1])
+        last = r.ids[root]
     if last < 0:
         raise src.fail("no nodes after the header", line=src.lineno)
+    r.check_counts(count, hline, root)
     if last != len(r.rows) - 1:
         # the root is a literal that was seen before: give it a node of its own at the end
         r.rows.sum([last], [0.0])
