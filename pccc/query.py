@@ -3,8 +3,9 @@
 ``model`` is an L0 :class:`~pccc.ir.Circuit`, answered node by node by the float64 reference
 backend, or a compiled module (:func:`pccc.compile`, :func:`pccc.load_module`; torch or Triton
 backend, any device). ``x`` is ``[B, V]`` (numpy or torch): integers with ``-1`` for a missing
-value, or floats with NaN (or ``-1``) for one, as everywhere in pccc. Results are torch tensors
-on the module's device (on the CPU for a circuit). See ``docs/queries.md``.
+value, or floats with NaN for one (or ``-1`` on a discrete variable), as everywhere in pccc.
+Results are torch tensors on the module's device (on the CPU for a circuit). See
+``docs/queries.md``.
 
 - :func:`conditional`: ``log p(X_v = k | e)`` ``[B, V, K]``, from one forward pass with the
   evidence and one backward pass of flows.
@@ -106,7 +107,8 @@ def _model(model: Any, what: str) -> _Model:
 
 def _rows(m: _Model, x: Any, what: str, name: str = "x") -> np.ndarray:
     """``x`` as ``[B, V]`` numpy rows, checked against the model's variables: int64 with
-    ``-1`` = missing, or float64 with NaN = missing when a variable is continuous."""
+    ``-1`` = missing, or float64 with NaN = missing when a variable is continuous (on a
+    continuous variable ``-1.0`` is a value)."""
     a = np.asarray(x.detach().cpu() if hasattr(x, "detach") else x)
     if a.ndim != 2 or a.shape[1] != m.num_vars:
         raise QueryError(f"{what}: {name} must have shape [rows, {m.num_vars}], got "
@@ -114,8 +116,11 @@ def _rows(m: _Model, x: Any, what: str, name: str = "x") -> np.ndarray:
     if a.dtype == bool or not (np.issubdtype(a.dtype, np.integer) or
                                np.issubdtype(a.dtype, np.floating)):
         raise QueryError(f"{what}: {name} must hold numbers, not {a.dtype}")
-    miss = np.isnan(a) | (a == -1) if np.issubdtype(a.dtype, np.floating) else a == -1
     disc = [v for v in range(m.num_vars) if m.cards.get(v, 0) is not None]
+    miss = np.zeros(a.shape, dtype=bool)
+    miss[:, disc] = a[:, disc] == -1
+    if np.issubdtype(a.dtype, np.floating):
+        miss |= np.isnan(a)
     vals = np.where(miss, 0, a)[:, disc]
     high = np.array([m.cards.get(v) or m.num_values for v in disc])
     bad = (vals != np.round(vals)) | (vals < 0) | (vals >= high) if len(disc) else vals < 0
@@ -216,7 +221,7 @@ def sample(model: Any, num_samples: int, evidence: Any = None, seed: int | None 
         model: a one-root circuit or compiled module.
         num_samples: rows to draw.
         evidence: ``[V]`` (the same for every sample) or ``[num_samples, V]``, ``-1`` = free
-            (NaN too for continuous data); the samples keep the observed values.
+            (NaN in float data); the samples keep the observed values.
         seed: makes the draw reproducible (the same seed and model give the same samples).
         batch_size: samples per pass (default: as many as fit a budget of node values).
 
@@ -251,8 +256,8 @@ def sample(model: Any, num_samples: int, evidence: Any = None, seed: int | None 
         ll = torch.cat([p[1] for p in tpairs]).cpu().numpy() if tpairs else np.zeros(0)
     dead = np.flatnonzero(~np.isfinite(ll))
     if len(dead):
-        which = "the evidence" if evidence is None or np.ndim(evidence) == 1 else \
-            f"evidence row {dead[0]}"
+        one = evidence is None or np.ndim(evidence) == 1 or len(evidence) == 1
+        which = "the evidence" if one else f"evidence row {dead[0]}"
         raise QueryError(f"sample: {which} has probability 0 under the model")
     return out
 

@@ -17,7 +17,8 @@ from pccc import __version__
 from pccc.ir.errors import PcccError
 
 #: subcommands in the order ``pccc --help`` lists them; a missing module is skipped
-COMMANDS = ("demo", "info", "convert", "eval", "opt", "passes", "compile", "train", "bench")
+COMMANDS = ("demo", "info", "convert", "eval", "query", "sample", "opt", "passes", "compile",
+            "train", "bench")
 
 
 class _Parser(argparse.ArgumentParser):
