@@ -150,21 +150,19 @@ def mnist_lines(path: Path) -> list[str]:
     m = json.loads(path.read_text())
     ours, pj = m["pccc"], m["pyjuice"]
     lines = ["", "## MNIST: HCLT with 128 latents", "",
-             f"{m['setting']}; both on one {m['card']}, in the same session.", "",
+             f"{m['setting']}; both on one {m['card']}, in the same run"
+             f"{' (' + m['date'] + ')' if 'date' in m else ''}.", "",
              "| | test bits/dim | train bits/dim per epoch | seconds per epoch |",
              "|---|---:|---|---|"]
-    for name, r in (("pccc (torch backend)", ours), (f"PyJuice {pj['version']}", pj)):
+    for name, r in ((f"pccc ({ours['backend']} backend)", ours),
+                    (f"PyJuice {pj['version']}", pj)):
         lines.append(f"| {name} | {r['test_bpd']:.4f} | "
                      f"{', '.join(f'{v:.4f}' for v in r['train_bpd'])} | "
                      f"{', '.join(str(v) for v in r['epoch_s'])} |")
     lines += ["", f"- pccc: `{ours['command']}` (validation bits/dim per epoch: "
               f"{', '.join(f'{v:.4f}' for v in ours['valid_bpd'])}).",
-              f"- PyJuice: `{pj['command']}` (PyJuice's HCLT from the first 20,000 images, its",
-              "  own mutual-information estimator; same optimizer settings and data order "
-              "policy: a fresh shuffle each epoch).",
-              "- pccc's tree comes from all 55,000 training images with pixels in 4 bins and "
-              "its parameters start from a different random initialization, so the curves "
-              "differ in their first epochs as well as in speed."]
+              f"- PyJuice: `{pj['command']}`."]
+    lines += [f"- {note}" for note in m.get("notes", [])]
     return lines
 
 
