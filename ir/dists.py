@@ -68,6 +68,8 @@ class Distribution:
     attr_types: ClassVar[dict[str, type]] = {}
     #: True when every node of the vector is a normalized distribution over its variable
     normalized: ClassVar[bool] = True
+    #: True for a distribution over a continuous variable (missing: NaN only, -1 is a value)
+    continuous: ClassVar[bool] = False
 
     @classmethod
     def param_shape(cls, n: int, attrs: dict[str, Any]) -> tuple[int, ...] | None:
@@ -298,6 +300,7 @@ class Gaussian(Distribution):
 
     name = "gaussian"
     attr_types: ClassVar[dict[str, type]] = {}
+    continuous = True
 
     @classmethod
     def param_shape(cls, n, attrs):

@@ -1,7 +1,9 @@
 """Reference evaluation of an L0 circuit: float64, node vector by node vector, in log space.
 
 Missing values are marginalized: an input node over a missing variable has value 1 (log 0.0),
-which is exact for normalized input distributions (every registered one is).
+which is exact for normalized input distributions (every registered one is). A value is
+missing when it is NaN (float data), or ``-1`` on a discrete variable; on a continuous
+variable ``-1.0`` is a value like any other (every backend follows this rule).
 This module is the oracle of every other test; keep it obviously correct.
 
 The semiring is a parameter: ``"sum"`` (sum-product, the log-likelihood) or ``"max"``
@@ -12,6 +14,7 @@ instead of 1.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Literal
 
 import numpy as np
@@ -23,12 +26,37 @@ from pccc.ir.circuit import Circuit, InputVector, ProductVector, SumVector
 Semiring = Literal["sum", "max"]
 
 
-def missing_mask(x: np.ndarray) -> np.ndarray:
-    """Default missingness: ``-1`` in integer data, NaN in float data."""
+def continuous_vars(var_dists: Iterable[tuple[int, str]], width: int) -> np.ndarray:
+    """Bool ``[width]``: True for the variables of continuous inputs among ``(var, dist)``."""
+    out = np.zeros(width, dtype=bool)
+    for v, dist in var_dists:
+        if 0 <= v < width and dists.get(dist).continuous:
+            out[v] = True
+    return out
+
+
+def missing_mask(x: np.ndarray, continuous: np.ndarray | None = None) -> np.ndarray:
+    """Default missingness: NaN (float data), or ``-1`` on a discrete variable.
+
+    Args:
+        x: data ``[N, V]``.
+        continuous: bool ``[V]``, True for continuous variables, whose ``-1`` is a value
+            (None: every variable is discrete).
+    """
     x = np.asarray(x)
+    miss = x == -1
+    if continuous is not None:
+        miss &= ~continuous[None, : x.shape[1]]
     if np.issubdtype(x.dtype, np.floating):
-        return np.isnan(x) | (x == -1)
-    return x == -1
+        miss |= np.isnan(x)
+    return miss
+
+
+def circuit_missing(c: Circuit, x: np.ndarray) -> np.ndarray:
+    """:func:`missing_mask` of ``x`` for the variables of circuit ``c``."""
+    x = np.asarray(x)
+    pairs = ((nd.var, nd.dist) for nd in c.nodes if isinstance(nd, InputVector))
+    return missing_mask(x, continuous_vars(pairs, x.shape[1]))
 
 
 def _logsumexp(a: np.ndarray, axis: int) -> np.ndarray:
@@ -63,7 +91,7 @@ def node_values(c: Circuit, x: np.ndarray, missing: np.ndarray | None = None,
     """Log-value of every node vector in ``semiring``: a list of ``[N, n]`` float64 arrays."""
     x = np.asarray(x)
     if missing is None:
-        missing = missing_mask(x)
+        missing = circuit_missing(c, x)
     vals: list[np.ndarray] = []
     for nd in c.nodes:
         if isinstance(nd, InputVector):

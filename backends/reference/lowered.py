@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from pccc.backends.reference.evaluate import _logsumexp, missing_mask, root_values
+from pccc.backends.reference.evaluate import _logsumexp, circuit_missing, root_values
 from pccc.ir import dists
 from pccc.ir.blocked import BlockedCircuit, ceil_div
 from pccc.ir.circuit import Circuit, InputVector, ProductVector, SumVector
@@ -56,7 +56,7 @@ def blocked_log_likelihood(bc: BlockedCircuit, x: np.ndarray,
     for a root vector of ``n > 1`` nodes)."""
     c = bc.circuit
     x = np.asarray(x)
-    miss = missing_mask(x) if missing is None else missing
+    miss = circuit_missing(c, x) if missing is None else missing
     vals: list[np.ndarray] = []
     for i, nd in enumerate(c.nodes):
         if isinstance(nd, InputVector):
@@ -80,7 +80,7 @@ def layered_log_likelihood(lc: LayeredCircuit, x: np.ndarray,
     chunks (padded with zero weights). Float64 ``[N]`` (``[N, n]`` for ``n > 1`` roots)."""
     c = lc.circuit
     x = np.asarray(x)
-    miss = missing_mask(x) if missing is None else missing
+    miss = circuit_missing(c, x) if missing is None else missing
     vals: dict[int, np.ndarray] = {}
     for i, nd in enumerate(c.nodes):
         if isinstance(nd, InputVector):

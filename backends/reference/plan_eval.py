@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pccc.backends.reference.evaluate import _logsumexp, missing_mask
+from pccc.backends.reference.evaluate import _logsumexp, continuous_vars, missing_mask
 from pccc.ir import dists
 from pccc.ir.plan import InputLayer, KernelPlan, ProductLayer, SumLayer
 
@@ -38,7 +38,10 @@ def plan_node_values(plan: KernelPlan, x: np.ndarray, missing: np.ndarray | None
                      ) -> np.ndarray:
     """The whole node buffer ``[num_node_slots, N]`` after the forward pass."""
     x = np.asarray(x)
-    miss = missing_mask(x) if missing is None else missing
+    if missing is None:
+        pairs = ((int(v), ly.dist) for ly in plan.input_layers for v in ly.vars)
+        missing = missing_mask(x, continuous_vars(pairs, x.shape[1]))
+    miss = missing
     node = np.full((plan.num_node_slots, x.shape[0]), -np.inf)
     node[0] = 0.0
     for ly in plan.input_layers:

@@ -28,10 +28,10 @@ import numpy as np
 
 from pccc.backends.reference.evaluate import (
     _logsumexp,
+    circuit_missing,
     leaf_modes,
     leaf_table,
     log_likelihood,
-    missing_mask,
     node_values,
 )
 from pccc.ir import dists
@@ -75,7 +75,7 @@ def conditional(c: Circuit, x: np.ndarray, num_values: int) -> np.ndarray:
     """``log p(X_v = k | e)``: float64 ``[N, V, num_values]`` (see :mod:`pccc.query` for the
     conventions: observed variables, values beyond a domain, impossible evidence)."""
     x = np.asarray(x)
-    miss = missing_mask(x)
+    miss = circuit_missing(c, x)
     vals = node_values(c, x, miss)
     flows = node_log_flows(c, vals)
     n_rows = x.shape[0]
@@ -162,7 +162,7 @@ def complete(c: Circuit, x: np.ndarray, sel: list[np.ndarray],
              rng: np.random.Generator | None) -> np.ndarray:
     """``x`` with each missing value set by the input node the row reached (unreached ones,
     in rows of impossible evidence or variables outside the circuit, stay missing)."""
-    miss = missing_mask(x)
+    miss = circuit_missing(c, x)
     continuous = any(dists.get(nd.dist).cardinality(nd.attr_dict()) is None
                      for nd in c.nodes if isinstance(nd, InputVector))
     out = np.array(x, dtype=np.float64 if continuous else np.int64, copy=True)

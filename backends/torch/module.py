@@ -176,6 +176,11 @@ class CompiledCircuit(ParamsMixin, nn.Module):
         self.product_layers = nn.ModuleList()
         self.sum_layers = nn.ModuleList()
         self._continuous = any(ly.dist == "gaussian" for ly in plan.input_layers)
+        #: the continuous variables, whose -1 is a value (missing: NaN only)
+        self._cont_vars = np.zeros(plan.num_vars, dtype=bool)
+        for ly in plan.input_layers:
+            if ly.dist == "gaussian":
+                self._cont_vars[np.asarray(ly.vars, dtype=np.int64)] = True
         if self.torch_layers:
             for ly in plan.layers:
                 if isinstance(ly, ProductLayer):
@@ -208,7 +213,8 @@ class CompiledCircuit(ParamsMixin, nn.Module):
     def prepare(self, x: Tensor, missing: Tensor | None = None) -> Batch:
         """The batch as the input layers read it (see :class:`Batch`).
 
-        Missing: ``-1`` (or NaN for float data) unless ``missing`` is given.
+        Missing: NaN (float data), or ``-1`` on a discrete variable (on a continuous one
+        ``-1.0`` is a value), unless ``missing`` is given.
         """
         x = torch.as_tensor(x, device=self.device)
         if x.dim() != 2 or x.shape[1] < self.num_vars:
@@ -216,6 +222,10 @@ class CompiledCircuit(ParamsMixin, nn.Module):
                              f"{tuple(x.shape)}")
         if missing is None:
             miss = x == -1
+            if self._continuous:
+                cont = np.zeros(x.shape[1], dtype=bool)
+                cont[: self.num_vars] = self._cont_vars
+                miss = miss & ~torch.from_numpy(cont).to(x.device)
             if x.is_floating_point():
                 miss = miss | torch.isnan(x)
         else:
@@ -239,8 +249,9 @@ class CompiledCircuit(ParamsMixin, nn.Module):
         nodes, one column per root); missing values are marginalized.
 
         Args:
-            x: ``[batch, num_vars]`` int64 (``-1`` = missing) or float (NaN = missing) data.
-            missing: optional bool mask overriding the ``-1``/NaN convention.
+            x: ``[batch, num_vars]`` int64 (``-1`` = missing) or float data (NaN = missing;
+                ``-1`` too on a discrete variable, while on a continuous one it is a value).
+            missing: optional bool mask overriding that convention.
             input_logp: optional ``[batch, num_input_nodes]`` log-probabilities fed from
                 outside (e.g. a neural network), in the order of :meth:`input_nodes`; they
                 replace the input distributions and receive gradients.

@@ -295,6 +295,12 @@ class DevicePlan:
         self.runs = tuple(runs)
         self.num_groups = len(plan.group_size)
         self.inputs = [self._input(ly) for ly in plan.input_layers]
+        cont = np.zeros(plan.num_vars, dtype=bool)
+        for ly in plan.input_layers:
+            if ly.dist == "gaussian":
+                cont[np.asarray(ly.vars, dtype=np.int64)] = True
+        #: the continuous variables (their -1 is a value; None: there are none)
+        self.cont_vars = torch.from_numpy(cont).to(device) if cont.any() else None
         #: programs a backward launch aims for (batch splits fill the card on small layers)
         self.programs = 4 * (torch.cuda.get_device_properties(device).multi_processor_count
                              if device.type == "cuda" else 2)
@@ -368,11 +374,17 @@ class DevicePlan:
 
     def prepare_inputs(self, x: Tensor, missing: Tensor | None, xt: Tensor, mt: Tensor) -> None:
         """``x [batch, vars]`` -> ``xt[:, :batch]`` float32 values (0 where missing) and
-        ``mt[:, :batch]`` int8 missing flags (``-1`` or NaN unless ``missing`` is given)."""
+        ``mt[:, :batch]`` int8 missing flags (NaN, or ``-1`` on a discrete variable, unless
+        ``missing`` is given)."""
         batch = x.shape[0]
         xf = x.to(self.device, torch.float32)
-        miss = (torch.isnan(xf) | (xf == -1)) if missing is None else \
-            missing.to(self.device, torch.bool)
+        if missing is None:
+            minus = xf == -1
+            if self.cont_vars is not None:  # on a continuous variable -1 is a value
+                minus[:, : len(self.cont_vars)] &= ~self.cont_vars
+            miss = torch.isnan(xf) | minus
+        else:
+            miss = missing.to(self.device, torch.bool)
         xt[:, :batch].copy_(torch.where(miss, 0.0, xf).T)
         mt[:, :batch].copy_(miss.T)
         cols = col_bound(batch)
