@@ -9,16 +9,17 @@ draw: the HCLT (categorical(256) inputs) compiled with ``pccc.compile(..., backe
 and trained the way PyJuice 2.6.3's baseline trains: batch 512, the 117 training batches of
 512 in order, one mini-batch EM step (step 0.1, pseudocount 0.1) per batch, no shuffling; the
 test log-likelihood (mean over the first 19 * 512 = 9,728 test images) at the start and after
-every epoch. Draws: ``new`` is the generators' (sum rows ``exp(-4u)``, categorical tables
-``exp(-2u)``, normalized: PyJuice's), ``old`` the near-uniform ``u + 0.5`` normalized (for
-comparison), both from seed 0.
+every epoch. Draws (``--init``, from seed 0): ``S:I`` is the generators' ``exp(-S u)`` sum rows
+and ``exp(-I u)`` categorical tables, normalized (``4:2``, the default, is PyJuice's
+``Categorical`` default; ``4:4`` what ``juice.compile``'s ``_init_parameters(perturbation=4)``
+gives input nodes without parameters); ``old`` is the near-uniform ``u + 0.5`` normalized.
 
 One JSON line per tree and per run, a table last. ``--device cpu`` uses the torch backend;
 with ``--quick`` (trees from 2,000 images, 2 test batches, 2 training batches per epoch) and
 ``--epochs 0`` it checks the script in a minute without a GPU.
 
 Run: ``python benchmarks/tree_quality.py .bench/mnist.npz [--latents 32,128]
-[--estimators binned,soft,pyjuice] [--init new,old] [--epochs 2] [--precision tf32]``
+[--estimators binned,soft,pyjuice] [--init 4:2,old] [--epochs 2] [--precision tf32]``
 """
 
 from __future__ import annotations
@@ -133,14 +134,14 @@ def train(circuit: Circuit, xg: torch.Tensor, xte: torch.Tensor, a: argparse.Nam
 def table(rows: list[dict]) -> None:
     trees = {r["estimator"]: r for r in rows if r["kind"] == "tree"}
     print(f"{'estimator':9} {'tree s':>7} {'inner':>5} {'shared':>6} {'PJ MI':>9} "
-          f"{'L':>4} {'init':>4} {'test LL by epoch':>28}")
+          f"{'L':>4} {'init':>5} {'test LL by epoch':>28}")
     for r in rows:
         if r["kind"] != "run":
             continue
         t = trees[r["estimator"]]
         print(f"{r['estimator']:9} {t['tree_s']:>7} {t['inner']:>5} "
               f"{t.get('shared_with_pyjuice', '-'):>6} {t.get('pyjuice_mi_total', '-'):>9} "
-              f"{r['latents']:>4} {r['init']:>4} {' '.join(f'{v:.2f}' for v in r['test_ll']):>28}")
+              f"{r['latents']:>4} {r['init']:>5} {' '.join(f'{v:.2f}' for v in r['test_ll']):>28}")
 
 
 def main() -> None:
@@ -149,7 +150,8 @@ def main() -> None:
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--estimators", default="binned,soft,pyjuice")
     ap.add_argument("--latents", default="32,128")
-    ap.add_argument("--init", default="new,old", help="initial draws: new (PyJuice's), old")
+    ap.add_argument("--init", default="4:2,old",
+                    help="initial draws: SUMS:INPUTS spreads of exp(-s u), or old (u + 0.5)")
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--precision", default="tf32", help="the Triton backend's precision")
     ap.add_argument("--quick", action="store_true",
@@ -169,9 +171,12 @@ def main() -> None:
     for est, t in trees.items():
         for lat in (int(v) for v in a.latents.split(",")):
             for init in a.init.split(","):
-                c = hclt_from_tree(t["parent"], lat, spec, seed=0)
                 if init == "old":
-                    c = near_uniform(c)
+                    c = near_uniform(hclt_from_tree(t["parent"], lat, spec, seed=0))
+                else:
+                    sums, inputs = (float(v) for v in init.split(":"))
+                    c = hclt_from_tree(t["parent"], lat, spec, seed=0,
+                                       init_spread=(sums, inputs))
                 r = dict(kind="run", estimator=est, latents=lat, init=init, card=card,
                          edges=hclt_edge_count(t["parent"], lat), **train(c, xg, xte, a, dev))
                 rows.append(r)

@@ -103,9 +103,8 @@ def _grid_levels(xf) -> tuple[Any, Any]:
 @contextmanager
 def _threads(n: int | None, device) -> Iterator[None]:
     """Run the CPU's torch ops on ``n`` threads (None: as set). Elementwise passes, gathers
-    and 32 x 32 problems go on one thread: on a busy 2-core machine a second thread only
-    adds waits at every barrier (one batch of 128 small products: 16 ms on two threads,
-    0.24 ms on one); the Gram's large products use every thread."""
+    and 32 x 32 problems go on one thread: on a busy machine more threads only add waits at
+    the barriers of such small operations. The Gram's large products use every thread."""
     import torch
 
     if n is None or device.type != "cpu" or torch.get_num_threads() == n:
