@@ -195,3 +195,15 @@ def test_mnist_candidates_leave_the_tree():
     assert all(set(e) & rare for e in a ^ b) and len(a ^ b) <= 10
     total = lambda edges: sum(float(full[e]) for e in edges)  # noqa: E731
     assert total(a) >= total(b) - 1e-4
+
+
+def test_constant_variables_need_no_eigendecomposition():
+    """A constant variable's covariance is zero (cuSOLVER's batched solver may not converge on
+    it): the identity stands in, the directions come back finite and ordered."""
+    from pccc.structures.soft_mi import _eigenvectors
+
+    cov = torch.zeros((3, 4, 4), dtype=torch.float64)
+    cov[1] = torch.diag(torch.tensor([1.0, 4.0, 2.0, 3.0], dtype=torch.float64))
+    vecs = _eigenvectors(cov, torch.tensor([True, False, True]))
+    assert torch.isfinite(vecs).all()
+    assert torch.equal(vecs[1, :, 0].abs(), torch.tensor([0.0, 1.0, 0.0, 0.0], dtype=torch.float64))

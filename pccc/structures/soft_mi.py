@@ -118,6 +118,20 @@ def _threads(n: int | None, device) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def _eigenvectors(cov, constant):
+    """Eigenvectors ``[v', B, B]`` of symmetric ``cov``, largest eigenvalue first, on the
+    device of ``cov``: computed by LAPACK on the CPU on one thread (cuSOLVER's batched Jacobi
+    solver can fail to converge on a zero matrix, a constant variable's covariance; the
+    identity stands in for those, whose directions are not used)."""
+    import torch
+
+    eye = torch.eye(cov.shape[1], dtype=cov.dtype, device=cov.device)
+    cov = torch.where(constant[:, None, None], eye, cov)
+    with _threads(1, torch.device("cpu")):
+        vecs = torch.linalg.eigh(cov.cpu())[1]
+    return vecs.flip(-1).to(cov.device)
+
+
 @dataclass
 class _Projection:
     """Per-variable statistics of the soft-bin weights, from the level histograms."""
@@ -161,7 +175,7 @@ def _project(levels, scaled, num_bins: int, sigma: float, rank: int) -> _Project
     for s in range(0, v, step):
         d = table[None] - mu[s:s + step, None]  # [v', L, B] centered weights per level
         cov = (d * hist[s:s + step, :, None]).transpose(1, 2) @ d
-        top = torch.linalg.eigh(cov)[1].flip(-1)[:, :, :rank]  # [v', B, rank], largest first
+        top = _eigenvectors(cov, ranks[s:s + step] == 0)[:, :, :rank]  # largest first
         top = top * (torch.arange(rank, device=dev)[None] < ranks[s:s + step, None])[:, None]
         w[s:s + step, :, :rank] = top
         lut[s:s + step] = (table[None] - table[mode[s:s + step], None]) @ top
