@@ -10,16 +10,16 @@ and trained the way PyJuice 2.6.3's baseline trains: batch 512, the 117 training
 512 in order, one mini-batch EM step (step 0.1, pseudocount 0.1) per batch, no shuffling; the
 test log-likelihood (mean over the first 19 * 512 = 9,728 test images) at the start and after
 every epoch. Draws (``--init``, from seed 0): ``S:I`` is the generators' ``exp(-S u)`` sum rows
-and ``exp(-I u)`` categorical tables, normalized (``4:2``, the default, is PyJuice's
-``Categorical`` default; ``4:4`` what ``juice.compile``'s ``_init_parameters(perturbation=4)``
-gives input nodes without parameters); ``old`` is the near-uniform ``u + 0.5`` normalized.
+and ``exp(-I u)`` categorical tables, normalized (``4:4``, the generators' default, is what
+``juice.compile``'s ``_init_parameters(perturbation=4)`` gives; ``4:2`` uses PyJuice's
+``Categorical`` default for the tables); ``old`` is the near-uniform ``u + 0.5`` normalized.
 
 One JSON line per tree and per run, a table last. ``--device cpu`` uses the torch backend;
 with ``--quick`` (trees from 2,000 images, 2 test batches, 2 training batches per epoch) and
 ``--epochs 0`` it checks the script in a minute without a GPU.
 
 Run: ``python benchmarks/tree_quality.py .bench/mnist.npz [--latents 32,128]
-[--estimators binned,soft,pyjuice] [--init 4:2,old] [--epochs 2] [--precision tf32]``
+[--estimators binned,soft,pyjuice] [--init 4:4,4:2,old] [--epochs 2] [--precision tf32]``
 """
 
 from __future__ import annotations
@@ -150,7 +150,7 @@ def main() -> None:
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--estimators", default="binned,soft,pyjuice")
     ap.add_argument("--latents", default="32,128")
-    ap.add_argument("--init", default="4:2,old",
+    ap.add_argument("--init", default="4:4,4:2,old",
                     help="initial draws: SUMS:INPUTS spreads of exp(-s u), or old (u + 0.5)")
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--precision", default="tf32", help="the Triton backend's precision")

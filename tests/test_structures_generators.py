@@ -191,7 +191,7 @@ def test_perturb_redraws_sums_and_categoricals_normalized():
     s1 = b.sum([b.product([cat, ber])], n=2, tie="shared")
     s2 = b.sum([b.product([cat, ber])], n=2, tie="shared")
     c = b.build(b.sum([b.product([s1, s2])], n=1), num_vars=2)
-    for spread, (s_sum, s_in) in [(3.0, (3.0, 3.0)), ((5.0, 1.0), (5.0, 1.0)), ((), (4.0, 2.0))]:
+    for spread, (s_sum, s_in) in [(3.0, (3.0, 3.0)), ((5.0, 1.0), (5.0, 1.0)), ((), (4.0, 4.0))]:
         p = perturb(c, spread, seed=1) if spread != () else perturb(c, seed=1)
         assert p.nodes == c.nodes
         changed = 0

@@ -31,18 +31,18 @@ def test_draw_rows_is_exp_of_a_uniform(spread):
 
 
 def test_default_spreads_are_pyjuices():
-    assert InitSpread() == (4.0, 2.0)
+    assert InitSpread() == (4.0, 4.0)
     d = ParamDraw.from_seed(3)
-    assert d.spread == (4.0, 2.0)
+    assert d.spread == (4.0, 4.0)
     w = d.sum_weights(300, 64)
     assert not w.flags.writeable
     assert 0.9 * 4.0 <= _log_spans(w).mean() <= 4.0
     t = InputSpec.parse("categorical", card=256).init_params(300, d)
     np.testing.assert_allclose(t.sum(axis=1), 1.0, rtol=1e-12)
-    assert 0.95 * 2.0 <= _log_spans(t).mean() <= 2.0
+    assert 0.95 * 4.0 <= _log_spans(t).mean() <= 4.0
     p = InputSpec.parse("bernoulli").init_params(2000, d)
-    lo = 1 / (1 + np.exp(2.0))
-    assert lo <= p.min() < lo + 0.02 and 1 - lo - 0.02 < p.max() <= 1 - lo
+    lo = 1 / (1 + np.exp(4.0))
+    assert lo <= p.min() < lo + 0.01 and 1 - lo - 0.01 < p.max() <= 1 - lo
     g = InputSpec.parse("gaussian").init_params(2000, d)
     assert np.all(g[:, 1] == 1.0) and 0.45 < g[:, 0].std() < 0.55
 

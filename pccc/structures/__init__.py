@@ -6,7 +6,7 @@
 - :func:`HMM`: hidden Markov models (homogeneous: tied parameters).
 
 Initial parameters are PyJuice's draw (sum rows ``exp(-4u)`` normalized, categorical tables
-``exp(-2u)``), with the spreads as every generator's ``init_spread`` (:class:`InitSpread`);
+``exp(-4u)``), with the spreads as every generator's ``init_spread`` (:class:`InitSpread`);
 ``seed=None`` gives uniform ones. :func:`perturb` redraws any circuit's the same way.
 
 Input distributions are chosen with ``input_dist`` (``categorical``, ``bernoulli``,

@@ -66,7 +66,7 @@ def _postorder(parent: np.ndarray, kids: list[list[int]]) -> list[int]:
 
 def hclt_from_tree(parent: np.ndarray, num_latents: int, spec: InputSpec, *,
                    seed: int | None = 0, num_vars: int = 0,
-                   init_spread: tuple[float, float] = (4.0, 2.0)) -> Circuit:
+                   init_spread: tuple[float, float] = (4.0, 4.0)) -> Circuit:
     """The HCLT circuit of a given tree (``parent[v]``, ``-1`` at the root).
 
     Args:
@@ -107,7 +107,7 @@ MI_ESTIMATORS = ("soft", "binned", "pyjuice")
 def HCLT(data: Any, num_latents: int, *, input_dist: str | InputSpec | None = None,
          num_cats: int | None = None, num_bins: int | None = None, seed: int | None = 0,
          mi_estimator: str = "soft", device: Any = None,
-         init_spread: tuple[float, float] = (4.0, 2.0)) -> Circuit:
+         init_spread: tuple[float, float] = (4.0, 4.0)) -> Circuit:
     """Learn a Chow-Liu tree from ``data`` and build its hidden Chow-Liu tree circuit.
 
     Args:

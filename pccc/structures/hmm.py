@@ -29,7 +29,7 @@ TRANSITION_KEY = "transition"
 
 
 def HMM(seq_length: int, num_latents: int, num_emits: int, homogeneous: bool = True, *,
-        seed: int | None = 0, init_spread: tuple[float, float] = (4.0, 2.0)
+        seed: int | None = 0, init_spread: tuple[float, float] = (4.0, 4.0)
         ) -> Circuit:
     """Build an HMM circuit.
 

@@ -2,21 +2,21 @@
 
 Every generator draws its parameters with a :class:`ParamDraw`: from ``seed``, each sum node's
 weights and each categorical table are ``exp(-spread * u)`` normalized, ``u`` uniform in
-``[0, 1)`` (PyJuice 2.6.3's draw: ``juice.compile`` uses spread 4 for sum weights,
-``Categorical.init_parameters`` spread 2; ratios within a row reach ``e^spread``). The spreads
+``[0, 1)`` (PyJuice 2.6.3's draw: ``juice.compile`` draws sum weights and every input node
+without parameters with spread 4; ratios within a row reach ``e^spread``). The spreads
 are :class:`InitSpread`, the generators' ``init_spread`` keyword. ``seed=None`` gives uniform
 parameters instead, as zero-copy broadcast views.
 
 Other input families: Bernoulli and binomial success probabilities are the first entry of a
 normalized 2-entry draw with the inputs' spread (``1 / (1 + e^s)`` to ``e^s / (1 + e^s)``:
-0.12 to 0.88 at spread 2); Gaussian means are normal with standard deviation 0.5 and the
+0.02 to 0.98 at spread 4); Gaussian means are normal with standard deviation 0.5 and the
 standard deviations 1.
 
 :func:`perturb` redraws the sum weights and categorical tables of any circuit the same way.
 
 Example::
 
-    draw = ParamDraw.from_seed(0, InitSpread(sums=4.0, inputs=2.0))
+    draw = ParamDraw.from_seed(0, InitSpread(sums=4.0, inputs=4.0))
     w = draw.sum_weights(16, 16)         # [16, 16], rows sum to 1
 """
 
@@ -36,8 +36,8 @@ class InitSpread(NamedTuple):
 
     sums: float = 4.0
     """spread of every sum node's weights (PyJuice: 4)"""
-    inputs: float = 2.0
-    """spread of categorical tables and Bernoulli/binomial probabilities (PyJuice: 2)"""
+    inputs: float = 4.0
+    """spread of categorical tables and Bernoulli/binomial probabilities (PyJuice: 4)"""
 
 
 def init_spread(spread: tuple[float, float] | float) -> InitSpread:
@@ -73,7 +73,7 @@ class ParamDraw:
     """the spreads of sum weights and input parameters"""
 
     @classmethod
-    def from_seed(cls, seed: int | None, spread: tuple[float, float] = (4.0, 2.0)
+    def from_seed(cls, seed: int | None, spread: tuple[float, float] = (4.0, 4.0)
                   ) -> ParamDraw:
         """A draw from ``seed`` (None: uniform parameters)."""
         return cls(None if seed is None else np.random.default_rng(seed), init_spread(spread))
@@ -89,7 +89,7 @@ class ParamDraw:
         return read_only(draw_rows(self.rng, (n, m), self.spread.sums))
 
 
-def perturb(circuit: Circuit, perturbation: tuple[float, float] | float = (4.0, 2.0),
+def perturb(circuit: Circuit, perturbation: tuple[float, float] | float = (4.0, 4.0),
             seed: int = 0) -> Circuit:
     """A copy of ``circuit`` whose sum weights and categorical input tables are redrawn as
     ``exp(-spread * u)``, ``u ~ U[0, 1)``, normalized per node (tied keys once).

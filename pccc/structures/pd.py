@@ -155,7 +155,7 @@ def PD(data_shape: Sequence[int], num_latents: int, *,
        split_points: Sequence[Sequence[int]] | None = None, max_split_depth: int | None = None,
        max_prod_block_conns: int = 4, block_size: int | None = None,
        input_dist: str | InputSpec = "categorical", num_cats: int = 256,
-       seed: int | None = 0, init_spread: tuple[float, float] = (4.0, 2.0)
+       seed: int | None = 0, init_spread: tuple[float, float] = (4.0, 4.0)
        ) -> Circuit:
     """Build a Poon-Domingos circuit over ``prod(data_shape)`` variables.
 

@@ -35,7 +35,7 @@ def _pieces(scope: np.ndarray, k: int, rng: np.random.Generator) -> list[np.ndar
 def RAT_SPN(num_vars: int, num_latents: int, depth: int, num_repetitions: int, *,
             num_pieces: int = 2, input_dist: str | InputSpec = "categorical",
             num_cats: int = 256, seed: int | None = 0, split_seed: int = 0,
-            init_spread: tuple[float, float] = (4.0, 2.0)) -> Circuit:
+            init_spread: tuple[float, float] = (4.0, 4.0)) -> Circuit:
     """Build a RAT-SPN over ``num_vars`` variables.
 
     Args:
