@@ -8,6 +8,7 @@ machine without it) only fails when asked for.
 from __future__ import annotations
 
 import importlib
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -55,6 +56,28 @@ def get(name: str) -> Factory:
         known = sorted(set(_BACKENDS) | set(_KNOWN) | {"reference"})
         raise PcccError(f"unknown backend {name!r} (known: {', '.join(known)})")
     return _BACKENDS[name]
+
+
+def check_options(name: str, options: dict[str, Any]) -> None:
+    """Refuse options that backend ``name``'s factory does not take (its keyword-only
+    parameters besides ``device`` and ``dtype``), or of another type than the default.
+
+    Raises:
+        PcccError: naming the option and what the backend takes.
+    """
+    params = inspect.signature(get(name)).parameters
+    if any(q.kind == q.VAR_KEYWORD for q in params.values()):
+        return  # (a factory of its own that takes anything checks its options itself)
+    takes = {n: q for n, q in params.items()
+             if q.kind == q.KEYWORD_ONLY and n not in ("device", "dtype")}
+    for key, value in options.items():
+        q = takes.get(key)
+        if q is None:
+            raise PcccError(f"backend {name!r} takes no option {key!r} (it takes: "
+                            f"{', '.join(takes) or 'none'})")
+        if q.default not in (q.empty, None) and type(value) is not type(q.default):
+            raise PcccError(f"backend {name!r}: option {key}={value!r} is not a "
+                            f"{type(q.default).__name__}")
 
 
 def names() -> list[str]:

@@ -99,6 +99,10 @@ class ParamMap(dict[str, np.ndarray]):
         v = dict.__getitem__(self, key)
         return self._make(key) if v is _UNMADE else v
 
+    def made(self) -> list[tuple[str, np.ndarray]]:
+        """The entries made so far (makes none)."""
+        return [(k, v) for k, v in dict.items(self) if v is not _UNMADE]
+
     def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
         return self[key] if key in self else default
 

@@ -1,5 +1,17 @@
-"""The L3 verifier: every index of a :class:`~pccc.ir.plan.KernelPlan` in range, every layer
-reading only what earlier layers wrote.
+"""The L3 verifier: a :class:`~pccc.ir.plan.KernelPlan` that passes is safe to hand to any
+backend.
+
+:func:`verify_plan` checks that every size agrees with the arrays present, every index lies in
+range, every node and element slot is written before it is read (and written once), the
+padding chunks point at the reserved slots and the zero tile, the roots are slots some layer
+writes, each input layer's hyperparameters fit its family and its variables' domains, and
+(``values=True``) every parameter is finite and in its distribution's domain. The scalar
+sizes (slot counts, block and chunk sizes, the root) are checked against the lengths of the
+index tables before anything of that size is made, so a plan that claims huge sizes is
+refused without allocating them.
+
+The backends run :func:`check_once` before they read a table, so no kernel sees a plan that
+fails the structural checks; ``pccc.load_module`` runs every check on a plan read from a file.
 
 Example::
 
@@ -9,10 +21,24 @@ Example::
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from pccc.ir.errors import VerifyError
-from pccc.ir.plan import KernelPlan, ProductLayer, SumLayer
+from pccc.ir.plan import InputLayer, KernelPlan, ProductLayer, SumLayer, SumPartition
+
+#: the largest block or chunk size of a sum partition (and reserved element slots)
+MAX_TILE_SIDE = 1 << 16
+#: the largest number of values of a variable (and of binomial trials, plus one)
+MAX_CARD = 1 << 31
+#: input families: parameters per node (None: the ``card`` attribute)
+FAMILIES: dict[str, int | None] = {"indicator": 0, "categorical": None, "bernoulli": 1,
+                                   "binomial": 1, "gaussian": 2}
+#: the hyperparameters of each family's layers, with their bounds
+_ATTRS: dict[str, dict[str, tuple[int, int]]] = {
+    "indicator": {"card": (1, MAX_CARD)}, "categorical": {"card": (1, MAX_CARD)},
+    "bernoulli": {}, "binomial": {"total": (0, MAX_CARD - 1)}, "gaussian": {}}
 
 
 def _range(arr: np.ndarray, lo: int, hi: int, what: str) -> None:
@@ -21,86 +47,325 @@ def _range(arr: np.ndarray, lo: int, hi: int, what: str) -> None:
                           f"{lo}..{hi - 1}")
 
 
-def _check_roots(plan: KernelPlan, written: np.ndarray) -> None:
-    if plan.num_roots < 1:
-        raise VerifyError(f"num_roots is {plan.num_roots}; a plan has at least one root")
-    for s in range(plan.root_slot, plan.root_slot + min(plan.num_roots, plan.num_node_slots + 1)):
-        if not 0 <= s < plan.num_node_slots or not written[s]:
-            raise VerifyError(f"root slot {s} is never written")
+def _int(value: Any, what: str, lo: int, hi: int) -> int:
+    """``value`` as an int in ``lo..hi``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise VerifyError(f"{what}: {value!r} is not an integer")
+    if not lo <= int(value) <= hi:
+        raise VerifyError(f"{what}: {int(value)} outside {lo}..{hi}")
+    return int(value)
+
+
+def _table(arr: Any, ndim: int, what: str, shape: tuple[int, ...] | None = None) -> None:
+    if not isinstance(arr, np.ndarray) or arr.ndim != ndim:
+        raise VerifyError(f"{what}: not a {ndim}-dimensional array")
+    if shape is not None and arr.shape != shape:
+        raise VerifyError(f"{what}: shape {arr.shape}, expected {shape}")
+    if arr.dtype.kind not in "iu" and arr.size:
+        raise VerifyError(f"{what}: {arr.dtype} values, expected integers")
+
+
+def _input_sizes(plan: KernelPlan) -> int:
+    """Node slots the input layers write (their tables' shapes checked)."""
+    total = 0
+    for i, ly in enumerate(plan.input_layers):
+        where = f"input layer {i}"
+        _table(ly.vars, 1, f"{where} vars")
+        _table(ly.param_start, 1, f"{where} param_start", ly.vars.shape)
+        if ly.values is not None:
+            _table(ly.values, 1, f"{where} values", ly.vars.shape)
+        total += ly.n
+    return total
+
+
+def _sum_sizes(plan: KernelPlan, li: int, ly: SumLayer) -> int:
+    """Node slots a sum layer writes (its sizes and tables' shapes checked)."""
+    total = 0
+    for pi, sp in enumerate(ly.partitions):
+        where = f"layer {li} sum partition {pi}"
+        B = _int(sp.block_size, f"{where} block_size", 1, MAX_TILE_SIDE)
+        C = _int(sp.chunk_size, f"{where} chunk_size", 1, MAX_TILE_SIDE)
+        if B * C > plan.reserved_params:
+            raise VerifyError(f"{where}: a {B}x{C} tile is larger than the reserved zero tile "
+                              f"({plan.reserved_params} weights)")
+        _table(sp.node_start, 1, f"{where} node_start")
+        nb = sp.node_start.shape[0]
+        _table(sp.chunk_start, 2, f"{where} chunk_start")
+        if sp.chunk_start.shape[0] != nb:
+            raise VerifyError(f"{where}: chunk_start has {sp.chunk_start.shape[0]} rows for "
+                              f"{nb} blocks")
+        _table(sp.param_start, 2, f"{where} param_start", sp.chunk_start.shape)
+        _table(sp.num_chunks, 1, f"{where} num_chunks", (nb,))
+        total += nb * B
+    return total
+
+
+def _product_sizes(li: int, ly: ProductLayer) -> None:
+    elems = 0
+    for pi, pp in enumerate(ly.partitions):
+        _table(pp.children, 2, f"layer {li} product partition {pi} children")
+        elems += pp.num_elems
+    reserved = _int(ly.reserved, f"layer {li} reserved", 1, MAX_TILE_SIDE)
+    _int(ly.num_elem_slots, f"layer {li} num_elem_slots", reserved, reserved + elems)
+
+
+def _check_sizes(plan: KernelPlan) -> None:
+    """The scalars against the arrays present, before anything is made from them."""
+    for name in ("params", "input_params"):
+        arr = getattr(plan, name)
+        if not isinstance(arr, np.ndarray) or arr.ndim != 1 or arr.dtype.kind != "f":
+            raise VerifyError(f"{name}: not a one-dimensional array of floats")
+    _table(plan.param_group, 1, "param_group", plan.params.shape)
+    _table(plan.group_size, 1, "group_size")
+    num_vars = _int(plan.num_vars, "num_vars", 0, MAX_CARD)
+    _table(plan.var_cards, 1, "var_cards", (num_vars,))
+    _range(plan.var_cards, 0, MAX_CARD + 1, "var_cards")
+    _int(plan.reserved_params, "reserved_params", 1, len(plan.params))
+    slots = 1 + _input_sizes(plan)
+    for li, ly in enumerate(plan.layers):
+        if isinstance(ly, ProductLayer):
+            _product_sizes(li, ly)
+        elif isinstance(ly, SumLayer):
+            slots += _sum_sizes(plan, li, ly)
+        else:
+            raise VerifyError(f"layer {li}: not a product or sum layer")
+    n = _int(plan.num_node_slots, "num_node_slots", 2, max(slots, 2))
+    root = _int(plan.root_slot, "root slot", 1, n - 1)
+    roots = _int(plan.num_roots, "num_roots", -(1 << 62), 1 << 62)
+    if roots < 1:
+        raise VerifyError(f"num_roots is {roots}; a plan has at least one root")
+    if roots > n - root:
+        raise VerifyError(f"root slots {root}..{root + roots - 1}: slots from {n} on are never "
+                          f"written (the plan has {n} node slots)")
+
+
+def _check_input_layer(plan: KernelPlan, i: int, ly: InputLayer) -> None:
+    """A layer's family, hyperparameters and parameter offsets, against its variables."""
+    where = f"input layer {i} ({ly.dist})"
+    if ly.dist not in FAMILIES:
+        raise VerifyError(f"input layer {i}: unknown distribution {ly.dist!r} (known: "
+                          f"{', '.join(sorted(FAMILIES))})")
+    attrs = dict(ly.attrs) if isinstance(ly.attrs, tuple) else None
+    if attrs is None or set(attrs) != set(_ATTRS[ly.dist]):
+        raise VerifyError(f"{where}: attributes {ly.attrs!r}, expected "
+                          f"{sorted(_ATTRS[ly.dist]) or 'none'}")
+    for key, (lo, hi) in _ATTRS[ly.dist].items():
+        _int(attrs[key], f"{where} {key}", lo, hi)
+    size = FAMILIES[ly.dist]
+    size = attrs["card"] if size is None else size
+    _int(ly.param_size, f"{where} param_size", size, size)
+    _range(ly.vars, 0, plan.num_vars, f"{where} vars")
+    if ly.param_size:
+        _range(ly.param_start, 0, len(plan.input_params) - ly.param_size + 1,
+               f"{where} param_start")
+    cards = plan.var_cards[ly.vars]
+    if ly.dist == "indicator":
+        if ly.values is None:
+            raise VerifyError(f"{where}: indicator values missing")
+        _range(ly.values, 0, attrs["card"], f"{where} values")
+        return
+    if ly.dist == "gaussian":
+        return
+    most = {"categorical": attrs.get("card"), "bernoulli": 2,
+            "binomial": attrs.get("total", 0) + 1}[ly.dist]
+    if cards.size and (int(cards.min()) < 1 or int(cards.max()) > most):
+        raise VerifyError(f"{where}: variables with {int(cards.min())}..{int(cards.max())} "
+                          f"values, but the layer's nodes take 1..{most}")
+
+
+def _check_param_ranges(plan: KernelPlan) -> None:
+    """Input nodes' parameter ranges: disjoint, or shared whole by nodes of one family with
+    the same hyperparameters (tied parameters); the families read their raw coordinates
+    differently, so no other overlap has a meaning."""
+    kinds = {(ly.dist, ly.attrs) for ly in plan.input_layers if ly.param_size}
+    kind_id = {k: i for i, k in enumerate(sorted(kinds, key=repr))}
+    parts = [(ly.param_start, np.full(ly.n, ly.param_size), np.full(ly.n, kind_id[ly.dist,
+              ly.attrs])) for ly in plan.input_layers if ly.param_size and ly.n]
+    if not parts:
+        return
+    start, size, kind = (np.concatenate(a) for a in zip(*parts))
+    order = np.lexsort((kind, start))
+    start, size, kind = start[order], size[order], kind[order]
+    same = start[1:] == start[:-1]
+    clash = same & (kind[1:] != kind[:-1])
+    overlap = ~same & (start[:-1] + size[:-1] > start[1:])
+    if clash.any() or overlap.any():
+        at = int(start[1:][clash | overlap][0])
+        raise VerifyError(f"input parameters at offset {at} are shared by nodes of different "
+                          "families or overlap partly")
 
 
 def _check_inputs(plan: KernelPlan, written: np.ndarray) -> None:
     for i, ly in enumerate(plan.input_layers):
+        _check_input_layer(plan, i, ly)
         where = f"input layer {i} ({ly.dist})"
-        _range(np.arange(ly.node_start, ly.node_start + ly.n), 1, plan.num_node_slots,
-               f"{where} slots")
-        _range(ly.vars, 0, max(plan.num_vars, 1), f"{where} vars")
-        if ly.param_size:
-            _range(ly.param_start, 0, len(plan.input_params) - ly.param_size + 1,
-                   f"{where} param_start")
-        if ly.dist == "indicator" and (ly.values is None or ly.values.shape != ly.vars.shape):
-            raise VerifyError(f"{where}: indicator values missing or of the wrong shape")
-        if written[ly.node_start: ly.node_start + ly.n].any():
+        start = _int(ly.node_start, f"{where} node_start", 1, plan.num_node_slots - ly.n)
+        if written[start: start + ly.n].any():
             raise VerifyError(f"{where}: slots written twice")
-        written[ly.node_start: ly.node_start + ly.n] = True
+        written[start: start + ly.n] = True
+    _check_param_ranges(plan)
 
 
-def _check_sum(plan: KernelPlan, li: int, ly: SumLayer, prev: ProductLayer,
+def _check_product(plan: KernelPlan, li: int, ly: ProductLayer, written: np.ndarray
+                   ) -> np.ndarray:
+    """Check a product layer; returns its element slots that hold a value when read."""
+    elems = np.zeros(ly.num_elem_slots, bool)
+    elems[: ly.reserved] = True
+    for pi, pp in enumerate(ly.partitions):
+        where = f"layer {li} product partition {pi}"
+        start = _int(pp.elem_start, f"{where} elem_start", ly.reserved,
+                     ly.num_elem_slots - pp.num_elems)
+        if elems[start: start + pp.num_elems].any():
+            raise VerifyError(f"{where}: element slots written twice")
+        elems[start: start + pp.num_elems] = True
+        kids = pp.children
+        _range(kids, 0, plan.num_node_slots, f"{where} children")
+        if kids.size and not written[kids].all():
+            raise VerifyError(f"{where}: reads node slots no earlier layer writes")
+    return elems
+
+
+def _check_chunks(plan: KernelPlan, where: str, sp: SumPartition, prev: ProductLayer,
+                  elems: np.ndarray) -> None:
+    """The chunks of a sum partition: real ones read written elements and tiles inside the
+    weights; padding ones the reserved slots and the zero tile."""
+    B, C = sp.block_size, sp.chunk_size
+    _range(sp.num_chunks, 1, sp.max_chunks + 1, f"{where} num_chunks")
+    real = np.arange(sp.max_chunks)[None, :] < sp.num_chunks[:, None]
+    _range(sp.chunk_start[real], 0, prev.num_elem_slots - C + 1, f"{where} chunk_start")
+    _range(sp.param_start[real], 0, len(plan.params) - B * C + 1, f"{where} param_start")
+    _range(sp.chunk_start[~real], 0, prev.reserved - C + 1, f"{where} padding chunk_start")
+    _range(sp.param_start[~real], 0, plan.reserved_params - B * C + 1,
+           f"{where} padding param_start")
+    unset = np.concatenate([[0], np.cumsum(~elems)])
+    starts = sp.chunk_start[real]
+    if starts.size and np.any(unset[starts + C] != unset[starts]):
+        raise VerifyError(f"{where}: reads element slots the product layer does not write")
+
+
+def _check_sum(plan: KernelPlan, li: int, ly: SumLayer, prev: ProductLayer, elems: np.ndarray,
                written: np.ndarray) -> None:
     for pi, sp in enumerate(ly.partitions):
         where = f"layer {li} sum partition {pi}"
-        nb, nc = sp.num_blocks, sp.max_chunks
-        B, C = sp.block_size, sp.chunk_size
-        if sp.chunk_start.shape != (nb, nc) or sp.param_start.shape != (nb, nc):
-            raise VerifyError(f"{where}: table shapes {sp.chunk_start.shape}, "
-                              f"{sp.param_start.shape} != {(nb, nc)}")
-        if B * C > plan.reserved_params or C > prev.reserved:
-            raise VerifyError(f"{where}: padding tile or chunk larger than the reserved one")
-        _range(sp.num_chunks, 1, nc + 1, f"{where} num_chunks")
-        _range(sp.chunk_start, 0, prev.num_elem_slots - C + 1, f"{where} chunk_start")
-        _range(sp.param_start, 0, len(plan.params) - B * C + 1, f"{where} param_start")
-        slots = (sp.node_start[:, None] + np.arange(B)[None, :]).ravel()
-        _range(slots, 1, plan.num_node_slots, f"{where} node slots")
-        if written[slots].any():
+        if sp.chunk_size > prev.reserved:
+            raise VerifyError(f"{where}: chunk larger than the reserved element slots")
+        _check_chunks(plan, where, sp, prev, elems)
+        _range(sp.node_start, 1, plan.num_node_slots - sp.block_size + 1,
+               f"{where} node_start")
+        slots = (sp.node_start[:, None] + np.arange(sp.block_size)[None, :]).ravel()
+        if written[slots].any() or len(np.unique(slots)) != len(slots):
             raise VerifyError(f"{where}: node slots written twice")
         written[slots] = True
 
 
-def verify_plan(plan: KernelPlan) -> None:
-    """Check index ranges, reserved regions and the product/sum alternation of a plan.
-
-    Raises:
-        VerifyError: naming the layer and partition at fault.
-    """
-    if len(plan.param_group) != len(plan.params):
-        raise VerifyError("param_group and params differ in length")
-    if plan.reserved_params < 1 or np.any(plan.params[: plan.reserved_params] != 0):
-        raise VerifyError("the reserved padding tile must hold zeros")
-    written = np.zeros(plan.num_node_slots, bool)
-    written[0] = True
-    _check_inputs(plan, written)
+def _check_layers(plan: KernelPlan, written: np.ndarray) -> None:
     prev: ProductLayer | None = None
+    elems = np.zeros(0, bool)
     for li, ly in enumerate(plan.layers):
         if isinstance(ly, ProductLayer):
             if prev is not None:
                 raise VerifyError(f"layer {li}: two product layers in a row")
-            for pi, pp in enumerate(ly.partitions):
-                where = f"layer {li} product partition {pi}"
-                _range(np.arange(pp.elem_start, pp.elem_start + pp.num_elems), ly.reserved,
-                       ly.num_elem_slots, f"{where} elements")
-                kids = pp.children
-                _range(kids, 0, plan.num_node_slots, f"{where} children")
-                if kids.size and not written[kids].all():
-                    raise VerifyError(f"{where}: reads node slots no earlier layer writes")
+            elems = _check_product(plan, li, ly, written)
             prev = ly
-        elif isinstance(ly, SumLayer):
+        else:
             if prev is None:
                 raise VerifyError(f"layer {li}: a sum layer without a product layer before it")
-            _check_sum(plan, li, ly, prev, written)
+            _check_sum(plan, li, ly, prev, elems, written)
             prev = None
-        else:
-            raise VerifyError(f"layer {li}: not a product or sum layer")
-    _check_roots(plan, written)
-    for key, idx in plan.param_map.items():
+    if prev is not None:
+        raise VerifyError(f"layer {len(plan.layers) - 1}: a product layer no sum layer reads")
+
+
+def _check_roots(plan: KernelPlan, written: np.ndarray) -> None:
+    roots = written[plan.root_slot: plan.root_slot + plan.num_roots]
+    if not roots.all():
+        s = plan.root_slot + int(np.argmin(roots))
+        raise VerifyError(f"root slot {s} is never written")
+
+
+def _check_groups(plan: KernelPlan) -> None:
+    """Each weight's normalization group, and each group's size."""
+    _range(plan.param_group, -1, len(plan.group_size), "param_group")
+    if np.any(plan.param_group[: plan.reserved_params] != -1):
+        raise VerifyError("the reserved zero tile belongs to a normalization group")
+    g = plan.param_group
+    count = np.bincount(g[g >= 0], minlength=len(plan.group_size))
+    if not np.array_equal(count, plan.group_size):
+        bad = int(np.flatnonzero(count != plan.group_size)[0])
+        raise VerifyError(f"group_size[{bad}] is {int(plan.group_size[bad])}, but "
+                          f"{int(count[bad])} weights belong to group {bad}")
+
+
+def _check_param_map(plan: KernelPlan) -> None:
+    from pccc.ir.plan import ParamMap
+
+    entries = (plan.param_map.made() if isinstance(plan.param_map, ParamMap)
+               else plan.param_map.items())
+    for key, idx in entries:
+        _table(idx, idx.ndim if isinstance(idx, np.ndarray) else 1, f"param_map[{key!r}]")
         buf = plan.input_params if key in plan.input_param_keys else plan.params
         _range(idx, 0, len(buf), f"param_map[{key!r}]")
+    extra = set(plan.input_param_keys) - set(plan.param_map)
+    if extra:
+        raise VerifyError(f"input_param_keys names keys without offsets: {sorted(extra)}")
+
+
+def _check_values(plan: KernelPlan) -> None:
+    """Weights finite and >= 0 (the zero tile zero), input parameters in their domains."""
+    from pccc.ir import dists
+
+    if not dists.finite_nonnegative(plan.params):
+        raise VerifyError("sum weights must be finite and >= 0")
+    if np.any(plan.params[: plan.reserved_params] != 0):
+        raise VerifyError("the reserved padding tile must hold zeros")
+    for i, ly in enumerate(plan.input_layers):
+        if not ly.param_size or not ly.n:
+            continue
+        attrs = dict(ly.attrs)
+        idx = ly.param_start[:, None] + np.arange(ly.param_size)[None, :]
+        shape = dists.get(ly.dist).param_shape(ly.n, attrs)
+        vals = plan.input_params[idx].reshape(shape)
+        msg = dists.get(ly.dist).check_params(vals, attrs)
+        if msg:
+            raise VerifyError(f"input layer {i} ({ly.dist}): {msg}")
+
+
+def verify_plan(plan: KernelPlan, *, values: bool = True, groups: bool = True) -> None:
+    """Check a plan's sizes, index ranges, reads and writes, roots and parameters.
+
+    Args:
+        plan: the plan.
+        values: also check the parameter values (finite, in their domains).
+        groups: also check the normalization groups (``param_group``, ``group_size``).
+
+    Raises:
+        VerifyError: naming the layer and partition, or the field, at fault.
+    """
+    if values or groups:
+        plan.wait_values()
+    _check_sizes(plan)
+    written = np.zeros(plan.num_node_slots, bool)
+    written[0] = True
+    _check_inputs(plan, written)
+    _check_layers(plan, written)
+    _check_roots(plan, written)
+    _check_param_map(plan)
+    if groups:
+        _check_groups(plan)
+    if values:
+        _check_values(plan)
+
+
+def check_once(plan: KernelPlan, *, values: bool = False) -> None:
+    """:func:`verify_plan` once per plan object (later calls return at once): what a backend
+    runs before it reads a table (``values=False``: the structure), and what a loader runs
+    before it hands a plan read from a file to a backend (``values=True``).
+
+    The normalization groups of a plan made by pccc's own passes (``compile_plan`` marks it)
+    are correct by construction and not read again, so that its weights may still be copying
+    while a backend starts."""
+    done = plan.__dict__.get("_checked")
+    if done == "values" or (done == "structure" and not values):
+        return
+    verify_plan(plan, values=values, groups=values or not plan.__dict__.get("_own_groups"))
+    object.__setattr__(plan, "_checked", "values" if values else "structure")

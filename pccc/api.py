@@ -100,6 +100,7 @@ def compile(circuit: Circuit, backend: str = "torch", *, device: Any = None, dty
         raise PcccError("the reference backend evaluates circuits directly "
                         "(pccc.backends.reference.log_likelihood); it compiles no module")
     factory = registry.get(backend)
+    registry.check_options(backend, options)
     # (the parameter values are checked while the passes run: see verified)
     with verified(circuit) if verify else contextlib.nullcontext():
         plan = compile_plan(circuit, pipeline, training=training,

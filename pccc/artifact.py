@@ -1,42 +1,47 @@
 """``.pccm`` compiled-module artifacts: the L3 plan with its current parameters, the source
 circuit, and how they were made, in a safe format (never pickle).
 
-A ``.pccm`` file is a zip archive holding ``manifest.json`` and one ``.npy`` member per array
-(written with ``allow_pickle=False``, read back the same way). The manifest records the format
-version, the pccc and plan versions, the backend, dtype, pipeline and options, and the plan and
-source circuit as JSON trees whose arrays point at the ``.npy`` members. A saved module also
-stores its exact state (``state``: its parameters and buffers as it holds them, in its dtype).
-Loading re-creates the module from the plan without re-running the passes, then sets that
-state, so the loaded module computes bit for bit what the saved one did (the plan's values
-alone went through ``exp`` and ``log``; files without a state load from them). A truncated or
-corrupt archive, a foreign file, or a format version this pccc does not read is refused with a
-:class:`PcccError`.
+A ``.pccm`` file is a zip archive holding ``manifest.json``, one ``.npy`` member per array
+(written with ``allow_pickle=False``) and ``checksums.json``, the SHA-256 of every other
+member. The manifest records the format version, the pccc and plan versions, the backend,
+dtype, pipeline and options, and the plan and source circuit as JSON trees whose arrays point
+at the ``.npy`` members. A saved module also stores its exact state (``state``: its parameters
+and buffers as it holds them, in its dtype). Loading re-creates the module from the plan
+without re-running the passes, then sets that state, so the loaded module computes bit for bit
+what the saved one did (the plan's values alone went through ``exp`` and ``log``; files
+without a state load from them).
+
+Nothing in a file is trusted: reading checks the archive and its checksums
+(:mod:`pccc.archive`), decodes the manifest against the schema of every field
+(:mod:`pccc.manifest`), runs the plan verifier with the parameter values
+(:func:`pccc.ir.plan_verify.verify_plan`) and the L0 verifier on the source circuit, checks
+that the two agree, and checks the options against the backend and the state against the
+module it is set on, before any kernel runs. Every refusal is an
+:class:`~pccc.archive.ArtifactError` naming the file and the member or field.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import json
 import os
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from pccc.archive import CHECKSUMS, MANIFEST, Archive, ArtifactError
 from pccc.ir import circuit as l0
 from pccc.ir import plan as l3
 from pccc.ir.errors import PcccError
+from pccc.manifest import Manifest, check_header, decode, source_sizes_problem
 
 FORMAT = "pccm"
-FORMAT_VERSION = 1
-
-#: dataclasses that may appear in a manifest tree, by name
-_CLASSES: dict[str, type] = {cls.__name__: cls for cls in (
-    l3.KernelPlan, l3.InputLayer, l3.ProductLayer, l3.ProductPartition, l3.SumLayer,
-    l3.SumPartition, l0.Circuit, l0.InputVector, l0.ProductVector, l0.SumVector)}
-
+FORMAT_VERSION = 2
 
 class _Encoder:
     """Turns a tree of IR dataclasses into JSON plus named arrays."""
@@ -68,29 +73,6 @@ class _Encoder:
         raise TypeError(f"cannot store a {type(obj).__name__} in a .pccm manifest")
 
 
-def _decode(tree: Any, arrays: dict[str, np.ndarray]) -> Any:
-    if isinstance(tree, list):
-        return [_decode(v, arrays) for v in tree]
-    if not isinstance(tree, dict):
-        return tree
-    if "__array__" in tree:
-        return arrays[tree["__array__"]]
-    if "__set__" in tree:
-        return frozenset(tree["__set__"])
-    if "__tuple__" in tree:
-        return tuple(_decode(v, arrays) for v in tree["__tuple__"])
-    if "__dict__" in tree:
-        return {k: _decode(v, arrays) for k, v in tree["__dict__"].items()}
-    if "__class__" in tree:
-        cls = _CLASSES.get(tree["__class__"])
-        if cls is None:
-            raise PcccError(f"unknown class {tree['__class__']!r} in the manifest")
-        known = {f.name for f in dataclasses.fields(cls)}
-        kwargs = {k: _decode(v, arrays) for k, v in tree["fields"].items() if k in known}
-        return cls(**kwargs)
-    raise PcccError("malformed manifest node")
-
-
 def write_artifact(path: str | os.PathLike[str], plan: l3.KernelPlan, source: l0.Circuit | None,
                    *, backend: str, dtype: str, pipeline: str | None,
                    options: dict[str, Any], state: dict[str, np.ndarray] | None = None) -> None:
@@ -113,59 +95,92 @@ def write_artifact(path: str | os.PathLike[str], plan: l3.KernelPlan, source: l0
     parent = p.parent if str(p.parent) else Path(".")
     if not parent.is_dir():
         raise PcccError(f"{p}: folder {parent} does not exist")
+    sums: dict[str, str] = {}
     with atomic_write(p) as f, zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as z:
-        z.writestr("manifest.json", text)
-        for name, arr in enc.arrays.items():
-            buf = io.BytesIO()
-            np.save(buf, arr, allow_pickle=False)
-            z.writestr(name, buf.getvalue())
+        for name, data in _members(text, enc.arrays):
+            sums[name] = hashlib.sha256(data).hexdigest()
+            z.writestr(name, data)
+        z.writestr(CHECKSUMS, json.dumps(sums, indent=0, sort_keys=True))
+
+
+def _members(text: str, arrays: dict[str, np.ndarray]) -> Iterator[tuple[str, bytes]]:
+    """The manifest's and the arrays' members, as bytes."""
+    yield MANIFEST, text.encode("utf-8")
+    for name, arr in arrays.items():
+        buf = io.BytesIO()
+        np.save(buf, arr, allow_pickle=False)
+        yield name, buf.getvalue()
 
 
 def read_artifact(path: str | os.PathLike[str]) -> tuple[dict[str, Any], l3.KernelPlan,
                                                          l0.Circuit | None]:
-    """(manifest, plan, source circuit) of a ``.pccm`` file; refuses bad files clearly."""
-    manifest, plan, source, _ = _read(path)
-    return manifest, plan, source
+    """(manifest, plan, source circuit) of a ``.pccm`` file, all checked (see the module
+    docstring); the manifest as a dict of its plain fields."""
+    m = read_checked(path)
+    head = {"format": FORMAT, "format_version": FORMAT_VERSION, "pccc_version": m.pccc_version,
+            "plan_version": l3.PLAN_VERSION, "backend": m.backend, "dtype": m.dtype,
+            "pipeline": m.pipeline, "options": m.options}
+    return head, m.plan, m.source
 
 
-def _read(path: str | os.PathLike[str]) -> tuple[dict[str, Any], l3.KernelPlan,
-                                                 l0.Circuit | None, dict[str, np.ndarray] | None]:
-    """:func:`read_artifact` and the module's exact state (None in files without one)."""
+def read_checked(path: str | os.PathLike[str]) -> Manifest:
+    """The decoded manifest of a ``.pccm`` file whose plan, source circuit and state passed
+    every check.
+
+    Raises:
+        ArtifactError: naming the file and the member or field at fault.
+    """
     p = Path(path)
-    if not p.exists():
-        raise PcccError(f"{p}: no such file")
-    try:
-        with zipfile.ZipFile(p) as z:
-            manifest = json.loads(z.read("manifest.json"))
-            _check_manifest(p, manifest)
-            arrays = {}
-            for name in z.namelist():
-                if name.endswith(".npy"):
-                    arrays[name] = np.load(io.BytesIO(z.read(name)), allow_pickle=False)
-    except zipfile.BadZipFile as e:
-        raise PcccError(f"{p}: not a .pccm file, or truncated/corrupt ({e})") from None
-    except KeyError as e:
-        raise PcccError(f"{p}: incomplete .pccm file (missing {e})") from None
-    except (ValueError, EOFError, OSError) as e:
-        raise PcccError(f"{p}: corrupt .pccm file ({e})") from None
-    try:
-        plan = _decode(manifest["plan"], arrays)
-        source = _decode(manifest["source"], arrays) if manifest.get("source") else None
-        state = _decode(manifest["state"], arrays) if manifest.get("state") else None
-    except (KeyError, TypeError, ValueError) as e:
-        raise PcccError(f"{p}: corrupt .pccm manifest ({e})") from None
-    return manifest, plan, source, state
+    if not p.is_file():
+        raise ArtifactError(p, "no such file" if not p.exists() else "not a file")
+    with Archive(p) as ar:
+        raw = ar.manifest()
+        check_header(p, raw, FORMAT_VERSION, l3.PLAN_VERSION)
+        ar.check_sums()
+        m = decode(p, raw, ar)
+    _check_plan(p, m.plan)
+    if m.source is not None:
+        _check_source(p, m.source, m.plan)
+    for k, v in (m.state or {}).items():
+        if v.dtype.kind == "f" and (np.isnan(v).any() or np.isposinf(v).any()):
+            raise ArtifactError(p, "holds NaN or +inf", field=f"state.{k}")
+    return m
 
 
-def _check_manifest(p: Path, m: Any) -> None:
-    if not isinstance(m, dict) or m.get("format") != FORMAT:
-        raise PcccError(f"{p}: not a pccc compiled module (.pccm)")
-    ver, made_by = m.get("format_version"), m.get("pccc_version", "?")
-    if ver != FORMAT_VERSION or m.get("plan_version") != l3.PLAN_VERSION:
-        raise PcccError(f"{p}: made by pccc {made_by} (module format {ver}, plan "
-                        f"v{m.get('plan_version')}); this pccc reads module format "
-                        f"{FORMAT_VERSION}, plan v{l3.PLAN_VERSION}: recompile the circuit "
-                        "with `pccc compile`")
+def _check_plan(p: Path, plan: l3.KernelPlan) -> None:
+    from pccc.ir.errors import VerifyError
+    from pccc.ir.plan_verify import check_once
+
+    try:
+        check_once(plan, values=True)
+    except VerifyError as e:
+        raise ArtifactError(p, str(e), field="plan") from None
+
+
+def _check_source(p: Path, source: l0.Circuit, plan: l3.KernelPlan) -> None:
+    """The source circuit: sizes, the L0 verifier, and agreement with the plan."""
+    from pccc.ir import verify
+    from pccc.ir.errors import VerifyError
+
+    problem = source_sizes_problem(source, plan.num_roots)
+    if problem is None and source.num_vars != plan.num_vars:
+        problem = f"{source.num_vars} variables, the plan {plan.num_vars}"
+    if problem is None:
+        try:
+            verify(source)
+        except VerifyError as e:
+            problem = str(e).splitlines()[0]
+    if problem is None:
+        cards = source.var_cards()
+        want = np.array([cards.get(v) or 0 for v in range(source.num_vars)], np.int64)
+        if not np.array_equal(want, plan.var_cards):
+            problem = "the variables' values differ from the plan's var_cards"
+    for key, idx in plan.param_map.items():
+        if problem is None and key in source.params and source.params[key].shape != idx.shape:
+            problem = (f"parameter {key!r} has shape {source.params[key].shape}, the plan's "
+                       f"param_map {idx.shape}")
+    if problem is not None:
+        raise ArtifactError(p, problem, field="source")
 
 
 def save_module(model: Any, path: str | os.PathLike[str]) -> None:
@@ -183,23 +198,56 @@ def save_module(model: Any, path: str | os.PathLike[str]) -> None:
 
 def read_module(path: str | os.PathLike[str], *, device: Any = None, dtype: Any = None,
                 backend: str | None = None) -> Any:
-    """A compiled module from a ``.pccm`` file, without re-running the passes."""
+    """A compiled module from a ``.pccm`` file, without re-running the passes (every part
+    of the file checked first: :func:`read_checked`)."""
     from pccc.api import _dtype
     from pccc.backends import registry
 
-    manifest, plan, source, state = _read(path)
-    name = backend or manifest["backend"]
-    opts = {k: v for k, v in manifest.get("options", {}).items() if k != "training"}
-    if name != manifest["backend"]:  # the options were the recorded backend's (precision...)
+    p = Path(path)
+    m = read_checked(p)
+    name = backend or m.backend
+    factory = registry.get(name)
+    opts = {k: v for k, v in m.options.items() if k != "training"}
+    if name != m.backend:  # the options were the recorded backend's (precision...)
         opts = {}
-    model = registry.get(name)(plan, device=device,
-                               dtype=_dtype(dtype or manifest.get("dtype")), **opts)
-    if state is not None:
-        import torch
-
-        model.load_exact_state({k: torch.from_numpy(v) for k, v in state.items()})
-    model.source_circuit = source
-    model.pipeline = manifest.get("pipeline")
+    _check_options(p, name, opts)
+    model = factory(m.plan, device=device, dtype=_dtype(dtype or m.dtype), **opts)
+    if m.state is not None:
+        _load_state(p, model, m.state, m.dtype)
+    model.source_circuit = m.source
+    model.pipeline = m.pipeline
     model.backend_name = name
-    model.compile_options = manifest.get("options", {})
+    model.compile_options = m.options
     return model
+
+
+def _check_options(p: Path, backend: str, opts: dict[str, Any]) -> None:
+    from pccc.backends import registry
+
+    try:
+        registry.check_options(backend, opts)
+    except PcccError as e:
+        raise ArtifactError(p, str(e), field="options") from None
+
+
+def _load_state(p: Path, model: Any, state: dict[str, np.ndarray], dtype: str) -> None:
+    """Set a stored exact state after checking it against the module's own entries."""
+    import torch
+
+    own = model.exact_state()
+    for k, v in state.items():
+        mine = own.get(k)
+        if mine is None:
+            continue  # (another backend's entry: the module ignores it)
+        want = dtype if mine.is_floating_point() else str(mine.dtype).replace("torch.", "")
+        if tuple(mine.shape) != v.shape or str(v.dtype) != want:
+            raise ArtifactError(p, f"{v.dtype} {v.shape}, expected {want} "
+                                f"{tuple(mine.shape)}", field=f"state.{k}")
+    model.load_exact_state({k: torch.from_numpy(np.array(v)) for k, v in state.items()})
+    from pccc.ir.errors import VerifyError
+    from pccc.ir.plan_verify import verify_plan
+
+    try:  # (the values the state makes, e.g. exp of its logits, must be in their domains)
+        verify_plan(model.current_plan())
+    except VerifyError as e:
+        raise ArtifactError(p, f"the parameters it sets: {e}", field="state") from None

@@ -59,7 +59,7 @@ def test_archive_holds_only_json_and_npy(tmp_path):
     with zipfile.ZipFile(path) as z:
         names = z.namelist()
         manifest = json.loads(z.read("manifest.json"))
-    assert all(n == "manifest.json" or n.endswith(".npy") for n in names)
+    assert all(n in ("manifest.json", "checksums.json") or n.endswith(".npy") for n in names)
     assert manifest["format"] == "pccm" and manifest["pccc_version"] == pccc.__version__
     assert "canonicalize" in manifest["pipeline"]
 

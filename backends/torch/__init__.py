@@ -13,13 +13,10 @@ from pccc.backends.torch.module import CompiledCircuit
 from pccc.ir.plan import KernelPlan
 
 
-def build(plan: KernelPlan, *, device: Any = None, dtype: Any = None, **options: Any
-          ) -> CompiledCircuit:
-    """The backend factory: a :class:`CompiledCircuit` for ``plan``."""
+def build(plan: KernelPlan, *, device: Any = None, dtype: Any = None) -> CompiledCircuit:
+    """The backend factory: a :class:`CompiledCircuit` for ``plan`` (no options)."""
     import torch
 
-    if options:
-        raise TypeError(f"torch backend: unknown option(s) {', '.join(sorted(options))}")
     return CompiledCircuit(plan, device=device, dtype=dtype or torch.float32)
 
 

@@ -46,6 +46,7 @@ from pccc.backends.torch import inputs as fam
 from pccc.backends.torch.layers import TorchProductLayer, TorchSumPartition
 from pccc.backends.torch.params import ParamsMixin
 from pccc.ir.plan import KernelPlan, ProductLayer, SumLayer
+from pccc.ir.plan_verify import check_once
 
 
 @dataclass
@@ -162,6 +163,7 @@ class CompiledCircuit(ParamsMixin, nn.Module):
 
     def __init__(self, plan: KernelPlan, *, device: Any = None, dtype: Any = torch.float32):
         super().__init__()
+        check_once(plan)  # (no table is read before the plan's structure is checked)
         plan.wait_values()  # (a plan may come with its values still being copied)
         self.plan = plan
         self.root_slot = plan.root_slot

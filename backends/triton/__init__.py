@@ -17,6 +17,7 @@ import triton  # noqa: F401  (fail at import when Triton is missing: the registr
 
 import pccc.passes  # noqa: F401  (every compile for this backend runs the passes)
 from pccc.backends.registry import register
+from pccc.backends.triton.codegen import PRECISIONS
 from pccc.backends.triton.compiled import TritonCompiledCircuit
 from pccc.ir.errors import PcccError
 from pccc.ir.plan import KernelPlan
@@ -24,14 +25,16 @@ from pccc.ir.plan import KernelPlan
 __all__ = ["TritonCompiledCircuit", "make"]
 
 
-def make(plan: KernelPlan, *, device: Any = "cuda", dtype: Any = None, precision: str = "tf32",
-         **options: Any) -> TritonCompiledCircuit:
+def make(plan: KernelPlan, *, device: Any = "cuda", dtype: Any = None, precision: str = "tf32"
+         ) -> TritonCompiledCircuit:
     """Build the module of ``plan`` (``dtype`` is accepted for the registry's signature; the
-    Triton backend's buffers are float32, its tile precision is ``precision``)."""
+    Triton backend's buffers are float32, its tile precision is ``precision``: one of
+    ``tf32``, ``fp32``, ``bf16``)."""
     if dtype not in (None, torch.float32, "float32"):
         raise PcccError(f"triton backend: buffers are float32 (got dtype {dtype})")
-    if options:
-        raise PcccError(f"triton backend: unknown option(s) {', '.join(sorted(options))}")
+    if precision not in PRECISIONS:
+        raise PcccError(f"triton backend: precision {precision!r} is not one of "
+                        f"{', '.join(PRECISIONS)}")
     _check_device(device)
     return TritonCompiledCircuit(plan, device=device, precision=precision)
 

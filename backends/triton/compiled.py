@@ -52,6 +52,7 @@ from pccc.backends.triton.runtime import DevicePlan
 from pccc.backends.triton.state import KernelState
 from pccc.backends.triton.upload import start_upload
 from pccc.ir.plan import KernelPlan
+from pccc.ir.plan_verify import check_once
 
 #: CUDA graphs kept per module (one per batch size and phase; the oldest is dropped)
 MAX_GRAPHS = 12
@@ -119,6 +120,7 @@ class TritonCompiledCircuit(EMOverlap, KernelState, CompiledCircuit):
     dp: DevicePlan
 
     def __init__(self, plan: KernelPlan, *, device: Any = "cuda", precision: str = "tf32"):
+        check_once(plan)  # (no kernel is made or run before the plan is checked)
         dev = torch.device(device)
         upload = start_upload(plan, dev)
         kernels, source, source_path = load_module(plan, precision)
