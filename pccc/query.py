@@ -82,6 +82,9 @@ def _model(model: Any, what: str) -> _Model:
     cards: dict[int, int | None] = {}
     names: dict[int, str] = {}
     if isinstance(model, Circuit):
+        from pccc.ir import verify
+
+        verify(model)  # (smooth and decomposable: what every query's method relies on)
         roots, nv = model.nodes[model.root].n, model.num_vars
         layers = [(nd.dist, dict(nd.attrs), [nd.var]) for nd in model.nodes
                   if isinstance(nd, InputVector)]
