@@ -303,3 +303,15 @@ def test_no_backend_builds_a_module_from_a_plan_that_fails_the_verifier(monkeypa
     monkeypatch.setenv("TRITON_INTERPRET", "1")
     with pytest.raises(VerifyError, match="input layer 0"):
         registry.get("triton")(plan, device="cpu")
+
+
+def test_eval_checks_data_against_a_module_without_its_circuit(tmp_path, capsys):
+    model = _trained()
+    path = tmp_path / "bare.pccm"
+    write_artifact(path, model.current_plan(), None, backend="torch", dtype="float64",
+                   pipeline=None, options={})
+    data = tmp_path / "x.npy"
+    np.save(data, np.array([[0, 1, 3], [5, 0, 0]]))  # variable 0 has 3 values
+    assert main(["eval", str(path), "--data", str(data)]) == 2
+    err = capsys.readouterr().err
+    assert "row 2, column 1: value 5 is outside 0..2" in err and "Traceback" not in err

@@ -22,7 +22,7 @@ from pccc.cli.cmd_info import load_verified
 from pccc.cli.devices import default_backend, describe, is_cuda
 from pccc.data import load_data
 from pccc.ir.circuit import Circuit
-from pccc.ir.errors import PcccError
+from pccc.ir.errors import DataError, PcccError
 
 Evaluator = Callable[[np.ndarray], np.ndarray]
 
@@ -65,11 +65,33 @@ def _runner(model: Any, device: str) -> Evaluator:
     return run
 
 
+def fits_cards(x: np.ndarray, cards: np.ndarray, name: str) -> None:
+    """Refuse data that does not fit a module without its source circuit: the width, and
+    each value of a discrete variable (``cards > 0``): an integer in ``0 .. card - 1``, or
+    missing (``-1``, NaN).
+
+    Raises:
+        DataError: naming ``name`` and the (1-based) row and column.
+    """
+    if x.ndim != 2 or x.shape[1] != len(cards):
+        raise DataError(f"{name}: {x.shape[-1]} columns, but the module has {len(cards)} "
+                        "variables")
+    xf = x.astype(np.float64, copy=False)
+    seen = ~np.isnan(xf) & (xf != -1) & (cards > 0)[None, :]
+    with np.errstate(invalid="ignore"):
+        bad = seen & ((xf != np.floor(xf)) | (xf < 0) | (xf >= cards[None, :]))
+    if bad.any():
+        r, c = (int(i) for i in np.argwhere(bad)[0])
+        raise DataError(f"{name}: row {r + 1}, column {c + 1}: value {xf[r, c]:g} is outside "
+                        f"0..{int(cards[c]) - 1}, the values of variable {c}")
+
+
 def _from_module(path: str, backend: str | None, device: str, dtype: str | None
                  ) -> tuple[Circuit | None, Evaluator, str, str]:
     """A ``.pccm`` compiled module: run as compiled (its own backend unless ``--backend``
     names another; ``reference`` evaluates its circuit with the oracle). Returns the circuit,
-    the evaluator, the backend's name and its dtype."""
+    the evaluator (with the plan's ``cards`` to check data against where the module holds no
+    circuit), the backend's name and its dtype."""
     import pccc
 
     if backend != "reference":
@@ -81,8 +103,10 @@ def _from_module(path: str, backend: str | None, device: str, dtype: str | None
         if circuit is None:
             raise PcccError(f"{path}: the module holds no source circuit to evaluate")
         return circuit, _reference(circuit, device), "reference", "float64"
-    return (circuit, _runner(model, device), model.backend_name,
-            str(model.dtype).replace("torch.", ""))
+    run = _runner(model, device)
+    if circuit is None:  # (load_data checks data against a circuit; this, the plan's cards)
+        run.cards = np.asarray(model.plan.var_cards)  # type: ignore[attr-defined]
+    return circuit, run, model.backend_name, str(model.dtype).replace("torch.", "")
 
 
 def evaluator(circuit: Circuit, backend: str, device: str = "cpu", dtype: str | None = None
@@ -142,6 +166,8 @@ def run(args: argparse.Namespace) -> int:
         print(describe(args.backend, args.device, dtype), flush=True)
         fn = evaluator(circuit, args.backend, args.device, args.dtype)
     x = load_data(args.data, circuit, key=args.key)
+    if getattr(fn, "cards", None) is not None:
+        fits_cards(x, fn.cards, args.data)  # type: ignore[attr-defined]
     ll = log_likelihoods(fn, x, args.batch_size)
     if out is not None:
         with atomic_write(out) as f:
