@@ -320,8 +320,9 @@ class Gaussian(Distribution):
     def log_prob(cls, params, attrs, x, n):
         assert params is not None
         mu, sd = params[None, :, 0], params[None, :, 1]
-        z = (np.asarray(x, dtype=np.float64)[:, None] - mu) / sd
-        return -0.5 * z * z - np.log(sd) - 0.5 * math.log(2 * math.pi)
+        with np.errstate(over="ignore"):  # (far from the mean: z overflows, the value is -inf)
+            z = (np.asarray(x, dtype=np.float64)[:, None] - mu) / sd
+            return -0.5 * z * z - np.log(sd) - 0.5 * math.log(2 * math.pi)
 
     @classmethod
     def default_params(cls, n, attrs, rng):

@@ -25,7 +25,7 @@ import numpy as np
 from pccc.backends.triton import templates as T
 from pccc.ir.plan import KernelPlan, ProductLayer, SumLayer, SumPartition
 
-TEMPLATE_VERSION = "29"
+TEMPLATE_VERSION = "30"
 PRECISIONS = ("tf32", "fp32", "bf16")
 #: log of the largest factor the backward pass lets exp() produce before a mix
 EXP_CAP = 80.0

@@ -285,12 +285,15 @@ class TritonCompiledCircuit(EMOverlap, KernelState, CompiledCircuit):
 
     def _input_args(self) -> list[tuple[Tensor, Tensor]]:
         """Per input layer, the tables its forward kernel reads: (raw, c) for categorical
-        layers (``input_raw`` itself), (theta, the binomial coefficients) for the others. When
+        layers (``input_raw`` itself), (raw, unused) for gaussians (mean and log std), (theta,
+        the binomial coefficients) for the others. When
         ``input_raw`` has new storage (``.data`` replaced) they are rebuilt and the CUDA
         graphs, which hold the old address, dropped."""
         if self.input_raw.data_ptr() != self._raw_ptr:
             raw = self.input_raw.detach()
-            self._in_args = [(raw, c) if ly.dist == "categorical" else (self._theta, inp.logc)
+            self._in_args = [(raw, c) if ly.dist == "categorical" else
+                             (raw, inp.logc) if ly.dist == "gaussian" else
+                             (self._theta, inp.logc)
                              for ly, c, inp in zip(self.plan.input_layers, self._cnorm,
                                                    self.dp.inputs)]
             self._raw_ptr = self.input_raw.data_ptr()

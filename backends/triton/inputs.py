@@ -115,11 +115,7 @@ def raw_grads(tables: list[InputTables], raw: Tensor, shift: Tensor, counts: Ten
             total = 1.0 if ly.dist == "bernoulli" else float(dict(ly.attrs)["total"])
             g = (ns[:, 2] - torch.sigmoid(r[:, 0]) * total * obs)[:, None]
         elif ly.dist == "gaussian":
-            mu, lsd = r[:, 0], r[:, 1]
-            prec = torch.exp(-2 * lsd)
-            sx, sxx = ns[:, 2], ns[:, 3]
-            dev2 = sxx - 2 * mu * sx + mu * mu * obs
-            g = torch.stack([(sx - mu * obs) * prec, dev2 * prec - obs], dim=1)
+            g = gaussian_raw_grad(r, obs, ns[:, 2], ns[:, 3])
         else:
             continue
         if tb.span is not None:
@@ -127,6 +123,30 @@ def raw_grads(tables: list[InputTables], raw: Tensor, shift: Tensor, counts: Ten
         else:
             grad.index_add_(0, tb.idx.reshape(-1), g.reshape(-1).to(grad.dtype))
     return grad
+
+
+def gaussian_raw_grad(raw: Tensor, obs: Tensor, sx: Tensor, sxx: Tensor) -> Tensor:
+    """``(d/d mu, d/d log_sd)`` of ``sum_b f_b log N(x_b)`` from the observed statistics
+    ``obs = sum f``, ``sx = sum f x``, ``sxx = sum f x^2``: ``(sx - mu obs) / sd^2`` and
+    ``sum f (x - mu)^2 / sd^2 - obs``, in float64 with the divisions by ``sd^2`` done in log
+    space and ``sum f (x - mu)^2`` as the spread about the data's mean plus ``obs (m - mu)^2``
+    (no ``mu^2`` to overflow): infinite where the dtype cannot hold them, never NaN."""
+    mu, lsd = raw[:, 0].double(), raw[:, 1].double()
+    o, sx, sxx = obs.double(), sx.double(), sxx.double()
+
+    def times(u: Tensor, v: Tensor) -> Tensor:  # u v, 0 where either is 0 (even with inf)
+        return torch.where((u == 0) | (v == 0), torch.zeros_like(u), u * v)
+
+    a = sx - times(mu, o)
+    some = o != 0
+    m = sx / torch.where(some, o, torch.ones_like(o))
+    dev2 = torch.where(some, (sxx - o * m * m) + times(o, (m - mu) ** 2),
+                       sxx - 2 * times(mu, sx))
+
+    def over_var(t: Tensor) -> Tensor:
+        return torch.sign(t) * torch.exp(torch.log(torch.abs(t)) - 2 * lsd)
+
+    return torch.stack([over_var(a), over_var(dev2) - o], dim=1).to(raw.dtype)
 
 
 def em_update_inputs(tables: list[InputTables], theta: Tensor, raw: Tensor, shift: Tensor,
@@ -158,19 +178,17 @@ def em_update_inputs(tables: list[InputTables], theta: Tensor, raw: Tensor, shif
             stats = tb.urows(counts) + fm[:, None] * native
         else:
             native = tb.urows(theta)  # [u, size]
-            st = torch.zeros((ly.n, 3), dtype=theta.dtype, device=theta.device)
-            nat = tb.rows(theta)
             if ly.dist in ("bernoulli", "binomial"):
+                st = torch.zeros((ly.n, 3), dtype=theta.dtype, device=theta.device)
+                nat = tb.rows(theta)
                 total = 1.0 if ly.dist == "bernoulli" else float(dict(ly.attrs)["total"])
                 st[:, 0] = ns[:, 2] + ns[:, 1] * total * nat[:, 0]
                 st[:, 1] = ns[:, 0] * total
-            else:
-                mu, sd = nat[:, 0], nat[:, 1]
-                st[:, 0] = ns[:, 0]
-                st[:, 1] = ns[:, 2] + ns[:, 1] * mu
-                st[:, 2] = ns[:, 3] + ns[:, 1] * (sd * sd + mu * mu)
+            else:  # (S0, observed S1, S2, missing flow): see fam.gaussian_em
+                st = ns[:, [0, 2, 3, 1]].to(theta.dtype)
             stats = st if tb.span is not None else torch.zeros(
-                (u, 3), dtype=theta.dtype, device=theta.device).index_add_(0, tb.inv, st)
+                (u, st.shape[1]), dtype=theta.dtype, device=theta.device).index_add_(
+                    0, tb.inv, st)
         updates.append((tb, c, fam.em_update(ly.dist, native, stats, step, pseudocount)))
     for tb, c, new in updates:  # write after reading: tied rows update once
         r, s = fam.to_raw_tensor(tb.layer.dist, new)

@@ -351,10 +351,12 @@ def _input_stats(f, ms, xv, i, imask, mask, pstart, counts, nstats, CAT: tl.cons
     obs = tl.where(ms != 0, 0.0, f)
     tl.atomic_add(nstats + i * 4, tl.sum(f, axis=1), mask=imask, sem="relaxed")
     tl.atomic_add(nstats + i * 4 + 1, tl.sum(f - obs, axis=1), mask=imask, sem="relaxed")
-    if not CAT:  # (sum f x and sum f x^2 mean nothing for categories: never read there)
-        tl.atomic_add(nstats + i * 4 + 2, tl.sum(obs * xv, axis=1), mask=imask, sem="relaxed")
-        tl.atomic_add(nstats + i * 4 + 3, tl.sum(obs * xv * xv, axis=1), mask=imask,
-                      sem="relaxed")
+    if not CAT:  # (sum f x and sum f x^2 mean nothing for categories: never read there;
+        # a value the dtype cannot hold, inf, counts only with flow: no 0 * inf)
+        fx = tl.where(obs != 0.0, obs * xv, 0.0)
+        tl.atomic_add(nstats + i * 4 + 2, tl.sum(fx, axis=1), mask=imask, sem="relaxed")
+        tl.atomic_add(nstats + i * 4 + 3, tl.sum(tl.where(obs != 0.0, fx * xv, 0.0), axis=1),
+                      mask=imask, sem="relaxed")
     else:  # value 0 (most of MNIST's pixels) summed first: one atomic per node, not per
         ps = tl.load(pstart + i, mask=imask, other=0).to(tl.int64)  # column on one address
         zero = tl.sum(tl.where(xv == 0.0, obs, 0.0), axis=1)
@@ -482,11 +484,14 @@ LOGPROB = {
     a = tl.where(xv > 0.0, xv * tl.log(p), 0.0)
     b = tl.where($total - xv > 0.0, ($total - xv) * tl.log(1.0 - p), 0.0)
     lp = lc + a + b''',
+    # gaussian: `theta` is the raw coordinates (mu, log sd); z^2 in log space, so that a
+    # tiny or huge std gives no 0 * inf, and NaN (x - mu of two infinities) reads -inf
     "gaussian": '''\
     mu = tl.load(theta + ps, mask=imask, other=0.0)[:, None]
-    sd = tl.load(theta + ps + 1, mask=imask, other=1.0)[:, None]
-    z = (xv - mu) / sd
-    lp = -0.5 * z * z - tl.log(sd) - 0.9189385332046727''',
+    lsd = tl.load(theta + ps + 1, mask=imask, other=0.0)[:, None]
+    z2 = tl.exp(2.0 * (tl.log(tl.abs(xv - mu)) - lsd))
+    lp = -0.5 * z2 - lsd - 0.9189385332046727
+    lp = tl.where(lp == lp, lp, float("-inf"))''',
     "indicator": '''\
     val = tl.load(values + i, mask=imask, other=0)
     lp = tl.where(xi == val[:, None], 0.0, float("-inf"))''',
