@@ -189,15 +189,4 @@ def read_pcir_any(path: str | Path, *, allow_elided: bool = False) -> Any:
     return parse(text, file=str(p), base_dir=p.parent, allow_elided=allow_elided)
 
 
-def values_equal(a: Any, b: Any) -> bool:
-    """Structural equality of two IR values of any level (plans compared array by array)."""
-    from pccc.ir.parse_plan import plans_equal
-
-    if getattr(a, "level", None) != getattr(b, "level", None):
-        return False
-    if getattr(a, "level", None) == "L3":
-        return plans_equal(a, b)
-    return bool(a == b)
-
-
-__all__ = ["Key", "parse_any", "read_pcir_any", "values_equal", "np"]
+__all__ = ["Key", "parse_any", "read_pcir_any", "np"]

@@ -201,28 +201,3 @@ class PlanParser:
             input_params=flat["input_params"], param_map=pmap,
             input_param_keys=frozenset(k.name for k in keys), meta=meta, num_roots=num_roots)
 
-
-def _arrays_equal(a: Any, b: Any) -> bool:
-    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        return (a is None) == (b is None) and a is not None and a.shape == b.shape and \
-            bool(np.array_equal(a, b))
-    return bool(a == b)
-
-
-def plans_equal(a: KernelPlan, b: KernelPlan) -> bool:
-    """Field-by-field equality of two plans (arrays compared exactly)."""
-    import dataclasses
-
-    def same(x: Any, y: Any) -> bool:
-        if dataclasses.is_dataclass(x) and not isinstance(x, type):
-            if type(x) is not type(y):
-                return False
-            return all(same(getattr(x, f.name), getattr(y, f.name))
-                       for f in dataclasses.fields(x))
-        if isinstance(x, tuple) and isinstance(y, tuple):
-            return len(x) == len(y) and all(same(p, q) for p, q in zip(x, y))
-        if isinstance(x, dict) and isinstance(y, dict):
-            return list(x) == list(y) and all(same(x[k], y[k]) for k in x)
-        return _arrays_equal(x, y)
-
-    return same(a, b)

@@ -45,7 +45,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, ItemsView, ValuesView
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -159,8 +159,51 @@ class ParamMap(dict[str, np.ndarray]):
 _UNMADE: Any = object()
 
 
+def same_values(a: Any, b: Any) -> bool:
+    """Value equality of plan fields: arrays by shape and contents (NaN equals NaN, dtypes
+    aside), tuples and mappings item by item (mappings in key order), the rest by ``==``."""
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)) or a.shape != b.shape:
+            return False
+        nan = a.dtype.kind == "f" and b.dtype.kind == "f"
+        return bool(np.array_equal(a, b, equal_nan=nan))
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return len(a) == len(b) and all(same_values(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return list(a) == list(b) and all(same_values(a[k], b[k]) for k in a)
+    return bool(a == b)
+
+
+def _hash_key(v: Any) -> Any:
+    """What a field adds to a hash: shapes and lengths, never array contents."""
+    if isinstance(v, np.ndarray):
+        return ("array", v.shape)
+    if isinstance(v, tuple):
+        return ("tuple", len(v))
+    if isinstance(v, dict):
+        return ("map", len(v))
+    return v
+
+
+class ValueEq:
+    """Value equality and a hash consistent with it, for the plan's frozen dataclasses.
+
+    Two values are equal when they have the same type and every field holds the same values
+    (:func:`same_values`); the hash reads scalars, shapes and lengths only, so it is cheap."""
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return all(same_values(getattr(self, f.name), getattr(other, f.name))
+                   for f in fields(self))  # type: ignore[arg-type]
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__,) + tuple(
+            _hash_key(getattr(self, f.name)) for f in fields(self)))  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True, eq=False)
-class InputLayer:
+class InputLayer(ValueEq):
     """``n`` input nodes of one distribution family with the same hyperparameters."""
 
     dist: str
@@ -190,7 +233,7 @@ class InputLayer:
 
 
 @dataclass(frozen=True, eq=False)
-class ProductPartition:
+class ProductPartition(ValueEq):
     """Elements ``elem_start .. elem_start + E - 1`` each add up ``fanin`` node slots."""
 
     elem_start: int
@@ -206,7 +249,7 @@ class ProductPartition:
 
 
 @dataclass(frozen=True, eq=False)
-class ProductLayer:
+class ProductLayer(ValueEq):
     """One product layer: its element buffer and the partitions that fill it."""
 
     num_elem_slots: int
@@ -217,7 +260,7 @@ class ProductLayer:
 
 
 @dataclass(frozen=True, eq=False)
-class SumPartition:
+class SumPartition(ValueEq):
     """Node blocks of ``block_size`` mixing ``num_chunks`` chunks of ``chunk_size`` elements."""
 
     block_size: int
@@ -245,14 +288,14 @@ class SumPartition:
 
 
 @dataclass(frozen=True, eq=False)
-class SumLayer:
+class SumLayer(ValueEq):
     """One sum layer; reads the element buffer of the product layer just before it."""
 
     partitions: tuple[SumPartition, ...]
 
 
 @dataclass(frozen=True, eq=False)
-class KernelPlan:
+class KernelPlan(ValueEq):
     """The L3 plan. See the module docstring for the semantics every backend implements."""
 
     num_vars: int
@@ -284,6 +327,17 @@ class KernelPlan:
     """nodes of the root vector: slots ``root_slot .. root_slot + num_roots - 1``"""
 
     level = "L3"
+
+    def __eq__(self, other: object) -> bool:
+        """Value equality: every field (``meta`` too) holds the same values, arrays compared
+        element by element (``param_map`` entries are made to be compared); a plan whose
+        values are still being copied is waited for. The hash reads sizes only."""
+        if isinstance(other, KernelPlan):
+            self.wait_values()
+            other.wait_values()
+        return ValueEq.__eq__(self, other)
+
+    __hash__ = ValueEq.__hash__
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "var_cards", _ro(self.var_cards))

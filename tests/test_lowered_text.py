@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from pccc.ir import ParseError, VerifyError
 from pccc.ir.blocked import BlockedCircuit, verify_blocked
 from pccc.ir.layered import Layer, LayeredCircuit, ProductGroup, verify_layered
-from pccc.ir.parse_lowered import parse_any, values_equal
+from pccc.ir.parse_lowered import parse_any
 from pccc.ir.plan_verify import verify_plan
 from pccc.ir.print_lowered import lowered_text_npz, write_pcir_any
 from pccc.ir.printer import to_text
@@ -40,11 +40,11 @@ def test_print_parse_round_trip_at_every_level(data, tmp_path_factory):
     for ir in _levels(c):
         text = to_text(ir)
         back = parse_any(text)
-        assert values_equal(back, ir)
+        assert back == ir
         assert to_text(back) == text
         side, arrays = lowered_text_npz(ir, "side.npz")
         np.savez(folder / "side.npz", **arrays)
-        assert values_equal(parse_any(side, base_dir=folder), ir)
+        assert parse_any(side, base_dir=folder) == ir
         elided = to_text(ir, elide_above=2)
         shape_only = parse_any(elided, allow_elided=True)
         assert shape_only.level == ir.level
@@ -63,7 +63,7 @@ def test_write_pcir_any_picks_inline_or_sidecar(tmp_path):
         write_pcir_any(ir, tmp_path / f"{ir.level}.pcir", inline_below=100)
         assert (tmp_path / f"{ir.level}.npz").exists()
         back = parse_any((tmp_path / f"{ir.level}.pcir").read_text(), base_dir=tmp_path)
-        assert values_equal(back, ir)
+        assert back == ir
 
 
 @pytest.mark.parametrize("text, where", [

@@ -25,7 +25,7 @@ from pccc.backends.reference.lowered import evaluate_any  # noqa: E402
 from pccc.cli.main import main  # noqa: E402
 from pccc.ir import Circuit, CircuitBuilder, VerifyError  # noqa: E402
 from pccc.ir.circuit import ProductVector  # noqa: E402
-from pccc.ir.parse_lowered import parse_any, values_equal  # noqa: E402
+from pccc.ir.parse_lowered import parse_any  # noqa: E402
 from pccc.ir.plan_verify import verify_plan  # noqa: E402
 from pccc.ir.printer import to_text  # noqa: E402
 from pccc.optim import MiniBatchEM  # noqa: E402
@@ -133,7 +133,7 @@ def test_every_level_and_plan_text(data):
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
         text = to_text(ir)
         back = parse_any(text)
-        assert values_equal(back, ir) and to_text(back) == text
+        assert back == ir and to_text(back) == text
     assert ir.num_roots == n_roots(c)
     assert f"num_roots={n_roots(c)} " in to_text(ir).splitlines()[1]
     verify_plan(ir)
