@@ -282,6 +282,9 @@ class Circuit:
     """number of variables (ids ``0..num_vars-1``); may exceed the variables used"""
     root: int = -1
     """root node id (default: the last node)"""
+    source: Any = field(default=None, compare=False, repr=False)
+    """where each node was written (a :class:`pccc.ir.source.SourceMap`), for circuits read
+    from a file; None otherwise"""
 
     level = "L0"
 
@@ -326,7 +329,7 @@ class Circuit:
             if v.shape != merged[k].shape:
                 raise ValueError(f"parameter {k!r}: shape {v.shape} != {merged[k].shape}")
             merged[k] = v
-        return Circuit(self.nodes, merged, self.num_vars, self.root)
+        return Circuit(self.nodes, merged, self.num_vars, self.root, self.source)
 
     def var_cards(self) -> dict[int, int | None]:
         """Cardinality of each used variable (None: continuous)."""

@@ -20,13 +20,18 @@ class ParseError(PcccError):
 
 
 class VerifyError(PcccError):
-    """An IR value that breaks an invariant; names the node and its context."""
+    """An IR value that breaks an invariant; names the node (with its file and line when the
+    circuit was read from one) and its context."""
 
-    def __init__(self, message: str, *, node: int | None = None, context: str = ""):
+    def __init__(self, message: str, *, node: int | None = None, context: str = "",
+                 where: str | None = None):
+        """``where`` (``file:line: node <id in the file>``) replaces ``node %<id>`` in the
+        message for a circuit read from a file."""
         self.node = node
         self.detail = message
-        where = f"node %{node}: " if node is not None else ""
-        text = f"{where}{message}"
+        if where is None:
+            where = f"node %{node}" if node is not None else None
+        text = f"{where}: {message}" if where else message
         if context:
             text += "\n" + context
         super().__init__(text)

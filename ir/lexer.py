@@ -136,6 +136,7 @@ class TokenStream:
 
     def __init__(self, text: str, file: str = "<string>"):
         self.file = file
+        self.text = text
         self.toks = tokenize(text, file)
         self.pos = 0
 

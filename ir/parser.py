@@ -30,6 +30,7 @@ from pccc.ir.lexer import Key, Ref, Token, TokenStream
 from pccc.ir.limits import MAX_VALUES, vars_problem
 from pccc.ir.npzio import NpyError, NpzReader
 from pccc.ir.printer import LOWERED_LEVELS, VERSION
+from pccc.ir.source import SourceMap
 
 _PARSERS: dict[str, Callable[..., Any]] = {}
 
@@ -94,6 +95,7 @@ class _L0Parser:
         self.params: dict[str, np.ndarray] = {}
         self.elided: dict[str, tuple[int, ...]] = {}
         self.npz: dict[str, NpzReader] = {}
+        self.lines: list[int] = []
 
     def run(self) -> Circuit:
         ts = self.ts
@@ -139,11 +141,15 @@ class _L0Parser:
         if used and num_vars < max(used):
             raise ts.error(f"num_vars={num_vars} but variable {max(used) - 1} is used",
                            head.get("num_vars", (0, ts.peek()))[1])
-        return Circuit(tuple(self.nodes), self.params, num_vars, root)
+        n = len(self.nodes)
+        source = SourceMap.of(ts.file, self.lines[:n], range(n), prefix="%",
+                              text=ts.text if ts.file == "<string>" else None)
+        return Circuit(tuple(self.nodes), self.params, num_vars, root, source)
 
     def node(self) -> None:
         ts = self.ts
         tok = ts.next()
+        self.lines.append(tok.line)
         if tok.value.id != len(self.nodes):
             raise ts.error(f"expected node %{len(self.nodes)} (nodes are numbered in order), "
                            f"got {tok.text}", tok)

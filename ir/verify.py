@@ -30,9 +30,13 @@ def _fmt_scope(s: frozenset[int]) -> str:
 
 
 def _context(c: Circuit, node: int) -> str:
-    """The printed line of ``node`` (one line, so the CLI's message stays two lines)."""
+    """The line of ``node`` (one line, so the CLI's message stays two lines): as its file
+    wrote it, for a circuit read from one, else as printed."""
     from pccc.ir.printer import node_line
 
+    if c.source is not None:
+        text = c.source.source_line(node)
+        return "    " + text if text else ""
     try:
         return "    " + node_line(c, node)
     except Exception:  # a node too broken to print: the message alone must do
@@ -40,7 +44,13 @@ def _context(c: Circuit, node: int) -> str:
 
 
 def _fail(c: Circuit, node: int, message: str) -> VerifyError:
-    return VerifyError(message, node=node, context=_context(c, node))
+    where = c.source.where(node) if c.source is not None else None
+    return VerifyError(message, node=node, context=_context(c, node), where=where)
+
+
+def _ref(c: Circuit, node: int) -> str:
+    """Another node named in a message: ``%3``, or ``node 12 (line 7)`` of its file."""
+    return c.source.ref(node) if c.source is not None else f"%{node}"
 
 
 def _check_structure(c: Circuit, i: int) -> None:
@@ -141,7 +151,9 @@ def _check_domains(c: Circuit) -> None:
         card = dists.get(nd.dist).cardinality(nd.attr_dict())
         j, card0 = first.setdefault(nd.var, (i, card))
         if card != card0:
-            raise _fail(c, i, f"variable {nd.var} has {_domain(card0)} at node %{j} but "
+            at = _ref(c, j)
+            raise _fail(c, i, f"variable {nd.var} has {_domain(card0)} at "
+                              f"{at if at.startswith('node') else 'node ' + at} but "
                               f"{_domain(card)} here ({nd.dist}): one variable, one domain")
 
 
@@ -152,17 +164,18 @@ def _check_scopes(c: Circuit) -> None:
             first = nd.children[0]
             for ch in nd.children[1:]:
                 if sc[ch] != sc[first]:
-                    raise _fail(c, i, f"not smooth: children %{first} and %{ch} have scopes "
-                                      f"{_fmt_scope(sc[first])} and {_fmt_scope(sc[ch])}")
+                    raise _fail(c, i, f"not smooth: children {_ref(c, first)} and "
+                                      f"{_ref(c, ch)} have scopes {_fmt_scope(sc[first])} and "
+                                      f"{_fmt_scope(sc[ch])}")
         elif isinstance(nd, ProductVector):
             seen: dict[int, int] = {}
             for ch in nd.children:
                 for v in sc[ch]:
                     if v in seen and seen[v] != ch:
                         a = seen[v]
-                        raise _fail(c, i, f"not decomposable: children %{a} and %{ch} share "
-                                          f"variable {v} (scopes {_fmt_scope(sc[a])} and "
-                                          f"{_fmt_scope(sc[ch])})")
+                        raise _fail(c, i, f"not decomposable: children {_ref(c, a)} and "
+                                          f"{_ref(c, ch)} share variable {v} (scopes "
+                                          f"{_fmt_scope(sc[a])} and {_fmt_scope(sc[ch])})")
                     seen[v] = ch
             if len(set(nd.children)) != len(nd.children):
                 raise _fail(c, i, "not decomposable: a child appears twice")

@@ -3,6 +3,7 @@ broken circuit in two lines with exit status 2."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -81,7 +82,7 @@ def _write_bad(tmp_path: Path) -> Path:
 def _two_line_error(capsys: pytest.CaptureFixture[str]) -> list[str]:
     err = capsys.readouterr().err.strip().splitlines()
     assert 1 <= len(err) <= 2 and "Traceback" not in "".join(err)
-    assert err[0].startswith("pccc: error: node %2: not smooth")
+    assert re.match(r"pccc: error: \S*bad\.pcir:5: node %2: not smooth", err[0]), err[0]
     return err
 
 

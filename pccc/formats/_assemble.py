@@ -31,6 +31,7 @@ from pccc.ir.circuit import (
     SumVector,
     padded_keys,
 )
+from pccc.ir.source import SourceMap
 
 INPUT, PRODUCT, SUM = 0, 1, 2
 
@@ -214,7 +215,14 @@ def _circuit(nodes: Sequence[Node], params: PackedParams, num_vars: int) -> Circ
         "params": params,
         "num_vars": num_vars,
         "root": len(nodes) - 1,
+        "source": None,
     })
+    return c
+
+
+def with_source(c: Circuit, source: SourceMap) -> Circuit:
+    """``c`` with its source map set (readers call this on the circuit they built)."""
+    object.__setattr__(c, "source", source)
     return c
 
 
@@ -289,14 +297,22 @@ class Rows:
         self.kids: list[int] = []
         self.logw: list[float] = []
         self.inputs = Inputs()
+        #: where each node was written: (line, id in the file, element or -1), see mark()
+        self.origin: list[tuple[int, int, int]] = []
+        self._at = (0, 0, -1)
 
     def __len__(self) -> int:
         return len(self.kind)
+
+    def mark(self, line: int, nid: int, elem: int = -1) -> None:
+        """The source of the nodes appended from now on (:class:`pccc.ir.source.SourceMap`)."""
+        self._at = (line, nid, elem)
 
     def input(self) -> int:
         """Reserve an input node; describe it with ``self.inputs.<dist>(index, ...)``."""
         self.kind.append(INPUT)
         self.ptr.append(len(self.kids))
+        self.origin.append(self._at)
         return len(self.kind) - 1
 
     def product(self, kids: Sequence[int]) -> int:
@@ -304,6 +320,7 @@ class Rows:
         self.kids.extend(kids)
         self.logw.extend([0.0] * len(kids))
         self.ptr.append(len(self.kids))
+        self.origin.append(self._at)
         return len(self.kind) - 1
 
     def sum(self, kids: Sequence[int], logw: Sequence[float]) -> int:
@@ -311,7 +328,13 @@ class Rows:
         self.kids.extend(kids)
         self.logw.extend(logw)
         self.ptr.append(len(self.kids))
+        self.origin.append(self._at)
         return len(self.kind) - 1
+
+    def source(self, file: str) -> SourceMap:
+        """The source map of the nodes appended so far."""
+        lines, ids, elems = zip(*self.origin) if self.origin else ((), (), ())
+        return SourceMap.of(file, list(lines), list(ids), list(elems))
 
     def table(self) -> Table:
         return Table(np.array(self.kind, dtype=np.int8), np.array(self.ptr, dtype=np.int64),

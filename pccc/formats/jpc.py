@@ -23,14 +23,18 @@ and gives every error its ``file:line:col``.
 from __future__ import annotations
 
 import gzip
+from functools import partial
 from pathlib import Path
 from typing import IO
 
+import numpy as np
+
 from pccc.formats import register_reader, register_writer
-from pccc.formats._assemble import Rows, assemble
+from pccc.formats._assemble import Rows, assemble, with_source
 from pccc.formats._textio import LineSource, read_bytes
 from pccc.ir.circuit import Circuit
 from pccc.ir.limits import MAX_VALUES
+from pccc.ir.source import Arrays, SourceMap
 
 _INPUT_TAGS = {b"L": 4, b"I": 5, b"B": 6, b"G": 6}
 
@@ -110,6 +114,7 @@ def parse_lines(data: bytes, name: str) -> Circuit:
         if nid in ids:
             raise src.fail(f"node id {nid} is defined twice", 1)
         src.integer(2, "vtree id")
+        rows.mark(src.lineno, nid)
         ids[nid] = (_input(src, rows, tag) if tag not in (b"P", b"S")
                     else _inner(src, rows, ids, tag))
     if len(rows) != count:
@@ -117,7 +122,7 @@ def parse_lines(data: bytes, name: str) -> Circuit:
                        f"(truncated file?)", line=hline)
     if not len(rows):
         raise src.fail("no nodes", line=hline)
-    return assemble(rows.table())
+    return with_source(assemble(rows.table()), rows.source(name))
 
 
 def read(path: Path) -> Circuit:
@@ -127,8 +132,20 @@ def read(path: Path) -> Circuit:
 
     circuit = _fastjpc.parse(data)
     if circuit is None:
-        circuit = parse_lines(data, str(path))
-    return circuit
+        return parse_lines(data, str(path))
+    return with_source(circuit, SourceMap(str(path), partial(_node_lines, path)))
+
+
+def _node_lines(path: Path) -> Arrays:
+    """Line, id and element of each node of a file the fast reader accepted: one node per
+    line after the header, no comment or blank line among them (read again, on demand)."""
+    src = LineSource(read_bytes(path), str(path))
+    lines, ids = [], []
+    for toks in src:
+        if toks[0] != b"jpc":
+            lines.append(src.lineno)
+            ids.append(int(toks[1]))
+    return np.array(lines, np.int64), np.array(ids, np.int64), np.full(len(ids), -1, np.int64)
 
 
 def _write_gz(circuit: Circuit, f: IO[bytes]) -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pccc.formats import register_reader
-from pccc.formats._assemble import Rows, assemble
+from pccc.formats._assemble import Rows, assemble, with_source
 from pccc.formats._textio import LineSource, read_bytes
 from pccc.ir.circuit import Circuit
 
@@ -72,11 +72,14 @@ class _Reader:
         k = src.integer(3, "number of elements", lo=1)
         src.count(4 + 3 * k)
         prods, logw = [], []
+        line, nid = src.lineno, int(src.tokens[1])
         for j in range(k):
             at = 4 + 3 * j
             prime, sub = self.node(at), self.node(at + 1)
             logw.append(src.number(at + 2, "log-weight"))
+            self.rows.mark(line, nid, j)
             prods.append(self.rows.product([prime, sub]))
+        self.rows.mark(line, nid)
         return self.rows.sum(prods, logw)
 
     def line(self, toks: list[bytes]) -> None:
@@ -89,6 +92,7 @@ class _Reader:
             raise src.fail(f"node id {nid} is defined twice", 1)
         src.integer(2, "vtree id")
         make = {b"L": self.literal, b"T": self.true_node, b"D": self.decision}[tag]
+        self.rows.mark(src.lineno, nid)
         self.ids[nid] = make()
         self.lines += 1
         if tag != b"L":
@@ -134,7 +138,7 @@ def parse_lines(data: bytes, name: str) -> Circuit:
     if last != len(r.rows) - 1:
         # the root is a literal that was seen before: give it a node of its own at the end
         r.rows.sum([last], [0.0])
-    return assemble(r.rows.table())
+    return with_source(assemble(r.rows.table()), r.rows.source(name))
 
 
 def read(path: Path) -> Circuit:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pccc.formats import register_reader
-from pccc.formats._assemble import Rows, assemble
+from pccc.formats._assemble import Rows, assemble, with_source
 from pccc.formats._textio import LineSource, read_bytes
 from pccc.ir.circuit import Circuit
 from pccc.ir.limits import MAX_VALUES, MAX_VARS
@@ -47,6 +47,7 @@ def _child(src: LineSource, k: int, n: int) -> int:
 
 def _node(src: LineSource, rows: Rows, toks: list[bytes], doms: list[int]) -> None:
     tag, n = toks[0], len(rows)
+    rows.mark(src.lineno, n)  # (ids are implicit: the node's position)
     if tag == b"v":
         src.count(3)
         var = src.integer(1, "variable")
@@ -93,7 +94,7 @@ def parse_lines(data: bytes, name: str) -> Circuit:
     rows.inputs.card.update({v: max(d, rows.inputs.card.get(v, 0)) for v, d in enumerate(doms)})
     table = rows.table()
     table.num_vars = len(doms)
-    return assemble(table)
+    return with_source(assemble(table), rows.source(name))
 
 
 def read(path: Path) -> Circuit:
