@@ -1,4 +1,8 @@
-"""The pccc intermediate representations (L0 logical circuit; L1-L3 lowered levels)."""
+"""The pccc intermediate representations (L0 logical circuit; L1-L3 lowered levels).
+
+Importing the package registers the printer and the parser of every level, so
+:func:`to_text` prints and :func:`parse` reads L0 to L3.
+"""
 
 from pccc.ir import dists
 from pccc.ir.analyses import counts, depths, reachable, scopes
@@ -8,6 +12,9 @@ from pccc.ir.errors import DataError, ParseError, PassError, PcccError, VerifyEr
 from pccc.ir.parser import parse, parse_circuit
 from pccc.ir.printer import to_text, to_text_npz
 from pccc.ir.verify import is_decomposable, is_normalized, is_smooth, verify
+
+# (the lowered levels' printers and parsers register themselves: every level reads and prints)
+from pccc.ir import parse_lowered as _parse_lowered  # noqa: E402, F401  isort: skip
 
 __all__ = [
     "Circuit", "CircuitBuilder", "DataError", "InputVector", "Node", "ParseError", "PassError",

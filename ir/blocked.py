@@ -6,8 +6,9 @@ blocks and ``ceil(m / C)`` element chunks; block ``b`` and chunk ``k`` meet in t
 ``W[b*B : (b+1)*B, k*C : (k+1)*C]`` (zero-padded at the edges). ``B = C = 1`` is the sparse
 form that scalar circuits read from files use.
 
-The circuit is kept whole (it is the parameter store too); blocking is a table beside it, so an
-L1 value prints as its L0 text plus one ``block`` line per sum vector.
+The circuit is kept whole (it is the parameter store too); blocking is a table beside it. The
+text of an L1 value names its source circuit (the circuit before :func:`wrap_root`) and prints
+the tile shapes (see :mod:`pccc.ir.print_lowered`).
 
 Example::
 
@@ -22,11 +23,40 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+import numpy as np
+
 from pccc.ir.circuit import Circuit, InputVector, ProductVector, SumVector
 from pccc.ir.errors import VerifyError
 
 #: key of the weight array of a root sum added when the source root is not a sum vector
 ROOT_KEY = "__root__"
+
+
+def wrap_root(c: Circuit) -> Circuit:
+    """``c`` with its root vector of ``n`` nodes wrapped in a sum vector of ``n`` nodes whose
+    weights ``@__root__`` are the identity (node ``r`` passes root node ``r`` through); the
+    wrapper is the last node and the new root."""
+    n = c.nodes[c.root].n
+    params = dict(c.params.items())
+    params[ROOT_KEY] = np.eye(n)
+    nodes = c.nodes + (SumVector(n, (c.root,), ROOT_KEY),)
+    return Circuit(nodes, params, c.num_vars, len(nodes) - 1)
+
+
+def split_root(c: Circuit) -> tuple[Circuit, bool]:
+    """The circuit ``c`` was made from by :func:`wrap_root` and True, or ``c`` and False when
+    its root is no such wrapper."""
+    nd = c.nodes[c.root]
+    if not (c.root == len(c.nodes) - 1 and isinstance(nd, SumVector) and nd.param == ROOT_KEY
+            and len(nd.children) == 1 and c.nodes[nd.children[0]].n == nd.n):
+        return c, False
+    if sum(getattr(x, "param", None) == ROOT_KEY for x in c.nodes) != 1:
+        return c, False
+    w = c.params.get(ROOT_KEY)
+    if w is None or w.shape != (nd.n, nd.n) or not np.array_equal(w, np.eye(nd.n)):
+        return c, False
+    params = {k: v for k, v in c.params.items() if k != ROOT_KEY}
+    return Circuit(c.nodes[:-1], params, c.num_vars, nd.children[0]), True
 
 
 def ceil_div(a: int, b: int) -> int:

@@ -29,7 +29,7 @@ from pccc.ir.errors import ParseError
 from pccc.ir.lexer import Key, Ref, Token, TokenStream
 from pccc.ir.limits import MAX_VALUES, vars_problem
 from pccc.ir.npzio import NpyError, NpzReader
-from pccc.ir.printer import LOWERED_LEVELS, VERSION
+from pccc.ir.printer import VERSION
 from pccc.ir.source import SourceMap
 
 _PARSERS: dict[str, Callable[..., Any]] = {}
@@ -41,7 +41,7 @@ def register_parser(level: str, fn: Callable[..., Any]) -> None:
 
 
 def parse(text: str, *, file: str = "<string>", base_dir: str | Path | None = None,
-          allow_elided: bool = False) -> Any:
+          allow_elided: bool = False, source: Any = None) -> Any:
     """Parse a ``.pcir`` text of any registered level.
 
     Args:
@@ -50,6 +50,9 @@ def parse(text: str, *, file: str = "<string>", base_dir: str | Path | None = No
         base_dir: folder that sidecar ``.npz`` names are relative to (default: the folder of
             ``file``, or the current folder).
         allow_elided: fill parameters printed as ``elided`` uniformly instead of refusing them.
+        source: the source circuit of an L1 or L2 text that names it by digest (or an L1/L2
+            value lowered from it); ignored by the other levels. None: the text embeds it or
+            names its file.
 
     Raises:
         ParseError: ``file:line:col: message`` at the first error.
@@ -64,16 +67,14 @@ def parse(text: str, *, file: str = "<string>", base_dir: str | Path | None = No
     level = ts.expect("IDENT", what="IR level (L0, L1, L2, L3)")
     ts.end_line()
     fn = _PARSERS.get(level.text)
-    if fn is None and level.text in LOWERED_LEVELS:
-        import pccc.ir.parse_lowered  # noqa: F401  (registers the lowered levels' parsers)
-
-        fn = _PARSERS.get(level.text)
     if fn is None:
-        known = ", ".join(sorted(set(_PARSERS) | set(LOWERED_LEVELS)))
+        known = ", ".join(sorted(_PARSERS))
         raise ts.error(f"unknown IR level {level.text!r} (known: {known})", level)
     if base_dir is None:
         base_dir = Path(file).parent if file != "<string>" else Path(".")
     del first
+    if source is not None and level.text != "L0":
+        return fn(ts, base_dir=Path(base_dir), allow_elided=allow_elided, source=source)
     return fn(ts, base_dir=Path(base_dir), allow_elided=allow_elided)
 
 

@@ -1,34 +1,44 @@
 """Print the lowered levels (L1 blocked, L2 layered, L3 ``KernelPlan``) as ``.pcir`` text.
 
-L1 and L2 are the L0 text of their circuit with the header naming the level and a few more
-statements after it (``blocks`` lines; ``layer``, ``sums`` and ``products`` lines)::
+L1 and L2 print what they add to their source circuit, the L0 circuit they were lowered from,
+naming its node vectors by id: L1 the tile shape of every sum vector, L2 its layers and
+partitions (the tile shapes follow from the partitions)::
 
-    blocks %4 B=64 C=64
-    layer 0
+    pcir 1 L2
+    source sha256="3b5d..." path="001_canonicalize.pcir"
+    wrap-root %12  // = sum(%11) n=4 param=@__root__, identity weights
+    layer 0  // 2 sums in 1 partition(s): ...
       sums B=64 C=64 [%4, %9]
       products fanin=3 runs=2
 
-L3 is a list of statements, one per plan field, layer and partition; every array is a
-statement ``name i64[shape] = value`` whose value is a nested list, ``elided`` (shape only) or
-``npz "file.npz" "key"`` (a sidecar). The grammar is in ``docs/ir.md``. Importing this module
-registers the printers with :func:`pccc.ir.printer.to_text`.
+The source circuit is named by its digest (:mod:`pccc.ir.digest`) and, optionally, a file
+(:class:`SourceRef`), or embedded: its L0 statements follow the level's own (``to_text``'s
+default, so that ``parse(to_text(x)) == x`` needs nothing else). ``wrap-root`` says that the
+circuit is the source with its root wrapped by :func:`pccc.ir.blocked.wrap_root`.
+
+L3 is printed by :mod:`pccc.ir.print_plan`. The grammar is in ``docs/ir.md``. Importing this
+module registers the printers with :func:`pccc.ir.printer.to_text`.
 
 Example::
 
-    text = to_text(plan, elide_above=64)
+    text = to_text(blocked)                                   # the source embedded
+    text = to_text(blocked, source=SourceRef("c.pcir"))       # named by digest and file
     text, arrays = lowered_text_npz(plan, "plan.npz")   # arrays -> np.savez("plan.npz", ...)
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from pccc.ir.blocked import BlockedCircuit
+from pccc.ir.blocked import ROOT_KEY, BlockedCircuit, split_root
 from pccc.ir.circuit import Circuit
-from pccc.ir.layered import LayeredCircuit
+from pccc.ir.digest import ALGORITHM, circuit_digest
+from pccc.ir.layered import Layer, LayeredCircuit
 from pccc.ir.lexer import Key, quote
 from pccc.ir.plan import PLAN_VERSION, KernelPlan, ProductLayer, SumLayer
 from pccc.ir.printer import (
@@ -40,6 +50,7 @@ from pccc.ir.printer import (
     to_text,
     to_text_npz,
 )
+from pccc.ir.stats import layer_stats
 
 
 class _Arrays:
@@ -62,41 +73,135 @@ class _Arrays:
         return head + format_array(a)
 
 
-def _circuit_text(c: Circuit, level: str, elide_above: int | None, sidecar: str | None
-                  ) -> tuple[str, dict[str, np.ndarray]]:
-    if sidecar is not None:
-        text, arrays = to_text_npz(c, sidecar)
+@dataclass(frozen=True)
+class SourceRef:
+    """Name the source circuit of an L1 or L2 text by its digest instead of embedding it.
+
+    The text then holds ``source sha256="..." [path="..."]``; it parses back given the circuit
+    (``parse(text, source=circuit)``) or, with a ``path``, by reading that file."""
+
+    path: str | None = None
+    """a ``.pcir`` file holding the circuit, relative to the text's folder"""
+    note: str | None = None
+    """a comment for the reader, such as where the circuit was printed"""
+
+
+#: the width long lists of node vectors are wrapped at
+WIDTH = 100
+
+
+def ref_list(head: str, ids: Sequence[int]) -> list[str]:
+    """``head [%a, %b, ...]`` wrapped at :data:`WIDTH` characters, continuation lines aligned
+    after the bracket."""
+    first = head + " ["
+    pad = " " * len(first)
+    out: list[str] = []
+    line = first
+    for j, i in enumerate(ids):
+        tok = f"%{i}" + ("," if j + 1 < len(ids) else "")
+        fresh = line in (first, pad)
+        if not fresh and len(line) + 1 + len(tok) + 1 > WIDTH:
+            out.append(line)
+            line, fresh = pad, True
+        line += tok if fresh else " " + tok
+    return out + [line + "]"]
+
+
+def _source_lines(c: Circuit, source: SourceRef | None, elide_above: int | None,
+                  sidecar: str | None) -> tuple[list[str], list[str], dict[str, np.ndarray]]:
+    """The statements naming the source circuit of ``c`` (and its root wrapper), the L0
+    statements of the embedded source (none for a reference), and their sidecar arrays."""
+    src, wrapped = split_root(c)
+    head: list[str] = []
+    tail: list[str] = []
+    arrays: dict[str, np.ndarray] = {}
+    if source is not None:
+        line = f"source {ALGORITHM}={quote(circuit_digest(src))}"
+        if source.path is not None:
+            line += f" path={quote(source.path)}"
+        head.append(line + (f"  // {source.note}" if source.note else ""))
     else:
-        text, arrays = to_text(c, elide_above=elide_above), {}
-    first, rest = text.split("\n", 1)
-    assert first == header("L0")
-    return header(level) + "\n" + rest, arrays
+        if sidecar is not None:
+            text, arrays = to_text_npz(src, sidecar)
+        else:
+            text = to_text(src, elide_above=elide_above)
+        tail = ["// the source circuit"] + text.rstrip("\n").split("\n")[1:]
+    if wrapped:
+        root = src.nodes[src.root]
+        head.append(f"wrap-root %{len(src.nodes)}  // = sum(%{src.root}) n={root.n} "
+                    f"param=@{ROOT_KEY}, identity weights")
+    return head, tail, arrays
 
 
-def _blocks_lines(bc: BlockedCircuit) -> list[str]:
-    return [f"blocks %{v} B={B} C={C}" for v, (B, C) in bc.blocks.items()]
+def blocks_lines(blocks: Mapping[int, tuple[int, int]]) -> list[str]:
+    """``blocks B=.. C=.. [%a, ...]``: the vectors of each tile shape, largest shapes first."""
+    by_shape: dict[tuple[int, int], list[int]] = {}
+    for v, shape in blocks.items():
+        by_shape.setdefault(shape, []).append(v)
+    lines: list[str] = []
+    for (B, C), ids in sorted(by_shape.items(), reverse=True):
+        lines += ref_list(f"blocks B={B} C={C}", sorted(ids))
+    return lines
+
+
+def implied_blocks(layers: Sequence[Layer]) -> dict[int, tuple[int, int]]:
+    """The tile shape of every sum vector as its (first) partition states it."""
+    out: dict[int, tuple[int, int]] = {}
+    for layer in layers:
+        for g in layer.sums:
+            for v in g.sums:
+                out.setdefault(v, (g.block, g.chunk))
+    return out
+
+
+def plural(n: int, word: str) -> str:
+    """``1 block``, ``2 blocks``."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _layer_note(lc: LayeredCircuit, layer: Layer) -> str:
+    sums, prods = layer_stats(lc, layer)
+    return (f"{plural(sums.vectors, 'sum')}, {plural(len(layer.sums), 'partition')}: "
+            f"{plural(sums.blocks, 'block')}, {plural(sums.grid, 'tile')}, "
+            f"{sums.padding():.1%} pad | {plural(prods.elements, 'element')}, fan-in "
+            f"{prods.fanin}, {prods.padding():.1%} pad")
 
 
 def _layer_lines(lc: LayeredCircuit) -> list[str]:
     lines = []
     for li, layer in enumerate(lc.layers):
-        lines.append(f"layer {li}")
+        lines.append(f"layer {li}  // {_layer_note(lc, layer)}")
         for g in layer.sums:
-            lines.append(f"  sums B={g.block} C={g.chunk} [" +
-                         ", ".join(f"%{s}" for s in g.sums) + "]")
+            lines += ref_list(f"  sums B={g.block} C={g.chunk}", g.sums)
         for p in layer.products:
             lines.append(f"  products fanin={p.fanin} runs={p.runs}")
     return lines
 
 
-def _print_l1(bc: BlockedCircuit, *, elide_above: int | None = None) -> str:
-    text, _ = _circuit_text(bc.circuit, "L1", elide_above, None)
-    return text + "\n".join(_blocks_lines(bc)) + "\n"
+def _l1_text(bc: BlockedCircuit, source: SourceRef | None, elide_above: int | None,
+             sidecar: str | None) -> tuple[str, dict[str, np.ndarray]]:
+    head, tail, arrays = _source_lines(bc.circuit, source, elide_above, sidecar)
+    lines = [header("L1")] + head + blocks_lines(bc.blocks) + tail
+    return "\n".join(lines) + "\n", arrays
 
 
-def _print_l2(lc: LayeredCircuit, *, elide_above: int | None = None) -> str:
-    text, _ = _circuit_text(lc.circuit, "L2", elide_above, None)
-    return text + "\n".join(_blocks_lines(lc.blocked) + _layer_lines(lc)) + "\n"
+def _l2_text(lc: LayeredCircuit, source: SourceRef | None, elide_above: int | None,
+             sidecar: str | None) -> tuple[str, dict[str, np.ndarray]]:
+    head, tail, arrays = _source_lines(lc.circuit, source, elide_above, sidecar)
+    implied = implied_blocks(lc.layers)
+    extra = {v: s for v, s in lc.blocked.blocks.items() if implied.get(v) != s}
+    lines = [header("L2")] + head + blocks_lines(extra) + _layer_lines(lc) + tail
+    return "\n".join(lines) + "\n", arrays
+
+
+def _print_l1(bc: BlockedCircuit, *, elide_above: int | None = None,
+              source: SourceRef | None = None) -> str:
+    return _l1_text(bc, source, elide_above, None)[0]
+
+
+def _print_l2(lc: LayeredCircuit, *, elide_above: int | None = None,
+              source: SourceRef | None = None) -> str:
+    return _l2_text(lc, source, elide_above, None)[0]
 
 
 def _plan_lines(plan: KernelPlan, arr: _Arrays) -> list[str]:
@@ -160,12 +265,9 @@ def lowered_text_npz(value: Any, sidecar: str) -> tuple[str, dict[str, np.ndarra
         text = header("L3") + "\n" + "\n".join(_plan_lines(arr=arr, plan=value)) + "\n"
         return text, arr.saved
     if isinstance(value, BlockedCircuit):
-        text, arrays = _circuit_text(value.circuit, "L1", None, sidecar)
-        return text + "\n".join(_blocks_lines(value)) + "\n", arrays
+        return _l1_text(value, None, None, sidecar)
     if isinstance(value, LayeredCircuit):
-        text, arrays = _circuit_text(value.circuit, "L2", None, sidecar)
-        extra = _blocks_lines(value.blocked) + _layer_lines(value)
-        return text + "\n".join(extra) + "\n", arrays
+        return _l2_text(value, None, None, sidecar)
     raise TypeError(f"no printer for {type(value).__name__}")
 
 

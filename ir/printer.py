@@ -5,8 +5,8 @@ Printing is deterministic and idempotent: node ids are positions in topological 
 with ``repr`` so that they parse back bit-exactly. Parameters are written inline, into a sidecar
 ``.npz`` (``= npz "file.npz"``) or elided to their shape (``= elided``).
 
-Levels other than L0 register their printer with :func:`register_printer`; :func:`to_text`
-dispatches on the value's ``level`` attribute.
+Levels other than L0 register their printer with :func:`register_printer` (``import pccc.ir``
+registers L1-L3); :func:`to_text` dispatches on the value's ``level`` attribute.
 
 Example::
 
@@ -29,9 +29,6 @@ from pccc.ir.lexer import BARE_RE, Key, Ref, quote
 VERSION = 1
 
 _PRINTERS: dict[str, Callable[..., str]] = {}
-#: levels whose printers and parsers live in ``print_lowered`` and ``parse_lowered``, which
-#: ``to_text`` and ``parse`` import when they first meet a value or text of one
-LOWERED_LEVELS = ("L1", "L2", "L3")
 
 
 def register_printer(level: str, fn: Callable[..., str]) -> None:
@@ -144,22 +141,24 @@ def _print_l0(c: Circuit, *, elide_above: int | None = None) -> str:
 register_printer("L0", _print_l0)
 
 
-def to_text(value: Any, *, elide_above: int | None = None) -> str:
+def to_text(value: Any, *, elide_above: int | None = None, source: Any = None) -> str:
     """Print an IR value of any registered level.
 
     Args:
         value: an IR value (``Circuit`` for L0; L1-L3 values register their printers).
         elide_above: arrays with more elements than this are printed as their shape only
             (such text parses back only with ``allow_elided=True``); None keeps everything.
+        source: L1 and L2 only: a :class:`pccc.ir.print_lowered.SourceRef` that names the
+            source circuit by its digest instead of embedding it (None: embedded).
     """
     level = getattr(value, "level", None)
     fn = _PRINTERS.get(str(level))
-    if fn is None and str(level) in LOWERED_LEVELS:
-        import pccc.ir.print_lowered  # noqa: F401  (registers the lowered levels' printers)
-
-        fn = _PRINTERS.get(str(level))
     if fn is None:
         raise TypeError(f"no printer for IR level {level!r}")
+    if source is not None:
+        if level not in ("L1", "L2"):
+            raise TypeError(f"a {level} text has no source circuit to name")
+        return fn(value, elide_above=elide_above, source=source)
     return fn(value, elide_above=elide_above)
 
 

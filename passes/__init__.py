@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import os
 
-import pccc.ir.parse_lowered  # noqa: F401  (registers the L1-L3 printers and parsers)
 from pccc.ir.circuit import Circuit
 from pccc.ir.plan import KernelPlan
 from pccc.passes.manager import run_pipeline

@@ -13,9 +13,7 @@ The pass looks at vector sizes only; it never touches the weights.
 
 from __future__ import annotations
 
-import numpy as np
-
-from pccc.ir.blocked import ROOT_KEY, BlockedCircuit, ceil_div, run_length
+from pccc.ir.blocked import ROOT_KEY, BlockedCircuit, ceil_div, run_length, wrap_root
 from pccc.ir.circuit import Circuit, SumVector
 from pccc.ir.errors import PassError
 from pccc.passes.registry import register_pass
@@ -45,15 +43,11 @@ def rooted(c: Circuit) -> Circuit:
     """``c`` with a sum root: a product or input root of ``n`` nodes gets a sum vector of
     ``n`` nodes whose weights are the identity (root ``r`` passes its node ``r`` through;
     ``layout-params`` keeps the zero weights out of every normalization group)."""
-    root = c.nodes[c.root]
-    if isinstance(root, SumVector):
+    if isinstance(c.nodes[c.root], SumVector):
         return c
     if ROOT_KEY in c.params:
         raise PassError(f"parameter key {ROOT_KEY!r} is reserved")
-    params = dict(c.params.items())
-    params[ROOT_KEY] = np.eye(root.n)
-    nodes = c.nodes + (SumVector(root.n, (c.root,), ROOT_KEY),)
-    return Circuit(nodes, params, c.num_vars, len(nodes) - 1)
+    return wrap_root(c)
 
 
 @register_pass("group-blocks", input_level="L0", output_level="L1")

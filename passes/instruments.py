@@ -43,8 +43,6 @@ class Instrument:
 
 def ir_text(ir: Any, elide_above: int | None) -> str:
     """The ``.pcir`` text of an IR value of any level."""
-    import pccc.ir.print_lowered  # noqa: F401  (registers the L1-L3 printers)
-
     from pccc.ir.printer import to_text
 
     return to_text(ir, elide_above=elide_above)

@@ -25,11 +25,38 @@ from pccc.ir.errors import PcccError
 PathLike = str | os.PathLike[str]
 
 
-def load(path: PathLike) -> Circuit:
-    """Read a circuit file of any readable format (see ``pccc.formats.readable()``)."""
+def load(path: PathLike, *, allow_elided: bool = False) -> Any:
+    """Read an IR value from a file.
+
+    A ``.pcir`` text gives the value of the level its header names: an L0
+    :class:`~pccc.ir.Circuit`, an L1 ``BlockedCircuit``, an L2 ``LayeredCircuit`` or an L3
+    ``KernelPlan``. Every other circuit format (``.jpc``, ``.psdd``, ``.spn``; see
+    ``pccc.formats.readable()``) gives an L0 circuit. A compiled module (``.pccm``) is read by
+    :func:`load_module` instead.
+
+    Args:
+        path: the file.
+        allow_elided: read a ``.pcir`` text whose arrays were printed as their shape only,
+            filling them with placeholder values (else such a text is refused).
+
+    Raises:
+        PcccError: an unknown format, a missing file, a ``.pccm`` file; ``ParseError`` (a
+            subclass) at ``file:line:col`` for a malformed text.
+    """
+    from pathlib import Path
+
     from pccc import formats
 
-    return formats.load(path)
+    p = Path(path)
+    if p.name.lower().endswith(".pccm"):
+        raise PcccError(f"{p}: a compiled module; read it with pccc.load_module({str(p)!r})")
+    if p.name.lower().endswith(".pcir"):
+        from pccc.ir.parse_lowered import read_pcir_any
+
+        if not p.is_file():
+            raise PcccError(f"{p}: no such file")
+        return read_pcir_any(p, allow_elided=allow_elided)
+    return formats.load(p)
 
 
 def save(obj: Any, path: PathLike) -> None:

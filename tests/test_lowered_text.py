@@ -67,7 +67,7 @@ def test_write_pcir_any_picks_inline_or_sidecar(tmp_path):
 
 
 @pytest.mark.parametrize("text, where", [
-    ("pcir 1 L1\ncircuit num_vars=1 root=%0\n%0 = input bernoulli n=1 var=0\nblocks %0 B=1\n",
+    ("pcir 1 L1\ncircuit num_vars=1 root=%0\n%0 = input bernoulli n=1 var=0\nblocks B=1 [%0]\n",
      "4:1: missing attribute 'C'"),
     ("pcir 1 L2\ncircuit num_vars=1\n%0 = input bernoulli n=1 var=0\nlayer 1\n",
      "4:7: expected layer 0, got 1"),

@@ -35,15 +35,9 @@ def read_any(path: str, *, allow_elided: bool = False) -> Any:
 
     A ``.pcir`` file with elided arrays is refused unless ``allow_elided`` (then they are
     filled with placeholder values: uniform weights and distributions, zeros)."""
-    if path.lower().endswith(".pcir"):
-        from pccc.ir.parse_lowered import read_pcir_any
+    from pccc.api import load
 
-        if not Path(path).is_file():
-            raise PassError(f"{path}: no such file")
-        return read_pcir_any(path, allow_elided=allow_elided)
-    from pccc import formats
-
-    return formats.load(path)
+    return load(path, allow_elided=allow_elided)
 
 
 def default_pipeline(level: str) -> str:
