@@ -14,9 +14,10 @@ Results are torch tensors on the module's device (on the CPU for a circuit). See
 
 A circuit whose root vector holds ``n > 1`` nodes is refused (:class:`QueryError` naming
 ``n``): each root is a distribution of its own, and a query needs one. A Triton module
-answers conditionals with its own kernels (forward and flows) and draws samples and MPE
-completions through a torch module of the same plan (the GPU kernels of the top-down pass are
-still to come).
+answers conditionals with its own kernels (forward and flows), samples with its forward
+kernels and the top-down pass of a torch module of the same plan, and MPE completions through
+that torch module (GPU kernels of the max-product forward and the top-down pass are still to
+come).
 
 Example::
 
@@ -254,7 +255,7 @@ def sample(model: Any, num_samples: int, evidence: Any = None, seed: int | None 
         gen = torch.Generator(device=dec.device)
         gen.manual_seed(seed) if seed is not None else gen.seed()
         xt = _torch(ev, m)
-        tpairs = [tq.sample(dec, xt[s], gen) for s in spans]
+        tpairs = [tq.sample(dec, xt[s], gen, values=model) for s in spans]
         out = torch.cat([p[0] for p in tpairs]) if tpairs else xt
         ll = torch.cat([p[1] for p in tpairs]).cpu().numpy() if tpairs else np.zeros(0)
     dead = np.flatnonzero(~np.isfinite(ll))

@@ -11,7 +11,8 @@ pass of sampling and MPE over the plan's layers.
   the choice to every child with the flows pass's own scatter
   (:meth:`TorchProductLayer.backward_flows`). Reached nodes hold 1 in a ``[slots, batch]``
   buffer, all others 0. It reads the torch layers' index tables, so a Triton module decodes
-  through a torch module of the same plan (:mod:`pccc.query`).
+  through a torch module of the same plan (:func:`twin`), over the values of its own forward
+  kernels when sampling.
 - :func:`complete` gives each missing variable the value of the input node its row reached: a
   draw from the node's distribution, or its mode.
 
@@ -21,6 +22,7 @@ Every function here runs under ``torch.no_grad`` and leaves the module's EM stat
 from __future__ import annotations
 
 import math
+import weakref
 from typing import Any
 
 import numpy as np
@@ -223,12 +225,18 @@ def complete(model: CompiledCircuit, x: Tensor, data: Batch, sel: Tensor,
 
 
 @torch.no_grad()
-def sample(model: CompiledCircuit, evidence: Tensor, gen: torch.Generator
-           ) -> tuple[Tensor, Tensor]:
-    """One exact draw from ``p(x | e)`` per row of ``evidence``, and ``log p(e)`` per row."""
-    data, logw, node = forward(model, evidence)
+def sample(model: CompiledCircuit, evidence: Tensor, gen: torch.Generator,
+           values: CompiledCircuit | None = None) -> tuple[Tensor, Tensor]:
+    """One exact draw from ``p(x | e)`` per row of ``evidence``, and ``log p(e)`` per row.
+    ``values``: the module whose forward pass gives the node values (a Triton module of the
+    same plan: its kernels), decoded with ``model``'s layers; default ``model``."""
+    src = model if values is None else values
+    data, logw, node = forward(src, evidence)
     ll = node[model.root_slot].clone()
-    return complete(model, evidence, data, decode(model, node, logw, gen), gen), ll
+    sel = decode(model, node, logw, gen)
+    if src is not model:
+        data = model.prepare(evidence)
+    return complete(model, evidence, data, sel, gen), ll
 
 
 @torch.no_grad()
@@ -240,10 +248,18 @@ def mpe(model: CompiledCircuit, x: Tensor) -> tuple[Tensor, Tensor]:
     return out, node[model.root_slot].clone()
 
 
+#: the torch module of each module without torch layers, made at its first query
+_TWINS: weakref.WeakKeyDictionary[Any, CompiledCircuit] = weakref.WeakKeyDictionary()
+
+
 def twin(model: Any) -> CompiledCircuit:
-    """A torch module of ``model``'s plan holding its current state (for a module whose own
-    kernels lack a query's passes: the Triton one's sampling and MPE)."""
-    out = CompiledCircuit(model.plan, device=model.device, dtype=model.dtype)
+    """A torch module of ``model``'s plan holding its current state, for a module whose own
+    kernels lack a query's passes (the Triton one's top-down pass and max-product forward):
+    made once per module and device, its state refreshed at every call."""
+    out = _TWINS.get(model)
+    if out is None or out.device != model.device:
+        out = CompiledCircuit(model.plan, device=model.device, dtype=model.dtype)
+        _TWINS[model] = out
     if not out.load_exact_state(model.exact_state()):
         raise AssertionError("the module's state does not fit a torch module of its plan")
     return out
