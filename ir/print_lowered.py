@@ -273,17 +273,22 @@ def lowered_text_npz(value: Any, sidecar: str) -> tuple[str, dict[str, np.ndarra
 
 def write_pcir_any(value: Any, path: str | Path, *, inline_below: int = 4096) -> None:
     """Write a value of any level to ``path``: arrays inline when the value is small, else in
-    a sidecar ``<stem>.npz`` next to it."""
+    a sidecar ``<stem>.npz`` next to it; atomically, both files or neither
+    (:func:`pccc.files.atomic_writes`)."""
+    from pccc.files import atomic_write, atomic_writes
+
     p = Path(path)
     total = _array_elements(value)
     if total < inline_below:
-        p.write_text(to_text(value))
+        with atomic_write(p) as f:
+            f.write(to_text(value).encode("utf-8"))
         return
     name = p.name[:-5] if p.name.endswith(".pcir") else p.name
     sidecar = f"{name}.npz"
     text, arrays = lowered_text_npz(value, sidecar)
-    np.savez(p.parent / sidecar, **arrays)  # type: ignore[arg-type]
-    p.write_text(text)
+    with atomic_writes(p.parent / sidecar, p) as (g, f):
+        np.savez(g, **arrays)  # type: ignore[arg-type]
+        f.write(text.encode("utf-8"))
 
 
 def _array_elements(value: Any) -> int:

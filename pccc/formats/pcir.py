@@ -11,7 +11,8 @@ from typing import IO
 
 import numpy as np
 
-from pccc.formats import atomic_write, register_reader, register_writer
+from pccc.files import atomic_write, atomic_writes
+from pccc.formats import register_reader, register_writer
 from pccc.ir.circuit import Circuit
 from pccc.ir.errors import ParseError
 from pccc.ir.parser import parse_circuit
@@ -57,12 +58,12 @@ def save_pcir(circuit: Circuit, path: str | Path, *, sidecar: bool = False) -> N
     if sidecar:
         name = sidecar_name(p)
         text, arrays = to_text_npz(circuit, name)
-        with atomic_write(p.parent / name) as g:
+        with atomic_writes(p.parent / name, p) as (g, f):  # (both files or neither)
             np.savez(g, **arrays)  # type: ignore[arg-type]
-    else:
-        text = to_text(circuit)
+            f.write(text.encode("utf-8"))
+        return
     with atomic_write(p) as f:
-        f.write(text.encode("utf-8"))
+        f.write(to_text(circuit).encode("utf-8"))
 
 
 register_reader(".pcir", read_pcir)
