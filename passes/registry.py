@@ -212,16 +212,25 @@ def unregister_pass(name: str) -> None:
     _REGISTRY.pop(name, None)
 
 
+#: plugins imported so far (a plugin is imported once)
+_PLUGINS: set[str] = set()
+
+
 def load_plugin(spec: str) -> None:
-    """Import a module or a ``.py`` file that registers passes.
+    """Import a module, or a ``.py`` file, whose import registers passes (or backends, or
+    distributions); a plugin already imported is not imported again.
 
     Raises:
-        PassError: the module or file cannot be imported.
+        PassError: the file does not exist, or importing it failed (naming the plugin and
+            the error).
     """
     import importlib.util
     import sys
     from pathlib import Path
 
+    key = str(Path(spec).resolve()) if spec.endswith(".py") else spec
+    if key in _PLUGINS:
+        return
     if spec.endswith(".py"):
         path = Path(spec)
         if not path.is_file():
@@ -231,12 +240,19 @@ def load_plugin(spec: str) -> None:
         assert s is not None and s.loader is not None
         module = importlib.util.module_from_spec(s)
         sys.modules[mod_name] = module
-        s.loader.exec_module(module)
-        return
-    try:
-        importlib.import_module(spec)
-    except ModuleNotFoundError as e:
-        raise PassError(f"pass plugin {spec}: {e}") from None
+        try:
+            s.loader.exec_module(module)
+        except Exception as e:  # (the plugin's own error, in one line)
+            sys.modules.pop(mod_name, None)
+            raise PassError(f"pass plugin {spec}: {type(e).__name__}: {e}") from None
+    else:
+        try:
+            importlib.import_module(spec)
+        except ModuleNotFoundError as e:
+            raise PassError(f"pass plugin {spec}: {e}") from None
+        except Exception as e:
+            raise PassError(f"pass plugin {spec}: {type(e).__name__}: {e}") from None
+    _PLUGINS.add(key)
 
 
 def load_entry_points() -> None:

@@ -38,7 +38,7 @@ from pccc.archive import CHECKSUMS, MANIFEST, Archive, ArtifactError
 from pccc.ir import circuit as l0
 from pccc.ir import plan as l3
 from pccc.ir.errors import PcccError
-from pccc.manifest import Manifest, check_header, decode, source_sizes_problem
+from pccc.manifest import SCHEMA, Manifest, check_header, decode, source_sizes_problem
 
 FORMAT = "pccm"
 FORMAT_VERSION = 2
@@ -55,9 +55,9 @@ class _Encoder:
             self.arrays[name] = np.ascontiguousarray(obj)
             return {"__array__": name}
         if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-            fields = {f.name: self.encode(getattr(obj, f.name), f"{path}.{f.name}")
-                      for f in dataclasses.fields(obj)}
-            return {"__class__": type(obj).__name__, "fields": fields}
+            name = type(obj).__name__  # (the fields the schema stores: not Circuit.source)
+            fields = {f: self.encode(getattr(obj, f), f"{path}.{f}") for f in SCHEMA[name]}
+            return {"__class__": name, "fields": fields}
         if isinstance(obj, (frozenset, set)):
             return {"__set__": sorted(obj)}
         if isinstance(obj, tuple):

@@ -1,9 +1,10 @@
 """Training compiled circuits with EM: epochs, validation, early stopping, learning curves.
 
 :func:`train` runs mini-batch EM (one step per batch) or full-batch EM (one step per epoch)
-and keeps the parameters of the epoch with the best validation log-likelihood. Ctrl-C stops
-after the current batch; the best parameters so far are restored all the same, so the caller
-can still save them.
+and keeps the parameters of the epoch with the best validation log-likelihood. Training stops
+after the current batch when ``TrainConfig.stop`` says so (``pccc train`` asks it on Ctrl-C),
+or at a ``KeyboardInterrupt``; the best parameters so far are restored all the same, so the
+caller can still save them.
 
 Example::
 
@@ -46,6 +47,13 @@ class TrainConfig:
     """a tqdm bar per epoch"""
     max_seconds: float | None = None
     """stop after the epoch that crosses this much training time"""
+    stop: Callable[[], bool] | None = None
+    """asked after every batch (of training and of evaluation): True stops training there,
+    as an interruption (``History.interrupted``)"""
+
+
+class Stopped(Exception):
+    """Raised inside :func:`train` and :func:`evaluate` when ``stop`` asks for it."""
 
 
 @dataclass
@@ -93,8 +101,13 @@ def check_data_fits(x: np.ndarray, circuit: Circuit, name: str) -> None:
                         f"0..{int(card[c]) - 1}, the values of variable {c}")
 
 
-def evaluate(model: Any, x: np.ndarray, batch_size: int = 2048) -> float:
-    """Mean log-likelihood of ``x`` under ``model`` (no flows are accumulated)."""
+def evaluate(model: Any, x: np.ndarray, batch_size: int = 2048,
+             stop: Callable[[], bool] | None = None) -> float:
+    """Mean log-likelihood of ``x`` under ``model`` (no flows are accumulated).
+
+    Raises:
+        Stopped: ``stop()`` was true after a batch.
+    """
     import torch
 
     if len(x) == 0:
@@ -104,6 +117,8 @@ def evaluate(model: Any, x: np.ndarray, batch_size: int = 2048) -> float:
         for s in range(0, len(x), batch_size):
             xb = torch.from_numpy(np.ascontiguousarray(x[s:s + batch_size])).to(model.device)
             total += float(model(xb).double().sum())
+            if stop is not None and stop():
+                raise Stopped
     return total / len(x)
 
 
@@ -140,6 +155,9 @@ def _epoch(model: Any, opt: Any, x: Any, cfg: TrainConfig, rng: np.random.Genera
             opt.step()
         total += float(ll.detach().double().sum())
         bar.set_postfix(ll=f"{total / min(s + cfg.batch_size, len(x)):.3f}")
+        if cfg.stop is not None and cfg.stop():
+            bar.close()
+            raise Stopped
     if cfg.em == "fullbatch":
         opt.step()
     bar.close()
@@ -170,15 +188,16 @@ def train(model: Any, train_x: np.ndarray, valid_x: np.ndarray | None, cfg: Trai
     if grads is not None:  # EM reads flows: a backend that can skip the gradients does
         model.param_grads = False
     best = _snapshot(model)
-    hist.best_ll = evaluate(model, valid_x, cfg.eval_batch_size) if valid_x is not None \
-        else -math.inf
     hist.best_epoch = 0
     start = time.perf_counter()
     try:
+        hist.best_ll = evaluate(model, valid_x, cfg.eval_batch_size, cfg.stop) \
+            if valid_x is not None else -math.inf
         for ep in range(1, cfg.epochs + 1):
             t0 = time.perf_counter()
             tr = _epoch(model, opt, xt, cfg, rng, f"epoch {ep}/{cfg.epochs}")
-            va = evaluate(model, valid_x, cfg.eval_batch_size) if valid_x is not None else tr
+            va = evaluate(model, valid_x, cfg.eval_batch_size, cfg.stop) \
+                if valid_x is not None else tr
             hist.train_ll.append(tr)
             hist.valid_ll.append(va)
             hist.seconds.append(time.perf_counter() - t0)
@@ -190,7 +209,7 @@ def train(model: Any, train_x: np.ndarray, valid_x: np.ndarray | None, cfg: Trai
             if over or (cfg.patience and ep - hist.best_epoch >= cfg.patience):
                 hist.stopped_early = True
                 break
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Stopped):
         hist.interrupted = True
     opt.zero_flows()
     model.load_state_dict(best)
@@ -222,5 +241,10 @@ def plot_curves(hist: History, path: str, *, title: str = "", num_vars: int | No
     ax.set_title(title)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, format="png")
-    plt.close(fig)
+    from pccc.files import atomic_write
+
+    try:
+        with atomic_write(path) as f:
+            fig.savefig(f, format="png")
+    finally:
+        plt.close(fig)

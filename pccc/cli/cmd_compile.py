@@ -16,7 +16,6 @@ from pccc.ir.errors import PcccError
 
 def run(args: argparse.Namespace) -> int:
     from pccc.artifact import write_artifact
-    from pccc.backends import registry
     from pccc.cli.cmd_info import load_verified
     from pccc.passes import compile_plan
 
@@ -26,9 +25,6 @@ def run(args: argparse.Namespace) -> int:
     parent = out.parent if str(out.parent) else Path(".")
     if not parent.is_dir():
         raise PcccError(f"-o {args.output}: folder {parent} does not exist")
-    if args.backend not in registry.names() or args.backend == "reference":
-        raise PcccError(f"--backend {args.backend}: not a compiling backend "
-                        f"(known: {', '.join(n for n in registry.names() if n != 'reference')})")
     circuit = load_verified(args.file)
     training = not args.inference
     plan = compile_plan(circuit, args.pipeline, training=training)
@@ -45,11 +41,13 @@ def add_parser(sub: Any) -> None:
                        description="Run the pass pipeline and write the plan, parameters and "
                                    "build information as a .pccm artifact.")
     p.add_argument("file", help="circuit file (any readable format)")
-    p.add_argument("-o", "--output", required=True, metavar="MODEL.pccm")
+    p.add_argument("-o", "--output", required=True, metavar="MODEL.pccm",
+                   help="the compiled module to write (.pccm)")
     p.add_argument("-p", "--pipeline", default=None,
                    help="pass pipeline (default: the training pipeline)")
     p.add_argument("--inference", action="store_true",
                    help="use the inference pipeline (may merge parameters) instead of training")
     p.add_argument("--backend", default="torch", help="backend to load the module with")
-    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32",
+                   help="compute dtype of the loaded module")
     p.set_defaults(func=run)

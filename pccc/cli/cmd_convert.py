@@ -13,6 +13,12 @@ def run(args: argparse.Namespace) -> int:
     from pccc import formats
 
     formats.check_writable(args.output)  # refuse a bad output before reading anything
+    if args.sidecar:
+        from pccc.files import check_distinct
+        from pccc.formats.pcir import sidecar_name
+
+        sidecar = Path(args.output).parent / sidecar_name(Path(args.output))
+        check_distinct({"OUT's sidecar": sidecar}, {"IN": args.input})
     circuit = load_verified(args.input, check=not args.no_verify)
     if args.sidecar:
         if not str(args.output).lower().endswith(".pcir"):

@@ -149,8 +149,6 @@ def _check_out(out: str | None) -> Path | None:
 def run(args: argparse.Namespace) -> int:
     from pccc.formats import atomic_write
 
-    if args.batch_size < 1:
-        raise PcccError(f"--batch-size must be >= 1, got {args.batch_size}")
     out = _check_out(args.out)
     circuit: Circuit | None
     if str(args.file).lower().endswith(".pccm"):
@@ -191,9 +189,10 @@ def add_parser(sub: Any) -> None:
                    help="reference (float64 numpy, default for circuit files on the CPU), "
                         "torch, triton (default on a CUDA device where Triton imports), ...; "
                         "a .pccm runs on the backend it names unless this is given")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--device", default="cpu", help="torch device of compiled backends")
     p.add_argument("--dtype", choices=["float32", "float64"], default=None,
                    help="compute dtype of compiled backends (default: the backend's)")
-    p.add_argument("--batch-size", type=int, default=4096, metavar="N")
+    p.add_argument("--batch-size", type=int, default=4096, metavar="N",
+                   help="examples evaluated at a time")
     p.add_argument("--out", metavar="LL.npy", help="write per-example log-likelihoods here")
     p.set_defaults(func=run)

@@ -11,23 +11,11 @@ environment variable, or a ``pccc.passes`` entry point of an installed package).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 from pccc.ir.errors import PassError
-
-
-def load_plugins(specs: list[str] | None) -> None:
-    """Import pass plugins: ``--load`` values, ``PCCC_PLUGINS`` (``:``-separated), entry
-    points."""
-    from pccc.passes.registry import load_entry_points, load_plugin
-
-    env = [s for s in os.environ.get("PCCC_PLUGINS", "").split(os.pathsep) if s]
-    for spec in env + list(specs or []):
-        load_plugin(spec)
-    load_entry_points()
 
 
 def read_any(path: str, *, allow_elided: bool = False) -> Any:
@@ -70,7 +58,6 @@ def run(args: argparse.Namespace) -> int:
     from pccc.passes.instruments import ir_text
     from pccc.passes.manager import level_of, run_pipeline
 
-    load_plugins(args.load)
     ir = read_any(args.file, allow_elided=args.allow_elided)
     pipeline = args.pipeline if args.pipeline is not None else default_pipeline(level_of(ir))
     ins, timer = _instruments(args)
@@ -125,8 +112,6 @@ def add_parser(sub: Any) -> None:
                    help="read a .pcir input whose arrays were elided, filling them with "
                         "placeholder values (uniform weights and distributions, zeros); "
                         "without it such a file is refused")
-    p.add_argument("--load", action="append", metavar="PLUGIN", default=[],
-                   help="import a .py file or module that registers passes (repeatable)")
     p.set_defaults(func=_run_checked)
 
 

@@ -28,9 +28,6 @@ def describe() -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pccc.cli.cmd_opt import load_plugins
-
-    load_plugins(args.load)
     print("\n".join(describe()))
     return 0
 
@@ -39,6 +36,4 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("passes", help="list the registered passes and their options",
                        description="List every registered pass (built-in and loaded "
                                    "plugins) with its levels, summary and options.")
-    p.add_argument("--load", action="append", metavar="PLUGIN", default=[],
-                   help="import a .py file or module that registers passes (repeatable)")
     p.set_defaults(func=run)

@@ -18,7 +18,9 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -27,32 +29,53 @@ from pccc.ir.errors import PcccError
 
 STRUCTURES = ("hclt", "pd", "rat-spn", "hmm")
 
+DESCRIPTION = """\
+Generate a structure (or read a circuit file), train it with EM, and write the parameters
+of the epoch with the best validation log-likelihood.
+
+  pccc train --structure hclt --latents 16 --data nltcs --epochs 50 -o nltcs.jpc
+
+--data is a folder with *.train.*, *.valid.* and *.test.* files, a comma-separated list of
+such files, an MNIST-style .npz or a data set name. Each epoch prints the train and
+validation log-likelihood (and bits per dimension for images); training stops early when
+the validation log-likelihood has not improved for --patience epochs. The first line names
+the backend, device and dtype; the last line reports the test log-likelihood.
+
+Ctrl-C stops training after the current batch and writes the best model so far, then exits
+with status 130; more Ctrl-Cs do not interrupt the write."""
+
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("train", help="train a generated structure with EM",
-                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=DESCRIPTION,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--structure", default="hclt",
                    help=f"{', '.join(STRUCTURES)}, or a circuit file to train (default hclt)")
-    p.add_argument("--latents", type=int, default=16, help="hidden states per region (16)")
+    p.add_argument("--latents", type=int, default=16, help="hidden states per region")
     p.add_argument("--data", required=True, help="folder, split files, .npz or data set name")
-    p.add_argument("--epochs", type=int, default=50)
-    p.add_argument("--batch-size", type=int, default=512)
-    p.add_argument("--em", choices=("minibatch", "fullbatch"), default="minibatch")
-    p.add_argument("--step-size", type=float, default=0.1)
-    p.add_argument("--pseudocount", type=float, default=0.1)
+    p.add_argument("--epochs", type=int, default=50, help="most epochs to train")
+    p.add_argument("--batch-size", type=int, default=512, help="examples per EM batch")
+    p.add_argument("--em", choices=("minibatch", "fullbatch"), default="minibatch",
+                   help="a step per batch (minibatch) or per epoch (fullbatch)")
+    p.add_argument("--step-size", type=float, default=0.1,
+                   help="mini-batch EM step size (the weight of each step's target)")
+    p.add_argument("--pseudocount", type=float, default=0.1,
+                   help="EM pseudocount, spread over each node's children or values")
     p.add_argument("--patience", type=int, default=5,
                    help="epochs without a better validation LL before stopping (0: never)")
     p.add_argument("--backend", default=None,
                    help="torch or triton (default: triton on a CUDA device where Triton "
                         "imports, else torch)")
-    p.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    p.add_argument("--device", default="cpu", help="torch device")
     p.add_argument("--input-dist", default=None,
                    help="categorical, bernoulli, binomial or gaussian (default: from the data)")
-    p.add_argument("--num-cats", type=int, default=None, help="categories per variable")
-    p.add_argument("--depth", type=int, default=3, help="rat-spn: split depth (3)")
-    p.add_argument("--repetitions", type=int, default=4, help="rat-spn: repetitions (4)")
-    p.add_argument("--split-interval", type=int, default=4, help="pd: split interval (4)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num-cats", type=int, default=None,
+                   help="categories per variable (default: from the data)")
+    p.add_argument("--depth", type=int, default=3, help="rat-spn: split depth")
+    p.add_argument("--repetitions", type=int, default=4, help="rat-spn: repetitions")
+    p.add_argument("--split-interval", type=int, default=4, help="pd: split interval")
+    p.add_argument("--seed", type=int, default=0,
+                   help="random seed of the structure, the initialization and the batches")
     p.add_argument("--perturb", type=float, default=None, metavar="P",
                    help="redraw sum weights and categorical tables as exp(-P u), normalized "
                         "(PyJuice's initialization; 2 is its default): EM starts faster")
@@ -60,8 +83,9 @@ def add_parser(sub: Any) -> None:
                    help="CPU threads for torch (0: one for circuits under a million edges, "
                         "where OpenMP start-up costs more than it saves; else torch's default)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("-o", "--output", required=True, help="trained circuit (e.g. model.jpc)")
-    p.add_argument("--plot", default=None, help="PNG of the learning curves")
+    p.add_argument("-o", "--output", required=True,
+                   help="the trained circuit (a writable circuit format: .jpc, .pcir)")
+    p.add_argument("--plot", default=None, help="a PNG of the learning curves")
     p.set_defaults(func=run)
 
 
@@ -133,14 +157,18 @@ def run(args: argparse.Namespace) -> int:
     import pccc
     from pccc.cli.devices import check_device, default_backend, describe
     from pccc.datasets import load_dataset
+    from pccc.files import check_distinct
     from pccc.ir import counts
-    from pccc.training import TrainConfig, check_data_fits, evaluate, plot_curves, train
+    from pccc.training import check_data_fits
 
     check_outputs(args.output, args.plot)
     check_device(args.device)
     backend = args.backend or default_backend(args.device)
     print(describe(backend, args.device, "float32"), flush=True)
     ds = load_dataset(args.data)
+    check_distinct({"-o": args.output, "--plot": args.plot},
+                   {f"--data ({split})": f for split, f in zip(("train", "valid", "test"),
+                                                               ds.files) if f})
     t0 = time.perf_counter()
     circuit = build_structure(args, ds)
     if args.perturb is not None:
@@ -157,10 +185,45 @@ def run(args: argparse.Namespace) -> int:
           f"parameters ({time.perf_counter() - t0:.1f} s)", flush=True)
     _set_threads(args.threads, k.edges, args.device)
     model = pccc.compile(circuit, backend=backend, device=args.device)
+    with Interrupts() as ctrl_c:
+        return _train_and_save(model, ds, args, ctrl_c)
+
+
+class Interrupts:
+    """SIGINT (Ctrl-C) while training and saving: every one is counted, none interrupts.
+    Training asks :meth:`requested` after each batch and stops; the save that follows runs
+    to its end whatever arrives meanwhile. Outside the main thread nothing is installed."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._old: Any = None
+
+    def requested(self) -> bool:
+        return self.count > 0
+
+    def _on(self, signum: int, frame: Any) -> None:
+        self.count += 1
+
+    def __enter__(self) -> Interrupts:
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._on)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+
+def _train_and_save(model: Any, ds: Any, args: argparse.Namespace, ctrl_c: Interrupts) -> int:
+    """Train, write the best model (also after Ctrl-C: exit status 130), report."""
+    import pccc
+    from pccc.training import Stopped, TrainConfig, evaluate, plot_curves, train
+
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, em=args.em,
                       step_size=args.step_size, pseudocount=args.pseudocount,
                       patience=args.patience, seed=args.seed,
-                      progress=not args.no_progress and sys.stderr.isatty())
+                      progress=not args.no_progress and sys.stderr.isatty(),
+                      stop=ctrl_c.requested)
     image = ds.image_shape is not None
 
     def report(ep: int, h: Any) -> None:
@@ -180,8 +243,12 @@ def run(args: argparse.Namespace) -> int:
         plot_curves(hist, args.plot, title=f"{args.structure} on {ds.name}",
                     num_vars=ds.num_vars if image else None)
         print(f"wrote {args.plot}", flush=True)
-    if hist.interrupted:
+    if hist.interrupted or ctrl_c.requested():
         return 130
-    test = evaluate(model, ds.test) if ds.test is not None else math.nan
+    try:
+        test = evaluate(model, ds.test, stop=ctrl_c.requested) if ds.test is not None \
+            else math.nan
+    except Stopped:
+        return 130
     print(f"test log-likelihood: {_describe(test, image, ds.num_vars)}", flush=True)
-    return 0
+    return 130 if ctrl_c.requested() else 0
