@@ -17,12 +17,14 @@ Statements, in the order the printer writes them::
     map @key i64[shape] = ...                     (one per source parameter array)
     input_keys [@k, ...]
 
-An array value is a nested list, ``elided`` (filled with zeros when elision is allowed) or
-``npz "file.npz" "key"``.
+An array value is a nested list, ``elided`` (filled with zeros when elision is allowed),
+``npz "file.npz" "key"``, or nothing on its line and the wrapped lines of
+:mod:`pccc.ir.print_plan` below it (``a:b | item, ...``, the margins checked).
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +113,8 @@ class PlanParser:
                 raise ts.error(f"sidecar {path}: array {ktok.value!r} holds {arr.dtype}, not "
                                f"{np.dtype(dtype)}", ftok)
             arr = arr.astype(dtype)
+        elif ts.at("NEWLINE"):
+            return self.wrapped(shape, dtype)
         else:
             val = ts.value()
             try:
@@ -120,6 +124,44 @@ class PlanParser:
         if arr.shape != shape:
             raise ts.error(f"array of shape {arr.shape}, declared {shape}", tok)
         return arr
+
+    def wrapped(self, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        """The lines of a wrapped array, ``i, ..., a:b | item, item, ...`` each: items ``a``
+        to ``b - 1`` along the axis after the prefix ``i, ...``, in row-major order."""
+        ts = self.ts
+        total = math.prod(shape)
+        flat: list[Any] = []
+        while len(flat) < total:
+            ts.expect("NEWLINE", what=f"the next line of an array of shape {shape}")
+            ts.skip_newlines()
+            tok = ts.peek()
+            index = [int(ts.expect("INT", what="an index range 'a:b |'").value)]
+            while ts.accept("SYM", ","):
+                index.append(int(ts.expect("INT", what="an index").value))
+            ts.expect("SYM", ":", what="':' of an index range")
+            hi = int(ts.expect("INT", what="the end of an index range").value)
+            ts.expect("SYM", "|", what="'|' after the index range")
+            k, lo = len(index) - 1, index[-1]
+            if k >= len(shape) or not 0 <= lo < hi <= shape[k] or any(
+                    not 0 <= i < d for i, d in zip(index[:-1], shape)):
+                raise ts.error(f"index range outside an array of shape {shape}", tok)
+            step = math.prod(shape[k + 1:])
+            start = int(np.ravel_multi_index(tuple(index) + (0,) * (len(shape) - k - 1), shape))
+            if start != len(flat):
+                at = np.unravel_index(len(flat), shape)
+                raise ts.error(f"this line starts at {tuple(index)}, the array goes on at "
+                               f"{tuple(int(i) for i in at)}", tok)
+            for j in range(hi - lo):
+                if j:
+                    ts.expect("SYM", ",", what="',' between items")
+                item = np.asarray(ts.value(), dtype=object).ravel()
+                if item.size != step:
+                    raise ts.error(f"an item of {item.size} numbers, expected {step}")
+                flat.extend(item.tolist())
+        try:
+            return np.array(flat, dtype=dtype).reshape(shape)
+        except (TypeError, ValueError):
+            raise ts.error("expected numbers") from None
 
     def input_layer(self) -> InputLayer:
         ts = self.ts

@@ -40,37 +40,15 @@ from pccc.ir.circuit import Circuit
 from pccc.ir.digest import ALGORITHM, circuit_digest
 from pccc.ir.layered import Layer, LayeredCircuit
 from pccc.ir.lexer import Key, quote
-from pccc.ir.plan import PLAN_VERSION, KernelPlan, ProductLayer, SumLayer
+from pccc.ir.plan import KernelPlan
+from pccc.ir.print_plan import plan_text_npz, plural, print_plan
 from pccc.ir.printer import (
-    format_array,
-    format_attrs,
-    format_key,
     header,
     register_printer,
     to_text,
     to_text_npz,
 )
 from pccc.ir.stats import layer_stats
-
-
-class _Arrays:
-    """How arrays print: inline, elided above a size, or into a sidecar."""
-
-    def __init__(self, elide_above: int | None = None, sidecar: str | None = None):
-        self.elide_above = elide_above
-        self.sidecar = sidecar
-        self.saved: dict[str, np.ndarray] = {}
-
-    def stmt(self, name: str, a: np.ndarray, indent: str = "") -> str:
-        dt = "f64" if np.issubdtype(a.dtype, np.floating) else "i64"
-        head = f"{indent}{name} {dt}[{', '.join(str(d) for d in a.shape)}] = "
-        if self.sidecar is not None:
-            key = f"a{len(self.saved)}"
-            self.saved[key] = a
-            return head + f"npz {quote(self.sidecar)} {quote(key)}"
-        if self.elide_above is not None and a.size > self.elide_above:
-            return head + "elided"
-        return head + format_array(a)
 
 
 @dataclass(frozen=True)
@@ -154,11 +132,6 @@ def implied_blocks(layers: Sequence[Layer]) -> dict[int, tuple[int, int]]:
     return out
 
 
-def plural(n: int, word: str) -> str:
-    """``1 block``, ``2 blocks``."""
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
 def _layer_note(lc: LayeredCircuit, layer: Layer) -> str:
     sums, prods = layer_stats(lc, layer)
     return (f"{plural(sums.vectors, 'sum')}, {plural(len(layer.sums), 'partition')}: "
@@ -204,52 +177,9 @@ def _print_l2(lc: LayeredCircuit, *, elide_above: int | None = None,
     return _l2_text(lc, source, elide_above, None)[0]
 
 
-def _plan_lines(plan: KernelPlan, arr: _Arrays) -> list[str]:
-    roots = f"num_roots={plan.num_roots} " if plan.num_roots != 1 else ""  # (1: the default)
-    lines = [f"plan num_node_slots={plan.num_node_slots} {roots}num_vars={plan.num_vars} "
-             f"reserved_params={plan.reserved_params} root_slot={plan.root_slot} "
-             f"version={PLAN_VERSION}"]
-    if plan.meta:
-        lines.append("meta " + " ".join(f"{k}={quote(v)}" for k, v in plan.meta))
-    lines.append(arr.stmt("var_cards", plan.var_cards))
-    for ly in plan.input_layers:
-        attrs: dict[str, Any] = dict(ly.attrs)
-        attrs.update(node_start=ly.node_start, param_size=ly.param_size)
-        lines.append(f"input {ly.dist} {format_attrs(attrs)}")
-        lines.append(arr.stmt("vars", ly.vars, "  "))
-        lines.append(arr.stmt("param_start", ly.param_start, "  "))
-        if ly.values is not None:
-            lines.append(arr.stmt("values", ly.values, "  "))
-    for layer in plan.layers:
-        if isinstance(layer, ProductLayer):
-            lines.append(f"product num_elem_slots={layer.num_elem_slots} "
-                         f"reserved={layer.reserved}")
-            for pp in layer.partitions:
-                lines.append(f"  part elem_start={pp.elem_start}")
-                lines.append(arr.stmt("children", pp.children, "    "))
-        else:
-            assert isinstance(layer, SumLayer)
-            lines.append("sum")
-            for sp in layer.partitions:
-                lines.append(f"  part B={sp.block_size} C={sp.chunk_size}")
-                for name in ("node_start", "chunk_start", "param_start", "num_chunks"):
-                    lines.append(arr.stmt(name, getattr(sp, name), "    "))
-    for name in ("params", "param_group", "group_size", "input_params"):
-        lines.append(arr.stmt(name, getattr(plan, name)))
-    for key, idx in plan.param_map.items():
-        lines.append(arr.stmt(f"map {format_key(key)}", idx))
-    keys = ", ".join(format_key(k) for k in sorted(plan.input_param_keys))
-    lines.append(f"input_keys [{keys}]")
-    return lines
-
-
-def _print_l3(plan: KernelPlan, *, elide_above: int | None = None) -> str:
-    return header("L3") + "\n" + "\n".join(_plan_lines(plan, _Arrays(elide_above))) + "\n"
-
-
 register_printer("L1", _print_l1)
 register_printer("L2", _print_l2)
-register_printer("L3", _print_l3)
+register_printer("L3", print_plan)
 
 
 def lowered_text_npz(value: Any, sidecar: str) -> tuple[str, dict[str, np.ndarray]]:
@@ -261,9 +191,7 @@ def lowered_text_npz(value: Any, sidecar: str) -> tuple[str, dict[str, np.ndarra
     if isinstance(value, Circuit):
         return to_text_npz(value, sidecar)
     if isinstance(value, KernelPlan):
-        arr = _Arrays(sidecar=sidecar)
-        text = header("L3") + "\n" + "\n".join(_plan_lines(arr=arr, plan=value)) + "\n"
-        return text, arr.saved
+        return plan_text_npz(value, sidecar)
     if isinstance(value, BlockedCircuit):
         return _l1_text(value, None, None, sidecar)
     if isinstance(value, LayeredCircuit):
