@@ -10,10 +10,11 @@ import importlib  # noqa: E402
 from typing import Any  # noqa: E402
 
 from pccc import optim  # noqa: E402  (light: no torch import)
-from pccc.api import compile, load, load_module, save  # noqa: E402
+from pccc.api import compile, load, load_module, load_plugin, save  # noqa: E402
 from pccc.ir.errors import PcccError  # noqa: E402
 
-__all__ = ["PcccError", "__version__", "compile", "load", "load_module", "optim", "save"]
+__all__ = ["PcccError", "__version__", "compile", "load", "load_module", "load_plugin", "optim",
+           "save"]
 
 
 def __getattr__(name: str) -> Any:

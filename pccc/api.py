@@ -157,3 +157,25 @@ def load_module(path: PathLike, *, device: Any = None, dtype: Any = None,
     from pccc.artifact import read_module
 
     return read_module(path, device=device, dtype=dtype, backend=backend)
+
+
+def load_plugin(path: PathLike) -> None:
+    """Import a plugin: a ``.py`` file, or a module name, whose import registers passes
+    (``pccc.passes.register_pass``), backends (``pccc.backends.registry.register``) or input
+    distributions. Afterwards pipelines name its passes (:func:`compile`'s ``pipeline``,
+    ``pccc.passes.compile_plan``) and ``backend=`` its backends. A plugin is imported once;
+    loading it again does nothing. The command line loads the same plugins from ``--load``
+    and the ``PCCC_PLUGINS`` environment variable.
+
+    Example::
+
+        pccc.load_plugin("my_passes.py")
+        model = pccc.compile(circuit, pipeline="canonicalize,temper{power=2},group-blocks,"
+                                               "partition-layers,layout-params")
+
+    Raises:
+        PassError: the file does not exist, or importing it failed.
+    """
+    from pccc.passes.registry import load_plugin as _load
+
+    _load(os.fspath(path))
