@@ -182,7 +182,8 @@ def add_sample_parser(sub: Any) -> None:
                        description="Draw N exact samples of the circuit, given the observed "
                                    "values of --evidence (one row for all samples, or N rows).")
     _common(p)
-    p.add_argument("-n", "--num-samples", type=int, required=True, metavar="N")
+    p.add_argument("-n", "--num-samples", type=int, required=True, metavar="N",
+                   help="samples to draw")
     p.add_argument("--evidence", default=None, metavar="DATA",
                    help="evidence rows (-1, '?' or empty: free), as --data of pccc eval")
     p.add_argument("--seed", type=int, default=None, help="makes the draw reproducible")
