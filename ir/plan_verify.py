@@ -26,19 +26,18 @@ from typing import Any
 import numpy as np
 
 from pccc.ir.errors import VerifyError
+from pccc.ir.limits import MAX_VALUES, MAX_VARS
 from pccc.ir.plan import InputLayer, KernelPlan, ProductLayer, SumLayer, SumPartition
 
 #: the largest block or chunk size of a sum partition (and reserved element slots)
 MAX_TILE_SIDE = 1 << 16
-#: the largest number of values of a variable (and of binomial trials, plus one)
-MAX_CARD = 1 << 31
 #: input families: parameters per node (None: the ``card`` attribute)
 FAMILIES: dict[str, int | None] = {"indicator": 0, "categorical": None, "bernoulli": 1,
                                    "binomial": 1, "gaussian": 2}
 #: the hyperparameters of each family's layers, with their bounds
 _ATTRS: dict[str, dict[str, tuple[int, int]]] = {
-    "indicator": {"card": (1, MAX_CARD)}, "categorical": {"card": (1, MAX_CARD)},
-    "bernoulli": {}, "binomial": {"total": (0, MAX_CARD - 1)}, "gaussian": {}}
+    "indicator": {"card": (1, MAX_VALUES)}, "categorical": {"card": (1, MAX_VALUES)},
+    "bernoulli": {}, "binomial": {"total": (0, MAX_VALUES - 1)}, "gaussian": {}}
 
 
 def _range(arr: np.ndarray, lo: int, hi: int, what: str) -> None:
@@ -117,9 +116,9 @@ def _check_sizes(plan: KernelPlan) -> None:
             raise VerifyError(f"{name}: not a one-dimensional array of floats")
     _table(plan.param_group, 1, "param_group", plan.params.shape)
     _table(plan.group_size, 1, "group_size")
-    num_vars = _int(plan.num_vars, "num_vars", 0, MAX_CARD)
+    num_vars = _int(plan.num_vars, "num_vars", 0, MAX_VARS)
     _table(plan.var_cards, 1, "var_cards", (num_vars,))
-    _range(plan.var_cards, 0, MAX_CARD + 1, "var_cards")
+    _range(plan.var_cards, 0, MAX_VALUES + 1, "var_cards")
     _int(plan.reserved_params, "reserved_params", 1, len(plan.params))
     slots = 1 + _input_sizes(plan)
     for li, ly in enumerate(plan.layers):
