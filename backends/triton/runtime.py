@@ -45,7 +45,7 @@ BN = 16
 #: the backward of lone blocks, which also scatters their element flows; ``inbn``/``inbt``/
 #: ``win``: node rows, columns and warps of the input layers' forward; ``fwdt``: the
 #: transposed forward of blocks under 64 rows; ``ratio``: ``flow_ratio``; ``wide``/``wideb``:
-#: the forward and backward of wide products). Defaults: session 7's sweep on the H100.
+#: the forward and backward of wide products). Defaults: step 49's sweep on the H100.
 TILES = {"fwd": 32, "bwd": BT, "eflow": 64, "wfwd": 4, "wbwd": 4, "weflow": 8,
          "bwds": BT, "wbwds": 4, "inbn": BN, "inbt": 128, "win": 4, "ratio": 32,
          "wide": 32, "wideb": BT_WIDE, "fwdt": 64}
