@@ -180,9 +180,9 @@ class CompiledCircuit(ParamsMixin, nn.Module):
         self._continuous = any(ly.dist == "gaussian" for ly in plan.input_layers)
         #: the continuous variables, whose -1 is a value (missing: NaN only)
         self._cont_vars = np.zeros(plan.num_vars, dtype=bool)
-        for ly in plan.input_layers:
-            if ly.dist == "gaussian":
-                self._cont_vars[np.asarray(ly.vars, dtype=np.int64)] = True
+        for il in plan.input_layers:
+            if il.dist == "gaussian":
+                self._cont_vars[np.asarray(il.vars, dtype=np.int64)] = True
         if self.torch_layers:
             for ly in plan.layers:
                 if isinstance(ly, ProductLayer):
