@@ -131,6 +131,10 @@ def test_an_output_that_is_an_input_is_refused(tmp_path, capsys):
     alias.symlink_to(data.name)
     mod = tmp_path / "m.pccm"
     pccc.save(pccc.compile(_circuit()), mod)
+    (tmp_path / "toy").mkdir()
+    split = tmp_path / "toy" / "toy.train.data"
+    for name in ("train", "valid", "test"):
+        (tmp_path / "toy" / f"toy.{name}.data").write_text("0,1\n1,2\n")
     cases = [
         ["eval", str(src), "--data", str(data), "--out", str(data)],
         ["eval", str(src), "--data", str(data), "--out", str(alias)],
@@ -139,9 +143,12 @@ def test_an_output_that_is_an_input_is_refused(tmp_path, capsys):
         ["convert", str(src), str(tmp_path / "c2.pcir"), "--sidecar"],
         ["compile", str(mod), "-o", str(mod)],
         ["opt", str(src), "-o", str(src)],
+        ["query", str(src), "--data", str(data), "--mpe", "-o", str(data)],
+        ["train", "--data", str(split.parent), "-o", str(tmp_path / "m.jpc")],
     ]
+    (tmp_path / "m.jpc").symlink_to(split)  # (-o onto a data split, under another name)
     (tmp_path / "c2.npz").symlink_to(src.name)  # (the sidecar would be written over IN)
-    before = {p: p.read_bytes() for p in (src, data, mod)}
+    before = {p: p.read_bytes() for p in (src, data, mod, split)}
     for argv in cases:
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
