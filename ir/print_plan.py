@@ -164,14 +164,14 @@ def _layer_lines(plan: KernelPlan, i: int, layer: ProductLayer | SumLayer, arr: 
         return lines
     sums = [sum_partition_stats(plan, sp) for sp in layer.partitions]
     whole = SumStats()
-    for st in sums:
-        whole.add(st)
+    for ss in sums:
+        whole.add(ss)
     lines.append(f"sum  // layer {i // 2} sums: {plural(whole.blocks, 'block')}, "
                  f"{plural(whole.grid, 'tile')}, {_sum_note(whole)}")
-    for sp, st in zip(layer.partitions, sums):
+    for sp, ss in zip(layer.partitions, sums):
         lines.append(f"  part B={sp.block_size} C={sp.chunk_size}  // "
                      f"{plural(sp.num_blocks, 'block')} x {plural(sp.max_chunks, 'chunk')}, "
-                     f"{st.tiles} real, {_sum_note(st)}")
+                     f"{ss.tiles} real, {_sum_note(ss)}")
         for name in ("node_start", "chunk_start", "param_start", "num_chunks"):
             lines += arr.stmt(name, getattr(sp, name), "    ")
     return lines

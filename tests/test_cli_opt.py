@@ -35,13 +35,16 @@ def test_print_after_all_shows_every_pass_and_every_dump_parses(jpc, capsys):
     assert heads == [("canonicalize", "1"), ("group-blocks", "2"), ("partition-layers", "3"),
                      ("layout-params", "4")]
     pieces = re.split(r"^// ----- IR dump after .*$", out, flags=re.M)[1:]
-    levels = [parse_any(p, allow_elided=True).level for p in pieces]
-    assert levels == ["L0", "L1", "L2", "L3"]
+    values, source = [], None  # (an L1 or L2 dump names the L0 dump above it as its source)
+    for piece in pieces:
+        values.append(parse_any(piece, source=source))
+        source = values[-1] if values[-1].level == "L0" else source
+    assert [v.level for v in values] == ["L0", "L1", "L2", "L3"]
+    assert "the L0 dump after canonicalize (pass 1) above" in pieces[1]
     c = formats.load(jpc)
     x = np.array([[0, 1, 1], [1, -1, 0]])
-    for piece in pieces:
-        np.testing.assert_allclose(evaluate_any(parse_any(piece), x), log_likelihood(c, x),
-                                   rtol=1e-12)
+    for value in values:
+        np.testing.assert_allclose(evaluate_any(value, x), log_likelihood(c, x), rtol=1e-12)
 
 
 def test_output_file_dump_dir_and_time_passes(jpc, tmp_path, capsys):

@@ -1,12 +1,13 @@
-"""``pccc info FILE``: sizes and properties of a circuit file."""
+"""``pccc info FILE``: the summary of an IR file of any level, or of a compiled module."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from pccc.ir import counts, is_decomposable, is_normalized, is_smooth, verify
+from pccc.ir import is_decomposable, is_normalized, is_smooth, verify
 from pccc.ir.circuit import Circuit
+from pccc.ir.summary import circuit_rows, rows_text, summary_lines
 
 
 def load_verified(path: str, *, check: bool = True) -> Circuit:
@@ -24,16 +25,10 @@ def _yes(flag: bool) -> str:
 
 
 def summary(circuit: Circuit) -> list[tuple[str, Any]]:
-    """The ``(label, value)`` rows that ``pccc info`` prints."""
-    k = counts(circuit)
-    return [
-        ("variables", circuit.num_vars),
-        ("node vectors", k.vectors),
-        ("nodes", f"{k.nodes} (input {k.input_nodes}, sum {k.sum_nodes}, "
-                  f"product {k.product_nodes})"),
-        ("edges", f"{k.edges} (sum {k.sum_edges}, product {k.product_edges})"),
-        ("parameters", k.params),
-        ("depth", k.depth),
+    """The ``(label, value)`` rows that ``pccc info`` prints for an L0 circuit: its sizes
+    (:func:`pccc.ir.summary.circuit_rows`) and whether it is smooth, decomposable and
+    normalized."""
+    return circuit_rows(circuit) + [
         ("smooth", _yes(is_smooth(circuit))),
         ("decomposable", _yes(is_decomposable(circuit))),
         ("normalized", _yes(is_normalized(circuit))),
@@ -42,46 +37,67 @@ def summary(circuit: Circuit) -> list[tuple[str, Any]]:
 
 def print_summary(circuit: Circuit) -> None:
     """Print :func:`summary` as aligned ``label: value`` lines."""
-    for label, value in summary(circuit):
-        print(f"{label + ':':<14}{value}")
+    print("\n".join(rows_text(summary(circuit))))
 
 
-def _module_info(path: str, check: bool) -> None:
-    """A compiled module: how it was made, its kernel plan, then its source circuit."""
+def verify_level(value: Any) -> None:
+    """The verifier of the value's level; for a plan its structure (indices, reads and
+    writes, roots), not its values, which ``pccc eval`` and ``pccc.load_module`` check."""
+    if value.level == "L3":
+        from pccc.ir.plan_verify import verify_plan
+
+        verify_plan(value, values=False, groups=False)
+        return
+    from pccc.passes.manager import verify_any
+
+    verify_any(value)
+
+
+def _module_info(path: str) -> None:
+    """A compiled module: how it was made, its kernel plan, then its source circuit (all
+    checked as they are read)."""
     from pccc.artifact import read_artifact
-    from pccc.ir.plan_verify import verify_plan
 
     manifest, plan, source = read_artifact(path)
-    if check:
-        verify_plan(plan)
     print(f"{'file:':<14}{path} (compiled module)")
     for key in ("pccc_version", "backend", "dtype", "pipeline"):
         if key in manifest:
             print(f"{key.replace('_', ' ') + ':':<14}{manifest[key]}")
-    print(plan.summary())
+    print("\n".join(summary_lines(plan)))
     if source is not None:
         print("source circuit:")
-        if check:
-            verify(source)
         print_summary(source)
 
 
 def run(args: argparse.Namespace) -> int:
+    from pccc.api import load
+
     if str(args.file).lower().endswith(".pccm"):
-        _module_info(args.file, not args.no_verify)
+        _module_info(args.file)
         return 0
-    circuit = load_verified(args.file, check=not args.no_verify)
+    value = load(args.file)
+    if not args.no_verify:
+        verify_level(value)
     print(f"{'file:':<14}{args.file}")
-    print_summary(circuit)
+    if value.level == "L0":
+        print("\n".join(rows_text([("level", "L0 circuit")] + summary(value))))
+    else:
+        print("\n".join(summary_lines(value)))
     return 0
 
 
 def add_parser(sub: Any) -> None:
-    p = sub.add_parser("info", help="print sizes and properties of a circuit",
-                       description="Print variables, nodes, edges, parameters, depth and "
-                                   "whether the circuit is smooth, decomposable, normalized.")
-    p.add_argument("file", help="circuit file (.pcir, .jpc, .psdd, .spn, ...) or compiled "
-                                "module (.pccm)")
+    p = sub.add_parser("info", help="print a summary of a circuit, a lowered IR file or a "
+                                    "compiled module",
+                       description="Print the sizes of the IR in FILE, whatever its level: "
+                                   "variables, nodes, edges, parameters and depth, and whether "
+                                   "a circuit is smooth, decomposable, normalized; tile shapes "
+                                   "(L1); layers and partitions with their padding (L2, L3); "
+                                   "buffers and parameter bytes (L3). The IR is verified first "
+                                   "(a plan's structure).")
+    p.add_argument("file", help="circuit file (.pcir of any level, .jpc, .psdd, .spn, ...) or "
+                                "compiled module (.pccm)")
     p.add_argument("--no-verify", action="store_true",
-                   help="skip the verifier (smooth/decomposable are still reported)")
+                   help="skip the verifier (smooth/decomposable are still reported; a .pccm "
+                        "is always checked)")
     p.set_defaults(func=run)

@@ -2,7 +2,7 @@
 
 The input is any circuit file (``.jpc``, ``.psdd``, ``.pcir`` of any level, ...). Without
 ``-p`` the ``default`` pipeline runs from the input's level down to L3. Instruments:
-``--print-after-all``, ``--print-after NAME``, ``--dump-dir DIR``, ``--time-passes``,
+``--print-after-all``, ``--print-after NAME``, ``--dump-dir DIR``, ``--time-passes``, ``--stats``,
 ``--stop-after NAME``; the IR is verified after every pass unless ``--no-verify``. Passes of
 your own load with ``--load my_passes.py`` (or a module name, or the ``PCCC_PLUGINS``
 environment variable, or a ``pccc.passes`` entry point of an installed package).
@@ -40,14 +40,16 @@ def default_pipeline(level: str) -> str:
 
 
 def _instruments(args: argparse.Namespace) -> tuple[list[Any], Any]:
-    from pccc.passes.instruments import DumpDir, PrintAfter, TimePasses
+    from pccc.passes.instruments import DumpDir, PrintAfter, PrintStats, TimePasses
 
     ins: list[Any] = []
     if args.print_after_all or args.print_after:
         names = None if args.print_after_all else set(args.print_after)
-        ins.append(PrintAfter(names, sys.stdout, args.elide_above))
+        ins.append(PrintAfter(names, sys.stdout, args.elide_above, args.embed_source))
     if args.dump_dir:
-        ins.append(DumpDir(args.dump_dir))
+        ins.append(DumpDir(args.dump_dir, embed_source=args.embed_source))
+    if args.stats:
+        ins.append(PrintStats(sys.stderr))
     timer = TimePasses() if args.time_passes else None
     if timer is not None:
         ins.append(timer)
@@ -103,6 +105,12 @@ def add_parser(sub: Any) -> None:
                    help="print the IR after pass NAME (repeatable)")
     p.add_argument("--dump-dir", metavar="DIR", help="write NNN_<pass>.pcir files to DIR")
     p.add_argument("--time-passes", action="store_true", help="report the time of each pass")
+    p.add_argument("--stats", action="store_true",
+                   help="print the summary of the input and of the IR after every pass (sizes, "
+                        "tiles, layers, partitions, padding, bytes) on stderr")
+    p.add_argument("--embed-source", action="store_true",
+                   help="L1 and L2 dumps (--print-after*, --dump-dir) hold their source circuit "
+                        "instead of naming it by digest")
     p.add_argument("--stop-after", metavar="NAME", help="stop after pass NAME")
     p.add_argument("--elide-above", type=int, default=None, metavar="N",
                    help="print arrays larger than N as their shape only (default: 256 when "
