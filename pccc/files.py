@@ -59,7 +59,12 @@ def _umask() -> int:
 def target_of(path: str | os.PathLike[str]) -> Path:
     """The file a write to ``path`` replaces: ``path``, or where its symbolic link points."""
     p = Path(path)
-    return p.resolve() if p.is_symlink() else p
+    if not p.is_symlink():
+        return p
+    try:
+        return p.resolve()
+    except (RuntimeError, OSError) as e:  # (a loop of links)
+        raise PcccError(f"{p}: cannot follow the symbolic link ({e})") from None
 
 
 def check_output(path: str | os.PathLike[str], what: str = "") -> Path:
