@@ -6,7 +6,9 @@ A circuit whose root vector holds ``n > 1`` nodes prints one such line per root 
 float64, ``[N]`` (``[N, n]`` for ``n`` roots); nothing is written on failure. The first line
 names the backend, device and dtype (``backend: triton (cuda, float32)``): a circuit file runs
 on the float64 reference on the CPU and on the Triton backend on a CUDA device (torch where
-Triton does not import) unless ``--backend`` names another.
+Triton does not import) unless ``--backend`` names another. A ``.pcir`` file of a lowered level
+(L1, L2, L3) runs on the reference evaluator of its level, or, for another backend, through the
+passes left down to a plan; a plan's data is checked against its ``var_cards``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from typing import Any
 
 import numpy as np
 
-from pccc.cli.cmd_info import load_verified
 from pccc.cli.devices import default_backend, describe, is_cuda
 from pccc.data import load_data
 from pccc.ir.circuit import Circuit
@@ -109,6 +110,53 @@ def _from_module(path: str, backend: str | None, device: str, dtype: str | None
     return circuit, run, model.backend_name, str(model.dtype).replace("torch.", "")
 
 
+def read_checked(path: str) -> Any:
+    """The IR value in ``path`` (any level), verified: a plan read from a file with every
+    check, its values too."""
+    from pccc.api import load
+    from pccc.ir.plan_verify import verify_plan
+    from pccc.passes.manager import verify_any
+
+    value = load(path)
+    if value.level == "L3":
+        verify_plan(value)
+    else:
+        verify_any(value)
+    return value
+
+
+def _lowered(value: Any, backend: str, device: str, dtype: str | None
+             ) -> tuple[Circuit | None, Evaluator]:
+    """An L1-L3 value: the reference evaluator of its level, or the passes left down to a
+    plan and the backend. Returns the circuit the data is checked against (None for a plan,
+    whose ``var_cards`` the evaluator carries) and the evaluator."""
+    circuit = getattr(value, "circuit", None)
+    if backend == "reference":
+        from pccc.backends.reference.lowered import evaluate_any
+
+        if device != "cpu":
+            raise PcccError("the reference backend runs on the CPU only (--device cpu)")
+
+        def fn(x: np.ndarray) -> np.ndarray:
+            return evaluate_any(value, x)
+    else:
+        import torch
+
+        from pccc.backends import registry
+        from pccc.cli.cmd_opt import default_pipeline
+        from pccc.passes import run_pipeline
+
+        _check_device(device)
+        factory = registry.get(backend)
+        plan = value if value.level == "L3" else run_pipeline(value,
+                                                              default_pipeline(value.level))
+        fn = _runner(factory(plan, device=device, dtype=getattr(torch, dtype or "float32")),
+                     device)
+    if circuit is None:  # (load_data checks data against a circuit; this, the plan's cards)
+        fn.cards = np.asarray(value.var_cards)  # type: ignore[attr-defined]
+    return circuit, fn
+
+
 def evaluator(circuit: Circuit, backend: str, device: str = "cpu", dtype: str | None = None
               ) -> Evaluator:
     """A function from a data batch to float64 log-likelihoods, for the named backend."""
@@ -159,10 +207,13 @@ def run(args: argparse.Namespace) -> int:
         # (the float64 reference on the CPU; on a CUDA device, Triton where it imports)
         args.backend = args.backend or (default_backend(args.device) if is_cuda(args.device)
                                         else "reference")
-        circuit = load_verified(args.file)
+        value = read_checked(args.file)
         dtype = "float64" if args.backend == "reference" else args.dtype or "float32"
         print(describe(args.backend, args.device, dtype), flush=True)
-        fn = evaluator(circuit, args.backend, args.device, args.dtype)
+        if value.level == "L0":
+            circuit, fn = value, evaluator(value, args.backend, args.device, args.dtype)
+        else:
+            circuit, fn = _lowered(value, args.backend, args.device, args.dtype)
     x = load_data(args.data, circuit, key=args.key)
     if getattr(fn, "cards", None) is not None:
         fits_cards(x, fn.cards, args.data)  # type: ignore[attr-defined]
@@ -180,7 +231,9 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("eval", help="evaluate log-likelihoods of data under a circuit",
                        description="Print the mean log-likelihood (natural log) of the examples "
                                    "in DATA; missing values are marginalized.")
-    p.add_argument("file", help="circuit file, or a compiled module (.pccm)")
+    p.add_argument("file", help="circuit file (.pcir of any level: L1-L3 run through the "
+                                "reference evaluator of their level or the passes left and a "
+                                "backend), or a compiled module (.pccm)")
     p.add_argument("--data", required=True,
                    help=".npy/.npz ([N, V] integers, -1 = missing) or comma-separated text "
                         "(.data/.csv/.txt, optionally .gz; '?' or empty = missing)")
