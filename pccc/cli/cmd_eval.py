@@ -131,14 +131,13 @@ def _lowered(value: Any, backend: str, device: str, dtype: str | None
     plan and the backend. Returns the circuit the data is checked against (None for a plan,
     whose ``var_cards`` the evaluator carries) and the evaluator."""
     circuit = getattr(value, "circuit", None)
+    fn: Evaluator
     if backend == "reference":
         from pccc.backends.reference.lowered import evaluate_any
 
         if device != "cpu":
             raise PcccError("the reference backend runs on the CPU only (--device cpu)")
-
-        def fn(x: np.ndarray) -> np.ndarray:
-            return evaluate_any(value, x)
+        fn = lambda x: evaluate_any(value, x)  # noqa: E731
     else:
         import torch
 
