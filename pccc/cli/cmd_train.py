@@ -56,7 +56,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--epochs", type=int, default=50, help="most epochs to train")
     p.add_argument("--batch-size", type=int, default=512, help="examples per EM batch")
     p.add_argument("--em", choices=("minibatch", "fullbatch"), default="minibatch",
-                   help="a step per batch (minibatch) or per epoch (fullbatch)")
+                   help="minibatch: an EM step per batch; fullbatch: one per epoch")
     p.add_argument("--step-size", type=float, default=0.1,
                    help="mini-batch EM step size (the weight of each step's target)")
     p.add_argument("--pseudocount", type=float, default=0.1,

@@ -157,8 +157,12 @@ def _help(action: argparse.Action, kind: Kind | None) -> str:
     elif action.choices is not None:
         extra.append("one of " + ", ".join(map(str, action.choices)))
     if "default" not in text and not action.required and action.nargs != 0:
-        extra.append(f"default: {'none' if action.default is None else action.default}")
-    return f"{text} ({'; '.join(extra)})" if extra else text
+        extra.append(f"default: {'none' if action.default in (None, []) else action.default}")
+    if not extra:
+        return text
+    if re.search(r"\([^()]*default[^()]*\)$", text):  # (one parenthesis for the default)
+        return f"{text[:-1]}; {'; '.join(extra)})"
+    return f"{text} ({'; '.join(extra)})"
 
 
 #: options that name a file a command writes, or reads, by destination name
