@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import math
+import mmap
 import os
 import zipfile
 import zlib
@@ -90,6 +91,7 @@ class NpzReader:
         except (OSError, EOFError, ValueError) as e:
             raise NpyError(f"cannot read ({e})") from None
         self.files = [n[:-4] for n in self._zip.namelist() if n.endswith(".npy")]
+        self._map: mmap.mmap | None = None
 
     def __enter__(self) -> NpzReader:
         return self
@@ -99,6 +101,50 @@ class NpzReader:
 
     def close(self) -> None:
         self._zip.close()
+        self._map = None  # (arrays made by mapped() keep the mapping alive)
+
+    def mapped(self, key: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
+        """Array ``key`` as a read-only view of the file: its header is checked as by
+        :meth:`array`, its data is read from the disk only where it is used (and its CRC not
+        checked). A compressed member, or an archive that cannot be mapped, is read by
+        :meth:`array`.
+
+        Raises:
+            NpyError: no such array, a corrupt member, or a header that does not fit.
+        """
+        try:
+            info = self._zip.getinfo(f"{key}.npy")
+        except KeyError:
+            raise NpyError(f"no array {key!r}") from None
+        if info.compress_type != zipfile.ZIP_STORED:
+            return self.array(key, shape)
+        try:
+            if self._map is None:
+                with open(self.path, "rb") as f:
+                    self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError):
+            return self.array(key, shape)
+        mm = self._map
+        local = mm[info.header_offset: info.header_offset + 30]
+        if len(local) < 30 or local[:4] != b"PK\x03\x04":
+            raise NpyError(f"array {key!r}: corrupt member (no local header)")
+        start = info.header_offset + 30 + int.from_bytes(local[26:28], "little") + \
+            int.from_bytes(local[28:30], "little")
+        mm.seek(start)
+        head_shape, fortran, dtype = _header(mm)  # type: ignore[arg-type]
+        data_at = mm.tell()
+        if dtype.hasobject or dtype.kind not in NUMERIC_KINDS or dtype.fields is not None:
+            raise NpyError(f"array {key!r}: arrays of {dtype} are not read (numbers only)")
+        if shape is not None and tuple(head_shape) != tuple(shape):
+            raise NpyError(f"array {key!r} has shape {tuple(head_shape)}, expected "
+                           f"{tuple(shape)}")
+        count = math.prod(head_shape)
+        if info.file_size - (data_at - start) != count * dtype.itemsize or \
+                data_at + count * dtype.itemsize > len(mm):
+            raise NpyError(f"array {key!r}: its header announces {tuple(head_shape)} of "
+                           f"{dtype}, not the bytes stored (corrupt)")
+        arr = np.frombuffer(mm, dtype=dtype, count=count, offset=data_at)
+        return arr.reshape(head_shape[::-1]).T if fortran else arr.reshape(head_shape)
 
     def array(self, key: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
         """Array ``key``; with ``shape``, refused unless its header announces that shape

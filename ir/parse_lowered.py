@@ -255,11 +255,11 @@ register_parser("L1", _parse_l1)
 register_parser("L2", _parse_l2)
 
 
-def _parse_l3(ts: TokenStream, *, base_dir: Path, allow_elided: bool, source: Any = None
+def _parse_l3(ts: TokenStream, *, base_dir: Path, allow_elided: bool, map_arrays: bool = False
               ) -> Any:
     from pccc.ir.parse_plan import PlanParser
 
-    p = PlanParser(ts, base_dir, allow_elided)
+    p = PlanParser(ts, base_dir, allow_elided, map_arrays)
     try:
         return p.run()
     finally:
@@ -275,9 +275,10 @@ def parse_any(text: str, **options: Any) -> Any:
     return parse(text, **options)
 
 
-def read_pcir_any(path: str | Path, *, allow_elided: bool = False, source: Any = None) -> Any:
+def read_pcir_any(path: str | Path, *, allow_elided: bool = False, source: Any = None,
+                  map_arrays: bool = False) -> Any:
     """Read a ``.pcir`` file of any level (sidecars and source files relative to its folder;
-    ``source`` as :func:`pccc.ir.parser.parse`).
+    ``source`` and ``map_arrays`` as :func:`pccc.ir.parser.parse`).
 
     Raises:
         ParseError: ``file:line:col: message``.
@@ -287,7 +288,8 @@ def read_pcir_any(path: str | Path, *, allow_elided: bool = False, source: Any =
         text = p.read_bytes().decode("utf-8")
     except UnicodeDecodeError as e:
         raise ParseError(f"byte {e.start}: not UTF-8 text", file=str(p)) from None
-    return parse(text, file=str(p), base_dir=p.parent, allow_elided=allow_elided, source=source)
+    return parse(text, file=str(p), base_dir=p.parent, allow_elided=allow_elided, source=source,
+                 map_arrays=map_arrays)
 
 
 __all__ = ["Key", "parse_any", "read_pcir_any", "np"]

@@ -47,10 +47,12 @@ from pccc.ir.plan import (
 class PlanParser:
     """State of one L3 parse."""
 
-    def __init__(self, ts: TokenStream, base_dir: Path, allow_elided: bool):
+    def __init__(self, ts: TokenStream, base_dir: Path, allow_elided: bool,
+                 map_arrays: bool = False):
         self.ts = ts
         self.base_dir = base_dir
         self.allow_elided = allow_elided
+        self.map_arrays = map_arrays
         self.npz: dict[str, NpzReader] = {}
 
     def line_end(self) -> None:
@@ -106,13 +108,15 @@ class PlanParser:
             ktok = ts.expect("STRING", what="array name in the sidecar")
             path = self.base_dir / ftok.value
             try:  # (the archive is opened once, at its first array)
-                arr = sidecar(self.npz, path).array(ktok.value, shape)
+                store = sidecar(self.npz, path)
+                read = store.mapped if self.map_arrays else store.array
+                arr = read(ktok.value, shape)
             except NpyError as e:
                 raise ts.error(f"sidecar {path}: {e}", ftok) from None
             if not np.can_cast(arr.dtype, dtype, "same_kind"):
                 raise ts.error(f"sidecar {path}: array {ktok.value!r} holds {arr.dtype}, not "
                                f"{np.dtype(dtype)}", ftok)
-            arr = arr.astype(dtype)
+            arr = arr.astype(dtype, copy=False)
         elif ts.at("NEWLINE"):
             return self.wrapped(shape, dtype)
         else:

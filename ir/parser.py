@@ -41,7 +41,7 @@ def register_parser(level: str, fn: Callable[..., Any]) -> None:
 
 
 def parse(text: str, *, file: str = "<string>", base_dir: str | Path | None = None,
-          allow_elided: bool = False, source: Any = None) -> Any:
+          allow_elided: bool = False, source: Any = None, map_arrays: bool = False) -> Any:
     """Parse a ``.pcir`` text of any registered level.
 
     Args:
@@ -53,6 +53,8 @@ def parse(text: str, *, file: str = "<string>", base_dir: str | Path | None = No
         source: the source circuit of an L1 or L2 text that names it by digest (or an L1/L2
             value lowered from it); ignored by the other levels. None: the text embeds it or
             names its file.
+        map_arrays: L3 only: view the sidecar arrays in their files (read from the disk where
+            used, CRCs unchecked) instead of reading them: a quick look at a large plan.
 
     Raises:
         ParseError: ``file:line:col: message`` at the first error.
@@ -73,9 +75,12 @@ def parse(text: str, *, file: str = "<string>", base_dir: str | Path | None = No
     if base_dir is None:
         base_dir = Path(file).parent if file != "<string>" else Path(".")
     del first
-    if source is not None and level.text != "L0":
-        return fn(ts, base_dir=Path(base_dir), allow_elided=allow_elided, source=source)
-    return fn(ts, base_dir=Path(base_dir), allow_elided=allow_elided)
+    options: dict[str, Any] = {"base_dir": Path(base_dir), "allow_elided": allow_elided}
+    if source is not None and level.text in ("L1", "L2"):
+        options["source"] = source
+    if map_arrays and level.text == "L3":
+        options["map_arrays"] = True
+    return fn(ts, **options)
 
 
 def _int(ts: TokenStream, val: Any, tok: Token, what: str, minimum: int = 0) -> int:

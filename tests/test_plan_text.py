@@ -57,3 +57,21 @@ def test_bad_margins_are_located(edit, message):
     assert lines[1].startswith("   0:10 | ")
     with pytest.raises(ParseError, match=message):
         _read(edit(lines))
+
+
+def test_mapped_sidecars_give_the_same_plan(tmp_path):
+    from pccc.ir import CircuitBuilder
+    from pccc.ir.parse_lowered import read_pcir_any
+    from pccc.ir.print_lowered import write_pcir_any
+    from pccc.passes import run_pipeline
+
+    b = CircuitBuilder(rng=0)
+    x = [b.sum([b.input(v, "categorical", n=8, card=5)], n=8) for v in range(3)]
+    plan = run_pipeline(b.build(b.sum([b.product(x)], n=1)), "default")
+    write_pcir_any(plan, tmp_path / "p.pcir", inline_below=0)
+    mapped = read_pcir_any(tmp_path / "p.pcir", map_arrays=True)
+    assert mapped == plan == read_pcir_any(tmp_path / "p.pcir")
+    assert not mapped.params.flags.writeable and not mapped.params.flags.owndata
+    with np.load(tmp_path / "p.npz") as z:  # compressed members are read, not mapped
+        np.savez_compressed(tmp_path / "p.npz", **dict(z))
+    assert read_pcir_any(tmp_path / "p.pcir", map_arrays=True) == plan

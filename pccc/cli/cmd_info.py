@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from pccc.ir import is_decomposable, is_normalized, is_smooth, verify
@@ -75,7 +76,13 @@ def run(args: argparse.Namespace) -> int:
     if str(args.file).lower().endswith(".pccm"):
         _module_info(args.file)
         return 0
-    value = load(args.file)
+    if str(args.file).lower().endswith(".pcir") and Path(args.file).is_file():
+        from pccc.ir.parse_lowered import read_pcir_any
+
+        # (a plan's sidecar arrays are viewed in place: read only where the summary looks)
+        value = read_pcir_any(args.file, map_arrays=True)
+    else:
+        value = load(args.file)
     if not args.no_verify:
         verify_level(value)
     print(f"{'file:':<14}{args.file}")
