@@ -136,16 +136,16 @@ def _prod_note(st: ProductStats) -> str:
             f"{fmt_bytes(st.index_bytes)}")
 
 
-def _plan_note(plan: KernelPlan) -> str:
+def _plan_note(plan: KernelPlan) -> list[str]:
     sums = SumStats()
     for ly in plan.sum_layers():
         for sp in ly.partitions:
             sums.add(sum_partition_stats(plan, sp))
-    return (f"// {plan.num_vars} variables, {plan.num_node_slots} node slots, "
-            f"{plural(len(plan.sum_layers()), 'layer')}, {len(plan.params)} weights "
-            f"({fmt_bytes(plan.params.nbytes)}, {sums.padding():.1%} pad in the tiles), "
-            f"{len(plan.input_params)} input parameters "
-            f"({fmt_bytes(plan.input_params.nbytes)})")
+    return [f"// {plan.num_vars} variables, {plan.num_node_slots} node slots, "
+            f"{plural(len(plan.sum_layers()), 'layer')}",
+            f"// {len(plan.params)} weights ({fmt_bytes(plan.params.nbytes)}, "
+            f"{sums.padding():.1%} pad in the tiles), {len(plan.input_params)} input "
+            f"parameters ({fmt_bytes(plan.input_params.nbytes)})"]
 
 
 def _layer_lines(plan: KernelPlan, i: int, layer: ProductLayer | SumLayer, arr: Arrays
@@ -185,7 +185,7 @@ def plan_lines(plan: KernelPlan, arr: Arrays) -> list[str]:
              f"version={PLAN_VERSION}"]
     if plan.meta:
         lines.append("meta " + " ".join(f"{k}={quote(v)}" for k, v in plan.meta))
-    lines.append(_plan_note(plan))
+    lines += _plan_note(plan)
     lines += arr.stmt("var_cards", plan.var_cards)
     for ly in plan.input_layers:
         attrs: dict[str, Any] = dict(ly.attrs)

@@ -20,7 +20,7 @@ def _read(lines: list[str], name: str = "x") -> np.ndarray:
     return PlanParser(ts, base_dir=None, allow_elided=False).array(name)  # type: ignore[arg-type]
 
 
-_ints = hnp.arrays(np.int64, hnp.array_shapes(min_dims=1, max_dims=3, max_side=40),
+_ints = hnp.arrays(np.int64, hnp.array_shapes(min_dims=1, max_dims=3, max_side=16),
                    elements=st.integers(-(2**40), 2**40))
 _floats = hnp.arrays(np.float64, hnp.array_shapes(min_dims=1, max_dims=2, max_side=60),
                      elements=st.floats(allow_nan=True, allow_infinity=True))
@@ -34,7 +34,8 @@ def test_wrapped_arrays_read_back_exactly_within_100_characters(a, indent):
     back = _read(lines)
     assert back.shape == a.shape
     np.testing.assert_array_equal(back, a)
-    assert np.array_equal(np.signbit(back), np.signbit(a))
+    seen = ~np.isnan(a)  # (-0.0 keeps its sign; a NaN's sign is not printed)
+    assert np.array_equal(np.signbit(back)[seen], np.signbit(a)[seen])
 
 
 def test_rows_too_long_for_a_line_are_cut_along_the_next_axis():
