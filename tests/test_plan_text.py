@@ -42,7 +42,8 @@ def test_rows_too_long_for_a_line_are_cut_along_the_next_axis():
     a = np.arange(3 * 70).reshape(3, 70) * 1000
     lines = array_lines("x i64[3, 70] = ", a, "")
     assert lines[0] == "x i64[3, 70] ="
-    assert lines[1].strip().startswith("0, 0:") and lines[-1].split("|")[0].strip().startswith("2, ")
+    assert lines[1].strip().startswith("0, 0:")
+    assert lines[-1].split("|")[0].strip().startswith("2, ")
     np.testing.assert_array_equal(_read(lines), a)
 
 
