@@ -167,6 +167,18 @@ class PlanParser:
         except (TypeError, ValueError):
             raise ts.error("expected numbers") from None
 
+    def key_list(self) -> list[Key]:
+        """``[@a, @b, ...]``, its lines wrapped anywhere after a comma."""
+        ts = self.ts
+        ts.expect("SYM", "[", what="a list of keys [@a, @b]")
+        keys: list[Key] = []
+        while not ts.accept("SYM", "]"):
+            if keys:
+                ts.expect("SYM", ",", what="',' or ']'")
+                ts.skip_newlines()
+            keys.append(ts.expect("KEY", what="a key @name").value)
+        return keys
+
     def input_layer(self) -> InputLayer:
         ts = self.ts
         ts.expect("IDENT", "input")
@@ -233,9 +245,7 @@ class PlanParser:
                 raise ts.error(f"map {ktok.text} given twice", ktok)
             pmap[ktok.value.name] = self.array_body()
         ts.expect("IDENT", "input_keys", what="'input_keys [...]'")
-        keys = ts.value()
-        if not isinstance(keys, list) or not all(isinstance(k, Key) for k in keys):
-            raise ts.error("expected a list of keys [@a, @b]")
+        keys = self.key_list()
         self.line_end()
         if not ts.at("EOF"):
             raise ts.error(f"unexpected {ts.peek().text!r} at the end of a plan")

@@ -7,9 +7,9 @@ partitions (the tile shapes follow from the partitions)::
     pcir 1 L2
     source sha256="3b5d..." path="001_canonicalize.pcir"
     wrap-root %12  // = sum(%11) n=4 param=@__root__, identity weights
-    layer 0  // 2 sums in 1 partition(s): ...
+    layer 0  // 2 sums in 1 partition: 2 blocks, 2 tiles, 0.0% pad
       sums B=64 C=64 [%4, %9]
-      products fanin=3 runs=2
+      products fanin=3 runs=2  // 128 elements, 12.5% pad
 
 The source circuit is named by its digest (:mod:`pccc.ir.digest`) and, optionally, a file
 (:class:`SourceRef`), or embedded: its L0 statements follow the level's own (``to_text``'s
@@ -41,14 +41,14 @@ from pccc.ir.digest import ALGORITHM, circuit_digest
 from pccc.ir.layered import Layer, LayeredCircuit
 from pccc.ir.lexer import Key, quote
 from pccc.ir.plan import KernelPlan
-from pccc.ir.print_plan import plan_text_npz, plural, print_plan
+from pccc.ir.print_plan import plan_text_npz, plural, print_plan, wrap_list
 from pccc.ir.printer import (
     header,
     register_printer,
     to_text,
     to_text_npz,
 )
-from pccc.ir.stats import layer_stats
+from pccc.ir.stats import layer_stats, product_group_stats
 
 
 @dataclass(frozen=True)
@@ -64,25 +64,10 @@ class SourceRef:
     """a comment for the reader, such as where the circuit was printed"""
 
 
-#: the width long lists of node vectors are wrapped at
-WIDTH = 100
-
-
 def ref_list(head: str, ids: Sequence[int]) -> list[str]:
-    """``head [%a, %b, ...]`` wrapped at :data:`WIDTH` characters, continuation lines aligned
-    after the bracket."""
-    first = head + " ["
-    pad = " " * len(first)
-    out: list[str] = []
-    line = first
-    for j, i in enumerate(ids):
-        tok = f"%{i}" + ("," if j + 1 < len(ids) else "")
-        fresh = line in (first, pad)
-        if not fresh and len(line) + 1 + len(tok) + 1 > WIDTH:
-            out.append(line)
-            line, fresh = pad, True
-        line += tok if fresh else " " + tok
-    return out + [line + "]"]
+    """``head [%a, %b, ...]`` wrapped at 100 characters, continuation lines aligned after the
+    bracket."""
+    return wrap_list(head, [f"%{i}" for i in ids])
 
 
 def _source_lines(c: Circuit, source: SourceRef | None, elide_above: int | None,
@@ -132,22 +117,20 @@ def implied_blocks(layers: Sequence[Layer]) -> dict[int, tuple[int, int]]:
     return out
 
 
-def _layer_note(lc: LayeredCircuit, layer: Layer) -> str:
-    sums, prods = layer_stats(lc, layer)
-    return (f"{plural(sums.vectors, 'sum')}, {plural(len(layer.sums), 'partition')}: "
-            f"{plural(sums.blocks, 'block')}, {plural(sums.grid, 'tile')}, "
-            f"{sums.padding():.1%} pad | {plural(prods.elements, 'element')}, fan-in "
-            f"{prods.fanin}, {prods.padding():.1%} pad")
-
-
 def _layer_lines(lc: LayeredCircuit) -> list[str]:
+    """Each layer, its sum partitions' counts on its line and each product partition's on
+    its own."""
     lines = []
     for li, layer in enumerate(lc.layers):
-        lines.append(f"layer {li}  // {_layer_note(lc, layer)}")
+        sums, _ = layer_stats(lc, layer)
+        lines.append(f"layer {li}  // {plural(sums.vectors, 'sum')} in "
+                     f"{plural(len(layer.sums), 'partition')}: {plural(sums.blocks, 'block')}, "
+                     f"{plural(sums.grid, 'tile')}, {sums.padding():.1%} pad")
         for g in layer.sums:
             lines += ref_list(f"  sums B={g.block} C={g.chunk}", g.sums)
-        for p in layer.products:
-            lines.append(f"  products fanin={p.fanin} runs={p.runs}")
+        for p, st in zip(layer.products, product_group_stats(lc, layer)):
+            lines.append(f"  products fanin={p.fanin} runs={p.runs}  // "
+                         f"{plural(st.elements, 'element')}, {st.padding():.1%} pad")
     return lines
 
 

@@ -7,7 +7,7 @@ with the value a nested list, ``elided`` (shape only), ``npz "file.npz" "key"`` 
 or, when the one-line form would pass :data:`WIDTH` characters, wrapped over the following
 lines with the index range of each line in its left margin::
 
-    sum  // layer 1 sums: 3 blocks, 6 tiles, 0.0% pad, weights 48 B, index 96 B
+    sum  // layer 1: 3 blocks, 6 tiles, 0.0% pad, weights 48 B, index 96 B
       part B=1 C=1  // 3 blocks x 2 chunks, 6 real, 0.0% pad, weights 48 B, index 96 B
         chunk_start i64[300, 2] =
             0:16 | [1, 2], [3, 4], [5, 6], ...
@@ -25,6 +25,7 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -55,6 +56,23 @@ def fmt_bytes(n: float) -> str:
 def plural(n: int, word: str) -> str:
     """``1 block``, ``2 blocks``."""
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def wrap_list(head: str, items: Sequence[str]) -> list[str]:
+    """``head [a, b, ...]`` wrapped at :data:`WIDTH` characters, continuation lines aligned
+    after the bracket."""
+    first = head + " ["
+    pad = " " * len(first)
+    out: list[str] = []
+    line = first
+    for j, it in enumerate(items):
+        tok = it + ("," if j + 1 < len(items) else "")
+        fresh = line in (first, pad)
+        if not fresh and len(line) + 1 + len(tok) + 1 > WIDTH:
+            out.append(line)
+            line, fresh = pad, True
+        line += tok if fresh else " " + tok
+    return out + [line + "]"]
 
 
 def _margin_width(shape: tuple[int, ...]) -> int:
@@ -157,7 +175,7 @@ def _layer_lines(plan: KernelPlan, i: int, layer: ProductLayer | SumLayer, arr: 
         for st in parts:
             total.add(st)
         lines.append(f"product num_elem_slots={layer.num_elem_slots} reserved={layer.reserved}"
-                     f"  // layer {i // 2} products: {_prod_note(total)}")
+                     f"  // layer {i // 2}: {_prod_note(total)}")
         for pp, st in zip(layer.partitions, parts):
             lines.append(f"  part elem_start={pp.elem_start}  // {_prod_note(st)}")
             lines += arr.stmt("children", pp.children, "    ")
@@ -166,7 +184,7 @@ def _layer_lines(plan: KernelPlan, i: int, layer: ProductLayer | SumLayer, arr: 
     whole = SumStats()
     for ss in sums:
         whole.add(ss)
-    lines.append(f"sum  // layer {i // 2} sums: {plural(whole.blocks, 'block')}, "
+    lines.append(f"sum  // layer {i // 2}: {plural(whole.blocks, 'block')}, "
                  f"{plural(whole.grid, 'tile')}, {_sum_note(whole)}")
     for sp, ss in zip(layer.partitions, sums):
         lines.append(f"  part B={sp.block_size} C={sp.chunk_size}  // "
@@ -203,8 +221,7 @@ def plan_lines(plan: KernelPlan, arr: Arrays) -> list[str]:
         lines += arr.stmt(name, getattr(plan, name))
     for key, idx in plan.param_map.items():
         lines += arr.stmt(f"map {format_key(key)}", idx)
-    keys = ", ".join(format_key(k) for k in sorted(plan.input_param_keys))
-    lines.append(f"input_keys [{keys}]")
+    lines += wrap_list("input_keys", [format_key(k) for k in sorted(plan.input_param_keys)])
     return lines
 
 

@@ -121,11 +121,20 @@ def blocked_stats(bc: BlockedCircuit) -> dict[tuple[int, int], SumStats]:
 
 
 def layer_stats(lc: LayeredCircuit, layer: Layer) -> tuple[SumStats, ProductStats]:
-    """L2: the counts of a layer's sum partitions and its product partitions (factor slots
-    padded to each partition's fan-in)."""
+    """L2: the counts of a layer's sum partitions and its product partitions, added up."""
     sums = SumStats()
     for g in layer.sums:
         sums.add(sum_group_stats(lc.blocked, g.sums))
+    prods = ProductStats()
+    for st in product_group_stats(lc, layer):
+        prods.add(st)
+    return sums, prods
+
+
+def product_group_stats(lc: LayeredCircuit, layer: Layer) -> list[ProductStats]:
+    """L2: the counts of each product partition of a layer, as ``layout-params`` lays the
+    runs out: a sum's runs in a row, padded to whole chunks; factor slots padded to each
+    partition's fan-in."""
     c = lc.circuit
     facs = _factor_counts(lc)
     starts: list[int] = []  # where each run begins; a sum's runs end padded to whole chunks
@@ -139,15 +148,15 @@ def layer_stats(lc: LayeredCircuit, layer: Layer) -> tuple[SumStats, ProductStat
             used.append(c.nodes[ch].n * facs[ch])
             first += c.nodes[ch].n
     starts.append(end)
-    prods = ProductStats()
+    out = []
     r = 0
     for pg in layer.products:
         elems = starts[min(r + pg.runs, len(starts) - 1)] - starts[min(r, len(starts) - 1)]
         slots = elems * pg.fanin
-        prods.add(ProductStats(1, elems, slots, slots - sum(used[r: r + pg.runs]), pg.fanin,
-                               8 * slots))
+        out.append(ProductStats(1, elems, slots, slots - sum(used[r: r + pg.runs]), pg.fanin,
+                                8 * slots))
         r += pg.runs
-    return sums, prods
+    return out
 
 
 def _factor_counts(lc: LayeredCircuit) -> list[int]:

@@ -66,14 +66,12 @@ def test_the_l2_text_of_a_small_circuit():
         "pcir 1 L2\n"
         f'source sha256="{digest}" path="c.pcir"\n'
         "wrap-root %5  // = sum(%4) n=3 param=@__root__, identity weights\n"
-        "layer 0  // 2 sums, 1 partition: 2 blocks, 2 tiles, 43.8% pad | 8 elements, fan-in 1, "
-        "25.0% pad\n"
+        "layer 0  // 2 sums in 1 partition: 2 blocks, 2 tiles, 43.8% pad\n"
         "  sums B=4 C=4 [%2, %3]\n"
-        "  products fanin=1 runs=2\n"
-        "layer 1  // 1 sum, 1 partition: 1 block, 1 tile, 81.2% pad | 4 elements, fan-in 2, "
-        "25.0% pad\n"
+        "  products fanin=1 runs=2  // 8 elements, 25.0% pad\n"
+        "layer 1  // 1 sum in 1 partition: 1 block, 1 tile, 81.2% pad\n"
         "  sums B=4 C=4 [%5]\n"
-        "  products fanin=2 runs=1\n")
+        "  products fanin=2 runs=1  // 4 elements, 25.0% pad\n")
     assert to_text(l1, source=SourceRef("c.pcir")).splitlines()[3:] == [
         "blocks B=4 C=4 [%2, %3, %5]"]
 

@@ -77,3 +77,15 @@ def test_mapped_sidecars_give_the_same_plan(tmp_path):
     with np.load(tmp_path / "p.npz") as z:  # compressed members are read, not mapped
         np.savez_compressed(tmp_path / "p.npz", **dict(z))
     assert read_pcir_any(tmp_path / "p.pcir", map_arrays=True) == plan
+
+
+def test_every_line_of_a_wide_plan_fits_and_reads_back():
+    from pccc.ir import CircuitBuilder, parse, to_text
+    from pccc.passes import run_pipeline
+
+    b = CircuitBuilder(rng=1)
+    x = [b.sum([b.input(v, "bernoulli", n=2)], n=2) for v in range(60)]
+    plan = run_pipeline(b.build(b.sum([b.product(x)], n=1)), "default")
+    text = to_text(plan)
+    assert max(len(line) for line in text.splitlines()) <= 100
+    assert text.count("input_keys [") == 1 and parse(text) == plan
