@@ -91,9 +91,14 @@ def test_eval_on_cuda_picks_and_names_the_backend(tmp_path, capsys, monkeypatch,
     assert fake_cuda == [want.split()[0]]
 
 
-def test_eval_on_the_cpu_names_the_reference(tmp_path, capsys):
+def test_eval_on_the_cpu_runs_torch_in_float64(tmp_path, capsys):
     path, data = _circuit_file(tmp_path)
     assert main(["eval", str(path), "--data", str(data)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == "backend: reference (cpu, float64)"
+    assert out[0] == "backend: torch (cpu, float64)"
+    assert main(["eval", str(path), "--data", str(data), "--backend", "reference"]) == 0
+    ref = capsys.readouterr().out.splitlines()
+    assert ref[0] == "backend: reference (cpu, float64)"
     assert out[-1].startswith("mean log-likelihood: ")
+    assert float(out[-1].split(": ")[1]) == pytest.approx(float(ref[-1].split(": ")[1]),
+                                                          rel=1e-12)

@@ -75,8 +75,12 @@ def test_demo_writes_and_evaluates(demo, capsys):
     last = out.strip().splitlines()[-1]
     assert last.startswith("mean log-likelihood: ")
     assert "smooth:       yes" in out and "normalized:   yes" in out
-    assert main(["eval", str(folder / "circuit.pcir"), "--data", str(folder / "data.csv")]) == 0
+    args = ["eval", str(folder / "circuit.pcir"), "--data", str(folder / "data.csv")]
+    assert main([*args, "--backend", "reference"]) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == last
+    assert main(args) == 0  # (torch in float64)
+    got = capsys.readouterr().out.strip().splitlines()[-1]
+    assert float(got.split(": ")[1]) == pytest.approx(float(last.split(": ")[1]), rel=1e-12)
 
 
 def test_info_reports_counts(demo, capsys):

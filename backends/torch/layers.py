@@ -25,6 +25,8 @@ from pccc.ir.plan import ProductLayer, SumPartition
 
 #: values of the largest temporary of a max-product sum block (see ``_max_product``)
 MAX_PRODUCT_TEMP = 1 << 24
+#: the largest fan-in of one-node sum blocks computed by ``logaddexp`` (see ``_small_sum``)
+SMALL_FANIN = 4
 
 
 def _buf(a: np.ndarray) -> Tensor:
@@ -166,11 +168,14 @@ class TorchSumPartition(nn.Module):
         ``"sum"`` with linear weights ``w_flat``, or ``"max"`` (max-product) with log-weights
         (padding ``-inf``)."""
         e = self.elements(elem)
-        if not self.all_real:
+        small = semiring == "sum" and self.B == 1 and self.K <= SMALL_FANIN
+        if not (self.all_real or small):  # (small: a padding column's weight 0 is log -inf)
             neg = torch.full_like(e[:1, :1, :1], -math.inf)
             e = torch.where(self.real_col[:, :, None], e, neg)
         if semiring == "max":
             out = self._max_product(self.weights(w_flat), e)
+        elif small:
+            out = self._small_sum(self.weights(w_flat), e)
         else:
             m = e.amax(dim=1, keepdim=True)
             m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
@@ -180,6 +185,18 @@ class TorchSumPartition(nn.Module):
             node[span: span + self.nb * self.B] = out.view(self.nb * self.B, -1)
         else:
             node.index_copy_(0, self.node_idx, out.view(self.nb * self.B, -1))
+
+    @staticmethod
+    def _small_sum(w: Tensor, e: Tensor) -> Tensor:
+        """Blocks of one sum node over ``K <= SMALL_FANIN`` columns (the scalar sums of a
+        PSDD or ``.jpc``): ``log w_0 + e_0``, folded with ``logaddexp`` over the other
+        columns. One fused pass per column instead of the matrix product's max, shift,
+        exp, product and log over the whole block."""
+        logw = torch.log(w[:, 0, :])  # [nb, K]
+        out = e[:, 0, :] + logw[:, 0, None]
+        for k in range(1, e.shape[1]):
+            out = torch.logaddexp(out, e[:, k, :] + logw[:, k, None])
+        return out.view(e.shape[0], 1, -1)
 
     @staticmethod
     def _max_product(logw: Tensor, e: Tensor) -> Tensor:

@@ -5,15 +5,23 @@ A circuit whose root vector holds ``n > 1`` nodes prints one such line per root 
 ``root r: mean log-likelihood: <float>``. ``--out LL.npy`` writes the per-example values as
 float64, ``[N]`` (``[N, n]`` for ``n`` roots); nothing is written on failure. The first line
 names the backend, device and dtype (``backend: triton (cuda, float32)``): a circuit file runs
-on the float64 reference on the CPU and on the Triton backend on a CUDA device (torch where
-Triton does not import) unless ``--backend`` names another. A ``.pcir`` file of a lowered level
-(L1, L2, L3) runs on the reference evaluator of its level, or, for another backend, through the
-passes left down to a plan; a plan's data is checked against its ``var_cards``.
+on the torch backend in float64 on the CPU (as exact as the float64 reference, and 4-5 times
+faster on the zoo's PSDDs: ``docs/benchmarks.md``) and on the Triton backend on a CUDA device
+(torch where Triton does not import) unless ``--backend`` names another; ``--backend
+reference`` runs the numpy oracle. A ``.pcir`` file of a lowered level (L1, L2, L3) runs on the
+reference evaluator of its level, or, for another backend, through the passes left down to a
+plan; a plan's data is checked against its ``var_cards``.
+
+Rows are evaluated ``--batch-size`` at a time, fewer where a batch would need more working
+memory than ``--max-memory`` (a note on stderr says so). A progress bar on stderr follows long
+runs: with ``--progress auto`` on a terminal once a run has taken 2 s, ``on`` always, ``off``
+never.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -52,6 +60,11 @@ def _check_device(device: str) -> None:
         raise PcccError("--device cuda: no CUDA device is available here")
 
 
+def _module_plan(fn: Evaluator) -> Any:
+    """The plan of the module behind a runner (for its memory estimate)."""
+    return fn.model.plan  # type: ignore[attr-defined]
+
+
 def _runner(model: Any, device: str) -> Evaluator:
     import torch
 
@@ -63,6 +76,7 @@ def _runner(model: Any, device: str) -> Evaluator:
             ll = model(xt, mt)
         return ll.detach().to("cpu", torch.float64).numpy()
 
+    run.model = model  # type: ignore[attr-defined]
     return run
 
 
@@ -164,12 +178,53 @@ def evaluator(circuit: Circuit, backend: str, device: str = "cpu", dtype: str | 
     return _compiled(circuit, backend, device, dtype)
 
 
-def log_likelihoods(fn: Evaluator, x: np.ndarray, batch_size: int) -> np.ndarray:
+def log_likelihoods(fn: Evaluator, x: np.ndarray, batch_size: int,
+                    progress: float | None = None) -> np.ndarray:
     """Evaluate ``fn`` over ``x`` in batches of ``batch_size`` rows: float64 ``[N]`` (``[N, n]``
-    for ``n`` roots)."""
-    parts = [np.asarray(fn(x[i:i + batch_size]), dtype=np.float64)
-             for i in range(0, x.shape[0], batch_size)]
+    for ``n`` roots). ``progress``: a bar on stderr, shown once the run has taken that many
+    seconds (None: no bar)."""
+    from tqdm import tqdm
+
+    parts = []
+    with tqdm(total=x.shape[0], unit=" rows", delay=progress or 0.0, disable=progress is None,
+              file=sys.stderr, leave=False, dynamic_ncols=True) as bar:
+        for i in range(0, x.shape[0], batch_size):
+            parts.append(np.asarray(fn(x[i:i + batch_size]), dtype=np.float64))
+            bar.update(min(batch_size, x.shape[0] - i))
     return np.concatenate(parts) if parts else np.zeros(0)
+
+
+#: bytes of float64 working memory per row and scalar node of the reference evaluator, and
+#: per row and node slot of a compiled module's buffers (values, elements, temporaries)
+_REF_BYTES, _SLOT_COPIES = 24, 4
+
+
+def row_bytes(value: Any, backend: str, dtype: str) -> int:
+    """About how many bytes of working memory one row of data takes to evaluate."""
+    from pccc.ir.analyses import counts
+    from pccc.ir.plan import KernelPlan, ProductLayer
+
+    if isinstance(value, KernelPlan):
+        elems = max([ly.num_elem_slots for ly in value.layers
+                     if isinstance(ly, ProductLayer)], default=0)
+        slots = value.num_node_slots + elems
+    else:
+        slots = counts(getattr(value, "circuit", value)).nodes
+    if backend == "reference":
+        return _REF_BYTES * slots
+    return _SLOT_COPIES * slots * (8 if dtype == "float64" else 4)
+
+
+def bounded_batch(requested: int, per_row: int, max_gib: float) -> int:
+    """The rows evaluated at a time: ``requested``, fewer where they would take more than
+    ``max_gib`` GiB; a note on stderr says when."""
+    fit = max(1, int(max_gib * (1 << 30)) // max(per_row, 1))
+    if fit >= requested:
+        return requested
+    print(f"pccc eval: note: --batch-size {requested} would need about "
+          f"{requested * per_row / (1 << 30):.1f} GiB of working memory; evaluating {fit} "
+          f"rows at a time (--max-memory {max_gib:g})", file=sys.stderr)
+    return fit
 
 
 def summary_lines(ll: np.ndarray) -> list[str]:
@@ -202,21 +257,26 @@ def run(args: argparse.Namespace) -> int:
         circuit, fn, args.backend, dtype = _from_module(args.file, args.backend, args.device,
                                                         args.dtype)
         print(describe(args.backend, args.device, dtype), flush=True)
+        per_row = row_bytes(circuit if args.backend == "reference" else _module_plan(fn),
+                            args.backend, dtype)
     else:
-        # (the float64 reference on the CPU; on a CUDA device, Triton where it imports)
-        args.backend = args.backend or (default_backend(args.device) if is_cuda(args.device)
-                                        else "reference")
+        # (torch in float64 on the CPU; on a CUDA device, Triton where it imports)
+        args.backend = args.backend or default_backend(args.device)
         value = read_checked(args.file)
-        dtype = "float64" if args.backend == "reference" else args.dtype or "float32"
+        dtype = "float64" if args.backend == "reference" else args.dtype or (
+            "float32" if is_cuda(args.device) else "float64")
         print(describe(args.backend, args.device, dtype), flush=True)
         if value.level == "L0":
-            circuit, fn = value, evaluator(value, args.backend, args.device, args.dtype)
+            circuit, fn = value, evaluator(value, args.backend, args.device, dtype)
         else:
-            circuit, fn = _lowered(value, args.backend, args.device, args.dtype)
+            circuit, fn = _lowered(value, args.backend, args.device, dtype)
+        per_row = row_bytes(value, args.backend, dtype)
     x = load_data(args.data, circuit, key=args.key)
     if getattr(fn, "cards", None) is not None:
         fits_cards(x, fn.cards, args.data)  # type: ignore[attr-defined]
-    ll = log_likelihoods(fn, x, args.batch_size)
+    batch = bounded_batch(args.batch_size, per_row, args.max_memory)
+    delay = {"on": 0.0, "auto": 2.0 if sys.stderr.isatty() else None}.get(args.progress)
+    ll = log_likelihoods(fn, x, batch, progress=delay)
     if out is not None:
         with atomic_write(out) as f:
             np.save(f, ll)
@@ -238,13 +298,21 @@ def add_parser(sub: Any) -> None:
                         "(.data/.csv/.txt, optionally .gz; '?' or empty = missing)")
     p.add_argument("--key", help="array name inside a .npz data file (default: the first)")
     p.add_argument("--backend", default=None,
-                   help="reference (float64 numpy, default for circuit files on the CPU), "
-                        "torch, triton (default on a CUDA device where Triton imports), ...; "
-                        "a .pccm runs on the backend it names unless this is given")
+                   help="torch (the default on the CPU, in float64), triton (the default on a "
+                        "CUDA device where Triton imports), reference (the float64 numpy "
+                        "oracle), ...; a .pccm runs on the backend it names unless this is "
+                        "given")
     p.add_argument("--device", default="cpu", help="torch device of compiled backends")
     p.add_argument("--dtype", choices=["float32", "float64"], default=None,
-                   help="compute dtype of compiled backends (default: the backend's)")
+                   help="compute dtype of compiled backends (default: float64 on the CPU, "
+                        "float32 on a CUDA device; a .pccm: its own)")
     p.add_argument("--batch-size", type=int, default=4096, metavar="N",
-                   help="examples evaluated at a time")
+                   help="examples evaluated at a time (fewer where --max-memory says so)")
+    p.add_argument("--max-memory", type=float, default=2.0, metavar="GIB",
+                   help="working memory a batch may take, in GiB (about); a larger "
+                        "--batch-size is split")
+    p.add_argument("--progress", default="auto", choices=["auto", "on", "off"],
+                   help="a progress bar on stderr: auto shows it on a terminal once the run "
+                        "has taken 2 s")
     p.add_argument("--out", metavar="LL.npy", help="write per-example log-likelihoods here")
     p.set_defaults(func=run)

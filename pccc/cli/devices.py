@@ -3,7 +3,8 @@
 On a CUDA device ``pccc train`` and ``pccc eval`` run the Triton backend unless ``--backend``
 names another (the torch backend is far slower there: an MNIST HCLT-128 epoch took 62-70 s
 with it on an H100, 0.35 s with Triton); where Triton does not import they fall back to
-torch. On the CPU they run torch (``eval``: the float64 reference for a circuit file).
+torch. On the CPU they run torch (``eval`` in float64, as exact as the reference evaluator
+and faster: see ``docs/benchmarks.md``).
 """
 
 from __future__ import annotations

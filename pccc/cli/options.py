@@ -130,7 +130,8 @@ KINDS: dict[str, Kind] = {
     "rows": Int(5, 1 << 30), "num_samples": Int(1, 1 << 31), "device": Device(),
     "dtype": Choice(("float32", "float64")), "em": Choice(("minibatch", "fullbatch")),
     "input_dist": Choice(("categorical", "bernoulli", "binomial", "gaussian")),
-    "backend": Backend(reference=True),
+    "backend": Backend(reference=True), "max_memory": Float(0.0, lo_open=True),
+    "progress": Choice(("auto", "on", "off")),
 }
 #: where a command's option differs from :data:`KINDS`
 COMMAND_KINDS: dict[tuple[str, str], Kind] = {
