@@ -125,3 +125,16 @@ def test_source_errors_are_located(tmp_path, edit, message):
     (tmp_path / "x.pcir").write_text(edit(text))
     with pytest.raises(ParseError, match=message):
         read_pcir_any(tmp_path / "x.pcir")
+
+
+def test_shapes_the_partitions_do_not_give_are_printed():
+    from pccc.ir.blocked import BlockedCircuit
+    from pccc.ir.layered import LayeredCircuit
+
+    _, l2 = _lowered(_product_root())
+    blocks = dict(l2.blocked.blocks)
+    blocks[2] = (2, 2)  # (unverifiable: the partition says 4 x 4)
+    odd = LayeredCircuit(BlockedCircuit(l2.circuit, blocks), l2.layers)
+    text = to_text(odd, source=SourceRef())
+    assert "blocks B=2 C=2 [%2]" in text and text.count("blocks ") == 1
+    assert parse(text, source=l2) == odd and parse(to_text(odd)) == odd
