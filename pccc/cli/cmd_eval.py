@@ -28,7 +28,14 @@ from typing import Any
 
 import numpy as np
 
-from pccc.cli.devices import default_backend, describe, is_cuda
+from pccc.cli.devices import (
+    check_device,
+    default_backend,
+    describe,
+    dtype_name,
+    is_cuda,
+    load_pccm,
+)
 from pccc.data import load_data
 from pccc.ir.circuit import Circuit
 from pccc.ir.errors import DataError, PcccError
@@ -49,15 +56,8 @@ def _compiled(circuit: Circuit, name: str, device: str, dtype: str | None) -> Ev
 
     if not hasattr(pccc, "compile"):
         raise PcccError(f"backend {name!r} is not available yet (only 'reference')")
-    _check_device(device)
+    check_device(device)
     return _runner(pccc.compile(circuit, backend=name, device=device, dtype=dtype), device)
-
-
-def _check_device(device: str) -> None:
-    import torch
-
-    if device == "cuda" and not torch.cuda.is_available():
-        raise PcccError("--device cuda: no CUDA device is available here")
 
 
 def _module_plan(fn: Evaluator) -> Any:
@@ -107,21 +107,13 @@ def _from_module(path: str, backend: str | None, device: str, dtype: str | None
     names another; ``reference`` evaluates its circuit with the oracle). Returns the circuit,
     the evaluator (with the plan's ``cards`` to check data against where the module holds no
     circuit), the backend's name and its dtype."""
-    import pccc
-
-    if backend != "reference":
-        _check_device(device)
-    model = pccc.load_module(path, device=device if backend != "reference" else "cpu",
-                             dtype=dtype, backend=None if backend == "reference" else backend)
-    circuit = model.to_circuit() if model.source_circuit is not None else None
+    model, circuit = load_pccm(path, backend, device, dtype, "evaluate")
     if backend == "reference":
-        if circuit is None:
-            raise PcccError(f"{path}: the module holds no source circuit to evaluate")
         return circuit, _reference(circuit, device), "reference", "float64"
     run = _runner(model, device)
     if circuit is None:  # (load_data checks data against a circuit; this, the plan's cards)
         run.cards = np.asarray(model.plan.var_cards)  # type: ignore[attr-defined]
-    return circuit, run, model.backend_name, str(model.dtype).replace("torch.", "")
+    return circuit, run, model.backend_name, dtype_name(model)
 
 
 def read_checked(path: str) -> Any:
@@ -159,7 +151,7 @@ def _lowered(value: Any, backend: str, device: str, dtype: str | None
         from pccc.cli.cmd_opt import default_pipeline
         from pccc.passes import run_pipeline
 
-        _check_device(device)
+        check_device(device)
         factory = registry.get(backend)
         plan = value if value.level == "L3" else run_pipeline(value,
                                                               default_pipeline(value.level))

@@ -24,7 +24,14 @@ from typing import Any
 
 import numpy as np
 
-from pccc.cli.devices import check_device, default_backend, describe, is_cuda
+from pccc.cli.devices import (
+    check_device,
+    default_backend,
+    describe,
+    dtype_name,
+    is_cuda,
+    load_pccm,
+)
 from pccc.ir.circuit import Circuit
 from pccc.ir.errors import PcccError
 
@@ -50,24 +57,17 @@ def open_model(path: str, backend: str | None, device: str, dtype: str | None
     if backend == "reference" and is_cuda(device):
         raise PcccError("the reference backend runs on the CPU only (--device cpu)")
     if str(path).lower().endswith(".pccm"):
-        if backend != "reference":
-            check_device(device)
-        model = pccc.load_module(path, device=device if backend != "reference" else "cpu",
-                                 dtype=dtype, backend=None if backend == "reference" else backend)
-        circuit = model.to_circuit() if model.source_circuit is not None else None
+        model, circuit = load_pccm(path, backend, device, dtype, "query")
         if backend == "reference":
-            if circuit is None:
-                raise PcccError(f"{path}: the module holds no source circuit to query")
             return circuit, circuit, describe("reference", "cpu", "float64")
-        return model, circuit, describe(model.backend_name, device,
-                                        str(model.dtype).replace("torch.", ""))
+        return model, circuit, describe(model.backend_name, device, dtype_name(model))
     backend = backend or (default_backend(device) if is_cuda(device) else "reference")
     circuit = load_verified(path)
     if backend == "reference":
         return circuit, circuit, describe("reference", device, "float64")
     check_device(device)
     model = pccc.compile(circuit, backend=backend, device=device, dtype=dtype)
-    return model, circuit, describe(backend, device, str(model.dtype).replace("torch.", ""))
+    return model, circuit, describe(backend, device, dtype_name(model))
 
 
 def _csv_text(rows: np.ndarray) -> bytes:

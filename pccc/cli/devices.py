@@ -9,6 +9,8 @@ and faster: see ``docs/benchmarks.md``).
 
 from __future__ import annotations
 
+from typing import Any
+
 from pccc.ir.errors import PcccError
 
 
@@ -41,6 +43,29 @@ def default_backend(device: str) -> str:
     """The compiling backend for ``device`` when none is named: ``triton`` on a CUDA device
     where Triton imports, else ``torch``."""
     return "triton" if is_cuda(device) and triton_imports() else "torch"
+
+
+def load_pccm(path: str, backend: str | None, device: str, dtype: str | None, purpose: str
+              ) -> tuple[Any, Any]:
+    """A ``.pccm`` module for a command and its source circuit (None where it holds none):
+    on ``backend`` (default: the one its file names), or on the CPU where ``backend`` is
+    ``reference``, which needs the source circuit (``purpose`` words the refusal)."""
+    import pccc
+
+    ref = backend == "reference"
+    if not ref:
+        check_device(device)
+    model = pccc.load_module(path, device="cpu" if ref else device, dtype=dtype,
+                             backend=None if ref else backend)
+    circuit = model.to_circuit() if model.source_circuit is not None else None
+    if ref and circuit is None:
+        raise PcccError(f"{path}: the module holds no source circuit to {purpose}")
+    return model, circuit
+
+
+def dtype_name(model: Any) -> str:
+    """A compiled module's dtype as printed (``float32``)."""
+    return str(model.dtype).replace("torch.", "")
 
 
 def describe(backend: str, device: str, dtype: str) -> str:
