@@ -5,9 +5,11 @@ Data is a 2-D array ``[N, V]``, one column per variable. Discrete data comes bac
 integer) it comes back as float64 with NaN for a missing value.
 
 Text files (``.data``, ``.csv``, ``.txt``, each optionally ``.gz``) hold one example per line,
-values separated by commas; ``?`` or an empty field is missing; blank lines are skipped. Errors
-are :class:`~pccc.ir.errors.DataError` naming the file, the row and the column, both counted
-from 1 (text files also give the line).
+values separated by commas; ``?`` or an empty field is missing; blank lines are skipped. A
+value is ASCII digits with an optional ``-``, fraction and exponent (the grammar is in
+``docs/formats.md``); anything else is refused. Errors are :class:`~pccc.ir.errors.DataError`
+naming the file, the row and the column, both counted from 1 (text files also give the line).
+On a continuous variable ``-1`` is a value; only NaN (or ``?``) marks it missing.
 
 Example::
 

@@ -277,9 +277,13 @@ def _inputs(ln: _Lines, kind: np.ndarray) -> tuple[dict, int, tuple] | None:
     off = ln.off[ind_rows]
     lit = ln.vals[off + 2]
     is_l = ln.tags[ind_rows] == ord("L")
+    value = ln.vals[off[~is_l] + 3]
+    # (numbers beyond the limits, nan and inf: the line reader refuses them at their place)
+    if not (np.all(np.abs(lit) <= MAX_VARS) and np.all(np.abs(value) < MAX_VALUES)):
+        return None
     var = np.where(is_l, np.abs(lit) - 1, lit - 1).astype(np.int64)
     need = np.full(len(ind_rows), 2, dtype=np.int64)
-    need[~is_l] = np.maximum(ln.vals[off[~is_l] + 3] + 1, 2)  # a variable has 2+ values
+    need[~is_l] = np.maximum(value + 1, 2)  # a variable has 2+ values
     nv = max(int(var.max(initial=-1)), inp.num_vars() - 1) + 1
     if np.any(var < 0) or nv > MAX_VARS or np.any(need > MAX_VALUES):
         return None
