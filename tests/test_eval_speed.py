@@ -99,3 +99,16 @@ def test_gzip_text_data_also_streams(tmp_path, capsys):
                  "--progress", "on", "--out", str(tmp_path / "ll.npy")]) == 0
     np.testing.assert_allclose(np.load(tmp_path / "ll.npy"), log_likelihood(c, x), rtol=1e-12,
                                atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", ["reference", "torch"])
+def test_a_circuit_too_large_for_one_row_is_refused_before_allocating(tmp_path, capsys, backend):
+    (tmp_path / "big.pcir").write_text(
+        "pcir 1 L0\ncircuit num_vars=1\n%0 = input bernoulli n=1 param=@p var=0\n"
+        "%1 = product(%0) n=1000000000\nparam @p f64[1] = [0.5]\n")
+    (tmp_path / "x.csv").write_text("1\n0\n")
+    assert main(["eval", str(tmp_path / "big.pcir"), "--data", str(tmp_path / "x.csv"),
+                 "--backend", backend, "--out", str(tmp_path / "ll.npy")]) == 2
+    err = capsys.readouterr().err
+    assert "big.pcir: one example needs about" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "ll.npy").exists()

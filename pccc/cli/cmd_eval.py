@@ -186,25 +186,33 @@ def log_likelihoods(fn: Evaluator, x: np.ndarray, batch_size: int,
     return np.concatenate(parts) if parts else np.zeros(0)
 
 
-#: bytes of float64 working memory per row and scalar node of the reference evaluator, and
-#: per row and node slot of a compiled module's buffers (values, elements, temporaries)
-_REF_BYTES, _SLOT_COPIES = 24, 4
-
-
 def row_bytes(value: Any, backend: str, dtype: str) -> int:
-    """About how many bytes of working memory one row of data takes to evaluate."""
-    from pccc.ir.analyses import counts
+    """About how many bytes of working memory one row of data takes to evaluate: a value per
+    scalar node (the reference keeps every node's; a module, its node and element slots), a
+    quarter to a half more for temporaries, and twice the largest sum vector's ``[n, m]``
+    table of terms (measured on plants: 8.4 bytes per node and row for the reference, 8.8 for
+    torch in float64)."""
+    from pccc.ir.circuit import SumVector
     from pccc.ir.plan import KernelPlan, ProductLayer
 
+    size = 8 if backend == "reference" or dtype == "float64" else 4
     if isinstance(value, KernelPlan):
         elems = max([ly.num_elem_slots for ly in value.layers
                      if isinstance(ly, ProductLayer)], default=0)
-        slots = value.num_node_slots + elems
-    else:
-        slots = counts(getattr(value, "circuit", value)).nodes
-    if backend == "reference":
-        return _REF_BYTES * slots
-    return _SLOT_COPIES * slots * (8 if dtype == "float64" else 4)
+        return int(1.5 * size * (value.num_node_slots + elems))
+    c = getattr(value, "circuit", value)
+    nodes = sum(nd.n for nd in c.nodes)
+    terms = max([nd.n * sum(c.nodes[ch].n for ch in nd.children) for nd in c.nodes
+                 if isinstance(nd, SumVector)], default=0)
+    return int(size * ((1.25 if backend == "reference" else 1.5) * nodes + 2 * terms))
+
+
+def fits_memory(path: str, per_row: int, max_gib: float) -> None:
+    """Refuse a circuit one example of which needs more than ``max_gib`` GiB to evaluate (a
+    vector of a billion nodes, say), before anything is allocated for it."""
+    if per_row > max_gib * (1 << 30):
+        raise PcccError(f"{path}: one example needs about {per_row / (1 << 30):.1f} GiB of "
+                        f"working memory to evaluate, more than --max-memory {max_gib:g}")
 
 
 def bounded_batch(requested: int, per_row: int, max_gib: float) -> int:
@@ -251,18 +259,20 @@ def run(args: argparse.Namespace) -> int:
         print(describe(args.backend, args.device, dtype), flush=True)
         per_row = row_bytes(circuit if args.backend == "reference" else _module_plan(fn),
                             args.backend, dtype)
+        fits_memory(args.file, per_row, args.max_memory)
     else:
         # (torch in float64 on the CPU; on a CUDA device, Triton where it imports)
         args.backend = args.backend or default_backend(args.device)
         value = read_checked(args.file)
         dtype = "float64" if args.backend == "reference" else args.dtype or (
             "float32" if is_cuda(args.device) else "float64")
+        per_row = row_bytes(value, args.backend, dtype)
+        fits_memory(args.file, per_row, args.max_memory)
         print(describe(args.backend, args.device, dtype), flush=True)
         if value.level == "L0":
             circuit, fn = value, evaluator(value, args.backend, args.device, dtype)
         else:
             circuit, fn = _lowered(value, args.backend, args.device, dtype)
-        per_row = row_bytes(value, args.backend, dtype)
     x = load_data(args.data, circuit, key=args.key)
     if getattr(fn, "cards", None) is not None:
         fits_cards(x, fn.cards, args.data)  # type: ignore[attr-defined]
