@@ -100,3 +100,22 @@ def test_a_large_domain_at_the_limit_is_summarized_quickly():
     verify(c)
     assert is_normalized(c)
     assert time.perf_counter() - t0 < 5
+
+
+def test_a_binomial_at_the_limit_evaluates_without_a_table():
+    import numpy as np
+    import torch
+
+    import pccc
+    from pccc.backends.reference import log_likelihood
+
+    b = CircuitBuilder()
+    c = b.build(b.sum([b.input(0, "binomial", total=MAX_VALUES - 1, params=[0.999])]))
+    x = np.array([[MAX_VALUES - 1], [MAX_VALUES - 1000], [0], [-1]])
+    want = log_likelihood(c, x)
+    model = pccc.compile(c, backend="torch", dtype=torch.float64)
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        got = model(torch.from_numpy(x)).numpy()
+    assert time.perf_counter() - t0 < 2
+    np.testing.assert_allclose(got, want, rtol=1e-9)

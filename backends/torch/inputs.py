@@ -87,10 +87,12 @@ def _take(table: Tensor, xd: Tensor) -> Tensor:
     return table.gather(1, xd)
 
 
-def _binom_logc(total: int, dtype: torch.dtype, device: torch.device) -> Tensor:
-    vals = [math.lgamma(total + 1) - math.lgamma(k + 1) - math.lgamma(total - k + 1)
-            for k in range(total + 1)]
-    return torch.tensor(vals, dtype=dtype, device=device)
+def _binom_logc(total: int, xd: Tensor, dtype: torch.dtype) -> Tensor:
+    """``log C(total, x)`` for the values ``xd`` themselves (in float64; no table of
+    ``total + 1`` entries)."""
+    k = xd.to(torch.float64)
+    return (math.lgamma(total + 1) - torch.lgamma(k + 1) - torch.lgamma(total - k + 1)
+            ).to(dtype)
 
 
 def log_prob(dist: str, attrs: dict[str, Any], raw: Tensor, shift: Tensor, values: Tensor | None,
@@ -131,7 +133,7 @@ def log_prob(dist: str, attrs: dict[str, Any], raw: Tensor, shift: Tensor, value
         a = torch.where(k > 0, k * torch.nn.functional.logsigmoid(r), torch.zeros_like(k))
         b = torch.where(total - k > 0, (total - k) * torch.nn.functional.logsigmoid(-r),
                         torch.zeros_like(k))
-        return _binom_logc(total, raw.dtype, raw.device)[xd] + a + b
+        return _binom_logc(total, xd, raw.dtype) + a + b
     if dist == "gaussian":
         return gaussian_log_density(xc, raw[:, :1], raw[:, 1:2])
     raise NotImplementedError(f"torch backend: no input family {dist!r}")
