@@ -2,7 +2,7 @@
 
 Grammar (children before parents, the root last; ``c`` lines are comments)::
 
-    psdd N                                  N >= the number of node lines (see below)
+    psdd N                                  N >= the number of node lines (N optional)
     L id vtree lit                          literal: variable |lit| (1-based), X = 1 if lit > 0
     T id vtree var logp                     Bernoulli leaf: log P(X_var = 1)
     D id vtree k {prime sub logw}*k         decision: sum over k elements of prime x sub
@@ -98,13 +98,13 @@ class _Reader:
         if tag != b"L":
             self.unused[nid] = src.lineno
 
-    def check_counts(self, count: int, hline: int, root: int) -> None:
+    def check_counts(self, count: int | None, hline: int, root: int) -> None:
         """The header count and the node lines agree: the count (which PSDD writers set to
         their number of SDD nodes) is at least the number of node lines, and every D and T
         node but the root is used by a later node (a file that lost lines, the root's most of
         all, leaves nodes that nothing uses)."""
         src = self.src
-        if count < self.lines:
+        if count is not None and count < self.lines:
             raise src.fail(f"the header announces {count} nodes but the file has {self.lines} "
                            "node lines", line=hline)
         self.unused.pop(root, None)
@@ -124,8 +124,10 @@ def parse_lines(data: bytes, name: str) -> Circuit:
         raise src.fail("no psdd header (only comments)", line=1)
     if toks[0] != b"psdd":
         raise src.fail(f"expected the header 'psdd N', got {src.text(0)!r}")
-    src.count(2)
-    count, hline = src.integer(1, "node count"), src.lineno
+    if len(toks) > 2:
+        raise src.fail("the header is 'psdd N' (or 'psdd')", 2)
+    hline = src.lineno
+    count = src.integer(1, "node count") if len(toks) == 2 else None  # (optional in Juice)
     r = _Reader(src)
     last = root = -1
     for toks in it:
