@@ -53,7 +53,7 @@ def test_a_header_below_the_node_lines_is_refused(tmp_path):
     with pytest.raises(ParseError, match=r"h.psdd:1:6: node count: expected an integer"):
         formats.load(p)
     p.write_text("psdd\nL 0 0 1\nL 1 0 2\nD 2 0 1 0 1 0.0\n")  # (Juice: the count is optional)
-    assert len(formats.load(p).nodes) == 5
+    assert len(formats.load(p).nodes) == 4
 
 
 @needs_zoo
