@@ -14,7 +14,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,8 +41,8 @@ class SourceMap:
     _arrays: Arrays | None = field(default=None, repr=False)
 
     @classmethod
-    def of(cls, file: str, lines: list[int] | np.ndarray, ids: list[int] | np.ndarray,
-           elems: list[int] | np.ndarray | None = None, **kwargs: object) -> SourceMap:
+    def of(cls, file: str, lines: Sequence[int] | np.ndarray, ids: Sequence[int] | np.ndarray,
+           elems: Sequence[int] | np.ndarray | None = None, **kwargs: object) -> SourceMap:
         """A map from ready arrays."""
         arrays = (np.asarray(lines, np.int64), np.asarray(ids, np.int64),
                   np.full(len(lines), -1, np.int64) if elems is None
