@@ -386,7 +386,9 @@ class TritonCompiledCircuit(EMOverlap, KernelState, CompiledCircuit):
                 self._graphs.pop(next(iter(self._graphs)))
             graph = torch.cuda.CUDAGraph()
             try:
-                with torch.cuda.graph(graph):
+                # thread-local: the parallel JIT's and the upload's threads may still load
+                # kernels or copy on their own streams while this thread records
+                with torch.cuda.graph(graph, capture_error_mode="thread_local"):
                     fn()  # recorded, not run
             except RuntimeError as e:  # this call's results stand (the run above)
                 warnings.warn(f"pccc: CUDA graph capture failed ({e}); running eagerly",
