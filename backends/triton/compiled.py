@@ -384,6 +384,13 @@ class TritonCompiledCircuit(EMOverlap, KernelState, CompiledCircuit):
             torch.cuda.current_stream(dev).wait_stream(side)
             if len(self._graphs) >= MAX_GRAPHS:
                 self._graphs.pop(next(iter(self._graphs)))
+            # an EM step in flight on the module's stream: wait for it here, so that the
+            # recording issues no wait on an event recorded outside it (which would
+            # invalidate the capture)
+            self.settle_em()
+            if self._em_pending:
+                self._em_done.synchronize()
+                self._em_pending = False
             graph = torch.cuda.CUDAGraph()
             try:
                 # thread-local: the parallel JIT's and the upload's threads may still load
