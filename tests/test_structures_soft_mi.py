@@ -207,3 +207,18 @@ def test_constant_variables_need_no_eigendecomposition():
     vecs = _eigenvectors(cov, torch.tensor([True, False, True]))
     assert torch.isfinite(vecs).all()
     assert torch.equal(vecs[1, :, 0].abs(), torch.tensor([0.0, 1.0, 0.0, 0.0], dtype=torch.float64))
+
+
+@settings(max_examples=15, deadline=None)
+@given(x=_data(), chunk=st.integers(1, 7), col_block=st.sampled_from([1, 2, 128]))
+def test_gram_in_row_chunks_is_the_whole_product(x, chunk, col_block):
+    """Filling the lookups a few examples at a time (the GPU's memory bound) sums the same
+    Gram as one pass over every example."""
+    from pccc.structures.soft_mi import _gram, _Layout, _project, to_levels
+
+    levels, scaled = to_levels(torch.as_tensor(x))
+    proj = _project(levels, scaled, 6, 0.1, 3)
+    lay = _Layout.of(levels, proj)
+    whole = _gram(levels, proj, lay, None, col_block=col_block)
+    parts = _gram(levels, proj, lay, None, col_block=col_block, row_chunk=chunk)
+    torch.testing.assert_close(parts, whole, rtol=1e-5, atol=1e-5)

@@ -213,7 +213,7 @@ class _Layout:
 
 
 def _gram(levels, proj: _Projection, lay: _Layout, threads: int | None,
-          col_block: int = 128):
+          col_block: int = 128, row_chunk: int | None = None):
     """The centered Gram ``Q^T Q`` (float32 ``[M, M]``) of the projected weights.
 
     Built from the mode-centered lookups ``Q~`` (zero where a variable is at its mode) as
@@ -221,31 +221,44 @@ def _gram(levels, proj: _Projection, lay: _Layout, threads: int | None,
     columns in which one of their variables is off its mode; a block then needs only the
     examples up to the last one starting at or before it, and only the columns from its own
     on (on MNIST with 8 directions: 45% of the dense product's upper triangle, with no copy).
+    ``Q~`` is filled ``row_chunk`` examples at a time (None: all at once; on a GPU, chunks of
+    64 MiB keep the estimate's memory below the Gram's own size).
     """
     import torch
 
     n, v = levels.shape
     m = len(lay.var_of)
     dev = levels.device
+    if row_chunk is None:
+        row_chunk = max(1024, (1 << 24) // max(m, 1)) if dev.type == "cuda" else n
     off_mode = levels != proj.mode[None]
     first = torch.where(off_mode, lay.start[None], m).amin(dim=1) // col_block  # [N]
     order = torch.argsort(first, stable=True)
     needed = torch.bincount(first, minlength=m // col_block + 2).cumsum(0).tolist()
     del off_mode, first
-    sorted_levels = levels.T[:, order].contiguous()  # [V, N], the examples in that order
-    q = torch.empty((n, m), dtype=torch.float32, device=dev)
+    # [V, N], the examples in that order (int32 codes: half the memory of int64)
+    sorted_levels = levels.T[:, order].to(torch.int32)
+    del order
     lut = proj.lut.float()
     starts, ranks = lay.start.tolist(), proj.ranks.tolist()
-    for u in range(v):
-        if ranks[u]:
-            q[:, starts[u]:starts[u] + ranks[u]] = lut[u, :, :ranks[u]][sorted_levels[u]]
-    g = torch.empty((m, m), dtype=torch.float32, device=dev)
+    g = torch.zeros((m, m), dtype=torch.float32, device=dev)
+    q = torch.empty((min(row_chunk, n), m), dtype=torch.float32, device=dev)
+    last = needed[(m - 1) // col_block] if m else 0  # (the examples any block needs)
     with _threads(threads, dev):
-        for s in range(0, m, col_block):
-            e = min(s + col_block, m)
-            rows = needed[s // col_block]
-            # [M - s, block] in place: of the two orientations, MKL's faster one on the CPU
-            g[s:, s:e].addmm_(q[:rows, s:].T, q[:rows, s:e], beta=0)
+        for a in range(0, last, row_chunk):
+            b = min(a + row_chunk, n)
+            for u in range(v):
+                if ranks[u]:
+                    q[:b - a, starts[u]:starts[u] + ranks[u]] = \
+                        lut[u, :, :ranks[u]][sorted_levels[u, a:b]]
+            for s in range(0, m, col_block):
+                e = min(s + col_block, m)
+                rows = min(needed[s // col_block], b) - a
+                if rows > 0:
+                    # [M - s, block] in place: of the two orientations, MKL's faster one on
+                    # the CPU
+                    g[s:, s:e].addmm_(q[:rows, s:].T, q[:rows, s:e])
+    del q, sorted_levels
     for s in range(col_block, m, col_block):  # the blocks above the diagonal
         g[:s, s:min(s + col_block, m)] = g[s:min(s + col_block, m), :s].T
     mean = proj.shift[lay.var_of, lay.slot_of].float()
@@ -261,7 +274,8 @@ def _candidates(g, var_of, v: int, k: int):
 
     dev = g.device
     sq = torch.zeros((v, g.shape[0]), dtype=torch.float32, device=dev)
-    sq.index_add_(0, var_of, g * g)
+    for s in range(0, g.shape[0], 1024):  # (row blocks: no second [M, M] array)
+        sq.index_add_(0, var_of[s:s + 1024], g[s:s + 1024] ** 2)
     blocks = torch.zeros((v, v), dtype=torch.float32, device=dev)
     blocks.index_add_(1, var_of, sq)
     norm = torch.diagonal(blocks).sqrt()
@@ -356,7 +370,8 @@ class _PairMI:
         self.rank = self.w.shape[2] - 1
         self.ranks = proj.ranks
         self.offs = start
-        self.chunk = 1 << 16 if on_gpu else 128  # pairs per step: [P, B, B] fits in cache
+        # pairs per step: on a GPU [P, B, B] float32 arrays of 64 MiB; on the CPU in cache
+        self.chunk = 1 << 14 if on_gpu else 128
 
     def _blocks(self, u, v):
         """The padded Gram blocks ``[P, r + 1, r + 1]`` (the last slot pairs the means)."""
