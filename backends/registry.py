@@ -16,33 +16,29 @@ from pccc.ir.errors import PcccError
 
 #: factory(plan, *, device, dtype, **options) -> torch.nn.Module (a CompiledCircuit)
 Factory = Callable[..., Any]
+#: validator(**options) -> the backend's options value; raises PcccError naming a bad option
+Validator = Callable[..., Any]
 
 _BACKENDS: dict[str, Factory] = {}
-#: backends whose factory accepts a plan whose values are still being copied
-_PENDING: set[str] = set()
+_VALIDATORS: dict[str, Validator] = {}
 #: name -> module that registers it on import
 _KNOWN = {"torch": "pccc.backends.torch", "triton": "pccc.backends.triton"}
 
 
-def register(name: str, factory: Factory, *, pending_values: bool = False) -> None:
+def register(name: str, factory: Factory, *, options: Validator | None = None) -> None:
     """Make ``factory`` available as backend ``name`` (user backends welcome).
 
     Args:
-        pending_values: the factory may be given a plan whose parameter values are still
-            being copied (see :func:`pccc.passes.layout_params.values_in_background`): it
-            calls ``plan.wait_values()`` before it reads them, and works on the plan's
-            structure meanwhile.
+        options: validates the backend's keyword options into its options value (for the
+            Triton backend ``TritonOptions.from_kwargs``), raising :class:`PcccError` that
+            names a bad option; :func:`check_options` calls it. Without it the factory's
+            keyword-only parameters are the options.
     """
     _BACKENDS[name] = factory
-    if pending_values:
-        _PENDING.add(name)
+    if options is not None:
+        _VALIDATORS[name] = options
     else:
-        _PENDING.discard(name)
-
-
-def takes_pending_values(name: str) -> bool:
-    """Whether backend ``name`` was registered with ``pending_values``."""
-    return name in _PENDING
+        _VALIDATORS.pop(name, None)
 
 
 def get(name: str) -> Factory:
@@ -59,13 +55,19 @@ def get(name: str) -> Factory:
 
 
 def check_options(name: str, options: dict[str, Any]) -> None:
-    """Refuse options that backend ``name``'s factory does not take (its keyword-only
-    parameters besides ``device`` and ``dtype``), or of another type than the default.
+    """Refuse options that backend ``name`` does not take: through the validator it was
+    registered with, else by its factory's keyword-only parameters besides ``device`` and
+    ``dtype`` (an option of another type than the default is refused too).
 
     Raises:
         PcccError: naming the option and what the backend takes.
     """
-    params = inspect.signature(get(name)).parameters
+    factory = get(name)
+    validator = _VALIDATORS.get(name)
+    if validator is not None:
+        validator(**options)
+        return
+    params = inspect.signature(factory).parameters
     if any(q.kind == q.VAR_KEYWORD for q in params.values()):
         return  # (a factory of its own that takes anything checks its options itself)
     takes = {n: q for n, q in params.items()

@@ -9,7 +9,6 @@ import os
 import sys
 import time
 
-os.environ.setdefault("PCCC_CUDA_GRAPHS", "0")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
@@ -25,7 +24,7 @@ def main() -> None:
     batches = int(sys.argv[2]) if len(sys.argv) > 2 else 3
     d = np.load(os.environ.get("PCCC_MNIST", ".bench/mnist.npz"))
     x = d["x_train"].reshape(len(d["x_train"]), -1).astype(np.int64)
-    model = pccc.compile(build(name, x), backend="triton", device="cuda")
+    model = pccc.compile(build(name, x), backend="triton", device="cuda", cuda_graphs=False)
     model.param_grads = False
     opt = MiniBatchEM(model, step_size=0.1, pseudocount=0.1)
     xg = torch.as_tensor(x[: BATCH * batches], device="cuda")

@@ -42,9 +42,7 @@ flat weight ``p`` (``-1`` for padding), ``group_size[g]`` its number of children
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, ItemsView, ValuesView
-from concurrent.futures import Future
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -59,104 +57,109 @@ def _ro(a: Any, dtype: Any = np.int64) -> np.ndarray:
     return arr
 
 
-class ParamMap(dict[str, np.ndarray]):
-    """A ``param_map`` whose entries may be made when first read.
+@dataclass(frozen=True)
+class Offsets:
+    """A regular ``param_map`` entry, kept as its rule: the offsets of an array of ``shape``
+    stored from ``start``, whole and row-major (``tiling`` None), or (a 2-d weight array) as
+    ``[nb, nc, B, C]`` tiles, every tile contiguous and row-major (``tiling``:
+    ``(B, C, nc)``). :meth:`array` gives the offsets themselves."""
 
-    The offsets of the parameters are regular (ranges, tile patterns), and most users of a plan
-    never read them; for PD-256 they are 155M int64 (1.24 GB) made for nothing. So
-    ``layout-params`` gives most entries as a function that makes them. A read through
-    ``[]`` or ``get`` makes that entry (once, read-only); anything that sees the values some
-    other way (``items``, ``values``, ``==``, copies, pickling) makes them all first. Keys,
-    ``len`` and ``in`` never make anything.
+    start: int
+    shape: tuple[int, ...]
+    tiling: tuple[int, int, int] | None = None
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    def _axes(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-row and per-column parts of a tiled entry's offsets (they add up)."""
+        assert self.tiling is not None
+        (n, m), (B, C, nc) = self.shape, self.tiling
+        i, j = np.arange(n), np.arange(m)
+        return (self.start + (i // B) * (nc * B * C) + (i % B) * C,
+                (j // C) * (B * C) + (j % C))
+
+    def array(self) -> np.ndarray:
+        """The int64 offsets, of shape ``shape`` (a new read-only array)."""
+        if self.tiling is None:
+            return _ro(np.arange(self.start, self.start + self.size).reshape(self.shape))
+        rows, cols = self._axes()
+        return _ro(rows[:, None] + cols[None, :])
+
+    def bounds(self) -> tuple[int, int]:
+        """``(lowest, highest + 1)`` offset (``(start, start)`` when empty), without making
+        the array (offsets grow along each axis)."""
+        if self.size == 0:
+            return self.start, self.start
+        if self.tiling is None:
+            return self.start, self.start + self.size
+        rows, cols = self._axes()
+        return int(rows[0] + cols[0]), int(rows[-1] + cols[-1]) + 1
+
+
+class ParamMap(Mapping[str, np.ndarray]):
+    """A plan's ``param_map``: an immutable mapping from L0 parameter keys to int64 offset
+    arrays, in key order.
+
+    An entry is stored as an array, or as the :class:`Offsets` rule that gives it (the
+    layouts of ``layout-params`` are regular: ranges and tile patterns; for PD-256 the arrays
+    would be 155M int64). Reading an entry (``[]``, ``get``, ``items``, ...) gives the
+    array, made from its rule on each read (nothing is cached: the map never changes);
+    :meth:`entry` gives what is stored. Equality compares the arrays (two equal rules
+    without making them).
     """
 
-    __slots__ = ("_makers", "_lock")
+    __slots__ = ("_entries",)
+    _entries: dict[str, np.ndarray | Offsets]
 
-    def __init__(self, made: Any = (),
-                 makers: dict[str, Callable[[], np.ndarray]] | None = None):
-        made = dict(made)  # (any dict() argument: dataclasses.asdict rebuilds it from pairs)
-        makers = makers or {}
-        keys = sorted(set(made) | set(makers))
-        super().__init__((k, _ro(made[k]) if k in made else _UNMADE) for k in keys)
-        self._makers = {k: makers[k] for k in keys if k in makers and k not in made}
-        self._lock = threading.Lock()
-
-    def _make(self, key: str) -> np.ndarray:
-        with self._lock:  # one maker call per entry, whichever thread reads first
-            v = dict.__getitem__(self, key)
-            if v is not _UNMADE:
-                return v
-            arr = _ro(self._makers[key]())  # a maker that raises stays for the next read
-            dict.__setitem__(self, key, arr)
-            del self._makers[key]
-            return arr
-
-    def _make_all(self) -> None:
-        for key in list(self._makers):
-            self._make(key)
+    def __init__(self, entries: Any = ()):
+        items = dict(entries)  # (any dict() argument: dataclasses.asdict rebuilds it from pairs)
+        object.__setattr__(self, "_entries", {
+            k: v if isinstance(v, Offsets) else _ro(v) for k, v in sorted(items.items())})
 
     def __getitem__(self, key: str) -> np.ndarray:
-        v = dict.__getitem__(self, key)
-        return self._make(key) if v is _UNMADE else v
+        e = self._entries[key]
+        return e.array() if isinstance(e, Offsets) else e
 
-    def made(self) -> list[tuple[str, np.ndarray]]:
-        """The entries made so far (makes none)."""
-        return [(k, v) for k, v in dict.items(self) if v is not _UNMADE]
+    def entry(self, key: str) -> np.ndarray | Offsets:
+        """What the map stores for ``key``: its array, or the rule that makes it."""
+        return self._entries[key]
 
-    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
-        return self[key] if key in self else default
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
 
-    def __iter__(self) -> Any:  # (a dict subclass with its own __iter__ is never copied raw)
-        return dict.__iter__(self)
+    def __len__(self) -> int:
+        return len(self._entries)
 
-    def items(self) -> ItemsView[str, np.ndarray]:  # type: ignore[override]
-        self._make_all()
-        return dict.items(self)
-
-    def values(self) -> ValuesView[np.ndarray]:  # type: ignore[override]
-        self._make_all()
-        return dict.values(self)
-
-    def copy(self) -> dict[str, np.ndarray]:
-        return dict(self.items())
+    def __contains__(self, key: object) -> bool:
+        return key in self._entries
 
     def __eq__(self, other: object) -> bool:
-        self._make_all()
-        if isinstance(other, ParamMap):
-            other._make_all()
-        return dict.__eq__(self, other)
-
-    def __ne__(self, other: object) -> bool:
-        return not self == other
+        if not isinstance(other, Mapping):
+            return NotImplemented
+        if list(self) != sorted(other):
+            return False
+        for k in self:
+            a, b = self._entries[k], (other.entry(k) if isinstance(other, ParamMap)
+                                      else other[k])
+            if isinstance(a, Offsets) and isinstance(b, Offsets) and a == b:
+                continue
+            x, y = self[k], np.asarray(other[k])
+            if x.shape != y.shape or not np.array_equal(x, y):
+                return False
+        return True
 
     __hash__ = None  # type: ignore[assignment]
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise TypeError("a plan's param_map is read-only")
+
     def __repr__(self) -> str:
-        self._make_all()
-        return dict.__repr__(self)
+        return f"ParamMap({self._entries!r})"
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return ParamMap, (dict(self.items()), {})
-
-    def __setitem__(self, key: str, value: np.ndarray) -> None:
-        raise TypeError("a plan's param_map is read-only")
-
-    def __delitem__(self, key: str) -> None:
-        raise TypeError("a plan's param_map is read-only")
-
-    def _read_only(self, *args: Any, **kwargs: Any) -> Any:
-        raise TypeError("a plan's param_map is read-only")
-
-    pop = popitem = setdefault = update = clear = __ior__ = _read_only  # type: ignore[assignment]
-
-    def __or__(self, other: Any) -> Any:
-        return dict(self.items()) | other
-
-    def __ror__(self, other: Any) -> Any:
-        return other | dict(self.items())
-
-
-_UNMADE: Any = object()
+        return ParamMap, (self._entries,)
 
 
 def same_values(a: Any, b: Any) -> bool:
@@ -169,6 +172,8 @@ def same_values(a: Any, b: Any) -> bool:
         return bool(np.array_equal(a, b, equal_nan=nan))
     if isinstance(a, tuple) and isinstance(b, tuple):
         return len(a) == len(b) and all(same_values(x, y) for x, y in zip(a, b))
+    if isinstance(a, ParamMap) or isinstance(b, ParamMap):
+        return a == b
     if isinstance(a, dict) and isinstance(b, dict):
         return list(a) == list(b) and all(same_values(a[k], b[k]) for k in a)
     return bool(a == b)
@@ -180,7 +185,7 @@ def _hash_key(v: Any) -> Any:
         return ("array", v.shape)
     if isinstance(v, tuple):
         return ("tuple", len(v))
-    if isinstance(v, dict):
+    if isinstance(v, Mapping):
         return ("map", len(v))
     return v
 
@@ -316,9 +321,9 @@ class KernelPlan(ValueEq):
     """int64 ``[num_groups]``: children of each group (K in the EM pseudocount)"""
     input_params: np.ndarray
     """float64 flat input-node parameters"""
-    param_map: dict[str, np.ndarray] = field(default_factory=dict)
-    """L0 parameter key -> int64 offsets with the L0 array's shape (a :class:`ParamMap` from
-    ``layout-params``: entries made when first read)"""
+    param_map: Mapping[str, np.ndarray] = field(default_factory=dict)
+    """L0 parameter key -> int64 offsets with the L0 array's shape (a :class:`ParamMap`; any
+    mapping given is made one)"""
     input_param_keys: frozenset[str] = frozenset()
     """keys of ``param_map`` that index ``input_params`` (the rest index ``params``)"""
     meta: tuple[tuple[str, str], ...] = ()
@@ -328,17 +333,6 @@ class KernelPlan(ValueEq):
 
     level = "L3"
 
-    def __eq__(self, other: object) -> bool:
-        """Value equality: every field (``meta`` too) holds the same values, arrays compared
-        element by element (``param_map`` entries are made to be compared); a plan whose
-        values are still being copied is waited for. The hash reads sizes only."""
-        if isinstance(other, KernelPlan):
-            self.wait_values()
-            other.wait_values()
-        return ValueEq.__eq__(self, other)
-
-    __hash__ = ValueEq.__hash__
-
     def __post_init__(self) -> None:
         object.__setattr__(self, "var_cards", _ro(self.var_cards))
         object.__setattr__(self, "params", _ro(self.params, np.float64))
@@ -346,28 +340,7 @@ class KernelPlan(ValueEq):
         object.__setattr__(self, "param_group", _ro(self.param_group))
         object.__setattr__(self, "group_size", _ro(self.group_size))
         if not isinstance(self.param_map, ParamMap):  # (a ParamMap is sorted and read-only)
-            object.__setattr__(self, "param_map",
-                               {k: _ro(v) for k, v in sorted(self.param_map.items())})
-
-    def values_pending(self, future: Future[None] | None) -> None:
-        """Mark ``params``, ``param_group`` and ``input_params`` as still being written until
-        ``future`` is done (see :func:`pccc.passes.layout_params.values_in_background`);
-        None: they are complete."""
-        object.__setattr__(self, "_pending", future)
-
-    @property
-    def pending(self) -> Future[None] | None:
-        """The copies still writing the value arrays (None: they are complete)."""
-        f: Future[None] | None = self.__dict__.get("_pending")
-        return f
-
-    def wait_values(self) -> None:
-        """Wait until the value arrays are complete (re-raises a failed copy's error); a
-        no-op for a plan made the usual way."""
-        f = self.pending
-        if f is not None:
-            f.result()
-            object.__setattr__(self, "_pending", None)
+            object.__setattr__(self, "param_map", ParamMap(self.param_map))
 
     def sum_layers(self) -> list[SumLayer]:
         return [ly for ly in self.layers if isinstance(ly, SumLayer)]

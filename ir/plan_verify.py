@@ -296,14 +296,20 @@ def _check_groups(plan: KernelPlan) -> None:
 
 
 def _check_param_map(plan: KernelPlan) -> None:
-    from pccc.ir.plan import ParamMap
+    from pccc.ir.plan import Offsets, ParamMap
 
-    entries = (plan.param_map.made() if isinstance(plan.param_map, ParamMap)
-               else plan.param_map.items())
-    for key, idx in entries:
-        _table(idx, idx.ndim if isinstance(idx, np.ndarray) else 1, f"param_map[{key!r}]")
+    pm = plan.param_map
+    for key in pm:
+        idx = pm.entry(key) if isinstance(pm, ParamMap) else pm[key]
         buf = plan.input_params if key in plan.input_param_keys else plan.params
-        _range(idx, 0, len(buf), f"param_map[{key!r}]")
+        where = f"param_map[{key!r}]"
+        if isinstance(idx, Offsets):  # (a rule: its bounds, without making the array)
+            lo, hi = idx.bounds()
+            if lo < 0 or hi > len(buf):
+                raise VerifyError(f"{where}: offsets {lo}..{hi - 1} outside 0..{len(buf) - 1}")
+            continue
+        _table(idx, idx.ndim if isinstance(idx, np.ndarray) else 1, where)
+        _range(idx, 0, len(buf), where)
     extra = set(plan.input_param_keys) - set(plan.param_map)
     if extra:
         raise VerifyError(f"input_param_keys names keys without offsets: {sorted(extra)}")
@@ -340,8 +346,6 @@ def verify_plan(plan: KernelPlan, *, values: bool = True, groups: bool = True) -
     Raises:
         VerifyError: naming the layer and partition, or the field, at fault.
     """
-    if values or groups:
-        plan.wait_values()
     _check_sizes(plan)
     written = np.zeros(plan.num_node_slots, bool)
     written[0] = True

@@ -23,7 +23,7 @@ __all__ = ["NAMED", "all_passes", "compile_plan", "format_pipeline", "get_pass",
 
 
 def compile_plan(circuit: Circuit, pipeline: str | None = None, *, training: bool = True,
-                 verify: bool = False, background_values: bool = False) -> KernelPlan:
+                 verify: bool = False) -> KernelPlan:
     """Run a pipeline from L0 down to an L3 :class:`KernelPlan`.
 
     Args:
@@ -32,9 +32,6 @@ def compile_plan(circuit: Circuit, pipeline: str | None = None, *, training: boo
         training: the training pipeline keeps every source parameter (no rewrites that change
             the parametrization); the inference pipeline (``default``) may merge them.
         verify: verify the IR after every pass (slower; the CLI does it by default).
-        background_values: return the plan while ``layout-params`` still copies the parameter
-            values (see :func:`pccc.passes.layout_params.values_in_background`): call the
-            plan's ``wait_values()`` before reading them.
 
     Raises:
         PassError: a bad pipeline or a failing pass (a repro is written to the folder named by
@@ -46,14 +43,10 @@ def compile_plan(circuit: Circuit, pipeline: str | None = None, *, training: boo
         from pccc.ir.errors import PassError
 
         raise PassError(f"pipeline {text!r} does not end at L3 (a KernelPlan)")
-    from pccc.passes.layout_params import values_in_background
-
-    with values_in_background(background_values):
-        plan = run_pipeline(circuit, steps, verify=verify,
-                            repro_dir=os.environ.get("PCCC_REPRO_DIR") or None)
+    plan = run_pipeline(circuit, steps, verify=verify,
+                        repro_dir=os.environ.get("PCCC_REPRO_DIR") or None)
     meta = tuple(kv for kv in plan.meta if kv[0] != "pipeline")
     out = dataclasses.replace(plan, meta=(("pipeline", format_pipeline(steps)),) + meta)
-    out.values_pending(plan.pending)
     if all(st.info.fn.__module__.startswith("pccc.passes.") for st in steps):
         object.__setattr__(out, "_own_groups", True)  # (see plan_verify.check_once)
     return out

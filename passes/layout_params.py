@@ -12,18 +12,16 @@
 Every array is written with whole-array numpy operations per weight vector, layer or partition;
 nothing loops over edges or element runs (except products of products, which canonicalize
 flattens: they go one run at a time).
-The ``param_map`` entries are regular (ranges and tile patterns): each is given as a function
-making it when first read (see :class:`pccc.ir.plan.ParamMap`).
+The ``param_map`` entries are regular (ranges and tile patterns): each is stored as its rule
+(:class:`pccc.ir.plan.Offsets`), not as an array.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections import defaultdict
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextvars import ContextVar
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from itertools import chain
 from typing import Any
@@ -38,6 +36,7 @@ from pccc.ir.layered import Layer, LayeredCircuit, factors
 from pccc.ir.plan import (
     InputLayer,
     KernelPlan,
+    Offsets,
     ParamMap,
     ProductLayer,
     ProductPartition,
@@ -49,25 +48,6 @@ from pccc.passes.registry import register_pass
 _Job = tuple[int, Callable[[], None]]
 #: values per copy job (about): arrays are copied in pieces this large
 PIECE = 1 << 18
-#: set by :func:`values_in_background`
-_BACKGROUND: ContextVar[bool] = ContextVar("pccc_layout_background", default=False)
-
-
-@contextlib.contextmanager
-def values_in_background(on: bool = True) -> Iterator[None]:
-    """Within this context ``layout-params`` returns its plan while the parameter values are
-    still being copied into its ``params``, ``param_group`` and ``input_params`` (on other
-    threads; numpy copies release the GIL), and the plan's
-    :meth:`~pccc.ir.plan.KernelPlan.wait_values` waits for them. ``pccc.compile`` asks for
-    this for backends registered with ``pending_values``, which build their kernels and
-    index tables meanwhile (HCLT-256: 0.06 s of copies into 1 GB of fresh memory)."""
-    token = _BACKGROUND.set(on)
-    try:
-        yield
-    finally:
-        _BACKGROUND.reset(token)
-
-
 def _run_jobs(jobs: list[_Job], threads: int) -> None:
     """Run the copy jobs on a few threads (numpy copies release the GIL), largest first, in
     bins of about equal size (one task per thread keeps the pool overhead negligible)."""
@@ -94,10 +74,8 @@ def _run_jobs(jobs: list[_Job], threads: int) -> None:
 
 
 def _input_layers(c: Circuit, slot: np.ndarray, next_slot: int, jobs: list[_Job]
-                  ) -> tuple[list[InputLayer], np.ndarray, dict[str, Callable[[], np.ndarray]],
-                             int]:
-    """Input layers (one per family), their flat parameters and their ``param_map`` entries
-    (each a function making it).
+                  ) -> tuple[list[InputLayer], np.ndarray, dict[str, Offsets], int]:
+    """Input layers (one per family), their flat parameters and their ``param_map`` entries.
 
     The copies into the flat buffer are appended to ``jobs`` (run later, in parallel).
     """
@@ -108,7 +86,7 @@ def _input_layers(c: Circuit, slot: np.ndarray, next_slot: int, jobs: list[_Job]
     layers, offset = [], 0
     base: dict[str, int] = {}
     sources: list[tuple[str, int]] = []
-    pmap: dict[str, Callable[[], np.ndarray]] = {}
+    pmap: dict[str, Offsets] = {}
     for (dist, fam), vids in sorted(fams.items(), key=lambda kv: repr(kv[0])):
         cls = dists.get(dist)
         start = next_slot
@@ -139,7 +117,7 @@ def _input_layers(c: Circuit, slot: np.ndarray, next_slot: int, jobs: list[_Job]
     at = 0
     for key, off in sources:  # stored back to back, each whole and row-major
         arr = c.params[key]
-        pmap[key] = partial(_range_map, off, arr.shape)
+        pmap[key] = Offsets(off, tuple(arr.shape))
         piece.append(arr)
         if off + arr.size - at >= PIECE or key == sources[-1][0]:
             jobs.append((off + arr.size - at, partial(_back_to_back, flat[at: off + arr.size],
@@ -183,11 +161,10 @@ class _Weights:
         self.group = np.empty(total, np.int64)
         self.params[: self.reserved] = 0.0
         self.group[: self.reserved] = -1
-        # the copy jobs write through views: the plan makes its arrays read-only, maybe
-        # before the jobs are done (values_in_background)
+        # the copy jobs write through views (the plan makes its arrays read-only)
         self._params, self._group = self.params[:], self.group[:]
         self.group_size = np.zeros(groups, np.int64)
-        self.pmap: dict[str, Callable[[], np.ndarray]] = {}  # param_map entries, made when read
+        self.pmap: dict[str, Offsets] = {}  # the param_map entries
         self.first: dict[str, int] = {}
         for v in order:
             self.first.setdefault(_key(c, v), v)
@@ -205,8 +182,8 @@ class _Weights:
             n, m = self.bc.circuit.params[key].shape
             lo, g0 = self.base[key], self.group0[key]
             self.group_size[g0: g0 + n] = m
-            self.pmap[key] = (partial(_range_map, lo, (n, m)) if _row_major(B, C, nc, n, m) else
-                              partial(_tile_map, lo, (n, m), (B, C, nc)))
+            self.pmap[key] = (Offsets(lo, (n, m)) if _row_major(B, C, nc, n, m) else
+                              Offsets(lo, (n, m), (B, C, nc)))
             if run and (key == ROOT_KEY or not self._follows(run[-1], key)):
                 out += self._pieces(run, piece)
                 run = []
@@ -282,21 +259,6 @@ def _row_major(B: int, C: int, nc: int, n: int, m: int) -> bool:
     """Whether an ``[n, m]`` weight array's ``B x C`` tiles (``nc`` per block row) are its
     rows in order: unpadded tiles of whole rows, or of single rows."""
     return (B == 1 and m % C == 0) or (nc == 1 and m == C and n % B == 0)
-
-
-def _range_map(lo: int, shape: tuple[int, ...]) -> np.ndarray:
-    """``param_map`` entry of an array stored whole, row-major, from offset ``lo``."""
-    return np.arange(lo, lo + int(np.prod(shape, dtype=np.int64))).reshape(shape)
-
-
-def _tile_map(lo: int, shape: tuple[int, int], tiling: tuple[int, int, int]) -> np.ndarray:
-    """``param_map`` entry of an ``[n, m]`` weight array stored from offset ``lo`` as
-    ``[nb, nc, B, C]`` tiles (``tiling``: ``(B, C, nc)``)."""
-    (n, m), (B, C, nc) = shape, tiling
-    i, j = np.arange(n), np.arange(m)
-    rows = lo + (i // B) * (nc * B * C) + (i % B) * C
-    cols = (j // C) * (B * C) + (j % C)
-    return rows[:, None] + cols[None, :]
 
 
 def _scatter(dst: np.ndarray, src: np.ndarray, B: int, C: int) -> None:
@@ -505,14 +467,7 @@ def layout_params(lc: LayeredCircuit, *, threads: int = 0) -> KernelPlan:
     in_layers, in_params, in_map, next_slot = _input_layers(c, slot, 1, jobs)
     order = [s for layer in lc.layers for s in layer.sum_order()]
     wts = _Weights(lc.blocked, order)
-    copies = jobs + wts.jobs(PIECE)
-    pending: Future[None] | None = None
-    if _BACKGROUND.get():
-        pool = ThreadPoolExecutor(1, thread_name_prefix="pccc-layout")
-        pending = pool.submit(_run_jobs, copies, threads)
-        pool.shutdown(wait=False)
-    else:
-        _run_jobs(copies, threads)
+    _run_jobs(jobs + wts.jobs(PIECE), threads)
     layers: list[ProductLayer | SumLayer] = []
     elems = _Elements(c, slot)
     for layer in lc.layers:
@@ -528,7 +483,6 @@ def layout_params(lc: LayeredCircuit, *, threads: int = 0) -> KernelPlan:
         input_layers=tuple(in_layers),
         layers=tuple(layers), params=wts.params, reserved_params=wts.reserved,
         param_group=wts.group, group_size=wts.group_size, input_params=in_params,
-        param_map=ParamMap({}, pmap), input_param_keys=frozenset(in_map),
+        param_map=ParamMap(pmap), input_param_keys=frozenset(in_map),
         meta=(("lowering", "passes"),))
-    plan.values_pending(pending)
     return plan

@@ -78,14 +78,6 @@ def _fail(step: Step, done: list[Step], what: str, err: BaseException, ir: Any,
     return out
 
 
-def _settle(ir: Any, read: bool = True) -> None:
-    """Wait for a plan's values still being copied (see ``values_in_background``) when
-    they are about to be ``read``."""
-    wait = getattr(ir, "wait_values", None)
-    if read and wait is not None:
-        wait()
-
-
 def run_pipeline(ir: Any, pipeline: str | Sequence[Step], *, verify: bool = True,
                  instruments: Sequence[Instrument] = (), stop_after: str | None = None,
                  repro_dir: str | Path | None = None) -> Any:
@@ -113,14 +105,12 @@ def run_pipeline(ir: Any, pipeline: str | Sequence[Step], *, verify: bool = True
     for ins in instruments:
         ins.run_start(ir)
     for i, step in enumerate(steps):
-        _settle(ir)  # a pass, or an instrument, may read every value
         for ins in instruments:
             ins.before_pass(i + 1, step.name, ir)
         try:
             out = step.info.fn(ir, **step.options)
         except Exception as e:
             raise _fail(step, steps[:i], "failed", e, ir, steps[i:], rdir) from e
-        _settle(out, verify or bool(instruments))
         if verify:
             try:
                 if level_of(out) != step.info.output_level:

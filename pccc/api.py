@@ -114,10 +114,12 @@ def compile(circuit: Circuit, backend: str = "torch", *, device: Any = None, dty
         training: keep every source parameter trainable (see ``pccc.passes.compile_plan``).
         verify: check the circuit with the L0 verifier first (:func:`pccc.ir.verify`: smooth,
             decomposable, well-formed, parameters in range); False skips the check.
-        options: backend options.
+        options: backend options, checked before the passes run (the Triton backend's:
+            :class:`pccc.backends.triton.options.TritonOptions`, kept as ``model.options``).
 
     Raises:
         VerifyError: the circuit breaks an invariant (the message names the node).
+        PcccError: an unknown or ill-typed option (named, with the valid ones).
     """
     from pccc.backends import registry
     from pccc.ir.verify import verified
@@ -130,12 +132,8 @@ def compile(circuit: Circuit, backend: str = "torch", *, device: Any = None, dty
     registry.check_options(backend, options)
     # (the parameter values are checked while the passes run: see verified)
     with verified(circuit) if verify else contextlib.nullcontext():
-        plan = compile_plan(circuit, pipeline, training=training,
-                            background_values=registry.takes_pending_values(backend))
-    try:
-        model = factory(plan, device=device, dtype=_dtype(dtype), **options)
-    finally:
-        plan.wait_values()  # (the module's plan is complete, and so is a failed one's)
+        plan = compile_plan(circuit, pipeline, training=training)
+    model = factory(plan, device=device, dtype=_dtype(dtype), **options)
     model.source_circuit = circuit
     model.pipeline = dict(plan.meta).get("pipeline", pipeline)
     model.backend_name = backend

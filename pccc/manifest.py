@@ -161,7 +161,12 @@ class Decoder:
         if not isinstance(tree, dict):
             raise self.fail(where, "not an object")
         for k, v in tree.items():
-            if not (v is None or isinstance(v, (bool, int, float, str))):
+            # (a plain value, or one level of name -> plain value: the Triton ``tiles``)
+            if isinstance(v, dict):
+                self._options(v, f"{where}.{k}")
+                if any(isinstance(u, dict) for u in v.values()):
+                    raise self.fail(f"{where}.{k}", "nested too deep")
+            elif not (v is None or isinstance(v, (bool, int, float, str))):
                 raise self.fail(f"{where}.{k}", f"{_show(v)} is not a plain value")
         return dict(tree)
 

@@ -1,6 +1,5 @@
 """``layout-params``' value copies: runs of same-shaped weight arrays and back-to-back input
-arrays copied in pieces, on threads, and in the background (``values_in_background``, what
-``pccc.compile`` asks for the Triton backend). The oracle is the source circuit itself: every
+arrays copied in pieces and on threads. The oracle is the source circuit itself: every
 source value is where ``param_map`` says, each weight row is one group of its row's length,
 everything else is padding (weight 0, group -1)."""
 
@@ -20,7 +19,6 @@ from tests.strategies import ALL_DISTS, circuits
 
 def _check_values(c, plan):
     """The plan's value arrays against the source circuit ``c``."""
-    assert plan.pending is None
     covered = np.zeros(len(plan.params), bool)
     groups: dict[int, tuple[str, int]] = {}
     for key, idx in plan.param_map.items():
@@ -48,19 +46,16 @@ def small_pieces(monkeypatch):
 
 
 @settings(max_examples=25, deadline=None)
-@given(data=st.data(), background=st.booleans(), threads=st.sampled_from([1, 3]),
-       piece=st.sampled_from([1, 7, 1 << 18]))
-def test_random_circuits_values_where_param_map_says(data, background, threads, piece):
+@given(data=st.data(), threads=st.sampled_from([1, 3]), piece=st.sampled_from([1, 7, 1 << 18]))
+def test_random_circuits_values_where_param_map_says(data, threads, piece):
     c = data.draw(circuits(max_vars=4, dists=ALL_DISTS))
     old = lp.PIECE
     lp.PIECE = piece
     try:
-        plan = compile_plan(c, background_values=background,
-                            pipeline=f"canonicalize,group-blocks,partition-layers,"
-                                     f"layout-params{{threads={threads}}}")
+        plan = compile_plan(c, pipeline=f"canonicalize,group-blocks,partition-layers,"
+                                        f"layout-params{{threads={threads}}}")
     finally:
         lp.PIECE = old
-    plan.wait_values()
     _check_values(c, plan)
 
 
@@ -74,13 +69,11 @@ def _hclt(latents):
     lambda: _hclt(96),  # in padded tiles
     lambda: PD((4, 4), 8, split_intervals=(2, 2), num_cats=3),
 ], ids=["hclt8", "hclt128", "hclt96", "pd"])
-@pytest.mark.parametrize("background", [False, True])
-def test_structures_runs_in_pieces(make, background, small_pieces):
+def test_structures_runs_in_pieces(make, small_pieces):
     """Structures have long runs of one weight shape (a piece per few arrays here); the same
-    values as one piece per run, in the foreground or not."""
+    values as one piece per run."""
     c = make()
-    plan = compile_plan(c, background_values=background)
-    plan.wait_values()
+    plan = compile_plan(c)
     _check_values(c, plan)
     lp.PIECE = 1 << 30
     whole = compile_plan(c)
@@ -88,15 +81,7 @@ def test_structures_runs_in_pieces(make, background, small_pieces):
         np.testing.assert_array_equal(getattr(plan, f), getattr(whole, f))
 
 
-def test_background_plan_waits_and_compile_returns_a_complete_plan():
+def test_compile_returns_a_complete_plan():
     c = PD((4, 4), 8, split_intervals=(2, 2), num_cats=3)
-    plan = compile_plan(c, background_values=True)
-    assert plan.pending is not None  # the copies were handed to a thread
-    plan.wait_values()
-    assert plan.pending is None
-    plan.wait_values()  # (again: a no-op)
-    _check_values(c, plan)
-    # verifying after every pass reads every value: it waits first
-    _check_values(c, compile_plan(c, background_values=True, verify=True))
-    m = pccc.compile(c, backend="torch")
-    assert m.plan.pending is None
+    _check_values(c, compile_plan(c, verify=True))
+    _check_values(c, pccc.compile(c, backend="torch").plan)

@@ -127,40 +127,16 @@ def test_upload_copies_every_value_exactly(n, q, stage, threads):
     from pccc.backends.triton import upload
 
     rng = np.random.default_rng(n * 1000 + q)
-    plan = SimpleNamespace(params=rng.random(n), input_params=rng.random(q) * 1e3,
-                           wait_values=lambda: None)
+    plan = SimpleNamespace(params=rng.random(n), input_params=rng.random(q) * 1e3)
     plan.params.setflags(write=False)  # (the plan's arrays are read-only)
-    old = upload.STAGE, upload.UPLOAD_THREADS
-    upload.STAGE, upload.UPLOAD_THREADS = stage, threads
+    old = upload.STAGE
+    upload.STAGE = stage
     try:
-        store, inputs = upload.start_upload(plan, torch.device(DEV)).result()
+        store, inputs = upload.start_upload(plan, torch.device(DEV), threads=threads).result()
     finally:
-        upload.STAGE, upload.UPLOAD_THREADS = old
+        upload.STAGE = old
     assert store.dtype == torch.float32 and len(store) == -(-n // 64) * 64
     assert np.array_equal(store.cpu().numpy()[:n], plan.params.astype(np.float32))
     assert not store.cpu().numpy()[n:].any()
     assert inputs.dtype == torch.float64
     assert np.array_equal(inputs.cpu().numpy(), plan.input_params)
-
-
-def test_compile_waits_for_slow_layout_copies(monkeypatch):
-    """``pccc.compile`` hands the Triton backend a plan whose values are still being copied
-    (``values_in_background``): copies made slow on purpose must still be waited for by
-    each reader (the upload, the weights' tiles), whatever they find first."""
-    import time
-
-    from pccc.passes import compile_plan
-    from pccc.passes import layout_params as lp
-
-    run = lp._run_jobs
-
-    def slow(jobs, threads):
-        time.sleep(0.3)
-        run(jobs, threads)
-
-    monkeypatch.setattr(lp, "_run_jobs", slow)
-    c = _dense_circuit(32)
-    plan = compile_plan(c, background_values=True)
-    assert plan.pending is not None and not plan.pending.done()
-    plan.wait_values()
-    _check_same_start(c)

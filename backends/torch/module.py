@@ -164,7 +164,6 @@ class CompiledCircuit(ParamsMixin, nn.Module):
     def __init__(self, plan: KernelPlan, *, device: Any = None, dtype: Any = torch.float32):
         super().__init__()
         check_once(plan)  # (no table is read before the plan's structure is checked)
-        plan.wait_values()  # (a plan may come with its values still being copied)
         self.plan = plan
         self.root_slot = plan.root_slot
         self.num_roots = plan.num_roots

@@ -1,7 +1,8 @@
 """The Triton backend: kernels generated per plan (see :mod:`.codegen`, :mod:`.templates`).
 
 Registered as backend ``"triton"``: ``pccc.compile(circuit, backend="triton", device="cuda",
-precision="tf32")`` returns a :class:`TritonCompiledCircuit` (the torch backend's module API:
+precision="tf32", **options)`` validates the options into a :class:`TritonOptions`
+(:mod:`.options`) and returns a :class:`TritonCompiledCircuit` (the torch backend's module API:
 parameters, autograd, EM and saving; every pass runs generated kernels). Without a GPU the
 kernels run under ``TRITON_INTERPRET=1`` on the CPU (how CI tests them).
 """
@@ -17,26 +18,25 @@ import triton  # noqa: F401  (fail at import when Triton is missing: the registr
 
 import pccc.passes  # noqa: F401  (every compile for this backend runs the passes)
 from pccc.backends.registry import register
-from pccc.backends.triton.codegen import PRECISIONS
 from pccc.backends.triton.compiled import TritonCompiledCircuit
+from pccc.backends.triton.options import TritonOptions
 from pccc.ir.errors import PcccError
 from pccc.ir.plan import KernelPlan
 
-__all__ = ["TritonCompiledCircuit", "make"]
+__all__ = ["TritonCompiledCircuit", "TritonOptions", "make"]
 
 
-def make(plan: KernelPlan, *, device: Any = "cuda", dtype: Any = None, precision: str = "tf32"
+def make(plan: KernelPlan, *, device: Any = "cuda", dtype: Any = None, **options: Any
          ) -> TritonCompiledCircuit:
     """Build the module of ``plan`` (``dtype`` is accepted for the registry's signature; the
-    Triton backend's buffers are float32, its tile precision is ``precision``: one of
-    ``tf32``, ``fp32``, ``bf16``)."""
+    Triton backend's buffers are float32). ``options``: validated into a
+    :class:`TritonOptions` (``precision``, ``cuda_graphs``, ``tiles``, ...); an unknown or
+    ill-typed one is a :class:`PcccError` naming it."""
     if dtype not in (None, torch.float32, "float32"):
         raise PcccError(f"triton backend: buffers are float32 (got dtype {dtype})")
-    if precision not in PRECISIONS:
-        raise PcccError(f"triton backend: precision {precision!r} is not one of "
-                        f"{', '.join(PRECISIONS)}")
+    opts = TritonOptions.from_kwargs(**options)
     _check_device(device)
-    return TritonCompiledCircuit(plan, device=device, precision=precision)
+    return TritonCompiledCircuit(plan, device=device, options=opts)
 
 
 def _check_device(device: Any) -> None:
@@ -52,4 +52,4 @@ def _check_device(device: Any) -> None:
                         "CPU interpreter, slow: meant for tests); use --backend torch on a CPU")
 
 
-register("triton", make, pending_values=True)
+register("triton", make, options=TritonOptions.from_kwargs)

@@ -30,7 +30,6 @@ batches use them too.
 from __future__ import annotations
 
 import math
-import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -45,7 +44,8 @@ from pccc.backends.torch import inputs as fam
 from pccc.backends.torch.module import CompiledCircuit
 from pccc.backends.triton.codegen import load_module
 from pccc.backends.triton.inputs import InputTables, em_update_inputs, native_params, raw_grads
-from pccc.backends.triton.overlap import EMOverlap, overlap_default
+from pccc.backends.triton.options import TritonOptions
+from pccc.backends.triton.overlap import EMOverlap
 from pccc.backends.triton.prejit import enabled as prejit_enabled
 from pccc.backends.triton.prejit import prejit
 from pccc.backends.triton.runtime import DevicePlan
@@ -112,17 +112,22 @@ class TritonCompiledCircuit(EMOverlap, KernelState, CompiledCircuit):
     Args:
         plan: the L3 plan.
         device: ``"cuda"`` (or ``"cpu"`` under ``TRITON_INTERPRET=1``).
-        precision: ``"tf32"`` (default), ``"fp32"`` or ``"bf16"`` tile operands; buffers and
-            accumulation are float32 in every mode.
+        options: the backend's options (default: :class:`TritonOptions`' defaults).
+        changes: options changed from ``options`` (``precision="fp32"``, ...), validated the
+            same way. Buffers and accumulation are float32 whatever the ``precision``.
     """
 
     torch_layers = False
     dp: DevicePlan
 
-    def __init__(self, plan: KernelPlan, *, device: Any = "cuda", precision: str = "tf32"):
+    def __init__(self, plan: KernelPlan, *, device: Any = "cuda",
+                 options: TritonOptions | None = None, **changes: Any):
+        opts = options or TritonOptions()
+        opts = opts.replace(**changes) if changes else opts
+        precision = opts.precision
         check_once(plan)  # (no kernel is made or run before the plan is checked)
         dev = torch.device(device)
-        upload = start_upload(plan, dev)
+        upload = start_upload(plan, dev, threads=opts.upload_threads)
         kernels, source, source_path = load_module(plan, precision)
         # the device tables come first: the parameters' initialization reads their weight
         # tiles (set before nn.Module's __init__, which keeps what is there)
@@ -130,8 +135,10 @@ class TritonCompiledCircuit(EMOverlap, KernelState, CompiledCircuit):
         object.__setattr__(self, "_init_upload", upload)
         object.__setattr__(self, "dp", DevicePlan(plan, kernels, dev))
         super().__init__(plan, device=device, dtype=torch.float32)
-        self._init_overlap(self.device, overlap_default())
+        self._init_overlap(self.device, opts.overlap_em)
         self.backend_name = "triton"
+        #: the options the module runs with (``artifacts["options"]`` shows them)
+        self.options = opts
         self.precision = precision
         self.keep_elements = False
         self.kernels, self.source, self.source_path = kernels, source, source_path
@@ -171,13 +178,13 @@ class TritonCompiledCircuit(EMOverlap, KernelState, CompiledCircuit):
         self._prejitted: set[Any] = set()
         #: the first call of each pass compiles its kernels in parallel first (GPU only:
         #: the interpreter compiles nothing)
-        self.parallel_jit = dev.type == "cuda"
+        self.parallel_jit = dev.type == "cuda" and opts.parallel_jit
         #: in EM training the first forward also compiles the backward it predicts
-        self._jit_with_backward = os.environ.get("PCCC_JIT_WITH_BACKWARD", "1") != "0"
+        self._jit_with_backward = opts.jit_with_backward
         self._em_next = False
         self._stamp = 0
         self._batch = 0
-        self.use_graphs = dev.type == "cuda" and os.environ.get("PCCC_CUDA_GRAPHS", "1") != "0"
+        self.use_graphs = dev.type == "cuda" and opts.cuda_graphs
         #: compute ``sum_logits.grad`` / ``input_raw.grad`` in backward; EM-only training can
         #: turn this off (backward then accumulates flows and statistics only)
         self.param_grads = True
@@ -185,7 +192,6 @@ class TritonCompiledCircuit(EMOverlap, KernelState, CompiledCircuit):
         #: EM steps leave the flows of the weights whose next EM-direct backward stores them
         #: (``DevicePlan.em_zero_tiles``) as they are; ``_flows_owed``: such flows are void
         #: now (zeroed by ``_clear_owed`` before anything else reads or adds to them)
-        self.store_flows = os.environ.get("PCCC_EM_STORE", "1") != "0"
         self._flows_owed = False
         self._em_zero_counts = any(
             tb.layer.param_size and (tb.layer.dist != "categorical" or tb.span is None)
@@ -213,8 +219,10 @@ class TritonCompiledCircuit(EMOverlap, KernelState, CompiledCircuit):
 
     @property
     def artifacts(self) -> dict[str, str]:
-        """Text of each stage: the plan summary (with the precision) and the kernel source."""
+        """Text of each stage: the plan summary (with the precision), the options in use
+        (:meth:`TritonOptions.to_text`) and the kernel source."""
         return {"plan": self.plan.summary() + f"\n  precision: {self.precision}",
+                "options": self.options.to_text(),
                 "kernels": self.source, "kernels_path": str(self.source_path)}
 
     # ------------------------------------------------------------ parameters
@@ -370,7 +378,7 @@ class TritonCompiledCircuit(EMOverlap, KernelState, CompiledCircuit):
                     if later not in self._prejitted:
                         self._prejitted.add(later)
                         more.append(later_fn)
-                prejit(self.dp, "k", fn, *more)
+                prejit(self.dp, "k", fn, *more, threads=self.options.jit_threads)
         if not self.use_graphs:
             fn()
             return
@@ -451,7 +459,7 @@ class TritonCompiledCircuit(EMOverlap, KernelState, CompiledCircuit):
         # the backward this forward will be followed by, where it is the EM-only one
         # (where EM steps leave flows to be stored, the backwards after them store: both)
         also = (lambda: [self._em_backward(batch, st) for st in
-                         dict.fromkeys((self._flows_owed, self.store_flows))]) \
+                         dict.fromkeys((self._flows_owed, True))]) \
             if self._em_next else None
         self._run(("fwd", batch) + xkey, run, also=also)
         self._stamp += 1
@@ -560,7 +568,6 @@ class TritonCompiledCircuit(EMOverlap, KernelState, CompiledCircuit):
         eta, alpha = float(step_size), float(pseudocount)
         self.sync_params()
         self._clear_owed()  # no backward since the last step: its flows are zero
-        partial = self.store_flows
         # (straight from nn.Module's tables: no settling of the void flows)
         rawp, shift = self._parameters["input_raw"], self._buffers["input_shift"]
         logits, flows = self._parameters["sum_logits"], self._buffers["sum_flows"]
@@ -570,7 +577,7 @@ class TritonCompiledCircuit(EMOverlap, KernelState, CompiledCircuit):
         raw = rawp.detach()
 
         def run() -> None:
-            gsum = self.dp.em_weights(self._w, flows, logits.detach(), eta, alpha, partial)
+            gsum = self.dp.em_weights(self._w, flows, logits.detach(), eta, alpha, True)
             z = norm[:-1]
             z.copy_(torch.where(gsum + alpha > 0, torch.log((1 - eta) * torch.exp(z) + eta), z))
             em_update_inputs(self.tables, self._theta, raw, shift, self._cnorm,
@@ -582,23 +589,31 @@ class TritonCompiledCircuit(EMOverlap, KernelState, CompiledCircuit):
 
         # (on a stream of its own in EM-only training: with gradients, a torch optimizer may
         # hold the parameters, and its in-place updates would not wait; see overlap.py)
-        self.launch_em(self.device, lambda: self._run(("em", eta, alpha, partial), run,
+        self.launch_em(self.device, lambda: self._run(("em", eta, alpha), run,
                                                       scratch_only=False),
                        overlap=not self.param_grads)
         self._synced = self._param_key()  # both sides were updated together
-        self._flows_owed = self._em_deferred = partial
+        # the weights whose next backward stores their flows keep them: void until then
+        self._flows_owed = self._em_deferred = True
 
     def _settle_em(self) -> None:
         """The EM flows the last step left void, zeroed (see ``overlap.py``)."""
         self._clear_owed()
 
     def _clear_owed(self) -> None:
-        """Zero the EM flows an EM step left void (see ``store_flows``), on the current
+        """Zero the EM flows an EM step left void (see ``_flows_owed``), on the current
         stream."""
         if self._flows_owed:
             self._flows_owed = False
             self.wait_em()
             self._buffers["sum_flows"].zero_()  # type: ignore[union-attr]
+
+    def em_statistics(self) -> list[Tensor]:
+        """The EM statistics accumulated since the last EM step, the tensors :meth:`em_step`
+        reads (void flows zeroed first): edits in place on the current stream reach it."""
+        self._clear_owed()
+        self.wait_em()
+        return [self._buffers["sum_flows"], self.em_counts, *self.em_nstats]  # type: ignore
 
     def zero_flows(self) -> None:
         """Forget the EM statistics accumulated since the last EM step."""

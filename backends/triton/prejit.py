@@ -9,8 +9,8 @@ The real run that follows finds every kernel compiled.
 
 The recording run executes the pass's torch operations for real, so it is only for passes
 whose torch operations touch scratch buffers (forward and backward); a pass that updates
-parameters outside the kernels (the EM step) compiles as usual. ``PCCC_PARALLEL_JIT=0`` turns
-this off; ``PCCC_JIT_THREADS`` sets the pool size (default: the CPU count, at most 16).
+parameters outside the kernels (the EM step) compiles as usual. The options ``parallel_jit``
+turns this on or off and ``jit_threads`` sets the pool size (0: the CPU count, at most 16).
 """
 
 from __future__ import annotations
@@ -97,21 +97,22 @@ def distinct(calls: list[Launch]) -> list[Launch]:
 
 
 def enabled() -> bool:
-    """On unless ``PCCC_PARALLEL_JIT=0``, and only with a Triton that has ``AsyncCompileMode``
-    (Triton 3.6 has it); without it kernels compile on first launch as before."""
+    """Whether this Triton has ``AsyncCompileMode`` (Triton 3.6 has it); without it kernels
+    compile on their first launch."""
     import triton
 
-    return os.environ.get("PCCC_PARALLEL_JIT", "1") != "0" and hasattr(triton, "AsyncCompileMode")
+    return hasattr(triton, "AsyncCompileMode")
 
 
-def compile_parallel(calls: list[Launch]) -> int:
-    """Compile the launches' kernels on a thread pool; returns how many were submitted."""
+def compile_parallel(calls: list[Launch], threads: int = 0) -> int:
+    """Compile the launches' kernels on a pool of ``threads`` threads (0: the CPU count, at
+    most 16); returns how many were submitted."""
     import triton
 
     todo = distinct(calls)
     if not todo:
         return 0
-    threads = int(os.environ.get("PCCC_JIT_THREADS", "0")) or min(16, os.cpu_count() or 1)
+    threads = threads or min(16, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool, \
             triton.AsyncCompileMode(pool):
         for fn, grid, args, kw in todo:
@@ -119,7 +120,8 @@ def compile_parallel(calls: list[Launch]) -> int:
     return len(todo)
 
 
-def prejit(owner: Any, attr: str, run: Callable[[], None], *more: Callable[[], None]) -> int:
+def prejit(owner: Any, attr: str, run: Callable[[], None], *more: Callable[[], None],
+           threads: int = 0) -> int:
     """Record ``run``'s launches (and those of the ``more`` passes, one after another) through
     ``owner.<attr>`` (the kernel module) and compile them all in parallel, in one pool: the
     passes' longest compiles overlap instead of adding up; ``owner.<attr>`` is restored
@@ -132,4 +134,4 @@ def prejit(owner: Any, attr: str, run: Callable[[], None], *more: Callable[[], N
             fn()
     finally:
         setattr(owner, attr, module)
-    return compile_parallel(rec.calls)
+    return compile_parallel(rec.calls, threads)

@@ -278,7 +278,6 @@ class DevicePlan:
         #: (None: all of them)
         self.zero_tiles: tuple[Tensor, Tensor] | None = None
         zero = flow_writers(host, self.rows) if STORE else None
-        plan.wait_values()  # (the tables above read the structure only)
         tiles, mixed = group_tiles(plan.param_group)
         parts = [hp for _, hps in host for hp in hps]
         children, *part_tables, zero_tiles, misc = to_device(

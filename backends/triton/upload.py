@@ -5,18 +5,16 @@ largest thing it moves: HCLT-256's are 0.7 GB of float64 on the host (36M sum we
 categorical parameters). The copy starts as soon as the plan exists and runs while the
 kernels are loaded and the index tables built (``compiled.py`` waits for it last).
 
-On a GPU each of ``UPLOAD_THREADS`` threads copies its share of ``STAGE``-value slices
-through two pinned buffers of its own: a host copy into one buffer (numpy releases the GIL)
-while the other buffer's DMA runs, on a stream of the thread's own. A copy straight from
-pageable memory is staged by the driver one transfer at a time, at about a third of the
-speed (docs/benchmarks.md, step 62). Elsewhere (the CPU interpreter) the slices are copied
-as they are.
+On a GPU each of ``threads`` threads (the option ``upload_threads``) copies its share of
+``STAGE``-value slices through two pinned buffers of its own: a host copy into one buffer
+(numpy releases the GIL) while the other buffer's DMA runs, on a stream of the thread's own.
+A copy straight from pageable memory would be staged by the driver one transfer at a time.
+Elsewhere (the CPU interpreter) the slices are copied as they are.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -29,8 +27,6 @@ from pccc.ir.plan import KernelPlan
 
 #: float64 values per slice (8 MB: one pinned buffer; the device temporaries stay small)
 STAGE = 1 << 20
-#: threads copying slices on a GPU (0: straight from pageable memory, on one thread)
-UPLOAD_THREADS = int(os.environ.get("PCCC_UPLOAD_THREADS", "4"))
 
 
 class Upload:
@@ -46,11 +42,11 @@ class Upload:
         return self._out
 
 
-def start_upload(plan: KernelPlan, dev: torch.device) -> Upload:
+def start_upload(plan: KernelPlan, dev: torch.device, threads: int = 4) -> Upload:
     """Start copying the plan's values to ``dev``: the sum weights in float32, padded with
     zeros to whole 64-weight tiles, and the native input parameters as they are (float64;
-    ``compiled.py`` converts them on the device). The threads first wait for values the
-    plan may still be filling (``plan.wait_values()``)."""
+    ``compiled.py`` converts them on the device). ``threads``: threads copying slices on a
+    GPU (0: straight from pageable memory, on one thread)."""
     if dev.type == "cuda" and dev.index is None:  # the threads' current device may differ
         dev = torch.device("cuda", torch.cuda.current_device())
     n, q = len(plan.params), len(plan.input_params)
@@ -59,14 +55,14 @@ def start_upload(plan: KernelPlan, dev: torch.device) -> Upload:
     inputs = torch.empty(q, dtype=torch.float64, device=dev)
     jobs = [(dst, src, k) for dst, src in ((store, plan.params), (inputs, plan.input_params))
             for k in range(0, len(src), STAGE)]
-    threads = min(UPLOAD_THREADS, len(jobs)) if dev.type == "cuda" else 0
+    threads = min(threads, len(jobs)) if dev.type == "cuda" else 0
     if threads == 0:
         slices = _host_slices(jobs)  # on this thread: see _host_slices
-        work = [lambda: _copy_pageable(plan, slices, dev)]
+        work = [lambda: _copy_pageable(slices, dev)]
     else:
         ready = torch.cuda.Event()
         ready.record()  # the blocks' earlier users, and the zero fill, come first
-        work = [_stager(plan, jobs[i::threads], dev, ready) for i in range(threads)]
+        work = [_stager(jobs[i::threads], dev, ready) for i in range(threads)]
     pool = ThreadPoolExecutor(len(work), thread_name_prefix="pccc-upload")
     try:
         return Upload([pool.submit(w) for w in work], store, inputs)
@@ -84,9 +80,7 @@ def _host_slices(jobs: list[tuple[Tensor, np.ndarray, int]]) -> list[tuple[Tenso
                  torch.from_numpy(np.ascontiguousarray(src[k: k + STAGE]))) for dst, src, k in jobs]
 
 
-def _copy_pageable(plan: KernelPlan, slices: list[tuple[Tensor, Tensor]], dev: torch.device
-                   ) -> None:
-    plan.wait_values()
+def _copy_pageable(slices: list[tuple[Tensor, Tensor]], dev: torch.device) -> None:
     ctx: Any = torch.cuda.device(dev) if dev.type == "cuda" else contextlib.nullcontext()
     with ctx:
         for dst, t in slices:
@@ -95,14 +89,13 @@ def _copy_pageable(plan: KernelPlan, slices: list[tuple[Tensor, Tensor]], dev: t
             torch.cuda.current_stream(dev).synchronize()
 
 
-def _stager(plan: KernelPlan, jobs: list[tuple[Tensor, np.ndarray, int]], dev: torch.device,
+def _stager(jobs: list[tuple[Tensor, np.ndarray, int]], dev: torch.device,
             ready: torch.cuda.Event) -> Any:
     """One thread's copies: host slice -> pinned buffer -> device (float64) -> destination
     (converted there), alternating between two buffers; a buffer is refilled only after its
     last transfer has finished (its event)."""
 
     def run() -> None:
-        plan.wait_values()
         with torch.cuda.device(dev):
             stream = torch.cuda.Stream(dev)
             stream.wait_event(ready)
