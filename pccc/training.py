@@ -126,89 +126,158 @@ def _snapshot(model: Any) -> dict[str, Any]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def _make_optimizer(model: Any, cfg: TrainConfig) -> Any:
+def _make_optimizer(model: Any, cfg: TrainConfig, group: Any) -> Any:
     from pccc.optim import FullBatchEM, MiniBatchEM
 
     if cfg.em == "minibatch":
-        return MiniBatchEM(model, step_size=cfg.step_size, pseudocount=cfg.pseudocount)
+        return MiniBatchEM(model, step_size=cfg.step_size, pseudocount=cfg.pseudocount,
+                           process_group=group)
     if cfg.em == "fullbatch":
-        return FullBatchEM(model, pseudocount=cfg.pseudocount)
+        return FullBatchEM(model, pseudocount=cfg.pseudocount, process_group=group)
     raise ValueError(f"unknown EM variant {cfg.em!r} (minibatch or fullbatch)")
 
 
+@dataclass
+class _Ranks:
+    """The processes training together: a ``torch.distributed`` group, or this one alone."""
+
+    group: Any
+    device: Any
+    """where the collectives' small tensors live (the model's device)"""
+    rank: int = 0
+    sizes: list[int] = field(default_factory=list)
+    """every rank's number of training rows"""
+
+    @classmethod
+    def of(cls, process_group: Any, device: Any, rows: int) -> _Ranks:
+        from pccc import distributed
+
+        group = distributed.group_of(process_group)
+        r, k = distributed.rank(group), distributed.world_size(group)
+        ranks = cls(group, device, r)
+        ranks.sizes = [int(v) for v in ranks.sum([rows if i == r else 0 for i in range(k)])]
+        return ranks
+
+    def sum(self, values: list[float]) -> list[float]:
+        """Each value summed over the ranks."""
+        from pccc.distributed import all_reduce_sum
+
+        return all_reduce_sum(values, self.group, self.device)
+
+    def from_root(self, values: list[float]) -> list[float]:
+        """Rank 0's values on every rank."""
+        from pccc.distributed import broadcast_values
+
+        return broadcast_values(values, self.group, 0, self.device)
+
+    def batches(self, batch_size: int) -> int:
+        """Batches per epoch on every rank: those of the largest part of the data."""
+        return -(-max(self.sizes) // batch_size)
+
+
 def _epoch(model: Any, opt: Any, x: Any, cfg: TrainConfig, rng: np.random.Generator,
-           label: str) -> float:
-    """One pass over the shuffled training data; returns the mean train log-likelihood."""
+           label: str, ranks: _Ranks | None = None) -> float:
+    """One pass over the shuffled training data; returns the mean train log-likelihood (over
+    every rank's rows). Every rank takes as many steps; a rank out of rows takes its steps
+    with empty batches."""
     import torch
     from tqdm import tqdm
 
+    ranks = ranks or _Ranks(None, None, sizes=[len(x)])
     order = torch.from_numpy(rng.permutation(len(x)))
-    starts = range(0, len(x), cfg.batch_size)
-    bar = tqdm(starts, desc=label, unit="batch", leave=False, disable=not cfg.progress,
-               dynamic_ncols=True)
-    total = 0.0
+    starts = range(0, ranks.batches(cfg.batch_size) * cfg.batch_size, cfg.batch_size)
+    bar = tqdm(starts, desc=label, unit="batch", leave=False,
+               disable=not cfg.progress or ranks.rank != 0, dynamic_ncols=True)
+    total, seen, many = 0.0, 0, ranks.group is not None
     for s in bar:
         xb = x[order[s:s + cfg.batch_size]]
-        ll = model(xb)
-        ll.sum().backward()
+        part = 0.0
+        if len(xb):
+            ll = model(xb)
+            ll.sum().backward()
+            part = float(ll.detach().double().sum())
         if cfg.em == "minibatch":
             opt.step()
-        total += float(ll.detach().double().sum())
-        bar.set_postfix(ll=f"{total / min(s + cfg.batch_size, len(x)):.3f}")
-        if cfg.stop is not None and cfg.stop():
+        stop = cfg.stop is not None and cfg.stop()
+        rows = float(len(xb))
+        if many:  # (one collective: the bar's numbers and the ranks' stop)
+            part, rows, stops = ranks.sum([part, rows, float(stop)])
+            stop = stops > 0
+        total, seen = total + part, seen + int(rows)
+        bar.set_postfix(ll=f"{total / max(seen, 1):.3f}")
+        if stop:
             bar.close()
             raise Stopped
     if cfg.em == "fullbatch":
         opt.step()
     bar.close()
-    return total / len(x)
+    return total / sum(ranks.sizes) if sum(ranks.sizes) else math.nan
+
+
+def _validate(model: Any, valid_x: np.ndarray | None, fallback: float, cfg: TrainConfig,
+              ranks: _Ranks, deadline: float | None = None) -> tuple[float, bool]:
+    """The validation log-likelihood (``fallback`` without validation data) and whether the
+    time is up (``time.perf_counter()`` past ``deadline``), both rank 0's on every rank.
+
+    Raises:
+        Stopped: ``stop()`` was true during the evaluation.
+    """
+    va, stop = fallback, False
+    if ranks.rank == 0 and valid_x is not None:
+        try:
+            va = evaluate(model, valid_x, cfg.eval_batch_size, cfg.stop)
+        except Stopped:
+            stop = True
+    over = deadline is not None and time.perf_counter() > deadline
+    if ranks.group is not None:
+        va, flags = ranks.from_root([va, float(stop) + 2.0 * over])
+        stop, over = bool(int(flags) & 1), bool(int(flags) & 2)
+    if stop:
+        raise Stopped
+    return va, over
 
 
 def train(model: Any, train_x: np.ndarray, valid_x: np.ndarray | None, cfg: TrainConfig,
-          on_epoch: Callable[[int, History], None] | None = None) -> History:
+          on_epoch: Callable[[int, History], None] | None = None, *,
+          process_group: Any = None) -> History:
     """Train ``model`` in place with EM; it ends holding the best parameters seen.
+
+    In a ``torch.distributed`` process group (``process_group``, or the default group once
+    initialized) every rank calls :func:`train` with the same model and its own part of the
+    training data (:func:`pccc.distributed.shard`): each EM step sums the statistics of the
+    ranks' batches; an epoch takes as many steps on every rank (the largest part's batches);
+    validation runs on rank 0 (``valid_x`` of the other ranks is not read) and its result
+    reaches every rank, so that all stop together and hold the same parameters; rank 0 shows
+    the progress bar. A ``stop`` request on any rank stops every rank after that batch.
 
     Args:
         model: a compiled circuit (``pccc.compile``).
-        train_x: training data ``[N, V]``.
+        train_x: training data ``[N, V]`` (in a process group: this rank's rows).
         valid_x: validation data for early stopping (None: the training log-likelihood).
         cfg: the options.
         on_epoch: called after each epoch with the 1-based epoch and the history so far.
+        process_group: the ``torch.distributed`` group to train in (None: the default group
+            when one is initialized, else this process alone).
 
     Returns:
-        the :class:`History`; ``interrupted`` is set when Ctrl-C stopped it.
+        the :class:`History` (the same on every rank); ``interrupted`` is set when Ctrl-C
+        (or ``stop``) stopped it.
     """
     import torch
 
     hist = History()
-    rng = np.random.default_rng(cfg.seed)
+    ranks = _Ranks.of(process_group, model.device, len(train_x))
+    rng = np.random.default_rng(cfg.seed if ranks.rank == 0 else [cfg.seed, ranks.rank])
     xt = torch.from_numpy(np.ascontiguousarray(train_x)).to(model.device)
-    opt = _make_optimizer(model, cfg)
+    opt = _make_optimizer(model, cfg, ranks.group)
     grads = getattr(model, "param_grads", None)
     if grads is not None:  # EM reads flows: a backend that can skip the gradients does
         model.param_grads = False
     best = _snapshot(model)
     hist.best_epoch = 0
-    start = time.perf_counter()
     try:
-        hist.best_ll = evaluate(model, valid_x, cfg.eval_batch_size, cfg.stop) \
-            if valid_x is not None else -math.inf
-        for ep in range(1, cfg.epochs + 1):
-            t0 = time.perf_counter()
-            tr = _epoch(model, opt, xt, cfg, rng, f"epoch {ep}/{cfg.epochs}")
-            va = evaluate(model, valid_x, cfg.eval_batch_size, cfg.stop) \
-                if valid_x is not None else tr
-            hist.train_ll.append(tr)
-            hist.valid_ll.append(va)
-            hist.seconds.append(time.perf_counter() - t0)
-            if va > hist.best_ll:
-                hist.best_ll, hist.best_epoch, best = va, ep, _snapshot(model)
-            if on_epoch is not None:
-                on_epoch(ep, hist)
-            over = cfg.max_seconds is not None and time.perf_counter() - start > cfg.max_seconds
-            if over or (cfg.patience and ep - hist.best_epoch >= cfg.patience):
-                hist.stopped_early = True
-                break
+        hist.best_ll, _ = _validate(model, valid_x, -math.inf, cfg, ranks)
+        _epochs(model, opt, xt, valid_x, cfg, rng, ranks, hist, on_epoch, best)
     except (KeyboardInterrupt, Stopped):
         hist.interrupted = True
     opt.zero_flows()
@@ -216,6 +285,29 @@ def train(model: Any, train_x: np.ndarray, valid_x: np.ndarray | None, cfg: Trai
     if grads is not None:
         model.param_grads = grads
     return hist
+
+
+def _epochs(model: Any, opt: Any, xt: Any, valid_x: np.ndarray | None, cfg: TrainConfig,
+            rng: np.random.Generator, ranks: _Ranks, hist: History,
+            on_epoch: Callable[[int, History], None] | None, best: dict[str, Any]) -> None:
+    """The epochs of :func:`train`; ``best`` holds the best epoch's parameters."""
+    deadline = None if cfg.max_seconds is None else time.perf_counter() + cfg.max_seconds
+    for ep in range(1, cfg.epochs + 1):
+        t0 = time.perf_counter()
+        tr = _epoch(model, opt, xt, cfg, rng, f"epoch {ep}/{cfg.epochs}", ranks)
+        va, over = _validate(model, valid_x, tr, cfg, ranks, deadline)
+        hist.train_ll.append(tr)
+        hist.valid_ll.append(va)
+        hist.seconds.append(time.perf_counter() - t0)
+        if va > hist.best_ll:
+            hist.best_ll, hist.best_epoch = va, ep
+            best.clear()
+            best.update(_snapshot(model))
+        if on_epoch is not None:
+            on_epoch(ep, hist)
+        if over or (cfg.patience and ep - hist.best_epoch >= cfg.patience):
+            hist.stopped_early = True
+            break
 
 
 def plot_curves(hist: History, path: str, *, title: str = "", num_vars: int | None = None

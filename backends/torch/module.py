@@ -466,6 +466,11 @@ class CompiledCircuit(ParamsMixin, nn.Module):
         if fm is not None:
             self.input_missflow.index_add_(0, pidx[:, 0], fm)
 
+    def em_statistics(self) -> list[Tensor]:
+        """The EM statistics accumulated since the last EM step, the tensors :meth:`em_step`
+        reads: edits in place (a sum over processes, :mod:`pccc.distributed`) reach it."""
+        return [self.sum_flows, self.input_stats, self.input_counts, self.input_missflow]
+
     def zero_flows(self) -> None:
         """Forget the EM statistics accumulated since the last EM step."""
         self.sum_flows.zero_()
