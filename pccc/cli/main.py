@@ -25,7 +25,7 @@ from pccc.ir.errors import PcccError
 
 #: subcommands in the order ``pccc --help`` lists them; a missing module is skipped
 COMMANDS = ("demo", "info", "convert", "eval", "query", "sample", "opt", "passes", "compile",
-            "train", "bench")
+            "train", "bench", "viz")
 
 
 class _Parser(argparse.ArgumentParser):

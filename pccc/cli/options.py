@@ -131,7 +131,7 @@ KINDS: dict[str, Kind] = {
     "dtype": Choice(("float32", "float64")), "em": Choice(("minibatch", "fullbatch")),
     "input_dist": Choice(("categorical", "bernoulli", "binomial", "gaussian")),
     "backend": Backend(reference=True), "max_memory": Float(0.0, lo_open=True),
-    "progress": Choice(("auto", "on", "off")),
+    "progress": Choice(("auto", "on", "off")), "max_nodes": Int(1, BIG),
 }
 #: where a command's option differs from :data:`KINDS`
 COMMAND_KINDS: dict[tuple[str, str], Kind] = {
