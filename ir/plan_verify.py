@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from pccc.ir import dists
 from pccc.ir.errors import VerifyError
 from pccc.ir.limits import MAX_VALUES, MAX_VARS
 from pccc.ir.plan import InputLayer, KernelPlan, ProductLayer, SumLayer, SumPartition
@@ -141,6 +142,9 @@ def _check_sizes(plan: KernelPlan) -> None:
 def _check_input_layer(plan: KernelPlan, i: int, ly: InputLayer) -> None:
     """A layer's family, hyperparameters and parameter offsets, against its variables."""
     where = f"input layer {i} ({ly.dist})"
+    if ly.dist not in FAMILIES and ly.dist in dists.names():
+        _check_registered_layer(plan, ly, where)
+        return
     if ly.dist not in FAMILIES:
         raise VerifyError(f"input layer {i}: unknown distribution {ly.dist!r} (known: "
                           f"{', '.join(sorted(FAMILIES))})")
@@ -168,6 +172,30 @@ def _check_input_layer(plan: KernelPlan, i: int, ly: InputLayer) -> None:
     most = {"categorical": attrs.get("card"), "bernoulli": 2,
             "binomial": attrs.get("total", 0) + 1}[ly.dist]
     if cards.size and (int(cards.min()) < 1 or int(cards.max()) > most):
+        raise VerifyError(f"{where}: variables with {int(cards.min())}..{int(cards.max())} "
+                          f"values, but the layer's nodes take 1..{most}")
+
+
+def _check_registered_layer(plan: KernelPlan, ly: InputLayer, where: str) -> None:
+    """A layer of a distribution outside :data:`FAMILIES`, by the registry's own checks."""
+    cls = dists.get(ly.dist)
+    attrs = dict(ly.attrs) if isinstance(ly.attrs, tuple) else None
+    try:
+        msg = "malformed attributes" if attrs is None else cls.check_layer_attrs(ly.n, attrs)
+    except (TypeError, ValueError) as e:
+        msg = f"malformed attributes ({e})"
+    if msg or attrs is None:
+        raise VerifyError(f"{where}: {msg}")
+    shape = cls.param_shape(1, attrs)
+    size = 0 if shape is None else int(np.prod(shape[1:], dtype=np.int64))
+    _int(ly.param_size, f"{where} param_size", size, size)
+    _range(ly.vars, 0, plan.num_vars, f"{where} vars")
+    if ly.param_size:
+        _range(ly.param_start, 0, len(plan.input_params) - ly.param_size + 1,
+               f"{where} param_start")
+    most = cls.cardinality(attrs)
+    cards = plan.var_cards[ly.vars]
+    if most is not None and cards.size and (int(cards.min()) < 1 or int(cards.max()) > most):
         raise VerifyError(f"{where}: variables with {int(cards.min())}..{int(cards.max())} "
                           f"values, but the layer's nodes take 1..{most}")
 

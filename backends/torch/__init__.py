@@ -14,8 +14,15 @@ from pccc.ir.plan import KernelPlan
 
 
 def build(plan: KernelPlan, *, device: Any = None, dtype: Any = None) -> CompiledCircuit:
-    """The backend factory: a :class:`CompiledCircuit` for ``plan`` (no options)."""
+    """The backend factory: a :class:`CompiledCircuit` for ``plan`` (no options); a
+    distribution without a torch family (:mod:`.families`) is refused by name."""
     import torch
+
+    from pccc.backends.torch import families  # noqa: F401  (registers the families)
+    from pccc.ir import dists
+
+    dists.refuse_missing("torch", [ly.dist for ly in plan.input_layers],
+                         dists.implemented("torch"))
 
     return CompiledCircuit(plan, device=device, dtype=dtype or torch.float32)
 

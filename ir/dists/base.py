@@ -169,6 +169,13 @@ class Distribution:
         return None if card is None else limits.values_problem(card, f"{cls.name}: the variable")
 
     @classmethod
+    def check_layer_attrs(cls, n: int, attrs: dict[str, Any]) -> str | None:
+        """:meth:`check_attrs` of an L3 input layer of ``n`` nodes: whole vectors with these
+        ``attrs`` back to back (the same check unless a hyperparameter holds one entry per
+        node of a vector)."""
+        return cls.check_attrs(n, attrs)
+
+    @classmethod
     def attr(cls, attrs: dict[str, Any], key: str) -> Any:
         """The hyperparameter ``key`` of ``attrs``, or its default when left out."""
         return attrs[key] if key in attrs else cls.attr_defaults[key]

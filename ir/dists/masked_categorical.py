@@ -62,6 +62,17 @@ class MaskedCategorical(Distribution):
         return None
 
     @classmethod
+    def check_layer_attrs(cls, n, attrs):
+        card, mask = attrs.get("card"), attrs.get("mask")
+        if isinstance(card, int) and card > 0 and isinstance(mask, tuple) and mask:
+            rows = len(mask) // card
+            if rows and len(mask) % card == 0 and n % rows == 0:
+                return cls.check_attrs(rows, attrs)
+            return (f"masked_categorical: a mask of {len(mask)} entries for a layer of {n} "
+                    f"nodes over {card} values")
+        return cls.check_attrs(n, attrs)
+
+    @classmethod
     def node_attrs(cls, attrs, i):
         card, mask = int(attrs["card"]), attrs["mask"]
         rows = len(mask) // card
