@@ -1,7 +1,8 @@
-"""The pccc intermediate representations (L0 logical circuit; L1-L3 lowered levels).
+"""The pccc intermediate representations (L0 logical circuit; L1-L3 lowered levels; L4 a
+backend's kernel schedule).
 
 Importing the package registers the printer and the parser of every level, so
-:func:`to_text` prints and :func:`parse` reads L0 to L3.
+:func:`to_text` prints and :func:`parse` reads L0 to L4.
 """
 
 from pccc.ir import dists
@@ -15,6 +16,8 @@ from pccc.ir.verify import is_decomposable, is_normalized, is_smooth, verify
 
 # (the lowered levels' printers and parsers register themselves: every level reads and prints)
 from pccc.ir import parse_lowered as _parse_lowered  # noqa: E402, F401  isort: skip
+from pccc.ir import parse_schedule as _parse_schedule  # noqa: E402, F401  isort: skip
+from pccc.ir import print_schedule as _print_schedule  # noqa: E402, F401  isort: skip
 
 __all__ = [
     "Circuit", "CircuitBuilder", "DataError", "InputVector", "Node", "ParseError", "PassError",

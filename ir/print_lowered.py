@@ -179,6 +179,10 @@ def lowered_text_npz(value: Any, sidecar: str) -> tuple[str, dict[str, np.ndarra
         return _l1_text(value, None, None, sidecar)
     if isinstance(value, LayeredCircuit):
         return _l2_text(value, None, None, sidecar)
+    if getattr(value, "level", None) == "L4":
+        from pccc.ir.print_schedule import schedule_text_npz
+
+        return schedule_text_npz(value, sidecar)
     raise TypeError(f"no printer for {type(value).__name__}")
 
 
@@ -206,6 +210,9 @@ def _array_elements(value: Any) -> int:
     c = getattr(value, "circuit", value)
     if isinstance(c, Circuit):
         return sum(int(a.size) for a in c.params.values())
+    if getattr(value, "level", None) == "L4":
+        return sum(int(p.kids.size + p.blocks.size + p.sib.size + p.rows.size)
+                   for p in value.parts)
     assert isinstance(value, KernelPlan)
     return int(value.params.size + value.input_params.size + value.param_group.size)
 

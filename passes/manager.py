@@ -21,9 +21,9 @@ from pccc.passes.pipeline import Step, format_pipeline, parse_pipeline
 
 
 def level_of(ir: Any) -> str:
-    """The IR level of a value (``L0`` .. ``L3``)."""
+    """The IR level of a value (``L0`` .. ``L4``)."""
     level = getattr(ir, "level", None)
-    if level not in ("L0", "L1", "L2", "L3"):
+    if level not in ("L0", "L1", "L2", "L3", "L4"):
         raise PassError(f"not an IR value: {type(ir).__name__}")
     return str(level)
 
@@ -47,10 +47,14 @@ def verify_any(ir: Any) -> None:
         from pccc.ir.layered import verify_layered
 
         verify_layered(ir)
-    else:
+    elif level == "L3":
         from pccc.ir.plan_verify import verify_plan
 
         verify_plan(ir)
+    else:
+        from pccc.ir.schedule_verify import verify_schedule
+
+        verify_schedule(ir)
 
 
 def _write_repro(folder: Path, ir: Any, steps: list[Step]) -> Path:

@@ -34,7 +34,7 @@ from typing import Any
 from pccc.ir.errors import PassError
 
 #: IR levels from the top of the compiler down
-LEVELS = ("L0", "L1", "L2", "L3")
+LEVELS = ("L0", "L1", "L2", "L3", "L4")
 _NAME_RE = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*\Z")
 _TYPES = (bool, int, float, str)
 
@@ -105,7 +105,8 @@ class PassInfo:
 
 
 _REGISTRY: dict[str, PassInfo] = {}
-_BUILTINS = ("canonicalize", "group_blocks", "partition_layers", "layout_params")
+_BUILTINS = ("canonicalize", "group_blocks", "partition_layers", "layout_params",
+             "schedule_kernels")
 
 
 def _arg_help(doc: str) -> dict[str, str]:
@@ -160,7 +161,7 @@ def register_pass(name: str, *, input_level: str, output_level: str
     Args:
         name: the pipeline name (``group-blocks``); built-in passes live in the module of the
             same name (``passes/group_blocks.py``).
-        input_level: the level the pass reads (``L0``, ``L1``, ``L2``, ``L3``).
+        input_level: the level the pass reads (``L0`` .. ``L4``).
         output_level: the level it returns.
     """
     if not _NAME_RE.match(name):

@@ -1,0 +1,97 @@
+"""Print an L4 :class:`~pccc.ir.schedule.KernelSchedule` as ``.pcir`` text.
+
+The header statement, then the input layers' rows, the sum parts (one section each, numbered,
+headed by its attributes and a comment naming its kernel shape and groups), the flow rows a
+backward pass zeroes, and the two launch lists, one launch a line::
+
+    pcir 1 L4
+    schedule backend="triton" precision="tf32" programs=8 stride_tile=64 version=1
+    rows num_node_slots=12 num_roots=1 root_slot=11
+    input 0 node_start=1 n=4
+
+    // part 0: b2_c2_f2_n1, 2 lone blocks
+    part 0 layer=0 partition=0 B=2 C=2 fanin=2 NC=1 write="store" em_store=false small=true
+      blocks i64[2] = [0, 1]
+      ...
+    flow_zero all
+    forward
+      input_fwd input=0 kernel="input_fwd_categorical" bt=128 bn=16 warps=4
+      sum_fwd part=0 kernel="sum_fwd_b2_c2_f2_n1" bt=32 warps=4 fill=2
+    backward
+      ...
+
+Arrays print as in L3 (:class:`pccc.ir.print_plan.Arrays`: inline, wrapped, elided or in a
+sidecar). The parser is :mod:`pccc.ir.parse_schedule`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pccc.ir.lexer import quote
+from pccc.ir.print_plan import Arrays, plural
+from pccc.ir.printer import header, register_printer
+from pccc.ir.schedule import SCHEDULE_VERSION, KernelSchedule, Launch, SumPart
+
+
+def _value(v: object) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return quote(v)
+    return str(v)
+
+
+def launch_line(ln: Launch) -> str:
+    """``kind attr=value ...``: the fields that differ from their defaults."""
+    attrs = ln.attrs()
+    return " ".join([ln.kind] + [f"{k}={_value(v)}" for k, v in attrs.items()])
+
+
+def _part_lines(i: int, p: SumPart, arr: Arrays) -> list[str]:
+    groups = (f"{plural(p.groups, 'sibling group')} of {p.G}" if p.G > 1
+              else plural(p.nb, "lone block"))
+    head = (f"part {i} layer={p.layer} partition={p.partition} B={p.B} C={p.C} "
+            f"fanin={p.fanin} NC={p.NC} write={quote(p.write)} "
+            f"em_store={_value(p.em_store)} small={_value(p.small)}")
+    lines = ["", f"// part {i}: {p.tag}, {groups}", head]
+    for name in ("blocks", "sib", "rows", "kids"):
+        lines += arr.stmt(name, getattr(p, name), "  ")
+    return lines
+
+
+def schedule_lines(s: KernelSchedule, arr: Arrays) -> list[str]:
+    """The statements of a schedule's text, after its header line."""
+    lines = [f"schedule backend={quote(s.backend)} precision={quote(s.precision)} "
+             f"programs={s.programs} stride_tile={s.stride_tile} version={SCHEDULE_VERSION}",
+             f"rows num_node_slots={s.num_node_slots} num_roots={s.num_roots} "
+             f"root_slot={s.root_slot}"]
+    lines.append(f"// {plural(len(s.parts), 'sum part')}, {len(s.shapes())} kernel shapes; "
+                 f"{len(s.forward)} forward and {len(s.backward)} backward launches")
+    for k, inp in enumerate(s.inputs):
+        lines.append(f"input {k} node_start={inp.node_start} n={inp.n}")
+    for i, p in enumerate(s.parts):
+        lines += _part_lines(i, p, arr)
+    lines.append("")
+    if s.flow_zero is None:
+        lines.append("flow_zero all")
+    else:
+        lines += arr.stmt("flow_zero", np.asarray(s.flow_zero))
+    for name, launches in (("forward", s.forward), ("backward", s.backward)):
+        lines.append(name)  # (a launch line stays under 100 characters)
+        lines += ["  " + launch_line(ln) for ln in launches]
+    return lines
+
+
+def print_schedule(s: KernelSchedule, *, elide_above: int | None = None) -> str:
+    """The text of a schedule (arrays above ``elide_above`` elements as their shape only)."""
+    return header("L4") + "\n" + "\n".join(schedule_lines(s, Arrays(elide_above))) + "\n"
+
+
+def schedule_text_npz(s: KernelSchedule, sidecar: str) -> tuple[str, dict[str, np.ndarray]]:
+    """The text of a schedule whose arrays go to the sidecar ``sidecar``, and those arrays."""
+    arr = Arrays(sidecar=sidecar)
+    return header("L4") + "\n" + "\n".join(schedule_lines(s, arr)) + "\n", arr.saved
+
+
+register_printer("L4", print_schedule)
