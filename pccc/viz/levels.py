@@ -4,9 +4,12 @@
   off; of a compiled module or ``.pccm`` file, its source circuit);
 - ``L2``: the layer schedule, made by running the pipeline (default: ``training``) from the
   value's level through ``partition-layers``;
-- ``L3``: the kernel plan's layers (the pipeline run down to L3; a module's own plan).
+- ``L3``: the kernel plan's layers (the pipeline run down to L3; a module's own plan);
+- ``L4``: the kernel schedule (the plan run through ``schedule-kernels``, with its default
+  options unless the pipeline names it with others).
 
-An L3 plan keeps no circuit, so it draws at L3 only.
+A value draws at its own level and below, except that an L1 or L2 value gives its source
+circuit for L0 (an L3 plan keeps no circuit, an L4 schedule no plan).
 
 Example::
 
@@ -25,7 +28,9 @@ from pccc.ir.errors import PcccError
 from pccc.viz.model import Picture
 
 #: the levels drawn
-LEVELS = ("L0", "L2", "L3")
+LEVELS = ("L0", "L2", "L3", "L4")
+#: every level, in order
+ORDER = ("L0", "L1", "L2", "L3", "L4")
 
 
 @dataclass(frozen=True)
@@ -34,7 +39,7 @@ class Drawable:
     module's)."""
 
     value: Any
-    """an IR value of level L0 to L3"""
+    """an IR value of level L0 to L4"""
     plan: Any = None
     """the module's ``KernelPlan``, when the value is a module's source circuit"""
     pipeline: str | None = None
@@ -60,17 +65,18 @@ def read_value(obj: Any) -> Drawable:
         if not Path(obj).exists():
             raise PcccError(f"{obj}: no such file")
         return Drawable(load(obj))
-    if getattr(obj, "level", None) in ("L0", "L1", "L2", "L3"):
+    if getattr(obj, "level", None) in ORDER:
         return Drawable(obj)
     if hasattr(obj, "to_circuit") and hasattr(obj, "current_plan"):
         return Drawable(obj.to_circuit(), obj.current_plan())
     raise PcccError(f"cannot draw a {type(obj).__name__}: expected a circuit, an IR value of "
-                    "level L0 to L3, a compiled module or a file name")
+                    "level L0 to L4, a compiled module or a file name")
 
 
 def lower(value: Any, level: str, pipeline: str | None = None) -> Any:
     """``value`` run through ``pipeline`` (default ``training``) from its level until the
-    first pass whose output is ``level``.
+    first pass whose output is ``level``; for L4, a pipeline that ends at L3 goes on with
+    ``schedule-kernels``.
 
     Raises:
         PcccError: the pipeline does not go from the value's level to ``level``; a pass failed.
@@ -83,6 +89,8 @@ def lower(value: Any, level: str, pipeline: str | None = None) -> Any:
         return value
     text = pipeline or "training"
     steps = parse_pipeline(text, start_level=None)
+    if level == "L4" and steps and steps[-1].info.output_level == "L3":
+        steps += parse_pipeline("schedule-kernels", start_level="L3")
     first = next((i for i, st in enumerate(steps) if st.info.input_level == start), None)
     last = next((i for i, st in enumerate(steps) if st.info.output_level == level
                  and first is not None and i >= first), None)
@@ -94,11 +102,31 @@ def lower(value: Any, level: str, pipeline: str | None = None) -> Any:
 def _circuit_of(value: Any) -> Any:
     if value.level == "L0":
         return value
-    if value.level == "L3":
-        raise PcccError("an L3 kernel plan keeps no circuit: draw it at level L3")
     from pccc.ir.parse_lowered import source_of
 
     return source_of(value)
+
+
+def _at(d: Drawable, level: str, pipeline: str | None) -> Any:
+    """The value of ``d`` at ``level`` (see the module docstring)."""
+    have = d.value.level
+    if ORDER.index(have) > ORDER.index(level) and not (level == "L0" and have in ("L1", "L2")):
+        kept = {"L3": "a kernel plan keeps no circuit", "L4": "a kernel schedule keeps no plan"}
+        raise PcccError(f"cannot draw an {have} value at {level} ({kept.get(have, '')}): draw "
+                        f"it at {have}, or draw its source")
+    if level == "L0":
+        return _circuit_of(d.value)
+    if level == "L3" and d.plan is not None and pipeline is None:
+        return d.plan
+    if level == "L4":
+        try:
+            import pccc.ir.schedule  # noqa: F401
+        except ModuleNotFoundError:
+            raise PcccError("L4 drawing needs the Triton kernel schedule (pccc.ir.schedule), "
+                            "which this installation lacks") from None
+    value = d.plan if d.plan is not None and ORDER.index(level) >= 3 and pipeline is None \
+        else d.value
+    return lower(value, level, pipeline or (None if value is d.plan else d.pipeline))
 
 
 def picture_of(d: Drawable, level: str, *, max_nodes: int = 200,
@@ -110,22 +138,21 @@ def picture_of(d: Drawable, level: str, *, max_nodes: int = 200,
     """
     if max_nodes < 1:
         raise PcccError(f"max_nodes must be at least 1, got {max_nodes}")
-    pipe = pipeline or d.pipeline
+    if level not in LEVELS:
+        raise PcccError(f"cannot draw level {level!r} (one of {', '.join(LEVELS)})")
+    value = _at(d, level, pipeline)
     if level == "L0":
         from pccc.viz.circuit_view import circuit_picture
 
-        return circuit_picture(_circuit_of(d.value), max_nodes=max_nodes)
+        return circuit_picture(value, max_nodes=max_nodes)
     if level == "L2":
         from pccc.viz.layers_view import layered_picture
 
-        if d.value.level == "L3":
-            raise PcccError("an L3 kernel plan has no layer schedule of vectors left: draw it "
-                            "at level L3, or draw its source circuit")
-        return layered_picture(lower(d.value, "L2", pipe), max_nodes=max_nodes)
+        return layered_picture(value, max_nodes=max_nodes)
     if level == "L3":
         from pccc.viz.layers_view import plan_picture
 
-        plan = d.plan if d.plan is not None and pipeline is None else \
-            lower(d.value, "L3", pipe)
-        return plan_picture(plan, max_nodes=max_nodes)
-    raise PcccError(f"cannot draw level {level!r} (one of {', '.join(LEVELS)})")
+        return plan_picture(value, max_nodes=max_nodes)
+    from pccc.viz.schedule_view import schedule_picture
+
+    return schedule_picture(value, max_nodes=max_nodes)

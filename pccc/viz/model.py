@@ -90,5 +90,8 @@ def count_text(n: int, word: str) -> str:
 
 def _plural(word: str) -> str:
     head, _, last = word.rpartition(" ")
-    many = last[:-1] + "ies" if last.endswith("y") and last[-2:-1] not in "aeiou" else last + "s"
+    if last.endswith("y") and last[-2:-1] not in "aeiou":
+        many = last[:-1] + "ies"
+    else:
+        many = last + "es" if last.endswith(("s", "sh", "ch", "x")) else last + "s"
     return f"{head} {many}" if head else many

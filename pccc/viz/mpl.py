@@ -190,7 +190,8 @@ def _draw(picture: Picture) -> Any:
                                     fc=COLORS.get(box.kind, COLORS["group"]), ec="#333333",
                                     lw=2.0 if box.bold else 0.7, zorder=2))
         ax.text(at.x, at.y, "\n".join(box.lines), ha="center", va="center", family="monospace",
-                fontsize=FONT_SIZE, linespacing=1.15, zorder=4)
+                fontsize=FONT_SIZE, linespacing=1.15, zorder=4,
+                multialignment="left" if len(box.lines) > 2 else "center")
     ax.text(centre, height - MARGIN - 0.1, "\n".join(heading), ha="center", va="top",
             fontsize=10)
     return fig
