@@ -39,30 +39,13 @@ def tiny():
     return b.build(b.sum([b.product([x0, x1]), b.product([y0, y1])], weights=[[0.4, 0.6]]))
 
 
-TINY_DOT = r"""digraph pccc {
-  graph [rankdir=BT, labelloc=t, fontname="Helvetica", fontsize=12, label="L0 circuit: 7 node vectors, 7 nodes, 6 edges, 2 variables"];
-  node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=10];
-  edge [fontname="Helvetica", fontsize=9, color="#555555"];
-  v0 [label="%0 input bernoulli [1]\n{0}", fillcolor="#d9f0d3"];
-  v1 [label="%1 input bernoulli [1]\n{1}", fillcolor="#d9f0d3"];
-  v2 [label="%2 input bernoulli [1]\n{0}", fillcolor="#d9f0d3"];
-  v3 [label="%3 input bernoulli [1]\n{1}", fillcolor="#d9f0d3"];
-  v4 [label="%4 product [1]\n{0, 1}", fillcolor="#fde9c9"];
-  v5 [label="%5 product [1]\n{0, 1}", fillcolor="#fde9c9"];
-  v6 [label="%6 sum [1]\n{0, 1}", fillcolor="#cfe2f3", penwidth=2.5];
-  v0 -> v4;
-  v1 -> v4;
-  v2 -> v5;
-  v3 -> v5;
-  v4 -> v6 [label="0.4"];
-  v5 -> v6 [label="0.6"];
-}
-"""
+#: the DOT text of :func:`tiny`
+TINY_DOT = Path(__file__).parent / "golden" / "viz" / "tiny_l0.dot"
 
 
 def test_dot_of_a_tiny_circuit_is_the_golden_text():
     text = draw(tiny())
-    assert isinstance(text, Drawing) and text == TINY_DOT
+    assert isinstance(text, Drawing) and text == TINY_DOT.read_text()
 
 
 BOX = re.compile(r'^  (\w+) \[label="((?:[^"\\]|\\.)*)"', re.M)
