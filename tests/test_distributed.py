@@ -239,3 +239,76 @@ def test_alone_the_helpers_do_nothing():
     assert (distributed.rank(), distributed.world_size()) == (0, 1)
     assert distributed.shard(x) is not x and np.array_equal(distributed.shard(x), x)
     assert distributed.all_reduce_sum([1.5, 2.0], None) == [1.5, 2.0]
+
+
+def test_pccc_train_under_torchrun_writes_once_what_one_process_writes(tmp_path):
+    """``torchrun --nproc_per_node=2 -m pccc train --em fullbatch``: one model written (by rank
+    0), equal to what ``pccc train`` writes alone (full-batch EM: the union's statistics)."""
+    import subprocess
+    import sys
+
+    from pccc.cli.main import main
+    from tests.test_train_cli import _folder
+
+    data = _folder(tmp_path)
+    args = ["train", "--structure", "hclt", "--latents", "2", "--data", str(data),
+            "--epochs", "3", "--batch-size", "32", "--em", "fullbatch", "--patience", "0",
+            "--no-progress"]
+    alone = tmp_path / "alone.jpc"
+    assert main([*args, "-o", str(alone)]) == 0
+    both = tmp_path / "both.jpc"
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                          "--nproc_per_node=2", "-m", "pccc", *args, "-o", str(both)],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert run.stdout.count("wrote ") == 1 and run.stdout.count("test log-likelihood") == 1
+    assert "data parallel: 2 ranks (gloo)" in run.stdout
+    assert sorted(p.name for p in tmp_path.glob("*.jpc")) == ["alone.jpc", "both.jpc"]
+    want, got = pccc.load(alone), pccc.load(both)
+    assert got.params.keys() == want.params.keys()
+    for k in want.params:
+        np.testing.assert_allclose(got.params[k], want.params[k], rtol=1e-4, atol=1e-6,
+                                   err_msg=k)
+
+
+def _triton_worker(rank: int, init: str, out: str) -> None:
+    """One rank of mini-batch EM on the Triton backend under the interpreter."""
+    import os
+
+    os.environ["TRITON_INTERPRET"] = "1"
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init}", rank=rank,
+                                         world_size=WORLD,
+                                         timeout=datetime.timedelta(seconds=300))
+    c, x = _mixed()
+    m = pccc.compile(c, backend="triton", device="cpu", precision="fp32")
+    _minibatch(x, m, _rank_parts(x, rank))
+    torch.save(_params(m), Path(out) / f"{rank}.pt")
+    torch.distributed.destroy_process_group()
+
+
+@pytest.mark.heavy
+@pytest.mark.interpret
+@pytest.mark.usefixtures("triton_cache")
+def test_triton_minibatch_em_equals_one_process_on_the_union(tmp_path, monkeypatch):
+    """The Triton backend's EM statistics (``em_statistics``: its own layout) summed by gloo
+    over 2 ranks under ``TRITON_INTERPRET=1``: the one-process Triton run on the union."""
+    import os
+    import sys
+
+    import torch.multiprocessing as mp
+
+    if "triton" in sys.modules and os.environ.get("TRITON_INTERPRET") != "1":
+        pytest.skip("Triton was imported for the GPU in this process")
+    monkeypatch.setenv("TRITON_INTERPRET", "1")  # (read when triton is first imported)
+    pytest.importorskip("triton")
+    mp.start_processes(_triton_worker, args=(str(tmp_path / "init"), str(tmp_path)),
+                       nprocs=WORLD, join=True, start_method="spawn")
+    c, x = _mixed()
+    one = pccc.compile(c, backend="triton", device="cpu", precision="fp32")
+    _minibatch(x, one, None)
+    for r in range(WORLD):
+        got = torch.load(tmp_path / f"{r}.pt", weights_only=False)
+        assert got.keys() == _params(one).keys()
+        for k, want in _params(one).items():
+            np.testing.assert_allclose(got[k], want, rtol=1e-5, atol=1e-6, err_msg=k)

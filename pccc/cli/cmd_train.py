@@ -11,6 +11,13 @@ epoch are written to ``-o`` at the end, also after Ctrl-C. The first line names 
 device and dtype (``backend: triton (cuda, float32)``: on a CUDA device the Triton backend
 runs unless ``--backend`` names another); the last line reports the test log-likelihood:
 ``test log-likelihood: <float>``.
+
+Under ``torchrun --nproc_per_node=K -m pccc train ...`` (the variables ``RANK``, ``WORLD_SIZE``,
+``LOCAL_RANK`` and ``MASTER_ADDR`` set) the K processes train one model data-parallel
+(:mod:`pccc.distributed`): gloo on the CPU, NCCL with ``--device cuda`` (rank ``r`` on
+``cuda:LOCAL_RANK``); each rank trains on its contiguous part of the training data and every
+EM step sums the ranks' statistics; rank 0 prints, validates, shows the progress bar and writes
+the model and the plot.
 """
 
 from __future__ import annotations
@@ -42,7 +49,11 @@ the validation log-likelihood has not improved for --patience epochs. The first 
 the backend, device and dtype; the last line reports the test log-likelihood.
 
 Ctrl-C stops training after the current batch and writes the best model so far, then exits
-with status 130; more Ctrl-Cs do not interrupt the write."""
+with status 130; more Ctrl-Cs do not interrupt the write.
+
+Under torchrun (torchrun --nproc_per_node=K -m pccc train ... --device cuda) the K processes
+train one model data-parallel: each reads its part of the training data, every EM step sums
+the statistics of all of them, and rank 0 prints, validates and writes the outputs."""
 
 
 def add_parser(sub: Any) -> None:
@@ -66,7 +77,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--backend", default=None,
                    help="torch or triton (default: triton on a CUDA device where Triton "
                         "imports, else torch)")
-    p.add_argument("--device", default="cpu", help="torch device")
+    p.add_argument("--device", default="cpu",
+                   help="torch device (under torchrun: cpu, or cuda for cuda:LOCAL_RANK)")
     p.add_argument("--input-dist", default=None,
                    help="categorical, bernoulli, binomial or gaussian (default: from the data)")
     p.add_argument("--num-cats", type=int, default=None,
@@ -153,18 +165,74 @@ def _describe(ll: float, image: bool, num_vars: int) -> str:
     return f"{ll:.4f}" + (f" ({bits_per_dim(ll, num_vars):.4f} bpd)" if image else "")
 
 
+LAUNCH_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR")
+
+
+class Launch:
+    """The processes training together: those ``torchrun`` started (its variables
+    ``LAUNCH_VARS`` set; a ``torch.distributed`` process group joined on :meth:`__enter__`,
+    left on exit), or this one alone."""
+
+    def __init__(self, device: str, env: Any = None) -> None:
+        from pccc.cli.devices import is_cuda
+
+        env = os.environ if env is None else env
+        self.launched = all(v in env for v in LAUNCH_VARS)
+        self.rank = int(env["RANK"]) if self.launched else 0
+        self.world = int(env["WORLD_SIZE"]) if self.launched else 1
+        self.device = device
+        self.backend = "nccl" if is_cuda(device) else "gloo"
+        if self.launched and is_cuda(device):
+            if device != "cuda":
+                raise PcccError(f"--device {device}: under torchrun each rank runs on "
+                                "cuda:LOCAL_RANK; name the device cuda")
+            self.device = f"cuda:{int(env['LOCAL_RANK'])}"
+
+    @property
+    def lead(self) -> bool:
+        """Whether this process prints and writes (rank 0, or alone)."""
+        return self.rank == 0
+
+    def __enter__(self) -> Launch:
+        if self.launched:
+            import torch
+
+            if self.backend == "nccl":
+                torch.cuda.set_device(torch.device(self.device))
+            torch.distributed.init_process_group(self.backend)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.launched:
+            import torch
+
+            torch.distributed.destroy_process_group()
+
+
 def run(args: argparse.Namespace) -> int:
+    from pccc.cli.devices import check_device
+
+    check_outputs(args.output, args.plot)
+    launch = Launch(args.device)
+    check_device(launch.device)
+    with launch:
+        return _run(args, launch)
+
+
+def _run(args: argparse.Namespace, launch: Launch) -> int:
     import pccc
-    from pccc.cli.devices import check_device, default_backend, describe
+    from pccc import distributed
+    from pccc.cli.devices import default_backend, describe
     from pccc.datasets import load_dataset
     from pccc.files import check_distinct
     from pccc.ir import counts
     from pccc.training import check_data_fits
 
-    check_outputs(args.output, args.plot)
-    check_device(args.device)
-    backend = args.backend or default_backend(args.device)
-    print(describe(backend, args.device, "float32"), flush=True)
+    backend = args.backend or default_backend(launch.device)
+    if launch.lead:
+        print(describe(backend, args.device, "float32"), flush=True)
+        if launch.launched:
+            print(f"data parallel: {launch.world} ranks ({launch.backend})", flush=True)
     ds = load_dataset(args.data)
     check_distinct({"-o": args.output, "--plot": args.plot},
                    {f"--data ({split})": f for split, f in zip(("train", "valid", "test"),
@@ -181,12 +249,14 @@ def run(args: argparse.Namespace) -> int:
         if arr is not None:
             check_data_fits(arr, circuit, fname)
     k = counts(circuit)
-    print(f"structure {args.structure}: {k.nodes} nodes, {k.edges} edges, {k.params} "
-          f"parameters ({time.perf_counter() - t0:.1f} s)", flush=True)
-    _set_threads(args.threads, k.edges, args.device)
-    model = pccc.compile(circuit, backend=backend, device=args.device)
+    if launch.lead:
+        print(f"structure {args.structure}: {k.nodes} nodes, {k.edges} edges, {k.params} "
+              f"parameters ({time.perf_counter() - t0:.1f} s)", flush=True)
+    _set_threads(args.threads, k.edges, launch.device)
+    model = pccc.compile(circuit, backend=backend, device=launch.device)
+    distributed.broadcast_module(model, distributed.group_of())  # (rank 0's start everywhere)
     with Interrupts() as ctrl_c:
-        return _train_and_save(model, ds, args, ctrl_c)
+        return _train_and_save(model, ds, args, ctrl_c, launch.lead)
 
 
 class Interrupts:
@@ -214,24 +284,32 @@ class Interrupts:
             signal.signal(signal.SIGINT, self._old)
 
 
-def _train_and_save(model: Any, ds: Any, args: argparse.Namespace, ctrl_c: Interrupts) -> int:
-    """Train, write the best model (also after Ctrl-C: exit status 130), report."""
+def _train_and_save(model: Any, ds: Any, args: argparse.Namespace, ctrl_c: Interrupts,
+                    lead: bool = True) -> int:
+    """Train, write the best model (also after Ctrl-C: exit status 130), report. Under
+    torchrun every rank trains on its part of the data; only the ``lead`` one (rank 0)
+    validates, prints and writes."""
     import pccc
+    from pccc.distributed import shard
     from pccc.training import Stopped, TrainConfig, evaluate, plot_curves, train
 
     cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, em=args.em,
                       step_size=args.step_size, pseudocount=args.pseudocount,
                       patience=args.patience, seed=args.seed,
-                      progress=not args.no_progress and sys.stderr.isatty(),
+                      progress=lead and not args.no_progress and sys.stderr.isatty(),
                       stop=ctrl_c.requested)
     image = ds.image_shape is not None
 
     def report(ep: int, h: Any) -> None:
-        print(f"epoch {ep}/{cfg.epochs}  train LL {_describe(h.train_ll[-1], image, ds.num_vars)}"
-              f"  valid LL {_describe(h.valid_ll[-1], image, ds.num_vars)}"
-              f"  {h.seconds[-1]:.1f} s", flush=True)
+        if lead:
+                print(f"epoch {ep}/{cfg.epochs}  train LL "
+                  f"{_describe(h.train_ll[-1], image, ds.num_vars)}"
+                  f"  valid LL {_describe(h.valid_ll[-1], image, ds.num_vars)}"
+                  f"  {h.seconds[-1]:.1f} s", flush=True)
 
-    hist = train(model, ds.train, ds.valid, cfg, on_epoch=report)
+    hist = train(model, shard(ds.train), ds.valid if lead else None, cfg, on_epoch=report)
+    if not lead:
+        return 130 if hist.interrupted or ctrl_c.requested() else 0
     if hist.interrupted:
         print(f"interrupted: writing the best model so far (epoch {hist.best_epoch})",
               file=sys.stderr, flush=True)
