@@ -9,9 +9,9 @@ Statements, in order::
       blocks i64[nb] = ...   sib i64[g, G] = ...   rows i64[k, 2] = ...   kids i64[m, 3] = ...
     flow_zero all | flow_zero i64[t, 2] = ...
     forward
-      KIND attr=value ...                                  (one launch a line)
+      KIND ["kernel"] attr=value ... flag ...              (one launch a line)
     backward
-      KIND attr=value ...
+      KIND ["kernel"] attr=value ... flag ...
 
 Arrays are read as in L3 (:class:`pccc.ir.parse_plan.PlanParser`: inline, wrapped, elided,
 sidecar). Importing the module registers the parser with :func:`pccc.ir.parser.parse`.
@@ -93,23 +93,27 @@ class ScheduleParser(PlanParser):
         if tok.text not in kinds:
             raise ts.error(f"unknown {section} launch {tok.text!r} (kinds: "
                            f"{', '.join(kinds)})", tok)
-        attrs = ts.attrs()
-        self.line_end()
         values: dict[str, Any] = {}
-        for name, (val, key) in attrs.items():
+        if ts.at("STRING"):
+            values["kernel"] = ts.next().value
+        while not (ts.at("NEWLINE") or ts.at("EOF")):
+            key = ts.expect("IDENT", what="a launch attribute or flag")
+            name = key.text
             typ = _LAUNCH_FIELDS.get(name)
-            if typ is None:
-                raise ts.error(f"unknown attribute {name!r} of a launch (attributes: "
-                               f"{', '.join(_LAUNCH_FIELDS)})", key)
+            if typ is None or typ == "str" or name in values:
+                what = "given twice" if name in values else "unknown"
+                raise ts.error(f"{what} launch attribute {name!r} (attributes: "
+                               f"{', '.join(n for n in _LAUNCH_FIELDS if n != 'kernel')})", key)
             if typ == "bool":
-                if val not in ("true", "false"):
-                    raise ts.error(f"{name} must be true or false, got {val!r}", key)
-                val = val == "true"
-            elif typ == "int" and (not isinstance(val, int) or isinstance(val, bool)):
-                raise ts.error(f"{name} must be an integer, got {val!r}", key)
-            elif typ == "str" and not isinstance(val, str):
-                raise ts.error(f"{name} must be a string, got {val!r}", key)
+                values[name] = True
+                continue
+            ts.expect("SYM", "=", what=f"'=' after {name}")
+            vtok = ts.peek()
+            val = ts.value()
+            if not isinstance(val, int) or isinstance(val, bool):
+                raise ts.error(f"{name} must be an integer, got {val!r}", vtok)
             values[name] = val
+        self.line_end()
         return Launch(tok.text, **values)
 
     def launches(self, section: str, kinds: tuple[str, ...]) -> tuple[Launch, ...]:
@@ -135,12 +139,12 @@ class ScheduleParser(PlanParser):
         head.update({k: self.int_attr(r, k) for k in ("num_node_slots", "num_roots",
                                                       "root_slot")})
         self.no_extra(r, "rows")
-        inputs = []
+        inputs: list[InputRows] = []
         while ts.at("IDENT", "input"):
             ia = self.numbered("input", len(inputs))
             inputs.append(InputRows(self.int_attr(ia, "node_start"), self.int_attr(ia, "n")))
             self.no_extra(ia, f"input {len(inputs) - 1}")
-        parts = []
+        parts: list[SumPart] = []
         while ts.at("IDENT", "part"):
             parts.append(self.part(len(parts)))
         ts.skip_newlines()

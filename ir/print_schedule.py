@@ -15,8 +15,8 @@ backward pass zeroes, and the two launch lists, one launch a line::
       ...
     flow_zero all
     forward
-      input_fwd input=0 kernel="input_fwd_categorical" bt=128 bn=16 warps=4
-      sum_fwd part=0 kernel="sum_fwd_b2_c2_f2_n1" bt=32 warps=4 fill=2
+      input_fwd "input_fwd_categorical" input=0 bt=128 bn=16 warps=4
+      sum_fwd "sum_fwd_b2_c2_f2_n1" part=0 bt=32 warps=4 fill=2
     backward
       ...
 
@@ -43,9 +43,12 @@ def _value(v: object) -> str:
 
 
 def launch_line(ln: Launch) -> str:
-    """``kind attr=value ...``: the fields that differ from their defaults."""
+    """``kind ["kernel"] attr=value ... flag ...``: the fields that differ from their
+    defaults, the kernel's name quoted after the kind, the true flags as bare words."""
     attrs = ln.attrs()
-    return " ".join([ln.kind] + [f"{k}={_value(v)}" for k, v in attrs.items()])
+    words = [ln.kind] + ([quote(str(attrs.pop("kernel")))] if "kernel" in attrs else [])
+    words += [f"{k}={v}" for k, v in attrs.items() if not isinstance(v, bool)]
+    return " ".join(words + [k for k, v in attrs.items() if v is True])
 
 
 def _part_lines(i: int, p: SumPart, arr: Arrays) -> list[str]:

@@ -198,4 +198,6 @@ def summary_lines(value: Any) -> list[str]:
         rows += _plan_rows(value)
         rows.append(("layers", len(value.sum_layers())))
         return rows_text(rows) + _plan_table(value)
+    if level == "L4":
+        return value.summary().splitlines()
     raise TypeError(f"not an IR value: {type(value).__name__}")

@@ -1,7 +1,8 @@
 """``pccc opt FILE [-p PIPELINE]``: run passes on a circuit file and print (or write) the IR.
 
 The input is any circuit file (``.jpc``, ``.psdd``, ``.pcir`` of any level, ...). Without
-``-p`` the ``default`` pipeline runs from the input's level down to L3. Instruments:
+``-p`` the ``default`` pipeline runs from the input's level down to L3; ``--backend triton``
+goes on to the Triton backend's L4 kernel schedule (``schedule-kernels``). Instruments:
 ``--print-after-all``, ``--print-after NAME``, ``--dump-dir DIR``, ``--time-passes``, ``--stats``,
 ``--stop-after NAME``; the IR is verified after every pass unless ``--no-verify``. Passes of
 your own load with ``--load my_passes.py`` (or a module name, or the ``PCCC_PLUGINS``
@@ -39,6 +40,18 @@ def default_pipeline(level: str) -> str:
     return ""
 
 
+def to_schedule(pipeline: str, level: str) -> str:
+    """``pipeline`` followed by ``schedule-kernels`` where it ends at L3 (or is empty on an
+    L3 input): the Triton backend's L4 schedule of the result."""
+    from pccc.passes.pipeline import parse_pipeline
+
+    steps = parse_pipeline(pipeline, start_level=level)
+    end = steps[-1].info.output_level if steps else level
+    if end != "L3":
+        return pipeline
+    return f"{pipeline},schedule-kernels" if pipeline.strip() else "schedule-kernels"
+
+
 def _instruments(args: argparse.Namespace) -> tuple[list[Any], Any]:
     from pccc.passes.instruments import DumpDir, PrintAfter, PrintStats, TimePasses
 
@@ -62,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
 
     ir = read_any(args.file, allow_elided=args.allow_elided)
     pipeline = args.pipeline if args.pipeline is not None else default_pipeline(level_of(ir))
+    if args.backend == "triton":
+        pipeline = to_schedule(pipeline, level_of(ir))
     ins, timer = _instruments(args)
     repro = Path(args.dump_dir) if args.dump_dir else Path.cwd()
     out = run_pipeline(ir, pipeline, verify=not args.no_verify, instruments=ins,
@@ -96,6 +111,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("file", help="circuit file (.pcir of any level, .jpc, .psdd, ...)")
     p.add_argument("-p", "--pipeline", help="pipeline string (default: 'default' from the "
                    "input's level down to L3)")
+    p.add_argument("--backend", choices=["triton"], help="go on to this backend's kernel "
+                   "schedule (L4): 'schedule-kernels' after a pipeline that ends at L3")
     p.add_argument("-o", "--output", help="write the result here (.pcir; an L0 result may "
                    "use any writable circuit format) instead of printing it")
     p.add_argument("--no-verify", action="store_true", help="do not verify after every pass")
