@@ -312,3 +312,18 @@ def test_triton_minibatch_em_equals_one_process_on_the_union(tmp_path, monkeypat
         assert got.keys() == _params(one).keys()
         for k, want in _params(one).items():
             np.testing.assert_allclose(got[k], want, rtol=1e-5, atol=1e-6, err_msg=k)
+
+
+def test_torchrun_variables_choose_the_group_and_device():
+    from pccc.cli.cmd_train import Launch
+
+    env = {"RANK": "3", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "MASTER_ADDR": "127.0.0.1"}
+    alone = Launch("cuda", env={k: v for k, v in env.items() if k != "MASTER_ADDR"})
+    assert (alone.launched, alone.rank, alone.world, alone.device) == (False, 0, 1, "cuda")
+    gpu = Launch("cuda", env=env)
+    assert (gpu.launched, gpu.rank, gpu.world, gpu.lead) == (True, 3, 4, False)
+    assert (gpu.device, gpu.backend) == ("cuda:1", "nccl")
+    cpu = Launch("cpu", env=env)
+    assert (cpu.device, cpu.backend) == ("cpu", "gloo")
+    with pytest.raises(pccc.PcccError, match="--device cuda:2: under torchrun"):
+        Launch("cuda:2", env=env)
