@@ -305,3 +305,14 @@ def test_max_nodes_bounds_the_boxes_of_a_deep_circuit(max_nodes):
     c = _chain(12)
     for level in ("L0", "L2"):
         assert len(_boxes(draw(c, level=level, max_nodes=max_nodes))) <= max(max_nodes, 3)
+
+
+def test_a_compiled_module_draws_its_source_and_its_own_plan(tmp_path):
+    import pccc
+
+    model = pccc.compile(tiny(), backend="torch")
+    path = tmp_path / "m.pccm"
+    pccc.save(model, path)
+    assert draw(model) == draw(path) == draw(tiny())
+    assert draw(model, level="L3") == draw(path, level="L3") == \
+        draw(model.current_plan(), level="L3")
