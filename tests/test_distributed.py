@@ -281,18 +281,27 @@ def _triton_worker(rank: int, init: str, out: str) -> None:
                                          world_size=WORLD,
                                          timeout=datetime.timedelta(seconds=300))
     c, x = _mixed()
-    m = pccc.compile(c, backend="triton", device="cpu", precision="fp32")
+    m = _triton(c)
     _minibatch(x, m, _rank_parts(x, rank))
-    torch.save(_params(m), Path(out) / f"{rank}.pt")
+    got = {"minibatch": _params(m)}
+    m = _triton(c)
+    _ddp_steps(x, m, True, rank)
+    got["ddp"] = _params(m)
+    torch.save(got, Path(out) / f"{rank}.pt")
     torch.distributed.destroy_process_group()
+
+
+def _triton(c: pccc.ir.Circuit) -> torch.nn.Module:
+    return pccc.compile(c, backend="triton", device="cpu", precision="fp32")
 
 
 @pytest.mark.heavy
 @pytest.mark.interpret
 @pytest.mark.usefixtures("triton_cache")
-def test_triton_minibatch_em_equals_one_process_on_the_union(tmp_path, monkeypatch):
+def test_triton_em_and_ddp_equal_one_process_on_the_union(tmp_path, monkeypatch):
     """The Triton backend's EM statistics (``em_statistics``: its own layout) summed by gloo
-    over 2 ranks under ``TRITON_INTERPRET=1``: the one-process Triton run on the union."""
+    over 2 ranks under ``TRITON_INTERPRET=1``, and its gradients averaged by DDP: the
+    one-process Triton runs on the union."""
     import os
     import sys
 
@@ -305,13 +314,19 @@ def test_triton_minibatch_em_equals_one_process_on_the_union(tmp_path, monkeypat
     mp.start_processes(_triton_worker, args=(str(tmp_path / "init"), str(tmp_path)),
                        nprocs=WORLD, join=True, start_method="spawn")
     c, x = _mixed()
-    one = pccc.compile(c, backend="triton", device="cpu", precision="fp32")
+    one = _triton(c)
     _minibatch(x, one, None)
+    want = {"minibatch": _params(one)}
+    one = _triton(c)
+    _ddp_steps(x, one, False, 0)
+    want["ddp"] = _params(one)
     for r in range(WORLD):
         got = torch.load(tmp_path / f"{r}.pt", weights_only=False)
-        assert got.keys() == _params(one).keys()
-        for k, want in _params(one).items():
-            np.testing.assert_allclose(got[k], want, rtol=1e-5, atol=1e-6, err_msg=k)
+        for case, params in want.items():
+            assert got[case].keys() == params.keys()
+            for k, w in params.items():
+                np.testing.assert_allclose(got[case][k], w, rtol=1e-5, atol=1e-6,
+                                           err_msg=f"rank {r}, {case}: {k}")
 
 
 def test_torchrun_variables_choose_the_group_and_device():
