@@ -316,3 +316,15 @@ def test_a_compiled_module_draws_its_source_and_its_own_plan(tmp_path):
     assert draw(model) == draw(path) == draw(tiny())
     assert draw(model, level="L3") == draw(path, level="L3") == \
         draw(model.current_plan(), level="L3")
+
+
+def test_cli_draws_a_plan_file_at_its_own_level(tmp_path):
+    from pccc.ir.print_lowered import write_pcir_any
+
+    plan = run_pipeline(tiny(), TO_L2 + ",layout-params")
+    path = tmp_path / "plan.pcir"
+    write_pcir_any(plan, path)
+    out = tmp_path / "plan.dot"
+    assert main(["viz", str(path), "-o", str(out)]) == 0
+    assert out.read_text() == draw(plan, level="L3")
+    assert main(["viz", str(path), "-o", str(out), "--level", "L0"]) == 2
