@@ -105,24 +105,18 @@ def test_dense_tiles(precision, tol):
     assert "precision: " + precision in model.artifacts["plan"]
 
 
-@pytest.mark.parametrize("store", [True, False])
-def test_flows_stored_or_added_across_passes(store, monkeypatch):
+def test_flows_stored_or_added_across_passes():
     """Element flows are stored into child rows that have one writer in the whole backward
     pass (those rows are not zeroed between passes) and added atomically into the others
     (zeroed first): the flows and gradients of a second, smaller batch match the oracle, with
-    no trace of the first. ``store=False`` (``PCCC_TRITON_STORE=0``): atomics everywhere."""
-    from pccc.backends.triton import runtime
-
-    monkeypatch.setattr(runtime, "STORE", store)
+    no trace of the first."""
     plan = compile_plan(_dense_circuit())
     model = TritonCompiledCircuit(plan, device=DEV, precision="fp32")
-    parts = [p for s in model.dp.steps for p in s.parts]
-    if store:  # leaves 2 and 3 feed two products each; every other row has one parent
-        assert {p.atomic for p in parts} == {True, False}
-        start, count = (t.cpu().numpy() for t in model.dp.zero_tiles)
-        assert 0 < count.sum() < model.dp.rows
-    else:
-        assert all(p.atomic for p in parts) and model.dp.zero_tiles is None
+    parts = model.dp.schedule.parts
+    # leaves 2 and 3 feed two products each; every other row has one parent
+    assert {p.write for p in parts} == {"atomic", "store"}
+    start, count = (t.cpu().numpy() for t in model.dp.zero_tiles)
+    assert 0 < count.sum() < model.dp.rows
     rng = np.random.default_rng(11)
     for n in (23, 9):
         x = rng.integers(0, 5, size=(n, 4))
@@ -135,7 +129,7 @@ def test_flows_stored_or_added_across_passes(store, monkeypatch):
 def test_row_tiles_cover_exactly_the_rows(rows, size):
     """``row_tiles``: runs of consecutive rows in tiles of at most ``size``; their union is
     the set of rows, with no row twice (brute force)."""
-    from pccc.backends.triton.runtime import row_tiles
+    from pccc.passes.schedule_parts import row_tiles
 
     want = sorted(set(rows))
     start, count = row_tiles(np.array(want, np.int64), size)

@@ -26,16 +26,18 @@ DEV = "cpu" if os.environ.get("TRITON_INTERPRET") == "1" else "cuda"
 
 
 
-def _pair(c, precision="fp32", verify=True):
-    tri = pccc.compile(c, backend="triton", device=DEV, precision=precision, verify=verify)
+def _pair(c, precision="fp32", verify=True, **options):
+    tri = pccc.compile(c, backend="triton", device=DEV, precision=precision, verify=verify,
+                       **options)
     ref = pccc.compile(c, backend="torch", device="cpu", dtype=torch.float64, verify=verify)
     return tri, ref
 
 
-def _grads_and_em(c, x, tol, weighted=False, verify=True):
+def _grads_and_em(c, x, tol, weighted=False, verify=True, **options):
     """``weighted``: a loss that weighs examples unequally (EM flows need their own pass);
-    ``verify=False`` for a circuit that is not smooth on purpose."""
-    tri, ref = _pair(c, verify=verify)
+    ``verify=False`` for a circuit that is not smooth on purpose; ``options``: the Triton
+    backend's."""
+    tri, ref = _pair(c, verify=verify, **options)
     xt = torch.as_tensor(x)
     ll = tri(xt.to(DEV) if not xt.is_floating_point() else xt)
     np.testing.assert_allclose(ll.detach().cpu().numpy(), plan_log_likelihood(tri.plan, x),
@@ -74,23 +76,20 @@ def test_dense_tiles_match_torch_backend(weighted):
     _grads_and_em(_dense_circuit(), x, 2e-4, weighted)
 
 
-@pytest.mark.parametrize("split", [False, True])
-def test_mixed_fanin_blocks_share_a_kernel(split, monkeypatch):
+def test_mixed_fanin_blocks_share_a_kernel():
     """Two vectors of one layer whose products have 2 and 3 children: one kernel (fan-in 3,
-    the narrow blocks' third child is padding, neither loaded nor scattered to) or, with
-    ``PCCC_TRITON_FANIN_SPLIT=1``, one per fan-in."""
-    from pccc.backends.triton import codegen
+    the narrow blocks' third child is padding, neither loaded nor scattered to)."""
     from pccc.ir import CircuitBuilder
 
-    monkeypatch.setattr(codegen, "FANIN_SPLIT", split)
     b = CircuitBuilder(rng=np.random.default_rng(2))
     leaves = [b.input(v, "categorical", n=32, card=5) for v in range(5)]
     left = b.sum([b.product([leaves[0], leaves[1]])], n=32)
     right = b.sum([b.product([leaves[2], leaves[3], leaves[4]])], n=32)
     c = b.build(b.sum([b.product([left, right])], n=1), num_vars=5)
     tri = pccc.compile(c, backend="triton", device=DEV)
-    fanins = [sorted(p.shape.fanin for p in st.parts) for st in tri.dp.steps]
-    assert ([2, 3] in fanins) == split and ([3] in fanins) != split, fanins
+    s = tri.dp.schedule
+    fanins = [sorted(s.parts[i].fanin for i in ids) for ids in s.layer_parts()]
+    assert [2, 3] not in fanins and [3] in fanins, fanins
     rng = np.random.default_rng(9)
     x = rng.integers(0, 5, size=(23, 5))
     x[rng.random(x.shape) < 0.2] = -1
@@ -110,7 +109,8 @@ def test_wide_products_keep_their_own_kernel():
             b.sum([b.product(leaves[5:15]), b.product(leaves[6:15])], n=16)]
     c = b.build(b.sum([b.product(vecs)], n=1), num_vars=15)
     tri = pccc.compile(c, backend="triton", device=DEV, verify=False)
-    fanins = [sorted(p.shape.fanin for p in st.parts) for st in tri.dp.steps]
+    s = tri.dp.schedule
+    fanins = [sorted(s.parts[i].fanin for i in ids) for ids in s.layer_parts()]
     assert [3, 10] in fanins, fanins
     rng = np.random.default_rng(10)
     x = rng.integers(0, 3, size=(17, 15))
@@ -159,15 +159,17 @@ def test_unrunnable_device_is_refused_in_one_line(monkeypatch):
 
 
 @pytest.mark.parametrize("weighted,small", [(False, False), (True, False), (True, True)])
-def test_sibling_blocks_match_torch_backend(weighted, small, monkeypatch):
+def test_sibling_blocks_match_torch_backend(weighted, small):
     """A 96-node vector becomes two 64-row blocks over the same elements: their element flows
     are summed by one ``sum_eflow`` program before the scatter; or (``small``: parts below
-    ``runtime.SMALL`` weights) every block scatters its own from ``sum_bwd``, ratios inline."""
-    from pccc.backends.triton import runtime
-    from pccc.backends.triton.codegen import children_table, split_by_fanin
-    from pccc.backends.triton.runtime import sibling_table
-
-    monkeypatch.setattr(runtime, "SMALL", 1 << 30 if small else 0)
+    the ``small_part`` option's weights) every block scatters its own from ``sum_bwd``, ratios
+    inline."""
+    from pccc.passes.schedule_parts import (
+        child_counts,
+        children_table,
+        sibling_table,
+        split_by_fanin,
+    )
 
     c = _dense_circuit(n=96)
     plan = pccc.compile(c).plan
@@ -178,30 +180,27 @@ def test_sibling_blocks_match_torch_backend(weighted, small, monkeypatch):
             continue
         for p in ly.partitions:
             table = children_table(prod, plan.num_node_slots)
-            for _, blocks in split_by_fanin(p, table):
+            for _, blocks in split_by_fanin(p, child_counts(table)):
                 widest = max(widest, sibling_table(p.chunk_start[blocks], p.num_chunks[blocks],
                                                    table, p.chunk_size).shape[1])
     assert widest > 1
-    parts = [p for st in pccc.compile(c, backend="triton", device=DEV).dp.steps for p in st.parts]
+    opts = {"small_part": 1 << 30 if small else 0}
+    parts = pccc.compile(c, backend="triton", device=DEV, **opts).dp.schedule.parts
     assert all(p.small and p.G == 1 for p in parts) if small else any(p.G > 1 for p in parts)
     rng = np.random.default_rng(6)
     x = rng.integers(0, 5, size=(21, 4))
     x[rng.random(x.shape) < 0.2] = -1
-    _grads_and_em(c, x, 2e-4, weighted)
+    _grads_and_em(c, x, 2e-4, weighted, **opts)
 
 
-@pytest.mark.parametrize("weighted,eflow_all", [(False, False), (True, False), (False, True)])
-def test_blocks_with_and_without_siblings_in_one_layer(weighted, eflow_all, monkeypatch):
+@pytest.mark.parametrize("weighted", [False, True])
+def test_blocks_with_and_without_siblings_in_one_layer(weighted):
     """A 96-node vector (two 64-row sibling blocks) and a 64-node vector (one block) over
     products of the same width share a layer and a kernel shape: the lone block's element
-    flows come from ``sum_bwd`` itself (or, ``eflow_all``, from ``sum_eflow`` too), the
-    siblings' from ``sum_eflow``. (Not decomposable: a product of ``right`` with itself gives
-    the second vector's products the first's width.)"""
-    from pccc.backends.triton import runtime
+    flows come from ``sum_bwd`` itself, the siblings' from ``sum_eflow``. (Not decomposable:
+    a product of ``right`` with itself gives the second vector's products the first's
+    width.)"""
     from pccc.ir.builder import CircuitBuilder
-
-    monkeypatch.setattr(runtime, "EFLOW_ALL", eflow_all)
-    monkeypatch.setattr(runtime, "SMALL", 0)
 
     b = CircuitBuilder(rng=np.random.default_rng(3))
     leaves = [b.input(v, "categorical", n=96, card=5) for v in range(4)]
@@ -209,13 +208,16 @@ def test_blocks_with_and_without_siblings_in_one_layer(weighted, eflow_all, monk
     right = b.sum([b.product([leaves[2], leaves[3]])], n=64)
     c = b.build(b.sum([b.product([left, b.sum([b.product([right, right])], n=96)])], n=1),
                 num_vars=4)
-    tri = pccc.compile(c, backend="triton", device=DEV, precision="fp32", verify=False)
-    kinds = [sorted({(p.shape.tag, p.G > 1) for p in st.parts}) for st in tri.dp.steps]
+    tri = pccc.compile(c, backend="triton", device=DEV, precision="fp32", verify=False,
+                       small_part=0)
+    s = tri.dp.schedule
+    kinds = [sorted({(s.parts[i].tag, s.parts[i].G > 1) for i in ids})
+             for ids in s.layer_parts()]
     assert any(len({g for _, g in k}) == 2 and len({t for t, _ in k}) == 1 for k in kinds), kinds
     rng = np.random.default_rng(8)
     x = rng.integers(0, 5, size=(19, 4))
     x[rng.random(x.shape) < 0.2] = -1
-    _grads_and_em(c, x, 2e-4, weighted, verify=False)
+    _grads_and_em(c, x, 2e-4, weighted, verify=False, small_part=0)
 
 
 def test_em_steps_and_stale_forward_match_torch_backend():

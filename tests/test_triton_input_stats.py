@@ -16,11 +16,14 @@ from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 pytest.importorskip("triton")
-from pccc.backends.triton import runtime  # noqa: E402
 from pccc.backends.triton.codegen import load_module  # noqa: E402
-from pccc.backends.triton.runtime import DevicePlan, _Input, col_bound  # noqa: E402
+from pccc.backends.triton.options import DEFAULT_TILES  # noqa: E402
+from pccc.backends.triton.runtime import DevicePlan, col_bound  # noqa: E402
 from pccc.ir.plan import InputLayer  # noqa: E402
+from pccc.ir.schedule import Launch  # noqa: E402
 from pccc.passes import compile_plan  # noqa: E402
+from pccc.passes.schedule_kernels import input_statistics  # noqa: E402
+from pccc.passes.schedule_parts import run_table  # noqa: E402
 from tests.test_triton_backend import _dense_circuit  # noqa: E402
 from tests.test_triton_compiled import _grads_and_em  # noqa: E402
 
@@ -49,14 +52,15 @@ def _device_plan(layers: list[InputLayer], precision: str, programs: int = 2) ->
     dp.device = DEV
     dp.k = _kernels(precision)
     dp.programs = programs
-    saved = dict(runtime.TILES)
-    runtime.TILES.update(catnb=16, catkt=16, catbt=16)
-    try:
-        dp.inputs = [dp._input(ly) for ly in layers]
-    finally:
-        runtime.TILES.clear()
-        runtime.TILES.update(saved)
+    tiles = {**DEFAULT_TILES, "catnb": 16, "catkt": 16, "catbt": 16}
+    dp.inputs = [dp._input(ly, Launch("input_fwd"), input_statistics(k, ly, tiles, programs))
+                 for k, ly in enumerate(layers)]
     return dp
+
+
+def _stride(batch: int) -> int:
+    """The module's buffer width for ``batch`` (the default tiles' stride tile, 64)."""
+    return max(64, -(-batch // 64) * 64)
 
 
 def _oracle(layers, f, x, miss, scale, q):
@@ -110,10 +114,10 @@ def test_statistics_match_numpy(data, spec, batch, flag, precision, programs):
     dp = _device_plan(layers, precision, programs)
     for ly, inp in zip(layers, dp.inputs):
         assert (inp.runs is not None) == (ly.param_size >= 16 and ly.n >= 4 * len(
-            _Input.run_table(ly.vars, 16))), (ly.param_size, inp.NB)
-        assert inp.runs is None or inp.KT == 16
+            run_table(ly.vars, 16))), (ly.param_size, inp.bwd.nb)
+        assert inp.runs is None or inp.bwd.kt == 16
     rng = np.random.default_rng(data.draw(st.integers(0, 2**31)))
-    stride = DevicePlan.stride_for(batch)
+    stride = _stride(batch)
     f = np.zeros((rows, stride))
     f[:, :batch] = rng.uniform(0.0, 2.0, (rows, batch))
     # the kernels compute col_bound(batch) columns, whose padding the module gives flow 0;
@@ -160,7 +164,7 @@ def test_em_direct_accumulates(em):
     dp = _device_plan([ly], "tf32", programs=16)  # 4 runs x 2 value tiles, 2 splits of 3 tiles
     assert dp.inputs[0].runs is not None and dp.inputs[0].runs.shape == (4, 16)
     rng = np.random.default_rng(5)
-    stride = DevicePlan.stride_for(batch)
+    stride = _stride(batch)
     f = np.zeros((1 + 2 * per, stride), np.float32)
     f[:, :batch] = rng.uniform(0, 1, (1 + 2 * per, batch))
     x = np.zeros((2, stride), np.float32)
@@ -182,12 +186,12 @@ def test_em_direct_accumulates(em):
 
 def test_run_table():
     vars_ = np.array([2, 0, 2, 1, 0, 2] + [3] * 20)
-    runs = _Input.run_table(vars_, 16)
+    runs = run_table(vars_, 16)
     assert runs.shape == (5, 16)  # variable 3's 20 nodes: two runs
     got = sorted(tuple(r[r >= 0]) for r in runs)
     assert got == sorted([(1, 4), (3,), (0, 2, 5), tuple(range(6, 22)), tuple(range(22, 26))])
-    assert _Input.run_table(np.repeat(np.arange(3), 5), 64).shape == (3, 16)
-    assert _Input.run_table(np.repeat(np.arange(2), 100), 64).shape == (4, 64)
+    assert run_table(np.repeat(np.arange(3), 5), 64).shape == (3, 16)
+    assert run_table(np.repeat(np.arange(2), 100), 64).shape == (4, 64)
 
 
 @pytest.mark.parametrize("weighted", [False, True])

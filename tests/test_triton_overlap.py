@@ -172,8 +172,6 @@ def _em_script(m, x, programs):
     """A sequence of EM-training operations; the sum weights after each step, and the flows
     read at two points. ``programs``: what the backward launches aim for (1: every part's
     programs have whole batches, so every weight's flow is stored after a step)."""
-    if programs is not None:
-        m.dp.programs = programs
     em = MiniBatchEM(m, step_size=0.4, pseudocount=0.1)
     xd = torch.as_tensor(x).to(DEV)
     out = []
@@ -213,7 +211,8 @@ def _store_equals_add(c, x, programs):
     """The script with and without stored flows: equal results; the parts' ``store``."""
     runs = []
     for store in (False, True):
-        m = pccc.compile(c, backend="triton", device=DEV, precision="fp32")
+        m = pccc.compile(c, backend="triton", device=DEV, precision="fp32",
+                         programs=programs or 0)
         m.store_flows = store
         runs.append(_em_script(m, x, programs))
     for a, b in zip(*runs):
@@ -221,7 +220,7 @@ def _store_equals_add(c, x, programs):
         assert torch.equal(fin, torch.isfinite(b))
         torch.testing.assert_close(a[fin], b[fin], rtol=1e-5, atol=1e-6)
     assert not runs[1][-1].any()
-    return [p.store for s in m.dp.steps for p in s.parts]
+    return [p.em_store for p in m.dp.schedule.parts]
 
 
 @pytest.mark.interpret

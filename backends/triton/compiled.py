@@ -133,7 +133,7 @@ class TritonCompiledCircuit(EMOverlap, KernelState, CompiledCircuit):
         # tiles (set before nn.Module's __init__, which keeps what is there)
         object.__setattr__(self, "_init_device", dev)
         object.__setattr__(self, "_init_upload", upload)
-        object.__setattr__(self, "dp", DevicePlan(plan, kernels, dev))
+        object.__setattr__(self, "dp", DevicePlan(plan, kernels, dev, opts))
         super().__init__(plan, device=device, dtype=torch.float32)
         self._init_overlap(self.device, opts.overlap_em)
         self.backend_name = "triton"
@@ -223,6 +223,7 @@ class TritonCompiledCircuit(EMOverlap, KernelState, CompiledCircuit):
         (:meth:`TritonOptions.to_text`) and the kernel source."""
         return {"plan": self.plan.summary() + f"\n  precision: {self.precision}",
                 "options": self.options.to_text(),
+                "schedule": self.dp.schedule_text(),
                 "kernels": self.source, "kernels_path": str(self.source_path)}
 
     # ------------------------------------------------------------ parameters
@@ -349,7 +350,7 @@ class TritonCompiledCircuit(EMOverlap, KernelState, CompiledCircuit):
         """Buffers wide enough for ``batch`` (grown, never shrunk; growing drops the graphs)."""
         b = self._sbufs
         if b is None or b.stride < batch:
-            stride = DevicePlan.stride_for(batch)
+            stride = self.dp.stride_for(batch)
             self._graphs.clear()
             self._sbufs = None
             v = max(self.num_vars, 1)

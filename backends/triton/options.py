@@ -33,11 +33,14 @@ PRECISIONS = ("tf32", "fp32", "bf16")
 #: ``wbwd``, ``weflow``, ``wbwds``); node rows, columns and warps of the input layers' forward
 #: (``inbn``, ``inbt``, ``win``); columns of the flow ratios (``ratio``); the forward and
 #: backward of wide products (``wide``, ``wideb``); the transposed forward of blocks under 64
-#: rows (``fwdt``). The defaults are the H100 sweep's best (``docs/benchmarks.md``).
+#: rows (``fwdt``); the categorical statistics' one-hot GEMMs: longest run of one variable's
+#: nodes (``catnb``), values per tile (``catkt``), batch columns per step (``catbt``), warps
+#: (``wcat``). The defaults are the H100 sweep's best (``docs/benchmarks.md``). The
+#: ``schedule-kernels`` pass reads them (its options of the same names).
 DEFAULT_TILES: Mapping[str, int] = MappingProxyType({
     "fwd": 32, "bwd": 32, "eflow": 64, "wfwd": 4, "wbwd": 4, "weflow": 8, "bwds": 32,
     "wbwds": 4, "inbn": 16, "inbt": 128, "win": 4, "ratio": 32, "wide": 32, "wideb": 16,
-    "fwdt": 64})
+    "fwdt": 64, "catnb": 64, "catkt": 256, "catbt": 32, "wcat": 8})
 
 
 def _tiles(overrides: Mapping[str, int] | None) -> Mapping[str, int]:
@@ -76,6 +79,9 @@ class TritonOptions:
     small_part: int = 1 << 17
     """parts of at most this many weights run their backward as lone blocks (one launch
     where launches, not work, take the time)"""
+    programs: int = 0
+    """programs a launch aims for (batch splits and narrower column tiles fill the card
+    where a launch has fewer); 0: 4 per multiprocessor of the device"""
     tiles: Mapping[str, int] = field(default_factory=lambda: DEFAULT_TILES)
     """tile sizes and warps by name (:data:`DEFAULT_TILES`)"""
 

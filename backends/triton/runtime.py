@@ -1,12 +1,13 @@
-"""Device-side tables of a plan and the launches of the generated kernels.
+"""Device-side tables of a plan and the launches of its kernel schedule.
 
-:class:`DevicePlan` turns a :class:`~pccc.ir.plan.KernelPlan` into int32 index tensors once
-(numpy, per partition, never per edge; the sum layers' tables copied to the device as one
-buffer, each input layer's as one more) and runs the
-forward pass (input layers, then each sum layer with its product layer fused in) and the
-backward pass (sum layers in reverse order: flow ratios once per layer where several programs
-read them, element flows scattered straight into the product children's node flows, weight
-gradients; then input-layer statistics).
+:class:`DevicePlan` carries out an L4 :class:`~pccc.ir.schedule.KernelSchedule` (made by the
+``schedule-kernels`` pass from the module's :class:`~pccc.backends.triton.options.
+TritonOptions`; every choice of kernel, tile, write mode and launch order is the schedule's).
+It turns the plan's index tables into int32 tensors once (numpy, per part, never per edge; the
+sum parts' tables copied to the device as one buffer, each input layer's as one more) and runs
+the schedule's forward launches (input layers, then each sum part with its product layer fused
+in) and backward launches (flow rows zeroed, root flows, per sum part in reverse layer order its
+flow ratios, element flows and weight gradients; then the input layers' statistics).
 Buffers are ``[slots + 1, stride]``: row ``NEG = num_node_slots`` holds ``-inf`` and is where
 element rows that no partition writes (reserved slots) point.
 """
@@ -14,59 +15,24 @@ element rows that no partition writes (reserved slots) point.
 from __future__ import annotations
 
 import math
-import os
 import warnings
 from dataclasses import dataclass
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from pccc.backends.triton.codegen import (
-    SumShape,
-    fanin_groups,
-    fwd_transposed,
-    input_kernel_name,
-)
-from pccc.ir.plan import InputLayer, KernelPlan, SumPartition
+from pccc.ir.plan import InputLayer, KernelPlan
+from pccc.ir.schedule import PART_KINDS, KernelSchedule, Launch, SumPart
+from pccc.passes.schedule_kernels import schedule_for
+from pccc.passes.schedule_parts import layer_tables, run_table
 
-#: batch columns per program (backward: fewer, its tiles hold more live values), and the
-#: column padding of every buffer (a multiple of both)
-BT = 32
-BT_FWD = 64
-#: batch columns per program of the backward kernels over wide products (``SumShape.wide``:
-#: an HCLT root with a hundred children): few blocks, so narrower tiles give the card more
-#: programs (their forward: ``TILES["wide"]``)
-BT_WIDE = 16
-BN = 16
-#: batch columns per program and warps of the sum kernels; ``PCCC_TRITON_TILES`` overrides
-#: them for tuning, e.g. ``fwd=64,bwd=32,eflow=64,wfwd=4,wbwd=4,weflow=8`` (``bwds``/``wbwds``:
-#: the backward of lone blocks, which also scatters their element flows; ``inbn``/``inbt``/
-#: ``win``: node rows, columns and warps of the input layers' forward; ``fwdt``: the
-#: transposed forward of blocks under 64 rows; ``ratio``: ``flow_ratio``; ``wide``/``wideb``:
-#: the forward and backward of wide products). Defaults: step 49's sweep on the H100.
-TILES = {"fwd": 32, "bwd": BT, "eflow": 64, "wfwd": 4, "wbwd": 4, "weflow": 8,
-         "bwds": BT, "wbwds": 4, "inbn": BN, "inbt": 128, "win": 4, "ratio": 32,
-         "wide": 32, "wideb": BT_WIDE, "fwdt": 64}
-TILES.update({k: int(v) for k, v in (item.split("=") for item in
-                                      os.environ.get("PCCC_TRITON_TILES", "").split(",") if item)})
-EFLOW_ALL = os.environ.get("PCCC_TRITON_EFLOW", "") == "all"
-#: narrower column tiles for launches too small to fill the card (``PCCC_TRITON_FILL=0``: off)
-FILL = os.environ.get("PCCC_TRITON_FILL", "1") != "0"
+#: arrays of the schedule's text in ``model.artifacts`` print as their shape above this size
+ELIDE_ABOVE = 256
 #: the run-time 0 added to atomic addresses (see ``_scatter`` in the templates)
 UNALIGNED = 0
-#: parts of at most this many weights (chunks included) run their backward as lone blocks
-#: (siblings too), with the flow ratios computed inline where there are at most two chunks:
-#: one launch instead of two or three, for the small layers of deep trees where launches, not
-#: work, take the time (``PCCC_TRITON_SMALL``)
-SMALL = int(os.environ.get("PCCC_TRITON_SMALL", str(1 << 17)))
-#: element flows stored, not added, where a child row has one writer (``PCCC_TRITON_STORE=0``:
-#: atomics everywhere and the whole flow buffer zeroed per pass, as before)
-STORE = os.environ.get("PCCC_TRITON_STORE", "1") != "0"
-#: rows and columns per program of ``zero_rows``
-ZERO_ROWS = 8
-ZERO_COLS = 512
 #: the kernels' column bound is the batch rounded up to a multiple of this (see
 #: :func:`col_bound`)
 COL_ALIGN = 16
@@ -76,9 +42,7 @@ def col_bound(batch: int) -> int:
     """The columns the kernels compute for a batch: rounded up to ``COL_ALIGN``. Triton
     specializes integer arguments on divisibility by 16; a bound that always is gives every
     batch size the same compiled kernels, and lets the compiler vectorize the loads and
-    stores masked by ``cols < bound`` (4 columns per access: with a run-time bound of unknown
-    divisibility every access was scalar, each 32-byte sector fetched 4 times; see
-    docs/benchmarks.md, notes log). The padding columns hold missing inputs (forward) and
+    stores masked by ``cols < bound``. The padding columns hold missing inputs (forward) and
     root flow 0 (backward): every flow, gradient and statistic they add is 0."""
     return -(-batch // COL_ALIGN) * COL_ALIGN
 
@@ -110,151 +74,43 @@ def to_device(groups: list[list[np.ndarray]], device: torch.device) -> list[list
 
 @dataclass
 class _SumPart:
-    shape: SumShape
-    nb: int
-    ncmax: int
+    """A schedule part's tables on the device."""
+
+    spec: SumPart
+    children: Tensor
+    """the children table of its sum layer's product layer"""
+    row: int
+    """that table's row length"""
     node_start: Tensor
     chunk_start: Tensor
     param_start: Tensor
     num_chunks: Tensor
     sib: Tensor
     """``[groups, G]`` blocks (local indices, -1 padding) that read the same elements"""
-    G: int
-    small: bool = False
-    """at most ``SMALL`` weights: one backward launch, ratios inline"""
-    rbase: Tensor | None = None
+    rbase: Tensor
     """``[nb]`` each block's first row in the flow-ratio scratch (``arange(nb) * B``)"""
-    atomic: bool = True
-    """its element flows are added atomically (some child row has another writer); False:
-    stored (see :func:`flow_writers`)"""
-    store: bool = False
-    """its EM flows may be stored after an EM step (see :meth:`DevicePlan.em_zero_tiles`)"""
 
-
-def sibling_table(chunk_start: np.ndarray, num_chunks: np.ndarray, table: np.ndarray,
-                  C: int, fanin: int | None = None) -> np.ndarray:
-    """Blocks grouped by the elements they read, compared by the elements' children (the row
-    blocks of one sum vector read the same products, laid out once per block): ``[groups, G]``
-    block indices, ``-1`` padded. Rows are compared through two 64-bit hashes (see
-    :func:`block_hashes`); ``fanin``: the table columns that hold the blocks' real children
-    (the others are padding, 0), all of them if None."""
-    h = block_hashes(chunk_start, num_chunks, table, C, fanin)
-    _, inv = np.unique(h, axis=0, return_inverse=True)
-    inv = inv.reshape(-1)
-    order = np.argsort(inv, kind="stable")
-    counts = np.bincount(inv)
-    rank = np.arange(len(inv)) - np.repeat(np.cumsum(counts) - counts, counts)
-    out = np.full((len(counts), int(counts.max(initial=1))), -1, np.int64)
-    out[inv[order], rank] = order
-    return out
-
-
-def block_hashes(chunk_start: np.ndarray, num_chunks: np.ndarray, table: np.ndarray, C: int,
-                 fanin: int | None = None) -> np.ndarray:
-    """``[blocks, 3]`` uint64: two random linear hashes (mod 2**64) of each block's row of
-    entries ``[chunks, C, table columns]`` (children + 2; in a padded chunk all 1), and its
-    chunk count. Linear, so computed as the children's own hash over the live chunks plus a
-    constant per chunk (2 or 1 times its coefficients' sum); the columns from ``fanin`` on
-    hold padding children (0) in every live chunk, so only the first ``fanin`` are read."""
-    nb, nc = chunk_start.shape
-    F = table.shape[1]
-    f = F if fanin is None else fanin
-    e = np.minimum(chunk_start[:, :, None] + np.arange(C), len(table) - 1)  # [nb, nc, C]
-    kids = np.take(table[:, :f], e.reshape(-1), axis=0).reshape(nb, nc, C * f)
-    live = np.arange(nc)[None, :] < num_chunks[:, None]
-    kids[~live] = 0  # padded chunks: only their constant
-    rng = np.random.default_rng(0)
-    coef = np.stack([rng.integers(1, 2**63, nc * C * F, dtype=np.uint64) for _ in range(2)])
-    coef = coef.reshape(2, nc, C, F)
-    rows = kids.astype(np.int64, copy=False).reshape(nb, -1).view(np.uint64)  # no copy
-    h = rows @ coef[..., :f].reshape(2, -1).T  # [nb, 2]
-    total = coef.reshape(2, nc, -1).sum(axis=2)  # [2, nc]
-    h += np.where(live[:, None, :], total * np.uint64(2), total).sum(axis=2)
-    return np.column_stack([h, num_chunks.astype(np.uint64)])
-
-
-@dataclass
-class _HostPart:
-    """A part's blocks and sibling groups on the host, before its tables go to the device."""
-
-    shape: SumShape
-    p: SumPartition
-    blocks: np.ndarray
-    sib: np.ndarray
-    """their sibling groups: indices into ``blocks``, -1 padding"""
-    small: bool = False
-    atomic: bool = True
-
-    def tables(self) -> list[np.ndarray]:
-        """The :class:`_SumPart` tables, in its fields' order."""
-        p, b = self.p, self.blocks
-        return [p.node_start[b], p.chunk_start[b], p.param_start[b], p.num_chunks[b], self.sib,
-                np.arange(len(b)) * self.shape.B]
-
-    def on_device(self, t: list[Tensor]) -> _SumPart:
-        """The part, given its :meth:`tables` on the device."""
-        node_start, chunk_start, param_start, num_chunks, sib, rbase = t
-        return _SumPart(self.shape, len(self.blocks), self.p.max_chunks, node_start,
-                        chunk_start, param_start, num_chunks, sib, self.sib.shape[1],
-                        self.small, rbase, self.atomic)
-
-    def scatter_units(self) -> np.ndarray:
-        """The blocks whose chunks' element flows are scattered by one program each: a
-        sibling group's first block (``sum_eflow``), else every block (``sum_bwd`` itself)."""
-        return self.sib[:, 0] if (self.sib.shape[1] > 1 or EFLOW_ALL) else \
-            np.arange(len(self.blocks))
-
-    def scattered_rows(self, table: np.ndarray, rows: int) -> np.ndarray:
-        """The node rows its element flows are scattered to, once per write (padding
-        children, slot 0, and ``NEG = rows - 1`` left out)."""
-        u = self.blocks[self.scatter_units()]
-        cs, nc = self.p.chunk_start[u], self.p.num_chunks[u]
-        e = cs[:, :, None] + np.arange(self.shape.C)  # [units, NC, C]
-        live = (np.arange(cs.shape[1]) < nc[:, None])[:, :, None] & (e < len(table))
-        kids = np.take(table[:, : self.shape.fanin], e[live], axis=0).ravel()
-        return kids[(kids != 0) & (kids != rows - 1)]
-
-
-@dataclass
-class _SumStep:
-    children: Tensor
-    row: int
-    parts: list[_SumPart]
+    @staticmethod
+    def tables(spec: SumPart, plan: KernelPlan) -> list[np.ndarray]:
+        """Its tables on the host, in the order of the fields after ``row``."""
+        p = plan.sum_layers()[spec.layer].partitions[spec.partition]
+        b = spec.blocks
+        return [p.node_start[b], p.chunk_start[b], p.param_start[b], p.num_chunks[b], spec.sib,
+                np.arange(len(b)) * spec.B]
 
 
 @dataclass
 class _Input:
     layer: InputLayer
-    fwd: str
-    bwd: str
+    fwd: Launch
+    bwd: Launch
+    """``input_bwd`` (atomics) or ``input_cat_dot`` (one-hot GEMMs over ``runs``)"""
     vars: Tensor
     pstart: Tensor
     values: Tensor
     logc: Tensor
     runs: Tensor | None = None
-    """``[runs, NB]`` layer node indices for the one-hot GEMM statistics (``input_cat_dot``;
-    ``-1`` padding), or None: the atomics kernel (``bwd``) does them"""
-    NB: int = 0
-    KT: int = 0
-    """value tile of ``input_cat_dot``"""
-    BT: int = 0
-    """its batch columns per step"""
-    warps: int = 0
-
-    @staticmethod
-    def run_table(vars: np.ndarray, cap: int) -> np.ndarray:
-        """The nodes grouped by variable (stable order), each variable's nodes cut into runs of
-        at most NB = max(16, the longest group rounded up to a power of two), NB <= ``cap``:
-        ``[runs, NB]`` node indices, ``-1`` padding."""
-        order = np.argsort(vars, kind="stable")
-        v = np.asarray(vars)[order]
-        cut = np.flatnonzero(np.diff(v) != 0) + 1
-        start = np.concatenate([[0], cut]).astype(np.int64)
-        length = np.diff(np.concatenate([start, [len(v)]]))
-        nb = min(cap, max(16, 1 << (int(length.max(initial=1)) - 1).bit_length()))
-        first, count = cut_runs(start, length, nb)
-        j = first[:, None] + np.arange(nb)[None, :]
-        return np.where(j < (first + count)[:, None], order[np.minimum(j, len(v) - 1)], -1)
+    """``[runs, NB]`` layer node indices for ``input_cat_dot`` (``-1`` padding)"""
 
 
 def _logc(total: int) -> np.ndarray:
@@ -262,10 +118,26 @@ def _logc(total: int) -> np.ndarray:
                      for k in range(total + 1)])
 
 
-class DevicePlan:
-    """A plan's index tables on one device, and the launches of its kernels."""
+def device_programs(device: torch.device) -> int:
+    """Programs a launch aims for on ``device``: 4 per multiprocessor (8 on the CPU)."""
+    if device.type == "cuda":
+        return 4 * torch.cuda.get_device_properties(device).multi_processor_count
+    return 8
 
-    def __init__(self, plan: KernelPlan, kernels: ModuleType, device: torch.device):
+
+class DevicePlan:
+    """A plan's index tables on one device, and the launches of its schedule.
+
+    Args:
+        plan: the L3 plan.
+        kernels: the generated kernel module.
+        device: where the tables live and the kernels run.
+        options: a ``TritonOptions`` (None: the defaults); the schedule is made from it.
+        schedule: the schedule to run instead (from ``schedule-kernels`` on ``plan``).
+    """
+
+    def __init__(self, plan: KernelPlan, kernels: ModuleType, device: torch.device,
+                 options: Any = None, schedule: KernelSchedule | None = None):
         self.plan = plan
         self.k = kernels
         self.device = device
@@ -273,94 +145,65 @@ class DevicePlan:
         self.rows = plan.num_node_slots + 1
         self._ratio: Tensor | None = None
         self._qbuf: Tensor | None = None
-        host = [(table, self._host_parts(table, groups)) for table, groups in fanin_groups(plan)]
-        #: flow rows a pass must zero first, as ``(first row, count <= ZERO_ROWS)`` tiles
-        #: (None: all of them)
-        self.zero_tiles: tuple[Tensor, Tensor] | None = None
-        zero = flow_writers(host, self.rows) if STORE else None
+        if schedule is None:
+            from pccc.backends.triton.options import TritonOptions
+
+            programs = options.programs if options is not None and options.programs else \
+                device_programs(device)
+            schedule = schedule_for(plan, options or TritonOptions(), programs)
+        #: the L4 schedule this plan runs
+        self.schedule = schedule
+        #: programs a backward launch aims for (batch splits fill the card on small layers)
+        self.programs = schedule.programs
+        tables = layer_tables(plan)
+        zero = schedule.flow_zero
         tiles, mixed = group_tiles(plan.param_group)
-        parts = [hp for _, hps in host for hp in hps]
         children, *part_tables, zero_tiles, misc = to_device(
-            [[table for table, _ in host], *(hp.tables() for hp in parts),
-             [*row_tiles(zero, ZERO_ROWS)] if zero is not None else [],
+            [tables, *(_SumPart.tables(sp, plan) for sp in schedule.parts),
+             [zero[:, 0], zero[:, 1]] if zero is not None else [],
              [plan.group_size, tiles, mixed, *tile_runs(tiles, mixed)]], device)
-        on_device = iter([hp.on_device(t) for hp, t in zip(parts, part_tables)])
-        self.steps: list[_SumStep] = [
-            _SumStep(c, table.shape[1], [next(on_device) for _ in hps])
-            for c, (table, hps) in zip(children, host)]
-        if zero is not None:
-            self.zero_tiles = (zero_tiles[0], zero_tiles[1])
+        #: per schedule part, its device tables
+        self.parts = [_SumPart(sp, children[sp.layer], int(tables[sp.layer].shape[1]), *t)
+                      for sp, t in zip(schedule.parts, part_tables)]
+        #: flow rows a pass zeroes, as ``(first row, count)`` tiles (None: all of them)
+        self.zero_tiles = (zero_tiles[0], zero_tiles[1]) if zero is not None else None
         self.group_size, self.tiles, self.mixed, *runs = misc
         self.runs = tuple(runs)
         self.num_groups = len(plan.group_size)
-        self.inputs = [self._input(ly) for ly in plan.input_layers]
+        fwd = {ln.input: ln for ln in schedule.forward if ln.input >= 0}
+        bwd = {ln.input: ln for ln in schedule.backward if ln.input >= 0}
+        self.inputs = [self._input(ly, fwd[k], bwd[k]) for k, ly in enumerate(plan.input_layers)]
         cont = np.zeros(plan.num_vars, dtype=bool)
         for ly in plan.input_layers:
             if ly.dist == "gaussian":
                 cont[np.asarray(ly.vars, dtype=np.int64)] = True
         #: the continuous variables (their -1 is a value; None: there are none)
         self.cont_vars = torch.from_numpy(cont).to(device) if cont.any() else None
-        #: programs a backward launch aims for (batch splits fill the card on small layers)
-        self.programs = 4 * (torch.cuda.get_device_properties(device).multi_processor_count
-                             if device.type == "cuda" else 2)
         self._zero_flags: Tensor | None = None
 
-    def _host_parts(self, table: np.ndarray,
-                    groups: list[tuple[SumShape, SumPartition, np.ndarray]]) -> list[_HostPart]:
-        """A sum layer's parts: its blocks by kernel shape (``groups``, see
-        :func:`fanin_groups`), each cut into lone blocks and sibling groups (or kept whole
-        where small); ``table``: the children table of the product layer below."""
-        parts = []
-        for shape, p, blocks in groups:
-            if len(blocks) * shape.NC * shape.B * shape.C <= SMALL and not EFLOW_ALL:
-                # too few blocks to pay for three launches (siblings) or two (chunks > 1)
-                parts.append(_HostPart(shape, p, blocks, np.arange(len(blocks))[:, None],
-                                       small=True))
-                continue
-            sib = sibling_table(p.chunk_start[blocks], p.num_chunks[blocks], table, shape.C,
-                                shape.fanin)
-            alone = (sib >= 0).sum(axis=1) == 1
-            if alone.any():  # no sibling: its element flows come from sum_bwd itself
-                lone = blocks[sib[alone, 0]]
-                parts.append(_HostPart(shape, p, lone, np.arange(len(lone))[:, None]))
-            if not alone.all():  # sibling groups: element flows summed by sum_eflow
-                grouped = sib[~alone]
-                local = np.full(len(blocks), -1, np.int64)
-                members = grouped[grouped >= 0]
-                local[members] = np.arange(len(members))
-                grouped = np.where(grouped >= 0, local[np.maximum(grouped, 0)], -1)
-                parts.append(_HostPart(shape, p, blocks[members], grouped))
-        return parts
-
-    def _input(self, ly: InputLayer) -> _Input:
+    def _input(self, ly: InputLayer, fwd: Launch, bwd: Launch) -> _Input:
+        """An input layer's tables on the device, for its schedule launches."""
         d = self.device
         total = int(dict(ly.attrs).get("total", 0)) if ly.dist == "binomial" else 0
         values = ly.values if ly.values is not None else np.zeros(1, np.int64)
         logc = _logc(total) if ly.dist == "binomial" else np.zeros(1)
-        # categorical statistics by a one-hot GEMM per run of one variable's nodes, where the
-        # values fill a tensor-core tile and runs are long enough (>= 4 nodes on average) to
-        # beat one atomic per (node, column); PCCC_TRITON_TILES: catnb (longest run, 0: never),
-        # catkt (value tile), catbt (batch columns per step), wcat (warps)
-        cap = TILES.get("catnb", 64)
-        runs = None
-        if ly.dist == "categorical" and ly.param_size >= 16 and ly.n and cap >= 16:
-            runs = _Input.run_table(ly.vars, cap)
-            if ly.n < 4 * len(runs):
-                runs = None
+        runs = run_table(ly.vars, bwd.nb) if bwd.kind == "input_cat_dot" else None
         var_t, pstart, vals, *run_t = to_device(
             [[ly.vars, ly.param_start, values] + ([runs] if runs is not None else [])], d)[0]
-        inp = _Input(ly, input_kernel_name(ly.dist, total, "fwd"),
-                     input_kernel_name(ly.dist, total, "bwd"), var_t, pstart, vals,
-                     torch.tensor(logc, dtype=torch.float32, device=d))
-        if runs is not None:
-            inp.runs, inp.NB = run_t[0], runs.shape[1]
-            inp.KT = min(TILES.get("catkt", 256), 1 << (ly.param_size - 1).bit_length())
-            inp.BT, inp.warps = TILES.get("catbt", BT), TILES.get("wcat", 8)
-        return inp
+        return _Input(ly, fwd, bwd, var_t, pstart, vals,
+                      torch.tensor(logc, dtype=torch.float32, device=d),
+                      run_t[0] if runs is not None else None)
 
-    @staticmethod
-    def stride_for(batch: int) -> int:
-        col = max(TILES["fwd"], TILES["bwd"], TILES["eflow"], BT_FWD)
+    def schedule_text(self) -> str:
+        """The schedule's ``.pcir`` text, arrays of more than ``ELIDE_ABOVE`` entries as their
+        shape only (``model.artifacts["schedule"]``)."""
+        from pccc.ir.print_schedule import print_schedule
+
+        return print_schedule(self.schedule, elide_above=ELIDE_ABOVE)
+
+    def stride_for(self, batch: int) -> int:
+        """The buffers' column stride for a batch: a multiple of the schedule's stride tile."""
+        col = self.schedule.stride_tile
         return max(col, -(-batch // col) * col)
 
     def new_node_buffer(self, stride: int) -> Tensor:
@@ -397,52 +240,72 @@ class DevicePlan:
         per input layer, its kernel's parameter table and auxiliary table (categorical: raw
         coordinates and the per-node constant of ``log theta = raw + c``)."""
         stride = node.shape[1]
-        bn, bt = TILES["inbn"], TILES["inbt"]
         cols = col_bound(batch)
         for inp, (theta, aux) in zip(self.inputs, params):
-            ly = inp.layer
-            getattr(self.k, inp.fwd)[(triton_cdiv(ly.n, bn), triton_cdiv(cols, bt))](
+            ly, ln = inp.layer, inp.fwd
+            getattr(self.k, ln.kernel)[(triton_cdiv(ly.n, ln.bn), triton_cdiv(cols, ln.bt))](
                 node, xt, mt, inp.vars, inp.pstart, inp.values, theta, aux,
-                ly.node_start, ly.n, cols, stride, BN=bn, BT=bt, num_warps=TILES["win"])
+                ly.node_start, ly.n, cols, stride, BN=ln.bn, BT=ln.bt, num_warps=ln.warps)
         self.sum_forward(node, batch, w)
 
     def sum_forward(self, node: Tensor, batch: int, w: Tensor) -> None:
-        """The sum layers (products fused in) over a node buffer whose inputs are filled."""
+        """The sum parts (products fused in) over a node buffer whose inputs are filled."""
         stride = node.shape[1]
         batch = col_bound(batch)
-        for step in self.steps:
-            for p in step.parts:
-                bt = TILES["wide"] if p.shape.wide else self.fill(
-                    TILES["fwdt" if fwd_transposed(p.shape) else "fwd"], p.nb, stride)
-                getattr(self.k, f"sum_fwd_{p.shape.tag}")[(p.nb, triton_cdiv(batch, bt))](
-                    node, w, step.children, step.row, p.node_start, p.chunk_start,
-                    p.param_start, p.num_chunks, batch, stride, BT=bt,
-                    num_warps=TILES["wfwd"])
+        for ln in self.schedule.forward:
+            if ln.kind != "sum_fwd":
+                continue
+            p = self.parts[ln.part]
+            bt = self.tile(ln, stride)
+            getattr(self.k, ln.kernel)[(p.spec.nb, triton_cdiv(batch, bt))](
+                node, w, p.children, p.row, p.node_start, p.chunk_start, p.param_start,
+                p.num_chunks, batch, stride, BT=bt, num_warps=ln.warps)
 
     def sum_backward(self, node: Tensor, flow: Tensor, scale: Tensor, flag: Tensor, batch: int,
                      w: Tensor, pgrad: Tensor, flows: Tensor, em_direct: bool = False,
                      inplace: bool = False, store: bool = False,
                      root_flow: Tensor | None = None) -> None:
         """Node flows (flow 1 per root and example, or ``root_flow``: ``[num_roots, batch]``)
-        into ``flow``; ``sum_b scale_b * ...`` weight
-        gradients into ``pgrad`` (zeroed here); where ``flag[0] != 0``, EM flows added to
-        ``flows``. ``em_direct``: ``pgrad`` is the EM flows accumulator instead (not zeroed;
-        ``scale`` must be 1 and ``flag`` 0): ``w`` times the sums are added to it.
-        ``inplace``: the flow ratios overwrite the sum rows' values in ``node`` (no later
-        kernel reads them; 41 MiB of scratch less on HCLT-256): the buffer no longer holds
-        the forward's values afterwards. ``store`` (with ``em_direct``): the EM flows of the
-        parts that can (their ``store``) are stored, not added (an EM step with
-        :meth:`em_zero_tiles` left old values there)."""
+        into ``flow``; ``sum_b scale_b * ...`` weight gradients into ``pgrad`` (zeroed here);
+        where ``flag[0] != 0``, EM flows added to ``flows``. ``em_direct``: ``pgrad`` is the EM
+        flows accumulator instead (not zeroed; ``scale`` must be 1 and ``flag`` 0): ``w`` times
+        the sums are added to it. ``inplace``: the flow ratios overwrite the sum rows' values
+        in ``node`` (no later kernel reads them): the buffer no longer holds the forward's
+        values afterwards. ``store`` (with ``em_direct``): the EM flows of the parts that can
+        (their ``em_store``) are stored, not added (an EM step with :meth:`em_zero_tiles` left
+        old values there)."""
         if store:
-            self.em_zero_tiles()  # (each part's ``store``)
+            self.em_zero_tiles()
         stride = node.shape[1]
         real, batch = batch, col_bound(batch)
+        ready = False
+        for ln in self.schedule.backward:
+            if ln.kind == "flow_zero":
+                self._zero_flows(ln, flow, stride, batch)
+            elif ln.kind == "root_flows":
+                self._root_flows(flow, real, batch, root_flow)
+            elif ln.kind in PART_KINDS:
+                if not ready:
+                    scratch, qbuf = self._backward_start(pgrad, em_direct, stride, inplace)
+                    rbuf, ready = node if inplace else scratch, True
+                p = self.parts[ln.part]
+                rstart = p.node_start if inplace else p.rbase
+                self._part_backward(ln, p, node, flow, scale, flag, batch, stride, w, pgrad,
+                                    flows, (rbuf, rstart, qbuf),
+                                    (em_direct, store and em_direct and p.spec.em_store))
+        if not ready:
+            self._backward_start(pgrad, em_direct, stride, inplace)
+
+    def _zero_flows(self, ln: Launch, flow: Tensor, stride: int, batch: int) -> None:
         if self.zero_tiles is None:
             flow.zero_()
-        elif self.zero_tiles[0].numel():  # the rows that atomics add to; the rest are stored
-            start, count = self.zero_tiles
-            self.k.zero_rows[(start.numel(), triton_cdiv(batch, ZERO_COLS))](
-                flow, start, count, stride, batch, R=ZERO_ROWS, CB=ZERO_COLS)
+            return
+        start, count = self.zero_tiles
+        self.k.zero_rows[(start.numel(), triton_cdiv(batch, ln.bt))](
+            flow, start, count, stride, batch, R=ln.bn, CB=ln.bt)
+
+    def _root_flows(self, flow: Tensor, real: int, batch: int, root_flow: Tensor | None
+                    ) -> None:
         roots = slice(self.plan.root_slot, self.plan.root_slot + self.plan.num_roots)
         if root_flow is None:
             flow[roots, :real] = 1.0
@@ -450,78 +313,61 @@ class DevicePlan:
             flow[roots, :real] = root_flow
         if batch > real:  # padding columns (see col_bound): no flow
             flow[roots, real:batch] = 0.0
+
+    def _backward_start(self, pgrad: Tensor, em_direct: bool, stride: int, inplace: bool
+                        ) -> tuple[Tensor, Tensor]:
         if not em_direct:
             pgrad.zero_()
-        scratch, qbuf = self.ratio_buffers(stride, rows=not inplace)
-        rbuf = node if inplace else scratch
-        for step in reversed(self.steps):
-            for p in step.parts:
-                B = p.shape.B
-                # element flows by sum_eflow (sibling groups; every block with
-                # PCCC_TRITON_EFLOW=all) or scattered by sum_bwd itself
-                eflow = p.G > 1 or EFLOW_ALL
-                # the ratios are read more than once: made once (unless the part is small and
-                # has at most two chunks: then recomputed, one launch less)
-                ratio = eflow or (p.shape.NC > 1 and not (p.small and p.shape.NC <= 2))
-                rstart = p.node_start if inplace else p.rbase
-                if ratio:
-                    br = self.fill(TILES["ratio"], p.nb, stride)
-                    self.k.flow_ratio[(p.nb, triton_cdiv(batch, br))](
-                        node, flow, p.node_start, rbuf, rstart, qbuf, batch, stride, B=B,
-                        BP=1 << max(0, (B - 1).bit_length()), BT=br)
-                if eflow:
-                    be = TILES["wideb"] if p.shape.wide else \
-                        self.fill(TILES["eflow"], p.sib.shape[0] * p.shape.NC, stride)
-                    getattr(self.k, f"sum_eflow_{p.shape.tag}")[
-                        (p.sib.shape[0], p.shape.NC, triton_cdiv(batch, be))](
-                        node, flow, w, step.children, step.row, p.sib, p.node_start,
-                        p.chunk_start, p.param_start, p.num_chunks, batch, stride, UNALIGNED,
-                        rbuf, rstart, qbuf, G=p.G, BT=be, ATOMIC=p.atomic,
-                        num_warps=TILES["weflow"])
-                bt = TILES["wideb"] if p.shape.wide else TILES["bwd" if eflow else "bwds"]
-                tiles = triton_cdiv(batch, bt)
-                splits = min(tiles, triton_cdiv(self.programs, p.nb * p.shape.NC))
-                getattr(self.k, f"sum_bwd_{p.shape.tag}")[(p.nb, p.shape.NC, splits)](
-                    node, flow, w, pgrad, flows, scale, flag, step.children, step.row,
-                    p.node_start, p.chunk_start, p.param_start, p.num_chunks, batch, stride,
-                    splits, triton_cdiv(tiles, splits), UNALIGNED, rbuf, rstart, qbuf, BT=bt,
-                    SCATTER=not eflow, EMW=em_direct, RATIO=ratio, ATOMIC=p.atomic,
-                    STORE=store and em_direct and p.store,
-                    num_warps=TILES["wbwd" if eflow else "wbwds"])
+        return self.ratio_buffers(stride, rows=not inplace)
+
+    def _part_backward(self, ln: Launch, p: _SumPart, node: Tensor, flow: Tensor,
+                       scale: Tensor, flag: Tensor, batch: int, stride: int, w: Tensor,
+                       pgrad: Tensor, flows: Tensor, ratios: tuple[Tensor, Tensor, Tensor],
+                       em: tuple[bool, bool]) -> None:
+        """One backward launch of a part (``ratios``: scratch, its rows, maxima; ``em``:
+        EM-direct, and EM flows stored)."""
+        rbuf, rstart, qbuf = ratios
+        sp = p.spec
+        if ln.kind == "flow_ratio":
+            br = self.tile(ln, stride)
+            self.k.flow_ratio[(sp.nb, triton_cdiv(batch, br))](
+                node, flow, p.node_start, rbuf, rstart, qbuf, batch, stride, B=sp.B,
+                BP=1 << max(0, (sp.B - 1).bit_length()), BT=br)
+        elif ln.kind == "sum_eflow":
+            be = self.tile(ln, stride)
+            getattr(self.k, ln.kernel)[(sp.groups, sp.NC, triton_cdiv(batch, be))](
+                node, flow, w, p.children, p.row, p.sib, p.node_start, p.chunk_start,
+                p.param_start, p.num_chunks, batch, stride, UNALIGNED, rbuf, rstart, qbuf,
+                G=sp.G, BT=be, ATOMIC=ln.atomic, num_warps=ln.warps)
+        else:
+            tiles = triton_cdiv(batch, ln.bt)
+            splits = min(tiles, ln.max_splits)
+            getattr(self.k, ln.kernel)[(sp.nb, sp.NC, splits)](
+                node, flow, w, pgrad, flows, scale, flag, p.children, p.row, p.node_start,
+                p.chunk_start, p.param_start, p.num_chunks, batch, stride, splits,
+                triton_cdiv(tiles, splits), UNALIGNED, rbuf, rstart, qbuf, BT=ln.bt,
+                SCATTER=ln.scatter, EMW=em[0], RATIO=ln.ratio, ATOMIC=ln.atomic, STORE=em[1],
+                num_warps=ln.warps)
 
     def em_zero_tiles(self) -> Tensor:
         """``[tiles]`` int8: 1 where a 64-weight tile holds a weight whose EM flows the
         backward adds (an EM step zeroes them), 0 where the next EM-direct backward stores
-        every weight's flow: the tiles inside the chunks of parts that can store (made on
-        first use, with each part's ``store``). A part can store where each of its backward
-        programs has whole batches, whatever their size (one split: it has as many programs
-        as a launch aims for) and no weight of its chunks is another chunk's too (tied
-        parameters, or chunk tails that reach into the next chunk)."""
+        every weight's flow: the tiles inside the chunks of the parts whose EM flows the
+        schedule stores (``em_store``), made on first use."""
         if self._zero_flags is None:
             dev = self.device
-            parts = [p for step in self.steps for p in step.parts]
-            ranges = []
-            for i, p in enumerate(parts):
+            ranges = [torch.zeros(2, 0, dtype=torch.long, device=dev)]
+            for p in self.parts:
+                if not p.spec.em_store:
+                    continue
                 live = torch.arange(p.param_start.shape[1], device=dev)[None, :] < \
                     p.num_chunks[:, None]
                 ps = p.param_start[live].long()  # each chunk: weights ps .. ps + B*C - 1
-                ranges.append(torch.stack([ps, ps + p.shape.B * p.shape.C,
-                                           torch.full_like(ps, i)]))
-            r = torch.cat(ranges, 1) if ranges else torch.zeros(3, 0, dtype=torch.long,
-                                                                  device=dev)
-            r = r[:, torch.argsort(r[0])]
-            start, end, owner = r
-            shared = torch.zeros_like(start, dtype=torch.bool)
-            if start.numel() > 1:  # sorted by start: overlaps an earlier or the next range
-                shared[1:] = start[1:] < torch.cummax(end, 0).values[:-1]
-                shared[:-1] |= end[:-1] > start[1:]
-            bad = set(owner[shared].tolist())
-            for i, p in enumerate(parts):
-                p.store = p.nb * p.shape.NC >= self.programs and i not in bad
-            keep = torch.tensor([p.store for p in parts] or [False], device=dev)[owner]
+                ranges.append(torch.stack([ps, ps + p.spec.B * p.spec.C]))
+            start, end = torch.cat(ranges, 1)
             t0 = torch.div(start + 63, 64, rounding_mode="floor")  # the tiles it covers whole
             t1 = torch.div(end, 64, rounding_mode="floor")
-            ok = keep & (t1 > t0)
+            ok = t1 > t0
             nt = self.tiles.numel()
             diff = torch.zeros(nt + 1, dtype=torch.int32, device=dev)
             one = torch.ones(int(ok.sum()), dtype=torch.int32, device=dev)
@@ -530,15 +376,15 @@ class DevicePlan:
             self._zero_flags = (torch.cumsum(diff, 0)[:nt] <= 0).to(torch.int8)
         return self._zero_flags
 
-    def fill(self, cols: int, others: int, width: int) -> int:
-        """Batch columns per program: ``cols``, halved (down to 16) while a launch of
-        ``others`` programs per column tile would leave the card part idle (the small layers
-        of a deep tree: 64 programs for 132 multiprocessors). ``width``: the buffers' column
-        stride (the largest batch seen), not the batch: the column tiles (a compile-time
-        constant) stay the same when a smaller batch comes (an epoch's last), so it does not
-        recompile."""
-        if FILL:
-            while cols > 16 and others * triton_cdiv(width, cols) < self.programs:
+    def tile(self, ln: Launch, width: int) -> int:
+        """A launch's batch columns per program: its ``bt``; where it has a ``fill``, halved
+        (down to 16) while ``fill`` programs per column tile would leave the card part idle.
+        ``width``: the buffers' column stride (the largest batch seen), not the batch: the
+        column tiles (a compile-time constant) stay the same when a smaller batch comes, so
+        it does not recompile."""
+        cols = ln.bt
+        if ln.fill:
+            while cols > 16 and ln.fill * triton_cdiv(width, cols) < self.programs:
                 cols //= 2
         return cols
 
@@ -546,7 +392,7 @@ class DevicePlan:
         """Scratch for ``flow_ratio``: ``[rows of the largest part, stride]`` ratios (only
         when ``rows``; else a 1-element stand-in) and ``[blocks of the largest part, stride]``
         maxima, kept per stride."""
-        parts = [p for st in self.steps for p in st.parts]
+        parts = self.schedule.parts
         if self._qbuf is None or self._qbuf.shape[1] != stride:
             nb = max([p.nb for p in parts] + [1])
             self._qbuf = None
@@ -554,7 +400,7 @@ class DevicePlan:
         if not rows:
             return self._qbuf[:1, :1], self._qbuf
         if self._ratio is None or self._ratio.shape[1] != stride:
-            n = max([p.nb * p.shape.B for p in parts] + [1])
+            n = max([p.nb * p.B for p in parts] + [1])
             self._ratio = None
             self._ratio = torch.empty((n, stride), dtype=torch.float32, device=self.device)
         return self._ratio, self._qbuf
@@ -568,30 +414,29 @@ class DevicePlan:
         is 0 (EM statistics are ``counts`` themselves), so no launch is made for them."""
         stride = flow.shape[1]
         batch = col_bound(batch)  # the padding columns' flows are 0
-        tiles = triton_cdiv(batch, BT)
         if zero:
             counts.zero_()
         for inp, ns, ns_em in zip(self.inputs, nstats, nstats_em):
             if zero:
                 ns.zero_()
-            ly = inp.layer
+            ly, ln = inp.layer, inp.bwd
             if inp.runs is not None:  # one-hot GEMM: weighted, then (flag[0] != 0) EM
-                kt = triton_cdiv(ly.param_size, inp.KT)
+                kt = triton_cdiv(ly.param_size, ln.kt)
                 progs = inp.runs.shape[0] * kt
-                ct = triton_cdiv(batch, inp.BT)
-                splits = min(ct, triton_cdiv(self.programs, progs))
+                ct = triton_cdiv(batch, ln.bt)
+                splits = min(ct, ln.max_splits)
                 for unweighted, c, s in ((False, counts, ns), (True, counts_em, ns_em)):
                     if unweighted and not em:
                         break
                     self.k.input_cat_dot[(progs, splits)](
                         flow, xt, mt, inp.vars, inp.pstart, c, s, scale, flag, inp.runs,
                         ly.node_start, ly.param_size, batch, stride, splits,
-                        triton_cdiv(ct, splits), NB=inp.NB, KT=inp.KT, KTILES=kt, BT=inp.BT,
-                        EM=unweighted, num_warps=inp.warps)
+                        triton_cdiv(ct, splits), NB=ln.nb, KT=ln.kt, KTILES=kt, BT=ln.bt,
+                        EM=unweighted, num_warps=ln.warps)
                 continue
-            getattr(self.k, inp.bwd)[(triton_cdiv(ly.n, BN), tiles)](
+            getattr(self.k, ln.kernel)[(triton_cdiv(ly.n, ln.bn), triton_cdiv(batch, ln.bt))](
                 flow, xt, mt, inp.vars, inp.pstart, counts, ns, counts_em, ns_em, scale, flag,
-                ly.node_start, ly.n, batch, stride, BN=BN, BT=BT)
+                ly.node_start, ly.n, batch, stride, BN=ln.bn, BT=ln.bt)
 
     # ---------------------------------------------------------- flat weights
     def group_reduce(self, mode: int, x: Tensor, out: Tensor, y: Tensor | None = None,
@@ -654,55 +499,6 @@ class DevicePlan:
     @property
     def tile_grid(self) -> tuple[int]:
         return (triton_cdiv(self.tiles.numel(), WTILES),)
-
-
-def flow_writers(steps: list[tuple[np.ndarray, list[_HostPart]]], rows: int
-                 ) -> np.ndarray | None:
-    """Which scatters may store instead of add: counts, over the whole backward pass, how many
-    element flows each node row receives (padding children, slot 0, and ``NEG`` left out), and
-    marks a part atomic when one of its children rows receives more than one. ``steps``: per
-    sum layer, the children table and the parts. Returns the rows the atomic parts add to,
-    sorted (each pass zeroes them first; the stored rows are overwritten, and rows nobody
-    writes keep the buffer's initial zeros), or None where that is most rows (then the whole
-    buffer is zeroed, one fill)."""
-    parts = [p for _, ps in steps for p in ps]
-    kids_of = [p.scattered_rows(table, rows) for table, ps in steps for p in ps]
-    count = np.bincount(np.concatenate(kids_of), minlength=rows) if kids_of else \
-        np.zeros(rows, np.int64)
-    shared = count > 1
-    zero = np.zeros(rows, bool)
-    for p, kids in zip(parts, kids_of):
-        p.atomic = bool(shared[kids].any())
-        if p.atomic:
-            zero[kids] = True
-    out = np.flatnonzero(zero)
-    if 2 * len(out) > rows:
-        for p in parts:
-            p.atomic = True  # the buffer is zeroed anyway: keep one kind of kernel
-        return None
-    return out
-
-
-def row_tiles(rows: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Sorted distinct ``rows`` as tiles of consecutive rows: ``(first row, count)``, each
-    count at most ``size`` (a run of consecutive rows is cut into tiles)."""
-    rows = np.asarray(rows, np.int64)
-    if not len(rows):
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    cut = np.flatnonzero(np.diff(rows) != 1) + 1
-    start = np.concatenate([[0], cut])
-    first, count = cut_runs(start, np.diff(np.concatenate([start, [len(rows)]])), size)
-    return rows[first], count
-
-
-def cut_runs(start: np.ndarray, length: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Runs ``[start, start + length)`` cut into pieces of at most ``size``, in order:
-    ``(first, count)`` per piece."""
-    start, length = np.asarray(start, np.int64), np.asarray(length, np.int64)
-    pieces = -(-length // size)
-    k = np.arange(pieces.sum()) - np.repeat(np.cumsum(pieces) - pieces, pieces)
-    first = np.repeat(start, pieces) + k * size
-    return first, np.minimum(size, np.repeat(length, pieces) - k * size)
 
 
 def triton_cdiv(a: int, b: int) -> int:
