@@ -20,10 +20,14 @@ import pccc.passes  # noqa: F401  (every compile for this backend runs the passe
 from pccc.backends.registry import register
 from pccc.backends.triton.compiled import TritonCompiledCircuit
 from pccc.backends.triton.options import TritonOptions
+from pccc.ir import dists
 from pccc.ir.errors import PcccError
 from pccc.ir.plan import KernelPlan
 
 __all__ = ["TritonCompiledCircuit", "TritonOptions", "make"]
+
+#: the input distributions the Triton kernels implement (others are refused by name)
+INPUT_DISTS = ("indicator", "categorical", "bernoulli", "binomial", "gaussian")
 
 
 def make(plan: KernelPlan, *, device: Any = "cuda", dtype: Any = None, **options: Any
@@ -35,6 +39,7 @@ def make(plan: KernelPlan, *, device: Any = "cuda", dtype: Any = None, **options
     if dtype not in (None, torch.float32, "float32"):
         raise PcccError(f"triton backend: buffers are float32 (got dtype {dtype})")
     opts = TritonOptions.from_kwargs(**options)
+    dists.refuse_missing("triton", [ly.dist for ly in plan.input_layers], INPUT_DISTS)
     _check_device(device)
     return TritonCompiledCircuit(plan, device=device, options=opts)
 
