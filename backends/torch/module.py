@@ -45,6 +45,7 @@ from pccc.backends.reference.evaluate import Semiring
 from pccc.backends.torch import inputs as fam
 from pccc.backends.torch.layers import TorchProductLayer, TorchSumPartition
 from pccc.backends.torch.params import ParamsMixin
+from pccc.ir import dists
 from pccc.ir.plan import KernelPlan, ProductLayer, SumLayer
 from pccc.ir.plan_verify import check_once
 
@@ -176,11 +177,11 @@ class CompiledCircuit(ParamsMixin, nn.Module):
         self.num_vars = plan.num_vars
         self.product_layers = nn.ModuleList()
         self.sum_layers = nn.ModuleList()
-        self._continuous = any(ly.dist == "gaussian" for ly in plan.input_layers)
+        self._continuous = any(dists.get(ly.dist).continuous for ly in plan.input_layers)
         #: the continuous variables, whose -1 is a value (missing: NaN only)
         self._cont_vars = np.zeros(plan.num_vars, dtype=bool)
         for il in plan.input_layers:
-            if il.dist == "gaussian":
+            if dists.get(il.dist).continuous:
                 self._cont_vars[np.asarray(il.vars, dtype=np.int64)] = True
         if self.torch_layers:
             for ly in plan.layers:
@@ -455,7 +456,7 @@ class CompiledCircuit(ParamsMixin, nn.Module):
 
     def _add_input_stats(self, dist: str, pidx: Tensor, span: tuple[int, int] | None,
                          st: Tensor, fm: Tensor | None) -> None:
-        if dist == "categorical":
+        if fam.stats_are_counts(dist):
             if span is not None:
                 self.input_counts[span[0]: span[0] + span[1]] += st.reshape(-1)
             else:

@@ -104,7 +104,7 @@ class ParamsMixin:
         self._in_size: dict[int, int] = {}
         for i, ly in enumerate(plan.input_layers):
             self.register_buffer(f"in_vars{i}", _t(ly.vars.astype(np.int64)), persistent=False)
-            group = _var_groups(ly.vars) if ly.dist == "categorical" else None
+            group = _var_groups(ly.vars) if fam.grouped_rows(ly.dist) else None
             self._in_group[i] = group
             if group is not None:
                 uvars = ly.vars[:: group[1]]
@@ -281,10 +281,10 @@ class ParamsMixin:
             pidx = getattr(self, f"in_pidx{i}")
             native = fam.to_native(ly.dist, *self.layer_raw(i))
             counts = self.input_counts.to(native.dtype)
-            st = counts[pidx] if ly.dist == "categorical" else stats[pidx[:, 0]]
+            st = counts[pidx] if fam.stats_are_counts(ly.dist) else stats[pidx[:, 0]]
             fm = self.input_missflow.to(native.dtype)[pidx[:, 0]]
             st = fam.complete_stats(ly.dist, dict(ly.attrs), native, st, fm)
-            new = fam.em_update(ly.dist, native, st, eta, alpha)
+            new = fam.em_update(ly.dist, native, st, eta, alpha, attrs=dict(ly.attrs))
             updates.append((i, ly.dist, pidx, new))
         for i, dist, pidx, new in updates:  # write after reading: tied nodes update once
             r, s = fam.to_raw_tensor(dist, new.detach())
