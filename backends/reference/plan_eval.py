@@ -27,9 +27,10 @@ def _input_values(plan: KernelPlan, ly: InputLayer, x: np.ndarray, miss: np.ndar
             lp = cls.log_prob(None, a, col, 1)[:, 0]
         else:
             p = plan.input_params[ly.param_start[i]: ly.param_start[i] + ly.param_size]
-            shape = cls.param_shape(1, attrs)
+            own = cls.node_attrs(attrs, i)  # (a hyperparameter with one entry per node)
+            shape = cls.param_shape(1, own)
             assert shape is not None
-            lp = cls.log_prob(p.reshape(shape), attrs, col, 1)[:, 0]
+            lp = cls.log_prob(p.reshape(shape), own, col, 1)[:, 0]
         out[i] = np.where(miss[:, v], 0.0, lp)
     return out
 
