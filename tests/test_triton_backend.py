@@ -54,7 +54,7 @@ def _check_all(plan, x, model, rng, tol=2e-4):
     want = a - prob * gs[grp]
     np.testing.assert_allclose(model.sum_logits.grad.cpu().numpy()[real], want[real],
                                rtol=tol * 5, atol=tol * 5)
-    flows = model.node_flows(len(ref)).cpu().numpy()  # root flow 1 per example
+    flows = model.executor.node_flows(len(ref)).cpu().numpy()  # root flow 1 per example
     for slot, r in rows.items():
         if slot and r.grad is not None:
             np.testing.assert_allclose(flows[slot], r.grad.numpy() / g.double().numpy(),
@@ -112,11 +112,11 @@ def test_flows_stored_or_added_across_passes():
     no trace of the first."""
     plan = compile_plan(_dense_circuit())
     model = TritonCompiledCircuit(plan, device=DEV, precision="fp32")
-    parts = model.dp.schedule.parts
+    parts = model.executor.dp.schedule.parts
     # leaves 2 and 3 feed two products each; every other row has one parent
     assert {p.write for p in parts} == {"atomic", "store"}
-    start, count = (t.cpu().numpy() for t in model.dp.zero_tiles)
-    assert 0 < count.sum() < model.dp.rows
+    start, count = (t.cpu().numpy() for t in model.executor.dp.zero_tiles)
+    assert 0 < count.sum() < model.executor.dp.rows
     rng = np.random.default_rng(11)
     for n in (23, 9):
         x = rng.integers(0, 5, size=(n, 4))

@@ -87,7 +87,7 @@ def test_mixed_fanin_blocks_share_a_kernel():
     right = b.sum([b.product([leaves[2], leaves[3], leaves[4]])], n=32)
     c = b.build(b.sum([b.product([left, right])], n=1), num_vars=5)
     tri = pccc.compile(c, backend="triton", device=DEV)
-    s = tri.dp.schedule
+    s = tri.executor.dp.schedule
     fanins = [sorted(s.parts[i].fanin for i in ids) for ids in s.layer_parts()]
     assert [2, 3] not in fanins and [3] in fanins, fanins
     rng = np.random.default_rng(9)
@@ -109,7 +109,7 @@ def test_wide_products_keep_their_own_kernel():
             b.sum([b.product(leaves[5:15]), b.product(leaves[6:15])], n=16)]
     c = b.build(b.sum([b.product(vecs)], n=1), num_vars=15)
     tri = pccc.compile(c, backend="triton", device=DEV, verify=False)
-    s = tri.dp.schedule
+    s = tri.executor.dp.schedule
     fanins = [sorted(s.parts[i].fanin for i in ids) for ids in s.layer_parts()]
     assert [3, 10] in fanins, fanins
     rng = np.random.default_rng(10)
@@ -210,7 +210,7 @@ def test_blocks_with_and_without_siblings_in_one_layer(weighted):
                 num_vars=4)
     tri = pccc.compile(c, backend="triton", device=DEV, precision="fp32", verify=False,
                        small_part=0)
-    s = tri.dp.schedule
+    s = tri.executor.dp.schedule
     kinds = [sorted({(s.parts[i].tag, s.parts[i].G > 1) for i in ids})
              for ids in s.layer_parts()]
     assert any(len({g for _, g in k}) == 2 and len({t for t, _ in k}) == 1 for k in kinds), kinds
@@ -316,7 +316,7 @@ def test_group_ids_from_runs_match_the_plan(data):
     c = data.draw(circuits(max_vars=4, max_n=4))
     tri = pccc.compile(c, backend="triton", device=DEV)
     want = np.where(tri.plan.param_group >= 0, tri.plan.param_group, -1)
-    np.testing.assert_array_equal(tri.dp.group_ids().cpu().numpy(), want)
+    np.testing.assert_array_equal(tri.executor.dp.group_ids().cpu().numpy(), want)
 
 
 @settings(max_examples=6, deadline=None)

@@ -202,7 +202,7 @@ def test_module_with_gemm_statistics_matches_torch_backend(weighted):
 
     c = _dense_circuit(card=20)
     tri = pccc.compile(c, backend="triton", device=str(DEV), precision="fp32")
-    assert all(inp.runs is not None for inp in tri.dp.inputs)
+    assert all(inp.runs is not None for inp in tri.executor.dp.inputs)
     rng = np.random.default_rng(4)
     x = rng.integers(0, 20, size=(23, 4))
     x[rng.random(x.shape) < 0.2] = -1

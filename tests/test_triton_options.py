@@ -79,7 +79,7 @@ def test_the_module_keeps_its_options_shows_them_and_saves_them(tmp_path):
     assert text == m.options.to_text()
     assert "precision = fp32\n" in text and "cuda_graphs = False\n" in text
     assert "fwd=64," in text and "upload_threads = 2\n" in text
-    assert not m.use_graphs and m.precision == "fp32"
+    assert not m.executor.use_graphs and m.executor.precision == "fp32"
     x = torch.randint(0, 5, (6, 4))
     path = tmp_path / "m.pccm"
     pccc.save(m, path)

@@ -29,11 +29,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from pccc.backends.module import Batch, CompiledCircuit
+from pccc.backends.params import _var_groups
 from pccc.backends.reference.evaluate import Semiring
 from pccc.backends.torch import inputs as fam
 from pccc.backends.torch.layers import TorchSumPartition
-from pccc.backends.torch.module import Batch, CompiledCircuit
-from pccc.backends.torch.params import _var_groups
 from pccc.ir import dists
 
 #: values of the largest temporary of a choice or of a conditional's accumulation

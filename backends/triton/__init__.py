@@ -2,9 +2,11 @@
 
 Registered as backend ``"triton"``: ``pccc.compile(circuit, backend="triton", device="cuda",
 precision="tf32", **options)`` validates the options into a :class:`TritonOptions`
-(:mod:`.options`) and returns a :class:`TritonCompiledCircuit` (the torch backend's module API:
-parameters, autograd, EM and saving; every pass runs generated kernels). Without a GPU the
-kernels run under ``TRITON_INTERPRET=1`` on the CPU (how CI tests them).
+(:mod:`.options`) and returns a :class:`~pccc.backends.module.CompiledCircuit` whose executor
+is a :class:`TritonExecutor` (:mod:`.compiled`): the module API every backend shares
+(parameters, autograd, EM and saving), every pass run by generated kernels.
+:func:`TritonCompiledCircuit` makes one from a plan directly. Without a GPU the kernels run
+under ``TRITON_INTERPRET=1`` on the CPU (how CI tests them).
 """
 
 from __future__ import annotations
@@ -17,21 +19,22 @@ import torch
 import triton  # noqa: F401  (fail at import when Triton is missing: the registry reports it)
 
 import pccc.passes  # noqa: F401  (every compile for this backend runs the passes)
+from pccc.backends.module import CompiledCircuit
 from pccc.backends.registry import register
-from pccc.backends.triton.compiled import TritonCompiledCircuit
+from pccc.backends.triton.compiled import TritonCompiledCircuit, TritonExecutor
 from pccc.backends.triton.options import TritonOptions
 from pccc.ir import dists
 from pccc.ir.errors import PcccError
 from pccc.ir.plan import KernelPlan
 
-__all__ = ["TritonCompiledCircuit", "TritonOptions", "make"]
+__all__ = ["TritonCompiledCircuit", "TritonExecutor", "TritonOptions", "make"]
 
 #: the input distributions the Triton kernels implement (others are refused by name)
 INPUT_DISTS = ("indicator", "categorical", "bernoulli", "binomial", "gaussian")
 
 
 def make(plan: KernelPlan, *, device: Any = "cuda", dtype: Any = None, **options: Any
-         ) -> TritonCompiledCircuit:
+         ) -> CompiledCircuit:
     """Build the module of ``plan`` (``dtype`` is accepted for the registry's signature; the
     Triton backend's buffers are float32). ``options``: validated into a
     :class:`TritonOptions` (``precision``, ``cuda_graphs``, ``tiles``, ...); an unknown or

@@ -1,15 +1,15 @@
-"""``TritonCompiledCircuit``: the torch backend's :class:`CompiledCircuit` API run end to end
-by generated Triton kernels.
+"""``TritonExecutor``: a :class:`~pccc.backends.module.CompiledCircuit` run end to end by
+generated Triton kernels (the Triton backend's executor, see :mod:`pccc.backends.executor`).
 
-Parameters are the torch backend's (``sum_logits``, ``input_raw``: what ``torch.optim`` and
+Parameters are the module's (``sum_logits``, ``input_raw``: what ``torch.optim`` and
 ``state_dict`` see). The kernels read linear copies, ``w`` (sum weights) and ``theta`` (native
 parameters of non-categorical input layers; categorical tables are read from ``input_raw``
 itself as ``log theta = raw + c``, ``c`` one constant per node), refreshed from the parameters
 only when those change (their version
 counter: any in-place update through torch, an optimizer step or ``load_state_dict``, is seen;
-writes through ``.data`` are not: call :meth:`TritonCompiledCircuit.params_changed` after
-them). An EM step updates both sides at once; in EM-only training on a GPU it runs on a stream
-of its own (``overlap.py``).
+writes through ``.data`` are not: call ``model.params_changed()`` after them). An EM step
+updates both sides at once; in EM-only training on a GPU it runs on a stream of its own
+(``overlap.py``).
 
 ``model(x)`` runs the input kernels and the sum kernels (products fused in) into a node buffer;
 ``.backward()`` runs the flow kernels once: node flows, weight gradients, input statistics, and
@@ -21,8 +21,9 @@ with the upstream gradients as the roots' flows, and the EM flows a pass of thei
 pass after the first after a forward pass again (telling the cases apart costs host syncs, for
 circuits of several roots only). Gradients of ``sum_logits`` and ``input_raw`` follow in closed
 form. On a GPU each of forward, backward and EM step is recorded once per batch size as a CUDA
-graph and replayed (``use_graphs``). ``param_grads = False`` skips the parameters' gradients (EM
-training reads flows only: two weight-sized passes and the gradients' memory saved). Buffers
+graph and replayed (``use_graphs``). ``model.param_grads = False`` skips the parameters'
+gradients (EM training reads flows only: two weight-sized passes and the gradients' memory
+saved). Buffers
 are ``[slots + 1, stride]`` (the extra row holds ``-inf``) for the largest batch seen; smaller
 batches use them too.
 """
@@ -39,20 +40,20 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from pccc.backends.executor import Executor
+from pccc.backends.module import CompiledCircuit
 from pccc.backends.reference.evaluate import Semiring
 from pccc.backends.torch import inputs as fam
-from pccc.backends.torch.module import CompiledCircuit
+from pccc.backends.triton import state
 from pccc.backends.triton.codegen import load_module
 from pccc.backends.triton.inputs import InputTables, em_update_inputs, native_params, raw_grads
 from pccc.backends.triton.options import TritonOptions
-from pccc.backends.triton.overlap import EMOverlap
+from pccc.backends.triton.overlap import EMStream
 from pccc.backends.triton.prejit import enabled as prejit_enabled
 from pccc.backends.triton.prejit import prejit
 from pccc.backends.triton.runtime import DevicePlan
-from pccc.backends.triton.state import KernelState
 from pccc.backends.triton.upload import start_upload
 from pccc.ir.plan import KernelPlan
-from pccc.ir.plan_verify import check_once
 
 #: CUDA graphs kept per module (one per batch size and phase; the oldest is dropped)
 MAX_GRAPHS = 12
@@ -106,8 +107,11 @@ def _sum_weights(plan: KernelPlan, dp: DevicePlan, store: Tensor, dev: torch.dev
     return store[:n], live.view(-1)[:n], z
 
 
-class TritonCompiledCircuit(EMOverlap, KernelState, CompiledCircuit):
-    """A compiled circuit run by generated Triton kernels (see the module docstring).
+def TritonCompiledCircuit(plan: KernelPlan, *, device: Any = "cuda",  # noqa: N802
+                          options: TritonOptions | None = None, **changes: Any
+                          ) -> CompiledCircuit:
+    """A :class:`CompiledCircuit` of ``plan`` run by a :class:`TritonExecutor` (the Triton
+    backend's factory, without the registry's checks).
 
     Args:
         plan: the L3 plan.
@@ -116,43 +120,62 @@ class TritonCompiledCircuit(EMOverlap, KernelState, CompiledCircuit):
         changes: options changed from ``options`` (``precision="fp32"``, ...), validated the
             same way. Buffers and accumulation are float32 whatever the ``precision``.
     """
+    opts = options or TritonOptions()
+    opts = opts.replace(**changes) if changes else opts
+    return CompiledCircuit(plan, device=device, dtype=torch.float32,
+                           executor=TritonExecutor(opts, device))
 
-    torch_layers = False
+
+class TritonExecutor(Executor):
+    """The Triton backend's executor (see the module docstring): the kernels, their device
+    tables (``dp``), their copies of the parameters and their static buffers.
+
+    Args:
+        options: the backend's options (``artifacts["options"]`` shows them).
+        device: ``"cuda"`` (or ``"cpu"`` under ``TRITON_INTERPRET=1``).
+    """
+
+    name = "triton"
     dp: DevicePlan
 
-    def __init__(self, plan: KernelPlan, *, device: Any = "cuda",
-                 options: TritonOptions | None = None, **changes: Any):
-        opts = options or TritonOptions()
-        opts = opts.replace(**changes) if changes else opts
-        precision = opts.precision
-        check_once(plan)  # (no kernel is made or run before the plan is checked)
-        dev = torch.device(device)
+    def __init__(self, options: TritonOptions, device: Any = "cuda"):
+        self.options = options
+        self.precision = options.precision
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and self.device.index is None:
+            self.device = torch.device("cuda", torch.cuda.current_device())
+        #: the EM step's stream (CUDA, EM-only training: see ``overlap.py``)
+        self.em = EMStream(self.device, options.overlap_em)
+        #: the first call of each pass compiles its kernels in parallel first (GPU only:
+        #: the interpreter compiles nothing)
+        self.parallel_jit = self.device.type == "cuda" and options.parallel_jit
+        #: replay each pass as a CUDA graph (see :meth:`_run`)
+        self.use_graphs = self.device.type == "cuda" and options.cuda_graphs
+
+    def init_params(self, m: CompiledCircuit, plan: KernelPlan) -> None:
+        """The device tables, then the module's parameters, computed on the device in float32
+        from the plan's values (uploaded on background threads while the kernels load), then
+        the kernels' copies of them and the EM accumulators."""
+        opts, dev = self.options, self.device
         upload = start_upload(plan, dev, threads=opts.upload_threads)
-        kernels, source, source_path = load_module(plan, precision)
-        # the device tables come first: the parameters' initialization reads their weight
-        # tiles (set before nn.Module's __init__, which keeps what is there)
-        object.__setattr__(self, "_init_device", dev)
-        object.__setattr__(self, "_init_upload", upload)
-        object.__setattr__(self, "dp", DevicePlan(plan, kernels, dev, opts))
-        super().__init__(plan, device=device, dtype=torch.float32)
-        self._init_overlap(self.device, opts.overlap_em)
-        self.backend_name = "triton"
-        #: the options the module runs with (``artifacts["options"]`` shows them)
-        self.options = opts
-        self.precision = precision
-        self.keep_elements = False
+        kernels, source, source_path = load_module(plan, opts.precision)
+        self.dp = DevicePlan(plan, kernels, dev, opts)
         self.kernels, self.source, self.source_path = kernels, source, source_path
-        dev = self.device
+        self.slots = plan.num_node_slots
+        m.keep_elements = False
+        store, inputs = upload.result()
+        self._init_sums(m, plan, store)
+        self._inputs_f64: Tensor | None = inputs
+        m.init_inputs(plan)  # (reads _inputs_f64 through input_values)
+        self._inputs_f64 = None
         self.tables = [InputTables.build(ly, dev, n0)
-                       for ly, n0 in zip(plan.input_layers, self._in_node0)]
-        q = self.input_raw.numel()
-        # EM statistics in the kernels' layout (the torch backend's are left 1 long)
+                       for ly, n0 in zip(plan.input_layers, m._in_node0)]
+        raw = m._parameters["input_raw"]
+        assert raw is not None
+        q = raw.numel()
+        # EM statistics in the kernels' layout (the module's are left 1 long)
         self.em_counts = self._zeros(q)
         self.em_nstats = [self._zeros(ly.n, 4) for ly in plan.input_layers]
-        # the kernels' linear copies start as the plan's own values: no refresh (and no JIT of
-        # the refresh kernels) before the parameters first change
-        self._w = self._w_init
-        del self._w_init
         # native parameters for the input kernels of non-categorical layers (categorical
         # ones read log theta = raw + c, c per node: no second copy of the largest tables)
         native = any(ly.param_size and ly.dist != "categorical" for ly in plan.input_layers)
@@ -164,7 +187,7 @@ class TritonCompiledCircuit(EMOverlap, KernelState, CompiledCircuit):
         self._cnorm = [self._zeros(ly.n if ly.dist == "categorical" else 1)
                        for ly in plan.input_layers]
         native_params([tb for tb in self.tables if tb.layer.dist == "categorical"],
-                      self.input_raw.detach(), self.input_shift,
+                      raw.detach(), m.input_shift,
                       self._theta, [c for c, ly in zip(self._cnorm, plan.input_layers)
                                     if ly.dist == "categorical"])
         #: per-pass gradients and weighted input statistics, made on first need (EM training
@@ -174,21 +197,14 @@ class TritonCompiledCircuit(EMOverlap, KernelState, CompiledCircuit):
         self._graphs: dict[Any, Any] = {}
         self._in_args: list[tuple[Tensor, Tensor]] = []
         self._raw_ptr = -1
-        self._input_args()
+        self._input_args(m)
         self._prejitted: set[Any] = set()
-        #: the first call of each pass compiles its kernels in parallel first (GPU only:
-        #: the interpreter compiles nothing)
-        self.parallel_jit = dev.type == "cuda" and opts.parallel_jit
         #: in EM training the first forward also compiles the backward it predicts
         self._jit_with_backward = opts.jit_with_backward
         self._em_next = False
         self._stamp = 0
         self._batch = 0
-        self.use_graphs = dev.type == "cuda" and opts.cuda_graphs
-        #: compute ``sum_logits.grad`` / ``input_raw.grad`` in backward; EM-only training can
-        #: turn this off (backward then accumulates flows and statistics only)
-        self.param_grads = True
-        self._synced: tuple[int, ...] | None = self._param_key()
+        self._synced: tuple[int, ...] | None = self._param_key(m)
         #: EM steps leave the flows of the weights whose next EM-direct backward stores them
         #: (``DevicePlan.em_zero_tiles``) as they are; ``_flows_owed``: such flows are void
         #: now (zeroed by ``_clear_owed`` before anything else reads or adds to them)
@@ -201,60 +217,55 @@ class TritonCompiledCircuit(EMOverlap, KernelState, CompiledCircuit):
         """``(pgrad, counts, nstats)`` of one backward pass."""
         if self._grad_bufs is None:
             self._grad_bufs = (torch.zeros_like(self._w), torch.zeros_like(self.em_counts),
-                               [self._zeros(ly.n, 4) for ly in self.plan.input_layers])
+                               [self._zeros(ns.shape[0], 4) for ns in self.em_nstats])
         return self._grad_bufs
 
-    # (straight from nn.Module's table: a training loop reads these, and needs no wait for an
-    # EM step in flight, see overlap.py)
     @property
-    def device(self) -> torch.device:
-        return self._parameters["sum_logits"].device  # type: ignore[union-attr]
+    def overlap_em(self) -> bool:
+        """Whether EM steps run on a stream of their own (see ``overlap.py``)."""
+        return self.em.enabled
 
-    @property
-    def dtype(self) -> torch.dtype:
-        return self._parameters["sum_logits"].dtype  # type: ignore[union-attr]
+    @overlap_em.setter
+    def overlap_em(self, on: bool) -> None:
+        self.em.enabled = on and self.device.type == "cuda"
 
     def _zeros(self, *shape: int) -> Tensor:
         return torch.zeros(shape, dtype=torch.float32, device=self.device)
 
-    @property
-    def artifacts(self) -> dict[str, str]:
+    def artifacts(self, m: CompiledCircuit) -> dict[str, str]:
         """Text of each stage: the plan summary (with the precision), the options in use
-        (:meth:`TritonOptions.to_text`) and the kernel source."""
-        return {"plan": self.plan.summary() + f"\n  precision: {self.precision}",
+        (:meth:`TritonOptions.to_text`), the kernel schedule and the kernel source."""
+        return {"plan": m.plan.summary() + f"\n  precision: {self.precision}",
                 "options": self.options.to_text(),
                 "schedule": self.dp.schedule_text(),
                 "kernels": self.source, "kernels_path": str(self.source_path)}
 
     # ------------------------------------------------------------ parameters
-    def init_params(self, plan: KernelPlan) -> None:
-        """The torch backend's parameters, computed on the device in float32 (the numpy
-        float64 path costs seconds on a PD-256's 155M weights)."""
-        dev: torch.device = self.__dict__["_init_device"]
-        store, inputs = self.__dict__["_init_upload"].result()
-        object.__setattr__(self, "_init_inputs_f64", inputs)
-        w, live, z = _sum_weights(plan, self.__dict__["dp"], store, dev)
+    def _init_sums(self, m: CompiledCircuit, plan: KernelPlan, store: Tensor) -> None:
+        """The module's sum parameters from the uploaded weights ``store``, on the device in
+        float32 (the numpy float64 path costs seconds on a PD-256's 155M weights); the
+        kernels' linear weights ``_w`` start as the plan gives them (no refresh, and no JIT
+        of the refresh kernels, before the parameters first change)."""
+        dev = self.device
+        w, live, z = _sum_weights(plan, self.dp, store, dev)
         # an all-zero group keeps raw 0 and a -inf normalizer (weights 0, never NaN)
-        self.sum_logits = nn.Parameter(torch.where(live, torch.log(torch.where(live, w, 1.0)),
-                                                   0.0))
-        self._w_init = w  # the kernels' linear weights, as the plan gives them
+        m.sum_logits = nn.Parameter(torch.where(live, torch.log(torch.where(live, w, 1.0)), 0.0))
+        self._w = w
         del live
-        self.register_buffer("sum_norm", torch.where(z > 0, torch.log(torch.where(
+        m.register_buffer("sum_norm", torch.where(z > 0, torch.log(torch.where(
             z > 0, z, 1.0)), -math.inf))
-        self.register_buffer("group_size", torch.from_numpy(
+        m.register_buffer("group_size", torch.from_numpy(
             np.append(plan.group_size, 1).astype(np.float32)).to(dev), persistent=False)
-        self.register_buffer("sum_flows", torch.zeros_like(self.sum_logits.data),
-                             persistent=False)
-        self._init_inputs(plan)
-        del self.__dict__["_init_upload"], self.__dict__["_init_inputs_f64"]
+        m.register_buffer("sum_flows", torch.zeros_like(w), persistent=False)
 
-    def _input_values(self, plan: KernelPlan) -> tuple[Tensor, Tensor]:
-        """The torch backend's ``input_raw`` and ``input_shift``, computed on the device from
-        the uploaded native values (float64, see :func:`start_upload`; on the host, HCLT-256's 51M
-        categorical parameters cost 0.2 s of logarithms alone), in slices of at most
+    def input_values(self, m: CompiledCircuit, plan: KernelPlan) -> tuple[Tensor, Tensor]:
+        """The module's ``input_raw`` and ``input_shift``, computed on the device from the
+        uploaded native values (float64, see :func:`start_upload`; on the host, HCLT-256's
+        51M categorical parameters cost 0.2 s of logarithms alone), in slices of at most
         ``INIT_CHUNK`` values; float32 results, as the module keeps them."""
-        dev: torch.device = self.__dict__["_init_device"]
-        native: Tensor = self.__dict__["_init_inputs_f64"]
+        dev = self.device
+        native = self._inputs_f64
+        assert native is not None
         q = len(plan.input_params)
         raw = torch.zeros(max(q, 1), dtype=torch.float32, device=dev)
         shift = torch.zeros(max(sum(ly.n for ly in plan.input_layers), 1),
@@ -262,7 +273,7 @@ class TritonCompiledCircuit(EMOverlap, KernelState, CompiledCircuit):
         for i, ly in enumerate(plan.input_layers):
             if not ly.param_size:
                 continue
-            size, span, n0 = self._in_size[i], self._in_span[i], int(self._in_node0[i])
+            size, span, n0 = m._in_size[i], m._in_span[i], int(m._in_node0[i])
             if span is None:  # tied rows: one gather (small in every workload seen)
                 pidx = np.asarray(ly.param_start, np.int64)[:, None] + np.arange(size)
                 pt = torch.from_numpy(pidx).to(dev)
@@ -272,88 +283,87 @@ class TritonCompiledCircuit(EMOverlap, KernelState, CompiledCircuit):
                 continue
             step = max(1, INIT_CHUNK // size)
             for k in range(0, ly.n, step):  # whole rows per slice (a row's sum is its shift)
-                m = min(step, ly.n - k)
+                rows = min(step, ly.n - k)
                 a = span[0] + k * size
-                r, s = fam.to_raw_tensor(ly.dist, native[a: a + m * size].view(m, size))
-                raw[a: a + m * size] = r.reshape(-1)
-                shift[n0 + k: n0 + k + m] = s[:, 0]
+                r, s = fam.to_raw_tensor(ly.dist, native[a: a + rows * size].view(rows, size))
+                raw[a: a + rows * size] = r.reshape(-1)
+                shift[n0 + k: n0 + k + rows] = s[:, 0]
         return raw, shift
 
-    def _param_key(self) -> tuple[int, ...]:
+    def _param_key(self, m: CompiledCircuit) -> tuple[int, ...]:
         # (straight from nn.Module's tables: no wait for an EM step in flight, see overlap.py)
-        a, b = self._parameters["sum_logits"], self._parameters["input_raw"]
+        a, b = m._parameters["sum_logits"], m._parameters["input_raw"]
         assert a is not None and b is not None
-        norm, shift = self._buffers["sum_norm"], self._buffers["input_shift"]
+        norm, shift = m._buffers["sum_norm"], m._buffers["input_shift"]
         assert norm is not None and shift is not None
         return (a.data_ptr(), a._version, b.data_ptr(), b._version, norm._version,
                 shift._version)
 
-    def params_changed(self) -> None:
+    def params_changed(self, m: CompiledCircuit) -> None:
         """Re-read the parameters before the next pass (after writes through ``.data``)."""
         self._synced = None
 
-    def _input_args(self) -> list[tuple[Tensor, Tensor]]:
+    def _input_args(self, m: CompiledCircuit) -> list[tuple[Tensor, Tensor]]:
         """Per input layer, the tables its forward kernel reads: (raw, c) for categorical
         layers (``input_raw`` itself), (raw, unused) for gaussians (mean and log std), (theta,
         the binomial coefficients) for the others. When
         ``input_raw`` has new storage (``.data`` replaced) they are rebuilt and the CUDA
         graphs, which hold the old address, dropped."""
-        if self.input_raw.data_ptr() != self._raw_ptr:
-            raw = self.input_raw.detach()
+        if m.input_raw.data_ptr() != self._raw_ptr:
+            raw = m.input_raw.detach()
             self._in_args = [(raw, c) if ly.dist == "categorical" else
                              (raw, inp.logc) if ly.dist == "gaussian" else
                              (self._theta, inp.logc)
-                             for ly, c, inp in zip(self.plan.input_layers, self._cnorm,
+                             for ly, c, inp in zip(m.plan.input_layers, self._cnorm,
                                                    self.dp.inputs)]
-            self._raw_ptr = self.input_raw.data_ptr()
+            self._raw_ptr = m.input_raw.data_ptr()
             self._graphs.clear()
         return self._in_args
 
     @torch.no_grad()
-    def sync_params(self) -> None:
+    def sync_params(self, m: CompiledCircuit) -> None:
         """Refresh the kernels' linear copies ``w`` and ``theta`` if the parameters changed
         (after the EM step in flight, on the current stream: every reader of ``w`` comes here)."""
-        self.wait_em()
-        key = self._param_key()
+        self.em.wait()
+        key = self._param_key(m)
         if key == self._synced:
             return
-        self._input_args()
-        self.dp.weights_from_logits(self.sum_logits.detach(), self.sum_norm, self._w)
-        native_params(self.tables, self.input_raw.detach(), self.input_shift, self._theta,
+        self._input_args(m)
+        self.dp.weights_from_logits(m.sum_logits.detach(), m.sum_norm, self._w)
+        native_params(self.tables, m.input_raw.detach(), m.input_shift, self._theta,
                       self._cnorm)
-        self._synced = self._param_key()
+        self._synced = self._param_key(m)
 
-    def log_weights(self) -> Tensor:
+    def log_weights(self, m: CompiledCircuit) -> Tensor:
         """Flat log sum weights (differentiable; padding ``-inf``)."""
-        return _LogWeights.apply(self.sum_logits, self)
+        return _LogWeights.apply(m.sum_logits, m, self)
 
-    def group_sums(self, x: Tensor) -> Tensor:
+    def group_sums(self, m: CompiledCircuit, x: Tensor) -> Tensor:
         """``[num_groups + 1]`` per-group sums of flat weight values (last: padding, 0)."""
         out = torch.zeros(self.dp.num_groups + 1, dtype=torch.float32, device=self.device)
         self.dp.group_reduce(0, x.float().contiguous(), out)
-        return out.to(self.sum_norm.dtype)
+        return out.to(m.sum_norm.dtype)
 
     @torch.no_grad()
-    def set_weights(self, w: Tensor) -> None:
+    def set_weights(self, m: CompiledCircuit, w: Tensor) -> None:
         """Write linear sum weights (flat, padding ignored); logits stay consistent."""
         group = self.dp.group_ids()
         real = group >= 0
         w = torch.where(real, w.to(torch.float32), 0.0)
-        z = self.group_sums(w)
+        z = self.group_sums(m, w)
         gz = z[group.clamp_min(0)]
-        self.sum_logits.copy_(torch.where(real & (gz > 0), torch.log(w), 0.0))
-        self.sum_norm.copy_(torch.where(z > 0, torch.log(torch.where(z > 0, z, 1.0)),
-                                        -math.inf))
+        m.sum_logits.copy_(torch.where(real & (gz > 0), torch.log(w), 0.0))
+        m.sum_norm.copy_(torch.where(z > 0, torch.log(torch.where(z > 0, z, 1.0)), -math.inf))
 
     # ----------------------------------------------------------------- buffers
-    def _static(self, batch: int) -> _Buffers:
+    def _static(self, m: CompiledCircuit, batch: int) -> _Buffers:
         """Buffers wide enough for ``batch`` (grown, never shrunk; growing drops the graphs)."""
         b = self._sbufs
         if b is None or b.stride < batch:
             stride = self.dp.stride_for(batch)
             self._graphs.clear()
             self._sbufs = None
-            v = max(self.num_vars, 1)
+            v = max(m.num_vars, 1)
             b = _Buffers(stride, self.dp.new_node_buffer(stride),
                          self._zeros(self.dp.rows, stride), self._zeros(v, stride),
                          torch.ones(v, stride, dtype=torch.int8, device=self.device),
@@ -363,7 +373,8 @@ class TritonCompiledCircuit(EMOverlap, KernelState, CompiledCircuit):
             self._sbufs = b
         return b
 
-    def _run(self, key: Any, fn: Callable[[], None], scratch_only: bool = True,
+    def _run(self, m: CompiledCircuit, key: Any, fn: Callable[[], None],
+             scratch_only: bool = True,
              also: Callable[[], list[tuple[Any, Callable[[], None]]]] | None = None) -> None:
         """Run ``fn`` (a fixed sequence of launches on static buffers): eagerly, or on a GPU
         through a CUDA graph recorded on its first call (after one eager run: Triton's JIT).
@@ -393,13 +404,11 @@ class TritonCompiledCircuit(EMOverlap, KernelState, CompiledCircuit):
             torch.cuda.current_stream(dev).wait_stream(side)
             if len(self._graphs) >= MAX_GRAPHS:
                 self._graphs.pop(next(iter(self._graphs)))
-            # an EM step in flight on the module's stream: wait for it here, so that the
-            # recording issues no wait on an event recorded outside it (which would
-            # invalidate the capture)
-            self.settle_em()
-            if self._em_pending:
-                self._em_done.synchronize()
-                self._em_pending = False
+            # an EM step in flight on the EM stream: wait for it here, so that the recording
+            # issues no wait on an event recorded outside it (which would invalidate the
+            # capture)
+            self.settle(m, deferred=True)
+            self.em.drain()
             graph = torch.cuda.CUDAGraph()
             try:
                 # thread-local: the parallel JIT's and the upload's threads may still load
@@ -416,28 +425,25 @@ class TritonCompiledCircuit(EMOverlap, KernelState, CompiledCircuit):
         graph.replay()
 
     # ----------------------------------------------------------------- forward
-    def forward(self, x: Tensor, missing: Tensor | None = None, *,
-                input_logp: Tensor | None = None) -> Tensor:
+    def forward(self, m: CompiledCircuit, x: Tensor, missing: Tensor | None) -> Tensor:
         """``log p(x)`` per example (see :meth:`CompiledCircuit.forward`)."""
-        if input_logp is not None:  # external input values: the torch backend's function
-            return super().forward(x, missing, input_logp=input_logp)
         x = torch.as_tensor(x, device=self.device)
-        if x.dim() != 2 or x.shape[1] < self.num_vars:
-            raise ValueError(f"expected data of shape [batch, {self.num_vars}], got "
+        if x.dim() != 2 or x.shape[1] < m.num_vars:
+            raise ValueError(f"expected data of shape [batch, {m.num_vars}], got "
                              f"{tuple(x.shape)}")
         # (straight from nn.Module's table; sync_params below waits for an EM step in flight)
-        logits, raw = self._parameters["sum_logits"], self._parameters["input_raw"]
+        logits, raw = m._parameters["sum_logits"], m._parameters["input_raw"]
         assert logits is not None and raw is not None
         # (read by fused_forward, where autograd has turned grad mode off)
-        self._em_next = torch.is_grad_enabled() and self.track_flows and not \
-            self.param_grads and (logits.requires_grad or raw.requires_grad) \
+        self._em_next = torch.is_grad_enabled() and m.track_flows and not \
+            m.param_grads and (logits.requires_grad or raw.requires_grad) \
             and self._jit_with_backward
-        return _Fused.apply(self, x, missing, logits, raw)
+        return _Fused.apply(m, self, x, missing, logits, raw)
 
-    def fused_forward(self, x: Tensor, missing: Tensor | None) -> Tensor:
+    def fused_forward(self, m: CompiledCircuit, x: Tensor, missing: Tensor | None) -> Tensor:
         """Fill the node buffer for ``x``; the roots' log-values (:meth:`root_output`)."""
         batch = x.shape[0]
-        b = self._static(batch)
+        b = self._static(m, batch)
         xkey = (x.dtype, x.shape[1], missing is not None)
         xin = b.x_in.get(xkey)
         if xin is None:
@@ -455,28 +461,28 @@ class TritonCompiledCircuit(EMOverlap, KernelState, CompiledCircuit):
         def run() -> None:
             self.dp.prepare_inputs(xin[:batch], None if mask is None else mask[:batch], b.xt,
                                    b.mt)
-            self.dp.forward(b.xt, b.mt, batch, self._w, self._input_args(), b.node)
+            self.dp.forward(b.xt, b.mt, batch, self._w, self._input_args(m), b.node)
 
         # the backward this forward will be followed by, where it is the EM-only one
         # (where EM steps leave flows to be stored, the backwards after them store: both)
-        also = (lambda: [self._em_backward(batch, st) for st in
+        also = (lambda: [self._em_backward(m, batch, st) for st in
                          dict.fromkeys((self._flows_owed, True))]) \
             if self._em_next else None
-        self._run(("fwd", batch) + xkey, run, also=also)
+        self._run(m, ("fwd", batch) + xkey, run, also=also)
         self._stamp += 1
         self._batch = batch
-        return self.root_output(b.node[:, :batch])
+        return m.root_output(b.node[:, :batch])
 
-    def _em_backward(self, batch: int, store: bool | None = None
+    def _em_backward(self, m: CompiledCircuit, batch: int, store: bool | None = None
                      ) -> tuple[Any, Callable[[], None]]:
         """The backward pass of EM statistics only, as ``(key, fn)``: scale 1, flows and
         input statistics added straight into the accumulators (no scratch buffers; its torch
         operations touch the static buffers only, so the forward can record it for the
         parallel compile before it runs). ``store``: the EM flows of the weights an EM step
         left void are stored (default: whether the last step did)."""
-        b = self._static(batch)
+        b = self._static(m, batch)
         dp = self.dp
-        flows = self._buffers["sum_flows"]
+        flows = m._buffers["sum_flows"]
         assert flows is not None
         store = self._flows_owed if store is None else store
 
@@ -491,34 +497,34 @@ class TritonCompiledCircuit(EMOverlap, KernelState, CompiledCircuit):
 
         return ("bwd-em", batch, store), direct
 
-    def fused_backward(self, grad: Tensor, want_logits: bool, want_raw: bool, *,
-                       root_grad: Tensor | None = None, track: bool | None = None
-                       ) -> tuple[Tensor | None, Tensor | None]:
+    def fused_backward(self, m: CompiledCircuit, grad: Tensor, want_logits: bool,
+                       want_raw: bool, *, root_grad: Tensor | None = None,
+                       track: bool | None = None) -> tuple[Tensor | None, Tensor | None]:
         """Flows for the last forward pass under upstream gradient ``grad [batch]``; returns
         the gradients of ``sum_logits`` and ``input_raw`` (None where not wanted).
         ``root_grad``: the roots' flows ``[num_roots, batch]`` (default: 1 each; with them,
         ``grad`` should be 1). ``track``: add the EM statistics (default: ``track_flows``;
         they need the default root flows)."""
-        self.wait_em()
+        self.em.wait()
         batch = self._batch
-        b = self._static(batch)
+        b = self._static(m, batch)
         b.scale[:batch].copy_(grad)
-        track = self.track_flows if track is None else track
+        track = m.track_flows if track is None else track
         roots = None
         if root_grad is not None:
             if b.roots is None:
-                b.roots = self._zeros(self.num_roots, b.stride)
+                b.roots = self._zeros(m.num_roots, b.stride)
             b.roots[:, :batch].copy_(root_grad)
             roots = b.roots[:, :batch]
         dp = self.dp
         if track and not (want_logits or want_raw):  # EM statistics only
-            self._run(*self._em_backward(batch))
+            self._run(m, *self._em_backward(m, batch))
             self._flows_owed = False
             self._stamp += 1  # the node buffer now holds flow ratios: a new backward recomputes
             return None, None
-        self._clear_owed()  # (this pass adds to the EM flows)
+        self._clear_owed(m)  # (this pass adds to the EM flows)
         pgrad, counts, nstats = self._scratch()
-        flows = self._buffers["sum_flows"]  # (no settling of deferred logits)
+        flows = m._buffers["sum_flows"]  # (no settling of deferred logits)
         assert flows is not None
 
         def run() -> None:
@@ -532,21 +538,21 @@ class TritonCompiledCircuit(EMOverlap, KernelState, CompiledCircuit):
             dp.input_backward(b.flow, b.xt, b.mt, b.scale, b.flag, batch, counts, nstats,
                               self.em_counts, self.em_nstats)
             if track:
-                dp.finish_backward(self._w, pgrad, b.scale, b.flag, flows, self.sum_norm,
+                dp.finish_backward(self._w, pgrad, b.scale, b.flag, flows, m.sum_norm,
                                    None)
                 inv = torch.where(b.flag != 0, 0.0, 1.0 / b.scale[:1])
                 self.em_counts.addcmul_(counts, inv)
                 for acc, ns in zip(self.em_nstats, nstats):
                     acc.addcmul_(ns, inv)
 
-        self._run(("bwd", batch, track, roots is not None), run)
+        self._run(m, ("bwd", batch, track, roots is not None), run)
         self._stamp += 1  # the node buffer now holds flow ratios: a new backward recomputes
         dl = dr = None
         if want_logits:
             dl = torch.zeros_like(self._w)
-            dp.finish_backward(self._w, pgrad, b.scale, b.flag, None, self.sum_norm, dl)
+            dp.finish_backward(self._w, pgrad, b.scale, b.flag, None, m.sum_norm, dl)
         if want_raw:
-            dr = raw_grads(self.tables, self.input_raw.detach(), self.input_shift, counts,
+            dr = raw_grads(self.tables, m.input_raw.detach(), m.input_shift, counts,
                            nstats)
         return dl, dr
 
@@ -554,25 +560,25 @@ class TritonCompiledCircuit(EMOverlap, KernelState, CompiledCircuit):
         """Node log-values ``[slots, batch]`` of the last forward pass (until a backward pass:
         it overwrites the sum rows with its flow ratios)."""
         assert self._sbufs is not None
-        return self._sbufs.node[: self.plan.num_node_slots, :batch]
+        return self._sbufs.node[: self.slots, :batch]
 
     def node_flows(self, batch: int) -> Tensor:
         """Node flows ``[slots, batch]`` of the last backward (root flow 1 per example, or
         the roots' upstream gradients: see :meth:`fused_backward`)."""
         assert self._sbufs is not None
-        return self._sbufs.flow[: self.plan.num_node_slots, :batch]
+        return self._sbufs.flow[: self.slots, :batch]
 
     # --------------------------------------------------------------------- EM
     @torch.no_grad()
-    def em_step(self, step_size: float, pseudocount: float) -> None:
+    def em_step(self, m: CompiledCircuit, step_size: float, pseudocount: float) -> None:
         """One EM step from the accumulated flows (weights and inputs); flows are zeroed."""
-        eta, alpha = float(step_size), float(pseudocount)
-        self.sync_params()
-        self._clear_owed()  # no backward since the last step: its flows are zero
+        eta, alpha = step_size, pseudocount
+        self.sync_params(m)
+        self._clear_owed(m)  # no backward since the last step: its flows are zero
         # (straight from nn.Module's tables: no settling of the void flows)
-        rawp, shift = self._parameters["input_raw"], self._buffers["input_shift"]
-        logits, flows = self._parameters["sum_logits"], self._buffers["sum_flows"]
-        norm = self._buffers["sum_norm"]
+        rawp, shift = m._parameters["input_raw"], m._buffers["input_shift"]
+        logits, flows = m._parameters["sum_logits"], m._buffers["sum_flows"]
+        norm = m._buffers["sum_norm"]
         assert rawp is not None and shift is not None and logits is not None
         assert flows is not None and norm is not None
         raw = rawp.detach()
@@ -590,46 +596,59 @@ class TritonCompiledCircuit(EMOverlap, KernelState, CompiledCircuit):
 
         # (on a stream of its own in EM-only training: with gradients, a torch optimizer may
         # hold the parameters, and its in-place updates would not wait; see overlap.py)
-        self.launch_em(self.device, lambda: self._run(("em", eta, alpha), run,
-                                                      scratch_only=False),
-                       overlap=not self.param_grads)
-        self._synced = self._param_key()  # both sides were updated together
+        self.em.launch(lambda: self._run(m, ("em", eta, alpha), run, scratch_only=False),
+                       overlap=not m.param_grads)
+        self._synced = self._param_key(m)  # both sides were updated together
         # the weights whose next backward stores their flows keep them: void until then
-        self._flows_owed = self._em_deferred = True
+        self._flows_owed = True
 
-    def _settle_em(self) -> None:
-        """The EM flows the last step left void, zeroed (see ``overlap.py``)."""
-        self._clear_owed()
+    def settle(self, m: CompiledCircuit, deferred: bool = False) -> None:
+        """Order the current stream after the EM step in flight (once per stream and step, no
+        host wait); ``deferred``: also zero the EM flows it left void (see ``_flows_owed``)."""
+        self.em.wait()
+        if deferred:
+            self._clear_owed(m)
 
-    def _clear_owed(self) -> None:
+    def _clear_owed(self, m: CompiledCircuit) -> None:
         """Zero the EM flows an EM step left void (see ``_flows_owed``), on the current
         stream."""
         if self._flows_owed:
             self._flows_owed = False
-            self.wait_em()
-            self._buffers["sum_flows"].zero_()  # type: ignore[union-attr]
+            self.em.wait()
+            m._buffers["sum_flows"].zero_()  # type: ignore[union-attr]
 
-    def em_statistics(self) -> list[Tensor]:
+    def em_statistics(self, m: CompiledCircuit) -> list[Tensor]:
         """The EM statistics accumulated since the last EM step, the tensors :meth:`em_step`
         reads (void flows zeroed first): edits in place on the current stream reach it."""
-        self._clear_owed()
-        self.wait_em()
-        return [self._buffers["sum_flows"], self.em_counts, *self.em_nstats]  # type: ignore
+        self._clear_owed(m)
+        self.em.wait()
+        return [m._buffers["sum_flows"], self.em_counts, *self.em_nstats]  # type: ignore
 
-    def zero_flows(self) -> None:
+    def zero_flows(self, m: CompiledCircuit) -> None:
         """Forget the EM statistics accumulated since the last EM step."""
-        self.wait_em()
+        self.em.wait()
         self._flows_owed = False
-        self._buffers["sum_flows"].zero_()  # type: ignore[union-attr]
+        m._buffers["sum_flows"].zero_()  # type: ignore[union-attr]
         self.em_counts.zero_()
         for ns in self.em_nstats:
             ns.zero_()
 
-    def _em_inputs(self, eta: float, alpha: float) -> None:  # the base's em_step is replaced
-        raise NotImplementedError
+    # ------------------------------------------------------------ exact state
+    def current_weights(self, m: CompiledCircuit) -> np.ndarray:
+        return state.current_weights(self, m)
 
-    # ------------------------------------- the torch backend's function (input_logp)
-    def run_forward(self, logw: Tensor, in_vals: list[Tensor],
+    def own_inputs(self, m: CompiledCircuit, native: np.ndarray) -> None:
+        state.own_inputs(self, m, native)
+
+    def exact_state(self, m: CompiledCircuit) -> dict[str, Tensor]:
+        return state.exact_state(self, m)
+
+    def load_exact_state(self, m: CompiledCircuit, st: dict[str, Tensor], loaded: bool
+                         ) -> bool:
+        return state.load_exact_state(self, m, st, loaded)
+
+    # ------------------------------------------------- input values fed from outside
+    def run_forward(self, m: CompiledCircuit, logw: Tensor, in_vals: list[Tensor],
                     keep: list[Tensor] | None = None, semiring: Semiring = "sum") -> Tensor:
         """The node buffer view ``[slots, batch]`` for input values fed from outside. The
         kernels compute the sum-product semiring only: :mod:`pccc.query` runs max-product
@@ -637,20 +656,20 @@ class TritonCompiledCircuit(EMOverlap, KernelState, CompiledCircuit):
         if semiring != "sum":
             raise NotImplementedError("the Triton kernels compute sum-product only")
         batch = in_vals[0].shape[1] if in_vals else 1
-        b = self._static(batch)
-        for ly, v in zip(self.plan.input_layers, in_vals):
+        b = self._static(m, batch)
+        for ly, v in zip(m.plan.input_layers, in_vals):
             b.node[ly.node_start: ly.node_start + ly.n, :batch] = v
         self._ext_w = torch.exp(logw.float())
         self.dp.sum_forward(b.node, batch, self._ext_w)
         self._stamp += 1
         self._batch = batch
-        return b.node[: self.plan.num_node_slots, :batch]
+        return b.node[: m.plan.num_node_slots, :batch]
 
-    def run_backward(self, node: Tensor, logw: Tensor, grad: Tensor, *, track_em: bool,
-                     elems: list[Tensor] | None = None, root_flow: Tensor | None = None
-                     ) -> tuple[Tensor, list[Tensor]]:
+    def run_backward(self, m: CompiledCircuit, node: Tensor, logw: Tensor, grad: Tensor, *,
+                     track_em: bool, elems: list[Tensor] | None = None,
+                     root_flow: Tensor | None = None) -> tuple[Tensor, list[Tensor]]:
         batch = node.shape[1]
-        b = self._static(batch)
+        b = self._static(m, batch)
         w = self._ext_w
         b.scale[:batch] = grad
         uniform = bool((grad == grad[0]).all()) and float(grad[0]) != 0.0
@@ -663,32 +682,33 @@ class TritonCompiledCircuit(EMOverlap, KernelState, CompiledCircuit):
         out = [dlogw.to(logw.dtype)]
         if track_em:
             out.append(em if not uniform else dlogw / float(grad[0]))
-        return b.flow[: self.plan.num_node_slots, :batch], out
+        return b.flow[: m.plan.num_node_slots, :batch], out
 
 
 class _Fused(torch.autograd.Function):
     """``(sum_logits, input_raw) -> log p(x)`` through the fused kernels."""
 
     @staticmethod
-    def forward(ctx: Any, model: TritonCompiledCircuit, x: Tensor,  # type: ignore[override]
-                missing: Tensor | None, logits: Tensor, raw: Tensor) -> Tensor:
-        model.sync_params()
-        ll = model.fused_forward(x, missing)
-        ctx.model, ctx.x, ctx.missing, ctx.stamp = model, x, missing, model._stamp
+    def forward(ctx: Any, m: CompiledCircuit, ex: TritonExecutor,  # type: ignore[override]
+                x: Tensor, missing: Tensor | None, logits: Tensor, raw: Tensor) -> Tensor:
+        ex.sync_params(m)
+        ll = ex.fused_forward(m, x, missing)
+        ctx.m, ctx.ex, ctx.x, ctx.missing, ctx.stamp = m, ex, x, missing, ex._stamp
         return ll
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        model: TritonCompiledCircuit = ctx.model
-        if model._stamp != ctx.stamp:  # another forward ran since: recompute this one
-            model.sync_params()
-            model.fused_forward(ctx.x, ctx.missing)
-        grads = model.param_grads
-        want_l, want_r = grads and ctx.needs_input_grad[3], grads and ctx.needs_input_grad[4]
-        pieces = model.root_grad_pieces(grad)
+        m: CompiledCircuit = ctx.m
+        ex: TritonExecutor = ctx.ex
+        if ex._stamp != ctx.stamp:  # another forward ran since: recompute this one
+            ex.sync_params(m)
+            ex.fused_forward(m, ctx.x, ctx.missing)
+        grads = m.param_grads
+        want_l, want_r = grads and ctx.needs_input_grad[4], grads and ctx.needs_input_grad[5]
+        pieces = m.root_grad_pieces(grad)
         if pieces[0][1] is None:
-            dl, dr = model.fused_backward(pieces[0][0].contiguous().float(), want_l, want_r)
-            return None, None, None, dl, dr
+            dl, dr = ex.fused_backward(m, pieces[0][0].contiguous().float(), want_l, want_r)
+            return None, None, None, None, dl, dr
         # the roots weigh differently: the gradients with the upstream gradients as the
         # roots' flows (a pass per sign), then (when tracked) the EM statistics with root
         # flow 1 each; each pass after the first recomputes the forward values it overwrote
@@ -696,20 +716,20 @@ class _Fused(torch.autograd.Function):
         passes = 0
         for scale, root_grad in pieces if want_l or want_r else []:
             if passes:
-                model.sync_params()
-                model.fused_forward(ctx.x, ctx.missing)
+                ex.sync_params(m)
+                ex.fused_forward(m, ctx.x, ctx.missing)
             assert root_grad is not None
-            gl, gr = model.fused_backward(scale.float(), want_l, want_r,
-                                          root_grad=root_grad.float(), track=False)
+            gl, gr = ex.fused_backward(m, scale.float(), want_l, want_r,
+                                       root_grad=root_grad.float(), track=False)
             dl = gl if dl is None or gl is None else dl + gl
             dr = gr if dr is None or gr is None else dr + gr
             passes += 1
-        if model.track_flows:
+        if m.track_flows:
             if passes:
-                model.sync_params()
-                model.fused_forward(ctx.x, ctx.missing)
-            model.fused_backward(torch.ones_like(pieces[0][0]).float(), False, False)
-        return None, None, None, dl, dr
+                ex.sync_params(m)
+                ex.fused_forward(m, ctx.x, ctx.missing)
+            ex.fused_backward(m, torch.ones_like(pieces[0][0]).float(), False, False)
+        return None, None, None, None, dl, dr
 
 
 class _LogWeights(torch.autograd.Function):
@@ -717,21 +737,22 @@ class _LogWeights(torch.autograd.Function):
     ``g - softmax * (sum of g over the group)``."""
 
     @staticmethod
-    def forward(ctx: Any, raw: Tensor, model: TritonCompiledCircuit) -> Tensor:  # type: ignore
-        model.sync_params()
-        w = model._w.clone()
-        ctx.model = model
+    def forward(ctx: Any, raw: Tensor, m: CompiledCircuit,  # type: ignore[override]
+                ex: TritonExecutor) -> Tensor:
+        ex.sync_params(m)
+        w = ex._w.clone()
+        ctx.m, ctx.ex = m, ex
         ctx.save_for_backward(w)
-        real = (model.dp.group_ids() >= 0) & (w > 0)
+        real = (ex.dp.group_ids() >= 0) & (w > 0)
         return torch.where(real, torch.log(torch.where(real, w, 1.0)), -math.inf)
 
     @staticmethod
     def backward(ctx: Any, g: Tensor):  # type: ignore[override]
-        model = ctx.model
+        m, ex = ctx.m, ctx.ex
         (w,) = ctx.saved_tensors
         g = torch.where(w > 0, g.float(), 0.0)
-        gs = model.group_sums(g).float()
-        group = model.dp.group_ids().clamp_min(0)
-        z = model.sum_norm.float()[group]
+        gs = ex.group_sums(m, g).float()
+        group = ex.dp.group_ids().clamp_min(0)
+        z = m.sum_norm.float()[group]
         prob = torch.where(w > 0, w * torch.exp(-z), 0.0)
-        return (g - prob * gs[group]).to(model.sum_logits.dtype), None
+        return (g - prob * gs[group]).to(m.sum_logits.dtype), None, None

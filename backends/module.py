@@ -1,4 +1,13 @@
-"""``CompiledCircuit``: a :class:`~pccc.ir.plan.KernelPlan` as a ``torch.nn.Module``.
+"""``CompiledCircuit``: a :class:`~pccc.ir.plan.KernelPlan` as a ``torch.nn.Module``, one
+class for every backend.
+
+The module owns what the backends share: the parameters and their buffers, the EM statistics'
+bookkeeping, the input layers' tables, reading the parameters back and saving, and the
+autograd glue of input values fed from outside. It holds an executor (``model.executor``, see
+:mod:`pccc.backends.executor`) that computes: the torch backend's
+(:class:`~pccc.backends.torch.executor.TorchExecutor`, index tables and batched tensor ops)
+or the Triton backend's (:class:`~pccc.backends.triton.compiled.TritonExecutor`, generated
+kernels). Backends do not subclass the module.
 
 Parametrization (what ``torch.optim`` sees; see ``docs/usage.md``):
 
@@ -27,13 +36,14 @@ pass per sign with the upstream gradients as the roots' flows
 (:meth:`CompiledCircuit.root_grad_pieces`) and, when flows are tracked, the EM statistics a
 pass of their own.
 
-Subclasses (the Triton backend) override :meth:`CompiledCircuit.run_forward` and
-:meth:`CompiledCircuit.run_backward`; parameters, input layers, flows, EM and saving are shared.
+Reads of the parameters and of the buffers an EM step writes (``model.sum_logits``,
+``state_dict()``, ``parameters()``, ...) first order the current stream after any EM step the
+executor runs in flight (:meth:`Executor.settle`): the accessors below are properties and
+plain method overrides that call it.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,12 +51,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from pccc.backends.executor import Executor
+from pccc.backends.params import ParamsMixin
 from pccc.backends.reference.evaluate import Semiring
 from pccc.backends.torch import inputs as fam
-from pccc.backends.torch.layers import TorchProductLayer, TorchSumPartition
-from pccc.backends.torch.params import ParamsMixin
 from pccc.ir import dists
-from pccc.ir.plan import KernelPlan, ProductLayer, SumLayer
+from pccc.ir.plan import KernelPlan
 from pccc.ir.plan_verify import check_once
 
 
@@ -129,16 +139,26 @@ class _CircuitFunction(torch.autograd.Function):
         return (None, None, None, dlogw, *dins)
 
 
-def _dead_slots(plan: KernelPlan) -> np.ndarray:
-    """Node slots no layer writes (block padding): they hold ``-inf``."""
-    written = np.zeros(plan.num_node_slots, bool)
-    written[0] = True
-    for inp in plan.input_layers:
-        written[inp.node_start: inp.node_start + inp.n] = True
-    for ly in plan.sum_layers():
-        for p in ly.partitions:
-            written[(p.node_start[:, None] + np.arange(p.block_size)).reshape(-1)] = True
-    return np.flatnonzero(~written)
+def _settled(name: str, doc: str, deferred: bool = False) -> Any:
+    """A read accessor of the module's parameter or buffer ``name`` that settles the
+    executor's work in flight first (see the module docstring). nn.Module's own
+    ``register_parameter``/``register_buffer`` set the tensor; before that, reading it is an
+    ``AttributeError``, as for any missing attribute."""
+
+    def get(self: CompiledCircuit) -> Any:
+        tensors = self.__dict__["_parameters" if name in _PARAMETERS else "_buffers"]
+        if name not in tensors:
+            raise AttributeError(name)
+        executor = self.__dict__.get("executor")
+        if executor is not None:
+            executor.settle(self, deferred)
+        return tensors[name]
+
+    return property(get, doc=doc)
+
+
+#: the accessors of :func:`_settled` that read ``_parameters`` (the others read ``_buffers``)
+_PARAMETERS = frozenset({"sum_logits", "input_raw"})
 
 
 class CompiledCircuit(ParamsMixin, nn.Module):
@@ -148,6 +168,8 @@ class CompiledCircuit(ParamsMixin, nn.Module):
         plan: the L3 plan (kept as ``model.plan``).
         device: where parameters and index tables live.
         dtype: float32 (default) or float64.
+        executor: what computes (default: the torch backend's
+            :class:`~pccc.backends.torch.executor.TorchExecutor`).
 
     Example::
 
@@ -156,60 +178,123 @@ class CompiledCircuit(ParamsMixin, nn.Module):
         ll.mean().backward()                       # gradients + EM flows
     """
 
+    # (the torch executor's index tables, registered on the module so that .to() moves them)
+    product_layers: nn.ModuleList
+    sum_layers: nn.ModuleList
     dead_nodes: Tensor
     flow_zero_rows: Tensor
-    #: build the torch layers (index tables on the device) and the dense group tables; a
-    #: backend that runs its own kernels and overrides the methods using them turns this off
-    torch_layers = True
+    dense_idx: Tensor
+    dense_pos: Tensor
+    sum_group: Tensor
+    group_size: Tensor
 
-    def __init__(self, plan: KernelPlan, *, device: Any = None, dtype: Any = torch.float32):
+    def __init__(self, plan: KernelPlan, *, device: Any = None, dtype: Any = torch.float32,
+                 executor: Executor | None = None):
         super().__init__()
         check_once(plan)  # (no table is read before the plan's structure is checked)
+        if executor is None:
+            from pccc.backends.torch.executor import TorchExecutor
+
+            executor = TorchExecutor()
+        self.executor = executor
         self.plan = plan
         self.root_slot = plan.root_slot
         self.num_roots = plan.num_roots
         self.track_flows = True
         #: keep the product layers' values from forward to backward (else recomputed)
         self.keep_elements = True
+        #: compute the parameters' gradients in backward; EM-only training may turn this off
+        #: (an executor then accumulates flows and statistics only, where it can)
+        self.param_grads = True
         self.source_circuit: Any = None
         self.pipeline: str | None = None
-        self.backend_name = "torch"
+        self.backend_name = executor.name
         self.num_vars = plan.num_vars
-        self.product_layers = nn.ModuleList()
-        self.sum_layers = nn.ModuleList()
         self._continuous = any(dists.get(ly.dist).continuous for ly in plan.input_layers)
         #: the continuous variables, whose -1 is a value (missing: NaN only)
         self._cont_vars = np.zeros(plan.num_vars, dtype=bool)
         for il in plan.input_layers:
             if dists.get(il.dist).continuous:
                 self._cont_vars[np.asarray(il.vars, dtype=np.int64)] = True
-        if self.torch_layers:
-            for ly in plan.layers:
-                if isinstance(ly, ProductLayer):
-                    self.product_layers.append(TorchProductLayer(ly))
-                else:
-                    assert isinstance(ly, SumLayer)
-                    self.sum_layers.append(nn.ModuleList(
-                        TorchSumPartition(p, plan.param_group) for p in ly.partitions))
-            self.register_buffer("dead_nodes", torch.from_numpy(_dead_slots(plan)),
-                                 persistent=False)
-            self.register_buffer("flow_zero_rows", torch.from_numpy(self._plan_flow_writes()),
-                                 persistent=False)
-        self.init_params(plan)
+        executor.init_params(self, plan)
         self.to(device=device, dtype=dtype)
 
     @property
     def artifacts(self) -> dict[str, str]:
-        """Text of each stage: the plan summary."""
-        return {"plan": self.plan.summary()}
+        """Text of each stage: the plan summary, and the executor's (options, kernels...)."""
+        return {"plan": self.plan.summary(), **self.executor.artifacts(self)}
 
     @property
+    def options(self) -> Any:
+        """The backend's options value (the Triton backend's ``TritonOptions``; None for a
+        backend without options)."""
+        return self.executor.options
+
+    @property
+    def torch_layers(self) -> bool:
+        """Whether the executor keeps the torch layers' index tables (see
+        :meth:`layer_pairs`)."""
+        return self.executor.torch_layers
+
+    def layer_pairs(self) -> list[Any]:
+        """The torch executor's (product layer, its sum partitions) in evaluation order."""
+        return self.executor.layer_pairs(self)
+
+    # (straight from nn.Module's table: reading the device and dtype waits for nothing)
+    @property
     def dtype(self) -> torch.dtype:
-        return self.sum_logits.dtype
+        return self._parameters["sum_logits"].dtype  # type: ignore[union-attr]
 
     @property
     def device(self) -> torch.device:
-        return self.sum_logits.device
+        return self._parameters["sum_logits"].device  # type: ignore[union-attr]
+
+    # ------------------------------------------------------ settled accessors
+    sum_logits = _settled("sum_logits", "flat logits of the sum weights (``nn.Parameter``)")
+    input_raw = _settled("input_raw", "input parameters in unconstrained coordinates "
+                                      "(``nn.Parameter``)")
+    sum_norm = _settled("sum_norm", "log-normalizer of each weight group (last: padding)")
+    input_shift = _settled("input_shift", "log-normalizer of each input node")
+    sum_flows = _settled("sum_flows", "the sum weights' EM flows since the last EM step",
+                         deferred=True)
+
+    def settle(self) -> None:
+        """Order the current stream after any EM step in flight and write what it left to
+        its first reader (see :meth:`Executor.settle`); no host wait."""
+        self.executor.settle(self, deferred=True)
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> Any:
+        self.settle()
+        return super().state_dict(*args, **kwargs)
+
+    def load_state_dict(self, *args: Any, **kwargs: Any) -> Any:
+        self.settle()
+        return super().load_state_dict(*args, **kwargs)
+
+    def named_parameters(self, *args: Any, **kwargs: Any) -> Any:
+        self.settle()
+        return super().named_parameters(*args, **kwargs)
+
+    def named_buffers(self, *args: Any, **kwargs: Any) -> Any:
+        self.settle()
+        return super().named_buffers(*args, **kwargs)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Forget the parameters' gradients (which no EM step writes: no wait for one in
+        flight, so a training loop may call this between a step and its per-batch sync)."""
+        for p in self._parameters.values():
+            if p is None or p.grad is None:
+                continue
+            if set_to_none:
+                p.grad = None
+            else:
+                p.grad.detach_()
+                p.grad.zero_()
+
+    def params_changed(self) -> None:
+        """Re-read the parameters before the next pass (after writes through ``.data``,
+        which a backend keeping copies of its own does not see)."""
+        self.executor.params_changed(self)
 
     # ------------------------------------------------------------------ data
     def prepare(self, x: Tensor, missing: Tensor | None = None) -> Batch:
@@ -258,10 +343,10 @@ class CompiledCircuit(ParamsMixin, nn.Module):
                 outside (e.g. a neural network), in the order of :meth:`input_nodes`; they
                 replace the input distributions and receive gradients.
         """
+        if input_logp is None:
+            return self.executor.forward(self, x, missing)
         data = self.prepare(x, missing)
         logw = self.log_weights()
-        if input_logp is None:
-            return _CircuitFunction.apply(self, data, True, logw, self.input_raw)
         return _CircuitFunction.apply(self, data, False, logw, *self._split_external(input_logp))
 
     def _split_external(self, input_logp: Tensor) -> list[Tensor]:
@@ -297,45 +382,6 @@ class CompiledCircuit(ParamsMixin, nn.Module):
             out.append(lp if m is None else torch.where(m, torch.zeros_like(lp), lp))
         return out
 
-    def _plan_flow_writes(self) -> np.ndarray:
-        """Decide which backward writes may assign instead of add (a slot with exactly one
-        writer), so that only the other slots need zeroing; returns the node rows to zero."""
-        plan = self.plan
-        count = np.zeros(plan.num_node_slots, np.int64)
-        prods = plan.product_layers()
-        for ly in prods:
-            for p in ly.partitions:
-                for j in range(p.children.shape[1]):
-                    np.add.at(count, p.children[:, j], 1)
-        count[0] = 1  # padding target: never read, may take any value
-        zero = count != 1
-        pairs = self.layer_pairs()
-        for ly, (mod, _) in zip(prods, pairs):
-            for i, p in enumerate(ly.partitions):
-                for j in range(p.children.shape[1]):
-                    ok = bool(np.all(count[p.children[:, j]] == 1))
-                    mod.copy_flow[(i, j)] = ok
-                    if not ok:
-                        zero[p.children[:, j]] = True
-        zero[0] = True
-        for mod, parts in pairs:
-            ecount = np.zeros(mod.num_elem_slots, np.int64)
-            for part in parts:
-                np.add.at(ecount, part.elem_idx.numpy(), 1)
-            ezero = ecount != 1
-            for part in parts:
-                idx = part.elem_idx.numpy()
-                part.copy_elem_flow = bool(np.all(ecount[idx] == 1))
-                if not part.copy_elem_flow:
-                    ezero[idx] = True
-            mod.flow_zero_rows = torch.from_numpy(np.flatnonzero(ezero))
-        return np.flatnonzero(zero)
-
-    def layer_pairs(self) -> list[tuple[TorchProductLayer, list[TorchSumPartition]]]:
-        """(product layer, its sum partitions) in evaluation order."""
-        return [(prod, list(parts))  # type: ignore[misc, call-overload]
-                for prod, parts in zip(self.product_layers, self.sum_layers)]
-
     def root_output(self, node: Tensor) -> Tensor:
         """The roots' rows of a node buffer ``[slots, batch]`` as the module's output (a new
         tensor): ``[batch]`` for one root, ``[batch, num_roots]`` for several."""
@@ -363,32 +409,21 @@ class CompiledCircuit(ParamsMixin, nn.Module):
 
     def run_forward(self, logw: Tensor, in_vals: list[Tensor],
                     keep: list[Tensor] | None = None, semiring: Semiring = "sum") -> Tensor:
-        """The node buffer ``[num_node_slots, batch]`` (no autograd). Overridable.
+        """The node buffer ``[num_node_slots, batch]`` for the input layers' log-values
+        ``in_vals`` (no autograd), computed by the executor.
 
         ``keep``: a list that receives each product layer's element buffer, so the backward
         pass need not recompute them (``keep_elements``; memory for time). ``semiring``:
         ``"sum"`` (log-likelihoods) or ``"max"`` (max-product, for MPE: sums take their
         largest weighted child; the input values are the caller's, see :mod:`pccc.query`).
         """
-        batch = in_vals[0].shape[1] if in_vals else 1
-        node = logw.new_empty((self.plan.num_node_slots, batch))
-        node.index_fill_(0, self.dead_nodes, -math.inf)
-        node[0] = 0.0
-        for ly, v in zip(self.plan.input_layers, in_vals):
-            node[ly.node_start: ly.node_start + ly.n] = v
-        w = torch.exp(logw) if semiring == "sum" else logw
-        for prod, parts in self.layer_pairs():
-            elem = prod(node)
-            for part in parts:
-                part(elem, w, node, semiring)
-            if keep is not None:
-                keep.append(elem)
-        return node
+        return self.executor.run_forward(self, logw, in_vals, keep, semiring)
 
     def run_backward(self, node: Tensor, logw: Tensor, grad: Tensor, *, track_em: bool,
                      elems: list[Tensor] | None = None, root_flow: Tensor | None = None
                      ) -> tuple[Tensor, list[Tensor]]:
-        """Node flows ``[slots, batch]`` (root flow 1) and parameter flows. Overridable.
+        """Node flows ``[slots, batch]`` (root flow 1) and parameter flows, computed by the
+        executor.
 
         ``elems``: the element buffers kept by :meth:`run_forward` (else recomputed).
         ``grad``: ``[batch]`` weights of the examples in the gradient. ``root_flow``: the
@@ -397,30 +432,8 @@ class CompiledCircuit(ParamsMixin, nn.Module):
         Returns ``(node_flow, [grad w.r.t. log-weights, EM flows])`` (the second only when
         ``track_em``).
         """
-        rows = slice(self.root_slot, self.root_slot + self.num_roots)
-        node_flow = torch.empty_like(node)
-        node_flow.index_fill_(0, self.flow_zero_rows, 0.0)
-        live = torch.isfinite(node[rows]).to(node.dtype)
-        node_flow[rows] = live if root_flow is None else live * root_flow.to(node.dtype)
-        # a uniform upstream gradient (ll.sum(), ll.mean()) scales the EM flows: one reduction
-        uniform = track_em and bool((grad == grad[:1]).all())
-        gws: list[Tensor | None] = [None] if uniform else [grad]
-        if track_em and not uniform:
-            gws.append(None)
-        pflows = [torch.zeros_like(logw) for _ in gws]
-        w = torch.exp(logw)
-        pairs = self.layer_pairs()
-        for k in range(len(pairs) - 1, -1, -1):
-            prod, parts = pairs[k]
-            elem = elems[k] if elems else prod(node)
-            elem_flow = torch.empty_like(elem)
-            elem_flow.index_fill_(0, prod.flow_zero_rows, 0.0)
-            for part in parts:
-                part.backward_flows(elem, w, node, node_flow, elem_flow, gws, pflows)
-            prod.backward_flows(elem_flow, node_flow)
-        if uniform:
-            pflows = [pflows[0] * grad[0], pflows[0]]
-        return node_flow, pflows
+        return self.executor.run_backward(self, node, logw, grad, track_em=track_em,
+                                          elems=elems, root_flow=root_flow)
 
     # ------------------------------------------------------------------ flows
     def input_backward(self, node_flow: Tensor, data: Batch, grad: Tensor, *,
@@ -467,14 +480,35 @@ class CompiledCircuit(ParamsMixin, nn.Module):
         if fm is not None:
             self.input_missflow.index_add_(0, pidx[:, 0], fm)
 
+    # ------------------------------------------------------------ parameters
+    def log_weights(self) -> Tensor:
+        """Flat log sum weights (differentiable; padding ``-inf``), per-group normalized."""
+        return self.executor.log_weights(self)
+
+    def group_sums(self, x: Tensor) -> Tensor:
+        """``[num_groups + 1]`` per-group sums of flat weight values (last: padding)."""
+        return self.executor.group_sums(self, x)
+
+    def set_weights(self, w: Tensor) -> None:
+        """Write linear sum weights (flat, padding ignored); logits stay consistent."""
+        self.executor.set_weights(self, w)
+
+    def current_weights(self) -> np.ndarray:
+        """The flat linear sum weights as the module computes them (float64, on the host)."""
+        return self.executor.current_weights(self)
+
+    # -------------------------------------------------------------------- EM
+    def em_step(self, step_size: float, pseudocount: float) -> None:
+        """One EM step from the accumulated statistics (weights and inputs); then they are
+        zeroed."""
+        self.executor.em_step(self, float(step_size), float(pseudocount))
+
     def em_statistics(self) -> list[Tensor]:
         """The EM statistics accumulated since the last EM step, the tensors :meth:`em_step`
         reads: edits in place (a sum over processes, :mod:`pccc.distributed`) reach it."""
-        return [self.sum_flows, self.input_stats, self.input_counts, self.input_missflow]
+        return self.executor.em_statistics(self)
 
     def zero_flows(self) -> None:
         """Forget the EM statistics accumulated since the last EM step."""
-        self.sum_flows.zero_()
-        self.input_stats.zero_()
-        self.input_counts.zero_()
-        self.input_missflow.zero_()
+        self.executor.zero_flows(self)
+
