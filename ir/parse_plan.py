@@ -12,7 +12,7 @@ Statements, in the order the printer writes them::
         children i64[E, F] = ...
     sum
       part B=b C=c
-        node_start ... chunk_start ... param_start ... num_chunks ...
+        node_start ... chunk_start ... param_start ... num_chunks ... [reads ...]
     params f64[...] = ...   param_group ...   group_size ...   input_params ...
     map @key i64[shape] = ...                     (one per source parameter array)
     input_keys [@k, ...]
@@ -212,7 +212,10 @@ class PlanParser:
             B, C = self.int_attr(pattrs, "B"), self.int_attr(pattrs, "C")
             arrays = [self.array(n) for n in ("node_start", "chunk_start", "param_start",
                                               "num_chunks")]
-            parts.append(SumPartition(B, C, *arrays))
+            reads = self.array("reads") if self.ts.at("IDENT", "reads") else None
+            node_start, chunk_start, param_start, num_chunks = arrays
+            parts.append(SumPartition(B, C, node_start, chunk_start, param_start, num_chunks,
+                                      reads))
         return SumLayer(tuple(parts))
 
     def run(self) -> KernelPlan:

@@ -278,10 +278,17 @@ class SumPartition(ValueEq):
     """int64 ``[nb, nc]``: offset of each ``block_size x chunk_size`` tile (padding: 0)"""
     num_chunks: np.ndarray
     """int64 ``[nb]``: real (unpadded) chunks of each block, a prefix of the row"""
+    reads: np.ndarray | None = None
+    """int64 ``[nb]``: what each block reads, as a class: blocks of equal class read elements
+    with equal children (the blocks of one sum vector, and of sum vectors over the same
+    children); not semantic, a fact for backends (the Triton backend's sibling groups).
+    None: not recorded (blocks whose chunks start at the same element slots read the same)"""
 
     def __post_init__(self) -> None:
         for name in ("node_start", "chunk_start", "param_start", "num_chunks"):
             object.__setattr__(self, name, _ro(getattr(self, name)))
+        if self.reads is not None:
+            object.__setattr__(self, "reads", _ro(self.reads))
 
     @property
     def num_blocks(self) -> int:

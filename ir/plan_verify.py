@@ -96,6 +96,8 @@ def _sum_sizes(plan: KernelPlan, li: int, ly: SumLayer) -> int:
                               f"{nb} blocks")
         _table(sp.param_start, 2, f"{where} param_start", sp.chunk_start.shape)
         _table(sp.num_chunks, 1, f"{where} num_chunks", (nb,))
+        if sp.reads is not None:
+            _table(sp.reads, 1, f"{where} reads", (nb,))
         total += nb * B
     return total
 
@@ -268,6 +270,15 @@ def _check_chunks(plan: KernelPlan, where: str, sp: SumPartition, prev: ProductL
     starts = sp.chunk_start[real]
     if starts.size and np.any(unset[starts + C] != unset[starts]):
         raise VerifyError(f"{where}: reads element slots the product layer does not write")
+    if sp.reads is not None and len(sp.reads):
+        _range(sp.reads, 0, 2**62, f"{where} reads")
+        _, first = np.unique(sp.reads, return_index=True)
+        _, cls = np.unique(sp.reads, return_inverse=True)
+        bad = np.flatnonzero(sp.num_chunks != sp.num_chunks[first[cls.reshape(-1)]])
+        if len(bad):
+            raise VerifyError(f"{where}: block {int(bad[0])} reads like block "
+                              f"{int(first[cls.reshape(-1)][bad[0]])} (reads) but has "
+                              "another number of chunks")
 
 
 def _check_sum(plan: KernelPlan, li: int, ly: SumLayer, prev: ProductLayer, elems: np.ndarray,

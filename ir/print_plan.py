@@ -192,6 +192,8 @@ def _layer_lines(plan: KernelPlan, i: int, layer: ProductLayer | SumLayer, arr: 
                      f"{ss.tiles} real, {_sum_note(ss)}")
         for name in ("node_start", "chunk_start", "param_start", "num_chunks"):
             lines += arr.stmt(name, getattr(sp, name), "    ")
+        if sp.reads is not None:
+            lines += arr.stmt("reads", sp.reads, "    ")
     return lines
 
 

@@ -308,7 +308,7 @@ def _layer(layer: Layer, slot: np.ndarray, next_slot: int, wts: _Weights, elems:
     for g in layer.sums:
         hi = lo + len(g.sums)
         sum_parts.append(_sum_partition(g.block, g.chunk, int(slots[lo]), first[lo:hi], nb[lo:hi],
-                                        nc[lo:hi], tiles[lo:hi]))
+                                        nc[lo:hi], tiles[lo:hi], _read_classes(c, g.sums)))
         lo = hi
     end = int(first[-1])
     child, start = elems.runs(np.array(sums, np.int64), first[:-1])
@@ -316,18 +316,28 @@ def _layer(layer: Layer, slot: np.ndarray, next_slot: int, wts: _Weights, elems:
             SumLayer(tuple(sum_parts)), int(slots[-1]))
 
 
+def _read_classes(c: Circuit, sums: tuple[int, ...]) -> np.ndarray:
+    """Per sum of a partition, the first of its sums with the same children (one per
+    vector, never per edge): their elements have equal children."""
+    first: dict[tuple[int, ...], int] = {}
+    return np.array([first.setdefault(tuple(c.nodes[s].children), i)
+                     for i, s in enumerate(sums)], np.int64)
+
+
 def _sum_partition(B: int, C: int, first_slot: int, starts: np.ndarray, nb: np.ndarray,
-                   nc: np.ndarray, tiles: np.ndarray) -> SumPartition:
+                   nc: np.ndarray, tiles: np.ndarray, reads: np.ndarray) -> SumPartition:
     """A sum partition whose sums' blocks are laid out from node slot ``first_slot``; sum
     ``i`` has ``nb[i]`` blocks of ``nc[i]`` chunks, its elements from ``starts[i]``, its
-    ``[nb, nc]`` tiles stored row-major from offset ``tiles[i]``."""
+    ``[nb, nc]`` tiles stored row-major from offset ``tiles[i]``, its read class
+    ``reads[i]``."""
     of, row = _spread(nb)  # the sum of every block, and its place in the sum
     k = np.arange(int(nc.max()))[None, :]
     width = nc[of][:, None]
     chunk = np.where(k < width, starts[of][:, None] + C * k, 0)
     tile = np.where(k < width, tiles[of][:, None] + (row[:, None] * width + k) * (B * C),
                     0)  # padding chunks: the zero tile
-    return SumPartition(B, C, first_slot + B * np.arange(len(of)), chunk, tile, nc[of])
+    return SumPartition(B, C, first_slot + B * np.arange(len(of)), chunk, tile, nc[of],
+                        reads[of])
 
 
 def _products(layer: Layer, child: np.ndarray, start: np.ndarray, end: int, elems: _Elements

@@ -4,7 +4,7 @@ per edge.
 - :func:`children_table`, :func:`child_counts`: a product layer as one dense children table and
   each element's real fan-in.
 - :func:`split_by_fanin`: a sum partition's blocks by kernel shape.
-- :func:`sibling_table`: blocks grouped by the elements they read.
+- :func:`sibling_table`: blocks grouped by the elements they read (:func:`read_keys`).
 - :func:`flow_writers`: which parts may store their element flows, and the rows to zero.
 - :func:`em_store`: which parts may store their EM flows.
 - :func:`runs`, :func:`row_tiles`, :func:`run_table`: row sets as runs and tiles.
@@ -95,15 +95,21 @@ def layer_tables(plan: KernelPlan) -> list[np.ndarray]:
     return out
 
 
-def sibling_table(chunk_start: np.ndarray, num_chunks: np.ndarray, table: np.ndarray, C: int,
-                  fanin: int | None = None) -> np.ndarray:
-    """Blocks grouped by the elements they read, compared by the elements' children (the row
-    blocks of one sum vector read the same products, laid out once per block): ``[groups, G]``
-    block indices, ``-1`` padded. Rows are compared through two 64-bit hashes (see
-    :func:`block_hashes`); ``fanin``: the table columns that hold real children (the others
-    are padding, 0), all of them if None."""
-    h = block_hashes(chunk_start, num_chunks, table, C, fanin)
-    _, inv = np.unique(h, axis=0, return_inverse=True)
+def read_keys(p: SumPartition, blocks: np.ndarray) -> np.ndarray:
+    """What each of ``blocks`` reads, as rows that are equal exactly for blocks reading
+    elements with equal children: the plan's read class (``SumPartition.reads``, carried down
+    from the circuit by ``layout-params``) and chunk count; where the plan records none, the
+    element slots the chunks start at."""
+    if p.reads is not None:
+        return np.column_stack([p.reads[blocks], p.num_chunks[blocks]])
+    return np.column_stack([p.chunk_start[blocks], p.num_chunks[blocks]])
+
+
+def sibling_table(keys: np.ndarray) -> np.ndarray:
+    """Blocks grouped by equal rows of ``keys`` (:func:`read_keys`): ``[groups, G]`` block
+    indices, each group in block order, the groups in the order of their keys, ``-1``
+    padded."""
+    _, inv = np.unique(keys, axis=0, return_inverse=True)
     inv = inv.reshape(-1)
     order = np.argsort(inv, kind="stable")
     counts = np.bincount(inv)
@@ -111,29 +117,6 @@ def sibling_table(chunk_start: np.ndarray, num_chunks: np.ndarray, table: np.nda
     out = np.full((len(counts), int(counts.max(initial=1))), -1, np.int64)
     out[inv[order], rank] = order
     return out
-
-
-def block_hashes(chunk_start: np.ndarray, num_chunks: np.ndarray, table: np.ndarray, C: int,
-                 fanin: int | None = None) -> np.ndarray:
-    """``[blocks, 3]`` uint64: two random linear hashes (mod 2**64) of each block's row of
-    entries ``[chunks, C, table columns]`` (children + 2; in a padded chunk all 1), and its
-    chunk count. Linear, so computed as the children's own hash over the live chunks plus a
-    constant per chunk (2 or 1 times its coefficients' sum)."""
-    nb, nc = chunk_start.shape
-    F = table.shape[1]
-    f = F if fanin is None else fanin
-    e = np.minimum(chunk_start[:, :, None] + np.arange(C), len(table) - 1)  # [nb, nc, C]
-    kids = np.take(table[:, :f], e.reshape(-1), axis=0).reshape(nb, nc, C * f)
-    live = np.arange(nc)[None, :] < num_chunks[:, None]
-    kids[~live] = 0  # padded chunks: only their constant
-    rng = np.random.default_rng(0)
-    coef = np.stack([rng.integers(1, 2**63, nc * C * F, dtype=np.uint64) for _ in range(2)])
-    coef = coef.reshape(2, nc, C, F)
-    rows = kids.astype(np.int64, copy=False).reshape(nb, -1).view(np.uint64)  # no copy
-    h = rows @ coef[..., :f].reshape(2, -1).T  # [nb, 2]
-    total = coef.reshape(2, nc, -1).sum(axis=2)  # [2, nc]
-    h += np.where(live[:, None, :], total * np.uint64(2), total).sum(axis=2)
-    return np.column_stack([h, num_chunks.astype(np.uint64)])
 
 
 @dataclass
@@ -177,7 +160,7 @@ def host_parts(layer: int, sl: SumLayer, table: np.ndarray, small_part: int) -> 
                 out.append(HostPart(layer, j, p, fanin, blocks, np.arange(len(blocks))[:, None],
                                     small=True))
                 continue
-            sib = sibling_table(p.chunk_start[blocks], p.num_chunks[blocks], table, C, fanin)
+            sib = sibling_table(read_keys(p, blocks))
             alone = (sib >= 0).sum(axis=1) == 1
             if alone.any():  # no sibling: its element flows come from sum_bwd itself
                 lone = blocks[sib[alone, 0]]

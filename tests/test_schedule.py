@@ -160,6 +160,45 @@ def test_sibling_groups_and_their_launches() -> None:
     assert all(p.G == 1 and p.small for p in small.parts)
 
 
+def test_read_classes_carried_down_from_the_circuit() -> None:
+    """``layout-params`` records each block's read class: the blocks of one sum vector, and of
+    two sum vectors over the same children, share one; the schedule groups them (sibling
+    groups of 4 blocks here), and a plan without the record groups the blocks that read the
+    same element slots (2 here: each vector's own)."""
+    import dataclasses
+
+    from pccc.ir import CircuitBuilder
+    from pccc.ir.errors import VerifyError
+    from pccc.ir.plan_verify import verify_plan
+
+    b = CircuitBuilder(rng=np.random.default_rng(5))
+    leaves = [b.input(v, "categorical", n=64, card=5) for v in range(2)]
+    prod = b.product(leaves)
+    twins = [b.sum([prod], n=64), b.sum([prod], n=64)]
+    c = b.build(b.sum([b.product([twins[0], leaves[0]]), b.product([twins[1], leaves[1]])],
+                      n=1), num_vars=2)
+    plan = compile_plan(c, "canonicalize,group-blocks{block-size=32},partition-layers,"
+                           "layout-params")
+    sp = plan.sum_layers()[0].partitions[0]
+    assert sp.reads is not None and sp.num_blocks == 4 and len(set(sp.reads.tolist())) == 1
+    sched = schedule_kernels(plan, small_part=0)
+    assert [p.G for p in sched.parts if p.layer == 0] == [4]
+    _check_against_plan(plan, sched)
+    bare = dataclasses.replace(plan, layers=tuple(
+        dataclasses.replace(ly, partitions=tuple(dataclasses.replace(q, reads=None)
+                                                 for q in ly.partitions))
+        if isinstance(ly, SumLayer) else ly for ly in plan.layers))
+    sched = schedule_kernels(bare, small_part=0)
+    assert [p.G for p in sched.parts if p.layer == 0] == [2]
+    _check_against_plan(bare, sched)
+    assert parse(to_text(bare)) == bare and parse(to_text(plan)) == plan
+    bad = dataclasses.replace(plan, layers=(plan.layers[0], dataclasses.replace(
+        plan.layers[1], partitions=(dataclasses.replace(sp, reads=sp.reads[:3]),)),
+        *plan.layers[2:]))
+    with pytest.raises(VerifyError, match="reads"):
+        verify_plan(bad)
+
+
 def test_backward_order_is_reverse_layers() -> None:
     sched = schedule_kernels(_sibling_plan(), small_part=0)
     layers = [sched.parts[ln.part].layer for ln in sched.backward if ln.part >= 0]
