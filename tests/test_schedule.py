@@ -250,3 +250,15 @@ def test_cli_opt_prints_the_schedule(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert read_pcir_any(tmp_path / "s.pcir").level == "L4"
     assert main(["info", str(tmp_path / "s.pcir")]) == 0
     assert "KernelSchedule" in capsys.readouterr().out
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(circuits(max_vars=4, max_n=3))
+def test_schedule_shapes_are_the_generated_kernels(c) -> None:
+    """Every kernel shape the schedule launches is one the code generator makes a kernel for
+    (the kernel module is made from the plan, the schedule from the plan too)."""
+    codegen = pytest.importorskip("pccc.backends.triton.codegen")
+    plan = compile_plan(c)
+    made = {(s.B, s.C, s.fanin, s.NC) for s in codegen.sum_shapes(plan)}
+    assert set(schedule_kernels(plan).shapes()) <= made
+    assert set(schedule_kernels(plan, small_part=0).shapes()) <= made
