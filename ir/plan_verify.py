@@ -21,6 +21,7 @@ Example::
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 import numpy as np
@@ -398,16 +399,33 @@ def verify_plan(plan: KernelPlan, *, values: bool = True, groups: bool = True) -
         _check_values(plan)
 
 
+#: what :func:`check_once` checked of each live plan, by ``id`` (an entry leaves with its
+#: plan); the plans themselves are never marked
+_CHECKED: dict[int, str] = {}
+#: live plans whose normalization groups pccc's own passes made, by ``id``
+_OWN_GROUPS: set[int] = set()
+
+
+def trust_groups(plan: KernelPlan) -> None:
+    """Note that pccc's own passes made ``plan`` (``compile_plan`` calls this): its
+    normalization groups are correct by construction, and :func:`check_once` does not read
+    them again (a bincount over every weight)."""
+    key = id(plan)
+    if key not in _OWN_GROUPS:
+        _OWN_GROUPS.add(key)
+        weakref.finalize(plan, _OWN_GROUPS.discard, key)
+
+
 def check_once(plan: KernelPlan, *, values: bool = False) -> None:
     """:func:`verify_plan` once per plan object (later calls return at once): what a backend
     runs before it reads a table (``values=False``: the structure), and what a loader runs
-    before it hands a plan read from a file to a backend (``values=True``).
-
-    The normalization groups of a plan made by pccc's own passes (``compile_plan`` marks it)
-    are correct by construction and not read again, so that its weights may still be copying
-    while a backend starts."""
-    done = plan.__dict__.get("_checked")
+    before it hands a plan read from a file to a backend (``values=True``). The groups of a
+    plan noted by :func:`trust_groups` are checked only with ``values``."""
+    key = id(plan)
+    done = _CHECKED.get(key)
     if done == "values" or (done == "structure" and not values):
         return
-    verify_plan(plan, values=values, groups=values or not plan.__dict__.get("_own_groups"))
-    object.__setattr__(plan, "_checked", "values" if values else "structure")
+    verify_plan(plan, values=values, groups=values or key not in _OWN_GROUPS)
+    if done is None:
+        weakref.finalize(plan, _CHECKED.pop, key, None)
+    _CHECKED[key] = "values" if values else "structure"

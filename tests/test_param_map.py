@@ -110,3 +110,22 @@ def test_plan_asdict():
     assert set(d["param_map"]) == set(plan.param_map)
     for key in plan.param_map:
         np.testing.assert_array_equal(d["param_map"][key], plan.param_map[key])
+
+
+def test_a_plan_carries_no_hidden_state_and_copies_are_checked_again():
+    """``compile_plan``, ``check_once`` and a backend leave a plan's attributes its fields:
+    what they remember lives beside it. A copy (another object) is checked afresh, groups
+    included: a wrong group size in it is found."""
+    import pccc
+    from pccc.ir.plan_verify import check_once
+    from tests.test_triton_backend import _dense_circuit
+
+    plan = compile_plan(_dense_circuit(n=4))
+    check_once(plan)
+    model = pccc.compile(_dense_circuit(n=4), backend="torch")
+    for p in (plan, model.plan):
+        assert set(vars(p)) == {f.name for f in dataclasses.fields(p)}
+    bad = plan.group_size.copy()
+    bad[0] += 1
+    with pytest.raises(VerifyError, match="group_size"):
+        check_once(dataclasses.replace(plan, group_size=bad))
