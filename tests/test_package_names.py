@@ -68,9 +68,9 @@ def test_parse_every_level_without_the_passes(tmp_path):
     assert {"L1", "L2", "L3"} <= set(out.split())
 
 
-@pytest.mark.parametrize("level", ["L4", "L"])
+@pytest.mark.parametrize("level", ["L5", "L"])
 def test_unknown_level_names_the_known_ones(level):
     from pccc.ir import ParseError, parse
 
-    with pytest.raises(ParseError, match=r"unknown IR level .* \(known: L0, L1, L2, L3\)"):
+    with pytest.raises(ParseError, match=r"unknown IR level .* \(known: L0, L1, L2, L3, L4\)"):
         parse(f"pcir 1 {level}\n")
