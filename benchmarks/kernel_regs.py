@@ -1,39 +1,35 @@
-"""Registers, local memory and compile time of a workload's kernels, compiled offline for a
-GPU target on any machine (no GPU needed: Triton's compiler and ptxas run on the CPU).
+"""Registers, spills, shared memory and compile time of a workload's kernels, on a CUDA GPU.
 
-The first training batch (forward and backward, EM statistics as in the benchmark) runs on
-the CPU with a stand-in for the kernel module that records every launch instead of running it
-(``backends/triton/prejit.py``); each distinct specialization is then specialized exactly as
-Triton's JIT would on the card (argument types, 16-byte alignment, integers equal to 1) and
-compiled for ``sm_90`` one after another. The card's multiprocessor count (``--sms``) sets the
-column tiles and batch splits the runtime picks, as it does on the card.
+The first training batch (forward and backward, EM statistics as in the benchmark, then one EM
+step) runs with a tap on the module's kernel table: each launch goes through, and the compiled
+kernel that Triton's launch returns is kept, once per distinct launch (``prejit.launch_key``).
+The report reads what a compiled kernel publicly exposes: ``n_regs``, ``n_spills`` and
+``metadata.shared``; a launch's compile time is the time of its first launch (the compile is
+synchronous). CUDA graphs and the parallel compile are off, so every kernel compiles at its
+launch.
 
-    python benchmarks/kernel_regs.py hclt128 [--sms 132] [--mnist .bench/mnist.npz]
+    python benchmarks/kernel_regs.py hclt128 [--mnist .bench/mnist.npz] [--only sum_bwd]
 
 Workloads are ``gpu_bench.py``'s (HCLT from MNIST: ``--mnist``; without it, random pixels) and
-``dense`` (the 32-node test circuit of ``tests/test_triton_backend.py``). Registers come from
-``cuobjdump --dump-resource-usage``, local memory (spills) likewise. It uses Triton 3.6's
-binder and ``_pack_args`` (not public API): a tool for measurements, not for the backend.
+``dense`` (the 32-node test circuit of ``tests/test_triton_backend.py``).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import re
-import subprocess
 import sys
-import tempfile
 import time
+from collections.abc import Callable
+from typing import Any
 
-os.environ["TRITON_INTERPRET"] = "0"
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 
-def workload(name: str, mnist: str | None):
+def workload(name: str, mnist: str | None) -> tuple[Any, np.ndarray]:
     """The circuit of a benchmark workload (or the dense test circuit) and a batch for it."""
     rng = np.random.default_rng(0)
     if name == "dense":
@@ -46,93 +42,86 @@ def workload(name: str, mnist: str | None):
         x = np.load(mnist)["x_train"].reshape(60000, -1).astype(np.int64)
     else:
         x = rng.integers(0, 256, size=(20000, 784))
-    return build(name, x), x[:512]
+    return build(name, x, torch.as_tensor(x, device="cuda")), x[:512]
 
 
-def record(circuit, x: np.ndarray, sms: int, precision: str):
-    """The distinct kernel launches of one forward and EM backward, as (fn, args, kwargs)."""
-    from pccc.backends.triton import TritonCompiledCircuit
-    from pccc.backends.triton.prejit import Recorder, distinct
-    from pccc.passes import compile_plan
+class Tap:
+    """Stands in for a kernel table: launches go through; the first launch of each
+    ``launch_key`` is timed and the compiled kernel it returns kept (``rows``)."""
 
-    # the module itself, not pccc.compile: that refuses a CPU without the interpreter
-    model = TritonCompiledCircuit(compile_plan(circuit), device="cpu", precision=precision)
+    def __init__(self, table: Any):
+        self._table = table
+        self.rows: dict[Any, dict[str, Any]] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        kernel = getattr(self._table, name)
+        tap = self
+
+        class Grid:
+            def __getitem__(self, grid: Any) -> Callable[..., Any]:
+                def launch(*args: Any, **kw: Any) -> Any:
+                    from pccc.backends.triton.prejit import launch_key
+
+                    key = launch_key(name, args, kw)
+                    t = time.perf_counter()
+                    compiled = kernel[grid](*args, **kw)
+                    if key not in tap.rows:
+                        tap.rows[key] = dict(name=name, kw=kw, compiled=compiled,
+                                             secs=time.perf_counter() - t)
+                    return compiled
+                return launch
+        return Grid()
+
+
+def first_batch(circuit: Any, x: np.ndarray, precision: str) -> list[dict[str, Any]]:
+    """One forward, EM backward and EM step through a :class:`Tap`: its rows."""
+    import pccc
+
+    model = pccc.compile(circuit, backend="triton", device="cuda", precision=precision,
+                         cuda_graphs=False, parallel_jit=False, overlap_em=False)
     model.param_grads = False
-    model.dp.programs = 4 * sms  # the column tiles and splits of the card, not of the CPU
-    rec = Recorder(model.dp.k)
-    model.dp.k = rec  # type: ignore[assignment]  # launches recorded, not run
-    model(torch.as_tensor(x)).mean().backward()
-    return [(fn, args, kw) for fn, _, args, kw in distinct(rec.calls)]
+    tap = Tap(model.executor.dp.k)
+    model.executor.dp.k = tap
+    model.executor.kernels = tap
+    model(torch.as_tensor(x, device="cuda")).mean().backward()
+    model.em_step(0.1, 0.1)
+    torch.cuda.synchronize()
+    return list(tap.rows.values())
 
 
-def compile_one(fn, args, kw, target):
-    """Compile one launch for ``target`` as the JIT would specialize it; (kernel, seconds)."""
-    from triton.compiler.compiler import ASTSource, compile, make_backend
-    from triton.runtime.jit import create_function_from_signature
-
-    backend = make_backend(target)
-    binder = create_function_from_signature(fn.signature, fn.params, backend)
-    bound, spec, options = binder(*args, **kw)
-    options, signature, constexprs, attrs = fn._pack_args(backend, kw, bound, spec, options)
-    t = time.perf_counter()
-    k = compile(ASTSource(fn, signature, constexprs, attrs), target=target,
-                options=options.__dict__)
-    return k, time.perf_counter() - t
-
-
-def resources(cubin: bytes) -> tuple[int, int]:
-    """(registers, local memory bytes) of a cubin, from cuobjdump."""
-    import triton
-
-    tool = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin",
-                        "cuobjdump")
-    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
-        f.write(cubin)
-        f.flush()
-        out = subprocess.run([tool, "--dump-resource-usage", f.name], capture_output=True,
-                             text=True, check=True).stdout
-    reg = re.search(r"REG:(\d+)", out)
-    local = re.search(r"LOCAL:(\d+)", out)
-    return int(reg.group(1)) if reg else -1, int(local.group(1)) if local else -1
+def report(rows: list[dict[str, Any]], only: str) -> list[dict[str, Any]]:
+    """One printed line and one dict per compiled kernel whose name contains ``only``."""
+    out = []
+    for r in rows:
+        if only not in r["name"] or r["compiled"] is None:
+            continue
+        k = r["compiled"]
+        consts = ",".join(f"{n}={v}" for n, v in sorted(r["kw"].items()) if n != "num_warps")
+        row = dict(kernel=r["name"], consts=consts, warps=r["kw"].get("num_warps", 4),
+                   regs=k.n_regs, spills=k.n_spills, shared=k.metadata.shared,
+                   compile_s=round(r["secs"], 2))
+        out.append(row)
+        print(f"{row['kernel']:32} {consts[:48]:48} w{row['warps']} regs {row['regs']:4} "
+              f"spills {row['spills']:5} smem {row['shared']:6} {row['compile_s']:6.2f} s",
+              flush=True)
+    total = sum(r["compile_s"] for r in out)
+    print(f"{len(out)} specializations, {total:.1f} s compiled one after another")
+    return out
 
 
-def main(argv: list[str] | None = None) -> list[dict]:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("workload", help="hclt32 ... pd256 (gpu_bench.py's), or dense")
-    ap.add_argument("--sms", type=int, default=132, help="multiprocessors (H100: 132)")
-    ap.add_argument("--arch", type=int, default=90, help="compute capability, e.g. 90")
     ap.add_argument("--precision", default="tf32")
     ap.add_argument("--mnist", default=".bench/mnist.npz")
-    ap.add_argument("--only", default="", help="compile only kernels whose name contains this")
-    ap.add_argument("--dump", default="", help="write each kernel's TTGIR and PTX here")
+    ap.add_argument("--only", default="", help="report only kernels whose name contains this")
     a = ap.parse_args(argv)
-    from triton.backends.compiler import GPUTarget
-
-    target = GPUTarget("cuda", a.arch, 32)
+    if not torch.cuda.is_available():
+        raise SystemExit("kernel_regs.py needs a CUDA device")
     circuit, x = workload(a.workload, a.mnist)
-    launches = record(circuit, x, a.sms, a.precision)
-    rows = []
-    for i, (fn, args, kw) in enumerate(launches):
-        if a.only not in fn.__name__:
-            continue
-        k, secs = compile_one(fn, args, kw, target)
-        reg, local = resources(k.asm["cubin"])
-        if a.dump:
-            os.makedirs(a.dump, exist_ok=True)
-            for ext in ("ttgir", "ptx"):
-                with open(os.path.join(a.dump, f"{i:02d}_{fn.__name__}.{ext}"), "w") as f:
-                    f.write(k.asm[ext])
-        consts = ",".join(f"{n}={v}" for n, v in sorted(kw.items()) if n != "num_warps")
-        rows.append(dict(kernel=fn.__name__, consts=consts, warps=kw.get("num_warps", 4),
-                         regs=reg, local=local, shared=k.metadata.shared,
-                         compile_s=round(secs, 2)))
-        r = rows[-1]
-        print(f"{r['kernel']:32} {r['consts'][:48]:48} w{r['warps']} regs {reg:4} "
-              f"local {local:5} smem {r['shared']:6} {secs:6.2f} s", flush=True)
-    total = sum(r["compile_s"] for r in rows)
-    print(f"{len(rows)} specializations, {total:.1f} s compiled one after another "
-          f"({a.workload}, sm_{a.arch})")
-    return rows
+    return report(first_batch(circuit, x, a.precision), a.only)
 
 
 if __name__ == "__main__":

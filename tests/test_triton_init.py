@@ -83,20 +83,25 @@ def test_dense_circuit_starts_as_torch_backend(n):
 
 
 def test_kernels_wrapped_at_first_use():
+    """The table's kernels are the kernel modules' own: launchable ones wrapped by
+    ``triton.jit`` when first used (``lazyjit``), specialized ones (``specialized.py``) through
+    their kernel; the helpers that kernels call are Triton functions from the start."""
+    from pccc.backends.triton import kernels_sum
     from pccc.backends.triton.lazyjit import LazyKernel, resolve
+    from pccc.backends.triton.specialized import Specialized
 
     m = pccc.compile(_dense_circuit(n=16), backend="triton", device=DEV, precision="fp32")
-    lazy = {n: getattr(m.kernels, n) for n in dir(m.kernels)
-            if isinstance(getattr(m.kernels, n), LazyKernel)}
-    assert any(n.startswith("sum_fwd_") for n in lazy) and "em_weights" in lazy
-    assert all(k._jit is None for k in lazy.values())  # compiling wraps nothing
+    table = m.executor.kernels
+    fwd = [getattr(table, n) for n in dir(table) if n.startswith("sum_fwd_")]
+    assert fwd and all(isinstance(k, Specialized) and k.kernel is kernels_sum.sum_fwd
+                       for k in fwd)
+    assert isinstance(kernels_sum.sum_fwd, LazyKernel)
+    assert isinstance(m.executor.kernels.em_weights, LazyKernel)
     m(torch.tensor([[0, 1, 2, 3]], device=DEV))
-    fwd = [k for n, k in lazy.items() if n.startswith("sum_fwd_")]
-    assert all(k._jit is not None for k in fwd)  # the forward's kernels, now wrapped
-    assert lazy["em_weights"]._jit is None  # no EM step yet: never wrapped
-    helper = m.kernels._elements  # called by kernels: a real Triton function from the start
+    assert kernels_sum.sum_fwd._jit is not None  # launched: wrapped
+    helper = kernels_sum._elements  # called by kernels: a real Triton function from the start
     assert not isinstance(helper, LazyKernel) and resolve(helper) is helper
-    k = lazy["em_weights"]
+    k = m.executor.kernels.em_weights
     assert resolve(k) is k.jit and k.arg_names == k.jit.arg_names  # attributes forwarded
 
 

@@ -1,6 +1,7 @@
 """The parallel-JIT helper (``backends/triton/prejit.py``) on the CPU: launches are recorded,
-not run; specializations are told apart the way Triton tells them apart; the kernel module is
-restored whatever the recorded pass does."""
+not run; launches are told apart by the kernel's name in the table, the launch's keywords and
+its arguments' values (tensors by dtype); the kernel table is restored whatever the recorded
+pass does; warm-ups go through the table's kernels with their bound constexpr values."""
 
 from __future__ import annotations
 
@@ -27,16 +28,17 @@ def _model():
 def test_recorded_pass_launches_nothing_and_names_its_kernels():
     m = _model()
     x = torch.randint(0, 5, (7, 4), device=DEV)
-    b = m._static(7)
+    b = m.executor._static(m, 7)
     before = b.node.clone()
-    rec = prejit.Recorder(m.kernels)
-    m.dp.k = rec
+    rec = prejit.Recorder(m.executor.kernels)
+    m.executor.dp.k = rec
     try:
-        m.dp.prepare_inputs(x, None, b.xt, b.mt)
-        m.dp.forward(b.xt, b.mt, 7, m._w, m._in_args, b.node)
+        m.executor.dp.prepare_inputs(x, None, b.xt, b.mt)
+        m.executor.dp.forward(b.xt, b.mt, 7, m.executor._w, m.executor._in_args, b.node)
     finally:
-        m.dp.k = m.kernels
-    names = {fn.__name__ for fn, *_ in rec.calls}
+        m.executor.dp.k = m.executor.kernels
+    names = {name for name, *_ in rec.calls}
+    assert all(fn is getattr(m.executor.kernels, name) for name, fn, *_ in rec.calls)
     assert any(n.startswith("sum_fwd_") for n in names), names
     assert any(n.startswith("input_fwd_") for n in names), names
     assert torch.equal(b.node, before)  # recorded, not run
@@ -44,62 +46,72 @@ def test_recorded_pass_launches_nothing_and_names_its_kernels():
     assert torch.allclose(ll, _model()(x))
 
 
-def test_distinct_follows_triton_specialization():
-    t16 = torch.zeros(64, device=DEV)
-    calls = [("f", (1,), (t16, 32, 5), {"BT": 16}), ("f", (2,), (t16, 48, 7), {"BT": 16}),
-             ("f", (1,), (t16, 40, 5), {"BT": 16}), ("f", (1,), (t16, 32, 1), {"BT": 16}),
-             ("f", (1,), (t16, 32, 5), {"BT": 32}), ("g", (1,), (t16, 32, 5), {"BT": 16})]
-    out = prejit.distinct(calls)  # 32 and 48: both divisible by 16; 40 is not; 1 is special
-    assert [(c[0], c[2][1:], c[3]["BT"]) for c in out] == [
-        ("f", (32, 5), 16), ("f", (40, 5), 16), ("f", (32, 1), 16), ("f", (32, 5), 32),
-        ("g", (32, 5), 16)]
-
-
-def test_distinct_ignores_unspecialized_arguments():
-    m = _model()
-    fn = next(getattr(m.kernels, n) for n in dir(m.kernels) if n.startswith("sum_bwd_"))
-    pos = prejit.unspecialized(fn)
-    names = list(fn.arg_names)
-    assert {names[i] for i in pos} == {"splits", "per", "unaligned"}
+def test_distinct_keys_on_kernel_keywords_and_values():
     t = torch.zeros(64, device=DEV)
-    base = [t] * len(names)
-    a, b = list(base), list(base)
-    for i in pos:  # splits, per: 1 (a special value when specialized) against 3
-        a[i], b[i] = 1, 3
-    calls = [(fn, (1,), tuple(a), {"BT": 32}), (fn, (1,), tuple(b), {"BT": 32})]
-    assert len(prejit.distinct(calls)) == 1
+    u = torch.ones(8, device=DEV)  # another tensor of the same dtype: the same key
+    i = torch.zeros(8, dtype=torch.int32, device=DEV)
+    calls = [("f", 1, (1,), (t, 32, 5), {"BT": 16}), ("f", 2, (2,), (u, 32, 5), {"BT": 16}),
+             ("f", 3, (1,), (t, 48, 5), {"BT": 16}), ("f", 4, (1,), (i, 32, 5), {"BT": 16}),
+             ("f", 5, (1,), (t, 32, 5), {"BT": 32}), ("g", 6, (1,), (t, 32, 5), {"BT": 16}),
+             ("f", 7, (1,), (t, 32.0, 5), {"BT": 16})]
+    assert [c[1] for c in prejit.distinct(calls)] == [1, 3, 4, 5, 6, 7]
+
+
+def test_warmup_passes_the_bound_constexprs(monkeypatch):
+    """A recorded launch of a specialized kernel warms up its kernel with the table's
+    constexpr values added to the launch's own keywords."""
+    from pccc.backends.triton.specialized import specialize
+
+    seen = []
+
+    class Fake:
+        __name__ = "k"
+
+        def warmup(self, *args, grid, **kw):
+            seen.append((args, grid, kw))
+
+    k = specialize(Fake(), "k_b4", B=4, MIX="tf32")
+    table = type("Table", (), {"k_b4": k})()
+    owner = type("Owner", (), {"k": table})()
+
+    def run() -> None:
+        owner.k.k_b4[(2, 3)](1, 2, BT=16)
+        owner.k.k_b4[(2, 3)](1, 2, BT=16)  # the same launch: warmed up once
+
+    assert prejit.prejit(owner, "k", run, threads=1) == 1
+    assert seen == [((1, 2), (2, 3), {"B": 4, "MIX": "tf32", "BT": 16})]
+    assert owner.k is table
 
 
 def test_module_restored_when_the_pass_fails():
     m = _model()
 
     def boom() -> None:
-        m.dp.k.em_weights[(1,)]()  # a recorded launch
+        m.executor.dp.k.em_weights[(1,)]()  # a recorded launch
         raise RuntimeError("pass failed")
 
     with pytest.raises(RuntimeError, match="pass failed"):
-        prejit.prejit(m.dp, "k", boom)
-    assert m.dp.k is m.kernels
+        prejit.prejit(m.executor.dp, "k", boom)
+    assert m.executor.dp.k is m.executor.kernels
 
 
 def _specializations(m, rows: int) -> set:
-    """What one training pass of ``rows`` examples would compile (recorded, not run)."""
-    m.use_graphs = False  # (on a GPU: a replayed graph would launch nothing to record)
-    m.parallel_jit = False
-    rec = prejit.Recorder(m.kernels)
-    m.dp.k = rec
+    """The kernels and constexpr keywords (tiles, modes, warps) of one training pass of
+    ``rows`` examples (recorded, not run)."""
+    m.executor.use_graphs = False  # (on a GPU: a replayed graph would launch nothing to record)
+    m.executor.parallel_jit = False
+    rec = prejit.Recorder(m.executor.kernels)
+    m.executor.dp.k = rec
     try:
         m(torch.randint(0, 5, (rows, 4), device=DEV)).mean().backward()
     finally:
-        m.dp.k = m.kernels
-    return {(fn.__name__,) + prejit.specialization(fn, args, kw)
-            for fn, _, args, kw in rec.calls}
+        m.executor.dp.k = m.executor.kernels
+    return {(name, tuple(sorted(kw.items()))) for name, _, _, _, kw in rec.calls}
 
 
 def test_smaller_batch_compiles_nothing_new():
-    """An epoch's last, smaller batch after full ones needs no new kernel specialization: the
-    column bound is rounded to 16 and the column tiles follow the buffers' width, not the
-    batch (a tile picked per batch compiled 16-column variants for a batch of 40)."""
+    """An epoch's last, smaller batch after full ones launches no kernel with new constexpr
+    values: the column tiles follow the buffers' width, not the batch."""
     m = _model()
     m(torch.randint(0, 5, (512, 4), device=DEV))  # buffers sized for 512 columns
     full = _specializations(m, 512)
@@ -114,9 +126,9 @@ def test_first_forward_compiles_its_em_backward_too(monkeypatch):
     from pccc.backends.triton import compiled
 
     seen = []
-    monkeypatch.setattr(compiled, "prejit", lambda owner, attr, *runs: seen.append(len(runs)))
+    monkeypatch.setattr(compiled, "prejit", lambda owner, attr, *runs, **kw: seen.append(len(runs)))
     m = _model()
-    m.parallel_jit = True  # as on a GPU (the stand-in above compiles nothing)
+    m.executor.parallel_jit = True  # as on a GPU (the stand-in above compiles nothing)
     m.param_grads = False
     x = torch.randint(0, 5, (9, 4), device=DEV)
     ll = m(x)

@@ -1,15 +1,21 @@
-"""Code generation: one Triton module per plan, written to a cache directory and imported.
+"""Code generation: a plan's kernel specs, and the kernel table module made from them.
 
-Triton reads a kernel's source from its file, so generated kernels must live in a real module.
-The file is ``$PCCC_CACHE_DIR/triton/<hash>/kernels.py`` (default cache dir ``~/.cache/pccc``),
-where ``<hash>`` covers the plan's structure (not its parameter values), the precision and the
-template version; an existing file is reused. Only Triton's public API is used
-(``triton.jit``, ``kernel[grid](...)``); the launchable kernels are wrapped by ``triton.jit``
-at their first use (:mod:`.lazyjit`), the helpers they call at import.
+The kernels themselves are ordinary ``@triton.jit`` functions (:mod:`.kernels_sum`,
+:mod:`.kernels_input`, :mod:`.kernels_param`) specialized by ``tl.constexpr`` parameters. What
+a plan needs of them is a list of :class:`KernelSpec` values (:func:`kernel_specs`): one sum
+kernel triple (forward, backward, element flows) per distinct partition shape
+(:class:`SumShape`: rows, chunk size, fan-in, chunks) and precision, one input kernel pair per
+distribution, and the fixed kernels. :func:`render` emits them as a small Python module that
+binds each name the runtime launches (``sum_fwd_b32_c64_f2_n4``, ``input_fwd_categorical``,
+``em_weights``, ...) to its kernel and constexpr values (:func:`.specialized.specialize`);
+:func:`load_module` writes it to ``$PCCC_CACHE_DIR/triton/<hash>/kernels.py`` (default cache
+dir ``~/.cache/pccc``; ``<hash>`` is the source's own) and imports it. Only Triton's public API
+is used.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib.util
 import os
@@ -17,72 +23,36 @@ import sys
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from string import Template
 from types import ModuleType
 
 import numpy as np
 
-from pccc.backends.triton import templates as T
+from pccc.ir.errors import PcccError
 from pccc.ir.plan import KernelPlan, ProductLayer, SumLayer, SumPartition
 
-TEMPLATE_VERSION = "30"
 PRECISIONS = ("tf32", "fp32", "bf16")
-#: log of the largest factor the backward pass lets exp() produce before a mix
-EXP_CAP = 80.0
-
-
-#: the fan-in up to which a partition's blocks share one kernel (unrolled children loads;
-#: padding children are skipped, not loaded): ``PCCC_TRITON_FANIN_SPLIT=1`` gives every
-#: fan-in its own kernel and launch, as before
+#: the fan-in up to which a partition's blocks share one kernel whose children loads are
+#: unrolled (padding children are skipped, not loaded); wider products get a kernel each
+#: (``kernels_sum.NARROW``)
 NARROW = 8
-FANIN_SPLIT = os.environ.get("PCCC_TRITON_FANIN_SPLIT", "") == "1"
-#: the backward's children rows loaded once per program, before its batch loop, instead of
-#: once per batch tile (``PCCC_TRITON_HOIST=0``: per tile, as before)
-HOIST = os.environ.get("PCCC_TRITON_HOIST", "1") != "0"
-#: tensor-core blocks of fewer than 64 rows (PD-256's 32) accumulate transposed: the
-#: backward's weight gradients ``[C, B]``, the forward ``[BT, B]``, so that the dot's M is 64
-#: (C, or a 64-column batch tile) and Hopper's warp-group MMA applies instead of the older MMA
-#: through shared memory (``PCCC_TRITON_GT=0`` / ``PCCC_TRITON_FT=0``: as before). Blocks of
-#: 64 rows already have M = 64 (HCLT-256 was 3% slower with its gradients transposed).
-GT = os.environ.get("PCCC_TRITON_GT", "1") != "0"
-FT = os.environ.get("PCCC_TRITON_FT", "1") != "0"
 
 
 def fwd_transposed(shape: SumShape) -> bool:
-    """Whether the shape's forward accumulates ``[BT, B]`` (see ``FT``)."""
-    return FT and shape.uses_dot and shape.B < 64
+    """Whether the shape's forward accumulates ``[BT, B]``: tensor-core blocks of fewer than
+    64 rows accumulate transposed, so that the dot's M is 64 (a 64-column batch tile) and
+    Hopper's warp-group MMA applies instead of the older MMA through shared memory. Blocks of
+    64 rows already have M = 64."""
+    return shape.uses_dot and shape.B < 64
 
 
 def grad_transposed(shape: SumShape) -> bool:
-    """Whether the shape's backward accumulates its weight gradients ``[C, B]`` (``GT``)."""
-    return GT and shape.uses_dot and shape.B < 64
-
-
-def _children_code(s: SumShape) -> dict[str, str]:
-    """The backward's element reads and flow scatter: for narrow products, each child's row
-    offsets loaded once before the batch loop (they do not change with the columns) and
-    unrolled per child; wide products (a loop over groups of children) and ``HOIST`` off
-    read the children table in every batch tile (``_elements``, ``_scatter``)."""
-    i8, i12, i16 = " " * 8, " " * 12, " " * 16
-    if s.wide or not HOIST:
-        return dict(kids="", elem=f"{i12}elem = _elements(node, children, e, ccmask, cols, "
-                    f"cmask, stride, {s.fanin}, row)\n",
-                    scatter=f"{i16}_scatter(flow, children, e, ccmask, cols, cmask, stride, "
-                    f"val, {s.fanin}, row, unaligned, ATOMIC)\n")
-    kids = elem = scatter = ""
-    for j in range(s.fanin):
-        kids += (f"{i8}k{j} = tl.load(children + e.to(tl.int64) * row + {j}, mask=ccmask, "
-                 f"other=0)\n{i8}o{j} = k{j}.to(tl.int64) * stride  # padding children: "
-                 f"slot 0, not read\n")
-        elem += (f"{i12}elem {'+' if j else ''}= tl.load(node + o{j}[:, None] + cols[None, :], "
-                 f"mask=(k{j} != 0)[:, None] & cmask[None, :], other=0.0)\n")
-        scatter += (f"{i16}_put(flow, o{j}[:, None] + cols[None, :], val, (k{j} != 0)[:, None] "
-                    f"& cmask[None, :], unaligned, ATOMIC)\n")
-    elem += f"{i12}elem = tl.where(ccmask[:, None], elem, float(\"-inf\"))\n"
-    return dict(kids=kids, elem=elem, scatter=scatter)
+    """Whether the shape's backward accumulates its weight gradients ``[C, B]`` (the dot's M
+    is the chunk's C elements; as :func:`fwd_transposed`)."""
+    return shape.uses_dot and shape.B < 64
 
 
 def pow2ceil(x: int) -> int:
+    """The least power of two at least ``x`` (1 for ``x <= 1``)."""
     return 1 << max(0, int(x - 1).bit_length())
 
 
@@ -175,9 +145,8 @@ def split_by_fanin(part: SumPartition, table: np.ndarray, count: np.ndarray | No
     per_chunk = count[idx.reshape(nb, -1)].reshape(nb, nc, C).max(axis=2, initial=1)
     live = np.arange(nc) < part.num_chunks[:, None]
     per_block = np.where(live, per_chunk, 1).max(axis=1, initial=1)
-    if not FANIN_SPLIT:
-        per_block = np.where(per_block <= NARROW, per_block[per_block <= NARROW].max(initial=1),
-                             per_block)
+    per_block = np.where(per_block <= NARROW, per_block[per_block <= NARROW].max(initial=1),
+                         per_block)
     out = []
     for f in np.unique(per_block):
         blocks = np.flatnonzero(per_block == f)
@@ -187,20 +156,17 @@ def split_by_fanin(part: SumPartition, table: np.ndarray, count: np.ndarray | No
 
 #: a sum layer's children table and its blocks by kernel shape (see :func:`fanin_groups`)
 FaninGroups = tuple[np.ndarray, list[tuple[SumShape, SumPartition, np.ndarray]]]
-#: :func:`fanin_groups` per live plan (made by ``load_module``, read again by ``DevicePlan``),
-#: with the settings they were made under
-_GROUPS: weakref.WeakKeyDictionary[KernelPlan, tuple[tuple[int, bool], list[FaninGroups]]] = \
-    weakref.WeakKeyDictionary()
+#: :func:`fanin_groups` per live plan (made by ``load_module``, read again by ``DevicePlan``)
+_GROUPS: weakref.WeakKeyDictionary[KernelPlan, list[FaninGroups]] = weakref.WeakKeyDictionary()
 
 
 def fanin_groups(plan: KernelPlan) -> list[FaninGroups]:
     """Per sum layer: the children table of the product layer below it (read-only) and the
     (kernel shape, partition, its blocks) of :func:`split_by_fanin`. Made once per plan:
     kept (while the plan lives) for the :class:`DevicePlan` that follows ``load_module``."""
-    key = (NARROW, FANIN_SPLIT)
     hit = _GROUPS.get(plan)
-    if hit is not None and hit[0] == key:
-        return hit[1]
+    if hit is not None:
+        return hit
     out = []
     prod: ProductLayer | None = None
     for ly in plan.layers:
@@ -213,7 +179,7 @@ def fanin_groups(plan: KernelPlan) -> list[FaninGroups]:
         count = child_counts(table)
         out.append((table, [(shape, p, blocks) for p in ly.partitions
                             for shape, blocks in split_by_fanin(p, table, count)]))
-    _GROUPS[plan] = (key, out)
+    _GROUPS[plan] = out
     return out
 
 
@@ -238,71 +204,155 @@ def input_kernel_name(dist: str, total: int, direction: str) -> str:
     return f"input_{direction}_{dist}" + (f"_t{total}" if dist == "binomial" else "")
 
 
-def _mixes(shape: SumShape, precision: str, BP: int, CP: int) -> dict[str, str]:
-    """The dots (or broadcast sums) of a shape's kernels, and the accumulators' layouts:
-    transposed where ``fwd_transposed`` / ``grad_transposed``."""
-    ft, gt = fwd_transposed(shape), grad_transposed(shape)
-    out = dict(gfix="        g = tl.trans(g)\n        g1 = tl.trans(g1)\n" if gt else "",
-               gshape=f"[{CP}, {BP}]" if gt else f"[{BP}, {CP}]",
-               ashape=f"[BT, {BP}]" if ft else f"[{BP}, BT]",
-               ccol="[:, None]" if ft else "[None, :]", crow="[None, :]" if ft else "[:, None]")
+@dataclass(frozen=True, order=True)
+class KernelRef:
+    """A function of one of the backend's kernel modules (``kernels_sum.sum_fwd``)."""
+
+    module: str
+    """the module's name in ``pccc.backends.triton``"""
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.module}.{self.name}"
+
+
+#: the value of a constexpr parameter: a Python constant or a kernel-module function
+Constexpr = int | float | bool | str | KernelRef
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    """One kernel a plan launches: the name the runtime launches it by, the kernel function
+    and the values of the constexpr parameters it is specialized with (the launch adds the
+    rest: tile sizes, write modes, warps)."""
+
+    name: str
+    kernel: KernelRef
+    constexprs: tuple[tuple[str, Constexpr], ...] = ()
+
+
+SUM_FWD = KernelRef("kernels_sum", "sum_fwd")
+SUM_BWD = KernelRef("kernels_sum", "sum_bwd")
+SUM_EFLOW = KernelRef("kernels_sum", "sum_eflow")
+INPUT_FWD = KernelRef("kernels_input", "input_fwd")
+INPUT_BWD = KernelRef("kernels_input", "input_bwd")
+#: each distribution's log-probability function (``kernels_input``), the ``LOGPROB`` of its
+#: ``input_fwd``
+LOGPROBS = {dist: KernelRef("kernels_input", f"logprob_{dist}")
+            for dist in ("categorical", "bernoulli", "binomial", "gaussian", "indicator")}
+#: the kernels every plan's table holds as they are (no constexpr bound)
+FIXED = (KernelRef("kernels_sum", "flow_ratio"), KernelRef("kernels_param", "zero_rows"),
+         KernelRef("kernels_param", "segment_reduce"),
+         KernelRef("kernels_param", "weights_from_logits"),
+         KernelRef("kernels_param", "flows_finish"), KernelRef("kernels_param", "logits_grad"),
+         KernelRef("kernels_param", "em_weights"))
+
+
+def mix(shape: SumShape, precision: str) -> str:
+    """The ``MIX`` of a shape's kernels: a broadcast product where a tile dimension is under
+    16, else a dot in the precision's operands (``"tf32"``, ``"ieee"`` for fp32, ``"bf16"``)."""
     if not shape.uses_dot:
-        return dict(out, mix_fwd=T.BCAST_FWD, mix_bwd=T.BCAST_BWD, mix_grad=T.BCAST_GRAD,
-                    mix_flow=T.BCAST_FLOW)
-    if precision == "bf16":
-        return dict(out, mix_fwd=T.BF16_FWD_T if ft else T.BF16_FWD, mix_bwd=T.BF16_BWD,
-                    mix_grad=T.BF16_GRAD_T if gt else T.BF16_GRAD,
-                    mix_flow=T.BF16_FLOW_T if gt else T.BF16_FLOW)
-    ip = "tf32" if precision == "tf32" else "ieee"
-    snippets = (("mix_fwd", T.DOT_FWD_T if ft else T.DOT_FWD), ("mix_bwd", T.DOT_BWD),
-                ("mix_grad", T.DOT_GRAD_T if gt else T.DOT_GRAD),
-                ("mix_flow", T.DOT_FLOW_T if gt else T.DOT_FLOW))
-    return dict(out, **{k: Template(v).substitute(ip=ip) for k, v in snippets})
+        return "bcast"
+    return {"tf32": "tf32", "fp32": "ieee", "bf16": "bf16"}[precision]
 
 
-def render(plan: KernelPlan, precision: str, plan_hash: str = "",
-           shapes: list[SumShape] | None = None) -> str:
-    """The generated module's source text."""
+def sum_specs(shape: SumShape, precision: str) -> list[KernelSpec]:
+    """The forward, backward and element-flow kernels of one partition shape."""
+    s = shape
+    # the tensor-core path needs dims >= 16; smaller tiles use the broadcast path
+    lo = 16 if s.uses_dot else 1
+    common: tuple[tuple[str, Constexpr], ...] = (
+        ("B", s.B), ("C", s.C), ("F", s.fanin), ("NC", s.NC), ("BP", max(lo, pow2ceil(s.B))),
+        ("CP", max(lo, pow2ceil(s.C))), ("MIX", mix(s, precision)))
+    return [KernelSpec(f"sum_fwd_{s.tag}", SUM_FWD, common + (("TRANS", fwd_transposed(s)),)),
+            KernelSpec(f"sum_bwd_{s.tag}", SUM_BWD, common + (("TRANS", grad_transposed(s)),)),
+            KernelSpec(f"sum_eflow_{s.tag}", SUM_EFLOW, common)]
+
+
+def input_specs(dist: str, total: int) -> list[KernelSpec]:
+    """The forward and statistics kernels of one distribution (``total``: binomial trials)."""
+    if dist not in LOGPROBS:
+        raise PcccError(f"triton backend: no kernel for input distribution {dist!r} "
+                        f"(it has {', '.join(LOGPROBS)})")
+    fwd: tuple[tuple[str, Constexpr], ...] = (("LOGPROB", LOGPROBS[dist]),)
+    if dist == "binomial":
+        fwd += (("TOTAL", float(total)),)
+    return [KernelSpec(input_kernel_name(dist, total, "fwd"), INPUT_FWD, fwd),
+            KernelSpec(input_kernel_name(dist, total, "bwd"), INPUT_BWD,
+                       (("CAT", dist == "categorical"),))]
+
+
+def kernel_specs(plan: KernelPlan, precision: str, shapes: list[SumShape] | None = None
+                 ) -> list[KernelSpec]:
+    """Every kernel the plan's passes launch, in a stable order. ``shapes``: the sum parts'
+    kernel shapes (default: :func:`sum_shapes`)."""
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
-    parts = [Template(T.HEADER).substitute(plan_hash=plan_hash, precision=precision,
-                                           narrow=NARROW)]
-    for s in sum_shapes(plan) if shapes is None else shapes:
-        # the tensor-core path needs dims >= 16; smaller tiles use the broadcast path
-        BP, CP = (max(16, pow2ceil(s.B)), max(16, pow2ceil(s.C))) if s.uses_dot else \
-            (pow2ceil(s.B), pow2ceil(s.C))
-        consts = dict(B=s.B, C=s.C, F=s.fanin, NC=s.NC, BP=BP, CP=CP, cap=EXP_CAP,
-                      **_mixes(s, precision, BP, CP), **_children_code(s))
-        parts.append(T.SUM_FWD.substitute(name=f"sum_fwd_{s.tag}", **consts))
-        parts.append(T.SUM_BWD.substitute(name=f"sum_bwd_{s.tag}", **consts))
-        parts.append(T.SUM_EFLOW.substitute(name=f"sum_eflow_{s.tag}", **consts))
+        raise PcccError(f"triton backend: precision must be one of {', '.join(PRECISIONS)}, "
+                        f"not {precision!r}")
+    out = [KernelSpec(ref.name, ref) for ref in FIXED]
+    for shape in sorted(set(sum_shapes(plan) if shapes is None else shapes)):
+        out += sum_specs(shape, precision)
     dists = input_dists(plan)
-    if dists:
-        parts.append(T.INPUT_STATS)
-    if any(d == "categorical" for d, _ in dists):
-        parts.append(T.CAT_EM)
     for dist, total in dists:
-        lp = Template(T.LOGPROB[dist]).substitute(total=f"{float(total)!r}")
-        parts.append(T.INPUT_FWD.substitute(name=input_kernel_name(dist, total, "fwd"),
-                                            dist=dist, logprob=lp, prologue=T.INPUT_PROLOGUE))
-        parts.append(T.INPUT_BWD.substitute(name=input_kernel_name(dist, total, "bwd"),
-                                            dist=dist, CAT=dist == "categorical",
-                                            prologue=T.INPUT_PROLOGUE))
+        out += input_specs(dist, total)
     if any(d == "categorical" for d, _ in dists):
         # the one-hot GEMM statistics (runtime.py picks the layers they fit): the one-hot is
         # exact, the flows are rounded to tf32 unless the precision is fp32
-        parts.append(T.INPUT_CAT_DOT.substitute(ip="ieee" if precision == "fp32" else "tf32"))
-    parts.append(T.PARAM_KERNELS)
-    return "".join(parts)
+        ip = "ieee" if precision == "fp32" else "tf32"
+        out += [KernelSpec("cat_em", KernelRef("kernels_input", "cat_em")),
+                KernelSpec("input_cat_dot", KernelRef("kernels_input", "input_cat_dot"),
+                           (("IP", ip),))]
+    return out
 
 
-def plan_hash(plan: KernelPlan, precision: str, shapes: list[SumShape] | None = None) -> str:
-    """Hash of what the generated source depends on (structure, not parameter values)."""
-    h = hashlib.sha256(f"v{TEMPLATE_VERSION}|{precision}|{HOIST}|{GT}|{FT}|".encode())
-    h.update(repr(sum_shapes(plan) if shapes is None else shapes).encode())
-    h.update(repr(input_dists(plan)).encode())
-    h.update(plan.summary().encode())
-    return h.hexdigest()[:20]
+#: generated lines are at most this long (ruff's limit)
+LINE = 100
+
+
+def _ref(ref: KernelRef) -> ast.expr:
+    return ast.Attribute(ast.Name(ref.module, ast.Load()), ref.name, ast.Load())
+
+
+def _value(v: Constexpr) -> ast.expr:
+    return _ref(v) if isinstance(v, KernelRef) else ast.Constant(v)
+
+
+def _binding(spec: KernelSpec) -> str:
+    """``name = module.kernel`` or ``name = specialize(module.kernel, "name", K=v, ...)``,
+    laid out within :data:`LINE` columns."""
+    if not spec.constexprs:
+        return ast.unparse(ast.Assign([ast.Name(spec.name, ast.Store())], _ref(spec.kernel),
+                                      lineno=0))
+    args = [ast.unparse(_ref(spec.kernel)), ast.unparse(ast.Constant(spec.name))]
+    args += [ast.unparse(ast.keyword(k, _value(v))) for k, v in spec.constexprs]
+    one = f"{spec.name} = specialize({', '.join(args)})"
+    if len(one) <= LINE:
+        return one
+    lines = [f"{spec.name} = specialize("]
+    line = "   "
+    for a in args:  # packed, each line within LINE columns
+        if len(line) + len(a) + 2 > LINE:
+            lines.append(line)
+            line = "   "
+        line += f" {a},"
+    return "\n".join([*lines, line, ")"])
+
+
+def render(specs: list[KernelSpec], precision: str) -> str:
+    """The kernel table module of ``specs``: imports, then one binding per spec."""
+    modules = {s.kernel.module for s in specs} | {
+        v.module for s in specs for _, v in s.constexprs if isinstance(v, KernelRef)}
+    imports = [ast.ImportFrom("pccc.backends.triton", [ast.alias(m) for m in sorted(modules)],
+                              0)]
+    if any(s.constexprs for s in specs):
+        imports.append(ast.ImportFrom("pccc.backends.triton.specialized",
+                                      [ast.alias("specialize")], 0))
+    head = (f'"""Kernel table of a plan (precision {precision}), generated by '
+            'pccc.backends.triton.codegen.\n\nDo not edit: each name is a kernel of '
+            'pccc.backends.triton and its constexpr values.\n"""')
+    lines = [head, "", *(ast.unparse(i) for i in imports), ""]
+    lines += [_binding(s) for s in specs]
+    return "\n".join(lines) + "\n"
 
 
 def cache_dir() -> Path:
@@ -311,11 +361,12 @@ def cache_dir() -> Path:
     return root / "triton"
 
 
-def load_module(plan: KernelPlan, precision: str) -> tuple[ModuleType, str, Path]:
-    """Generate (or reuse) and import the plan's kernel module: (module, source, path)."""
-    shapes = sum_shapes(plan)  # once: it walks every partition's blocks
-    key = plan_hash(plan, precision, shapes)
-    src = render(plan, precision, key, shapes)
+def load_module(plan: KernelPlan, precision: str, shapes: list[SumShape] | None = None
+                ) -> tuple[ModuleType, str, Path]:
+    """Make (or reuse) and import the plan's kernel table: (module, source, path).
+    ``shapes``: the sum parts' kernel shapes (default: :func:`sum_shapes`)."""
+    src = render(kernel_specs(plan, precision, shapes), precision)
+    key = hashlib.sha256(src.encode()).hexdigest()[:20]
     path = cache_dir() / key / "kernels.py"
     if not path.exists() or path.read_text() != src:
         path.parent.mkdir(parents=True, exist_ok=True)

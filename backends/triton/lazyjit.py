@@ -1,12 +1,13 @@
 """Kernels wrapped by ``triton.jit`` at their first use.
 
 ``triton.jit`` reads each function's source back through ``inspect.getsource``, which
-tokenizes it: 0.1-0.16 s for a generated module of 40 kernels, most of a small plan's compile
-time. The generated modules decorate their launchable kernels (the functions other kernels do
-not call) with :func:`kernel` instead, which keeps the function and its options and makes the
+tokenizes it: a measurable part of a small plan's compile time when every kernel of the
+backend is wrapped at import. The kernel modules (:mod:`.kernels_sum`, :mod:`.kernels_input`,
+:mod:`.kernels_param`) decorate their launchable kernels (the functions other kernels do not
+call) with :func:`kernel` instead, which keeps the function and its options and makes the
 ``JITFunction`` when the kernel is first launched, compiled or inspected. Helpers that kernels
-call stay ``@triton.jit``: Triton resolves a callee through the caller's globals and needs the
-real object there.
+call, and functions passed to kernels as constexpr arguments, stay ``@triton.jit``: Triton
+resolves a callee through the caller's globals and needs the real object there.
 """
 
 from __future__ import annotations

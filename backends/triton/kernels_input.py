@@ -1,0 +1,238 @@
+"""The input layers' kernels: log-probabilities, statistics, and the categorical EM step.
+
+``input_fwd`` is specialized by its distribution's log-probability function, passed as the
+``tl.constexpr`` parameter ``LOGPROB`` (one ``@triton.jit`` function per distribution below,
+all with the signature of :func:`logprob_categorical`); ``input_bwd`` by ``CAT`` (value counts,
+not moments). :mod:`.codegen` binds them per distribution of the plan (:data:`LOGPROBS`).
+Node rows ``i`` of a layer are ``BN`` per program, batch columns ``BT``; a variable's values
+are read from ``x [vars, stride]`` and its missing flags from ``miss``.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+from pccc.backends.triton.lazyjit import kernel
+
+
+@triton.jit
+def logprob_categorical(theta, logc, values, ps, i, imask, xv, xi, ms, mask,
+                        TOTAL: tl.constexpr):
+    """log theta[x] of nodes i [BN] at values x [BN, BT]: ``theta`` holds the raw
+    coordinates and ``logc`` the per-node constant c of log theta = raw + c (no native copy
+    of the table is kept); ``ps`` the nodes' first parameters, ``xi`` the values as int32,
+    ``ms`` the missing flags, ``values`` the indicator values, ``TOTAL`` the binomial total."""
+    lp = tl.load(theta + ps[:, None] + xi, mask=mask & (ms == 0), other=0.0)
+    lp += tl.load(logc + i, mask=imask, other=0.0)[:, None]
+    return lp
+
+
+@triton.jit
+def logprob_bernoulli(theta, logc, values, ps, i, imask, xv, xi, ms, mask,
+                      TOTAL: tl.constexpr):
+    """log p(x) of a Bernoulli node of probability theta[ps]."""
+    p = tl.load(theta + ps, mask=imask, other=0.5)[:, None]
+    lp = tl.where(xi == 1, tl.log(p), tl.log(1.0 - p))
+    return lp
+
+
+@triton.jit
+def logprob_binomial(theta, logc, values, ps, i, imask, xv, xi, ms, mask,
+                     TOTAL: tl.constexpr):
+    """log p(x) of a binomial node of TOTAL trials and probability theta[ps]; ``logc[k]`` is
+    log (TOTAL choose k)."""
+    p = tl.load(theta + ps, mask=imask, other=0.5)[:, None]
+    lc = tl.load(logc + xi, mask=mask & (ms == 0), other=0.0)
+    a = tl.where(xv > 0.0, xv * tl.log(p), 0.0)
+    b = tl.where(TOTAL - xv > 0.0, (TOTAL - xv) * tl.log(1.0 - p), 0.0)
+    lp = lc + a + b
+    return lp
+
+
+@triton.jit
+def logprob_gaussian(theta, logc, values, ps, i, imask, xv, xi, ms, mask,
+                     TOTAL: tl.constexpr):
+    """log N(x; mu, sd) with theta[ps:] the raw coordinates (mu, log sd); z^2 in log space,
+    so that a tiny or huge sd gives no 0 * inf, and NaN (x - mu of two infinities) reads
+    -inf."""
+    mu = tl.load(theta + ps, mask=imask, other=0.0)[:, None]
+    lsd = tl.load(theta + ps + 1, mask=imask, other=0.0)[:, None]
+    z2 = tl.exp(2.0 * (tl.log(tl.abs(xv - mu)) - lsd))
+    lp = -0.5 * z2 - lsd - 0.9189385332046727
+    lp = tl.where(lp == lp, lp, float("-inf"))
+    return lp
+
+
+@triton.jit
+def logprob_indicator(theta, logc, values, ps, i, imask, xv, xi, ms, mask,
+                      TOTAL: tl.constexpr):
+    """0 where x is the node's value, -inf elsewhere."""
+    val = tl.load(values + i, mask=imask, other=0)
+    lp = tl.where(xi == val[:, None], 0.0, float("-inf"))
+    return lp
+
+
+@triton.jit
+def _input_tile(x, miss, vars, n, batch, stride, BN: tl.constexpr, BT: tl.constexpr):
+    """This program's node rows i, batch columns and their masks, and the values and
+    missing flags of the nodes' variables: (i, imask, cols, cmask, mask, xv, ms)."""
+    i = tl.program_id(0) * BN + tl.arange(0, BN)
+    imask = i < n
+    cols = tl.program_id(1) * BT + tl.arange(0, BT)
+    cmask = cols < batch
+    mask = imask[:, None] & cmask[None, :]
+    v = tl.load(vars + i, mask=imask, other=0).to(tl.int64)
+    xoff = v[:, None] * stride + cols[None, :]
+    xv = tl.load(x + xoff, mask=mask, other=0.0)
+    ms = tl.load(miss + xoff, mask=mask, other=1)
+    return i, imask, cols, cmask, mask, xv, ms
+
+
+@kernel(do_not_specialize=["n"])
+def input_fwd(node, x, miss, vars, pstart, values, theta, logc, node_start, n, batch, stride,
+              BN: tl.constexpr, BT: tl.constexpr, LOGPROB: tl.constexpr,
+              TOTAL: tl.constexpr = 0.0):
+    """Input layer: node[node_start + i] = LOGPROB(x[vars[i]]), 0 where missing."""
+    i, imask, cols, cmask, mask, xv, ms = _input_tile(x, miss, vars, n, batch, stride, BN, BT)
+    xi = xv.to(tl.int32)
+    ps = tl.load(pstart + i, mask=imask, other=0).to(tl.int64)
+    lp = LOGPROB(theta, logc, values, ps, i, imask, xv, xi, ms, mask, TOTAL)
+    lp = tl.where(ms != 0, 0.0, lp)
+    tl.store(node + (node_start + i).to(tl.int64)[:, None] * stride + cols[None, :], lp,
+             mask=mask)
+
+
+@kernel(do_not_specialize=["n"])
+def input_bwd(flow, x, miss, vars, pstart, counts, nstats, counts_em, nstats_em, scale, flag,
+              node_start, n, batch, stride, BN: tl.constexpr, BT: tl.constexpr,
+              CAT: tl.constexpr):
+    """Input layer statistics, weighted by scale * flow: per node [sum f, sum f over missing
+    values, sum f x, sum f x^2] (observed), or value counts (CAT); when flag[0] != 0 the same
+    unweighted (root flow 1: EM statistics) into the *_em buffers."""
+    i, imask, cols, cmask, mask, xv, ms = _input_tile(x, miss, vars, n, batch, stride, BN, BT)
+    sc = tl.load(scale + cols, mask=cmask, other=0.0)
+    foff = (node_start + i).to(tl.int64)[:, None] * stride + cols[None, :]
+    f = tl.load(flow + foff, mask=mask, other=0.0)
+    _input_stats(f * sc[None, :], ms, xv, i, imask, mask, pstart, counts, nstats, CAT)
+    if tl.load(flag) != 0:
+        _input_stats(f, ms, xv, i, imask, mask, pstart, counts_em, nstats_em, CAT)
+
+
+@triton.jit
+def _input_stats(f, ms, xv, i, imask, mask, pstart, counts, nstats, CAT: tl.constexpr):
+    obs = tl.where(ms != 0, 0.0, f)
+    tl.atomic_add(nstats + i * 4, tl.sum(f, axis=1), mask=imask, sem="relaxed")
+    tl.atomic_add(nstats + i * 4 + 1, tl.sum(f - obs, axis=1), mask=imask, sem="relaxed")
+    if not CAT:  # (sum f x and sum f x^2 mean nothing for categories: never read there;
+        # a value the dtype cannot hold, inf, counts only with flow: no 0 * inf)
+        fx = tl.where(obs != 0.0, obs * xv, 0.0)
+        tl.atomic_add(nstats + i * 4 + 2, tl.sum(fx, axis=1), mask=imask, sem="relaxed")
+        tl.atomic_add(nstats + i * 4 + 3, tl.sum(tl.where(obs != 0.0, fx * xv, 0.0), axis=1),
+                      mask=imask, sem="relaxed")
+    else:  # value 0 (most of MNIST's pixels) summed first: one atomic per node, not per
+        ps = tl.load(pstart + i, mask=imask, other=0).to(tl.int64)  # column on one address
+        zero = tl.sum(tl.where(xv == 0.0, obs, 0.0), axis=1)
+        tl.atomic_add(counts + ps, zero, mask=imask, sem="relaxed")
+        tl.atomic_add(counts + ps[:, None] + xv.to(tl.int64), obs,
+                      mask=mask & (ms == 0) & (xv != 0.0), sem="relaxed")
+
+
+@kernel(do_not_specialize=["splits", "per"])
+def input_cat_dot(flow, x, miss, vars, pstart, counts, nstats, scale, flag, runs, node_start,
+                  K, batch, stride, splits, per, NB: tl.constexpr, KT: tl.constexpr,
+                  KTILES: tl.constexpr, BT: tl.constexpr, EM: tl.constexpr,
+                  IP: tl.constexpr):
+    """Categorical statistics of run r = runs[r, :NB] (layer nodes of one variable, -1
+    padding) and value tile t (values t KT .. t KT + KT - 1; program r KTILES + t: a run's
+    value tiles run side by side and share its flows in L2) over the batch tiles split,
+    split + splits, ... (per of them): counts[pstart[i] + k] += sum_b s_b f_ib [x_b == k,
+    observed], the dot (F S) @ OneHot summed in registers, then added once per count; value
+    tile 0 also adds nstats[i, 0:2] (sum s f, sum s f over missing values). EM (a second
+    launch): unweighted (s = 1), into the EM buffers, and only when flag[0] != 0. IP: the
+    dot's input precision (the one-hot is exact; the flows are rounded like the sum layers'
+    operands)."""
+    if EM:
+        go = tl.load(flag) != 0
+    else:
+        go = True
+    if go:
+        r = tl.program_id(0) // KTILES
+        t = tl.program_id(0) % KTILES
+        first = t == 0
+        kk = t * KT + tl.arange(0, KT)
+        i = tl.load(runs + r * NB + tl.arange(0, NB))
+        imask = i >= 0
+        i = tl.where(imask, i, 0)
+        v = tl.load(vars + tl.load(runs + r * NB)).to(tl.int64)  # the run's variable
+        frow = flow + (node_start + i).to(tl.int64)[:, None] * stride
+        xrow = x + v * stride
+        mrow = miss + v * stride
+        acc = tl.zeros([NB, KT], tl.float32)
+        s0 = tl.zeros([NB], tl.float32)
+        s1 = tl.zeros([NB], tl.float32)
+        # tile it + 1 is loaded while tile it is reduced (a while loop is not pipelined)
+        cols = tl.program_id(1) * BT + tl.arange(0, BT)
+        cm = cols < batch
+        f = tl.load(frow + cols[None, :], mask=imask[:, None] & cm[None, :], other=0.0)
+        xv = tl.load(xrow + cols, mask=cm, other=0.0)
+        ms = tl.load(mrow + cols, mask=cm, other=1)
+        it = 0
+        while it < per:  # a while loop: the interpreter cannot range() a run-time bound
+            nc = cols + splits * BT
+            ncm = nc < batch  # (past the last step: tile split + per splits >= the tiles)
+            fn = tl.load(frow + nc[None, :], mask=imask[:, None] & ncm[None, :], other=0.0)
+            xn = tl.load(xrow + nc, mask=ncm, other=0.0)
+            mn = tl.load(mrow + nc, mask=ncm, other=1)
+            if not EM:
+                f = f * tl.load(scale + cols, mask=cm, other=0.0)[None, :]
+            xi = tl.where(ms == 0, xv.to(tl.int32), -1)  # -1: missing, in no value's column
+            acc += tl.dot(f, tl.where(xi[:, None] == kk[None, :], 1.0, 0.0),
+                          input_precision=IP)
+            if first:
+                s0 += tl.sum(f, axis=1)
+                s1 += tl.sum(tl.where((ms != 0)[None, :], f, 0.0), axis=1)
+            cols = nc
+            cm = ncm
+            f = fn
+            xv = xn
+            ms = mn
+            it += 1
+        ps = tl.load(pstart + i, mask=imask, other=0).to(tl.int64)
+        tl.atomic_add(counts + ps[:, None] + kk[None, :], acc,
+                      mask=imask[:, None] & (kk < K)[None, :], sem="relaxed")
+        if first:
+            tl.atomic_add(nstats + i * 4, s0, mask=imask, sem="relaxed")
+            tl.atomic_add(nstats + i * 4 + 1, s1, mask=imask, sem="relaxed")
+
+
+@kernel(do_not_specialize=["n", "step", "pseudocount"])
+def cat_em(raw, shift, cnorm, counts, nstats, start, n, step, pseudocount, K: tl.constexpr,
+           KP: tl.constexpr, BN: tl.constexpr):
+    """One EM step of n categorical nodes whose K parameters are the rows raw[start + i K:],
+    theta = exp(raw + c) (c = cnorm[i]): statistics (value counts plus the missing values'
+    flow times theta), the update (1 - step) theta + step (stats + a / K) / (total + a), then
+    the raw coordinates written back (log theta; shift[i] = log of the row sum, c = 0, or raw
+    0, shift and c -inf for an all-zero row) and the statistics zeroed."""
+    i = tl.program_id(0) * BN + tl.arange(0, BN)
+    im = i < n
+    k = tl.arange(0, KP)
+    m = im[:, None] & (k[None, :] < K)
+    off = start + i.to(tl.int64)[:, None] * K + k[None, :]
+    c = tl.load(cnorm + i, mask=im, other=0.0)
+    th = tl.exp(tl.load(raw + off, mask=m, other=float("-inf")) + c[:, None])
+    fm = tl.load(nstats + i * 4 + 1, mask=im, other=0.0)
+    st = tl.load(counts + off, mask=m, other=0.0) + fm[:, None] * th
+    den = tl.sum(st, axis=1) + pseudocount
+    ok = den > 0.0
+    tgt = (st + pseudocount / K) / tl.where(ok, den, 1.0)[:, None]
+    new = tl.where(ok[:, None], (1.0 - step) * th + step * tgt, th)
+    tot = tl.sum(tl.where(m, new, 0.0), axis=1)
+    live = tot > 0.0
+    lz = tl.where(live, tl.log(tl.where(live, tot, 1.0)), float("-inf"))
+    tl.store(raw + off, tl.where(live[:, None], tl.log(new), 0.0), mask=m)
+    tl.store(shift + i, lz, mask=im)
+    tl.store(cnorm + i, tl.where(live, 0.0, float("-inf")), mask=im)
+    tl.store(counts + off, tl.zeros([BN, KP], tl.float32), mask=m)
+    for j in tl.static_range(4):
+        tl.store(nstats + i * 4 + j, tl.zeros([BN], tl.float32), mask=im)
