@@ -20,21 +20,17 @@ import hashlib
 import importlib.util
 import os
 import sys
-import weakref
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-
-import numpy as np
+from typing import Any
 
 from pccc.ir.errors import PcccError
-from pccc.ir.plan import KernelPlan, ProductLayer, SumLayer, SumPartition
+from pccc.ir.plan import KernelPlan, SumLayer
+from pccc.ir.schedule import NARROW, shape_tag
 
 PRECISIONS = ("tf32", "fp32", "bf16")
-#: the fan-in up to which a partition's blocks share one kernel whose children loads are
-#: unrolled (padding children are skipped, not loaded); wider products get a kernel each
-#: (``kernels_sum.NARROW``)
-NARROW = 8
 
 
 def fwd_transposed(shape: SumShape) -> bool:
@@ -69,7 +65,7 @@ class SumShape:
 
     @property
     def tag(self) -> str:
-        return f"b{self.B}_c{self.C}_f{self.fanin}_n{self.NC}"
+        return shape_tag(self.B, self.C, self.fanin, self.NC)
 
     @property
     def uses_dot(self) -> bool:
@@ -77,119 +73,25 @@ class SumShape:
 
     @property
     def wide(self) -> bool:
-        """products wider than ``NARROW``: a loop over children, not unrolled code"""
+        """products wider than ``NARROW`` (the schedule's: blocks up to it share one kernel):
+        a loop over groups of children, not unrolled code"""
         return self.fanin > NARROW
 
 
-def layer_fanin(layer: ProductLayer) -> int:
-    """Fan-in of the layer's dense children table (at least 1)."""
-    return max([1] + [int(p.children.shape[1]) for p in layer.partitions])
-
-
-def children_table(layer: ProductLayer, neg: int) -> np.ndarray:
-    """Dense ``[num_elem_slots, fanin]`` node slots of every element, real children first
-    (padding: slot 0, log 1); rows no partition writes are ``[neg, 0, ...]`` (value -inf)."""
-    table = np.zeros((layer.num_elem_slots, layer_fanin(layer)), np.int64)
-    table[:, 0] = neg
-    for p in layer.partitions:
-        kids = p.children
-        rows = table[p.elem_start: p.elem_start + p.num_elems]
-        rows[:, 0] = 0
-        rows[:, : kids.shape[1]] = kids
-        fix = _padding_first(kids)
-        if len(fix):  # real children to the front, in order
-            order = np.argsort(kids[fix] == 0, axis=1, kind="stable")
-            rows[fix, : kids.shape[1]] = np.take_along_axis(kids[fix], order, axis=1)
-    return table
-
-
-def _padding_first(kids: np.ndarray) -> np.ndarray:
-    """The rows of ``kids`` where a padding child (0) comes before a real one (plans put
-    padding last, so usually none)."""
-    bad = np.zeros(len(kids), bool)
-    for f in range(kids.shape[1] - 1):
-        bad |= (kids[:, f] == 0) & (kids[:, f + 1] != 0)
-    return np.flatnonzero(bad)
-
-
-def child_counts(table: np.ndarray) -> np.ndarray:
-    """How many real children each element of a :func:`children_table` has (at least 1):
-    the length of its run of nonzero slots from the front (padding is last), found column by
-    column over the rows still running (few rows are wider than two)."""
-    count = np.ones(len(table), np.int32)
-    if table.shape[1] < 2:
-        return count
-    second = table[:, 1] != 0
-    count += second
-    rows = np.flatnonzero(second)
-    for f in range(2, table.shape[1]):
-        rows = rows[table[rows, f] != 0]
-        if not len(rows):
-            break
-        count[rows] += 1
-    return count
-
-
-def split_by_fanin(part: SumPartition, table: np.ndarray, count: np.ndarray | None = None
-                   ) -> list[tuple[SumShape, np.ndarray]]:
-    """The partition's blocks grouped by how many children their elements really have, so a
-    wide product (one tree node with 100 children) does not widen the whole layer's kernel:
-    blocks of fan-in at most ``NARROW`` in one group (a launch each is what the small layers
-    of deep trees pay for), each wider fan-in a group of its own. ``count``: the table's
-    :func:`child_counts`, where the caller has them."""
-    if count is None:
-        count = child_counts(table)
-    C = part.chunk_size
-    nb, nc = part.chunk_start.shape
-    idx = np.minimum(part.chunk_start[:, :, None] + np.arange(C), len(count) - 1)
-    per_chunk = count[idx.reshape(nb, -1)].reshape(nb, nc, C).max(axis=2, initial=1)
-    live = np.arange(nc) < part.num_chunks[:, None]
-    per_block = np.where(live, per_chunk, 1).max(axis=1, initial=1)
-    per_block = np.where(per_block <= NARROW, per_block[per_block <= NARROW].max(initial=1),
-                         per_block)
-    out = []
-    for f in np.unique(per_block):
-        blocks = np.flatnonzero(per_block == f)
-        out.append((SumShape(part.block_size, C, int(f), part.max_chunks), blocks))
-    return out
-
-
-#: a sum layer's children table and its blocks by kernel shape (see :func:`fanin_groups`)
-FaninGroups = tuple[np.ndarray, list[tuple[SumShape, SumPartition, np.ndarray]]]
-#: :func:`fanin_groups` per live plan (made by ``load_module``, read again by ``DevicePlan``)
-_GROUPS: weakref.WeakKeyDictionary[KernelPlan, list[FaninGroups]] = weakref.WeakKeyDictionary()
-
-
-def fanin_groups(plan: KernelPlan) -> list[FaninGroups]:
-    """Per sum layer: the children table of the product layer below it (read-only) and the
-    (kernel shape, partition, its blocks) of :func:`split_by_fanin`. Made once per plan:
-    kept (while the plan lives) for the :class:`DevicePlan` that follows ``load_module``."""
-    hit = _GROUPS.get(plan)
-    if hit is not None:
-        return hit
-    out = []
-    prod: ProductLayer | None = None
-    for ly in plan.layers:
-        if isinstance(ly, ProductLayer):
-            prod = ly
-            continue
-        assert isinstance(ly, SumLayer) and prod is not None
-        table = children_table(prod, plan.num_node_slots)
-        table.flags.writeable = False
-        count = child_counts(table)
-        out.append((table, [(shape, p, blocks) for p in ly.partitions
-                            for shape, blocks in split_by_fanin(p, table, count)]))
-    _GROUPS[plan] = out
-    return out
-
-
-def sum_groups(plan: KernelPlan) -> list[list[tuple[SumShape, SumPartition, np.ndarray]]]:
-    """Per sum layer: (kernel shape, partition, its blocks) after :func:`split_by_fanin`."""
-    return [groups for _, groups in fanin_groups(plan)]
-
-
 def sum_shapes(plan: KernelPlan) -> list[SumShape]:
-    return sorted({shape for layer in sum_groups(plan) for shape, _, _ in layer})
+    """The distinct kernel shapes of the plan's sum parts, as the ``schedule-kernels`` pass
+    groups a partition's blocks (:func:`pccc.passes.schedule_parts.split_by_fanin`: fan-in up
+    to ``NARROW`` in one kernel, each wider fan-in its own)."""
+    from pccc.passes.schedule_parts import child_counts, layer_tables, split_by_fanin
+
+    sums = [ly for ly in plan.layers if isinstance(ly, SumLayer)]
+    out = set()
+    for ly, table in zip(sums, layer_tables(plan)):
+        count = child_counts(table)
+        for p in ly.partitions:
+            for fanin, _ in split_by_fanin(p, count):
+                out.add(SumShape(p.block_size, p.chunk_size, fanin, p.max_chunks))
+    return sorted(out)
 
 
 def input_dists(plan: KernelPlan) -> list[tuple[str, int]]:
@@ -282,15 +184,17 @@ def input_specs(dist: str, total: int) -> list[KernelSpec]:
                        (("CAT", dist == "categorical"),))]
 
 
-def kernel_specs(plan: KernelPlan, precision: str, shapes: list[SumShape] | None = None
+def kernel_specs(plan: KernelPlan, precision: str, shapes: Iterable[Any] | None = None
                  ) -> list[KernelSpec]:
     """Every kernel the plan's passes launch, in a stable order. ``shapes``: the sum parts'
-    kernel shapes (default: :func:`sum_shapes`)."""
+    kernel shapes, anything with ``B``, ``C``, ``fanin`` and ``NC`` (the L4 schedule's
+    parts; default: :func:`sum_shapes`)."""
     if precision not in PRECISIONS:
         raise PcccError(f"triton backend: precision must be one of {', '.join(PRECISIONS)}, "
                         f"not {precision!r}")
     out = [KernelSpec(ref.name, ref) for ref in FIXED]
-    for shape in sorted(set(sum_shapes(plan) if shapes is None else shapes)):
+    given = sum_shapes(plan) if shapes is None else shapes
+    for shape in sorted({SumShape(s.B, s.C, s.fanin, s.NC) for s in given}):
         out += sum_specs(shape, precision)
     dists = input_dists(plan)
     for dist, total in dists:
@@ -361,10 +265,11 @@ def cache_dir() -> Path:
     return root / "triton"
 
 
-def load_module(plan: KernelPlan, precision: str, shapes: list[SumShape] | None = None
+def load_module(plan: KernelPlan, precision: str, shapes: Iterable[Any] | None = None
                 ) -> tuple[ModuleType, str, Path]:
     """Make (or reuse) and import the plan's kernel table: (module, source, path).
-    ``shapes``: the sum parts' kernel shapes (default: :func:`sum_shapes`)."""
+    ``shapes``: as :func:`kernel_specs`'s (passing the schedule's parts saves recomputing
+    them)."""
     src = render(kernel_specs(plan, precision, shapes), precision)
     key = hashlib.sha256(src.encode()).hexdigest()[:20]
     path = cache_dir() / key / "kernels.py"

@@ -32,10 +32,12 @@ import triton
 import triton.language as tl
 
 from pccc.backends.triton.lazyjit import kernel
+from pccc.ir import schedule
 
 #: the fan-in up to which children loads are unrolled (and, in the backward, hoisted out of
-#: the batch loop); wider products loop over groups of this many children
-NARROW = tl.constexpr(8)
+#: the batch loop); wider products loop over groups of this many children (the schedule's
+#: bound: blocks up to it share one kernel)
+NARROW = tl.constexpr(schedule.NARROW)
 #: log of the largest factor the backward pass lets exp() produce before a mix
 EXP_CAP = tl.constexpr(80.0)
 
