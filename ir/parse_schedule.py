@@ -4,8 +4,9 @@ Statements, in order::
 
     schedule backend="triton" precision="tf32" programs=P stride_tile=T version=1
     rows num_node_slots=N num_roots=R root_slot=S
-    input K node_start=S n=N                               (one per input layer, K = 0, 1, ...)
+    input K node_start=S n=N param_size=P                  (one per input layer, K = 0, 1, ...)
     part I layer=L partition=J B=b C=c fanin=f NC=n write="store" em_store=false small=true
+      counts tiles=T chunks=K weights=W
       blocks i64[nb] = ...   sib i64[g, G] = ...   rows i64[k, 2] = ...   kids i64[m, 3] = ...
     flow_zero all | flow_zero i64[t, 2] = ...
     forward
@@ -81,11 +82,14 @@ class ScheduleParser(PlanParser):
         write = self.str_attr(a, "write")
         em_store, small = self.bool_attr(a, "em_store"), self.bool_attr(a, "small")
         self.no_extra(a, f"part {i}")
+        c = self.head("counts")
+        tiles, chunks, weights = (self.int_attr(c, k) for k in ("tiles", "chunks", "weights"))
+        self.no_extra(c, f"the counts of part {i}")
         arrays = [self.array(n) for n in ("blocks", "sib", "rows", "kids")]
         layer, partition, B, C, fanin, NC = ints
         blocks, sib, rows, kids = arrays
         return SumPart(layer, partition, B, C, fanin, NC, blocks, sib, small, write, em_store,
-                       rows, kids)
+                       rows, kids, tiles, chunks, weights)
 
     def launch(self, kinds: tuple[str, ...], section: str) -> Launch:
         ts = self.ts
@@ -142,7 +146,8 @@ class ScheduleParser(PlanParser):
         inputs: list[InputRows] = []
         while ts.at("IDENT", "input"):
             ia = self.numbered("input", len(inputs))
-            inputs.append(InputRows(self.int_attr(ia, "node_start"), self.int_attr(ia, "n")))
+            inputs.append(InputRows(self.int_attr(ia, "node_start"), self.int_attr(ia, "n"),
+                                    self.int_attr(ia, "param_size")))
             self.no_extra(ia, f"input {len(inputs) - 1}")
         parts: list[SumPart] = []
         while ts.at("IDENT", "part"):

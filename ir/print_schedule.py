@@ -29,9 +29,10 @@ from __future__ import annotations
 import numpy as np
 
 from pccc.ir.lexer import quote
-from pccc.ir.print_plan import Arrays, plural
+from pccc.ir.print_plan import Arrays, fmt_bytes, plural
 from pccc.ir.printer import header, register_printer
 from pccc.ir.schedule import SCHEDULE_VERSION, KernelSchedule, Launch, SumPart
+from pccc.ir.schedule_cost import part_bytes
 
 
 def _value(v: object) -> str:
@@ -51,13 +52,47 @@ def launch_line(ln: Launch) -> str:
     return " ".join(words + [k for k, v in attrs.items() if v is True])
 
 
-def _part_lines(i: int, p: SumPart, arr: Arrays) -> list[str]:
+def part_launches(s: KernelSchedule) -> list[list[Launch]]:
+    """Per part, its launches: forward ones, then backward ones, each in order."""
+    out: list[list[Launch]] = [[] for _ in s.parts]
+    for ln in s.forward + s.backward:
+        if 0 <= ln.part < len(out):
+            out[ln.part].append(ln)
+    return out
+
+
+def part_header(i: int, p: SumPart, launches: list[Launch]) -> list[str]:
+    """The comment lines over part ``i``: its shape and groups, its counts (blocks, tiles,
+    fan-in, padding share, bytes read) and its launches."""
     groups = (f"{plural(p.groups, 'sibling group')} of {p.G}" if p.G > 1
               else plural(p.nb, "lone block"))
+    index, weights = part_bytes(p)
+    kinds = " ".join(ln.kind for ln in launches)
+    return [f"// part {i}: {p.tag}, {groups}; {plural(p.tiles, 'tile')}, fan-in {p.fanin}, "
+            f"{p.padding():.1%} pad",
+            f"//   reads {fmt_bytes(index + weights)} (index {fmt_bytes(index)}, weights "
+            f"{fmt_bytes(weights)}); launches {kinds}"]
+
+
+def layer_header(s: KernelSchedule, layer: int, idx: list[int]) -> str:
+    """The comment line over a sum layer's parts: parts, partitions, blocks, tiles, padding
+    share, bytes read."""
+    ps = [s.parts[i] for i in idx]
+    grid = sum(p.nb * p.NC * p.B * p.C for p in ps)
+    pad = 1.0 - sum(p.weights for p in ps) / grid if grid else 0.0
+    read = sum(sum(part_bytes(p)) for p in ps)
+    return (f"// sum layer {layer}: {plural(len(ps), 'part')} of "
+            f"{plural(len({p.partition for p in ps}), 'partition')}, "
+            f"{plural(sum(p.nb for p in ps), 'block')}, {plural(sum(p.tiles for p in ps), 'tile')}, "
+            f"{pad:.1%} pad, reads {fmt_bytes(read)}")
+
+
+def _part_lines(i: int, p: SumPart, launches: list[Launch], arr: Arrays) -> list[str]:
     head = (f"part {i} layer={p.layer} partition={p.partition} B={p.B} C={p.C} "
             f"fanin={p.fanin} NC={p.NC} write={quote(p.write)} "
             f"em_store={_value(p.em_store)} small={_value(p.small)}")
-    lines = ["", f"// part {i}: {p.tag}, {groups}", head]
+    lines = [""] + part_header(i, p, launches) + [head]
+    lines.append(f"  counts tiles={p.tiles} chunks={p.chunks} weights={p.weights}")
     for name in ("blocks", "sib", "rows", "kids"):
         lines += arr.stmt(name, getattr(p, name), "  ")
     return lines
@@ -72,17 +107,22 @@ def schedule_lines(s: KernelSchedule, arr: Arrays) -> list[str]:
     lines.append(f"// {plural(len(s.parts), 'sum part')}, {len(s.shapes())} kernel shapes; "
                  f"{len(s.forward)} forward and {len(s.backward)} backward launches")
     for k, inp in enumerate(s.inputs):
-        lines.append(f"input {k} node_start={inp.node_start} n={inp.n}")
-    for i, p in enumerate(s.parts):
-        lines += _part_lines(i, p, arr)
+        lines.append(f"input {k} node_start={inp.node_start} n={inp.n} "
+                     f"param_size={inp.param_size}")
+    launches = part_launches(s)
+    for layer, idx in enumerate(s.layer_parts()):
+        if idx:
+            lines += ["", layer_header(s, layer, idx)]
+        for i in idx:
+            lines += _part_lines(i, s.parts[i], launches[i], arr)
     lines.append("")
     if s.flow_zero is None:
         lines.append("flow_zero all")
     else:
         lines += arr.stmt("flow_zero", np.asarray(s.flow_zero))
-    for name, launches in (("forward", s.forward), ("backward", s.backward)):
+    for name, launch_list in (("forward", s.forward), ("backward", s.backward)):
         lines.append(name)  # (a launch line stays under 100 characters)
-        lines += ["  " + launch_line(ln) for ln in launches]
+        lines += ["  " + launch_line(ln) for ln in launch_list]
     return lines
 
 

@@ -82,6 +82,8 @@ class InputRows(ValueEq):
     """first node row"""
     n: int
     """nodes of the layer"""
+    param_size: int
+    """parameters per node"""
 
 
 @dataclass(frozen=True, eq=False)
@@ -116,6 +118,12 @@ class SumPart(ValueEq):
     """int64 ``[k, 2]``: ``(first, count)`` runs of the node rows its blocks write"""
     kids: np.ndarray
     """int64 ``[m, 3]``: ``(first, count, writes)`` runs of the node rows its elements read"""
+    tiles: int
+    """real tiles of its blocks (chunks that hold elements; padding chunks are skipped)"""
+    chunks: int
+    """element chunks computed once per sibling group (lone blocks: ``tiles``)"""
+    weights: int
+    """entries of its real tiles that hold a weight (a tied weight once per read)"""
 
     def __post_init__(self) -> None:
         for name in ("blocks", "sib", "rows", "kids"):
@@ -137,6 +145,12 @@ class SumPart(ValueEq):
     @property
     def groups(self) -> int:
         return int(self.sib.shape[0])
+
+    def padding(self) -> float:
+        """The share of its grid's entries (``nb x NC`` tiles of ``B x C``) that holds no
+        weight, as in L3 (:mod:`pccc.ir.stats`)."""
+        grid = self.nb * self.NC * self.B * self.C
+        return 1.0 - self.weights / grid if grid else 0.0
 
     @property
     def wide(self) -> bool:

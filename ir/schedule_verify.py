@@ -91,6 +91,10 @@ def _check_part(s: KernelSchedule, i: int, p: SumPart) -> None:
         raise VerifyError(f"{where}: sum layer {p.layer} after layer {s.parts[i - 1].layer}")
     if p.rows.ndim != 2 or p.rows.shape[1] != 2 or p.kids.ndim != 2 or p.kids.shape[1] != 3:
         raise VerifyError(f"{where}: rows must be [k, 2] and kids [m, 3] runs")
+    if not (0 <= p.chunks <= p.tiles <= p.nb * p.NC and 0 <= p.weights <= p.tiles * p.B * p.C):
+        raise VerifyError(f"{where}: counts tiles={p.tiles} chunks={p.chunks} "
+                          f"weights={p.weights} out of range (chunks <= tiles <= {p.nb} blocks "
+                          f"x {p.NC} chunks, weights <= tiles x {p.B * p.C})")
 
 
 def _check_blocks(s: KernelSchedule) -> None:

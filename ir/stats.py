@@ -169,16 +169,23 @@ def _factor_counts(lc: LayeredCircuit) -> list[int]:
     return counts
 
 
-def sum_partition_stats(plan: KernelPlan, sp: SumPartition) -> SumStats:
-    """L3: the counts of one sum partition; its weights are the real tiles' entries that
-    belong to a normalization group (``param_group >= 0``), counted once per read."""
+def sum_partition_stats(plan: KernelPlan, sp: SumPartition,
+                        blocks: np.ndarray | None = None) -> SumStats:
+    """L3: the counts of one sum partition (or of its ``blocks`` only); its weights are the
+    real tiles' entries that belong to a normalization group (``param_group >= 0``), counted
+    once per read."""
     B, C = sp.block_size, sp.chunk_size
-    real = np.arange(sp.max_chunks)[None, :] < sp.num_chunks[:, None]
-    starts = sp.param_start[real]
-    out = SumStats(blocks=sp.num_blocks, grid=sp.num_blocks * sp.max_chunks,
+    nc, ps = sp.num_chunks, sp.param_start
+    if blocks is not None:
+        nc, ps = nc[blocks], ps[blocks]
+    nb = int(nc.shape[0])
+    real = np.arange(sp.max_chunks)[None, :] < nc[:, None]
+    starts = ps[real]
+    out = SumStats(blocks=nb, grid=nb * sp.max_chunks,
                    tiles=int(starts.size), tile_bytes=int(starts.size) * B * C * 8,
                    index_bytes=sum(int(getattr(sp, n).nbytes) for n in
-                                   ("node_start", "chunk_start", "param_start", "num_chunks")))
+                                   ("node_start", "chunk_start", "param_start", "num_chunks"))
+                   * nb // max(1, sp.num_blocks))
     out.entries = out.grid * B * C
     out.weights = int(starts.size) * B * C - _padding_in(plan.param_group, starts, B * C)
     return out

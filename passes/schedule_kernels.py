@@ -24,6 +24,7 @@ import numpy as np
 from pccc.ir.errors import PassError
 from pccc.ir.plan import InputLayer, KernelPlan
 from pccc.ir.schedule import InputRows, KernelSchedule, Launch, SumPart
+from pccc.ir.stats import sum_partition_stats
 from pccc.passes.registry import register_pass
 from pccc.passes.schedule_parts import (
     HostPart,
@@ -140,10 +141,13 @@ def _parts(plan: KernelPlan, small_part: int, programs: int
     parts = []
     for hp, kid, st in zip(hps, kids, store):
         p = hp.p
+        counts = sum_partition_stats(plan, p, hp.blocks)
+        chunks = int(p.num_chunks[hp.blocks[hp.sib[:, 0]]].sum())
         parts.append(SumPart(
             hp.layer, hp.index, p.block_size, p.chunk_size, hp.fanin, p.max_chunks,
             hp.blocks, hp.sib, hp.small, "atomic" if hp.atomic else "store", st,
-            block_rows(p.node_start[hp.blocks], p.block_size), runs(kid)))
+            block_rows(p.node_start[hp.blocks], p.block_size), runs(kid), counts.tiles,
+            chunks if hp.sib.shape[1] > 1 else counts.tiles, counts.weights))
     if zero is None:
         return parts, None
     first, count = row_tiles(zero, ZERO_ROWS)
@@ -170,7 +174,8 @@ def build_schedule(plan: KernelPlan, tiles: Mapping[str, int], *, precision: str
     return KernelSchedule(
         "triton", plan.num_node_slots, plan.root_slot, plan.num_roots, precision, programs,
         max(t["fwd"], t["bwd"], t["eflow"], MIN_STRIDE_TILE),
-        tuple(InputRows(ly.node_start, ly.n) for ly in plan.input_layers), tuple(parts), zero,
+        tuple(InputRows(ly.node_start, ly.n, ly.param_size) for ly in plan.input_layers),
+        tuple(parts), zero,
         tuple(fwd + sum_fwd), tuple(bwd))
 
 
