@@ -83,7 +83,8 @@ def layer_header(s: KernelSchedule, layer: int, idx: list[int]) -> str:
     read = sum(sum(part_bytes(p)) for p in ps)
     return (f"// sum layer {layer}: {plural(len(ps), 'part')} of "
             f"{plural(len({p.partition for p in ps}), 'partition')}, "
-            f"{plural(sum(p.nb for p in ps), 'block')}, {plural(sum(p.tiles for p in ps), 'tile')}, "
+            f"{plural(sum(p.nb for p in ps), 'block')}, "
+            f"{plural(sum(p.tiles for p in ps), 'tile')}, "
             f"{pad:.1%} pad, reads {fmt_bytes(read)}")
 
 
