@@ -1,4 +1,5 @@
-"""The Triton backend: kernels generated per plan (see :mod:`.codegen`, :mod:`.templates`).
+"""The Triton backend: ``@triton.jit`` kernels (:mod:`.kernels_sum`, :mod:`.kernels_input`,
+:mod:`.kernels_param`) bound per plan by a kernel table (:mod:`.codegen`).
 
 Registered as backend ``"triton"``: ``pccc.compile(circuit, backend="triton", device="cuda",
 precision="tf32", **options)`` validates the options into a :class:`TritonOptions`
