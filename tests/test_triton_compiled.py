@@ -185,7 +185,7 @@ def test_sibling_blocks_match_torch_backend(weighted, small):
                 widest = max(widest, sibling_table(read_keys(p, blocks)).shape[1])
     assert widest > 1
     opts = {"small_part": 1 << 30 if small else 0}
-    parts = pccc.compile(c, backend="triton", device=DEV, **opts).dp.schedule.parts
+    parts = pccc.compile(c, backend="triton", device=DEV, **opts).executor.dp.schedule.parts
     assert all(p.small and p.G == 1 for p in parts) if small else any(p.G > 1 for p in parts)
     rng = np.random.default_rng(6)
     x = rng.integers(0, 5, size=(21, 4))

@@ -49,7 +49,7 @@ def _check_same_start(c):
         fin = np.isfinite(b)
         np.testing.assert_allclose(a[fin], b[fin], rtol=1e-6, atol=1e-6)  # float32 sums
     # the kernels' linear copy: the plan's weights, 0 on padding
-    w = tri._w.detach().cpu().double().numpy()
+    w = tri.executor._w.detach().cpu().double().numpy()
     np.testing.assert_allclose(w, np.where(real, tri.plan.params, 0.0), rtol=1e-6, atol=1e-30)
     raw_a, raw_b = tri.input_raw.detach().cpu().double().numpy(), ref.input_raw.detach().numpy()
     n = min(len(raw_a), len(raw_b))  # (an input-free circuit keeps one placeholder each)
@@ -78,7 +78,7 @@ def test_dense_circuit_starts_as_torch_backend(n):
     c = _dense_circuit(n=n)
     keys = [nd.param for nd in c.nodes if isinstance(nd, SumVector) and nd.n > 1]
     tri = _check_same_start(_zero_rows(c, [(keys[0], 3), (keys[-1], 0), (keys[-1], n - 1)]))
-    tiles = tri.dp.tiles.cpu()
+    tiles = tri.executor.dp.tiles.cpu()
     assert (tiles >= 0).any() if n == 64 else (tiles <= -2).any()
 
 
