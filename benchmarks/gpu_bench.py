@@ -179,7 +179,7 @@ def train_traced(model, opt, xg: torch.Tensor, xte: torch.Tensor, epochs: int, t
 
 def workload(name: str, x: np.ndarray, xg: torch.Tensor, xte: torch.Tensor, precision: str,
              do_profile: bool = False, grads: bool = False, pipeline: str | None = None,
-             target: float | None = None) -> dict:
+             target: float | None = None, options: dict | None = None) -> dict:
     """Build, compile and train one workload for 2 epochs (more while the test
     log-likelihood is below ``target``, PyJuice's after 2 epochs)."""
     gc.collect()  # earlier workloads' modules (and their CUDA graph pools) out of the peak
@@ -188,7 +188,8 @@ def workload(name: str, x: np.ndarray, xg: torch.Tensor, xte: torch.Tensor, prec
     t0 = time.time()
     c = build(name, x, xg)
     t1 = time.time()
-    model = pccc.compile(c, backend="triton", device=DEV, precision=precision, pipeline=pipeline)
+    model = pccc.compile(c, backend="triton", device=DEV, precision=precision, pipeline=pipeline,
+                         **(options or {}))
     model.param_grads = grads  # EM reads flows; PyJuice computes no gradients either
     torch.cuda.synchronize()
     t2 = time.time()
@@ -273,6 +274,22 @@ def table(rows: list[dict]) -> None:
                   f"grad {r['grad_rel']:.1e} em {r['em_weights_rel']:.1e}")
 
 
+def parse_options(items: list[str]) -> dict:
+    """``NAME=VALUE`` strings as ``pccc.compile`` keyword options (``tiles.KEY=N`` entries
+    gather into ``tiles``; true/false, integers and words as such)."""
+    out: dict = {}
+    for item in items:
+        name, _, text = item.partition("=")
+        value: object = {"true": True, "false": False}.get(text.lower(), text)
+        if isinstance(value, str) and value.lstrip("-").isdigit():
+            value = int(value)
+        if name.startswith("tiles."):
+            out.setdefault("tiles", {})[name[6:]] = value
+        else:
+            out[name] = value
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--mnist", default=".bench/mnist.npz")
@@ -287,9 +304,13 @@ def main() -> None:
                     help="also compute the parameters' gradients (param_grads=True)")
     ap.add_argument("--pipeline", default=None,
                     help="pass pipeline (default: the training pipeline)")
+    ap.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                    help="a Triton backend option (repeatable; e.g. cuda_graphs=false, "
+                         "small_part=0, tiles.fwd=64): see backends/triton/options.py")
     ap.add_argument("--pj-site", default="/tmp/site")
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     a = ap.parse_args()
+    options = parse_options(a.option)
     d = np.load(a.mnist)
     x = d["x_train"].reshape(len(d["x_train"]), -1).astype(np.int64)
     xt = d["x_test"].reshape(len(d["x_test"]), -1).astype(np.int64)
@@ -303,7 +324,7 @@ def main() -> None:
     for name in which:
         try:
             rows.append(workload(name, x, xg, xte, a.precision, a.profile, a.grads,
-                                 a.pipeline, targets.get(name)))
+                                 a.pipeline, targets.get(name), options))
             print(json.dumps(rows[-1]), flush=True)
             table(rows)  # partial tables survive a time limit
         except Exception as e:  # keep going: one failing workload must not hide the rest
