@@ -22,6 +22,7 @@ import triton  # noqa: F401  (fail at import when Triton is missing: the registr
 import pccc.passes  # noqa: F401  (every compile for this backend runs the passes)
 from pccc.backends.module import CompiledCircuit
 from pccc.backends.registry import register
+from pccc.backends.triton.codegen import LOGPROBS
 from pccc.backends.triton.compiled import TritonCompiledCircuit, TritonExecutor
 from pccc.backends.triton.options import TritonOptions
 from pccc.ir import dists
@@ -30,8 +31,9 @@ from pccc.ir.plan import KernelPlan
 
 __all__ = ["TritonCompiledCircuit", "TritonExecutor", "TritonOptions", "make"]
 
-#: the input distributions the Triton kernels implement (others are refused by name)
-INPUT_DISTS = ("indicator", "categorical", "bernoulli", "binomial", "gaussian")
+#: the input distributions the Triton kernels implement, those with a log-probability
+#: function in ``kernels_input`` (others are refused by name)
+INPUT_DISTS = tuple(LOGPROBS)
 
 
 def make(plan: KernelPlan, *, device: Any = "cuda", dtype: Any = None, **options: Any

@@ -28,7 +28,7 @@ from typing import Any
 
 from pccc.ir.errors import PcccError
 from pccc.ir.plan import KernelPlan, SumLayer
-from pccc.ir.schedule import NARROW, shape_tag
+from pccc.ir.schedule import shape_tag
 
 PRECISIONS = ("tf32", "fp32", "bf16")
 
@@ -70,12 +70,6 @@ class SumShape:
     @property
     def uses_dot(self) -> bool:
         return self.B >= 16 and self.C >= 16
-
-    @property
-    def wide(self) -> bool:
-        """products wider than ``NARROW`` (the schedule's: blocks up to it share one kernel):
-        a loop over groups of children, not unrolled code"""
-        return self.fanin > NARROW
 
 
 def sum_shapes(plan: KernelPlan) -> list[SumShape]:
