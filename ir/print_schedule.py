@@ -65,13 +65,14 @@ def part_header(i: int, p: SumPart, launches: list[Launch]) -> list[str]:
     """The comment lines over part ``i``: its shape and groups, its counts (blocks, tiles,
     fan-in, padding share, bytes read) and its launches."""
     groups = (f"{plural(p.groups, 'sibling group')} of {p.G}" if p.G > 1
-              else plural(p.nb, "lone block"))
+              else "lone")
     index, weights = part_bytes(p)
     kinds = " ".join(ln.kind for ln in launches)
-    return [f"// part {i}: {p.tag}, {groups}; {plural(p.tiles, 'tile')}, fan-in {p.fanin}, "
-            f"{p.padding():.1%} pad",
-            f"//   reads {fmt_bytes(index + weights)} (index {fmt_bytes(index)}, weights "
-            f"{fmt_bytes(weights)}); launches {kinds}"]
+    return [f"// part {i}: {p.tag}, {plural(p.nb, 'block')} ({groups}), "
+            f"{plural(p.tiles, 'tile')}, fan-in {p.fanin}",
+            f"//   {p.padding():.1%} pad, reads {fmt_bytes(index + weights)} (index "
+            f"{fmt_bytes(index)}, weights {fmt_bytes(weights)})",
+            f"//   launches {kinds}"]
 
 
 def layer_header(s: KernelSchedule, layer: int, idx: list[int]) -> str:
@@ -92,7 +93,7 @@ def _part_lines(i: int, p: SumPart, launches: list[Launch], arr: Arrays) -> list
     head = (f"part {i} layer={p.layer} partition={p.partition} B={p.B} C={p.C} "
             f"fanin={p.fanin} NC={p.NC} write={quote(p.write)} "
             f"em_store={_value(p.em_store)} small={_value(p.small)}")
-    lines = [""] + part_header(i, p, launches) + [head]
+    lines = part_header(i, p, launches) + [head]
     lines.append(f"  counts tiles={p.tiles} chunks={p.chunks} weights={p.weights}")
     for name in ("blocks", "sib", "rows", "kids"):
         lines += arr.stmt(name, getattr(p, name), "  ")
@@ -114,8 +115,8 @@ def schedule_lines(s: KernelSchedule, arr: Arrays) -> list[str]:
     for layer, idx in enumerate(s.layer_parts()):
         if idx:
             lines += ["", layer_header(s, layer, idx)]
-        for i in idx:
-            lines += _part_lines(i, s.parts[i], launches[i], arr)
+        for k, i in enumerate(idx):
+            lines += ([""] if k else []) + _part_lines(i, s.parts[i], launches[i], arr)
     lines.append("")
     if s.flow_zero is None:
         lines.append("flow_zero all")

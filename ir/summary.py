@@ -25,6 +25,14 @@ from pccc.ir.digest import circuit_digest
 from pccc.ir.layered import LayeredCircuit
 from pccc.ir.plan import PLAN_VERSION, KernelPlan, ProductLayer, SumLayer
 from pccc.ir.print_plan import fmt_bytes, plural
+from pccc.ir.schedule import (
+    BACKWARD_KINDS,
+    FORWARD_KINDS,
+    PART_KINDS,
+    KernelSchedule,
+    Launch,
+)
+from pccc.ir.schedule_cost import BATCH, Cost, fmt_count, launch_cost, part_bytes, pass_costs
 from pccc.ir.stats import (
     ProductStats,
     SumStats,
@@ -36,6 +44,8 @@ from pccc.ir.stats import (
 
 #: layers beyond this many are grouped into ranges of consecutive layers
 MAX_ROWS = 16
+#: kernels listed by FLOPs in an L4 summary
+TOP_KERNELS = 6
 #: the width of a row's label
 LABEL = 14
 
@@ -178,6 +188,77 @@ def _plan_rows(plan: KernelPlan) -> list[Row]:
     ]
 
 
+def _schedule_rows(s: KernelSchedule, batch: int) -> list[Row]:
+    grid = sum(p.nb * p.NC * p.B * p.C for p in s.parts)
+    pad = 1.0 - sum(p.weights for p in s.parts) / grid if grid else 0.0
+    index = sum(part_bytes(p)[0] for p in s.parts)
+    weights = sum(part_bytes(p)[1] for p in s.parts)
+    inputs = ", ".join(f"{r.n} x {r.param_size}" for r in s.inputs)
+    zero = ("all rows" if s.flow_zero is None else
+            f"{int(s.flow_zero[:, 1].sum())} rows in {plural(len(s.flow_zero), 'tile')}")
+    return [
+        ("level", f"L4 kernel schedule ({s.backend}, {s.precision}; programs {s.programs}, "
+                  f"stride tile {s.stride_tile})"),
+        ("node rows", f"{s.num_node_slots} (+1: -inf); {plural(s.num_roots, 'root')} from "
+                      f"{s.root_slot}"),
+        ("input layers", f"{len(s.inputs)} (nodes x parameters: {inputs})" if inputs else 0),
+        ("sum parts", f"{len(s.parts)} in {plural(len(s.layer_parts()), 'layer')}, "
+                      f"{plural(len(s.shapes()), 'kernel shape')}; "
+                      f"{sum(p.G > 1 for p in s.parts)} with sibling groups, "
+                      f"{sum(p.write == 'atomic' for p in s.parts)} adding atomically"),
+        ("blocks", f"{sum(p.nb for p in s.parts)} ("
+                   f"{plural(sum(p.tiles for p in s.parts), 'tile')}), "
+                   f"{pad:.1%} pad; index {fmt_bytes(index)}, weights {fmt_bytes(weights)}"),
+        ("flows zeroed", zero),
+        ("cost model", f"batch {batch}, float32 values, int32 indices (docs/ir.md)"),
+    ]
+
+
+def _cost_row(name: str, launches: int | str, blocks: int | str, c: Cost) -> str:
+    inten = f"{c.flops / c.bytes:.1f}" if c.bytes else "-"
+    return (f"{name:<26}{launches:>7}{blocks:>8} {fmt_count(c.flops, 'FLOP'):>11} "
+            f"{fmt_bytes(c.bytes):>10} {inten:>7}")
+
+
+def _launch_blocks(s: KernelSchedule, ln: Launch) -> int:
+    return s.parts[ln.part].nb if ln.part >= 0 else 0
+
+
+def _blocks(kind: str, n: int, b: int, c: Cost) -> tuple[int, int | str, Cost]:
+    """A table row's launches, blocks (``-`` for kinds that run no sum blocks), cost."""
+    return n, b if kind in PART_KINDS else "-", c
+
+
+def schedule_lines(s: KernelSchedule, batch: int = BATCH) -> list[str]:
+    """The L4 summary: the schedule's rows, a table of launches, blocks, predicted FLOPs and
+    bytes per kind of launch (:mod:`pccc.ir.schedule_cost`) with each pass's totals, and the
+    :data:`TOP_KERNELS` kernels that do the most FLOPs."""
+    lines = rows_text(_schedule_rows(s, batch))
+    lines.append(f"{'kind':<25}{'launches':>8}{'blocks':>8} {'FLOPs':>11} {'bytes':>10} "
+                 f"{'FLOP/B':>7}")
+    kinds: dict[str, tuple[int, int, Cost]] = {}
+    kernels: dict[str, tuple[int, int, Cost]] = {}
+    for ln in s.forward + s.backward:
+        c, nb = launch_cost(s, ln, batch), _launch_blocks(s, ln)
+        for table, key in ((kinds, ln.kind), (kernels, ln.kernel or ln.kind)):
+            n, b, tot = table.get(key, (0, 0, Cost()))
+            table[key] = (n + 1, b + nb, tot + c)
+    for kind in FORWARD_KINDS + BACKWARD_KINDS:
+        if kind in kinds:
+            lines.append(_cost_row(kind, *_blocks(kind, *kinds[kind])))
+    n_fwd, n_bwd = len(s.forward), len(s.backward)
+    for name, cost in pass_costs(s, batch).items():
+        counts: dict[str, int | str] = {"forward": n_fwd, "backward": n_bwd,
+                                         "em_update": "-", "em_step": n_fwd + n_bwd}
+        launches = counts[name]
+        lines.append(_cost_row(f"= {name.replace('_', ' ')}", launches, "", cost))
+    top = sorted(kernels.items(), key=lambda kv: -kv[1][2].flops)[:TOP_KERNELS]
+    lines.append(f"kernels by FLOPs ({len(top)} of {len(kernels)}):")
+    lines += [_cost_row("  " + name, *_blocks("sum_fwd" if v[1] else "", *v))
+              for name, v in top]
+    return lines
+
+
 def summary_lines(value: Any) -> list[str]:
     """The summary of an IR value of any level (see the module docstring)."""
     level = getattr(value, "level", None)
@@ -199,5 +280,5 @@ def summary_lines(value: Any) -> list[str]:
         rows.append(("layers", len(value.sum_layers())))
         return rows_text(rows) + _plan_table(value)
     if level == "L4":
-        return value.summary().splitlines()
+        return schedule_lines(value)
     raise TypeError(f"not an IR value: {type(value).__name__}")

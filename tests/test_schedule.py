@@ -249,7 +249,7 @@ def test_cli_opt_prints_the_schedule(tmp_path: Path, capsys: pytest.CaptureFixtu
                  "-o", str(tmp_path / "s.pcir")]) == 0
     assert read_pcir_any(tmp_path / "s.pcir").level == "L4"
     assert main(["info", str(tmp_path / "s.pcir")]) == 0
-    assert "KernelSchedule" in capsys.readouterr().out
+    assert "L4 kernel schedule" in capsys.readouterr().out
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
