@@ -13,11 +13,17 @@ Results are torch tensors on the module's device (on the CPU for a circuit). See
 - :func:`mpe`: the max-product (Viterbi) completion of each row and its exact ``log p``.
 
 A circuit whose root vector holds ``n > 1`` nodes is refused (:class:`QueryError` naming
-``n``): each root is a distribution of its own, and a query needs one. A Triton module
-answers conditionals with its own kernels (forward and flows), samples with its forward
-kernels and the top-down pass of a torch module of the same plan, and MPE completions through
-that torch module (GPU kernels of the max-product forward and the top-down pass are still to
-come).
+``n``): each root is a distribution of its own, and a query needs one. What runs where:
+
+- a circuit: the float64 reference backend, node by node;
+- a torch module: its torch layers (forward, flows, the top-down pass of
+  :mod:`pccc.backends.torch.queries`);
+- a Triton module: its own kernels throughout: conditionals from its forward and flows
+  kernels, samples from its forward kernels and the top-down pass of
+  :mod:`pccc.backends.triton.queries` (Gumbel-max choices with counter-based Philox draws),
+  MPE completions from the max-product forward and the argmax top-down pass there;
+- a module of another backend without the torch layers: samples and MPE through a torch
+  module of the same plan holding its state (:func:`pccc.backends.torch.queries.twin`).
 
 Example::
 
@@ -195,10 +201,15 @@ def conditional(model: Any, x: Any, *, batch_size: int | None = None) -> torch.T
 
 def _decoder(m: _Model) -> Any:
     """The torch module whose layers decode: the module itself, or for a module without
-    the torch layers (Triton) a torch module of its plan holding its state."""
+    the torch layers a torch module of its plan holding its state."""
     from pccc.backends.torch import queries as tq
 
     return m.model if m.model.torch_layers else tq.twin(m.model)
+
+
+def _triton(m: _Model) -> bool:
+    """Whether sampling and MPE run in the module's own Triton kernels."""
+    return not m.reference and m.model.executor.name == "triton"
 
 
 def _evidence(m: _Model, num_samples: int, evidence: Any) -> np.ndarray:
@@ -248,6 +259,15 @@ def sample(model: Any, num_samples: int, evidence: Any = None, seed: int | None 
         pairs = [ref.sample(model, ev[s], rng) for s in spans]
         out = torch.from_numpy(np.concatenate([p[0] for p in pairs]) if pairs else ev)
         ll = np.concatenate([p[1] for p in pairs]) if pairs else np.zeros(0)
+    elif _triton(m):
+        from pccc.backends.triton import queries as trq
+
+        key = trq.seed_of(seed)
+        leaves = trq.leaf_tables(model)
+        xt = _torch(ev, m)
+        tpairs = [trq.sample(model, xt[s], key, s.start, leaves) for s in spans]
+        out = torch.cat([p[0] for p in tpairs]) if tpairs else xt
+        ll = torch.cat([p[1] for p in tpairs]).cpu().numpy() if tpairs else np.zeros(0)
     else:
         from pccc.backends.torch import queries as tq
 
@@ -293,10 +313,18 @@ def mpe(model: Any, x: Any, *, batch_size: int | None = None
             return torch.from_numpy(rows), torch.zeros(0, dtype=torch.float64)
         return (torch.from_numpy(np.concatenate([p[0] for p in pairs])),
                 torch.from_numpy(np.concatenate([p[1] for p in pairs])))
+    xt = _torch(rows, m)
+    if _triton(m):
+        from pccc.backends.triton import queries as trq
+
+        leaves = trq.leaf_tables(model)
+        tpairs = [trq.mpe(model, xt[s], leaves) for s in spans]
+        if not tpairs:
+            return xt, torch.zeros(0, dtype=model.dtype, device=model.device)
+        return torch.cat([p[0] for p in tpairs]), torch.cat([p[1] for p in tpairs])
     from pccc.backends.torch import queries as tq
 
     dec = _decoder(m)
-    xt = _torch(rows, m)
     tpairs = [tq.mpe(dec, xt[s]) for s in spans]
     if not tpairs:
         return xt, torch.zeros(0, dtype=dec.dtype, device=dec.device)

@@ -10,9 +10,8 @@ pass of sampling and MPE over the plan's layers.
   first largest ``log w_c + value_c`` (MPE, on max-product values); the product layers pass
   the choice to every child with the flows pass's own scatter
   (:meth:`TorchProductLayer.backward_flows`). Reached nodes hold 1 in a ``[slots, batch]``
-  buffer, all others 0. It reads the torch layers' index tables, so a Triton module decodes
-  through a torch module of the same plan (:func:`twin`), over the values of its own forward
-  kernels when sampling.
+  buffer, all others 0. It reads the torch layers' index tables; a Triton module samples and
+  decodes in its own kernels (:mod:`pccc.backends.triton.queries`).
 - :func:`complete` gives each missing variable the value of the input node its row reached: a
   draw from the node's distribution, or its mode.
 
@@ -72,10 +71,11 @@ def leaf_modes(model: CompiledCircuit, i: int) -> tuple[Tensor, Tensor]:
     return mu[:, 0], lp[:, 0]
 
 
-def forward(model: CompiledCircuit, x: Tensor, semiring: Semiring = "sum"
-            ) -> tuple[Batch, Tensor, Tensor]:
-    """``(batch, log-weights, node buffer)`` of a forward pass over ``x`` in ``semiring``.
-    In max-product an input node over a missing variable takes its mode's value, not 1."""
+def forward_inputs(model: CompiledCircuit, x: Tensor, semiring: Semiring = "sum"
+                   ) -> tuple[Batch, Tensor, list[Tensor]]:
+    """``(batch, log-weights, input layers' log-values)`` of a forward pass over ``x`` in
+    ``semiring``. In max-product an input node over a missing variable takes its mode's
+    value, not 1."""
     data = model.prepare(x)
     logw = model.log_weights().detach()
     vals = [v.detach() for v in model.input_values(data)]
@@ -84,6 +84,14 @@ def forward(model: CompiledCircuit, x: Tensor, semiring: Semiring = "sum"
             miss = model.data_rows(data, i)[2]
             if miss is not None:
                 vals[i] = torch.where(miss, leaf_modes(model, i)[1][:, None], vals[i])
+    return data, logw, vals
+
+
+def forward(model: CompiledCircuit, x: Tensor, semiring: Semiring = "sum"
+            ) -> tuple[Batch, Tensor, Tensor]:
+    """``(batch, log-weights, node buffer)`` of a forward pass over ``x`` in ``semiring``
+    (input values as :func:`forward_inputs` gives them)."""
+    data, logw, vals = forward_inputs(model, x, semiring)
     return data, logw, model.run_forward(logw, vals, None, semiring)
 
 
