@@ -1,27 +1,37 @@
-"""Print an L4 :class:`~pccc.ir.schedule.KernelSchedule` as ``.pcir`` text.
+"""Print an L4 :class:`~pccc.ir.schedule.KernelSchedule` as ``.pcir`` text a person can scan.
 
-The header statement, then the input layers' rows, the sum parts (one section each, numbered,
-headed by its attributes and a comment naming its kernel shape and groups), the flow rows a
-backward pass zeroes, and the two launch lists, one launch a line::
+The header statement, then the input layers' rows, one section per sum layer (a comment line
+with its parts, partitions, blocks, tiles, padding share and the bytes its blocks read) holding
+one section per sum part (three comment lines: its kernel shape, blocks and sibling groups,
+real tiles, fan-in, padding share, bytes read as index tables and weights, and its launches;
+then its attributes, its counts and its arrays), the flow rows a backward pass zeroes, and the
+two launch lists, one launch a line::
 
     pcir 1 L4
     schedule backend="triton" precision="tf32" programs=8 stride_tile=64 version=1
-    rows num_node_slots=12 num_roots=1 root_slot=11
-    input 0 node_start=1 n=4
+    rows num_node_slots=6 num_roots=1 root_slot=5
+    // 1 sum part, 1 kernel shape; 3 forward and 5 backward launches
+    input 0 node_start=1 n=2 param_size=1
 
-    // part 0: b2_c2_f2_n1, 2 lone blocks
-    part 0 layer=0 partition=0 B=2 C=2 fanin=2 NC=1 write="store" em_store=false small=true
-      blocks i64[2] = [0, 1]
+    // sum layer 0: 1 part of 1 partition, 1 block, 1 tile, 0.0% pad, reads 36 B
+    // part 0: b1_c4_f2_n1, 1 block (lone), 1 tile, fan-in 2
+    //   0.0% pad, reads 36 B (index 20 B, weights 16 B)
+    //   launches sum_fwd sum_bwd
+    part 0 layer=0 partition=0 B=1 C=4 fanin=2 NC=1 write="atomic" em_store=false small=true
+      counts tiles=1 chunks=1 weights=4
+      blocks i64[1] = [0]
       ...
     flow_zero all
     forward
-      input_fwd "input_fwd_categorical" input=0 bt=128 bn=16 warps=4
-      sum_fwd "sum_fwd_b2_c2_f2_n1" part=0 bt=32 warps=4 fill=2
+      input_fwd "input_fwd_bernoulli" input=0 bt=128 bn=16 warps=4
+      sum_fwd "sum_fwd_b1_c4_f2_n1" part=0 bt=32 warps=4 fill=1
     backward
       ...
 
-Arrays print as in L3 (:class:`pccc.ir.print_plan.Arrays`: inline, wrapped, elided or in a
-sidecar). The parser is :mod:`pccc.ir.parse_schedule`.
+The comments are derived from the value (bytes as :func:`pccc.ir.schedule_cost.part_bytes`
+counts them) and the parser (:mod:`pccc.ir.parse_schedule`) skips them. Arrays print as in
+L3 (:class:`pccc.ir.print_plan.Arrays`: inline, wrapped at 100 characters with their index
+ranges in the margin, elided or in a sidecar).
 """
 
 from __future__ import annotations
@@ -106,7 +116,8 @@ def schedule_lines(s: KernelSchedule, arr: Arrays) -> list[str]:
              f"programs={s.programs} stride_tile={s.stride_tile} version={SCHEDULE_VERSION}",
              f"rows num_node_slots={s.num_node_slots} num_roots={s.num_roots} "
              f"root_slot={s.root_slot}"]
-    lines.append(f"// {plural(len(s.parts), 'sum part')}, {len(s.shapes())} kernel shapes; "
+    lines.append(f"// {plural(len(s.parts), 'sum part')}, "
+                 f"{plural(len(s.shapes()), 'kernel shape')}; "
                  f"{len(s.forward)} forward and {len(s.backward)} backward launches")
     for k, inp in enumerate(s.inputs):
         lines.append(f"input {k} node_start={inp.node_start} n={inp.n} "
