@@ -237,3 +237,13 @@ def test_sibling_groups_costs_equal_the_recount() -> None:
     assert any(ln.kind == "sum_eflow" for ln in s.backward)
     _check_counts(plan, s)
     _check_costs(plan, s, 16)
+
+
+def test_docs_show_the_tiny_schedule_and_its_summary() -> None:
+    """docs/ir.md's end-to-end example ends with the golden ``tiny`` schedule and its
+    summary, as the code prints them now."""
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "ir.md").read_text()
+    s = schedule_kernels(_plan("tiny"))
+    listing = "\n".join("    " + line if line else "" for line in to_text(s).splitlines())
+    assert listing in doc
+    assert "\n".join("    " + line for line in summary_lines(s)) in doc
