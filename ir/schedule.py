@@ -31,6 +31,12 @@ split among at most this many programs per block, never more than there are tile
   by atomics), ``input_cat_dot`` (categorical statistics as one-hot GEMMs over runs of ``nb``
   nodes of one variable, ``kt`` values per tile).
 
+**Counts.** Each part states what its text's comments and the cost model
+(:mod:`pccc.ir.schedule_cost`) need beyond its arrays: ``tiles`` (its blocks' real tiles),
+``chunks`` (element chunks computed once per sibling group) and ``weights`` (the real tiles'
+entries that hold a weight); each input layer its ``param_size``. :mod:`pccc.ir.summary`
+prints them for ``pccc info``.
+
 **Slots.** Each part lists the node rows its blocks write (``rows``, ``(first, count)`` runs:
 the forward writes them, the backward reads their flows) and the node rows its elements read
 (``kids``, ``(first, count, writes)`` runs: the forward reads them; the backward scatters
@@ -272,17 +278,3 @@ class KernelSchedule(ValueEq):
                 out.append([])
             out[p.layer].append(i)
         return out
-
-    def summary(self) -> str:
-        """A few lines for ``pccc info``."""
-        atomic = sum(p.write == "atomic" for p in self.parts)
-        grouped = sum(p.G > 1 for p in self.parts)
-        zero = "all" if self.flow_zero is None else f"{int(self.flow_zero[:, 1].sum())} rows"
-        return "\n".join([
-            f"KernelSchedule v{SCHEDULE_VERSION} ({self.backend}, {self.precision}): "
-            f"{len(self.parts)} sum parts in {len(self.layer_parts())} layers, "
-            f"{len(self.shapes())} kernel shapes",
-            f"  forward {len(self.forward)} launches, backward {len(self.backward)} launches",
-            f"  {grouped} parts with sibling groups, {atomic} adding element flows "
-            f"atomically; flow rows zeroed per pass: {zero}",
-            f"  programs {self.programs}, stride tile {self.stride_tile}"])

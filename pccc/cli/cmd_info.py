@@ -100,7 +100,8 @@ def add_parser(sub: Any) -> None:
                                    "variables, nodes, edges, parameters and depth, and whether "
                                    "a circuit is smooth, decomposable, normalized; tile shapes "
                                    "(L1); layers and partitions with their padding (L2, L3); "
-                                   "buffers and parameter bytes (L3). The IR is verified first "
+                                   "buffers and parameter bytes (L3); kernel launches with "
+                                   "predicted FLOPs and bytes (L4). The IR is verified first "
                                    "(a plan's structure).")
     p.add_argument("file", help="circuit file (.pcir of any level, .jpc, .psdd, .spn, ...) or "
                                 "compiled module (.pccm)")
