@@ -51,9 +51,10 @@ from pccc.backends.triton.options import TritonOptions
 from pccc.backends.triton.overlap import EMStream
 from pccc.backends.triton.prejit import enabled as prejit_enabled
 from pccc.backends.triton.prejit import prejit
-from pccc.backends.triton.runtime import DevicePlan
+from pccc.backends.triton.runtime import DevicePlan, device_programs
 from pccc.backends.triton.upload import start_upload
 from pccc.ir.plan import KernelPlan
+from pccc.passes.schedule_kernels import schedule_for
 
 #: CUDA graphs kept per module (one per batch size and phase; the oldest is dropped)
 MAX_GRAPHS = 12
@@ -158,8 +159,10 @@ class TritonExecutor(Executor):
         the kernels' copies of them and the EM accumulators."""
         opts, dev = self.options, self.device
         upload = start_upload(plan, dev, threads=opts.upload_threads)
-        kernels, source, source_path = load_module(plan, opts.precision)
-        self.dp = DevicePlan(plan, kernels, dev, opts)
+        schedule = schedule_for(plan, opts, opts.programs or device_programs(dev))
+        # the kernel table from the schedule's parts (their shapes are not grouped again)
+        kernels, source, source_path = load_module(plan, opts.precision, schedule.parts)
+        self.dp = DevicePlan(plan, kernels, dev, opts, schedule=schedule)
         self.kernels, self.source, self.source_path = kernels, source, source_path
         self.slots = plan.num_node_slots
         m.keep_elements = False
