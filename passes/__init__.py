@@ -10,7 +10,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
-import os
+from pathlib import Path
 
 from pccc.ir.circuit import Circuit
 from pccc.ir.plan import KernelPlan
@@ -23,7 +23,7 @@ __all__ = ["NAMED", "all_passes", "compile_plan", "format_pipeline", "get_pass",
 
 
 def compile_plan(circuit: Circuit, pipeline: str | None = None, *, training: bool = True,
-                 verify: bool = False) -> KernelPlan:
+                 verify: bool = False, repro_dir: str | Path | None = None) -> KernelPlan:
     """Run a pipeline from L0 down to an L3 :class:`KernelPlan`.
 
     Args:
@@ -32,10 +32,11 @@ def compile_plan(circuit: Circuit, pipeline: str | None = None, *, training: boo
         training: the training pipeline keeps every source parameter (no rewrites that change
             the parametrization); the inference pipeline (``default``) may merge them.
         verify: verify the IR after every pass (slower; the CLI does it by default).
+        repro_dir: where a failing pass writes ``repro.pcir`` and ``repro.pipeline``.
 
     Raises:
         PassError: a bad pipeline or a failing pass (a repro is written to the folder named by
-            ``PCCC_REPRO_DIR`` when it is set).
+            ``repro_dir`` when given).
     """
     text = pipeline if pipeline is not None else ("training" if training else "default")
     steps = parse_pipeline(text, start_level="L0")
@@ -44,7 +45,7 @@ def compile_plan(circuit: Circuit, pipeline: str | None = None, *, training: boo
 
         raise PassError(f"pipeline {text!r} does not end at L3 (a KernelPlan)")
     plan = run_pipeline(circuit, steps, verify=verify,
-                        repro_dir=os.environ.get("PCCC_REPRO_DIR") or None)
+                        repro_dir=repro_dir)
     meta = tuple(kv for kv in plan.meta if kv[0] != "pipeline")
     out = dataclasses.replace(plan, meta=(("pipeline", format_pipeline(steps)),) + meta)
     if all(st.info.fn.__module__.startswith("pccc.passes.") for st in steps):
