@@ -15,8 +15,12 @@ untimed call of the same shape (JIT, CUDA graphs), with the device synchronized:
   has no MPE decoding: pccc's alone).
 
 Rates are rows per second. pccc runs ``pccc.query`` on the module of ``--backend`` (Triton by
-default on a CUDA device: conditionals in its own kernels, sampling and MPE through the torch
-backend's decoding of the same plan). PyJuice runs in a subprocess (``--pyjuice``), as
+default on a CUDA device: every query in its own kernels, sampling and MPE through the
+max-product forward and top-down kernels of ``backends/triton/queries.py``). On a Triton module
+a check line follows the rates (``"check"``): the MPE ``log p`` of the first 64 rows beside the
+torch module's decoding of the same plan (largest difference), and the mean ``log p`` of 2,000
+samples of each (both estimate minus the entropy: they should agree within a few standard
+errors). PyJuice runs in a subprocess (``--pyjuice``), as
 ``gpu_bench.py`` runs it: ``juice.queries.sample(pc, num_samples=...)``; for conditional samples
 ``juice.queries.marginal(pc, data, missing_mask)`` then ``juice.queries.sample(pc,
 conditional=True)`` per pass; ``juice.queries.conditional(pc, data, missing_mask)``. One JSON
@@ -24,7 +28,8 @@ line per result, a table last.
 
 Run on the GPU machine: ``source benchmarks/device_env.sh; python benchmarks/bench_queries.py
 --pyjuice [--which hclt256,pd256] [--out DIR]``. ``--quick`` runs pccc's part on the CPU on a
-tiny HCLT (16 pixels, 4 latents, torch backend): a check that the script works, not a result.
+tiny HCLT (16 pixels, 4 latents, torch backend; ``--backend triton`` with ``TRITON_INTERPRET=1``
+runs the Triton kernels under the interpreter): a check that the script works, not a result.
 """
 
 from __future__ import annotations
@@ -126,6 +131,28 @@ def pccc_side(name: str, x: np.ndarray, xte: np.ndarray, a: argparse.Namespace) 
                         device=_card(a.device), structure_s=round(t1 - t0, 2),
                         compile_s=round(t2 - t1, 2)))
         print(json.dumps(out[-1]), flush=True)
+    if model.backend_name == "triton":
+        out.append(dict(side="check", workload=name, **check_against_torch(model, evt["mpe"])))
+        print(json.dumps(out[-1]), flush=True)
+    return out
+
+
+def check_against_torch(model: Any, x: torch.Tensor, n: int = 2000) -> dict[str, float]:
+    """The Triton module's MPE and samples beside the torch module of the same plan's."""
+    from pccc import query
+    from pccc.backends.torch import queries as tq
+
+    twin = tq.twin(model)
+    rows = x[:64]
+    _, ll = query.mpe(model, rows)
+    _, ll_t = query.mpe(twin, rows)
+    fin = torch.isfinite(ll_t)
+    out = {"mpe_max_abs_diff": float((ll[fin] - ll_t[fin]).abs().max()) if fin.any() else 0.0}
+    for side, m in (("triton", model), ("torch", twin)):
+        draws = query.sample(m, n, seed=1)
+        lp = model(draws).double()
+        out[f"sample_mean_ll_{side}"] = round(float(lp.mean()), 3)
+        out[f"sample_mean_ll_{side}_se"] = round(float(lp.std() / n**0.5), 3)
     return out
 
 
@@ -199,7 +226,12 @@ def run_pyjuice(which: str, a: argparse.Namespace) -> list[dict]:
 
 
 def table(rows: list[dict]) -> None:
-    """Rows per second per workload and query, pccc beside PyJuice, with the ratio."""
+    """Rows per second per workload and query, pccc beside PyJuice, with the ratio (check
+    lines first)."""
+    for r in rows:
+        if r["side"] == "check":
+            print(json.dumps(r))
+    rows = [r for r in rows if r["side"] != "check"]
     by = {(r["side"], r["workload"], r["query"]): r for r in rows}
     names = sorted({r["workload"] for r in rows})
     card = next((r["device"] for r in rows), "?")
