@@ -172,6 +172,25 @@ def test_edge_cases():
         query.sample(g, 2, evidence=bad, seed=0)
 
 
+def test_ties_go_to_the_first_largest():
+    """Tied sum choices and tied leaf modes: the first largest, as the torch decoding picks."""
+    from pccc.ir import CircuitBuilder
+
+    b = CircuitBuilder()
+    x0 = b.input(0, "categorical", n=2, card=3, params=[[0.4, 0.4, 0.2]] * 2)
+    x1 = b.input(1, "categorical", n=2, card=3, params=[[0.1, 0.45, 0.45]] * 2)
+    c = b.build(b.sum([b.product([x0, x1], n=2)], weights=[[0.5, 0.5]]), num_vars=2)
+    model = triton_model(c)
+    x = np.array([[-1, -1], [2, -1], [-1, 0]])
+    rows, ll = query.mpe(model, x)
+    np.testing.assert_array_equal(rows.cpu().numpy(), [[0, 1], [2, 1], [0, 0]])
+    twin_rows, _ = query.mpe(tq.twin(model), x)
+    assert torch.equal(rows.cpu(), twin_rows.cpu())
+    np.testing.assert_allclose(ll.cpu().double().numpy(),
+                               np.log([probability(c, r) for r in rows.cpu().numpy()]),
+                               rtol=0, atol=TOL)
+
+
 def test_continuous_variables():
     """A Gaussian variable takes its mean in MPE and a normal draw when sampling."""
     model = triton_model(gaussian_circuit())
