@@ -116,6 +116,11 @@ def _pairs(n: int, device: torch.device) -> int:
     return PAIRS if device.type == "cuda" else min(CPU_PAIRS, max(PAIRS, _pow2(n)))
 
 
+def _warps(tile: int) -> int:
+    """Warps of a program whose tile holds ``tile`` values (8 from 8192 on)."""
+    return 8 if tile >= 8192 else 4
+
+
 def _stride(batch: int) -> int:
     return max(16, -(-batch // 16) * 16)
 
@@ -133,7 +138,7 @@ def layer_forward(model: CompiledCircuit, node: Tensor, logw: Tensor, batch: int
             kq.sum_layer[(p.node_start.numel(), -(-batch // bt))](
                 node, logw, ly.children, ly.row, qt.neg, p.node_start, p.chunk_start,
                 p.param_start, p.num_chunks, batch, stride, B=p.B, C=p.C, F=ly.row, NC=p.NC,
-                BP=_pow2(p.B), BT=bt, SEMIRING=semiring)
+                BP=_pow2(p.B), BT=bt, SEMIRING=semiring, num_warps=_warps(_pow2(p.B) * bt))
 
 
 @torch.no_grad()
@@ -178,7 +183,7 @@ def decode(model: CompiledCircuit, node: Tensor, logw: Tensor, batch: int,
                 node, sel, logw, ly.children, ly.row, qt.neg, p.node_start, p.chunk_start,
                 p.param_start, p.num_chunks, i.to(torch.int32), b.to(torch.int32), n, stride,
                 seed or 0, col0, B=p.B, C=p.C, F=ly.row, NC=p.NC, CP=_pow2(p.C), BQ=bq,
-                SAMPLE=seed is not None)
+                SAMPLE=seed is not None, num_warps=_warps(bq * _pow2(p.C)))
     return sel
 
 
@@ -225,7 +230,8 @@ def complete(model: CompiledCircuit, x: Tensor, data: Batch, sel: Tensor,
         kq.leaf_pick[(-(-n // bq),)](
             table, getattr(model, f"in_vars{i}"), miss, vals, ly.node_start,
             nd.to(torch.int32), b.to(torch.int32), n, stride, seed or 0, col0, K=k,
-            KP=_pow2(k), GAUSS=gauss, SAMPLE=seed is not None, BQ=bq)
+            KP=_pow2(k), GAUSS=gauss, SAMPLE=seed is not None, BQ=bq,
+            num_warps=_warps(bq * _pow2(k)))
     got = vals[:, :batch].t()
     put = ~torch.isnan(got)
     out[put] = got[put].to(out.dtype)
