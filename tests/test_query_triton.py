@@ -252,3 +252,46 @@ def test_samples_of_wide_categoricals_fit_the_distribution():
     c = b.build(b.sum([b.product([b.sum([x0], n=3), b.sum([x1], n=3)], n=3)]), num_vars=2)
     model = triton_model(c)
     check_samples(c, query.sample(model, 20000, seed=4).cpu().numpy(), np.full(2, -1))
+
+
+def build_query_kernels_for_sm90() -> None:
+    """Compile every query kernel variant to PTX for an H100 (no GPU needed): the type and
+    layout checks the interpreter does not make. Run without the interpreter (see below)."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from pccc.backends.triton import kernels_query as kq
+
+    p, i, b8 = "*fp32", "*i32", "*i8"
+    part = {"children": i, "row": "i32", "neg": "i32", "node_start": i, "chunk_start": i,
+            "param_start": i, "num_chunks": i}
+    pick = {"node": p, "sel": b8, "logw": p, **part, "pair_row": i, "pair_col": i,
+            "npairs": "i32", "stride": "i32", "seed": "i64", "col0": "i32"}
+    leaf = {"table": p, "vars": "*i64", "miss": b8, "out": p, "node0": "i32", "pair_node": i,
+            "pair_col": i, "npairs": "i32", "stride": "i32", "seed": "i64", "col0": "i32"}
+    layer = {"node": p, "logw": p, **part, "batch": "i32", "stride": "i32"}
+    builds = [(kq.sum_pick, pick, dict(B=16, C=64, F=2, NC=2, CP=64, BQ=32, SAMPLE=s))
+              for s in (True, False)]
+    builds += [(kq.leaf_pick, leaf, dict(K=k, KP=k, GAUSS=g, SAMPLE=s, BQ=32))
+               for k, g, s in ((2, True, True), (2, True, False), (256, False, True),
+                               (4, False, False))]
+    builds += [(kq.sum_layer, layer, dict(B=16, C=16, F=3, NC=3, BP=16, BT=32, SEMIRING=r))
+               for r in ("sum", "max")]
+    for fn, sig, consts in builds:
+        sig = {**sig, **{k: "constexpr" for k in consts}}
+        src = ASTSource(fn=fn, signature=sig, constexprs=consts)
+        out = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
+        assert "ptx" in out.asm and out.asm["ptx"], fn
+
+
+@pytest.mark.heavy  # an offline kernel build: make test-heavy
+def test_query_kernels_build_for_a_gpu():
+    import subprocess
+    import sys
+
+    env = dict(os.environ, TRITON_INTERPRET="0")
+    code = "from tests.test_query_triton import build_query_kernels_for_sm90 as b; b()"
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
