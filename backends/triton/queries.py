@@ -261,9 +261,8 @@ def sample(model: CompiledCircuit, evidence: Tensor, seed: int, col0: int,
 @torch.no_grad()
 def mpe(model: CompiledCircuit, x: Tensor, leaves: list[tuple[Tensor, int, bool]]
         ) -> tuple[Tensor, Tensor]:
-    """The max-product completion of each row and its ``log p`` (a sum-product pass of the
-    module's own kernels)."""
+    """The max-product completion of each row and its ``log p`` (the module's own forward
+    pass)."""
     data, logw, node = max_forward(model, x)
     out = complete(model, x, data, decode(model, node, logw, x.shape[0], None), leaves, None)
-    _, _, node = tq.forward(model, out)
-    return out, node[model.root_slot].clone()
+    return out, model(out)
