@@ -45,11 +45,13 @@ def _mixed():
     return b.build(b.sum([b.product([a, c])], n=1), num_vars=2)
 
 
-def test_triton_refuses_distributions_it_has_no_kernel_for():
+def test_triton_has_a_kernel_for_every_registered_distribution():
     pytest.importorskip("triton")
-    with pytest.raises(PcccError, match="triton backend: no implementation of input "
-                                        "distribution 'discrete_logistic'"):
-        pccc.compile(_mixed(), backend="triton", device="cpu")
+    from pccc.backends import triton as tb
+
+    assert set(dists.names()) <= set(tb.INPUT_DISTS)
+    dists.refuse_missing("triton", [ly.dist for ly in compile_plan(_mixed()).input_layers],
+                         tb.INPUT_DISTS)
 
 
 def test_plan_verifier_checks_the_new_layers():

@@ -135,7 +135,11 @@ INPUT_BWD = KernelRef("kernels_input", "input_bwd")
 #: each distribution's log-probability function (``kernels_input``), the ``LOGPROB`` of its
 #: ``input_fwd``
 LOGPROBS = {dist: KernelRef("kernels_input", f"logprob_{dist}")
-            for dist in ("categorical", "bernoulli", "binomial", "gaussian", "indicator")}
+            for dist in ("categorical", "bernoulli", "binomial", "gaussian", "indicator",
+                         "masked_categorical", "discrete_logistic")}
+#: distributions whose statistics kernel counts values (``input_bwd``'s ``CAT``) instead of
+#: summing moments
+COUNTED = ("categorical", "masked_categorical")
 #: the kernels every plan's table holds as they are (no constexpr bound)
 FIXED = (KernelRef("kernels_sum", "flow_ratio"), KernelRef("kernels_param", "zero_rows"),
          KernelRef("kernels_param", "segment_reduce"),
@@ -175,7 +179,7 @@ def input_specs(dist: str, total: int) -> list[KernelSpec]:
         fwd += (("TOTAL", float(total)),)
     return [KernelSpec(input_kernel_name(dist, total, "fwd"), INPUT_FWD, fwd),
             KernelSpec(input_kernel_name(dist, total, "bwd"), INPUT_BWD,
-                       (("CAT", dist == "categorical"),))]
+                       (("CAT", dist in COUNTED),))]
 
 
 def kernel_specs(plan: KernelPlan, precision: str, shapes: Iterable[Any] | None = None

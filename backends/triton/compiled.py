@@ -46,7 +46,14 @@ from pccc.backends.reference.evaluate import Semiring
 from pccc.backends.torch import inputs as fam
 from pccc.backends.triton import state
 from pccc.backends.triton.codegen import load_module
-from pccc.backends.triton.inputs import InputTables, em_update_inputs, native_params, raw_grads
+from pccc.backends.triton.inputs import (
+    InputTables,
+    em_update_inputs,
+    kernel_tables,
+    native_params,
+    raw_grads,
+    refuse_raw_grads,
+)
 from pccc.backends.triton.options import TritonOptions
 from pccc.backends.triton.overlap import EMStream
 from pccc.backends.triton.prejit import enabled as prejit_enabled
@@ -307,16 +314,13 @@ class TritonExecutor(Executor):
         self._synced = None
 
     def _input_args(self, m: CompiledCircuit) -> list[tuple[Tensor, Tensor]]:
-        """Per input layer, the tables its forward kernel reads: (raw, c) for categorical
-        layers (``input_raw`` itself), (raw, unused) for gaussians (mean and log std), (theta,
-        the binomial coefficients) for the others. When
+        """Per input layer, the tables its forward kernel reads (see
+        :func:`~pccc.backends.triton.inputs.kernel_tables`). When
         ``input_raw`` has new storage (``.data`` replaced) they are rebuilt and the CUDA
         graphs, which hold the old address, dropped."""
         if m.input_raw.data_ptr() != self._raw_ptr:
             raw = m.input_raw.detach()
-            self._in_args = [(raw, c) if ly.dist == "categorical" else
-                             (raw, inp.logc) if ly.dist == "gaussian" else
-                             (self._theta, inp.logc)
+            self._in_args = [kernel_tables(ly, raw, self._theta, c, inp.logc)
                              for ly, c, inp in zip(m.plan.input_layers, self._cnorm,
                                                    self.dp.inputs)]
             self._raw_ptr = m.input_raw.data_ptr()
@@ -508,6 +512,8 @@ class TritonExecutor(Executor):
         ``root_grad``: the roots' flows ``[num_roots, batch]`` (default: 1 each; with them,
         ``grad`` should be 1). ``track``: add the EM statistics (default: ``track_flows``;
         they need the default root flows)."""
+        if want_raw:
+            refuse_raw_grads(self.tables)
         self.em.wait()
         batch = self._batch
         b = self._static(m, batch)

@@ -1,13 +1,20 @@
 """Input layers of the Triton backend between the kernels' statistics and the parameters.
 
 The statistics kernels leave, per input layer, ``nstats [n, 4]`` = (sum f, sum f over missing
-values, sum f x, sum f x^2 over observed values; the last two left 0 for categorical layers,
-which do not use them) and, for categorical layers, the value counts
+values, sum f x, sum f x^2 over observed values; the last two left 0 for categorical and
+masked categorical layers, which do not use them) and, for those, the value counts
 in ``counts`` (laid out like the native parameters, tied nodes merged by the atomics). From them
 this module computes the gradients with respect to the torch backend's raw (unconstrained)
-input parameters and the EM update in native coordinates. Index tables are built once
-(:class:`InputTables`), so every step is a fixed sequence of device operations (capturable in
-a CUDA graph).
+input parameters and the EM update in native coordinates.
+
+A masked categorical layer's kernels read its native table (``theta``, 0 at the values its
+mask leaves out, which every update here keeps 0); a discrete logistic's EM statistics are
+its bins' midpoint moments, affine in the integer values' (``sum f x``, ``sum f x^2``). The
+Triton backend computes no gradient for discrete logistic parameters (it would need the
+values' counts or a pass over the examples): :func:`raw_grads` refuses them by name.
+
+Index tables are built once (:class:`InputTables`), so every step is a fixed sequence of
+device operations (capturable in a CUDA graph).
 """
 
 from __future__ import annotations
@@ -20,6 +27,9 @@ import torch
 from torch import Tensor
 
 from pccc.backends.torch import inputs as fam
+from pccc.ir.dists.discrete_logistic import bin_width
+from pccc.ir.dists.masked_categorical import mask_rows
+from pccc.ir.errors import PcccError
 from pccc.ir.plan import InputLayer
 
 #: categorical nodes per program of the ``cat_em`` kernel
@@ -43,6 +53,10 @@ class InputTables:
     """the layer's first node in the module's per-node arrays (``input_shift``)"""
     first: Tensor
     """``[u]`` a node that uses each distinct parameter row"""
+    keep: Tensor | None = None
+    """masked categorical layers: bool ``[n, size]``, the values each node may take"""
+    attrs: dict[str, Any] | None = None
+    """the layer's attributes for its distinct rows (a per-node mask regathered by row)"""
 
     @staticmethod
     def build(ly: InputLayer, device: torch.device, node0: int = 0) -> InputTables:
@@ -61,7 +75,24 @@ class InputTables:
         def t(a: np.ndarray) -> Tensor:
             return torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64)).to(device)
 
-        return InputTables(ly, t(idx), t(uidx), t(inv.reshape(-1)), span, int(node0), t(first))
+        attrs, keep = dict(ly.attrs), None
+        if ly.dist == "masked_categorical":
+            rows = mask_rows(attrs, ly.n)
+            keep = torch.from_numpy(rows).to(device)
+            if span is None and len(attrs["mask"]) != size:  # per-node rows, tied nodes
+                attrs["mask"] = tuple(int(v) for v in rows[first].reshape(-1))
+        return InputTables(ly, t(idx), t(uidx), t(inv.reshape(-1)), span, int(node0), t(first),
+                           keep, attrs)
+
+    @property
+    def ukeep(self) -> Tensor:
+        """``[u, size]`` allowed values of the distinct parameter rows (masked layers)."""
+        assert self.keep is not None
+        return self.keep if self.span is not None else self.keep[self.first]
+
+    def per_node(self, urow: Tensor) -> Tensor:
+        """``[n, ...]``: each node's entry of a per-distinct-row tensor."""
+        return urow if self.span is not None else urow[self.inv]
 
     def rows(self, flat: Tensor) -> Tensor:
         """``[n, size]`` rows of a flat parameter-layout tensor (a view when contiguous)."""
@@ -95,9 +126,41 @@ class InputTables:
             flat.index_copy_(0, self.uidx.reshape(-1), rows.reshape(-1).to(flat.dtype))
 
 
+def kernel_tables(ly: InputLayer, raw: Tensor, theta: Tensor, cnorm: Tensor, logc: Tensor
+                  ) -> tuple[Tensor, Tensor]:
+    """The two tables a layer's ``input_fwd`` reads (``theta``, ``logc``): ``input_raw`` and
+    the per-node constants ``c`` of ``log theta = raw + c`` (categorical); ``input_raw`` and
+    nothing (gaussian); ``input_raw`` and ``(card, low, bin width)`` (discrete logistic); the
+    native copy ``theta`` and the binomial coefficients (the others)."""
+    if ly.dist == "categorical":
+        return raw, cnorm
+    if ly.dist == "gaussian":
+        return raw, logc
+    if ly.dist == "discrete_logistic":
+        at = dict(ly.attrs)
+        return raw, torch.tensor([float(at["card"]), float(at["low"]), bin_width(at)],
+                                 dtype=torch.float32, device=raw.device)
+    return theta, logc
+
+
+def refuse_raw_grads(tables: list[InputTables]) -> None:
+    """Raise a :class:`PcccError` naming the first layer whose raw gradients this backend
+    does not compute (discrete logistic layers), before a backward pass runs."""
+    for tb in tables:
+        ly = tb.layer
+        if ly.dist == "discrete_logistic" and ly.param_size:
+            raise PcccError(
+                "triton backend: no gradient for the parameters of discrete_logistic input "
+                f"layer (nodes {ly.node_start}..{ly.node_start + ly.n - 1}); train it by EM "
+                "(model.param_grads = False), freeze input_raw (requires_grad_(False)) or "
+                "use the torch backend")
+
+
 def raw_grads(tables: list[InputTables], raw: Tensor, shift: Tensor, counts: Tensor,
               nstats: list[Tensor]) -> Tensor:
-    """``d loss / d input_raw`` from statistics weighted by the upstream gradient."""
+    """``d loss / d input_raw`` from statistics weighted by the upstream gradient (see
+    :func:`refuse_raw_grads` for the layers it refuses)."""
+    refuse_raw_grads(tables)
     grad = torch.zeros_like(raw)
     for tb, ns in zip(tables, nstats):
         ly = tb.layer
@@ -116,6 +179,14 @@ def raw_grads(tables: list[InputTables], raw: Tensor, shift: Tensor, counts: Ten
             g = (ns[:, 2] - torch.sigmoid(r[:, 0]) * total * obs)[:, None]
         elif ly.dist == "gaussian":
             g = gaussian_raw_grad(r, obs, ns[:, 2], ns[:, 3])
+        elif ly.dist == "masked_categorical":  # as categorical, 0 at the masked-out values
+            assert tb.keep is not None
+            g = torch.where(tb.keep, masked_probs(r, tb.keep) * -obs[:, None], 0.0)
+            cnt = torch.where(tb.ukeep, tb.urows(counts), 0.0)
+            if tb.span is not None:
+                tb.rows(grad).copy_(cnt + g)
+                continue
+            grad.index_add_(0, tb.uidx.reshape(-1), cnt.reshape(-1))
         else:
             continue
         if tb.span is not None:
@@ -123,6 +194,24 @@ def raw_grads(tables: list[InputTables], raw: Tensor, shift: Tensor, counts: Ten
         else:
             grad.index_add_(0, tb.idx.reshape(-1), g.reshape(-1).to(grad.dtype))
     return grad
+
+
+def masked_probs(raw: Tensor, keep: Tensor) -> Tensor:
+    """``softmax`` of each row of ``raw`` over the values ``keep`` allows (0 elsewhere)."""
+    return torch.softmax(raw.masked_fill(~keep, -torch.inf), dim=1)
+
+
+def logistic_stats(tb: InputTables, ns: Tensor) -> Tensor:
+    """``[n, 3]`` float64 EM statistics of a discrete logistic layer, as the torch family's:
+    (sum f, sum f m, sum f m^2), ``m = low + (x + 1/2) w`` the observed values' bin midpoints,
+    from ``nstats`` (the moments of ``x``)."""
+    attrs = dict(tb.layer.attrs)
+    w = bin_width(attrs)
+    lo = float(attrs["low"]) + 0.5 * w
+    d = ns.double()
+    obs, sx, sxx = d[:, 0] - d[:, 1], d[:, 2], d[:, 3]
+    return torch.stack([d[:, 0], lo * obs + w * sx,
+                        lo * lo * obs + 2.0 * lo * w * sx + w * w * sxx], dim=1)
 
 
 def gaussian_raw_grad(raw: Tensor, obs: Tensor, sx: Tensor, sxx: Tensor) -> Tensor:
@@ -149,6 +238,44 @@ def gaussian_raw_grad(raw: Tensor, obs: Tensor, sx: Tensor, sxx: Tensor) -> Tens
     return torch.stack([over_var(a), over_var(dev2) - o], dim=1).to(raw.dtype)
 
 
+def _em_stats(tb: InputTables, ns: Tensor, theta: Tensor, raw: Tensor, shift: Tensor,
+              counts: Tensor) -> tuple[Tensor, Tensor]:
+    """``(native, stats)`` of a layer's distinct rows for its family's EM update: the
+    statistics with the missing values' posterior share added."""
+    ly = tb.layer
+    u = tb.num_rows
+    fm = ns[:, 1]
+    if tb.span is None:
+        fm = torch.zeros(u, dtype=raw.dtype, device=raw.device).index_add_(0, tb.inv, fm)
+    if ly.dist == "categorical":  # a missing value adds its posterior: f * theta
+        native = fam.to_native(ly.dist, tb.urows(raw), tb.ushift(shift))
+        stats = tb.urows(counts) + fm[:, None] * native
+    elif ly.dist == "masked_categorical":  # theta: the masked native table
+        native = tb.urows(theta)
+        stats = tb.urows(counts) + fm[:, None] * native
+    elif ly.dist == "discrete_logistic":
+        native = tb.urows(theta)
+        st = logistic_stats(tb, ns)
+        if tb.span is None:
+            st = torch.zeros((u, 3), dtype=st.dtype, device=st.device).index_add_(
+                0, tb.inv, st)
+        stats = fam.complete_stats(ly.dist, tb.attrs or {}, native, st, fm.double())
+    else:
+        native = tb.urows(theta)  # [u, size]
+        if ly.dist in ("bernoulli", "binomial"):
+            st = torch.zeros((ly.n, 3), dtype=theta.dtype, device=theta.device)
+            nat = tb.rows(theta)
+            total = 1.0 if ly.dist == "bernoulli" else float(dict(ly.attrs)["total"])
+            st[:, 0] = ns[:, 2] + ns[:, 1] * total * nat[:, 0]
+            st[:, 1] = ns[:, 0] * total
+        else:  # (S0, observed S1, S2, missing flow): see fam.gaussian_em
+            st = ns[:, [0, 2, 3, 1]].to(theta.dtype)
+        stats = st if tb.span is not None else torch.zeros(
+            (u, st.shape[1]), dtype=theta.dtype, device=theta.device).index_add_(
+                0, tb.inv, st)
+    return native, stats
+
+
 def em_update_inputs(tables: list[InputTables], theta: Tensor, raw: Tensor, shift: Tensor,
                      cnorm: list[Tensor], counts: Tensor, nstats: list[Tensor], step: float,
                      pseudocount: float, kernels: Any = None) -> None:
@@ -169,27 +296,9 @@ def em_update_inputs(tables: list[InputTables], theta: Tensor, raw: Tensor, shif
                 raw, tb.nodes(shift), c, counts, ns, tb.span[0], ly.n, float(step),
                 float(pseudocount), K=K, KP=1 << max(0, (K - 1).bit_length()), BN=CAT_BN)
             continue
-        u = tb.num_rows
-        fm = ns[:, 1]
-        if tb.span is None:
-            fm = torch.zeros(u, dtype=raw.dtype, device=raw.device).index_add_(0, tb.inv, fm)
-        if ly.dist == "categorical":  # a missing value adds its posterior: f * theta
-            native = fam.to_native(ly.dist, tb.urows(raw), tb.ushift(shift))
-            stats = tb.urows(counts) + fm[:, None] * native
-        else:
-            native = tb.urows(theta)  # [u, size]
-            if ly.dist in ("bernoulli", "binomial"):
-                st = torch.zeros((ly.n, 3), dtype=theta.dtype, device=theta.device)
-                nat = tb.rows(theta)
-                total = 1.0 if ly.dist == "bernoulli" else float(dict(ly.attrs)["total"])
-                st[:, 0] = ns[:, 2] + ns[:, 1] * total * nat[:, 0]
-                st[:, 1] = ns[:, 0] * total
-            else:  # (S0, observed S1, S2, missing flow): see fam.gaussian_em
-                st = ns[:, [0, 2, 3, 1]].to(theta.dtype)
-            stats = st if tb.span is not None else torch.zeros(
-                (u, st.shape[1]), dtype=theta.dtype, device=theta.device).index_add_(
-                    0, tb.inv, st)
-        updates.append((tb, c, fam.em_update(ly.dist, native, stats, step, pseudocount)))
+        native, stats = _em_stats(tb, ns, theta, raw, shift, counts)
+        updates.append((tb, c, fam.em_update(ly.dist, native, stats, step, pseudocount,
+                                             attrs=tb.attrs)))
     for tb, c, new in updates:  # write after reading: tied rows update once
         r, s = fam.to_raw_tensor(tb.layer.dist, new)
         tb.put(raw, r)
@@ -197,6 +306,8 @@ def em_update_inputs(tables: list[InputTables], theta: Tensor, raw: Tensor, shif
             _categorical_norm(tb, r, s[:, 0], c, shift)
         else:
             tb.put(theta, new)
+            if tb.layer.dist == "masked_categorical":  # (a table EM normalizes: shift 0)
+                tb.nodes(shift).copy_(tb.per_node(s[:, 0]))
 
 
 def _categorical_norm(tb: InputTables, r: Tensor, s: Tensor, c: Tensor,
@@ -222,5 +333,7 @@ def native_params(tables: list[InputTables], raw: Tensor, shift: Tensor, theta: 
             continue
         if ly.dist == "categorical":
             _categorical_norm(tb, tb.urows(raw), tb.ushift(shift)[:, 0], c)
+        elif ly.dist == "masked_categorical":
+            tb.put(theta, masked_probs(tb.urows(raw), tb.ukeep) * torch.exp(tb.ushift(shift)))
         else:
             tb.put(theta, fam.to_native(ly.dist, tb.urows(raw), tb.ushift(shift)))

@@ -74,6 +74,58 @@ def logprob_indicator(theta, logc, values, ps, i, imask, xv, xi, ms, mask,
 
 
 @triton.jit
+def logprob_masked_categorical(theta, logc, values, ps, i, imask, xv, xi, ms, mask,
+                               TOTAL: tl.constexpr):
+    """log theta[x] with ``theta`` the native table (0, so -inf, at the values the node's
+    mask leaves out: the host keeps those entries 0)."""
+    p = tl.load(theta + ps[:, None] + xi, mask=mask & (ms == 0), other=1.0)
+    return tl.log(p)
+
+
+@triton.jit
+def _log1p_unit(t):
+    """log(1 + t) for t in [0, 1], accurate where t is tiny."""
+    return tl.where(t < 1e-4, t - 0.5 * t * t, tl.log(1.0 + t))
+
+
+@triton.jit
+def _log_sigmoid(z):
+    """log(1 / (1 + exp(-z))) without overflow."""
+    return tl.minimum(z, 0.0) - _log1p_unit(tl.exp(-tl.abs(z)))
+
+
+@triton.jit
+def _log1mexp(d):
+    """log(1 - exp(-d)) for d >= 0: below 0.1 from the series of 1 - exp(-d) (no
+    cancellation), above from 1 - exp(-d) itself."""
+    s = d * (1.0 - d * 0.5 * (1.0 - d / 3.0 * (1.0 - d * 0.25 * (1.0 - d * 0.2))))
+    return tl.log(tl.where(d < 0.1, s, 1.0 - tl.exp(-d)))
+
+
+@triton.jit
+def logprob_discrete_logistic(theta, logc, values, ps, i, imask, xv, xi, ms, mask,
+                              TOTAL: tl.constexpr):
+    """log P(x) of a logistic (mean, log_scale) = theta[ps:] binned onto 0..card-1, with
+    ``logc`` = (card, low, bin width): bin x is (low + x w, low + (x + 1) w], the first open
+    below and the last above; in standard units a, b its edges, log sigmoid(b) + log
+    sigmoid(-a) + log(1 - exp(-(b - a))), each term dropped where its edge is open (see
+    :mod:`pccc.ir.dists.discrete_logistic`)."""
+    mu = tl.load(theta + ps, mask=imask, other=0.0)[:, None]
+    inv = tl.exp(-tl.load(theta + ps + 1, mask=imask, other=0.0))[:, None]
+    card = tl.load(logc)
+    low = tl.load(logc + 1)
+    w = tl.load(logc + 2)
+    edge = low + xv * w
+    a = tl.where(edge == mu, 0.0, (edge - mu) * inv)
+    b = tl.where(edge + w == mu, 0.0, (edge + w - mu) * inv)
+    first = xv == 0.0
+    last = xv == card - 1.0
+    lp = tl.where(first, 0.0, _log_sigmoid(-a)) + tl.where(last, 0.0, _log_sigmoid(b))
+    lp += tl.where(first | last, 0.0, _log1mexp(w * inv))
+    return lp
+
+
+@triton.jit
 def _input_tile(x, miss, vars, n, batch, stride, BN: tl.constexpr, BT: tl.constexpr):
     """This program's node rows i, batch columns and their masks, and the values and
     missing flags of the nodes' variables: (i, imask, cols, cmask, mask, xv, ms)."""
