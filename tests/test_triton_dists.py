@@ -91,7 +91,7 @@ def test_discrete_logistic_matches_reference_and_torch(data):
     c = data.draw(oracle.circuits(dists=("discrete_logistic", "categorical"), max_vars=3,
                                   max_card=6))
     x = data.draw(oracle.data_for(c, n_rows=6, missing_prob=0.25))
-    _forward_and_em(c, x, grads=False)
+    _forward_and_em(c, x, grads=True)
 
 
 def _logistic(mean, log_scale, card=8, low=-1.0, high=3.0):
@@ -130,24 +130,24 @@ def test_discrete_logistic_per_node_log_probs_match_the_distribution():
         assert np.all(ll[~fin] == -np.inf)
 
 
-def test_discrete_logistic_gradients_are_refused_by_name_and_em_still_runs():
-    c = _logistic([0.5, 1.5], [-1.0, -0.5])
-    x = torch.tensor([[0], [3], [7], [-1]])
-    tri = pccc.compile(c, backend="triton", device=DEV, precision="fp32")
-    with pytest.raises(PcccError, match="no gradient for the parameters of discrete_logistic"):
-        tri(x.to(DEV)).sum().backward()
-    tri.input_raw.requires_grad_(False)  # the sum weights' gradients alone are fine
-    tri(x.to(DEV)).sum().backward()
-    assert tri.sum_logits.grad is not None
-    tri.input_raw.requires_grad_(True)
-    tri.param_grads = False  # EM: flows only
-    tri.zero_flows()
-    ref = pccc.compile(c, backend="torch", device="cpu", dtype=torch.float64)
-    tri(x.to(DEV)).sum().backward()
-    ref(x).sum().backward()
-    MiniBatchEM(tri, step_size=1.0, pseudocount=0.5).step()
-    MiniBatchEM(ref, step_size=1.0, pseudocount=0.5).step()
-    _close(tri.current_plan().input_params, ref.current_plan().input_params, 1e-4)
+def test_discrete_logistic_gradients_in_the_tails_match_torch():
+    """Per-example gradients (the ``logistic_grad`` kernel) with means far outside the
+    interval, tiny and huge scales, tied rows, missing values and unequal example weights:
+    finite, and equal to autograd's through the torch backend."""
+    b = CircuitBuilder(rng=0)
+    p = np.array([[-40.0, -1.0], [50.0, 0.0], [1.03, -9.0], [1.0, 3.0], [0.52, -4.0]])
+    attrs = {"card": 8, "low": -1.0, "high": 3.0}
+    a = b.input(0, "discrete_logistic", n=5, params=p, **attrs)
+    t = b.input(0, "discrete_logistic", n=5, tie=b.nodes[a].param, **attrs)
+    c = b.build(b.sum([b.sum([a, t], n=5)], n=1), num_vars=1)
+    x = np.array([[0], [1], [3], [4], [7], [-1], [2], [6]])
+    tri, ref = _pair(c)
+    g = torch.linspace(0.25, 2.0, len(x))
+    (tri(torch.as_tensor(x).to(DEV)) * g.to(DEV)).sum().backward()
+    (ref(torch.as_tensor(x)) * g.double()).sum().backward()
+    got, want = tri.input_raw.grad.cpu().double(), ref.input_raw.grad
+    assert torch.all(torch.isfinite(got))
+    _close(got, want, 1e-3)
 
 
 def test_masked_categorical_missing_values_and_masked_data():

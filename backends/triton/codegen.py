@@ -197,6 +197,8 @@ def kernel_specs(plan: KernelPlan, precision: str, shapes: Iterable[Any] | None 
     dists = input_dists(plan)
     for dist, total in dists:
         out += input_specs(dist, total)
+    if any(d == "discrete_logistic" for d, _ in dists):
+        out.append(KernelSpec("logistic_grad", KernelRef("kernels_input", "logistic_grad")))
     if any(d == "categorical" for d, _ in dists):
         # the one-hot GEMM statistics (runtime.py picks the layers they fit): the one-hot is
         # exact, the flows are rounded to tf32 unless the precision is fp32

@@ -50,9 +50,9 @@ from pccc.backends.triton.inputs import (
     InputTables,
     em_update_inputs,
     kernel_tables,
+    logistic_grads,
     native_params,
     raw_grads,
-    refuse_raw_grads,
 )
 from pccc.backends.triton.options import TritonOptions
 from pccc.backends.triton.overlap import EMStream
@@ -512,8 +512,6 @@ class TritonExecutor(Executor):
         ``root_grad``: the roots' flows ``[num_roots, batch]`` (default: 1 each; with them,
         ``grad`` should be 1). ``track``: add the EM statistics (default: ``track_flows``;
         they need the default root flows)."""
-        if want_raw:
-            refuse_raw_grads(self.tables)
         self.em.wait()
         batch = self._batch
         b = self._static(m, batch)
@@ -563,6 +561,8 @@ class TritonExecutor(Executor):
         if want_raw:
             dr = raw_grads(self.tables, m.input_raw.detach(), m.input_shift, counts,
                            nstats)
+            logistic_grads(self.kernels, self.tables, dp.inputs, m.input_raw.detach(), b.flow,
+                           b.xt, b.mt, b.scale, batch, dr)
         return dl, dr
 
     def node_values(self, batch: int) -> Tensor:

@@ -9,9 +9,9 @@ input parameters and the EM update in native coordinates.
 
 A masked categorical layer's kernels read its native table (``theta``, 0 at the values its
 mask leaves out, which every update here keeps 0); a discrete logistic's EM statistics are
-its bins' midpoint moments, affine in the integer values' (``sum f x``, ``sum f x^2``). The
-Triton backend computes no gradient for discrete logistic parameters (it would need the
-values' counts or a pass over the examples): :func:`raw_grads` refuses them by name.
+its bins' midpoint moments, affine in the integer values' (``sum f x``, ``sum f x^2``), and
+its gradients, which no moment gives, are summed over the examples by a kernel of their own
+(``logistic_grad``, :func:`logistic_grads`).
 
 Index tables are built once (:class:`InputTables`), so every step is a fixed sequence of
 device operations (capturable in a CUDA graph).
@@ -29,7 +29,6 @@ from torch import Tensor
 from pccc.backends.torch import inputs as fam
 from pccc.ir.dists.discrete_logistic import bin_width
 from pccc.ir.dists.masked_categorical import mask_rows
-from pccc.ir.errors import PcccError
 from pccc.ir.plan import InputLayer
 
 #: categorical nodes per program of the ``cat_em`` kernel
@@ -143,24 +142,10 @@ def kernel_tables(ly: InputLayer, raw: Tensor, theta: Tensor, cnorm: Tensor, log
     return theta, logc
 
 
-def refuse_raw_grads(tables: list[InputTables]) -> None:
-    """Raise a :class:`PcccError` naming the first layer whose raw gradients this backend
-    does not compute (discrete logistic layers), before a backward pass runs."""
-    for tb in tables:
-        ly = tb.layer
-        if ly.dist == "discrete_logistic" and ly.param_size:
-            raise PcccError(
-                "triton backend: no gradient for the parameters of discrete_logistic input "
-                f"layer (nodes {ly.node_start}..{ly.node_start + ly.n - 1}); train it by EM "
-                "(model.param_grads = False), freeze input_raw (requires_grad_(False)) or "
-                "use the torch backend")
-
-
 def raw_grads(tables: list[InputTables], raw: Tensor, shift: Tensor, counts: Tensor,
               nstats: list[Tensor]) -> Tensor:
-    """``d loss / d input_raw`` from statistics weighted by the upstream gradient (see
-    :func:`refuse_raw_grads` for the layers it refuses)."""
-    refuse_raw_grads(tables)
+    """``d loss / d input_raw`` from statistics weighted by the upstream gradient (discrete
+    logistic layers: 0 here, see :func:`logistic_grads`)."""
     grad = torch.zeros_like(raw)
     for tb, ns in zip(tables, nstats):
         ly = tb.layer
@@ -194,6 +179,29 @@ def raw_grads(tables: list[InputTables], raw: Tensor, shift: Tensor, counts: Ten
         else:
             grad.index_add_(0, tb.idx.reshape(-1), g.reshape(-1).to(grad.dtype))
     return grad
+
+
+#: node rows and batch columns per program of the ``logistic_grad`` kernel
+LOGISTIC_TILE = (16, 64)
+
+
+def logistic_grads(kernels: Any, tables: list[InputTables], inputs: list[Any], raw: Tensor,
+                   flow: Tensor, xt: Tensor, mt: Tensor, scale: Tensor, batch: int,
+                   grad: Tensor) -> None:
+    """Add the discrete logistic layers' ``d loss / d input_raw`` into ``grad``: the
+    ``logistic_grad`` kernel over the flows ``flow [rows, stride]`` of the last backward
+    pass, the values ``xt``, missing flags ``mt`` and upstream gradients ``scale`` of its
+    ``batch`` examples; ``inputs``: the device plan's input layers (their ``vars`` and
+    ``pstart`` tables)."""
+    bn, bt = LOGISTIC_TILE
+    for tb, inp in zip(tables, inputs):
+        ly = tb.layer
+        if ly.dist != "discrete_logistic" or not ly.param_size:
+            continue
+        _, aux = kernel_tables(ly, raw, raw, raw, raw)
+        kernels.logistic_grad[(-(-ly.n // bn), -(-batch // bt))](
+            flow, xt, mt, inp.vars, inp.pstart, raw, aux, scale, grad, ly.node_start, ly.n,
+            batch, flow.shape[1], BN=bn, BT=bt)
 
 
 def masked_probs(raw: Tensor, keep: Tensor) -> Tensor:
