@@ -561,7 +561,7 @@ class TritonExecutor(Executor):
         if want_raw:
             dr = raw_grads(self.tables, m.input_raw.detach(), m.input_shift, counts,
                            nstats)
-            logistic_grads(self.kernels, self.tables, dp.inputs, m.input_raw.detach(), b.flow,
+            logistic_grads(self.kernels, self.tables, dp.inputs, self._input_args(m), b.flow,
                            b.xt, b.mt, b.scale, batch, dr)
         return dl, dr
 

@@ -55,7 +55,7 @@ class InputTables:
     keep: Tensor | None = None
     """masked categorical layers: bool ``[n, size]``, the values each node may take"""
     attrs: dict[str, Any] | None = None
-    """the layer's attributes for its distinct rows (a per-node mask regathered by row)"""
+    """the layer's attributes (its family's EM update reads them)"""
 
     @staticmethod
     def build(ly: InputLayer, device: torch.device, node0: int = 0) -> InputTables:
@@ -76,10 +76,7 @@ class InputTables:
 
         attrs, keep = dict(ly.attrs), None
         if ly.dist == "masked_categorical":
-            rows = mask_rows(attrs, ly.n)
-            keep = torch.from_numpy(rows).to(device)
-            if span is None and len(attrs["mask"]) != size:  # per-node rows, tied nodes
-                attrs["mask"] = tuple(int(v) for v in rows[first].reshape(-1))
+            keep = torch.from_numpy(mask_rows(attrs, ly.n)).to(device)
         return InputTables(ly, t(idx), t(uidx), t(inv.reshape(-1)), span, int(node0), t(first),
                            keep, attrs)
 
@@ -185,28 +182,41 @@ def raw_grads(tables: list[InputTables], raw: Tensor, shift: Tensor, counts: Ten
 LOGISTIC_TILE = (16, 64)
 
 
-def logistic_grads(kernels: Any, tables: list[InputTables], inputs: list[Any], raw: Tensor,
-                   flow: Tensor, xt: Tensor, mt: Tensor, scale: Tensor, batch: int,
-                   grad: Tensor) -> None:
+def logistic_grads(kernels: Any, tables: list[InputTables], inputs: list[Any],
+                   args: list[tuple[Tensor, Tensor]], flow: Tensor, xt: Tensor, mt: Tensor,
+                   scale: Tensor, batch: int, grad: Tensor) -> None:
     """Add the discrete logistic layers' ``d loss / d input_raw`` into ``grad``: the
     ``logistic_grad`` kernel over the flows ``flow [rows, stride]`` of the last backward
     pass, the values ``xt``, missing flags ``mt`` and upstream gradients ``scale`` of its
     ``batch`` examples; ``inputs``: the device plan's input layers (their ``vars`` and
-    ``pstart`` tables)."""
+    ``pstart`` tables), ``args``: the forward kernels' tables (:func:`kernel_tables`)."""
     bn, bt = LOGISTIC_TILE
-    for tb, inp in zip(tables, inputs):
+    for tb, inp, (theta, aux) in zip(tables, inputs, args):
         ly = tb.layer
         if ly.dist != "discrete_logistic" or not ly.param_size:
             continue
-        _, aux = kernel_tables(ly, raw, raw, raw, raw)
         kernels.logistic_grad[(-(-ly.n // bn), -(-batch // bt))](
-            flow, xt, mt, inp.vars, inp.pstart, raw, aux, scale, grad, ly.node_start, ly.n,
+            flow, xt, mt, inp.vars, inp.pstart, theta, aux, scale, grad, ly.node_start, ly.n,
             batch, flow.shape[1], BN=bn, BT=bt)
 
 
 def masked_probs(raw: Tensor, keep: Tensor) -> Tensor:
     """``softmax`` of each row of ``raw`` over the values ``keep`` allows (0 elsewhere)."""
     return torch.softmax(raw.masked_fill(~keep, -torch.inf), dim=1)
+
+
+def masked_em(keep: Tensor, native: Tensor, stats: Tensor, step: float, pseudocount: float
+              ) -> Tensor:
+    """The torch family's masked categorical EM step (pseudocount over the allowed values
+    only, 0 at the others) with the mask ``keep [u, size]`` already on the device: no
+    host-to-device copy, so that the step can be captured in a CUDA graph."""
+    k = keep.sum(dim=1, keepdim=True).to(native.dtype)
+    stats = torch.where(keep, stats, 0.0)
+    tot = stats.sum(1, keepdim=True)
+    ok = (tot + pseudocount) > 0
+    target = (stats + pseudocount / k) / torch.where(ok, tot + pseudocount, 1.0)
+    new = torch.where(ok, (1 - step) * native + step * target, native)
+    return torch.where(keep, new, 0.0)
 
 
 def logistic_stats(tb: InputTables, ns: Tensor) -> Tensor:
@@ -305,8 +315,11 @@ def em_update_inputs(tables: list[InputTables], theta: Tensor, raw: Tensor, shif
                 float(pseudocount), K=K, KP=1 << max(0, (K - 1).bit_length()), BN=CAT_BN)
             continue
         native, stats = _em_stats(tb, ns, theta, raw, shift, counts)
-        updates.append((tb, c, fam.em_update(ly.dist, native, stats, step, pseudocount,
-                                             attrs=tb.attrs)))
+        if ly.dist == "masked_categorical":
+            new = masked_em(tb.ukeep, native, stats, step, pseudocount)
+        else:
+            new = fam.em_update(ly.dist, native, stats, step, pseudocount, attrs=tb.attrs)
+        updates.append((tb, c, new))
     for tb, c, new in updates:  # write after reading: tied rows update once
         r, s = fam.to_raw_tensor(tb.layer.dist, new)
         tb.put(raw, r)
