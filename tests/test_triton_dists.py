@@ -188,3 +188,43 @@ def test_masked_categorical_gradient_steps_keep_masked_values_at_zero():
     assert np.all(got[:, [1, 4]] == 0.0)
     _close(got, ref.current_plan().input_params.reshape(3, 5), 1e-4)
     _close(tri(x.to(DEV)).detach().cpu(), ref(x).detach(), 1e-4)
+
+
+def build_input_kernels_for_sm90() -> None:
+    """Compile the two distributions' input kernels (forward, statistics, the logistic's
+    gradient) to PTX for an H100 (no GPU needed): the type and layout checks the interpreter
+    does not make. Run without the interpreter (see below)."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from pccc.backends.triton import kernels_input as ki
+
+    p, b8, i64 = "*fp32", "*i8", "*i64"
+    rows = {"x": p, "miss": b8, "vars": i64, "pstart": i64}
+    tail = {"node_start": "i32", "n": "i32", "batch": "i32", "stride": "i32"}
+    fwd = {"node": p, **rows, "values": i64, "theta": p, "logc": p, **tail}
+    bwd = {"flow": p, **rows, "counts": p, "nstats": p, "counts_em": p, "nstats_em": p,
+           "scale": p, "flag": "*i32", **tail}
+    grad = {"flow": p, **rows, "theta": p, "logc": p, "scale": p, "grad": p, **tail}
+    builds = [(ki.input_fwd.jit, fwd, dict(BN=16, BT=64, LOGPROB=lp, TOTAL=0.0))
+              for lp in (ki.logprob_discrete_logistic, ki.logprob_masked_categorical)]
+    builds += [(ki.input_bwd.jit, bwd, dict(BN=16, BT=64, CAT=c)) for c in (True, False)]
+    builds += [(ki.logistic_grad.jit, grad, dict(BN=16, BT=64))]
+    for fn, sig, consts in builds:
+        sig = {**sig, **{k: "constexpr" for k in consts}}
+        src = ASTSource(fn=fn, signature=sig, constexprs=consts)
+        out = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
+        assert "ptx" in out.asm and out.asm["ptx"], fn
+
+
+@pytest.mark.heavy  # an offline kernel build: make test-heavy
+def test_input_kernels_build_for_a_gpu():
+    import subprocess
+    import sys
+
+    env = dict(os.environ, TRITON_INTERPRET="0")
+    code = "from tests.test_triton_dists import build_input_kernels_for_sm90 as b; b()"
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
