@@ -168,6 +168,9 @@ def test_the_triton_backend_implements_both():
     from pccc.backends import triton as tb
 
     assert {"masked_categorical", "discrete_logistic"} <= set(tb.INPUT_DISTS)
+    assert set(dists.implemented("triton")) == set(tb.INPUT_DISTS)
+    assert str(dists.implementation("triton", "discrete_logistic")) == (
+        "kernels_input.logprob_discrete_logistic")
     dists.refuse_missing("triton", ["masked_categorical", "discrete_logistic"],
                          tb.INPUT_DISTS)
 

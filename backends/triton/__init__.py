@@ -31,9 +31,12 @@ from pccc.ir.plan import KernelPlan
 
 __all__ = ["TritonCompiledCircuit", "TritonExecutor", "TritonOptions", "make"]
 
+for _name, _logprob in LOGPROBS.items():  # the registry's Triton implementations
+    dists.implements("triton", _name)(_logprob)
+
 #: the input distributions the Triton kernels implement, those with a log-probability
 #: function in ``kernels_input`` (others are refused by name)
-INPUT_DISTS = tuple(LOGPROBS)
+INPUT_DISTS = tuple(dists.implemented("triton"))
 
 
 def make(plan: KernelPlan, *, device: Any = "cuda", dtype: Any = None, **options: Any
