@@ -43,8 +43,11 @@ class DiscreteLogistic(TorchFamily):
         mu, inv = raw[:, :1], torch.exp(-raw[:, 1:2])
         edge = low + xd.to(raw.dtype) * w  # each value's lower bin edge
         zero = torch.zeros((), dtype=raw.dtype, device=raw.device)
-        a = torch.where(edge == mu, zero, (edge - mu) * inv)
-        b = torch.where(edge + w == mu, zero, (edge + w - mu) * inv)
+        # (0 * inf where a scale underflows to 0 at an edge: 0; elsewhere the product itself,
+        # whose gradient at an edge is the true one)
+        huge = torch.isinf(inv)
+        a = torch.where(huge & (edge == mu), zero, (edge - mu) * inv)
+        b = torch.where(huge & (edge + w == mu), zero, (edge + w - mu) * inv)
         first, last = xd == 0, xd == card - 1
         logsig = torch.nn.functional.logsigmoid
         return (torch.where(first, zero, logsig(-a)) + torch.where(last, zero, logsig(b))
