@@ -80,7 +80,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--device", default="cpu",
                    help="torch device (under torchrun: cpu, or cuda for cuda:LOCAL_RANK)")
     p.add_argument("--input-dist", default=None,
-                   help="categorical, bernoulli, binomial or gaussian (default: from the data)")
+                   help="categorical, bernoulli, binomial, gaussian or discrete_logistic "
+                        "(default: from the data)")
     p.add_argument("--num-cats", type=int, default=None,
                    help="categories per variable (default: from the data)")
     p.add_argument("--depth", type=int, default=3, help="rat-spn: split depth")

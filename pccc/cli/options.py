@@ -129,7 +129,8 @@ KINDS: dict[str, Kind] = {
     "elide_above": Int(-1, BIG), "vars": Int(1, 1 << 16), "k": Int(1, 1 << 10),
     "rows": Int(5, 1 << 30), "num_samples": Int(1, 1 << 31), "device": Device(),
     "dtype": Choice(("float32", "float64")), "em": Choice(("minibatch", "fullbatch")),
-    "input_dist": Choice(("categorical", "bernoulli", "binomial", "gaussian")),
+    "input_dist": Choice(("categorical", "bernoulli", "binomial", "gaussian",
+                          "discrete_logistic")),
     "backend": Backend(reference=True), "max_memory": Float(0.0, lo_open=True),
     "progress": Choice(("auto", "on", "off")), "max_nodes": Int(1, BIG),
 }

@@ -68,6 +68,16 @@ def _categorical(out: _Out, nd: InputVector, row: np.ndarray, node: int) -> int:
     return _sum_line(out, kids, row, node)
 
 
+def _logistic_table(row: np.ndarray, attrs: dict) -> np.ndarray:
+    """A discrete logistic node's probabilities of its ``card`` values."""
+    from pccc.ir import dists
+
+    card = int(attrs["card"])
+    lp = dists.get("discrete_logistic").log_prob(row[None], attrs, np.arange(card), 1)[:, 0]
+    p = np.exp(lp - lp.max())
+    return p / p.sum()
+
+
 def _input_node(out: _Out, c: Circuit, node: int, nd: InputVector, r: int) -> int:
     attrs = nd.attr_dict()
     prm = c.param_of(node)
@@ -75,8 +85,10 @@ def _input_node(out: _Out, c: Circuit, node: int, nd: InputVector, r: int) -> in
     if nd.dist == "indicator":
         return _indicator(out, var, int(attrs["values"][r]), int(attrs["card"]))
     assert prm is not None
-    if nd.dist == "categorical":
+    if nd.dist in ("categorical", "masked_categorical"):  # (masked values: probability 0)
         return _categorical(out, nd, prm[r], node)
+    if nd.dist == "discrete_logistic":  # the same distribution, as its table over the bins
+        return _categorical(out, nd, _logistic_table(prm[r], attrs), node)
     if nd.dist == "bernoulli":
         p = float(prm[r])
         if p in (0.0, 1.0):
