@@ -259,8 +259,9 @@ def schedule_lines(s: KernelSchedule, batch: int = BATCH) -> list[str]:
     return lines
 
 
-def summary_lines(value: Any) -> list[str]:
-    """The summary of an IR value of any level (see the module docstring)."""
+def summary_lines(value: Any, batch: int = BATCH) -> list[str]:
+    """The summary of an IR value of any level (see the module docstring); ``batch``: the
+    examples an L4 schedule's cost model counts per pass."""
     level = getattr(value, "level", None)
     if level == "L0":
         return rows_text([("level", "L0 circuit")] + circuit_rows(value))
@@ -280,5 +281,5 @@ def summary_lines(value: Any) -> list[str]:
         rows.append(("layers", len(value.sum_layers())))
         return rows_text(rows) + _plan_table(value)
     if level == "L4":
-        return schedule_lines(value)
+        return schedule_lines(value, batch)
     raise TypeError(f"not an IR value: {type(value).__name__}")

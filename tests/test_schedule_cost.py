@@ -16,7 +16,7 @@ from pccc.ir.errors import ParseError, VerifyError
 from pccc.ir.parse_lowered import read_pcir_any
 from pccc.ir.plan import KernelPlan
 from pccc.ir.schedule import KernelSchedule, Launch
-from pccc.ir.schedule_cost import BATCH, Cost, launch_cost, pass_costs
+from pccc.ir.schedule_cost import BATCH, Cost, fmt_count, launch_cost, pass_costs
 from pccc.ir.schedule_verify import verify_schedule
 from pccc.ir.summary import summary_lines
 from pccc.passes import compile_plan
@@ -224,6 +224,13 @@ def test_cli_info_and_stats_on_l4(tmp_path: Path, capsys: pytest.CaptureFixture[
                  "--stats"]) == 0
     err = capsys.readouterr().err
     assert "L4 kernel schedule" in err and "= forward" in err
+    # --batch: the cost model's examples per pass (FLOPs of the forward scale with it)
+    sched = parse(out.read_text())
+    for batch in (16, 1024):
+        assert main(["info", str(out), "--batch", str(batch)]) == 0
+        text = capsys.readouterr().out
+        assert f"batch {batch}," in text
+        assert fmt_count(pass_costs(sched, batch)["forward"].flops, "FLOP") in text
 
 
 def test_sibling_groups_costs_equal_the_recount() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from pccc.ir import is_decomposable, is_normalized, is_smooth, verify
 from pccc.ir.circuit import Circuit
-from pccc.ir.summary import circuit_rows, rows_text, summary_lines
+from pccc.ir.summary import BATCH, circuit_rows, rows_text, summary_lines
 
 
 def load_verified(path: str, *, check: bool = True) -> Circuit:
@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     if value.level == "L0":
         print("\n".join(rows_text([("level", "L0 circuit")] + summary(value))))
     else:
-        print("\n".join(summary_lines(value)))
+        print("\n".join(summary_lines(value, args.batch)))
     return 0
 
 
@@ -105,6 +105,9 @@ def add_parser(sub: Any) -> None:
                                    "(a plan's structure).")
     p.add_argument("file", help="circuit file (.pcir of any level, .jpc, .psdd, .spn, ...) or "
                                 "compiled module (.pccm)")
+    p.add_argument("--batch", type=int, default=BATCH,
+                   help=f"examples per pass in an L4 schedule's predicted FLOPs and bytes "
+                        f"(default {BATCH})")
     p.add_argument("--no-verify", action="store_true",
                    help="skip the verifier (smooth/decomposable are still reported; a .pccm "
                         "is always checked)")

@@ -121,7 +121,8 @@ Kind = Callable[[str], Any]
 BIG = 1 << 62
 #: the kind of every option, by its destination name
 KINDS: dict[str, Kind] = {
-    "batch_size": Int(1, 1 << 24), "latents": Int(1, 1 << 16), "epochs": Int(1, 1 << 20),
+    "batch_size": Int(1, 1 << 24), "batch": Int(1, 1 << 24), "latents": Int(1, 1 << 16),
+    "epochs": Int(1, 1 << 20),
     "step_size": Float(0.0, 1.0, lo_open=True), "pseudocount": Float(0.0),
     "patience": Int(0, 1 << 20), "num_cats": Int(2, 1 << 20), "depth": Int(1, 30),
     "repetitions": Int(1, 1 << 12), "split_interval": Int(1, 1 << 16),
