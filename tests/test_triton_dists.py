@@ -169,8 +169,8 @@ def test_the_triton_backend_implements_both():
 
     assert {"masked_categorical", "discrete_logistic"} <= set(tb.INPUT_DISTS)
     assert set(dists.implemented("triton")) == set(tb.INPUT_DISTS)
-    assert str(dists.implementation("triton", "discrete_logistic")) == (
-        "kernels_input.logprob_discrete_logistic")
+    assert dists.implementation("triton", "discrete_logistic").logprob == (
+        "logprob_discrete_logistic")
     dists.refuse_missing("triton", ["masked_categorical", "discrete_logistic"],
                          tb.INPUT_DISTS)
 
@@ -202,6 +202,8 @@ def build_input_kernels_for_sm90() -> None:
     from triton.compiler import ASTSource
 
     from pccc.backends.triton import kernels_input as ki
+    from pccc.backends.triton.families import discrete_logistic as dl
+    from pccc.backends.triton.families import masked_categorical as mc
 
     p, b8, i64 = "*fp32", "*i8", "*i64"
     rows = {"x": p, "miss": b8, "vars": i64, "pstart": i64}
@@ -211,9 +213,9 @@ def build_input_kernels_for_sm90() -> None:
            "scale": p, "flag": "*i32", **tail}
     grad = {"flow": p, **rows, "theta": p, "logc": p, "scale": p, "grad": p, **tail}
     builds = [(ki.input_fwd.jit, fwd, dict(BN=16, BT=64, LOGPROB=lp, TOTAL=0.0))
-              for lp in (ki.logprob_discrete_logistic, ki.logprob_masked_categorical)]
+              for lp in (dl.logprob_discrete_logistic, mc.logprob_masked_categorical)]
     builds += [(ki.input_bwd.jit, bwd, dict(BN=16, BT=64, CAT=c)) for c in (True, False)]
-    builds += [(ki.logistic_grad.jit, grad, dict(BN=16, BT=64))]
+    builds += [(dl.logistic_grad.jit, grad, dict(BN=16, BT=64))]
     for fn, sig, consts in builds:
         sig = {**sig, **{k: "constexpr" for k in consts}}
         src = ASTSource(fn=fn, signature=sig, constexprs=consts)

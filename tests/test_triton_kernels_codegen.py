@@ -120,6 +120,7 @@ def test_sum_specs_follow_the_shape(B, C, fanin, NC, precision):
 
 def test_table_binds_the_kernels_of_its_specs():
     from pccc.backends.triton import kernels_input, kernels_sum
+    from pccc.backends.triton.families import binomial
     from pccc.backends.triton.specialized import Specialized
 
     plan = _plan("inputs_tf32")
@@ -136,7 +137,7 @@ def test_table_binds_the_kernels_of_its_specs():
             assert obj.kernel is getattr(mod, spec.kernel.name)
     fwd = table.input_fwd_binomial_t7
     assert fwd.constexprs["TOTAL"] == 7.0
-    assert fwd.constexprs["LOGPROB"] is kernels_input.logprob_binomial
+    assert fwd.constexprs["LOGPROB"] is binomial.logprob_binomial
     assert table.input_bwd_bernoulli.constexprs["CAT"] is False
     assert codegen.load_module(plan, "tf32")[0] is table  # the same table, not a new module
 

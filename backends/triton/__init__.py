@@ -1,5 +1,6 @@
 """The Triton backend: ``@triton.jit`` kernels (:mod:`.kernels_sum`, :mod:`.kernels_input`,
-:mod:`.kernels_param`) bound per plan by a kernel table (:mod:`.codegen`).
+:mod:`.kernels_param`, the input distributions' :mod:`.families`) bound per plan by a kernel
+table (:mod:`.codegen`).
 
 Registered as backend ``"triton"``: ``pccc.compile(circuit, backend="triton", device="cuda",
 precision="tf32", **options)`` validates the options into a :class:`TritonOptions`
@@ -22,7 +23,7 @@ import triton  # noqa: F401  (fail at import when Triton is missing: the registr
 import pccc.passes  # noqa: F401  (every compile for this backend runs the passes)
 from pccc.backends.module import CompiledCircuit
 from pccc.backends.registry import register
-from pccc.backends.triton.codegen import LOGPROBS
+from pccc.backends.triton import families  # noqa: F401  (registers the Triton families)
 from pccc.backends.triton.compiled import TritonCompiledCircuit, TritonExecutor
 from pccc.backends.triton.options import TritonOptions
 from pccc.ir import dists
@@ -31,11 +32,8 @@ from pccc.ir.plan import KernelPlan
 
 __all__ = ["TritonCompiledCircuit", "TritonExecutor", "TritonOptions", "make"]
 
-for _name, _logprob in LOGPROBS.items():  # the registry's Triton implementations
-    dists.implements("triton", _name)(_logprob)
-
-#: the input distributions the Triton kernels implement, those with a log-probability
-#: function in ``kernels_input`` (others are refused by name)
+#: the input distributions the Triton kernels implement, those with a family in
+#: :mod:`.families` (others are refused by name)
 INPUT_DISTS = tuple(dists.implemented("triton"))
 
 

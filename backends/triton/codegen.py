@@ -26,6 +26,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from pccc.backends.triton.families import family
+from pccc.ir import dists as registry
 from pccc.ir.errors import PcccError
 from pccc.ir.plan import KernelPlan, SumLayer
 from pccc.ir.schedule import shape_tag
@@ -132,14 +134,13 @@ SUM_BWD = KernelRef("kernels_sum", "sum_bwd")
 SUM_EFLOW = KernelRef("kernels_sum", "sum_eflow")
 INPUT_FWD = KernelRef("kernels_input", "input_fwd")
 INPUT_BWD = KernelRef("kernels_input", "input_bwd")
-#: each distribution's log-probability function (``kernels_input``), the ``LOGPROB`` of its
-#: ``input_fwd``
-LOGPROBS = {dist: KernelRef("kernels_input", f"logprob_{dist}")
-            for dist in ("categorical", "bernoulli", "binomial", "gaussian", "indicator",
-                         "masked_categorical", "discrete_logistic")}
+#: each distribution's log-probability function (in its module of ``families``), the
+#: ``LOGPROB`` of its ``input_fwd``
+LOGPROBS = {dist: KernelRef(family(dist).module(), family(dist).logprob)
+            for dist in registry.implemented("triton")}
 #: distributions whose statistics kernel counts values (``input_bwd``'s ``CAT``) instead of
 #: summing moments
-COUNTED = ("categorical", "masked_categorical")
+COUNTED = tuple(dist for dist in LOGPROBS if family(dist).counted)
 #: the kernels every plan's table holds as they are (no constexpr bound)
 FIXED = (KernelRef("kernels_sum", "flow_ratio"), KernelRef("kernels_param", "zero_rows"),
          KernelRef("kernels_param", "segment_reduce"),
@@ -197,8 +198,9 @@ def kernel_specs(plan: KernelPlan, precision: str, shapes: Iterable[Any] | None 
     dists = input_dists(plan)
     for dist, total in dists:
         out += input_specs(dist, total)
-    if any(d == "discrete_logistic" for d, _ in dists):
-        out.append(KernelSpec("logistic_grad", KernelRef("kernels_input", "logistic_grad")))
+    for dist in sorted({d for d, _ in dists}):  # the families' own kernels
+        fam = family(dist)
+        out += [KernelSpec(k, KernelRef(fam.module(), k)) for k in fam.kernels]
     if any(d == "categorical" for d, _ in dists):
         # the one-hot GEMM statistics (runtime.py picks the layers they fit): the one-hot is
         # exact, the flows are rounded to tf32 unless the precision is fp32
@@ -213,8 +215,9 @@ def kernel_specs(plan: KernelPlan, precision: str, shapes: Iterable[Any] | None 
 LINE = 100
 
 
-def _ref(ref: KernelRef) -> ast.expr:
-    return ast.Attribute(ast.Name(ref.module, ast.Load()), ref.name, ast.Load())
+def _ref(ref: KernelRef) -> ast.expr:  # (a family module is imported by its last name)
+    return ast.Attribute(ast.Name(ref.module.rsplit(".", 1)[-1], ast.Load()), ref.name,
+                         ast.Load())
 
 
 def _value(v: Constexpr) -> ast.expr:
@@ -246,8 +249,12 @@ def render(specs: list[KernelSpec], precision: str) -> str:
     """The kernel table module of ``specs``: imports, then one binding per spec."""
     modules = {s.kernel.module for s in specs} | {
         v.module for s in specs for _, v in s.constexprs if isinstance(v, KernelRef)}
-    imports = [ast.ImportFrom("pccc.backends.triton", [ast.alias(m) for m in sorted(modules)],
-                              0)]
+    packages: dict[str, list[str]] = {}
+    for m in sorted(modules):  # kernels_input, families.gaussian, ...
+        pkg, _, name = f"pccc.backends.triton.{m}".rpartition(".")
+        packages.setdefault(pkg, []).append(name)
+    imports = [ast.ImportFrom(pkg, [ast.alias(n) for n in names], 0)
+               for pkg, names in sorted(packages.items())]
     if any(s.constexprs for s in specs):
         imports.append(ast.ImportFrom("pccc.backends.triton.specialized",
                                       [ast.alias("specialize")], 0))

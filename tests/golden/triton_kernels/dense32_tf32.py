@@ -4,6 +4,7 @@ Do not edit: each name is a kernel of pccc.backends.triton and its constexpr val
 """
 
 from pccc.backends.triton import kernels_input, kernels_param, kernels_sum
+from pccc.backends.triton.families import categorical
 from pccc.backends.triton.specialized import specialize
 
 flow_ratio = kernels_sum.flow_ratio
@@ -49,7 +50,7 @@ sum_eflow_b32_c64_f2_n1 = specialize(
     MIX='tf32',
 )
 input_fwd_categorical = specialize(
-    kernels_input.input_fwd, 'input_fwd_categorical', LOGPROB=kernels_input.logprob_categorical,
+    kernels_input.input_fwd, 'input_fwd_categorical', LOGPROB=categorical.logprob_categorical,
 )
 input_bwd_categorical = specialize(kernels_input.input_bwd, 'input_bwd_categorical', CAT=True)
 cat_em = kernels_input.cat_em

@@ -4,6 +4,7 @@ Do not edit: each name is a kernel of pccc.backends.triton and its constexpr val
 """
 
 from pccc.backends.triton import kernels_input, kernels_param, kernels_sum
+from pccc.backends.triton.families import bernoulli, binomial, gaussian, indicator
 from pccc.backends.triton.specialized import specialize
 
 flow_ratio = kernels_sum.flow_ratio
@@ -36,24 +37,22 @@ sum_eflow_b1_c1_f5_n4 = specialize(
     kernels_sum.sum_eflow, 'sum_eflow_b1_c1_f5_n4', B=1, C=1, F=5, NC=4, BP=1, CP=1, MIX='bcast',
 )
 input_fwd_bernoulli = specialize(
-    kernels_input.input_fwd, 'input_fwd_bernoulli', LOGPROB=kernels_input.logprob_bernoulli,
+    kernels_input.input_fwd, 'input_fwd_bernoulli', LOGPROB=bernoulli.logprob_bernoulli,
 )
 input_bwd_bernoulli = specialize(kernels_input.input_bwd, 'input_bwd_bernoulli', CAT=False)
 input_fwd_binomial_t3 = specialize(
-    kernels_input.input_fwd, 'input_fwd_binomial_t3', LOGPROB=kernels_input.logprob_binomial,
-    TOTAL=3.0,
+    kernels_input.input_fwd, 'input_fwd_binomial_t3', LOGPROB=binomial.logprob_binomial, TOTAL=3.0,
 )
 input_bwd_binomial_t3 = specialize(kernels_input.input_bwd, 'input_bwd_binomial_t3', CAT=False)
 input_fwd_binomial_t7 = specialize(
-    kernels_input.input_fwd, 'input_fwd_binomial_t7', LOGPROB=kernels_input.logprob_binomial,
-    TOTAL=7.0,
+    kernels_input.input_fwd, 'input_fwd_binomial_t7', LOGPROB=binomial.logprob_binomial, TOTAL=7.0,
 )
 input_bwd_binomial_t7 = specialize(kernels_input.input_bwd, 'input_bwd_binomial_t7', CAT=False)
 input_fwd_gaussian = specialize(
-    kernels_input.input_fwd, 'input_fwd_gaussian', LOGPROB=kernels_input.logprob_gaussian,
+    kernels_input.input_fwd, 'input_fwd_gaussian', LOGPROB=gaussian.logprob_gaussian,
 )
 input_bwd_gaussian = specialize(kernels_input.input_bwd, 'input_bwd_gaussian', CAT=False)
 input_fwd_indicator = specialize(
-    kernels_input.input_fwd, 'input_fwd_indicator', LOGPROB=kernels_input.logprob_indicator,
+    kernels_input.input_fwd, 'input_fwd_indicator', LOGPROB=indicator.logprob_indicator,
 )
 input_bwd_indicator = specialize(kernels_input.input_bwd, 'input_bwd_indicator', CAT=False)
