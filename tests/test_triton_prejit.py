@@ -123,10 +123,10 @@ def test_first_forward_compiles_its_em_backward_too(monkeypatch):
     """EM training: the first forward hands its own pass and the backwards it will be
     followed by (before and after EM steps: those after store flows) to one parallel compile;
     those backwards then compile nothing themselves."""
-    from pccc.backends.triton import compiled
+    from pccc.backends.triton import graphs
 
     seen = []
-    monkeypatch.setattr(compiled, "prejit", lambda owner, attr, *runs, **kw: seen.append(len(runs)))
+    monkeypatch.setattr(graphs, "prejit", lambda owner, attr, *runs, **kw: seen.append(len(runs)))
     m = _model()
     m.executor.parallel_jit = True  # as on a GPU (the stand-in above compiles nothing)
     m.param_grads = False

@@ -32,23 +32,22 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from pccc.backends.executor import Executor
 from pccc.backends.module import CompiledCircuit
-from pccc.backends.reference.evaluate import Semiring
-from pccc.backends.torch import inputs as fam
 from pccc.backends.triton import state
+from pccc.backends.triton.autograd import _Fused, _LogWeights
 from pccc.backends.triton.codegen import load_module
+from pccc.backends.triton.em_step import EMSteps
+from pccc.backends.triton.external import ExternalInputs
+from pccc.backends.triton.graphs import MAX_GRAPHS, PassRunner, _Buffers
 from pccc.backends.triton.inputs import (
     InputTables,
-    em_update_inputs,
     kernel_tables,
     logistic_grads,
     native_params,
@@ -56,63 +55,13 @@ from pccc.backends.triton.inputs import (
 )
 from pccc.backends.triton.options import TritonOptions
 from pccc.backends.triton.overlap import EMStream
-from pccc.backends.triton.prejit import enabled as prejit_enabled
-from pccc.backends.triton.prejit import prejit
+from pccc.backends.triton.param_init import INIT_CHUNK, ParamInit
 from pccc.backends.triton.runtime import DevicePlan, device_programs
 from pccc.backends.triton.upload import start_upload
 from pccc.ir.plan import KernelPlan
 from pccc.passes.schedule_kernels import schedule_for
 
-#: CUDA graphs kept per module (one per batch size and phase; the oldest is dropped)
-MAX_GRAPHS = 12
-#: values per slice when the uploaded input parameters are converted (bounds the float64
-#: temporaries on the device)
-INIT_CHUNK = 1 << 23
-
-
-@dataclass
-class _Buffers:
-    """Static buffers of one column stride (the largest batch seen, rounded up)."""
-
-    stride: int
-    node: Tensor
-    flow: Tensor
-    xt: Tensor
-    mt: Tensor
-    scale: Tensor
-    flag: Tensor
-    ones: Tensor
-    x_in: dict[Any, Tensor] = field(default_factory=dict)
-    roots: Tensor | None = None
-    """``[num_roots, stride]``: the roots' flows of a backward pass whose upstream gradient
-    differs between the roots of an example (made on first need)"""
-
-
-def _sum_weights(plan: KernelPlan, dp: DevicePlan, store: Tensor, dev: torch.device
-                 ) -> tuple[Tensor, Tensor, Tensor]:
-    """``(w, live, z)``: the plan's sum weights on the device in float32 (padding 0), which
-    of them belong to a group of positive total, and the groups' totals (``[groups + 1]``,
-    the last one for padding), from the uploaded weights ``store`` (see :func:`start_upload`,
-    changed in place). Their groups come from the device plan's 64-weight tiles (a tile of
-    one group, or a row of per-weight groups): the plan's per-weight group array (155M int64
-    on PD-256) is never copied."""
-    n, ng = len(plan.params), len(plan.group_size)
-    tiles = dp.tiles.long()
-    wt = store.view(-1, 64)
-    mix = torch.nonzero(tiles <= -2).squeeze(1)
-    gm = dp.mixed.long()[-2 - tiles[mix]]  # [mixed tiles, 64] group per weight, -1 padding
-    wt[tiles == -1] = 0.0
-    wm = torch.where(gm >= 0, wt[mix], 0.0)
-    wt[mix] = wm
-    uni = torch.nonzero(tiles >= 0).squeeze(1)
-    z = torch.zeros(ng + 1, dtype=torch.float32, device=dev)
-    z.index_add_(0, tiles[uni], wt[uni].sum(dim=1))
-    z.index_add_(0, torch.where(gm >= 0, gm, ng).reshape(-1), wm.reshape(-1))
-    z[ng] = 0.0
-    live = torch.zeros(wt.shape, dtype=torch.bool, device=dev)
-    live[uni] = (z[tiles[uni]] > 0)[:, None]
-    live[mix] = (gm >= 0) & (z[gm.clamp_min(0)] > 0)
-    return store[:n], live.view(-1)[:n], z
+__all__ = ["INIT_CHUNK", "MAX_GRAPHS", "TritonCompiledCircuit", "TritonExecutor"]
 
 
 def TritonCompiledCircuit(plan: KernelPlan, *, device: Any = "cuda",  # noqa: N802
@@ -134,7 +83,7 @@ def TritonCompiledCircuit(plan: KernelPlan, *, device: Any = "cuda",  # noqa: N8
                            executor=TritonExecutor(opts, device))
 
 
-class TritonExecutor(Executor):
+class TritonExecutor(PassRunner, ParamInit, EMSteps, ExternalInputs, Executor):
     """The Triton backend's executor (see the module docstring): the kernels, their device
     tables (``dp``), their copies of the parameters and their static buffers.
 
@@ -230,18 +179,6 @@ class TritonExecutor(Executor):
                                [self._zeros(ns.shape[0], 4) for ns in self.em_nstats])
         return self._grad_bufs
 
-    @property
-    def overlap_em(self) -> bool:
-        """Whether EM steps run on a stream of their own (see ``overlap.py``)."""
-        return self.em.enabled
-
-    @overlap_em.setter
-    def overlap_em(self, on: bool) -> None:
-        self.em.enabled = on and self.device.type == "cuda"
-
-    def _zeros(self, *shape: int) -> Tensor:
-        return torch.zeros(shape, dtype=torch.float32, device=self.device)
-
     def artifacts(self, m: CompiledCircuit) -> dict[str, str]:
         """Text of each stage: the plan summary (with the precision), the options in use
         (:meth:`TritonOptions.to_text`), the kernel schedule and the kernel source."""
@@ -251,55 +188,6 @@ class TritonExecutor(Executor):
                 "kernels": self.source, "kernels_path": str(self.source_path)}
 
     # ------------------------------------------------------------ parameters
-    def _init_sums(self, m: CompiledCircuit, plan: KernelPlan, store: Tensor) -> None:
-        """The module's sum parameters from the uploaded weights ``store``, on the device in
-        float32 (the numpy float64 path costs seconds on a PD-256's 155M weights); the
-        kernels' linear weights ``_w`` start as the plan gives them (no refresh, and no JIT
-        of the refresh kernels, before the parameters first change)."""
-        dev = self.device
-        w, live, z = _sum_weights(plan, self.dp, store, dev)
-        # an all-zero group keeps raw 0 and a -inf normalizer (weights 0, never NaN)
-        m.sum_logits = nn.Parameter(torch.where(live, torch.log(torch.where(live, w, 1.0)), 0.0))
-        self._w = w
-        del live
-        m.register_buffer("sum_norm", torch.where(z > 0, torch.log(torch.where(
-            z > 0, z, 1.0)), -math.inf))
-        m.register_buffer("group_size", torch.from_numpy(
-            np.append(plan.group_size, 1).astype(np.float32)).to(dev), persistent=False)
-        m.register_buffer("sum_flows", torch.zeros_like(w), persistent=False)
-
-    def input_values(self, m: CompiledCircuit, plan: KernelPlan) -> tuple[Tensor, Tensor]:
-        """The module's ``input_raw`` and ``input_shift``, computed on the device from the
-        uploaded native values (float64, see :func:`start_upload`; on the host, HCLT-256's
-        51M categorical parameters cost 0.2 s of logarithms alone), in slices of at most
-        ``INIT_CHUNK`` values; float32 results, as the module keeps them."""
-        dev = self.device
-        native = self._inputs_f64
-        assert native is not None
-        q = len(plan.input_params)
-        raw = torch.zeros(max(q, 1), dtype=torch.float32, device=dev)
-        shift = torch.zeros(max(sum(ly.n for ly in plan.input_layers), 1),
-                            dtype=torch.float32, device=dev)
-        for i, ly in enumerate(plan.input_layers):
-            if not ly.param_size:
-                continue
-            size, span, n0 = m._in_size[i], m._in_span[i], int(m._in_node0[i])
-            if span is None:  # tied rows: one gather (small in every workload seen)
-                pidx = np.asarray(ly.param_start, np.int64)[:, None] + np.arange(size)
-                pt = torch.from_numpy(pidx).to(dev)
-                r, s = fam.to_raw_tensor(ly.dist, native[pt])
-                raw[pt] = r.float()
-                shift[n0: n0 + ly.n] = s[:, 0]
-                continue
-            step = max(1, INIT_CHUNK // size)
-            for k in range(0, ly.n, step):  # whole rows per slice (a row's sum is its shift)
-                rows = min(step, ly.n - k)
-                a = span[0] + k * size
-                r, s = fam.to_raw_tensor(ly.dist, native[a: a + rows * size].view(rows, size))
-                raw[a: a + rows * size] = r.reshape(-1)
-                shift[n0 + k: n0 + k + rows] = s[:, 0]
-        return raw, shift
-
     def _param_key(self, m: CompiledCircuit) -> tuple[int, ...]:
         # (straight from nn.Module's tables: no wait for an EM step in flight, see overlap.py)
         a, b = m._parameters["sum_logits"], m._parameters["input_raw"]
@@ -362,75 +250,6 @@ class TritonExecutor(Executor):
         m.sum_logits.copy_(torch.where(real & (gz > 0), torch.log(w), 0.0))
         m.sum_norm.copy_(torch.where(z > 0, torch.log(torch.where(z > 0, z, 1.0)), -math.inf))
 
-    # ----------------------------------------------------------------- buffers
-    def _static(self, m: CompiledCircuit, batch: int) -> _Buffers:
-        """Buffers wide enough for ``batch`` (grown, never shrunk; growing drops the graphs)."""
-        b = self._sbufs
-        if b is None or b.stride < batch:
-            stride = self.dp.stride_for(batch)
-            self._graphs.clear()
-            self._sbufs = None
-            v = max(m.num_vars, 1)
-            b = _Buffers(stride, self.dp.new_node_buffer(stride),
-                         self._zeros(self.dp.rows, stride), self._zeros(v, stride),
-                         torch.ones(v, stride, dtype=torch.int8, device=self.device),
-                         self._zeros(stride),
-                         torch.zeros(1, dtype=torch.int32, device=self.device),
-                         torch.ones(stride, dtype=torch.float32, device=self.device))
-            self._sbufs = b
-        return b
-
-    def _run(self, m: CompiledCircuit, key: Any, fn: Callable[[], None],
-             scratch_only: bool = True,
-             also: Callable[[], list[tuple[Any, Callable[[], None]]]] | None = None) -> None:
-        """Run ``fn`` (a fixed sequence of launches on static buffers): eagerly, or on a GPU
-        through a CUDA graph recorded on its first call (after one eager run: Triton's JIT).
-        On a GPU the first call of a ``key`` compiles its kernels in parallel first, where
-        ``fn``'s torch operations touch scratch buffers only (``scratch_only``); ``also``:
-        makes later passes ``[(key, fn)]`` (the backwards a forward predicts) whose kernels
-        join the same parallel compile (called only then: not on every forward)."""
-        if key not in self._prejitted and self.parallel_jit:
-            self._prejitted.add(key)
-            if scratch_only and prejit_enabled():
-                more = []
-                for later, later_fn in also() if also is not None else []:
-                    if later not in self._prejitted:
-                        self._prejitted.add(later)
-                        more.append(later_fn)
-                prejit(self.dp, "k", fn, *more, threads=self.options.jit_threads)
-        if not self.use_graphs:
-            fn()
-            return
-        graph = self._graphs.get(key)
-        if graph is None:
-            dev = self.device
-            side = torch.cuda.Stream(dev)
-            side.wait_stream(torch.cuda.current_stream(dev))
-            with torch.cuda.stream(side):
-                fn()  # the call's own run, on a side stream as capture requires; Triton's JIT
-            torch.cuda.current_stream(dev).wait_stream(side)
-            if len(self._graphs) >= MAX_GRAPHS:
-                self._graphs.pop(next(iter(self._graphs)))
-            # an EM step in flight on the EM stream: wait for it here, so that the recording
-            # issues no wait on an event recorded outside it (which would invalidate the
-            # capture)
-            self.settle(m, deferred=True)
-            self.em.drain()
-            graph = torch.cuda.CUDAGraph()
-            try:
-                # thread-local: the parallel JIT's and the upload's threads may still load
-                # kernels or copy on their own streams while this thread records
-                with torch.cuda.graph(graph, capture_error_mode="thread_local"):
-                    fn()  # recorded, not run
-            except RuntimeError as e:  # this call's results stand (the run above)
-                warnings.warn(f"pccc: CUDA graph capture failed ({e}); running eagerly",
-                              RuntimeWarning, stacklevel=2)
-                self.use_graphs = False
-                return
-            self._graphs[key] = graph
-            return
-        graph.replay()
-
     # ----------------------------------------------------------------- forward
     def forward(self, m: CompiledCircuit, x: Tensor, missing: Tensor | None) -> Tensor:
         """``log p(x)`` per example (see :meth:`CompiledCircuit.forward`)."""
@@ -479,30 +298,6 @@ class TritonExecutor(Executor):
         self._stamp += 1
         self._batch = batch
         return m.root_output(b.node[:, :batch])
-
-    def _em_backward(self, m: CompiledCircuit, batch: int, store: bool | None = None
-                     ) -> tuple[Any, Callable[[], None]]:
-        """The backward pass of EM statistics only, as ``(key, fn)``: scale 1, flows and
-        input statistics added straight into the accumulators (no scratch buffers; its torch
-        operations touch the static buffers only, so the forward can record it for the
-        parallel compile before it runs). ``store``: the EM flows of the weights an EM step
-        left void are stored (default: whether the last step did)."""
-        b = self._static(m, batch)
-        dp = self.dp
-        flows = m._buffers["sum_flows"]
-        assert flows is not None
-        store = self._flows_owed if store is None else store
-
-        def direct() -> None:
-            b.flag.zero_()
-            b.ones.fill_(1.0)
-            dp.sum_backward(b.node, b.flow, b.ones, b.flag, batch, self._w, flows, flows,
-                            em_direct=True, inplace=True, store=store)
-            dp.input_backward(b.flow, b.xt, b.mt, b.ones, b.flag, batch, self.em_counts,
-                              self.em_nstats, self.em_counts, self.em_nstats, zero=False,
-                              em=False)
-
-        return ("bwd-em", batch, store), direct
 
     def fused_backward(self, m: CompiledCircuit, grad: Tensor, want_logits: bool,
                        want_raw: bool, *, root_grad: Tensor | None = None,
@@ -576,72 +371,6 @@ class TritonExecutor(Executor):
         the roots' upstream gradients: see :meth:`fused_backward`)."""
         assert self._sbufs is not None
         return self._sbufs.flow[: self.slots, :batch]
-
-    # --------------------------------------------------------------------- EM
-    @torch.no_grad()
-    def em_step(self, m: CompiledCircuit, step_size: float, pseudocount: float) -> None:
-        """One EM step from the accumulated flows (weights and inputs); flows are zeroed."""
-        eta, alpha = step_size, pseudocount
-        self.sync_params(m)
-        self._clear_owed(m)  # no backward since the last step: its flows are zero
-        # (straight from nn.Module's tables: no settling of the void flows)
-        rawp, shift = m._parameters["input_raw"], m._buffers["input_shift"]
-        logits, flows = m._parameters["sum_logits"], m._buffers["sum_flows"]
-        norm = m._buffers["sum_norm"]
-        assert rawp is not None and shift is not None and logits is not None
-        assert flows is not None and norm is not None
-        raw = rawp.detach()
-
-        def run() -> None:
-            gsum = self.dp.em_weights(self._w, flows, logits.detach(), eta, alpha, True)
-            z = norm[:-1]
-            z.copy_(torch.where(gsum + alpha > 0, torch.log((1 - eta) * torch.exp(z) + eta), z))
-            em_update_inputs(self.tables, self._theta, raw, shift, self._cnorm,
-                             self.em_counts, self.em_nstats, eta, alpha, self.kernels)
-            if self._em_zero_counts:  # the cat_em kernel zeroes the rows it updates
-                self.em_counts.zero_()
-            for ns in self.em_nstats:
-                ns.zero_()
-
-        # (on a stream of its own in EM-only training: with gradients, a torch optimizer may
-        # hold the parameters, and its in-place updates would not wait; see overlap.py)
-        self.em.launch(lambda: self._run(m, ("em", eta, alpha), run, scratch_only=False),
-                       overlap=not m.param_grads)
-        self._synced = self._param_key(m)  # both sides were updated together
-        # the weights whose next backward stores their flows keep them: void until then
-        self._flows_owed = True
-
-    def settle(self, m: CompiledCircuit, deferred: bool = False) -> None:
-        """Order the current stream after the EM step in flight (once per stream and step, no
-        host wait); ``deferred``: also zero the EM flows it left void (see ``_flows_owed``)."""
-        self.em.wait()
-        if deferred:
-            self._clear_owed(m)
-
-    def _clear_owed(self, m: CompiledCircuit) -> None:
-        """Zero the EM flows an EM step left void (see ``_flows_owed``), on the current
-        stream."""
-        if self._flows_owed:
-            self._flows_owed = False
-            self.em.wait()
-            m._buffers["sum_flows"].zero_()  # type: ignore[union-attr]
-
-    def em_statistics(self, m: CompiledCircuit) -> list[Tensor]:
-        """The EM statistics accumulated since the last EM step, the tensors :meth:`em_step`
-        reads (void flows zeroed first): edits in place on the current stream reach it."""
-        self._clear_owed(m)
-        self.em.wait()
-        return [m._buffers["sum_flows"], self.em_counts, *self.em_nstats]  # type: ignore
-
-    def zero_flows(self, m: CompiledCircuit) -> None:
-        """Forget the EM statistics accumulated since the last EM step."""
-        self.em.wait()
-        self._flows_owed = False
-        m._buffers["sum_flows"].zero_()  # type: ignore[union-attr]
-        self.em_counts.zero_()
-        for ns in self.em_nstats:
-            ns.zero_()
-
     # ------------------------------------------------------------ exact state
     def current_weights(self, m: CompiledCircuit) -> np.ndarray:
         return state.current_weights(self, m)
@@ -655,113 +384,3 @@ class TritonExecutor(Executor):
     def load_exact_state(self, m: CompiledCircuit, st: dict[str, Tensor], loaded: bool
                          ) -> bool:
         return state.load_exact_state(self, m, st, loaded)
-
-    # ------------------------------------------------- input values fed from outside
-    def run_forward(self, m: CompiledCircuit, logw: Tensor, in_vals: list[Tensor],
-                    keep: list[Tensor] | None = None, semiring: Semiring = "sum") -> Tensor:
-        """The node buffer view ``[slots, batch]`` for input values fed from outside. The
-        kernels compute the sum-product semiring only: :mod:`pccc.query` runs max-product
-        (MPE) and sampling of a Triton module through the torch backend on the same plan."""
-        if semiring != "sum":
-            raise NotImplementedError("the Triton kernels compute sum-product only")
-        batch = in_vals[0].shape[1] if in_vals else 1
-        b = self._static(m, batch)
-        for ly, v in zip(m.plan.input_layers, in_vals):
-            b.node[ly.node_start: ly.node_start + ly.n, :batch] = v
-        self._ext_w = torch.exp(logw.float())
-        self.dp.sum_forward(b.node, batch, self._ext_w)
-        self._stamp += 1
-        self._batch = batch
-        return b.node[: m.plan.num_node_slots, :batch]
-
-    def run_backward(self, m: CompiledCircuit, node: Tensor, logw: Tensor, grad: Tensor, *,
-                     track_em: bool, elems: list[Tensor] | None = None,
-                     root_flow: Tensor | None = None) -> tuple[Tensor, list[Tensor]]:
-        batch = node.shape[1]
-        b = self._static(m, batch)
-        w = self._ext_w
-        b.scale[:batch] = grad
-        uniform = bool((grad == grad[0]).all()) and float(grad[0]) != 0.0
-        b.flag.fill_(int(track_em and not uniform))
-        em = torch.zeros_like(w)
-        pgrad = torch.zeros_like(w)
-        self.dp.sum_backward(b.node, b.flow, b.scale, b.flag, batch, w, pgrad, em,
-                             root_flow=None if root_flow is None else root_flow.float())
-        dlogw = w * pgrad
-        out = [dlogw.to(logw.dtype)]
-        if track_em:
-            out.append(em if not uniform else dlogw / float(grad[0]))
-        return b.flow[: m.plan.num_node_slots, :batch], out
-
-
-class _Fused(torch.autograd.Function):
-    """``(sum_logits, input_raw) -> log p(x)`` through the fused kernels."""
-
-    @staticmethod
-    def forward(ctx: Any, m: CompiledCircuit, ex: TritonExecutor,  # type: ignore[override]
-                x: Tensor, missing: Tensor | None, logits: Tensor, raw: Tensor) -> Tensor:
-        ex.sync_params(m)
-        ll = ex.fused_forward(m, x, missing)
-        ctx.m, ctx.ex, ctx.x, ctx.missing, ctx.stamp = m, ex, x, missing, ex._stamp
-        return ll
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
-        m: CompiledCircuit = ctx.m
-        ex: TritonExecutor = ctx.ex
-        if ex._stamp != ctx.stamp:  # another forward ran since: recompute this one
-            ex.sync_params(m)
-            ex.fused_forward(m, ctx.x, ctx.missing)
-        grads = m.param_grads
-        want_l, want_r = grads and ctx.needs_input_grad[4], grads and ctx.needs_input_grad[5]
-        pieces = m.root_grad_pieces(grad)
-        if pieces[0][1] is None:
-            dl, dr = ex.fused_backward(m, pieces[0][0].contiguous().float(), want_l, want_r)
-            return None, None, None, None, dl, dr
-        # the roots weigh differently: the gradients with the upstream gradients as the
-        # roots' flows (a pass per sign), then (when tracked) the EM statistics with root
-        # flow 1 each; each pass after the first recomputes the forward values it overwrote
-        dl = dr = None
-        passes = 0
-        for scale, root_grad in pieces if want_l or want_r else []:
-            if passes:
-                ex.sync_params(m)
-                ex.fused_forward(m, ctx.x, ctx.missing)
-            assert root_grad is not None
-            gl, gr = ex.fused_backward(m, scale.float(), want_l, want_r,
-                                       root_grad=root_grad.float(), track=False)
-            dl = gl if dl is None or gl is None else dl + gl
-            dr = gr if dr is None or gr is None else dr + gr
-            passes += 1
-        if m.track_flows:
-            if passes:
-                ex.sync_params(m)
-                ex.fused_forward(m, ctx.x, ctx.missing)
-            ex.fused_backward(m, torch.ones_like(pieces[0][0]).float(), False, False)
-        return None, None, None, None, dl, dr
-
-
-class _LogWeights(torch.autograd.Function):
-    """``sum_logits -> log w`` per group: ``log_softmax + log Z_g``; backward
-    ``g - softmax * (sum of g over the group)``."""
-
-    @staticmethod
-    def forward(ctx: Any, raw: Tensor, m: CompiledCircuit,  # type: ignore[override]
-                ex: TritonExecutor) -> Tensor:
-        ex.sync_params(m)
-        w = ex._w.clone()
-        ctx.m, ctx.ex = m, ex
-        ctx.save_for_backward(w)
-        real = (ex.dp.group_ids() >= 0) & (w > 0)
-        return torch.where(real, torch.log(torch.where(real, w, 1.0)), -math.inf)
-
-    @staticmethod
-    def backward(ctx: Any, g: Tensor):  # type: ignore[override]
-        m, ex = ctx.m, ctx.ex
-        (w,) = ctx.saved_tensors
-        g = torch.where(w > 0, g.float(), 0.0)
-        gs = ex.group_sums(m, g).float()
-        group = ex.dp.group_ids().clamp_min(0)
-        z = m.sum_norm.float()[group]
-        prob = torch.where(w > 0, w * torch.exp(-z), 0.0)
-        return (g - prob * gs[group]).to(m.sum_logits.dtype), None, None
