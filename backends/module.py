@@ -38,130 +38,34 @@ pass of their own.
 
 Reads of the parameters and of the buffers an EM step writes (``model.sum_logits``,
 ``state_dict()``, ``parameters()``, ...) first order the current stream after any EM step the
-executor runs in flight (:meth:`Executor.settle`): the accessors below are properties and
-plain method overrides that call it.
+executor runs in flight (:meth:`Executor.settle`): the accessors of :mod:`pccc.backends.settled`,
+properties and plain method overrides that call it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from pccc.backends.batch import Batch
+from pccc.backends.circuit_function import _CircuitFunction
 from pccc.backends.executor import Executor
+from pccc.backends.input_flows import InputFlowsMixin
 from pccc.backends.params import ParamsMixin
 from pccc.backends.reference.evaluate import Semiring
+from pccc.backends.settled import SettledModule
 from pccc.backends.torch import inputs as fam
 from pccc.ir import dists
 from pccc.ir.plan import KernelPlan
 from pccc.ir.plan_verify import check_once
 
-
-@dataclass
-class Batch:
-    """A batch as the input layers read it: one row per variable, the batch along columns."""
-
-    xd: Tensor
-    """int64 ``[V, batch]`` values (missing: 0)"""
-    xc: Tensor | None
-    """float ``[V, batch]`` values for continuous families (None: the circuit has none)"""
-    miss: Tensor | None
-    """bool ``[V, batch]`` (None: nothing is missing in this batch)"""
-
-    saved: dict[int, Any] = field(default_factory=dict)
-    """per input layer: its rows and forward results, kept from forward to backward"""
-
-    def rows(self, i: int, vars_: Tensor, grouped: Tensor | None = None, units: int = 0
-             ) -> tuple[Tensor, Tensor, Tensor | None]:
-        """(discrete, continuous, missing) ``[n, batch]`` rows of input layer ``i``'s
-        variables (gathered once per batch). ``grouped``: one variable per run of ``units``
-        nodes; with nothing missing the discrete rows are then a ``[runs, units, batch]``
-        broadcast view, not a copy."""
-        key = -1 - i
-        if key not in self.saved and grouped is not None and self.miss is None:
-            xd = self.xd.index_select(0, grouped)
-            self.saved[key] = (xd[:, None, :].expand(xd.shape[0], units, xd.shape[1]), xd, None)
-        if key not in self.saved:
-            xd = self.xd.index_select(0, vars_)
-            xc = xd if self.xc is None else self.xc.index_select(0, vars_)
-            self.saved[key] = (xd, xc,
-                               None if self.miss is None else self.miss.index_select(0, vars_))
-        return self.saved[key]
+__all__ = ["Batch", "CompiledCircuit", "_CircuitFunction"]
 
 
-class _CircuitFunction(torch.autograd.Function):
-    """``(sum log-weights, input parameters or input log-values) -> log p(x)``, with a flows
-    backward. ``fused``: the one tensor after ``logw`` is ``input_raw`` and the input layers run
-    inside (their gradients and EM statistics come from the same flows); otherwise the tensors
-    are the input layers' log-values (fed from outside)."""
-
-    @staticmethod
-    def forward(ctx: Any, model: CompiledCircuit, data: Batch, fused: bool, logw: Tensor,
-                *inputs: Tensor) -> Tensor:
-        in_vals = model.input_values(data) if fused else [v.detach() for v in inputs]
-        elems: list[Tensor] | None = [] if model.keep_elements else None
-        node = model.run_forward(logw.detach(), in_vals, elems)
-        ctx.model, ctx.data, ctx.fused, ctx.elems = model, data, fused, elems
-        ctx.save_for_backward(logw.detach(), node)
-        return model.root_output(node)
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-        model: CompiledCircuit = ctx.model
-        logw, node = ctx.saved_tensors
-        pieces = model.root_grad_pieces(grad)
-        # root flows of 1: the EM statistics come from the same pass
-        em = model.track_flows and pieces[0][1] is None
-        dlogw: Tensor | None = None
-        dins: list[Tensor] = []
-        for scale, root_flow in pieces:
-            node_flow, pflows = model.run_backward(node, logw, scale, track_em=em,
-                                                   elems=ctx.elems, root_flow=root_flow)
-            if ctx.fused:
-                din = [model.input_backward(node_flow, ctx.data, scale, stats=em)]
-            else:
-                din = [scale[None, :] * node_flow[ly.node_start: ly.node_start + ly.n]
-                       for ly in model.plan.input_layers]
-            if em:
-                model.sum_flows += pflows[1] if len(pflows) > 1 else pflows[0]
-            dlogw = pflows[0] if dlogw is None else dlogw + pflows[0]
-            dins = din if not dins else [a + b for a, b in zip(dins, din)]
-        if model.track_flows and not em:  # the EM statistics: root flow 1 each
-            ones = torch.ones_like(pieces[0][0])
-            em_flow, pf = model.run_backward(node, logw, ones, track_em=True, elems=ctx.elems)
-            model.sum_flows += pf[1] if len(pf) > 1 else pf[0]
-            if ctx.fused:
-                model.input_backward(em_flow, ctx.data, ones, stats=True)
-        ctx.elems = None
-        return (None, None, None, dlogw, *dins)
-
-
-def _settled(name: str, doc: str, deferred: bool = False) -> Any:
-    """A read accessor of the module's parameter or buffer ``name`` that settles the
-    executor's work in flight first (see the module docstring). nn.Module's own
-    ``register_parameter``/``register_buffer`` set the tensor; before that, reading it is an
-    ``AttributeError``, as for any missing attribute."""
-
-    def get(self: CompiledCircuit) -> Any:
-        tensors = self.__dict__["_parameters" if name in _PARAMETERS else "_buffers"]
-        if name not in tensors:
-            raise AttributeError(name)
-        executor = self.__dict__.get("executor")
-        if executor is not None:
-            executor.settle(self, deferred)
-        return tensors[name]
-
-    return property(get, doc=doc)
-
-
-#: the accessors of :func:`_settled` that read ``_parameters`` (the others read ``_buffers``)
-_PARAMETERS = frozenset({"sum_logits", "input_raw"})
-
-
-class CompiledCircuit(ParamsMixin, nn.Module):
+class CompiledCircuit(ParamsMixin, InputFlowsMixin, SettledModule):
     """A compiled probabilistic circuit: ``model(x) -> log p(x)`` per example.
 
     Args:
@@ -248,53 +152,6 @@ class CompiledCircuit(ParamsMixin, nn.Module):
     @property
     def device(self) -> torch.device:
         return self._parameters["sum_logits"].device  # type: ignore[union-attr]
-
-    # ------------------------------------------------------ settled accessors
-    sum_logits = _settled("sum_logits", "flat logits of the sum weights (``nn.Parameter``)")
-    input_raw = _settled("input_raw", "input parameters in unconstrained coordinates "
-                                      "(``nn.Parameter``)")
-    sum_norm = _settled("sum_norm", "log-normalizer of each weight group (last: padding)")
-    input_shift = _settled("input_shift", "log-normalizer of each input node")
-    sum_flows = _settled("sum_flows", "the sum weights' EM flows since the last EM step",
-                         deferred=True)
-
-    def settle(self) -> None:
-        """Order the current stream after any EM step in flight and write what it left to
-        its first reader (see :meth:`Executor.settle`); no host wait."""
-        self.executor.settle(self, deferred=True)
-
-    def state_dict(self, *args: Any, **kwargs: Any) -> Any:
-        self.settle()
-        return super().state_dict(*args, **kwargs)
-
-    def load_state_dict(self, *args: Any, **kwargs: Any) -> Any:
-        self.settle()
-        return super().load_state_dict(*args, **kwargs)
-
-    def named_parameters(self, *args: Any, **kwargs: Any) -> Any:
-        self.settle()
-        return super().named_parameters(*args, **kwargs)
-
-    def named_buffers(self, *args: Any, **kwargs: Any) -> Any:
-        self.settle()
-        return super().named_buffers(*args, **kwargs)
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        """Forget the parameters' gradients (which no EM step writes: no wait for one in
-        flight, so a training loop may call this between a step and its per-batch sync)."""
-        for p in self._parameters.values():
-            if p is None or p.grad is None:
-                continue
-            if set_to_none:
-                p.grad = None
-            else:
-                p.grad.detach_()
-                p.grad.zero_()
-
-    def params_changed(self) -> None:
-        """Re-read the parameters before the next pass (after writes through ``.data``,
-        which a backend keeping copies of its own does not see)."""
-        self.executor.params_changed(self)
 
     # ------------------------------------------------------------------ data
     def prepare(self, x: Tensor, missing: Tensor | None = None) -> Batch:
@@ -434,51 +291,6 @@ class CompiledCircuit(ParamsMixin, nn.Module):
         """
         return self.executor.run_backward(self, node, logw, grad, track_em=track_em,
                                           elems=elems, root_flow=root_flow)
-
-    # ------------------------------------------------------------------ flows
-    def input_backward(self, node_flow: Tensor, data: Batch, grad: Tensor, *,
-                       stats: bool | None = None) -> Tensor:
-        """Gradient w.r.t. ``input_raw`` from the input nodes' flows; also adds the EM
-        statistics of the input layers when ``stats`` (default: ``track_flows``)."""
-        stats = self.track_flows if stats is None else stats
-        uniform = bool((grad == grad[:1]).all()) if grad.numel() else True
-        g: Tensor | float = float(grad[0]) if uniform and grad.numel() else grad
-        layers = [i for i, ly in enumerate(self.plan.input_layers) if ly.param_size]
-        whole = (len(layers) == 1 and self._in_span.get(layers[0]) == (0, self.input_raw.numel()))
-        out = None if whole else torch.zeros_like(self.input_raw)
-        with torch.no_grad():
-            for i, ly in enumerate(self.plan.input_layers):
-                if ly.param_size == 0:
-                    continue
-                xd, xc, m = self.data_rows(data, i)
-                flow = node_flow[ly.node_start: ly.node_start + ly.n]
-                raw, _ = self.layer_raw(i)
-                gr, st, fm = fam.grad_and_stats(ly.dist, dict(ly.attrs), raw, flow, g, xd, xc, m,
-                                                log_table=data.saved.get(i))
-                pidx = getattr(self, f"in_pidx{i}")
-                span = self._in_span.get(i)
-                if out is None:  # one untied layer owns all of input_raw
-                    out = gr.reshape(-1)
-                elif span is not None:
-                    out[span[0]: span[0] + span[1]] += gr.reshape(-1)
-                else:
-                    out.index_add_(0, pidx.reshape(-1), gr.reshape(-1))
-                if stats:
-                    self._add_input_stats(ly.dist, pidx, span, st, fm)
-        return torch.zeros_like(self.input_raw) if out is None else out
-
-    def _add_input_stats(self, dist: str, pidx: Tensor, span: tuple[int, int] | None,
-                         st: Tensor, fm: Tensor | None) -> None:
-        if fam.stats_are_counts(dist):
-            if span is not None:
-                self.input_counts[span[0]: span[0] + span[1]] += st.reshape(-1)
-            else:
-                self.input_counts.index_add_(0, pidx.reshape(-1), st.reshape(-1))
-        else:
-            flat = pidx[:, :1] * 3 + torch.arange(3, device=pidx.device)
-            self.input_stats.view(-1).index_add_(0, flat.reshape(-1), st.reshape(-1))
-        if fm is not None:
-            self.input_missflow.index_add_(0, pidx[:, 0], fm)
 
     # ------------------------------------------------------------ parameters
     def log_weights(self) -> Tensor:
