@@ -13,8 +13,10 @@ its bins' midpoint moments, affine in the integer values' (``sum f x``, ``sum f 
 its gradients, which no moment gives, are summed over the examples by a kernel of their own
 (``logistic_grad``, :func:`logistic_grads`).
 
-Index tables are built once (:class:`InputTables`), so every step is a fixed sequence of
-device operations (capturable in a CUDA graph).
+What each distribution does here is its family's (:mod:`.families`): the tables its forward
+kernel reads, its gradient, EM statistics, update and refresh; this module runs them per
+layer. Index tables are built once (:class:`InputTables`), so every step is a fixed sequence
+of device operations (capturable in a CUDA graph).
 """
 
 from __future__ import annotations
@@ -27,12 +29,8 @@ import torch
 from torch import Tensor
 
 from pccc.backends.torch import inputs as fam
-from pccc.ir.dists.discrete_logistic import bin_width
-from pccc.ir.dists.masked_categorical import mask_rows
+from pccc.backends.triton.families import family
 from pccc.ir.plan import InputLayer
-
-#: categorical nodes per program of the ``cat_em`` kernel
-CAT_BN = 8
 
 
 @dataclass
@@ -74,9 +72,9 @@ class InputTables:
         def t(a: np.ndarray) -> Tensor:
             return torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64)).to(device)
 
-        attrs, keep = dict(ly.attrs), None
-        if ly.dist == "masked_categorical":
-            keep = torch.from_numpy(mask_rows(attrs, ly.n)).to(device)
+        attrs = dict(ly.attrs)
+        rows = family(ly.dist).keep(attrs, ly.n)
+        keep = None if rows is None else torch.from_numpy(rows).to(device)
         return InputTables(ly, t(idx), t(uidx), t(inv.reshape(-1)), span, int(node0), t(first),
                            keep, attrs)
 
@@ -124,174 +122,48 @@ class InputTables:
 
 def kernel_tables(ly: InputLayer, raw: Tensor, theta: Tensor, cnorm: Tensor, logc: Tensor
                   ) -> tuple[Tensor, Tensor]:
-    """The two tables a layer's ``input_fwd`` reads (``theta``, ``logc``): ``input_raw`` and
-    the per-node constants ``c`` of ``log theta = raw + c`` (categorical); ``input_raw`` and
-    nothing (gaussian); ``input_raw`` and ``(card, low, bin width)`` (discrete logistic); the
-    native copy ``theta`` and the binomial coefficients (the others)."""
-    if ly.dist == "categorical":
-        return raw, cnorm
-    if ly.dist == "gaussian":
-        return raw, logc
-    if ly.dist == "discrete_logistic":
-        at = dict(ly.attrs)
-        return raw, torch.tensor([float(at["card"]), float(at["low"]), bin_width(at)],
-                                 dtype=torch.float32, device=raw.device)
-    return theta, logc
+    """The two tables a layer's ``input_fwd`` reads (``theta``, ``logc``): its family's
+    choice among ``input_raw``, the native copy ``theta``, the per-node constants ``cnorm``
+    and the layer's constants ``logc`` (:meth:`~.families.TritonFamily.kernel_tables`)."""
+    return family(ly.dist).kernel_tables(ly, raw, theta, cnorm, logc)
 
 
 def raw_grads(tables: list[InputTables], raw: Tensor, shift: Tensor, counts: Tensor,
               nstats: list[Tensor]) -> Tensor:
-    """``d loss / d input_raw`` from statistics weighted by the upstream gradient (discrete
-    logistic layers: 0 here, see :func:`logistic_grads`)."""
+    """``d loss / d input_raw`` from statistics weighted by the upstream gradient, each
+    layer's from its family (discrete logistic layers: 0 here, see
+    :func:`logistic_grads`)."""
     grad = torch.zeros_like(raw)
     for tb, ns in zip(tables, nstats):
-        ly = tb.layer
-        if not ly.param_size:
-            continue
-        obs = ns[:, 0] - ns[:, 1]
-        r = tb.rows(raw)
-        if ly.dist == "categorical":  # counts - softmax(raw) * observed flow, per node
-            g = torch.softmax(r, dim=1) * -obs[:, None]
-            if tb.span is not None:
-                tb.rows(grad).copy_(tb.rows(counts) + g)
-                continue
-            grad.index_add_(0, tb.uidx.reshape(-1), counts[tb.uidx.reshape(-1)])
-        elif ly.dist in ("bernoulli", "binomial"):
-            total = 1.0 if ly.dist == "bernoulli" else float(dict(ly.attrs)["total"])
-            g = (ns[:, 2] - torch.sigmoid(r[:, 0]) * total * obs)[:, None]
-        elif ly.dist == "gaussian":
-            g = gaussian_raw_grad(r, obs, ns[:, 2], ns[:, 3])
-        elif ly.dist == "masked_categorical":  # as categorical, 0 at the masked-out values
-            assert tb.keep is not None
-            g = torch.where(tb.keep, masked_probs(r, tb.keep) * -obs[:, None], 0.0)
-            cnt = torch.where(tb.ukeep, tb.urows(counts), 0.0)
-            if tb.span is not None:
-                tb.rows(grad).copy_(cnt + g)
-                continue
-            grad.index_add_(0, tb.uidx.reshape(-1), cnt.reshape(-1))
-        else:
-            continue
-        if tb.span is not None:
-            tb.rows(grad).add_(g.to(grad.dtype))
-        else:
-            grad.index_add_(0, tb.idx.reshape(-1), g.reshape(-1).to(grad.dtype))
+        if tb.layer.param_size:
+            family(tb.layer.dist).add_raw_grad(tb, ns, raw, counts, grad)
     return grad
-
-
-#: node rows and batch columns per program of the ``logistic_grad`` kernel
-LOGISTIC_TILE = (16, 64)
 
 
 def logistic_grads(kernels: Any, tables: list[InputTables], inputs: list[Any],
                    args: list[tuple[Tensor, Tensor]], flow: Tensor, xt: Tensor, mt: Tensor,
                    scale: Tensor, batch: int, grad: Tensor) -> None:
-    """Add the discrete logistic layers' ``d loss / d input_raw`` into ``grad``: the
-    ``logistic_grad`` kernel over the flows ``flow [rows, stride]`` of the last backward
-    pass, the values ``xt``, missing flags ``mt`` and upstream gradients ``scale`` of its
-    ``batch`` examples; ``inputs``: the device plan's input layers (their ``vars`` and
-    ``pstart`` tables), ``args``: the forward kernels' tables (:func:`kernel_tables`)."""
-    bn, bt = LOGISTIC_TILE
+    """Add the gradients that no statistic gives (the discrete logistic layers'
+    ``d loss / d input_raw``) into ``grad``: each family's kernel of its own
+    (``logistic_grad``) over the flows ``flow [rows, stride]`` of the last backward pass, the
+    values ``xt``, missing flags ``mt`` and upstream gradients ``scale`` of its ``batch``
+    examples; ``inputs``: the device plan's input layers (their ``vars`` and ``pstart``
+    tables), ``args``: the forward kernels' tables (:func:`kernel_tables`)."""
     for tb, inp, (theta, aux) in zip(tables, inputs, args):
-        ly = tb.layer
-        if ly.dist != "discrete_logistic" or not ly.param_size:
-            continue
-        kernels.logistic_grad[(-(-ly.n // bn), -(-batch // bt))](
-            flow, xt, mt, inp.vars, inp.pstart, theta, aux, scale, grad, ly.node_start, ly.n,
-            batch, flow.shape[1], BN=bn, BT=bt)
-
-
-def masked_probs(raw: Tensor, keep: Tensor) -> Tensor:
-    """``softmax`` of each row of ``raw`` over the values ``keep`` allows (0 elsewhere)."""
-    return torch.softmax(raw.masked_fill(~keep, -torch.inf), dim=1)
-
-
-def masked_em(keep: Tensor, native: Tensor, stats: Tensor, step: float, pseudocount: float
-              ) -> Tensor:
-    """The torch family's masked categorical EM step (pseudocount over the allowed values
-    only, 0 at the others) with the mask ``keep [u, size]`` already on the device: no
-    host-to-device copy, so that the step can be captured in a CUDA graph."""
-    k = keep.sum(dim=1, keepdim=True).to(native.dtype)
-    stats = torch.where(keep, stats, 0.0)
-    tot = stats.sum(1, keepdim=True)
-    ok = (tot + pseudocount) > 0
-    target = (stats + pseudocount / k) / torch.where(ok, tot + pseudocount, 1.0)
-    new = torch.where(ok, (1 - step) * native + step * target, native)
-    return torch.where(keep, new, 0.0)
-
-
-def logistic_stats(tb: InputTables, ns: Tensor) -> Tensor:
-    """``[n, 3]`` float64 EM statistics of a discrete logistic layer, as the torch family's:
-    (sum f, sum f m, sum f m^2), ``m = low + (x + 1/2) w`` the observed values' bin midpoints,
-    from ``nstats`` (the moments of ``x``)."""
-    attrs = dict(tb.layer.attrs)
-    w = bin_width(attrs)
-    lo = float(attrs["low"]) + 0.5 * w
-    d = ns.double()
-    obs, sx, sxx = d[:, 0] - d[:, 1], d[:, 2], d[:, 3]
-    return torch.stack([d[:, 0], lo * obs + w * sx,
-                        lo * lo * obs + 2.0 * lo * w * sx + w * w * sxx], dim=1)
-
-
-def gaussian_raw_grad(raw: Tensor, obs: Tensor, sx: Tensor, sxx: Tensor) -> Tensor:
-    """``(d/d mu, d/d log_sd)`` of ``sum_b f_b log N(x_b)`` from the observed statistics
-    ``obs = sum f``, ``sx = sum f x``, ``sxx = sum f x^2``: ``(sx - mu obs) / sd^2`` and
-    ``sum f (x - mu)^2 / sd^2 - obs``, in float64 with the divisions by ``sd^2`` done in log
-    space and ``sum f (x - mu)^2`` as the spread about the data's mean plus ``obs (m - mu)^2``
-    (no ``mu^2`` to overflow): infinite where the dtype cannot hold them, never NaN."""
-    mu, lsd = raw[:, 0].double(), raw[:, 1].double()
-    o, sx, sxx = obs.double(), sx.double(), sxx.double()
-
-    def times(u: Tensor, v: Tensor) -> Tensor:  # u v, 0 where either is 0 (even with inf)
-        return torch.where((u == 0) | (v == 0), torch.zeros_like(u), u * v)
-
-    a = sx - times(mu, o)
-    some = o != 0
-    m = sx / torch.where(some, o, torch.ones_like(o))
-    dev2 = torch.where(some, (sxx - o * m * m) + times(o, (m - mu) ** 2),
-                       sxx - 2 * times(mu, sx))
-
-    def over_var(t: Tensor) -> Tensor:
-        return torch.sign(t) * torch.exp(torch.log(torch.abs(t)) - 2 * lsd)
-
-    return torch.stack([over_var(a), over_var(dev2) - o], dim=1).to(raw.dtype)
+        if tb.layer.param_size:
+            family(tb.layer.dist).grad_kernel(kernels, tb, inp, theta, aux, flow, xt, mt,
+                                              scale, batch, grad)
 
 
 def _em_stats(tb: InputTables, ns: Tensor, theta: Tensor, raw: Tensor, shift: Tensor,
               counts: Tensor) -> tuple[Tensor, Tensor]:
     """``(native, stats)`` of a layer's distinct rows for its family's EM update: the
     statistics with the missing values' posterior share added."""
-    ly = tb.layer
-    u = tb.num_rows
     fm = ns[:, 1]
     if tb.span is None:
-        fm = torch.zeros(u, dtype=raw.dtype, device=raw.device).index_add_(0, tb.inv, fm)
-    if ly.dist == "categorical":  # a missing value adds its posterior: f * theta
-        native = fam.to_native(ly.dist, tb.urows(raw), tb.ushift(shift))
-        stats = tb.urows(counts) + fm[:, None] * native
-    elif ly.dist == "masked_categorical":  # theta: the masked native table
-        native = tb.urows(theta)
-        stats = tb.urows(counts) + fm[:, None] * native
-    elif ly.dist == "discrete_logistic":
-        native = tb.urows(theta)
-        st = logistic_stats(tb, ns)
-        if tb.span is None:
-            st = torch.zeros((u, 3), dtype=st.dtype, device=st.device).index_add_(
-                0, tb.inv, st)
-        stats = fam.complete_stats(ly.dist, tb.attrs or {}, native, st, fm.double())
-    else:
-        native = tb.urows(theta)  # [u, size]
-        if ly.dist in ("bernoulli", "binomial"):
-            st = torch.zeros((ly.n, 3), dtype=theta.dtype, device=theta.device)
-            nat = tb.rows(theta)
-            total = 1.0 if ly.dist == "bernoulli" else float(dict(ly.attrs)["total"])
-            st[:, 0] = ns[:, 2] + ns[:, 1] * total * nat[:, 0]
-            st[:, 1] = ns[:, 0] * total
-        else:  # (S0, observed S1, S2, missing flow): see fam.gaussian_em
-            st = ns[:, [0, 2, 3, 1]].to(theta.dtype)
-        stats = st if tb.span is not None else torch.zeros(
-            (u, st.shape[1]), dtype=theta.dtype, device=theta.device).index_add_(
-                0, tb.inv, st)
-    return native, stats
+        fm = torch.zeros(tb.num_rows, dtype=raw.dtype, device=raw.device).index_add_(
+            0, tb.inv, fm)
+    return family(tb.layer.dist).em_stats(tb, ns, fm, theta, raw, shift, counts)
 
 
 def em_update_inputs(tables: list[InputTables], theta: Tensor, raw: Tensor, shift: Tensor,
@@ -301,60 +173,30 @@ def em_update_inputs(tables: list[InputTables], theta: Tensor, raw: Tensor, shif
     the raw coordinates (``raw``, per-node ``shift``), and the kernels' copies: ``theta``
     (native parameters of non-categorical layers) and ``cnorm`` (per categorical node, the
     constant ``c`` of ``log theta = raw + c``; categorical layers keep no native copy).
-    Contiguous categorical layers go through the generated ``cat_em`` kernel (one pass, which
-    also zeroes their statistics) when ``kernels`` is given; the caller zeroes the rest."""
+    A family may run a layer's step by a kernel of its own when ``kernels`` is given
+    (contiguous categorical layers: the generated ``cat_em``, which also zeroes their
+    statistics); the caller zeroes the rest."""
     updates = []
     for tb, ns, c in zip(tables, nstats, cnorm):
         ly = tb.layer
-        if not ly.param_size or ly.dist == "indicator":
+        fm = family(ly.dist)
+        if not ly.param_size or not fm.learns:
             continue
-        if kernels is not None and ly.dist == "categorical" and tb.span is not None:
-            K = ly.param_size
-            kernels.cat_em[(-(-ly.n // CAT_BN),)](
-                raw, tb.nodes(shift), c, counts, ns, tb.span[0], ly.n, float(step),
-                float(pseudocount), K=K, KP=1 << max(0, (K - 1).bit_length()), BN=CAT_BN)
+        if fm.em_kernel(kernels, tb, raw, shift, c, counts, ns, step, pseudocount):
             continue
         native, stats = _em_stats(tb, ns, theta, raw, shift, counts)
-        if ly.dist == "masked_categorical":
-            new = masked_em(tb.ukeep, native, stats, step, pseudocount)
-        else:
-            new = fam.em_update(ly.dist, native, stats, step, pseudocount, attrs=tb.attrs)
-        updates.append((tb, c, new))
+        updates.append((tb, c, fm.em_new(tb, native, stats, step, pseudocount)))
     for tb, c, new in updates:  # write after reading: tied rows update once
         r, s = fam.to_raw_tensor(tb.layer.dist, new)
         tb.put(raw, r)
-        if tb.layer.dist == "categorical":
-            _categorical_norm(tb, r, s[:, 0], c, shift)
-        else:
-            tb.put(theta, new)
-            if tb.layer.dist == "masked_categorical":  # (a table EM normalizes: shift 0)
-                tb.nodes(shift).copy_(tb.per_node(s[:, 0]))
-
-
-def _categorical_norm(tb: InputTables, r: Tensor, s: Tensor, c: Tensor,
-                      shift: Tensor | None = None) -> None:
-    """Per-node ``c = shift - logsumexp(raw row)`` from the distinct rows' raw coordinates
-    ``r [u, size]`` and log-normalizers ``s [u]``; also the per-node ``shift`` when given
-    (after an EM update; a refresh leaves it as it is)."""
-    lse = torch.logsumexp(r, dim=1)
-    cu = torch.where(torch.isfinite(lse) & (s > -torch.inf), s - lse, -torch.inf)
-    per_node = (lambda v: v) if tb.span is not None else (lambda v: v[tb.inv])
-    if shift is not None:
-        tb.nodes(shift).copy_(per_node(s))
-    c.copy_(per_node(cu))
+        family(tb.layer.dist).em_write(tb, r, s, new, theta, c, shift)
 
 
 def native_params(tables: list[InputTables], raw: Tensor, shift: Tensor, theta: Tensor,
                   cnorm: list[Tensor]) -> None:
     """The kernels' copies from the raw coordinates, in place: ``theta`` (native, linear) of
-    non-categorical layers, ``cnorm`` of categorical ones."""
+    non-categorical layers, ``cnorm`` of categorical ones (each family's
+    :meth:`~.families.TritonFamily.refresh`)."""
     for tb, c in zip(tables, cnorm):
-        ly = tb.layer
-        if not ly.param_size:
-            continue
-        if ly.dist == "categorical":
-            _categorical_norm(tb, tb.urows(raw), tb.ushift(shift)[:, 0], c)
-        elif ly.dist == "masked_categorical":
-            tb.put(theta, masked_probs(tb.urows(raw), tb.ukeep) * torch.exp(tb.ushift(shift)))
-        else:
-            tb.put(theta, fam.to_native(ly.dist, tb.urows(raw), tb.ushift(shift)))
+        if tb.layer.param_size:
+            family(tb.layer.dist).refresh(tb, raw, shift, theta, c)

@@ -3,11 +3,16 @@ log binomial coefficients, specialized on the total (``TOTAL``)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import triton
 import triton.language as tl
 
-from pccc.backends.triton.families.base import TritonFamily
+from pccc.backends.triton.families.bernoulli import Bernoulli
 from pccc.ir import dists
+
+if TYPE_CHECKING:
+    from pccc.backends.triton.inputs import InputTables
 
 
 @triton.jit
@@ -24,5 +29,11 @@ def logprob_binomial(theta, logc, values, ps, i, imask, xv, xi, ms, mask,
 
 
 @dists.implements("triton", "binomial")
-class Binomial(TritonFamily):
+class Binomial(Bernoulli):
+    """Bernoulli's host side with ``total`` trials per example."""
+
     logprob = "logprob_binomial"
+
+    @classmethod
+    def trials(cls, tb: InputTables) -> float:
+        return float(dict(tb.layer.attrs)["total"])

@@ -3,11 +3,23 @@ the per-node constants ``c`` of ``log theta = raw + c``; value counts as statist
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+import torch
 import triton
 import triton.language as tl
+from torch import Tensor
 
-from pccc.backends.triton.families.base import TritonFamily
+from pccc.backends.torch import inputs as fam
+from pccc.backends.triton.families.base import TritonFamily, add_rows
 from pccc.ir import dists
+
+if TYPE_CHECKING:
+    from pccc.backends.triton.inputs import InputTables
+    from pccc.ir.plan import InputLayer
+
+#: categorical nodes per program of the ``cat_em`` kernel
+CAT_BN = 8
 
 
 @triton.jit
@@ -26,3 +38,66 @@ def logprob_categorical(theta, logc, values, ps, i, imask, xv, xi, ms, mask,
 class Categorical(TritonFamily):
     logprob = "logprob_categorical"
     counted = True
+
+    @classmethod
+    def kernel_tables(cls, ly: InputLayer, raw: Tensor, theta: Tensor, cnorm: Tensor,
+                      logc: Tensor) -> tuple[Tensor, Tensor]:
+        """``input_raw`` and the per-node constants ``c`` of ``log theta = raw + c``."""
+        return raw, cnorm
+
+    @classmethod
+    def add_raw_grad(cls, tb: InputTables, ns: Tensor, raw: Tensor, counts: Tensor,
+                     grad: Tensor) -> None:
+        """Counts - softmax(raw) * observed flow, per node."""
+        obs = ns[:, 0] - ns[:, 1]
+        g = torch.softmax(tb.rows(raw), dim=1) * -obs[:, None]
+        if tb.span is not None:
+            tb.rows(grad).copy_(tb.rows(counts) + g)
+            return
+        grad.index_add_(0, tb.uidx.reshape(-1), counts[tb.uidx.reshape(-1)])
+        add_rows(tb, grad, g)
+
+    @classmethod
+    def em_kernel(cls, kernels: Any, tb: InputTables, raw: Tensor, shift: Tensor, c: Tensor,
+                  counts: Tensor, ns: Tensor, step: float, pseudocount: float) -> bool:
+        """Contiguous layers: the generated ``cat_em`` kernel (one pass, which also zeroes
+        their statistics)."""
+        if kernels is None or tb.span is None:
+            return False
+        ly = tb.layer
+        K = ly.param_size
+        kernels.cat_em[(-(-ly.n // CAT_BN),)](
+            raw, tb.nodes(shift), c, counts, ns, tb.span[0], ly.n, float(step),
+            float(pseudocount), K=K, KP=1 << max(0, (K - 1).bit_length()), BN=CAT_BN)
+        return True
+
+    @classmethod
+    def em_stats(cls, tb: InputTables, ns: Tensor, fm: Tensor, theta: Tensor, raw: Tensor,
+                 shift: Tensor, counts: Tensor) -> tuple[Tensor, Tensor]:
+        """A missing value adds its posterior: f * theta."""
+        native = fam.to_native(tb.layer.dist, tb.urows(raw), tb.ushift(shift))
+        return native, tb.urows(counts) + fm[:, None] * native
+
+    @classmethod
+    def em_write(cls, tb: InputTables, r: Tensor, s: Tensor, new: Tensor, theta: Tensor,
+                 c: Tensor, shift: Tensor) -> None:
+        """No native copy: the constants ``c`` and the per-node ``shift``."""
+        categorical_norm(tb, r, s[:, 0], c, shift)
+
+    @classmethod
+    def refresh(cls, tb: InputTables, raw: Tensor, shift: Tensor, theta: Tensor, c: Tensor
+                ) -> None:
+        categorical_norm(tb, tb.urows(raw), tb.ushift(shift)[:, 0], c)
+
+
+def categorical_norm(tb: InputTables, r: Tensor, s: Tensor, c: Tensor,
+                     shift: Tensor | None = None) -> None:
+    """Per-node ``c = shift - logsumexp(raw row)`` from the distinct rows' raw coordinates
+    ``r [u, size]`` and log-normalizers ``s [u]``; also the per-node ``shift`` when given
+    (after an EM update; a refresh leaves it as it is)."""
+    lse = torch.logsumexp(r, dim=1)
+    cu = torch.where(torch.isfinite(lse) & (s > -torch.inf), s - lse, -torch.inf)
+    per_node = (lambda v: v) if tb.span is not None else (lambda v: v[tb.inv])
+    if shift is not None:
+        tb.nodes(shift).copy_(per_node(s))
+    c.copy_(per_node(cu))

@@ -4,13 +4,26 @@ summed over the examples by a kernel of its own (``logistic_grad``)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+import torch
 import triton
 import triton.language as tl
+from torch import Tensor
 
+from pccc.backends.torch import inputs as fam
 from pccc.backends.triton.families.base import TritonFamily
 from pccc.backends.triton.kernels_input import _input_tile
 from pccc.backends.triton.lazyjit import kernel
 from pccc.ir import dists
+from pccc.ir.dists.discrete_logistic import bin_width
+
+if TYPE_CHECKING:
+    from pccc.backends.triton.inputs import InputTables
+    from pccc.ir.plan import InputLayer
+
+#: node rows and batch columns per program of the ``logistic_grad`` kernel
+LOGISTIC_TILE = (16, 64)
 
 
 @triton.jit
@@ -98,3 +111,48 @@ def logistic_grad(flow, x, miss, vars, pstart, theta, logc, scale, grad, node_st
 class DiscreteLogistic(TritonFamily):
     logprob = "logprob_discrete_logistic"
     kernels = ("logistic_grad",)
+
+    @classmethod
+    def kernel_tables(cls, ly: InputLayer, raw: Tensor, theta: Tensor, cnorm: Tensor,
+                      logc: Tensor) -> tuple[Tensor, Tensor]:
+        """``input_raw`` and ``(card, low, bin width)``."""
+        at = dict(ly.attrs)
+        return raw, torch.tensor([float(at["card"]), float(at["low"]), bin_width(at)],
+                                 dtype=torch.float32, device=raw.device)
+
+    @classmethod
+    def grad_kernel(cls, kernels: Any, tb: InputTables, inp: Any, theta: Tensor, aux: Tensor,
+                    flow: Tensor, xt: Tensor, mt: Tensor, scale: Tensor, batch: int,
+                    grad: Tensor) -> None:
+        """The ``logistic_grad`` kernel."""
+        ly = tb.layer
+        bn, bt = LOGISTIC_TILE
+        kernels.logistic_grad[(-(-ly.n // bn), -(-batch // bt))](
+            flow, xt, mt, inp.vars, inp.pstart, theta, aux, scale, grad, ly.node_start, ly.n,
+            batch, flow.shape[1], BN=bn, BT=bt)
+
+    @classmethod
+    def em_stats(cls, tb: InputTables, ns: Tensor, fm: Tensor, theta: Tensor, raw: Tensor,
+                 shift: Tensor, counts: Tensor) -> tuple[Tensor, Tensor]:
+        """The bins' midpoint moments (:func:`logistic_stats`), completed as the torch
+        family's."""
+        native = tb.urows(theta)
+        st = logistic_stats(tb, ns)
+        if tb.span is None:
+            st = torch.zeros((tb.num_rows, 3), dtype=st.dtype, device=st.device).index_add_(
+                0, tb.inv, st)
+        return native, fam.complete_stats(tb.layer.dist, tb.attrs or {}, native, st,
+                                          fm.double())
+
+
+def logistic_stats(tb: InputTables, ns: Tensor) -> Tensor:
+    """``[n, 3]`` float64 EM statistics of a discrete logistic layer, as the torch family's:
+    (sum f, sum f m, sum f m^2), ``m = low + (x + 1/2) w`` the observed values' bin midpoints,
+    from ``nstats`` (the moments of ``x``)."""
+    attrs = dict(tb.layer.attrs)
+    w = bin_width(attrs)
+    lo = float(attrs["low"]) + 0.5 * w
+    d = ns.double()
+    obs, sx, sxx = d[:, 0] - d[:, 1], d[:, 2], d[:, 3]
+    return torch.stack([d[:, 0], lo * obs + w * sx,
+                        lo * lo * obs + 2.0 * lo * w * sx + w * w * sxx], dim=1)

@@ -21,3 +21,4 @@ def logprob_indicator(theta, logc, values, ps, i, imask, xv, xi, ms, mask,
 @dists.implements("triton", "indicator")
 class Indicator(TritonFamily):
     logprob = "logprob_indicator"
+    learns = False
