@@ -205,9 +205,8 @@ def kernel_specs(plan: KernelPlan, precision: str, shapes: Iterable[Any] | None 
         # the one-hot GEMM statistics (runtime.py picks the layers they fit): the one-hot is
         # exact, the flows are rounded to tf32 unless the precision is fp32
         ip = "ieee" if precision == "fp32" else "tf32"
-        out += [KernelSpec("cat_em", KernelRef("kernels_input", "cat_em")),
-                KernelSpec("input_cat_dot", KernelRef("kernels_input", "input_cat_dot"),
-                           (("IP", ip),))]
+        out.append(KernelSpec("input_cat_dot", KernelRef("kernels_input", "input_cat_dot"),
+                              (("IP", ip),)))
     return out
 
 

@@ -1,4 +1,4 @@
-"""The input layers' kernels: log-probabilities, statistics, and the categorical EM step.
+"""The input layers' kernels: log-probabilities and statistics.
 
 ``input_fwd`` is specialized by its distribution's log-probability function, passed as the
 ``tl.constexpr`` parameter ``LOGPROB`` (one ``@triton.jit`` function per distribution, in its
@@ -147,35 +147,3 @@ def input_cat_dot(flow, x, miss, vars, pstart, counts, nstats, scale, flag, runs
         if first:
             tl.atomic_add(nstats + i * 4, s0, mask=imask, sem="relaxed")
             tl.atomic_add(nstats + i * 4 + 1, s1, mask=imask, sem="relaxed")
-
-
-@kernel(do_not_specialize=["n", "step", "pseudocount"])
-def cat_em(raw, shift, cnorm, counts, nstats, start, n, step, pseudocount, K: tl.constexpr,
-           KP: tl.constexpr, BN: tl.constexpr):
-    """One EM step of n categorical nodes whose K parameters are the rows raw[start + i K:],
-    theta = exp(raw + c) (c = cnorm[i]): statistics (value counts plus the missing values'
-    flow times theta), the update (1 - step) theta + step (stats + a / K) / (total + a), then
-    the raw coordinates written back (log theta; shift[i] = log of the row sum, c = 0, or raw
-    0, shift and c -inf for an all-zero row) and the statistics zeroed."""
-    i = tl.program_id(0) * BN + tl.arange(0, BN)
-    im = i < n
-    k = tl.arange(0, KP)
-    m = im[:, None] & (k[None, :] < K)
-    off = start + i.to(tl.int64)[:, None] * K + k[None, :]
-    c = tl.load(cnorm + i, mask=im, other=0.0)
-    th = tl.exp(tl.load(raw + off, mask=m, other=float("-inf")) + c[:, None])
-    fm = tl.load(nstats + i * 4 + 1, mask=im, other=0.0)
-    st = tl.load(counts + off, mask=m, other=0.0) + fm[:, None] * th
-    den = tl.sum(st, axis=1) + pseudocount
-    ok = den > 0.0
-    tgt = (st + pseudocount / K) / tl.where(ok, den, 1.0)[:, None]
-    new = tl.where(ok[:, None], (1.0 - step) * th + step * tgt, th)
-    tot = tl.sum(tl.where(m, new, 0.0), axis=1)
-    live = tot > 0.0
-    lz = tl.where(live, tl.log(tl.where(live, tot, 1.0)), float("-inf"))
-    tl.store(raw + off, tl.where(live[:, None], tl.log(new), 0.0), mask=m)
-    tl.store(shift + i, lz, mask=im)
-    tl.store(cnorm + i, tl.where(live, 0.0, float("-inf")), mask=im)
-    tl.store(counts + off, tl.zeros([BN, KP], tl.float32), mask=m)
-    for j in tl.static_range(4):
-        tl.store(nstats + i * 4 + j, tl.zeros([BN], tl.float32), mask=im)

@@ -41,5 +41,5 @@ input_fwd_categorical = specialize(
     kernels_input.input_fwd, 'input_fwd_categorical', LOGPROB=categorical.logprob_categorical,
 )
 input_bwd_categorical = specialize(kernels_input.input_bwd, 'input_bwd_categorical', CAT=True)
-cat_em = kernels_input.cat_em
+cat_em = categorical.cat_em
 input_cat_dot = specialize(kernels_input.input_cat_dot, 'input_cat_dot', IP='ieee')
