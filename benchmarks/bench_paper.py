@@ -25,7 +25,7 @@ batches: ``epoch_s_est``).
 
 Quick mode runs pccc's side alone, in this process, on the CPU with the torch backend over tiny
 structures, and prints the same rows (plus the closed-form edge counts), to check the script
-without a GPU.
+without a GPU; ``--quick --scale`` climbs tiny ladders the same way, in subprocesses.
 
 One JSON line per run (also in ``DIR/bench_paper.jsonl``), tables last. Internal: ``--child``
 runs pccc's side of one structure (what the subprocesses run).
@@ -53,7 +53,14 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 from paper_structures import (  # noqa: E402
-    PAPER, TREE_EXAMPLES, Structure, build_ours, edge_count, learn_tree, synthetic_images)
+    PAPER,
+    TREE_EXAMPLES,
+    Structure,
+    build_ours,
+    edge_count,
+    learn_tree,
+    synthetic_images,
+)
 
 #: examples of an epoch (the paper's: 60,000)
 EPOCH_EXAMPLES = 60000
@@ -297,9 +304,10 @@ def scale(a: argparse.Namespace, files: DataFiles) -> list[dict]:
     rows = []
     for kind, ladder in scale_ladders(a).items():
         for side in a.sides.split(","):
-            got = largest_that_trains(
-                ladder, lambda s, side=side: subprocess_row(side, s, files.path(s), a, "trial"))
-            rows += [dict(r, scale=kind) for r in got]
+            def trial(s: Structure, side: str = side) -> dict:
+                return subprocess_row(side, s, files.path(s), a, "trial")
+
+            rows += [dict(r, scale=kind) for r in largest_that_trains(ladder, trial)]
     return rows
 
 
@@ -391,9 +399,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--data", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--mode", default="paper", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
-    if a.quick:
-        a.backend, a.batch, a.epochs, a.tree_examples = "torch", 128, 2, 512
-        a.examples = min(a.examples, 512)
+    if a.quick:  # tiny sizes, pccc's side on the CPU (torch backend)
+        a.backend, a.batch, a.epochs, a.batches, a.tree_examples = "torch", 128, 2, 2, 512
+        a.examples, a.sides = min(a.examples, 512), "ours"
+        a.pd_sides, a.pd_latents, a.hclt_latents = "8", "16,32", "4,8"
     return a
 
 
@@ -403,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
         xg = torch.from_numpy(np.load(a.data)).to("cuda" if torch.cuda.is_available() else "cpu")
         print(json.dumps(ours_row(Structure.from_spec(json.loads(a.child)), xg, a)), flush=True)
         return 0
-    if a.quick:
+    if a.quick and not a.scale:
         rows = quick(a)
     else:
         files = DataFiles(a.examples, a.mnist)

@@ -35,7 +35,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -80,7 +80,9 @@ class Structure:
 
     @staticmethod
     def from_spec(d: dict) -> Structure:
-        return Structure(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+        return Structure(str(d["name"]), str(d["kind"]), int(d["latents"]),
+                         tuple(d["shape"]), tuple(d["split_intervals"]),
+                         int(d["max_prod_block_conns"]), int(d["paper_edges"]))
 
 
 #: the paper's four structures, as chosen here (see the module docstring)
@@ -237,8 +239,8 @@ def build_pyjuice(s: Structure, parent: np.ndarray | None = None, x: Any = None)
     if x is not None:
         return juice.structures.HCLT(x, num_latents=s.latents)
     import networkx as nx
-    from pyjuice.structures.hclt import BayesianTreeToHiddenRegionGraph
     from pyjuice.nodes.distributions import Categorical
+    from pyjuice.structures.hclt import BayesianTreeToHiddenRegionGraph
 
     if parent is None:
         raise ValueError(f"{s.name}: PyJuice's HCLT needs data or a tree")
@@ -258,52 +260,52 @@ def pyjuice_counts(root: Any) -> tuple[int, int]:
     return count(root)
 
 
-def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
-    t0 = time.perf_counter()
-    out = fn()
-    return out, round(time.perf_counter() - t0, 2)
-
-
 def count_rows(names: Sequence[str], tree_examples: int = TREE_EXAMPLES, build: bool = False,
                pyjuice: bool = False, structures: dict[str, Structure] | None = None,
                tree_file: str | None = None) -> list[dict]:
     """One row per structure: the closed-form counts, and pccc's / PyJuice's built counts."""
-    from pccc.ir import counts
-
     table = structures or PAPER
     parents: dict[tuple[int, ...], np.ndarray] = {}
     rows = []
     for name in names:
         s = table[name]
-        parent = None
         row: dict = {"structure": name, "kind": s.kind, "latents": s.latents,
                      "shape": list(s.shape), "paper_edges": s.paper_edges}
-        if s.kind == "pd":
-            row.update(split_intervals=list(s.split_intervals),
-                       max_prod_block_conns=s.max_prod_block_conns)
-        else:
-            if s.shape not in parents:
-                parents[s.shape], row["tree_s"] = _timed(
-                    lambda: cached_tree(s.shape, tree_examples, tree_file))
-            parent = parents[s.shape]
-            row.update(tree_examples=tree_examples,
-                       inner_vars=int(np.count_nonzero(np.bincount(parent[parent >= 0]))))
-        se, pe = edge_count(s, parent)
-        row.update(sum_edges=se, product_edges=pe, edges=se + pe)
-        if s.paper_edges:
-            row["vs_paper"] = round((se + pe) / s.paper_edges - 1, 4)
-        if build:
-            c, row["pccc_build_s"] = _timed(lambda: build_ours(s, parent))
-            k = counts(c)
-            row.update(pccc_sum_edges=k.sum_edges, pccc_product_edges=k.product_edges)
-            del c
-        if pyjuice:
-            ns, row["pyjuice_build_s"] = _timed(lambda: build_pyjuice(s, parent))
-            row["pyjuice_sum_edges"], row["pyjuice_product_edges"] = pyjuice_counts(ns)
-            del ns
-        rows.append(row)
-        print(json.dumps(row), flush=True)
+        if s.kind == "hclt" and s.shape not in parents:
+            t0 = time.perf_counter()
+            parents[s.shape] = cached_tree(s.shape, tree_examples, tree_file)
+            row["tree_s"] = round(time.perf_counter() - t0, 2)
+        rows.append(_count_row(row, s, parents.get(s.shape) if s.kind == "hclt" else None,
+                               tree_examples, build, pyjuice))
+        print(json.dumps(rows[-1]), flush=True)
     return rows
+
+
+def _count_row(row: dict, s: Structure, parent: np.ndarray | None, tree_examples: int,
+               build: bool, pyjuice: bool) -> dict:
+    from pccc.ir import counts
+
+    if parent is None:
+        row.update(split_intervals=list(s.split_intervals),
+                   max_prod_block_conns=s.max_prod_block_conns)
+    else:
+        row.update(tree_examples=tree_examples,
+                   inner_vars=int(np.count_nonzero(np.bincount(parent[parent >= 0]))))
+    se, pe = edge_count(s, parent)
+    row.update(sum_edges=se, product_edges=pe, edges=se + pe)
+    if s.paper_edges:
+        row["vs_paper"] = round((se + pe) / s.paper_edges - 1, 4)
+    if build:
+        t0 = time.perf_counter()
+        k = counts(build_ours(s, parent))
+        row.update(pccc_build_s=round(time.perf_counter() - t0, 2), pccc_sum_edges=k.sum_edges,
+                   pccc_product_edges=k.product_edges)
+    if pyjuice:
+        t0 = time.perf_counter()
+        ns = build_pyjuice(s, parent)
+        row["pyjuice_build_s"] = round(time.perf_counter() - t0, 2)
+        row["pyjuice_sum_edges"], row["pyjuice_product_edges"] = pyjuice_counts(ns)
+    return row
 
 
 def _m(n: int | None) -> str:

@@ -21,15 +21,14 @@ import argparse
 import json
 import os
 import sys
-import time
 
 import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from paper_structures import Structure, pyjuice_counts  # noqa: E402
 from bench_paper import Run  # noqa: E402
+from paper_structures import Structure, pyjuice_counts  # noqa: E402
 
 
 def _build(s: Structure, xg: torch.Tensor, tree_examples: int):
