@@ -370,6 +370,14 @@ def scale_table(rows: Sequence[dict]) -> None:
             print(f"{kind:6} {side:8} {best['structure'] if best else 'none':22} "
                   f"{_cell(best, 'edges'):>9} {_cell(best, 'epoch_s_est'):>13} "
                   f"{(bad['structure'] + ' ' + bad['status']) if bad else 'none':22}")
+        most = {side: max((r["edges"] for r in rows if r["scale"] == kind and r["kind"] == side
+                           and r.get("status") == "ok"), default=0)
+                for side in ("ours", "pyjuice")}
+        if most["ours"] and most["pyjuice"]:
+            top = [side for side in ("ours", "pyjuice") if all(
+                r.get("status") == "ok" for r in rows if r["scale"] == kind and r["kind"] == side)]
+            print(f"{kind:6} largest edges, ours / PyJuice: {most['ours'] / most['pyjuice']:.2f}"
+                  + (f" (no failure on the ladder: {', '.join(top)})" if top else ""))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -393,7 +401,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--mnist", default=".bench/mnist.npz")
     ap.add_argument("--pj-site", default="/tmp/site")
     ap.add_argument("--no-pj-cudagraph", dest="pj_cudagraph", action="store_false")
-    ap.add_argument("--timeout", type=int, default=900, help="seconds a subprocess may run")
+    ap.add_argument("--timeout", type=int, default=540, help="seconds a subprocess may run")
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--data", default=None, help=argparse.SUPPRESS)

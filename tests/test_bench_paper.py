@@ -50,6 +50,8 @@ def test_paper_structures_reproduce_the_papers_pd_counts() -> None:
     for name in ("pd-mid", "pd-large"):
         s = ps.PAPER[name]
         assert abs(sum(ps.pd_edge_count(s)) / s.paper_edges - 1) <= 0.10
+    for s in ps.PAPER.values():  # what the subprocesses are given
+        assert ps.Structure.from_spec(json.loads(json.dumps(s.spec()))) == s
 
 
 def test_synthetic_images_are_seeded_and_vary_everywhere() -> None:
