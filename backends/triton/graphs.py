@@ -97,7 +97,8 @@ class PassRunner:
                     if later not in self._prejitted:
                         self._prejitted.add(later)
                         more.append(later_fn)
-                prejit(self.dp, "k", fn, *more, threads=self.options.jit_threads)
+                prejit(self.dp, "k", fn, *more, threads=self.options.jit_threads,
+                       processes=self.options.jit_processes)
         if not self.use_graphs:
             fn()
             return
