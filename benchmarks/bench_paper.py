@@ -219,6 +219,8 @@ def subprocess_row(side: str, s: Structure, data: str, a: argparse.Namespace, mo
     if side == "ours":
         cmd = [sys.executable, __file__, "--child", json.dumps(s.spec()), "--data", data,
                "--precision", a.precision, "--backend", a.backend] + common
+        if a.uniform:
+            cmd.append("--uniform")
     else:
         cmd = [sys.executable, str(HERE / "pyjuice_paper.py"), json.dumps(s.spec()), data] + common
         env.update(PYTHONPATH=os.pathsep.join(p for p in (a.pj_site, env.get("PYTHONPATH")) if p),
