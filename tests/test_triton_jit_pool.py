@@ -5,12 +5,9 @@ table by its file and warms up the named kernel with the launch's arguments."""
 from __future__ import annotations
 
 import json
-import os
 
-os.environ.setdefault("TRITON_INTERPRET", "1")  # as every Triton test file: one mode per run
-
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
 pytest.importorskip("triton")
 
