@@ -22,26 +22,23 @@ context: a warm-up compiles without loading the kernel. The option ``jit_process
 
 from __future__ import annotations
 
-import atexit
 import importlib.util
+import multiprocessing
 import os
-import pickle
-import queue
-import struct
-import subprocess
 import sys
 import threading
-from concurrent.futures import Future, wait
+from concurrent.futures import Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import torch
 import triton
 import triton.language as tl
 
-#: the process's pool (one per process)
-_pool: Pool | None = None
+#: the process's pool and its size (one pool per process, grown never)
+_pool: ProcessPoolExecutor | None = None
+_size = 0
 _lock = threading.Lock()
 
 
@@ -134,115 +131,15 @@ def _warm(x, n, BLOCK: tl.constexpr):
     tl.store(x + i, tl.zeros([BLOCK], dtype=tl.float32), mask=i < n)
 
 
-def _send(stream: IO[bytes], obj: Any) -> None:
-    data = pickle.dumps(obj)
-    stream.write(struct.pack("<Q", len(data)) + data)
-    stream.flush()
-
-
-def _receive(stream: IO[bytes]) -> Any:
-    head = stream.read(8)
-    if len(head) < 8:
-        raise EOFError("the other side closed")
-    (size,) = struct.unpack("<Q", head)
-    return pickle.loads(stream.read(size))
-
-
-def worker_main() -> None:
-    """A worker process (``python -m pccc.backends.triton.jit_worker``): one tiny compile
-    (the compiler's one-time start-up, off the first real job's path), then jobs from stdin,
-    one answer each on stdout, until stdin closes."""
-    inp = sys.stdin.buffer
-    out = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)  # anything else written to stdout goes to the parent's stderr
+def _init_worker(cache_dir: str | None) -> None:
+    """A worker's start: Triton's cache folder as the parent's, then one tiny compile (the
+    compiler's one-time start-up, off the first real job's path)."""
+    if cache_dir:
+        os.environ["TRITON_CACHE_DIR"] = cache_dir
     try:
         _warm.warmup(_Pointer(PointerArg("float32", True)), 1, grid=(1,), BLOCK=128)
     except Exception:  # noqa: BLE001  (a failed warm start only costs the first job its time)
         pass
-    while True:
-        try:
-            spec = _receive(inp)
-        except EOFError:
-            return
-        try:
-            _send(out, ("ok", compile_spec(spec)))
-        except Exception as e:  # noqa: BLE001  (the parent compiles this kernel itself)
-            _send(out, ("error", f"{type(e).__name__}: {e}"))
-
-
-class _Worker:
-    """One worker process and the thread that feeds it jobs from the pool's queue."""
-
-    def __init__(self, jobs: queue.Queue[tuple[LaunchSpec, Future[str]] | None],
-                 env: dict[str, str]):
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pccc.backends.triton.jit_worker"], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, env=env)
-        self.jobs = jobs
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self) -> None:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        while (job := self.jobs.get()) is not None:
-            spec, fut = job
-            if not fut.set_running_or_notify_cancel():
-                continue
-            try:
-                _send(self.proc.stdin, spec)
-                status, value = _receive(self.proc.stdout)
-            except (OSError, EOFError) as e:  # the worker died: its jobs go to the parent
-                fut.set_exception(BrokenPipeError(f"jit worker exited ({e})"))
-                self._drain()
-                return
-            if status == "ok":
-                fut.set_result(value)
-            else:
-                fut.set_exception(RuntimeError(value))
-
-    def _drain(self) -> None:
-        while True:
-            try:
-                job = self.jobs.get_nowait()
-            except queue.Empty:
-                return
-            if job is None:
-                return
-            job[1].set_exception(BrokenPipeError("jit worker exited"))
-
-    def close(self) -> None:
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()  # the worker's loop ends at end of input
-
-
-class Pool:
-    """``size`` worker processes fed from one queue (see the module docstring)."""
-
-    def __init__(self, size: int):
-        root = str(Path(__file__).resolve().parents[2])  # the folder holding ``pccc``'s code
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            [root, *([env["PYTHONPATH"]] if env.get("PYTHONPATH") else [])])
-        cache = _cache_dir()
-        if cache:
-            env["TRITON_CACHE_DIR"] = cache
-        self.size = size
-        self.jobs: queue.Queue[tuple[LaunchSpec, Future[str]] | None] = queue.Queue()
-        self.workers = [_Worker(self.jobs, env) for _ in range(size)]
-
-    def submit(self, spec: LaunchSpec) -> Future[str]:
-        fut: Future[str] = Future()
-        self.jobs.put((spec, fut))
-        return fut
-
-    def broken(self) -> bool:
-        return any(w.proc.poll() is not None for w in self.workers)
-
-    def close(self) -> None:
-        for _ in self.workers:
-            self.jobs.put(None)
-        for w in self.workers:
-            w.close()
 
 
 def _cache_dir() -> str | None:
@@ -251,41 +148,41 @@ def _cache_dir() -> str | None:
     return getattr(cache, "dir", None) or os.environ.get("TRITON_CACHE_DIR")
 
 
-def start(workers: int) -> Pool:
+def start(workers: int) -> ProcessPoolExecutor:
     """The process's pool of ``workers`` processes (made and started on first call; a later
-    call for more workers, or after a worker died, makes a new one)."""
-    global _pool
+    call for more workers makes a larger one)."""
+    global _pool, _size
     with _lock:
-        if _pool is None or _pool.size < workers or _pool.broken():
+        if _pool is None or _size < workers:
             if _pool is not None:
-                _pool.close()
-            _pool = Pool(workers)
+                _pool.shutdown(wait=False)
+            ctx = multiprocessing.get_context("spawn")
+            _pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
+                                        initializer=_init_worker, initargs=(_cache_dir(),))
+            _size = workers
+            for _ in range(workers):  # spawn them all now, not at the first real job
+                _pool.submit(int)
         return _pool
 
 
 def compile_specs(specs: list[LaunchSpec], workers: int) -> list[Future[str]]:
     """Hand ``specs`` to the pool; the futures end when each kernel is in Triton's cache."""
     pool = start(workers)
-    return [pool.submit(s) for s in specs]
+    return [pool.submit(compile_spec, s) for s in specs]
 
 
-#: seconds to wait for the workers before the parent compiles what is left itself
-WAIT_S = 300.0
-
-
-def wait_all(jobs: list[Future[str]], timeout: float = WAIT_S) -> None:
-    """Wait for ``jobs`` (at most ``timeout`` seconds). A failed or unfinished job only means
-    the parent compiles that kernel itself."""
-    wait(jobs, timeout=timeout)
+def wait_all(jobs: list[Future[str]]) -> None:
+    """Wait for ``jobs``; a pool whose worker died is dropped (the next :func:`start` makes a
+    new one). A failed job only means the parent compiles that kernel itself."""
+    wait(jobs)
+    if any(isinstance(j.exception(), BrokenProcessPool) for j in jobs):
+        shutdown()
 
 
 def shutdown() -> None:
     """Stop the process's pool (the next :func:`start` makes a new one)."""
-    global _pool
+    global _pool, _size
     with _lock:
         if _pool is not None:
-            _pool.close()
-        _pool = None
-
-
-atexit.register(shutdown)
+            _pool.shutdown(wait=False, cancel_futures=True)
+        _pool, _size = None, 0
