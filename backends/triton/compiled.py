@@ -40,7 +40,7 @@ from torch import Tensor
 
 from pccc.backends.executor import Executor
 from pccc.backends.module import CompiledCircuit
-from pccc.backends.triton import jit_pool, state
+from pccc.backends.triton import state
 from pccc.backends.triton.autograd import _Fused, _LogWeights
 from pccc.backends.triton.codegen import load_module
 from pccc.backends.triton.em_step import EMSteps
@@ -56,8 +56,6 @@ from pccc.backends.triton.inputs import (
 from pccc.backends.triton.options import TritonOptions
 from pccc.backends.triton.overlap import EMStream
 from pccc.backends.triton.param_init import INIT_CHUNK, ParamInit
-from pccc.backends.triton.prejit import enabled as prejit_enabled
-from pccc.backends.triton.prejit import workers
 from pccc.backends.triton.runtime import DevicePlan, device_programs
 from pccc.backends.triton.upload import start_upload
 from pccc.ir.plan import KernelPlan
@@ -108,8 +106,6 @@ class TritonExecutor(PassRunner, ParamInit, EMSteps, ExternalInputs, Executor):
         #: the first call of each pass compiles its kernels in parallel first (GPU only:
         #: the interpreter compiles nothing)
         self.parallel_jit = self.device.type == "cuda" and options.parallel_jit
-        if self.parallel_jit and options.jit_processes and prejit_enabled():
-            jit_pool.start(workers(options.jit_threads))  # ready by the first batch
         #: replay each pass as a CUDA graph (see :meth:`_run`)
         self.use_graphs = self.device.type == "cuda" and options.cuda_graphs
 

@@ -97,8 +97,7 @@ class PassRunner:
                     if later not in self._prejitted:
                         self._prejitted.add(later)
                         more.append(later_fn)
-                prejit(self.dp, "k", fn, *more, threads=self.options.jit_threads,
-                       processes=self.options.jit_processes)
+                prejit(self.dp, "k", fn, *more, threads=self.options.jit_threads)
         if not self.use_graphs:
             fn()
             return

@@ -71,10 +71,7 @@ class TritonOptions:
     parallel_jit: bool = True
     """compile a pass's kernels in parallel threads before its first launch (CUDA only)"""
     jit_threads: int = 0
-    """threads (and worker processes) of the parallel compile (0: ``min(16, CPUs)``)"""
-    jit_processes: bool = True
-    """the parallel compile runs in worker processes that fill Triton's cache (started with
-    the module), the threads only loading the results"""
+    """threads of the parallel compile (0: ``min(16, CPUs)``)"""
     jit_with_backward: bool = True
     """the first forward of an EM-training module also compiles the backward it predicts"""
     upload_threads: int = 4

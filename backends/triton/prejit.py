@@ -15,22 +15,18 @@ Triton's cache (a compile in flight included), so only the binder runs again.
 The recording run executes the pass's torch operations for real, so it is only for passes
 whose torch operations touch scratch buffers (forward and backward); a pass that updates
 parameters outside the kernels (the EM step) compiles as usual. The options ``parallel_jit``
-turns this on or off and ``jit_threads`` sets the pool size (0: the CPU count, at most 16);
-``jit_processes`` compiles in worker processes instead, which the GIL does not hold back
-(:mod:`.jit_pool`), and the threads then only load the kernels from Triton's cache.
+turns this on or off and ``jit_threads`` sets the pool size (0: the CPU count, at most 16).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Hashable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
 from typing import Any
 
 import torch
-
-from pccc.backends.triton import jit_pool
 
 #: a recorded launch: (name in the kernel table, the table's kernel, grid, args, keywords)
 Launch = tuple[str, Any, Any, tuple[Any, ...], dict[str, Any]]
@@ -92,54 +88,28 @@ def enabled() -> bool:
     return hasattr(triton, "AsyncCompileMode")
 
 
-def workers(threads: int = 0) -> int:
-    """The parallel compile's pool size: ``threads``, or the CPU count, at most 16."""
-    return max(1, threads or min(16, os.cpu_count() or 1))
+def compile_parallel(calls: list[Launch], threads: int = 0) -> int:
+    """Warm up the launches' kernels on a pool of ``threads`` threads (0: the CPU count, at
+    most 16); returns how many distinct launches were handed over."""
+    import triton
 
-
-def compile_parallel(calls: list[Launch], threads: int = 0, table: Any = None,
-                     processes: bool = False) -> int:
-    """Warm up the launches' kernels on a pool of :func:`workers` threads; with
-    ``processes``, each launch of ``table`` that can travel compiles first in a worker
-    process (:mod:`.jit_pool`) and the threads then load it from Triton's cache. Returns how
-    many distinct launches were handed over."""
     todo = distinct(calls)
     if not todo:
         return 0
-    n = workers(threads)
-    jobs: list[Future[str]] = []
-    if processes and table is not None:
-        specs = [jit_pool.launch_spec(table, name, grid, args, kw)
-                 for name, _, grid, args, kw in todo]
-        sent = [s for s in specs if s is not None]
-        try:
-            jobs = jit_pool.compile_specs(sent, n)
-        except (OSError, RuntimeError):  # no pool: the threads compile everything
-            jobs = []
-        if jobs:  # what cannot travel compiles here meanwhile; the rest once in the cache
-            _warm_up([c for c, s in zip(todo, specs) if s is None], n)
-            jit_pool.wait_all(jobs)
-            todo = [c for c, s in zip(todo, specs) if s is not None]
-    _warm_up(todo, n)
-    return len(distinct(calls))
-
-
-def _warm_up(todo: list[Launch], threads: int) -> None:
-    import triton
-
-    if not todo:
-        return
-    with ThreadPoolExecutor(max_workers=threads) as pool, triton.AsyncCompileMode(pool):
+    threads = threads or min(16, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool, \
+            triton.AsyncCompileMode(pool):
         for _, fn, grid, args, kw in todo:
             fn.warmup(*args, grid=grid, **kw)
+    return len(todo)
 
 
 def prejit(owner: Any, attr: str, run: Callable[[], None], *more: Callable[[], None],
-           threads: int = 0, processes: bool = False) -> int:
+           threads: int = 0) -> int:
     """Record ``run``'s launches (and those of the ``more`` passes, one after another) through
     ``owner.<attr>`` (the kernel table) and compile them all in parallel, in one pool: the
     passes' longest compiles overlap instead of adding up; ``owner.<attr>`` is restored
-    whatever happens. ``processes``: compile in worker processes (:func:`compile_parallel`)."""
+    whatever happens."""
     table = getattr(owner, attr)
     rec = Recorder(table)
     setattr(owner, attr, rec)
@@ -148,4 +118,4 @@ def prejit(owner: Any, attr: str, run: Callable[[], None], *more: Callable[[], N
             fn()
     finally:
         setattr(owner, attr, table)
-    return compile_parallel(rec.calls, threads, table, processes)
+    return compile_parallel(rec.calls, threads)
