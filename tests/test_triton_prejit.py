@@ -120,9 +120,9 @@ def test_smaller_batch_compiles_nothing_new():
 
 
 def test_first_forward_compiles_its_em_backward_too(monkeypatch):
-    """EM training: the first forward hands its own pass and the backwards it will be
-    followed by (before and after EM steps: those after store flows) to one parallel compile;
-    those backwards then compile nothing themselves."""
+    """EM training: the first forward hands its own pass, the backwards it will be followed
+    by (before and after EM steps: those after store flows) and the EM step's kernels to one
+    parallel compile; those backwards then compile nothing themselves."""
     from pccc.backends.triton import graphs
 
     seen = []
@@ -132,11 +132,37 @@ def test_first_forward_compiles_its_em_backward_too(monkeypatch):
     m.param_grads = False
     x = torch.randint(0, 5, (9, 4), device=DEV)
     ll = m(x)
-    assert seen == [3]
+    assert seen == [4]
     ll.mean().backward()
     m.em_step(0.1, 0.1)
     m(x).mean().backward()
-    assert seen == [3]  # the backwards' kernels were in the forward's compile
+    assert seen == [4]  # the backwards' kernels were in the forward's compile
     m.param_grads = True
     m(x).mean().backward()  # gradients wanted: a backward of its own, compiled on its own
-    assert seen == [3, 1]
+    assert seen == [4, 1]
+
+
+def test_recording_the_em_kernels_leaves_training_as_it_was(monkeypatch):
+    """The first forward of EM training records the EM step's kernels (the weights' update and
+    the categorical inputs' own EM kernel) without running them: the EM steps that follow
+    give the same parameters as a module that compiled nothing ahead."""
+    names: list[set[str]] = []
+    monkeypatch.setattr(prejit, "compile_parallel",
+                        lambda calls, *a, **k: names.append({c[0] for c in calls}) or 0)
+    x = torch.randint(0, 5, (9, 4), device=DEV)
+
+    def train(ahead: bool):
+        torch.manual_seed(0)
+        m = _model()
+        m.executor.parallel_jit = ahead
+        m.param_grads = False
+        for _ in range(2):
+            m(x).mean().backward()
+            m.em_step(0.1, 0.1)
+        return m
+
+    a, b = train(True), train(False)
+    assert len(names) == 1 and {"em_weights", "cat_em"} <= names[0], names
+    for key, value in a.state_dict().items():
+        assert torch.equal(value, b.state_dict()[key]), key
+    assert torch.equal(a(x), b(x))

@@ -290,9 +290,10 @@ class TritonExecutor(PassRunner, ParamInit, EMSteps, ExternalInputs, Executor):
             self.dp.forward(b.xt, b.mt, batch, self._w, self._input_args(m), b.node)
 
         # the backward this forward will be followed by, where it is the EM-only one
-        # (where EM steps leave flows to be stored, the backwards after them store: both)
-        also = (lambda: [self._em_backward(m, batch, st) for st in
-                         dict.fromkeys((self._flows_owed, True))]) \
+        # (where EM steps leave flows to be stored, the backwards after them store: both),
+        # and the EM step's kernels
+        also = (lambda: [*(self._em_backward(m, batch, st) for st in
+                           dict.fromkeys((self._flows_owed, True))), self._em_kernels(m)]) \
             if self._em_next else None
         self._run(m, ("fwd", batch) + xkey, run, also=also)
         self._stamp += 1

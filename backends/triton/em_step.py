@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from pccc.backends.triton.families import family
 from pccc.backends.triton.inputs import InputTables, em_update_inputs
 from pccc.backends.triton.overlap import EMStream
 from pccc.backends.triton.runtime import DevicePlan
@@ -71,6 +72,27 @@ class EMSteps:
                               em=False)
 
         return ("bwd-em", batch, store), direct
+    def _em_kernels(self, m: CompiledCircuit) -> tuple[Any, Callable[[], None]]:
+        """The EM step's kernel launches alone, as ``(key, fn)``: the weights' update and the
+        input families' own EM kernels, launched through the device plan's kernel table
+        (``dp.k``) and no torch operation on the parameters, so that the first forward's
+        parallel compile can record them (the EM step's torch operations need no JIT)."""
+        dp = self.dp
+        raw, shift = m._parameters["input_raw"], m._buffers["input_shift"]
+        logits, flows = m._parameters["sum_logits"], m._buffers["sum_flows"]
+        assert raw is not None and shift is not None and logits is not None
+        assert flows is not None
+
+        def launches() -> None:
+            dp.em_weights(self._w, flows, logits.detach(), 0.1, 0.1, True)
+            for tb, ns, c in zip(self.tables, self.em_nstats, self._cnorm):
+                fm = family(tb.layer.dist)
+                if tb.layer.param_size and fm.learns:
+                    fm.em_kernel(dp.k, tb, raw.detach(), shift, c, self.em_counts, ns, 0.1,
+                                 0.1)
+
+        return ("em-kernels",), launches
+
     @torch.no_grad()
     def em_step(self, m: CompiledCircuit, step_size: float, pseudocount: float) -> None:
         """One EM step from the accumulated flows (weights and inputs); flows are zeroed."""
