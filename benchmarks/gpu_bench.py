@@ -37,6 +37,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import pccc  # noqa: E402
 import pccc.backends.triton  # noqa: E402,F401  (imported up front, as `import pyjuice` is)
+from benchmarks.seed_stats import print_seed_summary  # noqa: E402
 from pccc.optim import MiniBatchEM  # noqa: E402
 
 DEV = "cuda"
@@ -80,14 +81,15 @@ def check(x: np.ndarray) -> list[dict]:
     return out
 
 
-def build(name: str, x: np.ndarray, xg: torch.Tensor):
+def build(name: str, x: np.ndarray, xg: torch.Tensor, seed: int = 0):
     """pccc's default structure: HCLT's tree from the first 20,000 training images on the GPU
-    (where the data lives, as PyJuice's ``HCLT`` computes its estimate), or PD."""
+    (where the data lives, as PyJuice's ``HCLT`` computes its estimate), or PD; ``seed``: of
+    the initial parameters (and PD's block connections)."""
     from pccc.structures import HCLT, PD
 
     if name.startswith("hclt"):
-        return HCLT(xg[:20000], int(name[4:]), num_cats=256)
-    return PD((28, 28), int(name[2:]), split_intervals=(4, 4), num_cats=256)
+        return HCLT(xg[:20000], int(name[4:]), num_cats=256, seed=seed)
+    return PD((28, 28), int(name[2:]), split_intervals=(4, 4), num_cats=256, seed=seed)
 
 
 def epoch(model, opt, xg: torch.Tensor, batches: int = 0) -> float:
@@ -179,14 +181,14 @@ def train_traced(model, opt, xg: torch.Tensor, xte: torch.Tensor, epochs: int, t
 
 def workload(name: str, x: np.ndarray, xg: torch.Tensor, xte: torch.Tensor, precision: str,
              do_profile: bool = False, grads: bool = False, pipeline: str | None = None,
-             target: float | None = None, options: dict | None = None) -> dict:
+             target: float | None = None, options: dict | None = None, seed: int = 0) -> dict:
     """Build, compile and train one workload for 2 epochs (more while the test
     log-likelihood is below ``target``, PyJuice's after 2 epochs)."""
     gc.collect()  # earlier workloads' modules (and their CUDA graph pools) out of the peak
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
     t0 = time.time()
-    c = build(name, x, xg)
+    c = build(name, x, xg, seed)
     t1 = time.time()
     model = pccc.compile(c, backend="triton", device=DEV, precision=precision, pipeline=pipeline,
                          **(options or {}))
@@ -206,7 +208,7 @@ def workload(name: str, x: np.ndarray, xg: torch.Tensor, xte: torch.Tensor, prec
     peak = torch.cuda.max_memory_allocated() / 2**30
     if do_profile:
         profile(model, opt, xg)
-    return dict(kind="ours", name=name, precision=precision, param_grads=grads,
+    return dict(kind="ours", name=name, seed=seed, precision=precision, param_grads=grads,
                 pipeline=pipeline or "", card=torch.cuda.get_device_name(0),
                 structure_s=round(t1 - t0, 2), compile_s=round(t2 - t1, 3),
                 first_batch_s=round(t3 - t2, 2), to_first_batch_s=round(t3 - t1, 2),
@@ -220,15 +222,19 @@ def workload(name: str, x: np.ndarray, xg: torch.Tensor, xte: torch.Tensor, prec
                 num_edges=int(model.plan.num_sum_edges()))
 
 
-def pyjuice(mnist: str, cudagraph: bool, site: str, which: str) -> list[dict]:
-    """PyJuice's runs of the workloads (``pyjuice_quality.py``) in a subprocess."""
+def pyjuice(mnist: str, cudagraph: bool, site: str, which: str, seed: int | None = None
+            ) -> list[dict]:
+    """PyJuice's runs of the workloads (``pyjuice_quality.py``) in a subprocess (``seed``:
+    torch's seed before each workload; None: torch's default)."""
     env = dict(os.environ, PYTHONPATH=site, PYJUICE_DISABLE_CUDA_KERNELS="1",
                PJ_CUDAGRAPH="1" if cudagraph else "0")
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "pyjuice_quality.py")
-    proc = subprocess.run([sys.executable, script, mnist, "--which", which], env=env,
+    seed_arg = [] if seed is None else ["--seed", str(seed)]
+    proc = subprocess.run([sys.executable, script, mnist, "--which", which, *seed_arg], env=env,
                           capture_output=True, text=True, timeout=1500)
     rows = [json.loads(ln) for ln in proc.stdout.splitlines() if ln.startswith("{")]
     for r in rows:  # the time from data to PyJuice's model after 2 epochs
+        r["seed"] = seed
         r["time_to_2_epochs_s"] = round(r["structure_s"] + r["compile_s"] + r["graph_record_s"]
                                         + sum(r["epoch_times"][:2]), 2)
     if proc.returncode:
@@ -307,6 +313,10 @@ def main() -> None:
     ap.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
                     help="a Triton backend option (repeatable; e.g. cuda_graphs=false, "
                          "small_part=0, tiles.fwd=64): see backends/triton/options.py")
+    ap.add_argument("--seeds", default="",
+                    help="comma-separated seeds: every workload once per seed on both sides "
+                         "(ours: initial parameters; PyJuice: torch's seed), then the test "
+                         "log-likelihoods' means and spread")
     ap.add_argument("--pj-site", default="/tmp/site")
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     a = ap.parse_args()
@@ -318,17 +328,24 @@ def main() -> None:
     rows: list[dict] = []
     modes = a.pj_modes.split(",")
     which = [w for w in a.which.split(",") if w]
-    if a.pyjuice and "graphs" in modes:  # the target mode first: a time limit cuts the rest
-        rows += pyjuice(os.path.abspath(a.mnist), True, a.pj_site, ",".join(which))
-    targets = {r["name"]: r["test_ll"][1] for r in rows if len(r.get("test_ll", [])) > 1}
-    for name in which:
-        try:
-            rows.append(workload(name, x, xg, xte, a.precision, a.profile, a.grads,
-                                 a.pipeline, targets.get(name), options))
-            print(json.dumps(rows[-1]), flush=True)
-            table(rows)  # partial tables survive a time limit
-        except Exception as e:  # keep going: one failing workload must not hide the rest
-            print(f"{name}: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+    seeds = [int(v) for v in a.seeds.split(",")] if a.seeds else [None]
+    for seed in seeds:
+        seeded: list[dict] = []
+        if a.pyjuice and "graphs" in modes:  # the target mode first: a time limit cuts the rest
+            seeded += pyjuice(os.path.abspath(a.mnist), True, a.pj_site, ",".join(which), seed)
+        targets = {r["name"]: r["test_ll"][1] for r in seeded if len(r.get("test_ll", [])) > 1}
+        for name in which:
+            try:
+                seeded.append(workload(name, x, xg, xte, a.precision, a.profile, a.grads,
+                                       a.pipeline, targets.get(name), options,
+                                       0 if seed is None else seed))
+                print(json.dumps(seeded[-1]), flush=True)
+                table(seeded)  # partial tables survive a time limit
+            except Exception as e:  # keep going: one failing workload must not hide the rest
+                print(f"{name}: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+        rows += seeded
+        if len(seeds) > 1:
+            print_seed_summary(rows)
     if a.check:  # after the workloads: the float64 torch checks leave cuBLAS workspaces
         rows += check(x)  # allocated, which would count in the workloads' peaks
     if a.pyjuice and "plain" in modes:
@@ -336,7 +353,10 @@ def main() -> None:
     os.makedirs(a.out, exist_ok=True)
     with open(os.path.join(a.out, "gpu_bench.jsonl"), "w") as f:
         f.writelines(json.dumps(r) + "\n" for r in rows)
-    table(rows)
+    if len(seeds) > 1:
+        print_seed_summary(rows)
+    else:
+        table(rows)
 
 
 if __name__ == "__main__":

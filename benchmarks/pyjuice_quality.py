@@ -30,6 +30,8 @@ def main() -> None:
     ap.add_argument("mnist")
     ap.add_argument("--which", default="hclt32,hclt128,hclt256,pd64,pd256")
     ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=None,
+                    help="torch's seed before each workload (structure, initial parameters)")
     a = ap.parse_args()
     cudagraph = os.environ.get("PJ_CUDAGRAPH", "0") == "1"
     dev = torch.device("cuda:0")
@@ -53,6 +55,8 @@ def main() -> None:
     for name in a.which.split(","):
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
+        if a.seed is not None:
+            torch.manual_seed(a.seed)
         t0 = time.time()
         ns = build(name)
         t1 = time.time()
