@@ -280,6 +280,30 @@ def table(rows: list[dict]) -> None:
                   f"grad {r['grad_rel']:.1e} em {r['em_weights_rel']:.1e}")
 
 
+def warm_runs(which: list[str], a: argparse.Namespace) -> list[dict]:
+    """Each workload once more in a new process that inherits this one's cache folders
+    (``TRITON_CACHE_DIR``, ``PCCC_CACHE_DIR``, now filled): rows of kind ``ours-warm``."""
+    out = []
+    for name in which:
+        cmd = [sys.executable, os.path.abspath(__file__), "--which", name, "--mnist", a.mnist,
+               "--precision", a.precision, "--out", os.path.join(a.out, f"warm-{name}"),
+               *(f"--option={o}" for o in a.option)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        for ln in proc.stdout.splitlines():
+            if ln.startswith("{") and json.loads(ln).get("kind") == "ours":
+                r = dict(json.loads(ln), kind="ours-warm")
+                out.append(r)
+                print(json.dumps(r), flush=True)
+        if proc.returncode:
+            print(proc.stderr[-2000:], file=sys.stderr)
+    if out:
+        print(f"{'warm run':10} {'structure':>9} {'compile':>8} {'1st bat':>7} {'1st ep':>7}")
+        for r in out:
+            print(f"{r['name']:10} {r['structure_s']:>9} {r['compile_s']:>8} "
+                  f"{r['first_batch_s']:>7} {r['first_epoch_s']:>7}")
+    return out
+
+
 def parse_options(items: list[str]) -> dict:
     """``NAME=VALUE`` strings as ``pccc.compile`` keyword options (``tiles.KEY=N`` entries
     gather into ``tiles``; true/false, integers and words as such)."""
@@ -317,6 +341,9 @@ def main() -> None:
                     help="comma-separated seeds: every workload once per seed on both sides "
                          "(ours: initial parameters; PyJuice: torch's seed), then the test "
                          "log-likelihoods' means and spread")
+    ap.add_argument("--warm", action="store_true",
+                    help="then each workload again in a new process with the caches this one "
+                         "filled (Triton's and pccc's): the start-up of a second run")
     ap.add_argument("--pj-site", default="/tmp/site")
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     a = ap.parse_args()
@@ -346,6 +373,8 @@ def main() -> None:
         rows += seeded
         if len(seeds) > 1:
             print_seed_summary(rows)
+    if a.warm:
+        rows += warm_runs(which, a)
     if a.check:  # after the workloads: the float64 torch checks leave cuBLAS workspaces
         rows += check(x)  # allocated, which would count in the workloads' peaks
     if a.pyjuice and "plain" in modes:
