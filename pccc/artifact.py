@@ -105,8 +105,8 @@ def write_artifact(path: str | os.PathLike[str], plan: l3.KernelPlan, source: l0
 
 def _members(text: str, arrays: dict[str, np.ndarray]) -> Iterator[tuple[str, bytes, int]]:
     """The manifest's and the arrays' members, as bytes, with their zip method: floating
-    point arrays (parameters: their low bits are noise to deflate, which costs seconds per
-    100 MB and saves a few percent) are stored, the rest deflated at level 1 (text, indices)."""
+    point arrays (parameters: deflate gets through them at a few MB/s) are stored, the rest
+    deflated at level 1 (text, indices)."""
     yield MANIFEST, text.encode("utf-8"), zipfile.ZIP_DEFLATED
     for name, arr in arrays.items():
         buf = io.BytesIO()

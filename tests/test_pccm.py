@@ -65,8 +65,8 @@ def test_archive_holds_only_json_and_npy(tmp_path):
 
 
 def test_float_arrays_are_stored_and_the_rest_deflated(tmp_path):
-    """Parameters (floating point) are stored uncompressed: deflating them costs seconds per
-    100 MB for a few percent; text and index arrays are deflated. Both read back."""
+    """Parameters (floating point) are stored uncompressed (deflate gets through them at a
+    few MB/s); text and index arrays are deflated. Both read back."""
     path = tmp_path / "m.pccm"
     model = _trained()
     pccc.save(model, path)
