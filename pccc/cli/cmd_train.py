@@ -122,8 +122,9 @@ def check_outputs(output: str, plot: str | None) -> None:
             raise PcccError(f"{p}: is a folder")
 
 
-def build_structure(args: argparse.Namespace, ds: Any) -> Any:
-    """The circuit to train: generated from the options, or read from a file."""
+def build_structure(args: argparse.Namespace, ds: Any, device: str | None = None) -> Any:
+    """The circuit to train: generated from the options, or read from a file. ``device``:
+    where HCLT's mutual information is computed (default: the CPU)."""
     from pccc import structures
 
     name = args.structure.lower()
@@ -138,7 +139,8 @@ def build_structure(args: argparse.Namespace, ds: Any) -> Any:
     dist = args.input_dist or ("categorical" if ds.num_cats else "gaussian")
     spec = structures.InputSpec.parse(dist, card=cats)
     if name == "hclt":
-        return structures.HCLT(ds.train, args.latents, input_dist=spec, seed=args.seed)
+        return structures.HCLT(ds.train, args.latents, input_dist=spec, seed=args.seed,
+                               device=device)
     if name == "pd":
         shape = ds.image_shape or (ds.num_vars,)
         return structures.PD(shape, args.latents, split_intervals=args.split_interval,
@@ -239,7 +241,12 @@ def _run(args: argparse.Namespace, launch: Launch) -> int:
                    {f"--data ({split})": f for split, f in zip(("train", "valid", "test"),
                                                                ds.files) if f})
     t0 = time.perf_counter()
-    circuit = build_structure(args, ds)
+    from pccc.cli.devices import is_cuda
+
+    # HCLT's tree on the training device, as PyJuice computes it; under torchrun every rank
+    # builds the structure, and the CPU's estimate is the same on all of them
+    circuit = build_structure(args, ds, launch.device if is_cuda(launch.device)
+                              and not launch.launched else None)
     if args.perturb is not None:
         if args.perturb < 0:
             raise PcccError(f"--perturb {args.perturb}: must be >= 0")
