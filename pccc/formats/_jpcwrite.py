@@ -50,7 +50,7 @@ def _sum_line(out: _Out, kids: list[int], w: np.ndarray, node: int) -> int:
     nz = np.flatnonzero(w)
     if not len(nz):
         raise _fail(node, "a sum (or categorical) whose weights are all 0")
-    body = " ".join(f"{kids[j]} {math.log(w[j])!r}" for j in nz.tolist())
+    body = " ".join(f"{kids[j]} {v!r}" for j, v in zip(nz.tolist(), np.log(w[nz]).tolist()))
     return out.add(f"S {{}} 0 {len(nz)} {body}")
 
 
@@ -62,7 +62,7 @@ def _indicator(out: _Out, var: int, value: int, card: int) -> int:
 
 def _categorical(out: _Out, nd: InputVector, row: np.ndarray, node: int) -> int:
     if np.all(row > 0):
-        return out.add(f"C {{}} 0 {nd.var + 1} " + " ".join(repr(math.log(p)) for p in row))
+        return out.add(f"C {{}} 0 {nd.var + 1} " + " ".join(map(repr, np.log(row).tolist())))
     kids = [out.add(f"I {{}} 0 {nd.var + 1} {v}") if p > 0 else -1
             for v, p in enumerate(row.tolist())]
     return _sum_line(out, kids, row, node)
