@@ -56,10 +56,17 @@ def _train(tmp_path: Path, *extra: str) -> int:
 ])
 def test_train_on_cuda_picks_and_names_the_backend(tmp_path, capsys, monkeypatch, fake_cuda,
                                                    extra, triton_ok, want):
+    import pccc.structures
+
+    trees: list[object] = []  # where HCLT's mutual information is asked for (the CPU here)
+    hclt = pccc.structures.HCLT
+    monkeypatch.setattr(pccc.structures, "HCLT",
+                        lambda *a, device=None, **k: trees.append(device) or hclt(*a, **k))
     monkeypatch.setattr(devices, "triton_imports", lambda: triton_ok)
     assert _train(tmp_path, "--device", "cuda", *extra) == 2
     assert capsys.readouterr().out.splitlines()[0] == f"backend: {want} (cuda, float32)"
     assert fake_cuda == [want]
+    assert trees == ["cuda"]
 
 
 def test_train_on_the_cpu_runs_torch(tmp_path, capsys):
