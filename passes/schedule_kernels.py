@@ -6,7 +6,7 @@ sibling groups, small parts, element flows stored or added (and the rows a pass 
 flows that may be stored, the forward's transposed tiles, the column tiles and warps of every
 launch, the fill rule, the batch splits, and the input layers' statistics kernels. The options
 are the backend's :class:`~pccc.backends.triton.options.TritonOptions` (``tiles``,
-``small_part``, ``precision``) and one property of the target: ``programs``.
+``small_part``, ``precision``, ``round_fanin``) and one property of the target: ``programs``.
 
 Example::
 
@@ -127,14 +127,14 @@ def input_statistics(k: int, ly: InputLayer, t: Mapping[str, int], programs: int
                   bt=INPUT_BWD_COLS)
 
 
-def _parts(plan: KernelPlan, small_part: int, programs: int
+def _parts(plan: KernelPlan, small_part: int, programs: int, round_fanin: bool = False
            ) -> tuple[list[SumPart], np.ndarray | None]:
     """The sum parts of a plan, and the flow rows its backward zeroes (None: all)."""
     rows = plan.num_node_slots + 1
     tables = layer_tables(plan)
     hps: list[HostPart] = []
     for li, (sl, table) in enumerate(zip(plan.sum_layers(), tables)):
-        hps += host_parts(li, sl, table, small_part)
+        hps += host_parts(li, sl, table, small_part, round_fanin)
     kids = [hp.scattered_rows(tables[hp.layer], rows) for hp in hps]
     zero = flow_writers(hps, kids, rows)
     store = em_store(hps, programs)
@@ -155,11 +155,12 @@ def _parts(plan: KernelPlan, small_part: int, programs: int
 
 
 def build_schedule(plan: KernelPlan, tiles: Mapping[str, int], *, precision: str = "tf32",
-                   programs: int = 8, small_part: int = 1 << 17) -> KernelSchedule:
+                   programs: int = 8, small_part: int = 1 << 17,
+                   round_fanin: bool = False) -> KernelSchedule:
     """The schedule of ``plan`` (see the module docstring); ``tiles``: every tile by name
     (:data:`pccc.backends.triton.options.DEFAULT_TILES`'s keys)."""
     t = tiles
-    parts, zero = _parts(plan, small_part, programs)
+    parts, zero = _parts(plan, small_part, programs, round_fanin)
     fwd = [Launch("input_fwd", input=k, kernel=input_kernel(ly, "fwd"), bn=t["inbn"], bt=t["inbt"],
                   warps=t["win"]) for k, ly in enumerate(plan.input_layers)]
     sum_fwd, sum_bwd = _sum_launches(parts, t, programs)
@@ -185,8 +186,8 @@ def schedule_kernels(plan: KernelPlan, *, precision: str = "tf32", programs: int
                      wfwd: int = 4, wbwd: int = 4, weflow: int = 8, bwds: int = 32,
                      wbwds: int = 4, inbn: int = 16, inbt: int = 128, win: int = 4,
                      ratio: int = 32, wide: int = 32, wideb: int = 16, fwdt: int = 64,
-                     catnb: int = 64, catkt: int = 256, catbt: int = 32, wcat: int = 8
-                     ) -> KernelSchedule:
+                     catnb: int = 64, catkt: int = 256, catbt: int = 32, wcat: int = 8,
+                     round_fanin: bool = False) -> KernelSchedule:
     """Schedule the Triton backend's kernel launches for a plan (L3 -> L4).
 
     Args:
@@ -212,6 +213,9 @@ def schedule_kernels(plan: KernelPlan, *, precision: str = "tf32", programs: int
         catkt: values per tile of the one-hot GEMM.
         catbt: batch columns per step of the one-hot GEMM.
         wcat: warps of the one-hot GEMM.
+        round_fanin: a partition's narrow fan-in rounded up to a power of two (at most the
+            layer's widest, and 8), so that partitions of nearby fan-ins share kernels: fewer
+            kernels to compile, padding children (never read) in the rest.
     """
     if precision not in PRECISIONS:
         raise PassError(f"schedule-kernels: precision {precision!r} is not one of "
@@ -226,11 +230,12 @@ def schedule_kernels(plan: KernelPlan, *, precision: str = "tf32", programs: int
         if k != "catnb":
             _pow2(k, v)
     return build_schedule(plan, tiles, precision=precision, programs=programs,
-                          small_part=small_part)
+                          small_part=small_part, round_fanin=round_fanin)
 
 
 def schedule_for(plan: KernelPlan, options: Any, programs: int) -> KernelSchedule:
     """The schedule the backend runs: ``options`` (a ``TritonOptions``) give the tiles, the
     small-part bound and the precision; ``programs`` is the device's."""
     return schedule_kernels(plan, precision=options.precision, programs=programs,
-                            small_part=options.small_part, **dict(options.tiles))
+                            small_part=options.small_part, round_fanin=options.round_fanin,
+                            **dict(options.tiles))

@@ -64,11 +64,15 @@ def child_counts(table: np.ndarray) -> np.ndarray:
     return count
 
 
-def split_by_fanin(part: SumPartition, count: np.ndarray) -> list[tuple[int, np.ndarray]]:
+def split_by_fanin(part: SumPartition, count: np.ndarray, round_fanin: bool = False
+                   ) -> list[tuple[int, np.ndarray]]:
     """The partition's blocks grouped by how many children their elements really have
     (``count``: :func:`child_counts` of the layer's table): blocks of fan-in at most
     :data:`NARROW` in one group (at the most of them), each wider fan-in a group of its own, so
-    a wide product does not widen the whole partition's kernel. ``[(fanin, blocks)]``."""
+    a wide product does not widen the whole partition's kernel. ``round_fanin``: the narrow
+    group's fan-in is rounded up to a power of two (at most :data:`NARROW`; the kernels read
+    no child past an element's own, nor past the layer table's row), so that partitions of
+    nearby fan-ins, in any layer, share one kernel. ``[(fanin, blocks)]``."""
     C = part.chunk_size
     nb, nc = part.chunk_start.shape
     idx = np.minimum(part.chunk_start[:, :, None] + np.arange(C), len(count) - 1)
@@ -76,7 +80,10 @@ def split_by_fanin(part: SumPartition, count: np.ndarray) -> list[tuple[int, np.
     live = np.arange(nc) < part.num_chunks[:, None]
     per_block = np.where(live, per_chunk, 1).max(axis=1, initial=1)
     narrow = per_block <= NARROW
-    per_block = np.where(narrow, per_block[narrow].max(initial=1), per_block)
+    top = int(per_block[narrow].max(initial=1))
+    if round_fanin:
+        top = max(top, min(1 << (top - 1).bit_length(), NARROW))
+    per_block = np.where(narrow, top, per_block)
     return [(int(f), np.flatnonzero(per_block == f)) for f in np.unique(per_block)]
 
 
@@ -147,15 +154,16 @@ class HostPart:
         return kids[(kids != 0) & (kids != rows - 1)]
 
 
-def host_parts(layer: int, sl: SumLayer, table: np.ndarray, small_part: int) -> list[HostPart]:
+def host_parts(layer: int, sl: SumLayer, table: np.ndarray, small_part: int,
+               round_fanin: bool = False) -> list[HostPart]:
     """A sum layer's parts: each partition's blocks by kernel shape, each cut into lone blocks
     and sibling groups, or kept whole (all lone) where it has at most ``small_part`` weights,
-    chunk padding included."""
+    chunk padding included. ``round_fanin``: see :func:`split_by_fanin`."""
     count = child_counts(table)
     out = []
     for j, p in enumerate(sl.partitions):
         B, C, NC = p.block_size, p.chunk_size, p.max_chunks
-        for fanin, blocks in split_by_fanin(p, count):
+        for fanin, blocks in split_by_fanin(p, count, round_fanin):
             if len(blocks) * NC * B * C <= small_part:  # one backward launch
                 out.append(HostPart(layer, j, p, fanin, blocks, np.arange(len(blocks))[:, None],
                                     small=True))

@@ -46,11 +46,12 @@ EXP_CAP = tl.constexpr(80.0)
 def _elements(node, children, e, emask, cols, cmask, stride, FANIN: tl.constexpr, row):
     """Log-values [CP, BT] of elements e: sums of their first FANIN children's node
     log-values (children rows have `row` entries, the real ones first; padding children are
-    slot 0, log 1, and are not loaded); -inf where emask is off."""
+    slot 0, log 1, and are not loaded, nor are the columns past `row` where FANIN is a
+    rounded-up fan-in); -inf where emask is off."""
     acc = tl.zeros([e.shape[0], cols.shape[0]], tl.float32)
     if FANIN <= NARROW:
         for j in tl.static_range(FANIN):
-            ch = tl.load(children + e.to(tl.int64) * row + j, mask=emask, other=0)
+            ch = tl.load(children + e.to(tl.int64) * row + j, mask=emask & (j < row), other=0)
             ptr = node + ch.to(tl.int64)[:, None] * stride + cols[None, :]
             acc += tl.load(ptr, mask=(ch != 0)[:, None] & cmask[None, :], other=0.0)
     else:  # wide products (a tree node with many children): a loop over groups of children
@@ -108,7 +109,7 @@ def _scatter(flow, children, e, emask, cols, cmask, stride, val, FANIN: tl.const
     are never read."""
     if FANIN <= NARROW:
         for j in tl.static_range(FANIN):
-            ch = tl.load(children + e.to(tl.int64) * row + j, mask=emask, other=0)
+            ch = tl.load(children + e.to(tl.int64) * row + j, mask=emask & (j < row), other=0)
             _put(flow, ch.to(tl.int64)[:, None] * stride + cols[None, :], val,
                  (ch != 0)[:, None] & cmask[None, :], unaligned, ATOMIC)
     else:  # groups of children, as in _elements
@@ -217,7 +218,7 @@ def _child_rows(children, e, emask, row, stride, F: tl.constexpr):
     offs = ()
     if F <= NARROW:
         for j in tl.static_range(F):
-            kj = tl.load(children + e.to(tl.int64) * row + j, mask=emask, other=0)
+            kj = tl.load(children + e.to(tl.int64) * row + j, mask=emask & (j < row), other=0)
             kids = kids + (kj,)  # type: ignore[assignment]
             offs = offs + (kj.to(tl.int64) * stride,)  # type: ignore[assignment]
     return kids, offs

@@ -79,6 +79,9 @@ class TritonOptions:
     small_part: int = 1 << 17
     """parts of at most this many weights run their backward as lone blocks (one launch
     where launches, not work, take the time)"""
+    round_fanin: bool = False
+    """narrow products' fan-in rounded up to a power of two per partition (padding children
+    are never read), so that nearby fan-ins share kernels: fewer kernels to compile"""
     programs: int = 0
     """programs a launch aims for (batch splits and narrower column tiles fill the card
     where a launch has fewer); 0: 4 per multiprocessor of the device"""
