@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The GPU measurements the open work needs, by name, each under its own time limit, all output
+# under $OUT (default /tmp/out). Run on the GPU machine from the repository root, with .bench/
+# holding PyJuice's wheel and mnist.npz (benchmarks/device_env.sh):
+#
+#   bash benchmarks/gpu_suite.sh queries seeds        # the named steps, in the order given
+#   bash benchmarks/gpu_suite.sh --list               # the steps and their limits
+#
+# A step that runs past its limit is stopped; what it printed and wrote stands, and the next
+# step runs. The last lines are one status line per step.
+set -uo pipefail
+
+declare -A LIMIT=(
+  [gate]=330 [queries]=300 [seeds]=500 [fanin]=200 [warm]=200 [kinds]=240 [paper]=560
+  [scale]=560
+)
+declare -A WHAT=(
+  [gate]="gpu_bench.py --check --pyjuice: speed, memory and quality beside PyJuice, all five"
+  [queries]="bench_queries.py --pyjuice: samples, conditionals and MPE per second, HCLT-256 and PD-256"
+  [seeds]="gpu_bench.py --seeds 0,1,2 on the HCLTs, both sides: the 2-epoch test LL's mean and spread"
+  [fanin]="gpu_bench.py on HCLT-32/128 and PD-64 with round_fanin off, then on: first batch and epoch"
+  [warm]="gpu_bench.py --warm on HCLT-128 and PD-64: the start-up of a second process"
+  [kinds]="kernel_kinds.py on HCLT-256 and PD-256: time, TFLOP/s and GB/s per kernel kind"
+  [paper]="bench_paper.py: the PyJuice paper's PD-mid and HCLT-mid over 32x32x3, both sides"
+  [scale]="bench_paper.py --scale: the largest PD and HCLT each side trains"
+)
+ORDER=(gate queries seeds fanin warm kinds paper scale)
+
+if [ "${1:-}" = "--list" ] || [ $# -eq 0 ]; then
+  for s in "${ORDER[@]}"; do printf '%-8s %4ss  %s\n' "$s" "${LIMIT[$s]}" "${WHAT[$s]}"; done
+  exit 0
+fi
+source benchmarks/device_env.sh
+
+run_step() {
+  local step=$1 dir="$OUT/$1"
+  mkdir -p "$dir"
+  case $step in
+    gate) timeout "${LIMIT[gate]}" python3 benchmarks/gpu_bench.py --check --pyjuice \
+            --pj-site "$SITE" --out "$dir" ;;
+    queries) timeout "${LIMIT[queries]}" python3 benchmarks/bench_queries.py \
+            --which hclt256,pd256 --samples 2000 --pyjuice --pj-timeout 150 \
+            --pj-site "$SITE" --out "$dir" ;;
+    seeds) timeout "${LIMIT[seeds]}" python3 benchmarks/gpu_bench.py --seeds 0,1,2 \
+            --which hclt32,hclt128,hclt256 --pyjuice --pj-site "$SITE" --out "$dir" ;;
+    fanin) timeout $(( ${LIMIT[fanin]} / 2 )) python3 benchmarks/gpu_bench.py \
+            --which hclt32,hclt128,pd64 --pj-site "$SITE" --out "$dir/off"
+           TRITON_CACHE_DIR=$(mktemp -d) PCCC_CACHE_DIR=$(mktemp -d) \
+           timeout $(( ${LIMIT[fanin]} / 2 )) python3 benchmarks/gpu_bench.py \
+            --which hclt32,hclt128,pd64 --option round_fanin=true --pj-site "$SITE" \
+            --out "$dir/on" ;;
+    warm) timeout "${LIMIT[warm]}" python3 benchmarks/gpu_bench.py --which hclt128,pd64 --warm \
+            --pj-site "$SITE" --out "$dir" ;;
+    kinds) timeout "${LIMIT[kinds]}" python3 benchmarks/kernel_kinds.py --which hclt256,pd256 \
+            --out "$dir" ;;
+    paper) timeout "${LIMIT[paper]}" python3 benchmarks/bench_paper.py --which pd-mid,hclt-mid \
+            --out "$dir" ;;
+    scale) timeout "${LIMIT[scale]}" python3 benchmarks/bench_paper.py --scale --out "$dir" ;;
+    *) echo "gpu_suite: unknown step $step (see --list)" >&2; return 2 ;;
+  esac
+}
+
+status=()
+for step in "$@"; do
+  t0=$(date +%s)
+  run_step "$step" 2>&1 | tee "$OUT/$step.log"
+  rc=${PIPESTATUS[0]}
+  status+=("$step rc=$rc $(( $(date +%s) - t0 ))s")
+done
+printf '%s\n' "${status[@]}"
