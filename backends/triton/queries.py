@@ -249,10 +249,14 @@ def seed_of(seed: int | None) -> int:
 def sample(model: CompiledCircuit, evidence: Tensor, seed: int, col0: int,
            leaves: list[tuple[Tensor, int, bool]]) -> tuple[Tensor, Tensor]:
     """One exact draw from ``p(x | e)`` per row of ``evidence`` (rows ``col0 ..`` of the
-    call's samples), and ``log p(e)`` per row: the module's own forward kernels give the
-    sum-product values that the top-down pass decodes."""
-    data, logw, node = tq.forward(model, evidence)
+    call's samples), and ``log p(e)`` per row: the module's own forward pass (its input and
+    sum kernels, into its node buffer: no input values held apart) gives the sum-product
+    values that the top-down pass decodes."""
+    data = model.prepare(evidence)
+    logw = model.log_weights().detach()
+    model(evidence)
     batch = evidence.shape[0]
+    node = model.executor.node_values(batch)
     ll = node[model.root_slot].clone()
     sel = decode(model, node, logw.float().contiguous(), batch, seed, col0)
     return complete(model, evidence, data, sel, leaves, seed, col0), ll
