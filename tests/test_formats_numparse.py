@@ -182,7 +182,9 @@ def test_reader_leaves_the_collector_as_it_found_it() -> None:
     try:
         frozen = gc.get_freeze_count()
         assert _fastjpc.parse(text) is not None
-        assert gc.get_freeze_count() == frozen and gc.isenabled()
+        # nothing unfrozen (that would empty the permanent generation) and nothing added; a
+        # frozen object that dies meanwhile (another thread's) only lowers the count
+        assert 0 < gc.get_freeze_count() <= frozen and gc.isenabled()
     finally:
         gc.unfreeze()
     gc.disable()
