@@ -179,7 +179,7 @@ def test_soft_is_hclts_default_and_finds_a_chain():
     assert learn_tree(x[:, :1]).tolist() == [-1]
 
 
-@pytest.mark.slow
+@pytest.mark.heavy  # the MNIST estimate twice: with candidates and over every pair
 @pytest.mark.skipif(not MNIST.exists(), reason="needs ../shared/data/mnist")
 def test_mnist_candidates_leave_the_tree():
     """5-20 s on 2 CPU cores: with the default 32 candidates per variable the tree differs
