@@ -257,11 +257,8 @@ def test_samples_of_wide_categoricals_fit_the_distribution():
 def build_query_kernels_for_sm90() -> None:
     """Compile every query kernel variant to PTX for an H100 (no GPU needed): the type and
     layout checks the interpreter does not make. Run without the interpreter (see below)."""
-    import triton
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-
     from pccc.backends.triton import kernels_query as kq
+    from tests.sm90 import compile_for_sm90
 
     p, i, b8 = "*fp32", "*i32", "*i8"
     part = {"children": i, "row": "i32", "neg": "i32", "node_start": i, "chunk_start": i,
@@ -278,20 +275,11 @@ def build_query_kernels_for_sm90() -> None:
                                (4, False, False))]
     builds += [(kq.sum_layer, layer, dict(B=16, C=16, F=3, NC=3, BP=16, BT=32, SEMIRING=r))
                for r in ("sum", "max")]
-    for fn, sig, consts in builds:
-        sig = {**sig, **{k: "constexpr" for k in consts}}
-        src = ASTSource(fn=fn, signature=sig, constexprs=consts)
-        out = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
-        assert "ptx" in out.asm and out.asm["ptx"], fn
+    compile_for_sm90(builds)
 
 
 @pytest.mark.heavy  # an offline kernel build: make test-heavy
 def test_query_kernels_build_for_a_gpu():
-    import subprocess
-    import sys
+    from tests.sm90 import run_offline
 
-    env = dict(os.environ, TRITON_INTERPRET="0")
-    code = "from tests.test_query_triton import build_query_kernels_for_sm90 as b; b()"
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                          text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_offline("tests.test_query_triton", "build_query_kernels_for_sm90")

@@ -197,13 +197,10 @@ def build_input_kernels_for_sm90() -> None:
     """Compile the two distributions' input kernels (forward, statistics, the logistic's
     gradient) to PTX for an H100 (no GPU needed): the type and layout checks the interpreter
     does not make. Run without the interpreter (see below)."""
-    import triton
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-
     from pccc.backends.triton import kernels_input as ki
     from pccc.backends.triton.families import discrete_logistic as dl
     from pccc.backends.triton.families import masked_categorical as mc
+    from tests.sm90 import compile_for_sm90
 
     p, b8, i64 = "*fp32", "*i8", "*i64"
     rows = {"x": p, "miss": b8, "vars": i64, "pstart": i64}
@@ -216,20 +213,11 @@ def build_input_kernels_for_sm90() -> None:
               for lp in (dl.logprob_discrete_logistic, mc.logprob_masked_categorical)]
     builds += [(ki.input_bwd.jit, bwd, dict(BN=16, BT=64, CAT=c)) for c in (True, False)]
     builds += [(dl.logistic_grad.jit, grad, dict(BN=16, BT=64))]
-    for fn, sig, consts in builds:
-        sig = {**sig, **{k: "constexpr" for k in consts}}
-        src = ASTSource(fn=fn, signature=sig, constexprs=consts)
-        out = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 4})
-        assert "ptx" in out.asm and out.asm["ptx"], fn
+    compile_for_sm90(builds)
 
 
 @pytest.mark.heavy  # an offline kernel build: make test-heavy
 def test_input_kernels_build_for_a_gpu():
-    import subprocess
-    import sys
+    from tests.sm90 import run_offline
 
-    env = dict(os.environ, TRITON_INTERPRET="0")
-    code = "from tests.test_triton_dists import build_input_kernels_for_sm90 as b; b()"
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                          text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_offline("tests.test_triton_dists", "build_input_kernels_for_sm90")
