@@ -213,9 +213,9 @@ def schedule_kernels(plan: KernelPlan, *, precision: str = "tf32", programs: int
         catkt: values per tile of the one-hot GEMM.
         catbt: batch columns per step of the one-hot GEMM.
         wcat: warps of the one-hot GEMM.
-        round_fanin: a partition's narrow fan-in rounded up to a power of two (at most the
-            layer's widest, and 8), so that partitions of nearby fan-ins share kernels: fewer
-            kernels to compile, padding children (never read) in the rest.
+        round_fanin: a partition's narrow fan-in rounded up to a power of two (at most 8),
+            so that partitions of nearby fan-ins share kernels: fewer kernels to compile; the
+            kernels read no child past an element's own nor past its layer table's row.
     """
     if precision not in PRECISIONS:
         raise PassError(f"schedule-kernels: precision {precision!r} is not one of "

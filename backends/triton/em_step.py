@@ -72,6 +72,7 @@ class EMSteps:
                               em=False)
 
         return ("bwd-em", batch, store), direct
+
     def _em_kernels(self, m: CompiledCircuit) -> tuple[Any, Callable[[], None]]:
         """The EM step's kernel launches alone, as ``(key, fn)``: the weights' update and the
         input families' own EM kernels, launched through the device plan's kernel table
