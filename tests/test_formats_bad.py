@@ -109,7 +109,7 @@ def test_the_good_examples_load(tmp_path):
 
 def _seeds() -> list[tuple[str, bytes]]:
     out = [("s.jpc", JPC_OK.encode()), ("s.psdd", PSDD_OK.encode()), ("s.spn", SPN_OK.encode()),
-           ("s.jpc.gz", gzip.compress(JPC_OK.encode()))]
+           ("s.jpc.gz", gzip.compress(JPC_OK.encode(), mtime=0))]
     if PSDDS.is_dir():
         out.append(("l.psdd", (PSDDS / "little_4var.psdd").read_bytes()))
         nl = gzip.decompress((PSDDS / "nltcs.psdd.gz").read_bytes())
