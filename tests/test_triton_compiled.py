@@ -60,7 +60,7 @@ def _grads_and_em(c, x, tol, weighted=False, verify=True, **options):
                                rtol=5 * tol, atol=5 * tol)  # input EM (on-device raw coords)
 
 
-@settings(max_examples=8, deadline=None)
+@settings(max_examples=6, deadline=None)
 @given(st.data())
 def test_random_circuits_match_torch_backend(data):
     c = data.draw(circuits(max_vars=4, dists=ALL_DISTS))

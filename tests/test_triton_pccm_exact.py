@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.interpret, pytest.mark.usefixtures("triton_cache")]
 DEV = "cpu" if os.environ.get("TRITON_INTERPRET") == "1" else "cuda"
 
 
-@settings(max_examples=5, deadline=None)
+@settings(max_examples=3, deadline=None)
 @given(st.data(), st.sampled_from([0, 2]))
 def test_saved_and_loaded_modules_agree_bit_for_bit(tmp_path_factory, data, steps):
     c = data.draw(circuits(dists=ALL_DISTS, max_vars=3, max_n=2))
