@@ -75,9 +75,18 @@ WRITE_MODES = ("store", "atomic")
 NARROW = 8
 
 
-def shape_tag(B: int, C: int, fanin: int, NC: int) -> str:
-    """The name suffix of a sum kernel shape: ``b32_c32_f2_n4``."""
-    return f"b{B}_c{C}_f{fanin}_n{NC}"
+def shape_tag(B: int, C: int, fanin: int, NC: int | None) -> str:
+    """The name suffix of a sum kernel shape: ``b32_c32_f2_n4`` (``b32_c32_f2`` without
+    ``NC``)."""
+    return f"b{B}_c{C}_f{fanin}" + ("" if NC is None else f"_n{NC}")
+
+
+def sum_kernel(kind: str, B: int, C: int, fanin: int, NC: int) -> str:
+    """The kernel a part's launch of ``kind`` names: ``sum_fwd_b32_c32_f2_n4``, whose loop over
+    the chunks has a compile-time bound; the backward kernels (``sum_bwd_b32_c32_f2``,
+    ``sum_eflow_...``) take a chunk per program and read ``NC`` (their chunk tables' row
+    length) at run time, so parts that differ only in it share them."""
+    return f"{kind}_{shape_tag(B, C, fanin, NC if kind == 'sum_fwd' else None)}"
 
 
 @dataclass(frozen=True, eq=False)
@@ -138,6 +147,10 @@ class SumPart(ValueEq):
     @property
     def tag(self) -> str:
         return shape_tag(self.B, self.C, self.fanin, self.NC)
+
+    def kernel(self, kind: str) -> str:
+        """The name of its kernel of launch kind ``kind`` (:func:`sum_kernel`)."""
+        return sum_kernel(kind, self.B, self.C, self.fanin, self.NC)
 
     @property
     def nb(self) -> int:

@@ -54,7 +54,7 @@ def _check_launch(s: KernelSchedule, section: str, i: int, ln: Launch) -> None:
         if not 0 <= ln.part < len(s.parts):
             raise VerifyError(f"{where}: no part {ln.part} ({len(s.parts)} parts)")
         p = s.parts[ln.part]
-        want = "flow_ratio" if ln.kind == "flow_ratio" else f"{ln.kind}_{p.tag}"
+        want = "flow_ratio" if ln.kind == "flow_ratio" else p.kernel(ln.kind)
         if ln.kernel != want:
             raise VerifyError(f"{where}: kernel {ln.kernel!r}, the part's shape needs {want!r}")
     elif ln.part >= 0:

@@ -68,7 +68,7 @@ def _sum_launches(parts: list[SumPart], t: Mapping[str, int], programs: int
             bt, fill = t["wide"], 0
         else:
             bt, fill = t["fwdt" if p.transposed else "fwd"], p.nb
-        fwd.append(Launch("sum_fwd", part=i, kernel=f"sum_fwd_{p.tag}", bt=bt, fill=fill,
+        fwd.append(Launch("sum_fwd", part=i, kernel=p.kernel("sum_fwd"), bt=bt, fill=fill,
                           warps=t["wfwd"]))
     bwd = []
     layers = sorted({p.layer for p in parts}, reverse=True)
@@ -91,10 +91,10 @@ def _part_backward(i: int, p: SumPart, t: Mapping[str, int], programs: int) -> l
         out.append(Launch("flow_ratio", part=i, kernel="flow_ratio", bt=t["ratio"], fill=p.nb))
     if eflow:
         bt, fill = (t["wideb"], 0) if p.wide else (t["eflow"], p.groups * p.NC)
-        out.append(Launch("sum_eflow", part=i, kernel=f"sum_eflow_{p.tag}", bt=bt, fill=fill,
+        out.append(Launch("sum_eflow", part=i, kernel=p.kernel("sum_eflow"), bt=bt, fill=fill,
                           warps=t["weflow"], atomic=atomic))
     bt = t["wideb"] if p.wide else t["bwd" if eflow else "bwds"]
-    out.append(Launch("sum_bwd", part=i, kernel=f"sum_bwd_{p.tag}", bt=bt,
+    out.append(Launch("sum_bwd", part=i, kernel=p.kernel("sum_bwd"), bt=bt,
                       max_splits=cdiv(programs, p.nb * p.NC),
                       warps=t["wbwd" if eflow else "wbwds"], ratio=ratio, scatter=not eflow,
                       atomic=atomic))

@@ -150,8 +150,8 @@ def test_launch_mutations(sched: KernelSchedule) -> None:
         bwd[i] = dataclasses.replace(bwd[i], **changes)
         return dataclasses.replace(sched, backward=tuple(bwd))
 
-    _refused(with_bwd("sum_bwd", kernel="sum_bwd_b1_c1_f1_n1"),
-             rf"\(sum_bwd part {g}\): kernel 'sum_bwd_b1_c1_f1_n1', the part's shape needs")
+    _refused(with_bwd("sum_bwd", kernel="sum_bwd_b1_c1_f9"),
+             rf"\(sum_bwd part {g}\): kernel 'sum_bwd_b1_c1_f9', the part's shape needs")
     _refused(with_bwd("sum_bwd", bt=48), r"bt=48 is not a power of two")
     _refused(with_bwd("sum_bwd", scatter=True), r"scatter=true, but the part has sibling")
     _refused(with_bwd("sum_eflow", atomic=not sched.backward[

@@ -22,6 +22,7 @@ import os
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -30,7 +31,7 @@ from pccc.backends.triton.families import family
 from pccc.ir import dists as registry
 from pccc.ir.errors import PcccError
 from pccc.ir.plan import KernelPlan, SumLayer
-from pccc.ir.schedule import shape_tag
+from pccc.ir.schedule import shape_tag, sum_kernel
 
 PRECISIONS = ("tf32", "fp32", "bf16")
 
@@ -163,11 +164,14 @@ def sum_specs(shape: SumShape, precision: str) -> list[KernelSpec]:
     # the tensor-core path needs dims >= 16; smaller tiles use the broadcast path
     lo = 16 if s.uses_dot else 1
     common: tuple[tuple[str, Constexpr], ...] = (
-        ("B", s.B), ("C", s.C), ("F", s.fanin), ("NC", s.NC), ("BP", max(lo, pow2ceil(s.B))),
+        ("B", s.B), ("C", s.C), ("F", s.fanin), ("BP", max(lo, pow2ceil(s.B))),
         ("CP", max(lo, pow2ceil(s.C))), ("MIX", mix(s, precision)))
-    return [KernelSpec(f"sum_fwd_{s.tag}", SUM_FWD, common + (("TRANS", fwd_transposed(s)),)),
-            KernelSpec(f"sum_bwd_{s.tag}", SUM_BWD, common + (("TRANS", grad_transposed(s)),)),
-            KernelSpec(f"sum_eflow_{s.tag}", SUM_EFLOW, common)]
+    # (only the forward's chunk loop has NC as a compile-time bound: see sum_kernel)
+    fwd = common[:3] + (("NC", s.NC),) + common[3:] + (("TRANS", fwd_transposed(s)),)
+    name = partial(sum_kernel, B=s.B, C=s.C, fanin=s.fanin, NC=s.NC)
+    return [KernelSpec(name("sum_fwd"), SUM_FWD, fwd),
+            KernelSpec(name("sum_bwd"), SUM_BWD, common + (("TRANS", grad_transposed(s)),)),
+            KernelSpec(name("sum_eflow"), SUM_EFLOW, common)]
 
 
 def input_specs(dist: str, total: int) -> list[KernelSpec]:
@@ -193,8 +197,11 @@ def kernel_specs(plan: KernelPlan, precision: str, shapes: Iterable[Any] | None 
                         f"not {precision!r}")
     out = [KernelSpec(ref.name, ref) for ref in FIXED]
     given = sum_shapes(plan) if shapes is None else shapes
+    named: set[str] = set()
     for shape in sorted({SumShape(s.B, s.C, s.fanin, s.NC) for s in given}):
-        out += sum_specs(shape, precision)
+        # (shapes that differ only in NC share their backward kernels)
+        out += [k for k in sum_specs(shape, precision) if k.name not in named]
+        named.update(k.name for k in out)
     dists = input_dists(plan)
     for dist, total in dists:
         out += input_specs(dist, total)

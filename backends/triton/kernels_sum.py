@@ -8,7 +8,8 @@ Each kernel is one ``@triton.jit`` function specialized by ``tl.constexpr`` para
 - ``F``: children read per element (the most any element of the blocks has); up to
   :data:`NARROW` they are unrolled (``tl.static_range``), wider products loop over groups of
   :data:`NARROW` children;
-- ``NC``: chunks per block, padding included (the loop bound);
+- ``NC``: chunks per block, padding included: the forward's loop bound (the backward kernels,
+  one chunk per program, read it at run time as ``nc``, their chunk tables' row length);
 - ``MIX``: how a chunk's weights meet its elements: ``"bcast"`` (a broadcast product and sum,
   for tiles under 16), or a tensor-core dot with input precision ``"tf32"`` / ``"ieee"``, or
   ``"bf16"`` (operands rounded to bfloat16);
@@ -312,13 +313,13 @@ def sum_fwd(node, weights, children, row, node_start, chunk_start, param_start, 
     tl.store(ptr, out, mask=_rows(rmask, TRANS) & _cols(cmask, TRANS))
 
 
-@kernel(do_not_specialize=["splits", "per", "unaligned"])
+@kernel(do_not_specialize=["nc", "splits", "per", "unaligned"])
 def sum_bwd(node, flow, weights, pgrad, pflow, scale, flag, children, row, node_start,
-            chunk_start, param_start, num_chunks, batch, stride, splits, per, unaligned, rbuf,
-            rstart, qbuf, BT: tl.constexpr, SCATTER: tl.constexpr, EMW: tl.constexpr,
+            chunk_start, param_start, num_chunks, nc, batch, stride, splits, per, unaligned,
+            rbuf, rstart, qbuf, BT: tl.constexpr, SCATTER: tl.constexpr, EMW: tl.constexpr,
             RATIO: tl.constexpr, ATOMIC: tl.constexpr, STORE: tl.constexpr, B: tl.constexpr,
-            C: tl.constexpr, F: tl.constexpr, NC: tl.constexpr, BP: tl.constexpr,
-            CP: tl.constexpr, MIX: tl.constexpr, TRANS: tl.constexpr):
+            C: tl.constexpr, F: tl.constexpr, BP: tl.constexpr, CP: tl.constexpr,
+            MIX: tl.constexpr, TRANS: tl.constexpr):
     """Sum partition backward. Program (block, chunk, split) walks the batch tiles split,
     split + splits, ... (per of them): element flows scattered to the product children (where
     SCATTER); the chunk's weight gradients sum_b scale_b f_rb exp(e_cb - s_rb) summed over its
@@ -326,7 +327,9 @@ def sum_bwd(node, flow, weights, pgrad, pflow, scale, flag, children, row, node_
     tile); when flag[0] != 0 (EM statistics under a non-uniform scale) also the EM flows
     w_rc sum_b f_rb exp(e_cb - s_rb) into pflow. STORE (one split, EMW): the EM flows are
     stored, not added (the accumulator's old values there are void: see em_weights). Narrow
-    products (F <= NARROW) load each child's row offsets once, before the batch loop."""
+    products (F <= NARROW) load each child's row offsets once, before the batch loop. nc:
+    the chunk tables' row length (chunks per block, padding included), read at run time, so
+    that parts differing only in it share this kernel."""
     blk = tl.program_id(0)
     k = tl.program_id(1)
     nch = tl.load(num_chunks + blk)
@@ -336,8 +339,8 @@ def sum_bwd(node, flow, weights, pgrad, pflow, scale, flag, children, row, node_
         cc = tl.arange(0, CP)
         ccmask = cc < C
         ns = tl.load(node_start + blk).to(tl.int64)
-        es = tl.load(chunk_start + blk * NC + k)
-        ps = tl.load(param_start + blk * NC + k).to(tl.int64)
+        es = tl.load(chunk_start + blk * nc + k)
+        ps = tl.load(param_start + blk * nc + k).to(tl.int64)
         e = es + cc
         roff = (tl.load(rstart + blk) + rows).to(tl.int64)[:, None] * stride
         qoff = blk.to(tl.int64) * stride
@@ -389,15 +392,15 @@ def sum_bwd(node, flow, weights, pgrad, pflow, scale, flag, children, row, node_
             tl.atomic_add(pflow + unaligned + gptr, g1 * w, mask=wmask, sem="relaxed")
 
 
-@kernel(do_not_specialize=["unaligned"])
+@kernel(do_not_specialize=["nc", "unaligned"])
 def sum_eflow(node, flow, weights, children, row, sib, node_start, chunk_start, param_start,
-              num_chunks, batch, stride, unaligned, rbuf, rstart, qbuf, G: tl.constexpr,
+              num_chunks, nc, batch, stride, unaligned, rbuf, rstart, qbuf, G: tl.constexpr,
               BT: tl.constexpr, ATOMIC: tl.constexpr, B: tl.constexpr, C: tl.constexpr,
-              F: tl.constexpr, NC: tl.constexpr, BP: tl.constexpr, CP: tl.constexpr,
-              MIX: tl.constexpr):
+              F: tl.constexpr, BP: tl.constexpr, CP: tl.constexpr, MIX: tl.constexpr):
     """Element flows of chunk k of the sibling blocks sib[grp, :G] (blocks of one sum vector:
     same elements, B rows each): sum_j W_j^T (f_j / s_j) over the siblings with a running
-    per-column max, times exp(e), scattered once to the product children."""
+    per-column max, times exp(e), scattered once to the product children. nc: as in
+    sum_bwd."""
     grp = tl.program_id(0)
     k = tl.program_id(1)
     cols = tl.program_id(2) * BT + tl.arange(0, BT)
@@ -409,7 +412,7 @@ def sum_eflow(node, flow, weights, children, row, sib, node_start, chunk_start, 
         rmask = rows < B
         cc = tl.arange(0, CP)
         ccmask = cc < C
-        e = tl.load(chunk_start + b0 * NC + k) + cc
+        e = tl.load(chunk_start + b0 * nc + k) + cc
         wmask = rmask[:, None] & ccmask[None, :]
         nmask = rmask[:, None] & cmask[None, :]
         qm = tl.full([BT], float("-inf"), tl.float32)
@@ -417,7 +420,7 @@ def sum_eflow(node, flow, weights, children, row, sib, node_start, chunk_start, 
         for j in range(G):
             blk = tl.load(sib + grp * G + j)
             if blk >= 0:
-                ps = tl.load(param_start + blk * NC + k).to(tl.int64)
+                ps = tl.load(param_start + blk * nc + k).to(tl.int64)
                 roff = (tl.load(rstart + blk) + rows).to(tl.int64)[:, None] * stride + \
                     cols[None, :]
                 qj = tl.load(qbuf + blk.to(tl.int64) * stride + cols, mask=cmask,

@@ -337,14 +337,14 @@ class DevicePlan:
             be = self.tile(ln, stride)
             getattr(self.k, ln.kernel)[(sp.groups, sp.NC, triton_cdiv(batch, be))](
                 node, flow, w, p.children, p.row, p.sib, p.node_start, p.chunk_start,
-                p.param_start, p.num_chunks, batch, stride, UNALIGNED, rbuf, rstart, qbuf,
+                p.param_start, p.num_chunks, sp.NC, batch, stride, UNALIGNED, rbuf, rstart, qbuf,
                 G=sp.G, BT=be, ATOMIC=ln.atomic, num_warps=ln.warps)
         else:
             tiles = triton_cdiv(batch, ln.bt)
             splits = min(tiles, ln.max_splits)
             getattr(self.k, ln.kernel)[(sp.nb, sp.NC, splits)](
                 node, flow, w, pgrad, flows, scale, flag, p.children, p.row, p.node_start,
-                p.chunk_start, p.param_start, p.num_chunks, batch, stride, splits,
+                p.chunk_start, p.param_start, p.num_chunks, sp.NC, batch, stride, splits,
                 triton_cdiv(tiles, splits), UNALIGNED, rbuf, rstart, qbuf, BT=ln.bt,
                 SCATTER=ln.scatter, EMW=em[0], RATIO=ln.ratio, ATOMIC=ln.atomic, STORE=em[1],
                 num_warps=ln.warps)

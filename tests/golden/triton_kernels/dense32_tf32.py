@@ -18,36 +18,33 @@ sum_fwd_b1_c32_f2_n1 = specialize(
     kernels_sum.sum_fwd, 'sum_fwd_b1_c32_f2_n1', B=1, C=32, F=2, NC=1, BP=1, CP=32, MIX='bcast',
     TRANS=False,
 )
-sum_bwd_b1_c32_f2_n1 = specialize(
-    kernels_sum.sum_bwd, 'sum_bwd_b1_c32_f2_n1', B=1, C=32, F=2, NC=1, BP=1, CP=32, MIX='bcast',
-    TRANS=False,
+sum_bwd_b1_c32_f2 = specialize(
+    kernels_sum.sum_bwd, 'sum_bwd_b1_c32_f2', B=1, C=32, F=2, BP=1, CP=32, MIX='bcast', TRANS=False,
 )
-sum_eflow_b1_c32_f2_n1 = specialize(
-    kernels_sum.sum_eflow, 'sum_eflow_b1_c32_f2_n1', B=1, C=32, F=2, NC=1, BP=1, CP=32, MIX='bcast',
+sum_eflow_b1_c32_f2 = specialize(
+    kernels_sum.sum_eflow, 'sum_eflow_b1_c32_f2', B=1, C=32, F=2, BP=1, CP=32, MIX='bcast',
 )
 sum_fwd_b32_c32_f2_n1 = specialize(
     kernels_sum.sum_fwd, 'sum_fwd_b32_c32_f2_n1', B=32, C=32, F=2, NC=1, BP=32, CP=32, MIX='tf32',
     TRANS=True,
 )
-sum_bwd_b32_c32_f2_n1 = specialize(
-    kernels_sum.sum_bwd, 'sum_bwd_b32_c32_f2_n1', B=32, C=32, F=2, NC=1, BP=32, CP=32, MIX='tf32',
+sum_bwd_b32_c32_f2 = specialize(
+    kernels_sum.sum_bwd, 'sum_bwd_b32_c32_f2', B=32, C=32, F=2, BP=32, CP=32, MIX='tf32',
     TRANS=True,
 )
-sum_eflow_b32_c32_f2_n1 = specialize(
-    kernels_sum.sum_eflow, 'sum_eflow_b32_c32_f2_n1', B=32, C=32, F=2, NC=1, BP=32, CP=32,
-    MIX='tf32',
+sum_eflow_b32_c32_f2 = specialize(
+    kernels_sum.sum_eflow, 'sum_eflow_b32_c32_f2', B=32, C=32, F=2, BP=32, CP=32, MIX='tf32',
 )
 sum_fwd_b32_c64_f2_n1 = specialize(
     kernels_sum.sum_fwd, 'sum_fwd_b32_c64_f2_n1', B=32, C=64, F=2, NC=1, BP=32, CP=64, MIX='tf32',
     TRANS=True,
 )
-sum_bwd_b32_c64_f2_n1 = specialize(
-    kernels_sum.sum_bwd, 'sum_bwd_b32_c64_f2_n1', B=32, C=64, F=2, NC=1, BP=32, CP=64, MIX='tf32',
+sum_bwd_b32_c64_f2 = specialize(
+    kernels_sum.sum_bwd, 'sum_bwd_b32_c64_f2', B=32, C=64, F=2, BP=32, CP=64, MIX='tf32',
     TRANS=True,
 )
-sum_eflow_b32_c64_f2_n1 = specialize(
-    kernels_sum.sum_eflow, 'sum_eflow_b32_c64_f2_n1', B=32, C=64, F=2, NC=1, BP=32, CP=64,
-    MIX='tf32',
+sum_eflow_b32_c64_f2 = specialize(
+    kernels_sum.sum_eflow, 'sum_eflow_b32_c64_f2', B=32, C=64, F=2, BP=32, CP=64, MIX='tf32',
 )
 input_fwd_categorical = specialize(
     kernels_input.input_fwd, 'input_fwd_categorical', LOGPROB=categorical.logprob_categorical,
