@@ -9,7 +9,6 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -39,22 +38,8 @@ from pccc.ir.errors import PcccError
 from pccc.ir.plan import KernelPlan
 from pccc.ir.schedule import BACKWARD_KINDS, FORWARD_KINDS, KernelSchedule
 from pccc.ir.schedule_cost import Cost, pass_costs
-from pccc.passes import compile_plan
 from pccc.passes.schedule_kernels import schedule_for
-
-
-def _sibling_plan() -> KernelPlan:
-    """A 96-node vector (two 64-row blocks over the same elements): sibling groups, so the
-    schedule has ``flow_ratio`` and ``sum_eflow`` launches once small parts are off."""
-    from pccc.ir import CircuitBuilder
-
-    b = CircuitBuilder(rng=np.random.default_rng(3))
-    leaves = [b.input(v, "categorical", n=96, card=5) for v in range(4)]
-    left = b.sum([b.product([leaves[0], leaves[1]])], n=96)
-    right = b.sum([b.product([leaves[2], leaves[3]])], n=64)
-    c = b.build(b.sum([b.product([left, b.sum([b.product([right, right])], n=96)])], n=1),
-                num_vars=4)
-    return compile_plan(c)
+from tests.test_schedule import _sibling_plan
 
 
 def _schedules() -> list[tuple[str, KernelPlan, KernelSchedule]]:

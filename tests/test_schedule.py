@@ -125,8 +125,10 @@ def test_golden_plans_recount() -> None:
         _check_against_plan(plan, schedule_kernels(plan, small_part=0))
 
 
-def _sibling_plan() -> KernelPlan:
-    """A 96-node vector (two 64-row blocks over the same elements) beside a 64-node one."""
+def sibling_circuit():
+    """A 96-node vector (two 64-row blocks over the same elements) beside a 64-node one over
+    products of the same width (not decomposable: a product of the 64-node vector with
+    itself gives its products the first's width)."""
     from pccc.ir import CircuitBuilder
 
     b = CircuitBuilder(rng=np.random.default_rng(3))
@@ -135,7 +137,13 @@ def _sibling_plan() -> KernelPlan:
     right = b.sum([b.product([leaves[2], leaves[3]])], n=64)
     c = b.build(b.sum([b.product([left, b.sum([b.product([right, right])], n=96)])], n=1),
                 num_vars=4)
-    return compile_plan(c)
+    return c
+
+
+def _sibling_plan() -> KernelPlan:
+    """:func:`sibling_circuit`'s plan: sibling groups, so the schedule has ``flow_ratio``
+    and ``sum_eflow`` launches once small parts are off."""
+    return compile_plan(sibling_circuit())
 
 
 def test_sibling_groups_and_their_launches() -> None:

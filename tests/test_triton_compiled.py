@@ -221,14 +221,9 @@ def test_blocks_with_and_without_siblings_in_one_layer(weighted):
     flows come from ``sum_bwd`` itself, the siblings' from ``sum_eflow``. (Not decomposable:
     a product of ``right`` with itself gives the second vector's products the first's
     width.)"""
-    from pccc.ir.builder import CircuitBuilder
+    from tests.test_schedule import sibling_circuit
 
-    b = CircuitBuilder(rng=np.random.default_rng(3))
-    leaves = [b.input(v, "categorical", n=96, card=5) for v in range(4)]
-    left = b.sum([b.product([leaves[0], leaves[1]])], n=96)
-    right = b.sum([b.product([leaves[2], leaves[3]])], n=64)
-    c = b.build(b.sum([b.product([left, b.sum([b.product([right, right])], n=96)])], n=1),
-                num_vars=4)
+    c = sibling_circuit()
     tri = pccc.compile(c, backend="triton", device=DEV, precision="fp32", verify=False,
                        small_part=0)
     s = tri.executor.dp.schedule

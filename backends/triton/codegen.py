@@ -200,8 +200,9 @@ def kernel_specs(plan: KernelPlan, precision: str, shapes: Iterable[Any] | None 
     named: set[str] = set()
     for shape in sorted({SumShape(s.B, s.C, s.fanin, s.NC) for s in given}):
         # (shapes that differ only in NC share their backward kernels)
-        out += [k for k in sum_specs(shape, precision) if k.name not in named]
-        named.update(k.name for k in out)
+        new = [k for k in sum_specs(shape, precision) if k.name not in named]
+        named.update(k.name for k in new)
+        out += new
     dists = input_dists(plan)
     for dist, total in dists:
         out += input_specs(dist, total)
