@@ -1,6 +1,6 @@
 """Shared pytest configuration: hypothesis profiles.
 
-Profiles: ``dev`` (default, 100 examples), ``ci`` (fewer examples, no deadline; chosen when
+Profiles: ``dev`` (default, 50 examples), ``ci`` (fewer examples, no deadline; chosen when
 ``CI`` is set) and ``thorough`` (1000 examples). ``HYPOTHESIS_PROFILE`` overrides the choice.
 """
 
@@ -11,7 +11,7 @@ import os
 import pytest
 from hypothesis import HealthCheck, settings
 
-settings.register_profile("dev", max_examples=100, deadline=None)
+settings.register_profile("dev", max_examples=50, deadline=None)
 settings.register_profile(
     "ci", max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow],
     print_blob=True,
