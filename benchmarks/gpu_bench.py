@@ -219,7 +219,8 @@ def workload(name: str, x: np.ndarray, xg: torch.Tensor, xte: torch.Tensor, prec
                 peak_gib=round(peak, 2),
                 peak_compile_gib=round(mem_compile, 2), peak_first_batch_gib=round(mem_first, 2),
                 alloc_gib=round(torch.cuda.memory_allocated() / 2**30, 2),
-                num_edges=int(model.plan.num_sum_edges()))
+                num_edges=int(model.plan.num_sum_edges()),
+                startup=getattr(model.executor, "startup_log", []))
 
 
 def pyjuice(mnist: str, cudagraph: bool, site: str, which: str, seed: int | None = None
@@ -242,6 +243,19 @@ def pyjuice(mnist: str, cudagraph: bool, site: str, which: str, seed: int | None
     for r in rows:
         print(json.dumps(r), flush=True)
     return rows
+
+
+def startup_table(rows: list[dict]) -> None:
+    """Where each workload's first calls went (``TritonExecutor.startup_log``): per pass,
+    the parallel compile, the first run and the CUDA graph's recording, in seconds."""
+    print(f"{'workload':10} {'pass':12} {'launches':>8} {'par. JIT':>8} {'1st run':>8} "
+          f"{'capture':>8}")
+    for r in rows:
+        for e in r.get("startup") or []:
+            cap = e["graph_capture_s"]
+            print(f"{r['name']:10} {e['pass'][:12]:12} {e['compiled_launches']:>8} "
+                  f"{e['parallel_compile_s']:>8.3f} {e['first_run_s']:>8.3f} "
+                  f"{'-' if cap is None else f'{cap:.3f}':>8}")
 
 
 def table(rows: list[dict]) -> None:
@@ -385,6 +399,7 @@ def main() -> None:
     if len(seeds) > 1:
         print_seed_summary(rows)
     else:
+        startup_table(rows)
         table(rows)
 
 

@@ -166,3 +166,17 @@ def test_recording_the_em_kernels_leaves_training_as_it_was(monkeypatch):
     for key, value in a.state_dict().items():
         assert torch.equal(value, b.state_dict()[key]), key
     assert torch.equal(a(x), b(x))
+
+
+def test_startup_log_names_each_pass_once():
+    m = _model()
+    x = torch.randint(0, 5, (7, 4), device=DEV)
+    m(x).sum().backward()
+    log = list(m.executor.startup_log)
+    passes = [e["pass"] for e in log]
+    assert len(passes) == len(set(e["key"] for e in log)) >= 2, log  # forward and backward
+    assert all(e["first_run_s"] >= 0 and e["parallel_compile_s"] >= 0 for e in log)
+    if DEV == "cpu":  # no CUDA graphs, no parallel compile on the interpreter
+        assert all(e["graph_capture_s"] is None and e["compiled_launches"] == 0 for e in log)
+    m(x).sum().backward()  # the same passes again: nothing new
+    assert m.executor.startup_log == log

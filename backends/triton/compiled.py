@@ -158,6 +158,9 @@ class TritonExecutor(PassRunner, ParamInit, EMSteps, ExternalInputs, Executor):
         self._raw_ptr = -1
         self._input_args(m)
         self._prejitted: set[Any] = set()
+        #: each pass's first call: its parallel compile, first run and graph recording (s)
+        self.startup_log: list[dict[str, Any]] = []
+        self._first_done: set[Any] = set()
         #: in EM training the first forward also compiles the backward it predicts
         self._jit_with_backward = opts.jit_with_backward
         self._em_next = False

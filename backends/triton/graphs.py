@@ -6,6 +6,7 @@ GPU, recorded once per key as a CUDA graph and replayed (see
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,6 +59,8 @@ class PassRunner:
     _sbufs: _Buffers | None
     _graphs: dict[Any, Any]
     _prejitted: set[Any]
+    startup_log: list[dict[str, Any]]
+    _first_done: set[Any]
     settle: Any
 
     def _zeros(self, *shape: int) -> Tensor:
@@ -89,6 +92,9 @@ class PassRunner:
         ``fn``'s torch operations touch scratch buffers only (``scratch_only``); ``also``:
         makes later passes ``[(key, fn)]`` (the backwards a forward predicts) whose kernels
         join the same parallel compile (called only then: not on every forward)."""
+        first = key not in self._first_done
+        t0 = time.perf_counter()
+        kernels = 0
         if key not in self._prejitted and self.parallel_jit:
             self._prejitted.add(key)
             if scratch_only and prejit_enabled():
@@ -97,18 +103,28 @@ class PassRunner:
                     if later not in self._prejitted:
                         self._prejitted.add(later)
                         more.append(later_fn)
-                prejit(self.dp, "k", fn, *more, threads=self.options.jit_threads)
+                kernels = prejit(self.dp, "k", fn, *more, threads=self.options.jit_threads)
         if not self.use_graphs:
+            if first:
+                self._first_done.add(key)
+                t1 = time.perf_counter()
+                fn()
+                self._log_first(key, kernels, t0, t1, time.perf_counter(), None)
+                return
             fn()
             return
         graph = self._graphs.get(key)
         if graph is None:
             dev = self.device
+            t1 = time.perf_counter()
             side = torch.cuda.Stream(dev)
             side.wait_stream(torch.cuda.current_stream(dev))
             with torch.cuda.stream(side):
                 fn()  # the call's own run, on a side stream as capture requires; Triton's JIT
             torch.cuda.current_stream(dev).wait_stream(side)
+            if first:
+                torch.cuda.synchronize(dev)  # (once per pass: the first run's own time)
+            t2 = time.perf_counter()
             if len(self._graphs) >= MAX_GRAPHS:
                 self._graphs.pop(next(iter(self._graphs)))
             # an EM step in flight on the EM stream: wait for it here, so that the recording
@@ -128,5 +144,19 @@ class PassRunner:
                 self.use_graphs = False
                 return
             self._graphs[key] = graph
+            if first:
+                self._first_done.add(key)
+                self._log_first(key, kernels, t0, t1, t2, time.perf_counter())
             return
         graph.replay()
+
+    def _log_first(self, key: Any, kernels: int, t0: float, t1: float, t2: float,
+                   t3: float | None) -> None:
+        """Add a pass's first call to :attr:`startup_log`: the parallel compile (``kernels``
+        launches handed to it), the first run (Triton's JIT of what the parallel compile
+        left, and loading), and the CUDA graph's recording."""
+        self.startup_log.append({
+            "pass": str(key[0]) if isinstance(key, tuple) else str(key),
+            "key": repr(key), "parallel_compile_s": round(t1 - t0, 4),
+            "compiled_launches": kernels, "first_run_s": round(t2 - t1, 4),
+            "graph_capture_s": None if t3 is None else round(t3 - t2, 4)})
