@@ -220,7 +220,8 @@ def workload(name: str, x: np.ndarray, xg: torch.Tensor, xte: torch.Tensor, prec
                 peak_compile_gib=round(mem_compile, 2), peak_first_batch_gib=round(mem_first, 2),
                 alloc_gib=round(torch.cuda.memory_allocated() / 2**30, 2),
                 num_edges=int(model.plan.num_sum_edges()),
-                startup=getattr(model.executor, "startup_log", []))
+                startup=getattr(model.executor, "startup_log", []),
+                compile_workers=getattr(model.executor, "worker_log", []))
 
 
 def pyjuice(mnist: str, cudagraph: bool, site: str, which: str, seed: int | None = None
@@ -256,6 +257,10 @@ def startup_table(rows: list[dict]) -> None:
             print(f"{r['name']:10} {e['pass'][:12]:12} {e['compiled_launches']:>8} "
                   f"{e['parallel_compile_s']:>8.3f} {e['first_run_s']:>8.3f} "
                   f"{'-' if cap is None else f'{cap:.3f}':>8}")
+        for w in r.get("compile_workers") or []:
+            print(f"{r['name']:10} {'workers':12} {w['tasks']:>8} capture {w['capture_s']:.3f} s, "
+                  f"workers {w['workers_s']:.3f} s ({w['worker_compile_s']:.1f} s of compiles, "
+                  f"{w['failed']} failed{': ' + w['first_error'] if w['first_error'] else ''})")
 
 
 def table(rows: list[dict]) -> None:

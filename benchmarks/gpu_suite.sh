@@ -12,7 +12,7 @@ set -uo pipefail
 
 declare -A LIMIT=(
   [gate]=330 [queries]=300 [seeds]=500 [fanin]=200 [warm]=200 [kinds]=240 [paper]=560
-  [scale]=560
+  [scale]=560 [workers]=240
 )
 declare -A WHAT=(
   [gate]="gpu_bench.py --check --pyjuice: speed, memory and quality beside PyJuice, all five"
@@ -23,8 +23,9 @@ declare -A WHAT=(
   [kinds]="kernel_kinds.py on HCLT-256 and PD-256: time, TFLOP/s and GB/s per kernel kind"
   [paper]="bench_paper.py: the PyJuice paper's PD-mid and HCLT-mid over 32x32x3, both sides"
   [scale]="bench_paper.py --scale: the largest PD and HCLT each side trains"
+  [workers]="gpu_bench.py on HCLT-32/128 and PD-64 without, then with 16 compile workers"
 )
-ORDER=(gate queries seeds fanin warm kinds paper scale)
+ORDER=(gate queries seeds fanin warm workers kinds paper scale)
 
 if [ "${1:-}" = "--list" ] || [ $# -eq 0 ]; then
   for s in "${ORDER[@]}"; do printf '%-8s %4ss  %s\n' "$s" "${LIMIT[$s]}" "${WHAT[$s]}"; done
@@ -48,6 +49,12 @@ run_step() {
            TRITON_CACHE_DIR=$(mktemp -d) PCCC_CACHE_DIR=$(mktemp -d) \
            timeout $(( ${LIMIT[fanin]} / 2 )) python3 benchmarks/gpu_bench.py \
             --which hclt32,hclt128,pd64 --option round_fanin=true --pj-site "$SITE" \
+            --out "$dir/on" ;;
+    workers) timeout $(( ${LIMIT[workers]} / 2 )) python3 benchmarks/gpu_bench.py \
+            --which hclt32,hclt128,pd64 --pj-site "$SITE" --out "$dir/off"
+           TRITON_CACHE_DIR=$(mktemp -d) PCCC_CACHE_DIR=$(mktemp -d) \
+           timeout $(( ${LIMIT[workers]} / 2 )) python3 benchmarks/gpu_bench.py \
+            --which hclt32,hclt128,pd64 --option jit_workers=16 --pj-site "$SITE" \
             --out "$dir/on" ;;
     warm) timeout "${LIMIT[warm]}" python3 benchmarks/gpu_bench.py --which hclt128,pd64 --warm \
             --pj-site "$SITE" --out "$dir" ;;

@@ -92,7 +92,7 @@ def record(name: str, mnist: str | None, options: dict, programs: int, batch: in
     runner.parallel_jit = True  # as on a GPU: the first forward records, then compiles
     calls: list = []
 
-    def capture(launches: list, threads: int = 0) -> int:
+    def capture(launches: list, *_: Any, **__: Any) -> int:
         calls.extend(launches)
         raise _Stop
 

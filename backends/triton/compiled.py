@@ -40,7 +40,7 @@ from torch import Tensor
 
 from pccc.backends.executor import Executor
 from pccc.backends.module import CompiledCircuit
-from pccc.backends.triton import state
+from pccc.backends.triton import compile_workers, state
 from pccc.backends.triton.autograd import _Fused, _LogWeights
 from pccc.backends.triton.codegen import load_module
 from pccc.backends.triton.em_step import EMSteps
@@ -56,6 +56,7 @@ from pccc.backends.triton.inputs import (
 from pccc.backends.triton.options import TritonOptions
 from pccc.backends.triton.overlap import EMStream
 from pccc.backends.triton.param_init import INIT_CHUNK, ParamInit
+from pccc.backends.triton.prejit import enabled as prejit_enabled
 from pccc.backends.triton.runtime import DevicePlan, device_programs
 from pccc.backends.triton.upload import start_upload
 from pccc.ir.plan import KernelPlan
@@ -106,6 +107,8 @@ class TritonExecutor(PassRunner, ParamInit, EMSteps, ExternalInputs, Executor):
         #: the first call of each pass compiles its kernels in parallel first (GPU only:
         #: the interpreter compiles nothing)
         self.parallel_jit = self.device.type == "cuda" and options.parallel_jit
+        if self.parallel_jit and options.jit_workers and prejit_enabled():
+            compile_workers.pool(options.jit_workers)  # importing meanwhile
         #: replay each pass as a CUDA graph (see :meth:`_run`)
         self.use_graphs = self.device.type == "cuda" and options.cuda_graphs
 
@@ -161,6 +164,8 @@ class TritonExecutor(PassRunner, ParamInit, EMSteps, ExternalInputs, Executor):
         #: each pass's first call: its parallel compile, first run and graph recording (s)
         self.startup_log: list[dict[str, Any]] = []
         self._first_done: set[Any] = set()
+        #: the compile workers' summaries, one per parallel compile (option ``jit_workers``)
+        self.worker_log: list[dict[str, Any]] = []
         #: in EM training the first forward also compiles the backward it predicts
         self._jit_with_backward = opts.jit_with_backward
         self._em_next = False

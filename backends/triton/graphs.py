@@ -61,6 +61,7 @@ class PassRunner:
     _prejitted: set[Any]
     startup_log: list[dict[str, Any]]
     _first_done: set[Any]
+    worker_log: list[dict[str, Any]]
     settle: Any
 
     def _zeros(self, *shape: int) -> Tensor:
@@ -103,7 +104,9 @@ class PassRunner:
                     if later not in self._prejitted:
                         self._prejitted.add(later)
                         more.append(later_fn)
-                kernels = prejit(self.dp, "k", fn, *more, threads=self.options.jit_threads)
+                kernels = prejit(self.dp, "k", fn, *more, threads=self.options.jit_threads,
+                                 workers=self.options.jit_workers,
+                                 log=self.worker_log.append)
         if not self.use_graphs:
             if first:
                 self._first_done.add(key)

@@ -72,6 +72,9 @@ class TritonOptions:
     """compile a pass's kernels in parallel threads before its first launch (CUDA only)"""
     jit_threads: int = 0
     """threads of the parallel compile (0: ``min(16, CPUs)``)"""
+    jit_workers: int = 0
+    """worker processes that compile the parallel compile's kernels into Triton's cache
+    first, without the GIL (0: none; CUDA only)"""
     jit_with_backward: bool = True
     """the first forward of an EM-training module also compiles the backward it predicts"""
     upload_threads: int = 4

@@ -15,7 +15,8 @@ Triton's cache (a compile in flight included), so only the binder runs again.
 The recording run executes the pass's torch operations for real, so it is only for passes
 whose torch operations touch scratch buffers (forward and backward); a pass that updates
 parameters outside the kernels (the EM step) compiles as usual. The options ``parallel_jit``
-turns this on or off and ``jit_threads`` sets the pool size (0: the CPU count, at most 16).
+turns this on or off and ``jit_threads`` sets the pool size (0: the CPU count, at most 16);
+``jit_workers`` adds worker processes that compile first (:mod:`.compile_workers`).
 """
 
 from __future__ import annotations
@@ -88,14 +89,22 @@ def enabled() -> bool:
     return hasattr(triton, "AsyncCompileMode")
 
 
-def compile_parallel(calls: list[Launch], threads: int = 0) -> int:
+def compile_parallel(calls: list[Launch], threads: int = 0, workers: int = 0,
+                     log: Callable[[dict[str, Any]], None] | None = None) -> int:
     """Warm up the launches' kernels on a pool of ``threads`` threads (0: the CPU count, at
-    most 16); returns how many distinct launches were handed over."""
+    most 16), after ``workers`` worker processes (0: none) compiled them into Triton's cache
+    (:mod:`.compile_workers`; ``log`` gets their summary); returns how many distinct
+    launches were handed over."""
     import triton
 
     todo = distinct(calls)
     if not todo:
         return 0
+    if workers > 0:
+        from pccc.backends.triton.compile_workers import compile_in_workers
+
+        compile_in_workers([(fn, grid, args, kw) for _, fn, grid, args, kw in todo], workers,
+                           log)
     threads = threads or min(16, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool, \
             triton.AsyncCompileMode(pool):
@@ -105,7 +114,8 @@ def compile_parallel(calls: list[Launch], threads: int = 0) -> int:
 
 
 def prejit(owner: Any, attr: str, run: Callable[[], None], *more: Callable[[], None],
-           threads: int = 0) -> int:
+           threads: int = 0, workers: int = 0,
+           log: Callable[[dict[str, Any]], None] | None = None) -> int:
     """Record ``run``'s launches (and those of the ``more`` passes, one after another) through
     ``owner.<attr>`` (the kernel table) and compile them all in parallel, in one pool: the
     passes' longest compiles overlap instead of adding up; ``owner.<attr>`` is restored
@@ -118,4 +128,4 @@ def prejit(owner: Any, attr: str, run: Callable[[], None], *more: Callable[[], N
             fn()
     finally:
         setattr(owner, attr, table)
-    return compile_parallel(rec.calls, threads)
+    return compile_parallel(rec.calls, threads, workers, log)
