@@ -70,7 +70,7 @@ def _as_tensor(x: Any, device: Any):
 
 
 def to_levels(x) -> tuple[Any, Any]:
-    """Level codes ``[N, V]`` (int64, ``0..L-1``) and each level's value scaled to ``[0, 1]``
+    """Level codes ``[N, V]`` (int32, ``0..L-1``) and each level's value scaled to ``[0, 1]``
     (float64 ``[L]``), on ``x``'s device (see the module docstring)."""
     import torch
 
@@ -87,7 +87,8 @@ def to_levels(x) -> tuple[Any, Any]:
     if hi - lo + 1 > MAX_LEVELS:
         return _grid_levels(xi.double())
     vals = torch.arange(lo, hi + 1, dtype=torch.float64, device=x.device)
-    return xi - lo, (vals - lo) / (hi - lo + 1e-8)
+    xi = xi.to(torch.int32) if xi.dtype != torch.int32 else xi.clone()
+    return xi.sub_(lo), (vals - lo) / (hi - lo + 1e-8)
 
 
 def _grid_levels(xf) -> tuple[Any, Any]:
@@ -95,7 +96,7 @@ def _grid_levels(xf) -> tuple[Any, Any]:
     import torch
 
     lo, span = xf.min(), float(xf.max() - xf.min())
-    levels = torch.round((xf - lo) / (span or 1.0) * (FLOAT_LEVELS - 1)).long()
+    levels = torch.round((xf - lo) / (span or 1.0) * (FLOAT_LEVELS - 1)).to(torch.int32)
     grid = torch.arange(FLOAT_LEVELS, dtype=torch.float64, device=xf.device) / (FLOAT_LEVELS - 1)
     return levels, grid * (span / (span + 1e-8))
 
@@ -160,8 +161,9 @@ def _project(levels, scaled, num_bins: int, sigma: float, rank: int) -> _Project
     dev = levels.device
     centers = torch.linspace(0, 1, num_bins, dtype=torch.float64, device=dev)
     table = torch.exp(-0.5 * (scaled[:, None] - centers[None]) ** 2 / sigma ** 2)  # [L, B]
-    offs = torch.arange(v, device=dev) * nl
-    hist = torch.bincount((levels + offs).reshape(-1), minlength=v * nl)
+    wide = torch.int64 if v * nl >= 2**31 else torch.int32
+    offs = torch.arange(v, device=dev, dtype=wide) * nl
+    hist = torch.bincount((levels.to(wide) + offs).reshape(-1), minlength=v * nl)
     hist = hist.reshape(v, nl).double()
     mu = hist @ table / n
     marg = hist @ (table / table.sum(dim=1, keepdim=True)) / n
@@ -212,6 +214,22 @@ class _Layout:
         return cls(var_of, slot_of, start)
 
 
+def _sorted_levels(levels, proj: _Projection, lay: _Layout, col_block: int = 128
+                   ) -> tuple[Any, list[int]]:
+    """The level codes ``[V, N]`` (int32) with the examples sorted by the first block of
+    ``col_block`` Gram columns in which one of their variables is off its mode, and per block
+    the number of examples it needs (cumulative; see :func:`_gram`)."""
+    import torch
+
+    m = len(lay.var_of)
+    off_mode = levels != proj.mode[None]
+    first = torch.where(off_mode, lay.start[None], m).amin(dim=1) // col_block  # [N]
+    order = torch.argsort(first, stable=True)
+    needed = torch.bincount(first, minlength=m // col_block + 2).cumsum(0).tolist()
+    del off_mode, first
+    return levels.T[:, order].to(torch.int32), needed
+
+
 def _gram(levels, proj: _Projection, lay: _Layout, threads: int | None,
           col_block: int = 128, row_chunk: int | None = None):
     """The centered Gram ``Q^T Q`` (float32 ``[M, M]``) of the projected weights.
@@ -222,23 +240,28 @@ def _gram(levels, proj: _Projection, lay: _Layout, threads: int | None,
     examples up to the last one starting at or before it, and only the columns from its own
     on (on MNIST with 8 directions: 45% of the dense product's upper triangle, with no copy).
     ``Q~`` is filled ``row_chunk`` examples at a time (None: all at once; on a GPU, chunks of
-    64 MiB keep the estimate's memory below the Gram's own size).
+    64 MiB keep the estimate's memory below the Gram's own size). ``levels`` may also be
+    :func:`_sorted_levels`'s result, ``(sorted codes, needed)``, so that a caller can free
+    the ``[N, V]`` codes before the Gram is made.
     """
+    if isinstance(levels, tuple):
+        sorted_levels, needed = levels
+    else:
+        sorted_levels, needed = _sorted_levels(levels, proj, lay, col_block)
+    del levels
+    return _gram_sorted(sorted_levels, needed, proj, lay, threads, col_block, row_chunk)
+
+
+def _gram_sorted(sorted_levels, needed: list[int], proj: _Projection, lay: _Layout,
+                 threads: int | None, col_block: int, row_chunk: int | None):
+    """:func:`_gram` from the sorted codes ``[V, N]``."""
     import torch
 
-    n, v = levels.shape
+    v, n = sorted_levels.shape
     m = len(lay.var_of)
-    dev = levels.device
+    dev = sorted_levels.device
     if row_chunk is None:
         row_chunk = max(1024, (1 << 24) // max(m, 1)) if dev.type == "cuda" else n
-    off_mode = levels != proj.mode[None]
-    first = torch.where(off_mode, lay.start[None], m).amin(dim=1) // col_block  # [N]
-    order = torch.argsort(first, stable=True)
-    needed = torch.bincount(first, minlength=m // col_block + 2).cumsum(0).tolist()
-    del off_mode, first
-    # [V, N], the examples in that order (int32 codes: half the memory of int64)
-    sorted_levels = levels.T[:, order].to(torch.int32)
-    del order
     lut = proj.lut.float()
     starts, ranks = lay.start.tolist(), proj.ranks.tolist()
     g = torch.zeros((m, m), dtype=torch.float32, device=dev)
@@ -258,7 +281,7 @@ def _gram(levels, proj: _Projection, lay: _Layout, threads: int | None,
                     # [M - s, block] in place: of the two orientations, MKL's faster one on
                     # the CPU
                     g[s:, s:e].addmm_(q[:rows, s:].T, q[:rows, s:e])
-    del q, sorted_levels
+    del q
     for s in range(col_block, m, col_block):  # the blocks above the diagonal
         g[:s, s:min(s + col_block, m)] = g[s:min(s + col_block, m), :s].T
     mean = proj.shift[lay.var_of, lay.slot_of].float()
@@ -327,20 +350,24 @@ def soft_mutual_information(x: Any, num_bins: int = PYJUICE_NUM_BINS,
         dev = levels.device
         proj = _project(levels, scaled, num_bins, sigma, rank)
         lay = _Layout.of(levels, proj)
-        g = _gram(levels, proj, lay, threads)
+        row0 = levels[0].clone()
+        ordered = _sorted_levels(levels, proj, lay)
+        del levels  # (the sorted copy is all the Gram needs: one [N, V] array, not two)
+        g = _gram(ordered, proj, lay, threads)
+        del ordered
         const = proj.ranks == 0
         pairs = _candidates(g, lay.var_of, v, candidates or v)
         # a constant's estimate depends on its level alone: one row per level
-        reps = _constant_reps(levels[0], const)
+        reps = _constant_reps(row0, const)
         rep_pairs = torch.stack(torch.meshgrid(reps, torch.arange(v, device=dev),
                                                indexing="ij"), -1).reshape(-1, 2)
         pair_mi = _PairMI(g, proj, lay.start, dev.type == "cuda")
         mi = torch.full((v, v), -float("inf"), dtype=torch.float32, device=dev)
         mi[pairs[:, 0], pairs[:, 1]] = pair_mi(pairs)
         if len(reps):
-            by_level = torch.zeros((int(levels[0].max()) + 1, v), device=dev)
-            by_level[levels[0, reps]] = pair_mi(rep_pairs).view(len(reps), v)
-            crow = by_level[levels[0]]  # [V, V]: row c holds c's estimates if c is constant
+            by_level = torch.zeros((int(row0.max()) + 1, v), device=dev)
+            by_level[row0[reps]] = pair_mi(rep_pairs).view(len(reps), v)
+            crow = by_level[row0]  # [V, V]: row c holds c's estimates if c is constant
             mi = torch.where(const[:, None], crow, mi)
             mi = torch.where(const[None, :], crow.T, mi)
         mi = torch.triu(mi, diagonal=1)
@@ -354,7 +381,7 @@ def _constant_reps(first_row, const):
     ids = torch.nonzero(const).flatten()
     if not len(ids):
         return ids
-    lv = first_row[ids]
+    lv = first_row[ids].long()
     order = torch.argsort(lv * (len(const) + 1) + ids)
     lv, ids = lv[order], ids[order]
     first = torch.ones_like(lv, dtype=torch.bool)
