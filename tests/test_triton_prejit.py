@@ -180,3 +180,17 @@ def test_startup_log_names_each_pass_once():
         assert all(e["graph_capture_s"] is None and e["compiled_launches"] == 0 for e in log)
     m(x).sum().backward()  # the same passes again: nothing new
     assert m.executor.startup_log == log
+
+
+def test_triton_is_hashed_once_on_a_thread_of_its_own():
+    th = prejit.hash_triton_early()
+    if th is None:  # this Triton has no such hash: nothing to start
+        pytest.skip("no triton.runtime.cache.triton_key")
+    assert prejit.hash_triton_early() is th  # one per process
+    prejit._triton_hashed()
+    assert not th.is_alive()
+    from triton.runtime.cache import triton_key
+
+    misses = triton_key.cache_info().misses
+    key = triton_key()  # kept: no second hash of Triton's library
+    assert triton_key.cache_info().misses == misses and isinstance(key, str) and key

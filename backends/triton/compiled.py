@@ -57,6 +57,7 @@ from pccc.backends.triton.options import TritonOptions
 from pccc.backends.triton.overlap import EMStream
 from pccc.backends.triton.param_init import INIT_CHUNK, ParamInit
 from pccc.backends.triton.prejit import enabled as prejit_enabled
+from pccc.backends.triton.prejit import hash_triton_early
 from pccc.backends.triton.runtime import DevicePlan, device_programs
 from pccc.backends.triton.upload import start_upload
 from pccc.ir.plan import KernelPlan
@@ -107,8 +108,10 @@ class TritonExecutor(PassRunner, ParamInit, EMSteps, ExternalInputs, Executor):
         #: the first call of each pass compiles its kernels in parallel first (GPU only:
         #: the interpreter compiles nothing)
         self.parallel_jit = self.device.type == "cuda" and options.parallel_jit
-        if self.parallel_jit and options.jit_workers and prejit_enabled():
-            compile_workers.pool(options.jit_workers)  # importing meanwhile
+        if self.parallel_jit:
+            hash_triton_early()
+            if options.jit_workers and prejit_enabled():
+                compile_workers.pool(options.jit_workers)  # importing meanwhile
         #: replay each pass as a CUDA graph (see :meth:`_run`)
         self.use_graphs = self.device.type == "cuda" and options.cuda_graphs
 

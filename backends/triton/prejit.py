@@ -22,6 +22,7 @@ turns this on or off and ``jit_threads`` sets the pool size (0: the CPU count, a
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Hashable
 from concurrent.futures import ThreadPoolExecutor
 from types import ModuleType
@@ -81,6 +82,39 @@ def distinct(calls: list[Launch]) -> list[Launch]:
     return list(seen.values())
 
 
+#: the thread of :func:`hash_triton_early` (one per process)
+_KEY_THREAD: threading.Thread | None = None
+_KEY_LOCK = threading.Lock()
+
+
+def hash_triton_early() -> threading.Thread | None:
+    """Start computing, on a thread of its own, the hash of Triton's own sources and library
+    that every Triton cache key includes (``triton.runtime.cache.triton_key``, computed once
+    per process and kept). The process's first kernel lookup otherwise pays it on the
+    calling thread, about 0.2-0.4 s even when every binary is already in the cache; hashing
+    releases the GIL, so this overlaps the module's set-up. None where this Triton has no
+    such function (the lookup then pays it as before)."""
+    global _KEY_THREAD
+    try:
+        from triton.runtime.cache import triton_key
+    except ImportError:
+        return None
+    with _KEY_LOCK:
+        if _KEY_THREAD is None:
+            _KEY_THREAD = threading.Thread(target=triton_key, name="pccc-triton-key",
+                                           daemon=True)
+            _KEY_THREAD.start()
+    return _KEY_THREAD
+
+
+def _triton_hashed() -> None:
+    """Wait for :func:`hash_triton_early`'s thread, if one runs (computing the hash again
+    beside it would only take longer)."""
+    th = _KEY_THREAD
+    if th is not None:
+        th.join()
+
+
 def enabled() -> bool:
     """Whether this Triton has ``AsyncCompileMode`` (Triton 3.6 has it); without it kernels
     compile on their first launch."""
@@ -100,6 +134,7 @@ def compile_parallel(calls: list[Launch], threads: int = 0, workers: int = 0,
     todo = distinct(calls)
     if not todo:
         return 0
+    _triton_hashed()
     if workers > 0:
         from pccc.backends.triton.compile_workers import compile_in_workers
 
