@@ -12,7 +12,7 @@ set -uo pipefail
 
 declare -A LIMIT=(
   [gate]=330 [queries]=300 [seeds]=500 [fanin]=200 [warm]=200 [kinds]=240 [paper]=560
-  [scale]=560 [workers]=240
+  [scale]=560 [workers]=240 [mnist]=200
 )
 declare -A WHAT=(
   [gate]="gpu_bench.py --check --pyjuice: speed, memory and quality beside PyJuice, all five"
@@ -24,8 +24,9 @@ declare -A WHAT=(
   [paper]="bench_paper.py: the PyJuice paper's PD-mid and HCLT-mid over 32x32x3, both sides"
   [scale]="bench_paper.py --scale: the largest PD and HCLT each side trains"
   [workers]="gpu_bench.py on HCLT-32/128 and PD-64 without, then with 16 compile workers"
+  [mnist]="pccc train (HCLT-128, 3 epochs) and PyJuice's MNIST script: docs/results.md's row"
 )
-ORDER=(gate queries seeds fanin warm workers kinds paper scale)
+ORDER=(gate queries seeds mnist fanin warm workers kinds paper scale)
 
 if [ "${1:-}" = "--list" ] || [ $# -eq 0 ]; then
   for s in "${ORDER[@]}"; do printf '%-8s %4ss  %s\n' "$s" "${LIMIT[$s]}" "${WHAT[$s]}"; done
@@ -56,6 +57,11 @@ run_step() {
            timeout $(( ${LIMIT[workers]} / 2 )) python3 benchmarks/gpu_bench.py \
             --which hclt32,hclt128,pd64 --option jit_workers=16 --pj-site "$SITE" \
             --out "$dir/on" ;;
+    mnist) ( time timeout $(( ${LIMIT[mnist]} / 2 )) python3 -m pccc train --structure hclt \
+            --latents 128 --data .bench/mnist.npz --epochs 3 --patience 0 --device cuda \
+            --no-progress -o "$dir/mnist.pccm" )
+           timeout $(( ${LIMIT[mnist]} / 2 )) python3 benchmarks/pyjuice_mnist_hclt.py \
+            .bench/mnist.npz --latents 128 --epochs 3 ;;
     warm) timeout "${LIMIT[warm]}" python3 benchmarks/gpu_bench.py --which hclt128,pd64 --warm \
             --pj-site "$SITE" --out "$dir" ;;
     kinds) timeout "${LIMIT[kinds]}" python3 benchmarks/kernel_kinds.py --which hclt256,pd256 \
