@@ -119,16 +119,16 @@ class WorkerPool:
         self.grow(n)
 
     def grow(self, n: int) -> None:
-        """Start workers until there are ``n`` (they import while the caller goes on)."""
+        """Start workers until there are ``n`` (they import while the caller goes on), with
+        this process's import path and Triton cache folder."""
         from triton import knobs
 
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p and os.path.isdir(p))
-        if knobs.cache.dir:
-            env["TRITON_CACHE_DIR"] = knobs.cache.dir
+        paths = json.dumps([p for p in sys.path if p and os.path.isdir(p)])
+        boot = ("import json, sys; sys.path[:0] = json.loads(sys.argv[1]); "
+                "from pccc.backends.triton.jit_worker import serve; serve(sys.argv[2])")
         while len(self.procs) < n:
             self.procs.append(subprocess.Popen(
-                [sys.executable, "-m", "pccc.backends.triton.jit_worker"], env=env, text=True,
+                [sys.executable, "-c", boot, paths, knobs.cache.dir or ""], text=True,
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                 bufsize=1))
 

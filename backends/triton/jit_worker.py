@@ -1,4 +1,4 @@
-"""A compile worker (run as ``python -m pccc.backends.triton.jit_worker``): reads one task per
+"""A compile worker (:func:`serve`, started by :mod:`.compile_workers`): reads one task per
 line on stdin, compiles it with ``triton.compile`` into Triton's on-disk cache, answers one
 JSON line per task on stdout. No GPU is touched: the target comes with the task.
 
@@ -65,9 +65,13 @@ def compile_task(task: dict[str, Any]) -> None:
                    options=ast.literal_eval(task["options"]))
 
 
-def serve() -> None:
-    """The worker's loop: a task per stdin line, an answer per stdout line."""
-    import triton  # noqa: F401  (imported before the first task arrives)
+def serve(cache_dir: str = "") -> None:
+    """The worker's loop: a task per stdin line, an answer per stdout line; ``cache_dir``:
+    the parent's Triton cache folder (empty: Triton's default)."""
+    from triton import knobs
+
+    if cache_dir:
+        knobs.cache.dir = cache_dir
 
     out = sys.stdout
     print(json.dumps({"ready": True}), file=out, flush=True)
@@ -86,4 +90,4 @@ def serve() -> None:
 
 
 if __name__ == "__main__":
-    serve()
+    serve(*sys.argv[1:2])
