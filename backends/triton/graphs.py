@@ -95,18 +95,7 @@ class PassRunner:
         join the same parallel compile (called only then: not on every forward)."""
         first = key not in self._first_done
         t0 = time.perf_counter()
-        kernels = 0
-        if key not in self._prejitted and self.parallel_jit:
-            self._prejitted.add(key)
-            if scratch_only and prejit_enabled():
-                more = []
-                for later, later_fn in also() if also is not None else []:
-                    if later not in self._prejitted:
-                        self._prejitted.add(later)
-                        more.append(later_fn)
-                kernels = prejit(self.dp, "k", fn, *more, threads=self.options.jit_threads,
-                                 workers=self.options.jit_workers,
-                                 log=self.worker_log.append)
+        kernels = self._prejit_once(key, fn, scratch_only, also)
         if not self.use_graphs:
             if first:
                 self._first_done.add(key)
@@ -154,6 +143,23 @@ class PassRunner:
                 self._log_first(key, kernels, t0, t1, t2, time.perf_counter())
             return
         graph.replay()
+
+    def _prejit_once(self, key: Any, fn: Callable[[], None], scratch_only: bool,
+                     also: Callable[[], list[tuple[Any, Callable[[], None]]]] | None) -> int:
+        """The parallel compile of ``key``'s first call (see :meth:`_run`): how many launches
+        it was handed (0: none ran)."""
+        if key in self._prejitted or not self.parallel_jit:
+            return 0
+        self._prejitted.add(key)
+        if not (scratch_only and prejit_enabled()):
+            return 0
+        more = []
+        for later, later_fn in also() if also is not None else []:
+            if later not in self._prejitted:
+                self._prejitted.add(later)
+                more.append(later_fn)
+        return prejit(self.dp, "k", fn, *more, threads=self.options.jit_threads,
+                      workers=self.options.jit_workers, log=self.worker_log.append)
 
     def _log_first(self, key: Any, kernels: int, t0: float, t1: float, t2: float,
                    t3: float | None) -> None:

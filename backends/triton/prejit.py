@@ -138,8 +138,14 @@ def compile_parallel(calls: list[Launch], threads: int = 0, workers: int = 0,
     if workers > 0:
         from pccc.backends.triton.compile_workers import compile_in_workers
 
-        compile_in_workers([(fn, grid, args, kw) for _, fn, grid, args, kw in todo], workers,
-                           log)
+        try:
+            compile_in_workers([(fn, grid, args, kw) for _, fn, grid, args, kw in todo],
+                               workers, log)
+        except Exception as e:  # (only time is lost: the warm-ups below compile the rest)
+            if log is not None:
+                log({"tasks": 0, "already_or_skipped": 0, "failed": len(todo),
+                     "first_error": f"{type(e).__name__}: {e}", "capture_s": 0.0,
+                     "workers_s": 0.0, "worker_compile_s": 0.0})
     threads = threads or min(16, os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool, \
             triton.AsyncCompileMode(pool):
