@@ -222,3 +222,15 @@ def test_gram_in_row_chunks_is_the_whole_product(x, chunk, col_block):
     whole = _gram(levels, proj, lay, None, col_block=col_block)
     parts = _gram(levels, proj, lay, None, col_block=col_block, row_chunk=chunk)
     torch.testing.assert_close(parts, whole, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("offset", [1_000_000, 5_000_000_000])
+def test_integer_data_far_from_zero_keeps_its_levels(offset):
+    """Levels are offsets from the data's minimum: integer data shifted by any amount (past
+    the int32 range too) gives the same estimate."""
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 7, (200, 6))
+    x[:, 1] = np.clip(x[:, 0] + rng.integers(-1, 2, 200), 0, 6)
+    want = soft_mutual_information(x, candidates=None)
+    got = soft_mutual_information(x.astype(np.int64) + offset, candidates=None)
+    np.testing.assert_array_equal(got, want)

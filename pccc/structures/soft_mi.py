@@ -87,8 +87,12 @@ def to_levels(x) -> tuple[Any, Any]:
     if hi - lo + 1 > MAX_LEVELS:
         return _grid_levels(xi.double())
     vals = torch.arange(lo, hi + 1, dtype=torch.float64, device=x.device)
-    xi = xi.to(torch.int32) if xi.dtype != torch.int32 else xi.clone()
-    return xi.sub_(lo), (vals - lo) / (hi - lo + 1e-8)
+    if -2**31 <= lo and hi < 2**31:  # int32 codes straight away: no second int64 array
+        codes = xi.to(torch.int32) if xi.dtype != torch.int32 else xi.clone()
+        codes.sub_(lo)
+    else:
+        codes = (xi - lo).to(torch.int32)
+    return codes, (vals - lo) / (hi - lo + 1e-8)
 
 
 def _grid_levels(xf) -> tuple[Any, Any]:
