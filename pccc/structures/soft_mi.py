@@ -70,7 +70,7 @@ def _as_tensor(x: Any, device: Any):
 
 
 def to_levels(x) -> tuple[Any, Any]:
-    """Level codes ``[N, V]`` (int32, ``0..L-1``) and each level's value scaled to ``[0, 1]``
+    """Level codes ``[N, V]`` (int16, ``0..L-1``) and each level's value scaled to ``[0, 1]``
     (float64 ``[L]``), on ``x``'s device (see the module docstring)."""
     import torch
 
@@ -87,12 +87,8 @@ def to_levels(x) -> tuple[Any, Any]:
     if hi - lo + 1 > MAX_LEVELS:
         return _grid_levels(xi.double())
     vals = torch.arange(lo, hi + 1, dtype=torch.float64, device=x.device)
-    if -2**31 <= lo and hi < 2**31:  # int32 codes straight away: no second int64 array
-        codes = xi.to(torch.int32) if xi.dtype != torch.int32 else xi.clone()
-        codes.sub_(lo)
-    else:
-        codes = (xi - lo).to(torch.int32)
-    return codes, (vals - lo) / (hi - lo + 1e-8)
+    # (xi is a new array; int16 codes: at most MAX_LEVELS levels, two bytes an entry)
+    return xi.sub_(lo).to(torch.int16), (vals - lo) / (hi - lo + 1e-8)
 
 
 def _grid_levels(xf) -> tuple[Any, Any]:
@@ -100,7 +96,7 @@ def _grid_levels(xf) -> tuple[Any, Any]:
     import torch
 
     lo, span = xf.min(), float(xf.max() - xf.min())
-    levels = torch.round((xf - lo) / (span or 1.0) * (FLOAT_LEVELS - 1)).to(torch.int32)
+    levels = torch.round((xf - lo) / (span or 1.0) * (FLOAT_LEVELS - 1)).to(torch.int16)
     grid = torch.arange(FLOAT_LEVELS, dtype=torch.float64, device=xf.device) / (FLOAT_LEVELS - 1)
     return levels, grid * (span / (span + 1e-8))
 
@@ -220,7 +216,7 @@ class _Layout:
 
 def _sorted_levels(levels, proj: _Projection, lay: _Layout, col_block: int = 128
                    ) -> tuple[Any, list[int]]:
-    """The level codes ``[V, N]`` (int32) with the examples sorted by the first block of
+    """The level codes ``[V, N]`` (int16) with the examples sorted by the first block of
     ``col_block`` Gram columns in which one of their variables is off its mode, and per block
     the number of examples it needs (cumulative; see :func:`_gram`)."""
     import torch
@@ -231,7 +227,7 @@ def _sorted_levels(levels, proj: _Projection, lay: _Layout, col_block: int = 128
     order = torch.argsort(first, stable=True)
     needed = torch.bincount(first, minlength=m // col_block + 2).cumsum(0).tolist()
     del off_mode, first
-    return levels.T[:, order].to(torch.int32), needed
+    return levels.T[:, order].contiguous(), needed
 
 
 def _gram(levels, proj: _Projection, lay: _Layout, threads: int | None,
@@ -277,7 +273,7 @@ def _gram_sorted(sorted_levels, needed: list[int], proj: _Projection, lay: _Layo
             for u in range(v):
                 if ranks[u]:
                     q[:b - a, starts[u]:starts[u] + ranks[u]] = \
-                        lut[u, :, :ranks[u]][sorted_levels[u, a:b]]
+                        lut[u, :, :ranks[u]][sorted_levels[u, a:b].int()]
             for s in range(0, m, col_block):
                 e = min(s + col_block, m)
                 rows = min(needed[s // col_block], b) - a
@@ -354,7 +350,7 @@ def soft_mutual_information(x: Any, num_bins: int = PYJUICE_NUM_BINS,
         dev = levels.device
         proj = _project(levels, scaled, num_bins, sigma, rank)
         lay = _Layout.of(levels, proj)
-        row0 = levels[0].clone()
+        row0 = levels[0].long()
         ordered = _sorted_levels(levels, proj, lay)
         del levels  # (the sorted copy is all the Gram needs: one [N, V] array, not two)
         g = _gram(ordered, proj, lay, threads)
@@ -401,8 +397,9 @@ class _PairMI:
         self.rank = self.w.shape[2] - 1
         self.ranks = proj.ranks
         self.offs = start
-        # pairs per step: on a GPU [P, B, B] float32 arrays of 64 MiB; on the CPU in cache
-        self.chunk = 1 << 14 if on_gpu else 128
+        # pairs per step: on a GPU [P, B, B] float32 arrays of 32 MiB (two live at once, beside
+        # the Gram: less than the Gram's own step); on the CPU in cache
+        self.chunk = 1 << 13 if on_gpu else 128
 
     def _blocks(self, u, v):
         """The padded Gram blocks ``[P, r + 1, r + 1]`` (the last slot pairs the means)."""
