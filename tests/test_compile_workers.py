@@ -76,6 +76,9 @@ class StandIn(DriverBase):
 
 driver.set_active(StandIn())
 import importlib.util
+from pccc.backends.triton.lazyjit import canonical_keys
+
+canonical_keys()  # as a Triton module on a GPU does when it is made
 from pccc.backends.triton.compile_workers import compile_in_workers
 
 rec = json.load(open(sys.argv[1]))
@@ -94,6 +97,17 @@ def value(d):
 
 launches = [(getattr(table, l["name"]), (1,), [value(a) for a in l["args"]],
              {k: value(v) for k, v in l["kw"].items()}) for l in rec["launches"]]
+from pccc.backends.triton.compile_workers import capture
+import ast
+
+
+def fan_in(task):
+    names = list(ast.literal_eval(task["signature"]))
+    i = names.index("F") if "F" in names else -1
+    return next((c[2] for c in task["constants"] if c[0] == [i]), 0)
+
+
+fans = [fan_in(t) for t in capture(launches)[0]]
 log = []
 compile_in_workers(launches, 2, log.append)
 cache = os.environ["TRITON_CACHE_DIR"]
@@ -101,7 +115,7 @@ before = sorted(os.listdir(cache))
 t0 = time.perf_counter()
 for kernel, grid, args, kw in launches:
     kernel.warmup(*args, grid=grid, **kw)
-print(json.dumps({"log": log[0], "before": before, "after": sorted(os.listdir(cache)),
+print(json.dumps({"log": log[0], "fans": fans, "before": before, "after": sorted(os.listdir(cache)),
                   "warm_s": time.perf_counter() - t0}))
 """
 
@@ -126,3 +140,29 @@ def test_workers_fill_the_cache_this_process_reads(tmp_path):
     assert log["tasks"] >= 6 and log["failed"] == 0, log
     assert len(out["before"]) >= log["tasks"]  # one cache entry per binary at least
     assert out["after"] == out["before"], "this process compiled what the workers had"
+    fans = out["fans"]  # the widest sum kernels (the longest compiles) go first
+    assert fans == sorted(fans, reverse=True) and fans[0] > fans[-1], fans
+
+
+_KEY = r"""
+import sys
+from pccc.backends.triton import kernels_sum as k
+from pccc.backends.triton.lazyjit import canonical_keys, resolve
+
+canonical_keys()
+if sys.argv[1] == "bwd-first":
+    resolve(k.sum_bwd).cache_key
+print(resolve(k.sum_fwd).cache_key)
+"""
+
+
+def test_every_process_gets_the_same_cache_keys(tmp_path):
+    """Triton's key of ``sum_fwd`` depends on whether ``sum_bwd``'s was computed first; after
+    ``canonical_keys`` it does not, whatever a process launches first (the compile workers
+    and a warm second process rely on it)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, TRITON_INTERPRET="0", PYTHONPATH=root)
+    keys = [subprocess.run([sys.executable, "-c", _KEY, order], env=env, capture_output=True,
+                           text=True, timeout=300).stdout.strip() for order in ("fwd-first",
+                                                                                "bwd-first")]
+    assert keys[0] and keys[0] == keys[1], keys

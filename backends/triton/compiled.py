@@ -46,6 +46,7 @@ from pccc.backends.triton.codegen import load_module
 from pccc.backends.triton.em_step import EMSteps
 from pccc.backends.triton.external import ExternalInputs
 from pccc.backends.triton.graphs import MAX_GRAPHS, PassRunner, _Buffers
+from pccc.backends.triton.lazyjit import canonical_keys
 from pccc.backends.triton.inputs import (
     InputTables,
     kernel_tables,
@@ -108,6 +109,8 @@ class TritonExecutor(PassRunner, ParamInit, EMSteps, ExternalInputs, Executor):
         #: the first call of each pass compiles its kernels in parallel first (GPU only:
         #: the interpreter compiles nothing)
         self.parallel_jit = self.device.type == "cuda" and options.parallel_jit
+        if self.device.type == "cuda":
+            canonical_keys()  # (the same cache keys in every process: see lazyjit)
         if self.parallel_jit:
             hash_triton_early()
             if options.jit_workers and prejit_enabled():

@@ -70,8 +70,11 @@ def serve(cache_dir: str = "") -> None:
     the parent's Triton cache folder (empty: Triton's default)."""
     from triton import knobs
 
+    from pccc.backends.triton.lazyjit import canonical_keys
+
     if cache_dir:
         knobs.cache.dir = cache_dir
+    canonical_keys()  # the parent's cache keys (see lazyjit.canonical_keys)
 
     out = sys.stdout
     print(json.dumps({"ready": True}), file=out, flush=True)
