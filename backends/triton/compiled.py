@@ -46,7 +46,6 @@ from pccc.backends.triton.codegen import load_module
 from pccc.backends.triton.em_step import EMSteps
 from pccc.backends.triton.external import ExternalInputs
 from pccc.backends.triton.graphs import MAX_GRAPHS, PassRunner, _Buffers
-from pccc.backends.triton.lazyjit import canonical_keys
 from pccc.backends.triton.inputs import (
     InputTables,
     kernel_tables,
@@ -54,6 +53,7 @@ from pccc.backends.triton.inputs import (
     native_params,
     raw_grads,
 )
+from pccc.backends.triton.lazyjit import canonical_keys
 from pccc.backends.triton.options import TritonOptions
 from pccc.backends.triton.overlap import EMStream
 from pccc.backends.triton.param_init import INIT_CHUNK, ParamInit
