@@ -257,9 +257,9 @@ def startup_table(rows: list[dict]) -> None:
             print(f"{r['name']:10} {e['pass'][:12]:12} {e['compiled_launches']:>8} "
                   f"{e['parallel_compile_s']:>8.3f} {e['first_run_s']:>8.3f} "
                   f"{'-' if cap is None else f'{cap:.3f}':>8}")
-        if "peak_compile_gib" in r:  # where the peak is: structure + compile, 1st batch, training
-            print(f"{r['name']:10} {'peaks GiB':12} structure+compile {r['peak_compile_gib']}, "
-                  f"first batch {r['peak_first_batch_gib']}, training {r['peak_gib']}")
+        if "peak_compile_gib" in r:  # the peak so far at each point: where the peak is
+            print(f"{r['name']:10} {'peak GiB':12} through compile {r['peak_compile_gib']}, "
+                  f"through first batch {r['peak_first_batch_gib']}, overall {r['peak_gib']}")
         for w in r.get("compile_workers") or []:
             print(f"{r['name']:10} {'workers':12} {w['tasks']:>8} capture {w['capture_s']:.3f} s, "
                   f"workers {w['workers_s']:.3f} s ({w['worker_compile_s']:.1f} s of compiles, "
