@@ -97,15 +97,13 @@ class PassRunner:
         t0 = time.perf_counter()
         kernels = self._prejit_once(key, fn, scratch_only, also)
         if not self.use_graphs:
+            t1 = time.perf_counter()
+            fn()
             if first:
-                self._first_done.add(key)
-                t1 = time.perf_counter()
-                fn()
                 if self.device.type == "cuda":
                     torch.cuda.synchronize(self.device)  # (once per pass, as below)
+                self._first_done.add(key)
                 self._log_first(key, kernels, t0, t1, time.perf_counter(), None)
-                return
-            fn()
             return
         graph = self._graphs.get(key)
         if graph is None:

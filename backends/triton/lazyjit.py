@@ -13,6 +13,7 @@ resolves a callee through the caller's globals and needs the real object there.
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -64,6 +65,7 @@ def resolve(obj: Any) -> Any:
 
 
 _KEYED = False
+_KEYS_LOCK = threading.Lock()
 
 
 def canonical_keys() -> int:
@@ -79,8 +81,16 @@ def canonical_keys() -> int:
     (about 30 ms) gives every process the same keys: the compile workers, and a later
     process whose cache is warm."""
     global _KEYED
-    if _KEYED:
-        return 0
+    with _KEYS_LOCK:  # (two threads interleaving would make the order theirs)
+        if _KEYED:
+            return 0
+        count = _all_keys()
+        _KEYED = True
+    return count
+
+
+def _all_keys() -> int:
+    """:func:`canonical_keys`'s work, unguarded."""
     import importlib
     import pkgutil
 
@@ -100,5 +110,4 @@ def canonical_keys() -> int:
             if hasattr(fn, "cache_key") and hasattr(fn, "used_global_vals"):
                 fn.cache_key  # noqa: B018  (computed and kept by Triton)
                 count += 1
-    _KEYED = True
     return count
