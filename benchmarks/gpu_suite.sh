@@ -11,7 +11,7 @@
 set -uo pipefail
 
 declare -A LIMIT=(
-  [gate]=330 [queries]=300 [seeds]=500 [fanin]=200 [warm]=200 [kinds]=240 [paper]=560
+  [gate]=330 [queries]=420 [seeds]=500 [fanin]=200 [warm]=200 [kinds]=240 [paper]=560
   [scale]=560 [workers]=240 [mnist]=200
 )
 declare -A WHAT=(
@@ -41,7 +41,7 @@ run_step() {
     gate) timeout "${LIMIT[gate]}" python3 benchmarks/gpu_bench.py --check --pyjuice \
             --pj-site "$SITE" --out "$dir" ;;
     queries) timeout "${LIMIT[queries]}" python3 benchmarks/bench_queries.py \
-            --which hclt256,pd256 --samples 2000 --pyjuice --pj-timeout 150 \
+            --which hclt256,pd256 --samples 2000 --pyjuice --pj-samples 500 --pj-timeout 170 \
             --pj-site "$SITE" --out "$dir" ;;
     seeds) timeout "${LIMIT[seeds]}" python3 benchmarks/gpu_bench.py --seeds 0,1,2 \
             --which hclt32,hclt128,hclt256 --pyjuice --pj-site "$SITE" --out "$dir" ;;
@@ -59,7 +59,7 @@ run_step() {
             --out "$dir/on" ;;
     mnist) ( time timeout $(( ${LIMIT[mnist]} / 2 )) python3 -m pccc train --structure hclt \
             --latents 128 --data .bench/mnist.npz --epochs 3 --patience 0 --device cuda \
-            --no-progress -o "$dir/mnist.pccm" )
+            --no-progress -o "$dir/mnist.pcir" )
            timeout $(( ${LIMIT[mnist]} / 2 )) python3 benchmarks/pyjuice_mnist_hclt.py \
             .bench/mnist.npz --latents 128 --epochs 3 ;;
     warm) timeout "${LIMIT[warm]}" python3 benchmarks/gpu_bench.py --which hclt128,pd64 --warm \

@@ -163,3 +163,21 @@ def test_perturbed_start_trains_and_bad_value_is_refused(tmp_path, capsys):
     rc, out = _train(tmp_path, "--perturb", "-1")
     assert rc == 2 and not out.exists()
     assert "--perturb" in capsys.readouterr().err
+
+
+def test_train_writes_a_compiled_module(tmp_path, capsys):
+    """``-o model.pccm`` keeps the trained compiled module; its log-likelihoods are the float64
+    reference's on the circuit it holds."""
+    out = tmp_path / "m.pccm"
+    rc = main(["train", "--structure", "hclt", "--latents", "2", "--data",
+               str(_folder(tmp_path)), "--epochs", "2", "--batch-size", "64", "--no-progress",
+               "-o", str(out)])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    module = pccc.load_module(out)
+    test = np.loadtxt(tmp_path / "toy.test.data", delimiter=",", dtype=np.int64)
+    got = module(torch.from_numpy(test)).detach().double().numpy().ravel()
+    want = log_likelihood(module.to_circuit(), test)
+    reported = float(re.search(r"test log-likelihood: (\S+)$", text.strip()).group(1))
+    np.testing.assert_allclose(got, want, atol=1e-4)
+    assert want.mean() == pytest.approx(reported, abs=1e-3)

@@ -97,7 +97,8 @@ def add_parser(sub: Any) -> None:
                         "where OpenMP start-up costs more than it saves; else torch's default)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("-o", "--output", required=True,
-                   help="the trained circuit (a writable circuit format: .jpc, .pcir)")
+                   help="the trained circuit (a writable circuit format: .jpc, .pcir), or "
+                        "the trained compiled module (.pccm)")
     p.add_argument("--plot", default=None, help="a PNG of the learning curves")
     p.set_defaults(func=run)
 
@@ -106,7 +107,8 @@ def check_outputs(output: str, plot: str | None) -> None:
     """Refuse output paths that cannot be written, before any training."""
     from pccc import formats
 
-    formats.check_writable(output)
+    if not output.lower().endswith(".pccm"):  # a module artifact: pccc.save writes it
+        formats.check_writable(output)
     paths = [Path(output)]
     if plot is not None:
         if not plot.lower().endswith(".png"):
