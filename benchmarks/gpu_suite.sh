@@ -41,7 +41,7 @@ run_step() {
     gate) timeout "${LIMIT[gate]}" python3 benchmarks/gpu_bench.py --check --pyjuice \
             --pj-site "$SITE" --out "$dir" ;;
     queries) timeout "${LIMIT[queries]}" python3 benchmarks/bench_queries.py \
-            --which hclt256,pd256 --samples 2000 --pyjuice --pj-samples 500 --pj-timeout 170 \
+            --which hclt256,pd256 --samples 2000 --pyjuice --pj-samples 1000 --pj-timeout 170 \
             --pj-site "$SITE" --out "$dir" ;;
     seeds) timeout "${LIMIT[seeds]}" python3 benchmarks/gpu_bench.py --seeds 0,1,2 \
             --which hclt32,hclt128,hclt256 --pyjuice --pj-site "$SITE" --out "$dir" ;;
