@@ -1,6 +1,7 @@
 """HCLT's mutual-information estimators on MNIST: the tree, its time, and what EM learns on it.
 
-Per estimator (``binned``, ``soft``, ``pyjuice``): the Chow-Liu tree of the first 20,000
+Per estimator (``binned``, ``soft``, ``pyjuice``; ``pjtree``: the tree PyJuice's own
+``juice.structures.HCLT`` builds, with PyJuice importable): the Chow-Liu tree of the first 20,000
 training images, timed where it runs (``soft`` and ``pyjuice`` on ``--device`` with the data
 already there, after a warm-up call; ``binned`` on the host's CPU), its inner variables, the
 edges it shares with ``pyjuice``'s tree and the total of PyJuice's estimate over its edges
@@ -66,6 +67,22 @@ def sync(dev: torch.device) -> None:
         torch.cuda.synchronize()
 
 
+def pyjuice_tree(x_tree: torch.Tensor) -> np.ndarray:
+    """The tree ``juice.structures.HCLT`` builds (PyJuice's own functions, its defaults:
+    32 bins, sigma 0.5 / 32, chunks of 64; rooted at ``nx.center(T)[0]``), as ``parent``."""
+    import networkx as nx
+    from pyjuice.structures.hclt import chow_liu_tree, mutual_information_chunked
+
+    xf = x_tree.float()
+    mi = mutual_information_chunked(xf, xf, 32, 0.5 / 32, chunk_size=64).detach().cpu().numpy()
+    tree = chow_liu_tree(mi)
+    root = nx.center(tree)[0]
+    parent = np.full(x_tree.shape[1], -1, np.int64)
+    for u, v in nx.bfs_edges(tree, root):
+        parent[v] = u
+    return parent
+
+
 def learn_trees(x_tree: torch.Tensor, estimators: list[str], dev: torch.device) -> dict:
     """Each estimator's tree and time; PyJuice's estimate to score them (if asked for)."""
     small = x_tree[:512, :64]  # warm-up: the device's context, cuBLAS and cuSOLVER handles
@@ -76,10 +93,11 @@ def learn_trees(x_tree: torch.Tensor, estimators: list[str], dev: torch.device) 
         data = x_tree.cpu().numpy() if est == "binned" else x_tree
         sync(dev)
         t0 = time.time()
-        parent = learn_tree(data, mi_estimator=est)
+        parent = pyjuice_tree(x_tree) if est == "pjtree" else learn_tree(data,
+                                                                         mi_estimator=est)
         sync(dev)
         out[est] = dict(parent=parent, tree_s=round(time.time() - t0, 3))
-    if "pyjuice" in estimators:
+    if "pyjuice" in estimators or "pjtree" in estimators:
         mi = pyjuice_mutual_information(x_tree)
         ref = {tuple(sorted(e)) for e in kruskal_tree(mi)}
         for t in out.values():
@@ -134,14 +152,15 @@ def train(circuit: Circuit, xg: torch.Tensor, xte: torch.Tensor, a: argparse.Nam
 def table(rows: list[dict]) -> None:
     trees = {r["estimator"]: r for r in rows if r["kind"] == "tree"}
     print(f"{'estimator':9} {'tree s':>7} {'inner':>5} {'shared':>6} {'PJ MI':>9} "
-          f"{'L':>4} {'init':>5} {'test LL by epoch':>28}")
+          f"{'L':>4} {'init':>5} {'seed':>4} {'test LL by epoch':>28}")
     for r in rows:
         if r["kind"] != "run":
             continue
         t = trees[r["estimator"]]
         print(f"{r['estimator']:9} {t['tree_s']:>7} {t['inner']:>5} "
               f"{t.get('shared_with_pyjuice', '-'):>6} {t.get('pyjuice_mi_total', '-'):>9} "
-              f"{r['latents']:>4} {r['init']:>5} {' '.join(f'{v:.2f}' for v in r['test_ll']):>28}")
+              f"{r['latents']:>4} {r['init']:>5} {r.get('seed', 0):>4} "
+              f"{' '.join(f'{v:.2f}' for v in r['test_ll']):>28}")
 
 
 def main() -> None:
@@ -152,6 +171,7 @@ def main() -> None:
     ap.add_argument("--latents", default="32,128")
     ap.add_argument("--init", default="4:4,4:2,old",
                     help="initial draws: SUMS:INPUTS spreads of exp(-s u), or old (u + 0.5)")
+    ap.add_argument("--seeds", default="0", help="initial draws from each of these seeds")
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--precision", default="tf32", help="the Triton backend's precision")
     ap.add_argument("--quick", action="store_true",
@@ -170,15 +190,17 @@ def main() -> None:
     card = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
     for est, t in trees.items():
         for lat in (int(v) for v in a.latents.split(",")):
-            for init in a.init.split(","):
+            for init, seed in ((i, int(sd)) for i in a.init.split(",")
+                               for sd in a.seeds.split(",")):
                 if init == "old":
-                    c = near_uniform(hclt_from_tree(t["parent"], lat, spec, seed=0))
+                    c = near_uniform(hclt_from_tree(t["parent"], lat, spec, seed=seed), seed)
                 else:
                     sums, inputs = (float(v) for v in init.split(":"))
-                    c = hclt_from_tree(t["parent"], lat, spec, seed=0,
+                    c = hclt_from_tree(t["parent"], lat, spec, seed=seed,
                                        init_spread=(sums, inputs))
-                r = dict(kind="run", estimator=est, latents=lat, init=init, card=card,
-                         edges=hclt_edge_count(t["parent"], lat), **train(c, xg, xte, a, dev))
+                r = dict(kind="run", estimator=est, latents=lat, init=init, seed=seed,
+                         card=card, edges=hclt_edge_count(t["parent"], lat),
+                         **train(c, xg, xte, a, dev))
                 rows.append(r)
                 print(json.dumps(r), flush=True)
     os.makedirs(a.out, exist_ok=True)
