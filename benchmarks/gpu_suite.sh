@@ -12,7 +12,7 @@ set -uo pipefail
 
 declare -A LIMIT=(
   [gate]=330 [queries]=420 [seeds]=500 [fanin]=200 [warm]=200 [kinds]=240 [paper]=560
-  [scale]=560 [workers]=240 [mnist]=200 [trees]=300
+  [scale]=560 [workers]=240 [mnist]=200 [trees]=360
 )
 declare -A WHAT=(
   [gate]="gpu_bench.py --check --pyjuice: speed, memory and quality beside PyJuice, all five"
@@ -25,7 +25,7 @@ declare -A WHAT=(
   [scale]="bench_paper.py --scale: the largest PD and HCLT each side trains"
   [workers]="gpu_bench.py on HCLT-32/128 and PD-64 without, then with 16 compile workers"
   [mnist]="pccc train (HCLT-128, 3 epochs) and PyJuice's MNIST script: docs/results.md's row"
-  [trees]="tree_quality.py: pccc's HCLT-32/128 on the soft, pyjuice and PyJuice's own tree, 2 seeds"
+  [trees]="tree_quality.py: HCLT-32/128 on the soft tree (GPU, CPU) and PyJuice's, tf32/fp32/torch"
 )
 ORDER=(gate queries seeds trees mnist fanin warm workers kinds paper scale)
 
@@ -64,7 +64,8 @@ run_step() {
            timeout $(( ${LIMIT[mnist]} / 2 )) python3 benchmarks/pyjuice_mnist_hclt.py \
             .bench/mnist.npz --latents 128 --epochs 3 ;;
     trees) timeout "${LIMIT[trees]}" python3 benchmarks/tree_quality.py .bench/mnist.npz \
-            --estimators soft,pyjuice,pjtree --latents 32,128 --init 4:4 --seeds 0,1 --out "$dir" ;;
+            --estimators soft,softcpu,pjtree --latents 32,128 --init 4:4 --seeds 0,1 \
+            --precisions tf32,fp32,torch --out "$dir" ;;
     warm) timeout "${LIMIT[warm]}" python3 benchmarks/gpu_bench.py --which hclt128,pd64 --warm \
             --pj-site "$SITE" --out "$dir" ;;
     kinds) timeout "${LIMIT[kinds]}" python3 benchmarks/kernel_kinds.py --which hclt256,pd256 \

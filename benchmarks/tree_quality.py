@@ -1,7 +1,8 @@
 """HCLT's mutual-information estimators on MNIST: the tree, its time, and what EM learns on it.
 
-Per estimator (``binned``, ``soft``, ``pyjuice``; ``pjtree``: the tree PyJuice's own
-``juice.structures.HCLT`` builds, with PyJuice importable): the Chow-Liu tree of the first 20,000
+Per estimator (``binned``, ``soft``, ``pyjuice``; ``softcpu``: ``soft`` computed on the CPU;
+``pjtree``: the tree PyJuice's own ``juice.structures.HCLT`` builds, with PyJuice importable):
+the Chow-Liu tree of the first 20,000
 training images, timed where it runs (``soft`` and ``pyjuice`` on ``--device`` with the data
 already there, after a warm-up call; ``binned`` on the host's CPU), its inner variables, the
 edges it shares with ``pyjuice``'s tree and the total of PyJuice's estimate over its edges
@@ -20,7 +21,8 @@ with ``--quick`` (trees from 2,000 images, 2 test batches, 2 training batches pe
 ``--epochs 0`` it checks the script in a minute without a GPU.
 
 Run: ``python benchmarks/tree_quality.py .bench/mnist.npz [--latents 32,128]
-[--estimators binned,soft,pyjuice] [--init 4:4,4:2,old] [--epochs 2] [--precision tf32]``
+[--estimators binned,soft,pyjuice] [--init 4:4,4:2,old] [--seeds 0] [--epochs 2]
+[--precisions tf32,fp32,torch]``
 """
 
 from __future__ import annotations
@@ -90,11 +92,12 @@ def learn_trees(x_tree: torch.Tensor, estimators: list[str], dev: torch.device) 
     pyjuice_mutual_information(small)
     out = {}
     for est in estimators:
-        data = x_tree.cpu().numpy() if est == "binned" else x_tree
+        data = x_tree.cpu().numpy() if est == "binned" else x_tree.cpu() \
+            if est == "softcpu" else x_tree
         sync(dev)
         t0 = time.time()
-        parent = pyjuice_tree(x_tree) if est == "pjtree" else learn_tree(data,
-                                                                         mi_estimator=est)
+        parent = pyjuice_tree(x_tree) if est == "pjtree" else learn_tree(
+            data, mi_estimator="soft" if est == "softcpu" else est)
         sync(dev)
         out[est] = dict(parent=parent, tree_s=round(time.time() - t0, 3))
     if "pyjuice" in estimators or "pjtree" in estimators:
@@ -120,11 +123,12 @@ def test_ll(model, xte: torch.Tensor, batches: int) -> float:
 
 
 def train(circuit: Circuit, xg: torch.Tensor, xte: torch.Tensor, a: argparse.Namespace,
-          dev: torch.device) -> dict:
-    """Compile, then ``a.epochs`` epochs of mini-batch EM; test log-likelihood per epoch."""
+          dev: torch.device, precision: str = "tf32") -> dict:
+    """Compile, then ``a.epochs`` epochs of mini-batch EM; test log-likelihood per epoch.
+    ``precision``: the Triton backend's on a GPU, or ``torch`` (the torch backend)."""
     t0 = time.time()
-    if dev.type == "cuda":
-        model = pccc.compile(circuit, backend="triton", device=dev, precision=a.precision)
+    if dev.type == "cuda" and precision != "torch":
+        model = pccc.compile(circuit, backend="triton", device=dev, precision=precision)
         model.param_grads = False  # EM reads flows alone
     else:
         model = pccc.compile(circuit, backend="torch", device=dev)
@@ -152,14 +156,15 @@ def train(circuit: Circuit, xg: torch.Tensor, xte: torch.Tensor, a: argparse.Nam
 def table(rows: list[dict]) -> None:
     trees = {r["estimator"]: r for r in rows if r["kind"] == "tree"}
     print(f"{'estimator':9} {'tree s':>7} {'inner':>5} {'shared':>6} {'PJ MI':>9} "
-          f"{'L':>4} {'init':>5} {'seed':>4} {'test LL by epoch':>28}")
+          f"{'L':>4} {'init':>5} {'prec':>5} {'seed':>4} {'test LL by epoch':>28}")
     for r in rows:
         if r["kind"] != "run":
             continue
         t = trees[r["estimator"]]
         print(f"{r['estimator']:9} {t['tree_s']:>7} {t['inner']:>5} "
               f"{t.get('shared_with_pyjuice', '-'):>6} {t.get('pyjuice_mi_total', '-'):>9} "
-              f"{r['latents']:>4} {r['init']:>5} {r.get('seed', 0):>4} "
+              f"{r['latents']:>4} {r['init']:>5} {r.get('precision', '-'):>5} "
+              f"{r.get('seed', 0):>4} "
               f"{' '.join(f'{v:.2f}' for v in r['test_ll']):>28}")
 
 
@@ -173,7 +178,9 @@ def main() -> None:
                     help="initial draws: SUMS:INPUTS spreads of exp(-s u), or old (u + 0.5)")
     ap.add_argument("--seeds", default="0", help="initial draws from each of these seeds")
     ap.add_argument("--epochs", type=int, default=2)
-    ap.add_argument("--precision", default="tf32", help="the Triton backend's precision")
+    ap.add_argument("--precisions", default="tf32",
+                    help="the Triton backend's precisions to train with (torch: the torch "
+                         "backend, float32, on the same device)")
     ap.add_argument("--quick", action="store_true",
                     help="trees from 2,000 images, 2 test and 2 training batches")
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
@@ -190,8 +197,9 @@ def main() -> None:
     card = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
     for est, t in trees.items():
         for lat in (int(v) for v in a.latents.split(",")):
-            for init, seed in ((i, int(sd)) for i in a.init.split(",")
-                               for sd in a.seeds.split(",")):
+            for init, seed, prec in ((i, int(sd), p) for i in a.init.split(",")
+                                     for p in a.precisions.split(",")
+                                     for sd in a.seeds.split(",")):
                 if init == "old":
                     c = near_uniform(hclt_from_tree(t["parent"], lat, spec, seed=seed), seed)
                 else:
@@ -199,8 +207,8 @@ def main() -> None:
                     c = hclt_from_tree(t["parent"], lat, spec, seed=seed,
                                        init_spread=(sums, inputs))
                 r = dict(kind="run", estimator=est, latents=lat, init=init, seed=seed,
-                         card=card, edges=hclt_edge_count(t["parent"], lat),
-                         **train(c, xg, xte, a, dev))
+                         precision=prec, card=card, edges=hclt_edge_count(t["parent"], lat),
+                         **train(c, xg, xte, a, dev, prec))
                 rows.append(r)
                 print(json.dumps(r), flush=True)
     os.makedirs(a.out, exist_ok=True)
