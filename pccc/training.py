@@ -63,6 +63,9 @@ class History:
     train_ll: list[float] = field(default_factory=list)
     valid_ll: list[float] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
+    """wall time of each epoch, its validation included"""
+    valid_seconds: list[float] = field(default_factory=list)
+    """the part of each epoch's time spent validating and keeping the best parameters"""
     best_epoch: int = -1
     """1-based epoch whose parameters the model holds at the end (0: the initial ones)"""
     best_ll: float = -math.inf
@@ -295,14 +298,17 @@ def _epochs(model: Any, opt: Any, xt: Any, valid_x: np.ndarray | None, cfg: Trai
     for ep in range(1, cfg.epochs + 1):
         t0 = time.perf_counter()
         tr = _epoch(model, opt, xt, cfg, rng, f"epoch {ep}/{cfg.epochs}", ranks)
+        t1 = time.perf_counter()
         va, over = _validate(model, valid_x, tr, cfg, ranks, deadline)
         hist.train_ll.append(tr)
         hist.valid_ll.append(va)
-        hist.seconds.append(time.perf_counter() - t0)
         if va > hist.best_ll:
             hist.best_ll, hist.best_epoch = va, ep
             best.clear()
             best.update(_snapshot(model))
+        t2 = time.perf_counter()
+        hist.seconds.append(t2 - t0)
+        hist.valid_seconds.append(t2 - t1)
         if on_epoch is not None:
             on_epoch(ep, hist)
         if over or (cfg.patience and ep - hist.best_epoch >= cfg.patience):

@@ -43,6 +43,9 @@ def test_train_reports_the_test_ll_of_the_written_model(tmp_path, capsys):
     text = capsys.readouterr().out
     assert rc == 0, text
     assert len(re.findall(r"^epoch \d/3 +train LL -\d", text, re.M)) == 3
+    # each epoch's wall time, and the part of it spent validating
+    times = re.findall(r"  (\d+\.\d\d) s \(validation (\d+\.\d\d) s\)$", text, re.M)
+    assert len(times) == 3 and all(float(v) <= float(t) for t, v in times)
     reported = float(re.search(r"test log-likelihood: (\S+)$", text.strip()).group(1))
     circuit = pccc.load(out)
     test = np.loadtxt(tmp_path / "toy.test.data", delimiter=",", dtype=np.int64)
@@ -136,6 +139,8 @@ def test_train_keeps_best_validation_parameters(tmp_path):
                           training.TrainConfig(epochs=4, batch_size=32, progress=False,
                                                patience=0), on_epoch=record)
     assert hist.best_epoch == max(seen, key=seen.get)
+    assert len(hist.valid_seconds) == len(hist.seconds) == 4
+    assert all(0 < v < t for v, t in zip(hist.valid_seconds, hist.seconds))
     assert training.evaluate(model, ds.valid) == pytest.approx(max(seen.values()), abs=1e-6)
 
 

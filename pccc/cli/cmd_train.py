@@ -294,6 +294,11 @@ class Interrupts:
             signal.signal(signal.SIGINT, self._old)
 
 
+def _secs(t: float) -> str:
+    """Seconds with two decimals under 10 s (GPU epochs take a fraction of one), else one."""
+    return f"{t:.2f} s" if t < 10 else f"{t:.1f} s"
+
+
 def _train_and_save(model: Any, ds: Any, args: argparse.Namespace, ctrl_c: Interrupts,
                     lead: bool = True) -> int:
     """Train, write the best model (also after Ctrl-C: exit status 130), report. Under
@@ -312,10 +317,11 @@ def _train_and_save(model: Any, ds: Any, args: argparse.Namespace, ctrl_c: Inter
 
     def report(ep: int, h: Any) -> None:
         if lead:
-                print(f"epoch {ep}/{cfg.epochs}  train LL "
+            print(f"epoch {ep}/{cfg.epochs}  train LL "
                   f"{_describe(h.train_ll[-1], image, ds.num_vars)}"
                   f"  valid LL {_describe(h.valid_ll[-1], image, ds.num_vars)}"
-                  f"  {h.seconds[-1]:.1f} s", flush=True)
+                  f"  {_secs(h.seconds[-1])} (validation {_secs(h.valid_seconds[-1])})",
+                  flush=True)
 
     hist = train(model, shard(ds.train), ds.valid if lead else None, cfg, on_epoch=report)
     if not lead:
