@@ -60,7 +60,7 @@ run_step() {
             --out "$dir/on" ;;
     mnist) ( time timeout $(( ${LIMIT[mnist]} / 2 )) python3 -m pccc train --structure hclt \
             --latents 128 --data .bench/mnist.npz --epochs 3 --patience 0 --device cuda \
-            --no-progress -o "$dir/mnist.pcir" )
+            --no-progress -o "$dir/mnist.pccm" )
            timeout $(( ${LIMIT[mnist]} / 2 )) python3 benchmarks/pyjuice_mnist_hclt.py \
             .bench/mnist.npz --latents 128 --epochs 3 ;;
     trees) timeout "${LIMIT[trees]}" python3 benchmarks/tree_quality.py .bench/mnist.npz \
