@@ -25,7 +25,7 @@ declare -A WHAT=(
   [scale]="bench_paper.py --scale: the largest PD and HCLT each side trains"
   [workers]="gpu_bench.py on HCLT-32/128 and PD-64 without, then with 16 compile workers"
   [mnist]="pccc train (HCLT-128, 3 epochs) and PyJuice's MNIST script: docs/results.md's row"
-  [trees]="tree_quality.py: HCLT-32/128 on the soft tree (GPU, CPU) and PyJuice's, tf32/fp32/torch"
+  [trees]="tree_quality.py: HCLT-32, soft tree (GPU, CPU) and PyJuice's; tf32/fp32/torch; graphs on/off"
 )
 ORDER=(gate queries seeds trees mnist fanin warm workers kinds paper scale)
 
@@ -64,8 +64,8 @@ run_step() {
            timeout $(( ${LIMIT[mnist]} / 2 )) python3 benchmarks/pyjuice_mnist_hclt.py \
             .bench/mnist.npz --latents 128 --epochs 3 ;;
     trees) timeout "${LIMIT[trees]}" python3 benchmarks/tree_quality.py .bench/mnist.npz \
-            --estimators soft,softcpu,pjtree --latents 32,128 --init 4:4 --seeds 0,1 \
-            --precisions tf32,fp32,torch --out "$dir" ;;
+            --estimators soft,softcpu,pjtree --latents 32 --init 4:4 --seeds 0,1 \
+            --precisions tf32,fp32,torch --graphs on,off --out "$dir" ;;
     warm) timeout "${LIMIT[warm]}" python3 benchmarks/gpu_bench.py --which hclt128,pd64 --warm \
             --pj-site "$SITE" --out "$dir" ;;
     kinds) timeout "${LIMIT[kinds]}" python3 benchmarks/kernel_kinds.py --which hclt256,pd256 \

@@ -22,7 +22,7 @@ with ``--quick`` (trees from 2,000 images, 2 test batches, 2 training batches pe
 
 Run: ``python benchmarks/tree_quality.py .bench/mnist.npz [--latents 32,128]
 [--estimators binned,soft,pyjuice] [--init 4:4,4:2,old] [--seeds 0] [--epochs 2]
-[--precisions tf32,fp32,torch]``
+[--precisions tf32,fp32,torch] [--graphs on,off]``
 """
 
 from __future__ import annotations
@@ -123,12 +123,14 @@ def test_ll(model, xte: torch.Tensor, batches: int) -> float:
 
 
 def train(circuit: Circuit, xg: torch.Tensor, xte: torch.Tensor, a: argparse.Namespace,
-          dev: torch.device, precision: str = "tf32") -> dict:
+          dev: torch.device, precision: str = "tf32", graphs: bool = True) -> dict:
     """Compile, then ``a.epochs`` epochs of mini-batch EM; test log-likelihood per epoch.
-    ``precision``: the Triton backend's on a GPU, or ``torch`` (the torch backend)."""
+    ``precision``: the Triton backend's on a GPU, or ``torch`` (the torch backend);
+    ``graphs``: the Triton backend's ``cuda_graphs`` option."""
     t0 = time.time()
     if dev.type == "cuda" and precision != "torch":
-        model = pccc.compile(circuit, backend="triton", device=dev, precision=precision)
+        model = pccc.compile(circuit, backend="triton", device=dev, precision=precision,
+                             cuda_graphs=graphs)
         model.param_grads = False  # EM reads flows alone
     else:
         model = pccc.compile(circuit, backend="torch", device=dev)
@@ -156,7 +158,8 @@ def train(circuit: Circuit, xg: torch.Tensor, xte: torch.Tensor, a: argparse.Nam
 def table(rows: list[dict]) -> None:
     trees = {r["estimator"]: r for r in rows if r["kind"] == "tree"}
     print(f"{'estimator':9} {'tree s':>7} {'inner':>5} {'shared':>6} {'PJ MI':>9} "
-          f"{'L':>4} {'init':>5} {'prec':>5} {'seed':>4} {'test LL by epoch':>28}")
+          f"{'L':>4} {'init':>5} {'prec':>5} {'graph':>5} {'seed':>4} "
+          f"{'test LL by epoch':>28}")
     for r in rows:
         if r["kind"] != "run":
             continue
@@ -164,6 +167,7 @@ def table(rows: list[dict]) -> None:
         print(f"{r['estimator']:9} {t['tree_s']:>7} {t['inner']:>5} "
               f"{t.get('shared_with_pyjuice', '-'):>6} {t.get('pyjuice_mi_total', '-'):>9} "
               f"{r['latents']:>4} {r['init']:>5} {r.get('precision', '-'):>5} "
+              f"{'on' if r.get('graphs') else 'off':>5} "
               f"{r.get('seed', 0):>4} "
               f"{' '.join(f'{v:.2f}' for v in r['test_ll']):>28}")
 
@@ -177,6 +181,8 @@ def main() -> None:
     ap.add_argument("--init", default="4:4,4:2,old",
                     help="initial draws: SUMS:INPUTS spreads of exp(-s u), or old (u + 0.5)")
     ap.add_argument("--seeds", default="0", help="initial draws from each of these seeds")
+    ap.add_argument("--graphs", default="on",
+                    help="on,off: the Triton backend with and without CUDA graphs")
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--precisions", default="tf32",
                     help="the Triton backend's precisions to train with (torch: the torch "
@@ -197,9 +203,11 @@ def main() -> None:
     card = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
     for est, t in trees.items():
         for lat in (int(v) for v in a.latents.split(",")):
-            for init, seed, prec in ((i, int(sd), p) for i in a.init.split(",")
-                                     for p in a.precisions.split(",")
-                                     for sd in a.seeds.split(",")):
+            for init, seed, prec, graphs in (
+                    (i, int(sd), p, g == "on") for i in a.init.split(",")
+                    for p in a.precisions.split(",")
+                    for g in (a.graphs.split(",") if p != "torch" else ["on"])
+                    for sd in a.seeds.split(",")):
                 if init == "old":
                     c = near_uniform(hclt_from_tree(t["parent"], lat, spec, seed=seed), seed)
                 else:
@@ -207,8 +215,9 @@ def main() -> None:
                     c = hclt_from_tree(t["parent"], lat, spec, seed=seed,
                                        init_spread=(sums, inputs))
                 r = dict(kind="run", estimator=est, latents=lat, init=init, seed=seed,
-                         precision=prec, card=card, edges=hclt_edge_count(t["parent"], lat),
-                         **train(c, xg, xte, a, dev, prec))
+                         precision=prec, graphs=graphs and prec != "torch", card=card,
+                         edges=hclt_edge_count(t["parent"], lat),
+                         **train(c, xg, xte, a, dev, prec, graphs))
                 rows.append(r)
                 print(json.dumps(r), flush=True)
     os.makedirs(a.out, exist_ok=True)
