@@ -108,6 +108,13 @@ class PassRunner:
         graph = self._graphs.get(key)
         if graph is None:
             dev = self.device
+            # before the call's own run: an EM step in flight is waited for, so that the
+            # recording issues no wait on an event recorded outside it (which would
+            # invalidate the capture), and the EM flows it left void are zeroed now, not
+            # recorded as a zeroing; after the run that zeroing would erase the flows a
+            # storing EM backward has just written
+            self.settle(m, deferred=True)
+            self.em.drain()
             t1 = time.perf_counter()
             side = torch.cuda.Stream(dev)
             side.wait_stream(torch.cuda.current_stream(dev))
@@ -119,11 +126,6 @@ class PassRunner:
             t2 = time.perf_counter()
             if len(self._graphs) >= MAX_GRAPHS:
                 self._graphs.pop(next(iter(self._graphs)))
-            # an EM step in flight on the EM stream: wait for it here, so that the recording
-            # issues no wait on an event recorded outside it (which would invalidate the
-            # capture)
-            self.settle(m, deferred=True)
-            self.em.drain()
             graph = torch.cuda.CUDAGraph()
             try:
                 # thread-local: the parallel JIT's and the upload's threads may still load
