@@ -118,8 +118,8 @@ def _train(c: Any, x: torch.Tensor, graphs: bool, mp: pytest.MonkeyPatch | None
 def test_em_training_with_graphs_equals_eager(structure, monkeypatch):
     rng = np.random.default_rng(3)
     if structure == "hclt":
-        x = torch.as_tensor(rng.integers(0, 4, (64, 9)))
-        c = HCLT(x.numpy(), 4, num_cats=4, seed=1)
+        x = torch.as_tensor(rng.integers(0, 3, (64, 6)))
+        c = HCLT(x.numpy(), 4, num_cats=3, seed=1)
     else:
         x = torch.as_tensor(rng.integers(0, 4, (64, 16)))
         c = PD((4, 4), 4, split_intervals=(2, 2), num_cats=4, seed=1)
