@@ -42,6 +42,7 @@ import pccc  # noqa: E402
 from pccc.ir.circuit import Circuit, InputVector, SumVector  # noqa: E402
 from pccc.optim import MiniBatchEM  # noqa: E402
 from pccc.structures import InputSpec, hclt_from_tree  # noqa: E402
+from pccc.structures.chow_liu import root_tree  # noqa: E402
 from pccc.structures.hclt import hclt_edge_count, learn_tree  # noqa: E402
 from pccc.structures.mutual_info import kruskal_tree, pyjuice_mutual_information  # noqa: E402
 from pccc.structures.soft_mi import soft_mutual_information  # noqa: E402
@@ -78,11 +79,7 @@ def pyjuice_tree(x_tree: torch.Tensor) -> np.ndarray:
     xf = x_tree.float()
     mi = mutual_information_chunked(xf, xf, 32, 0.5 / 32, chunk_size=64).detach().cpu().numpy()
     tree = chow_liu_tree(mi)
-    root = nx.center(tree)[0]
-    parent = np.full(x_tree.shape[1], -1, np.int64)
-    for u, v in nx.bfs_edges(tree, root):
-        parent[v] = u
-    return parent
+    return root_tree(x_tree.shape[1], list(tree.edges), nx.center(tree)[0])
 
 
 def learn_trees(x_tree: torch.Tensor, estimators: list[str], dev: torch.device) -> dict:
