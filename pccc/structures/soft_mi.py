@@ -240,21 +240,16 @@ def _gram(levels, proj: _Projection, lay: _Layout, threads: int | None,
     examples up to the last one starting at or before it, and only the columns from its own
     on (on MNIST with 8 directions: 45% of the dense product's upper triangle, with no copy).
     ``Q~`` is filled ``row_chunk`` examples at a time (None: all at once; on a GPU, chunks of
-    64 MiB keep the estimate's memory below the Gram's own size). ``levels`` may also be
-    :func:`_sorted_levels`'s result, ``(sorted codes, needed)``, so that a caller can free
-    the ``[N, V]`` codes before the Gram is made.
+    64 MiB keep the estimate's memory below the Gram's own size).
     """
-    if isinstance(levels, tuple):
-        sorted_levels, needed = levels
-    else:
-        sorted_levels, needed = _sorted_levels(levels, proj, lay, col_block)
-    del levels
+    sorted_levels, needed = _sorted_levels(levels, proj, lay, col_block)
     return _gram_sorted(sorted_levels, needed, proj, lay, threads, col_block, row_chunk)
 
 
 def _gram_sorted(sorted_levels, needed: list[int], proj: _Projection, lay: _Layout,
-                 threads: int | None, col_block: int, row_chunk: int | None):
-    """:func:`_gram` from the sorted codes ``[V, N]``."""
+                 threads: int | None, col_block: int = 128, row_chunk: int | None = None):
+    """:func:`_gram` from :func:`_sorted_levels`'s codes ``[V, N]`` and counts, so that a
+    caller can free the ``[N, V]`` codes before the Gram is made."""
     import torch
 
     v, n = sorted_levels.shape
@@ -351,10 +346,10 @@ def soft_mutual_information(x: Any, num_bins: int = PYJUICE_NUM_BINS,
         proj = _project(levels, scaled, num_bins, sigma, rank)
         lay = _Layout.of(levels, proj)
         row0 = levels[0].long()
-        ordered = _sorted_levels(levels, proj, lay)
+        sorted_levels, needed = _sorted_levels(levels, proj, lay)
         del levels  # (the sorted copy is all the Gram needs: one [N, V] array, not two)
-        g = _gram(ordered, proj, lay, threads)
-        del ordered
+        g = _gram_sorted(sorted_levels, needed, proj, lay, threads)
+        del sorted_levels
         const = proj.ranks == 0
         pairs = _candidates(g, lay.var_of, v, candidates or v)
         # a constant's estimate depends on its level alone: one row per level
