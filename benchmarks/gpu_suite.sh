@@ -12,7 +12,7 @@ set -uo pipefail
 
 declare -A LIMIT=(
   [gate]=330 [queries]=420 [seeds]=500 [fanin]=200 [warm]=200 [kinds]=240 [paper]=560
-  [scale]=560 [workers]=240 [mnist]=200 [trees]=360
+  [scale]=560 [workers]=240 [mnist]=200 [trees]=360 [nodes]=240
 )
 declare -A WHAT=(
   [gate]="gpu_bench.py --check --pyjuice: speed, memory and quality beside PyJuice, all five"
@@ -26,8 +26,9 @@ declare -A WHAT=(
   [workers]="gpu_bench.py on HCLT-32/128 and PD-64 without, then with 16 compile workers"
   [mnist]="pccc train (HCLT-128, 3 epochs) and PyJuice's MNIST script: docs/results.md's row"
   [trees]="tree_quality.py: HCLT-32, soft tree (GPU, CPU) and PyJuice's; tf32/fp32/torch; graphs on/off"
+  [nodes]="gpu_bench.py on the HCLTs with flows_in_nodes off, then on: epoch and peak memory"
 )
-ORDER=(gate queries seeds trees mnist fanin warm workers kinds paper scale)
+ORDER=(gate queries seeds trees mnist nodes fanin warm workers kinds paper scale)
 
 if [ "${1:-}" = "--list" ] || [ $# -eq 0 ]; then
   for s in "${ORDER[@]}"; do printf '%-8s %4ss  %s\n' "$s" "${LIMIT[$s]}" "${WHAT[$s]}"; done
@@ -52,6 +53,11 @@ run_step() {
            timeout $(( ${LIMIT[fanin]} / 2 )) python3 benchmarks/gpu_bench.py \
             --which hclt32,hclt128,pd64 --option round_fanin=true --pj-site "$SITE" \
             --out "$dir/on" ;;
+    nodes) for v in false true; do
+             timeout $(( ${LIMIT[nodes]} / 2 )) python3 benchmarks/gpu_bench.py \
+              --which hclt32,hclt128,hclt256 --option flows_in_nodes=$v --pj-site "$SITE" \
+              --out "$dir/$v"
+           done ;;
     workers) timeout $(( ${LIMIT[workers]} / 2 )) python3 benchmarks/gpu_bench.py \
             --which hclt32,hclt128,pd64 --pj-site "$SITE" --out "$dir/off"
            TRITON_CACHE_DIR=$(mktemp -d) PCCC_CACHE_DIR=$(mktemp -d) \

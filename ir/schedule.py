@@ -41,9 +41,10 @@ prints them for ``pccc info``.
 the forward writes them, the backward reads their flows) and the node rows its elements read
 (``kids``, ``(first, count, writes)`` runs: the forward reads them; the backward scatters
 element flows into them, ``writes`` times per row and pass). Row ``num_node_slots`` (``NEG``)
-holds ``-inf`` and row 0 log 1: neither is ever written. :func:`pccc.ir.schedule_verify.
-verify_schedule` checks that every row is written before it is read, that no stored row has a
-second writer, and that every row added to is zeroed first.
+holds ``-inf`` and row 0 log 1: no forward writes them. Where every row has one writer
+(:meth:`KernelSchedule.flows_in_nodes`) a backward may keep the flows in the node rows.
+:func:`pccc.ir.schedule_verify.verify_schedule` checks that every row is written before it is
+read, that no stored row has a second writer, and that every row added to is zeroed first.
 
 Example::
 
@@ -291,3 +292,41 @@ class KernelSchedule(ValueEq):
                 out.append([])
             out[p.layer].append(i)
         return out
+
+    @property
+    def first_sum_row(self) -> int:
+        """the first row past every input layer's (node rows below it are input nodes')"""
+        return first_sum_row(self.inputs)
+
+    def flows_in_nodes(self) -> bool:
+        """Whether a backward pass may keep its flows in the node rows, over the values
+        (the flow buffer then goes unused): :func:`one_writer_per_row`."""
+        return one_writer_per_row(self.parts, self.inputs, self.num_node_slots,
+                                  self.root_slot, self.num_roots)
+
+
+def first_sum_row(inputs: tuple[InputRows, ...] | list[InputRows]) -> int:
+    """The first node row past every input layer's."""
+    return max([inp.node_start + inp.n for inp in inputs] + [1])
+
+
+def one_writer_per_row(parts: tuple[SumPart, ...] | list[SumPart],
+                       inputs: tuple[InputRows, ...] | list[InputRows], num_node_slots: int,
+                       root_slot: int, num_roots: int) -> bool:
+    """Whether every node row but row 0, ``NEG`` (``num_node_slots``) and the roots receives
+    exactly one element flow in a backward pass, the roots none, and every input row lies
+    below every sum row. A backward may then keep its flows in the node rows, over the
+    values: the one writer of a row is the last launch to read its value (its parent part's
+    ``sum_bwd``, or ``sum_eflow`` after it), and it reads the value just before it writes
+    the flow: an input row takes the flow, a sum row ``log f - s``, all that its flow ratios
+    need of both (``NEG``'s padding elements rewrite its ``-inf``)."""
+    writes = np.zeros(num_node_slots + 1, np.int64)
+    for p in parts:
+        for first, count, w in p.kids:
+            writes[first: first + count] += w
+    want = np.ones_like(writes)
+    want[[0, num_node_slots]] = 0
+    want[root_slot: root_slot + num_roots] = 0
+    sums = [int(p.rows[:, 0].min()) for p in parts if len(p.rows)]
+    return bool(np.array_equal(writes, want)) and \
+        first_sum_row(inputs) <= min(sums, default=num_node_slots)

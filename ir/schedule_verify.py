@@ -6,7 +6,9 @@
   and a kernel named after its part's shape; tiles are powers of two; each part's sibling
   table indexes its blocks once each; the parts of one partition never share a block;
 - **launches per part**: one ``sum_fwd`` and one ``sum_bwd``; ``sum_eflow`` exactly where the
-  part has sibling groups, with the part's write mode; a ``flow_ratio`` before any kernel that
+  part has sibling groups, after its ``sum_bwd`` (the last launch that reads the children's
+  values writes their flows: see :func:`pccc.ir.schedule.flows_in_nodes`), with the part's
+  write mode; a ``flow_ratio`` before any kernel that
   reads its ratios; each input layer launched once forward and once backward;
 - **node rows, forward**: every row a launch reads (``kids`` of a ``sum_fwd``) is written by an
   earlier launch (rows 0 and ``NEG`` hold their constants from the start), no row is written
@@ -117,15 +119,16 @@ def _check_backward_launch(s: KernelSchedule, i: int, ln: Launch,
     """A part's backward launch against the part and the part's launches before it."""
     p = s.parts[ln.part]
     where = _where("backward", i, ln)
-    if ln.kind in ("sum_eflow", "sum_bwd") and count["sum_bwd"][ln.part]:
-        raise VerifyError(f"{where}: after the part's sum_bwd")
+    if ln.kind in ("sum_eflow", "sum_bwd") and count["sum_eflow"][ln.part]:
+        raise VerifyError(f"{where}: after the part's sum_eflow")
     if ln.kind == "sum_eflow" and p.G == 1:
         raise VerifyError(f"{where}: the part has no sibling groups")
     if ln.kind == "sum_bwd" and ln.scatter != (p.G == 1):
         raise VerifyError(f"{where}: scatter={str(ln.scatter).lower()}, but the part "
                           f"{'has' if p.G > 1 else 'has no'} sibling groups")
-    if ln.kind == "sum_bwd" and p.G > 1 and not count["sum_eflow"][ln.part]:
-        raise VerifyError(f"{where}: the part's element flows (sum_eflow) are not made")
+    if ln.kind == "sum_eflow" and not count["sum_bwd"][ln.part]:
+        raise VerifyError(f"{where}: before the part's sum_bwd, which reads the children's "
+                          f"values that the element flows may replace")
     if (ln.kind == "sum_eflow" or ln.kind == "sum_bwd" and ln.ratio) \
             and not count["flow_ratio"][ln.part]:
         raise VerifyError(f"{where}: reads flow ratios no flow_ratio launch made")
@@ -150,7 +153,8 @@ def _check_part_launches(s: KernelSchedule) -> None:
             count["sum_fwd"][ln.part] += 1
     for kind, per in count.items():
         for j, n in enumerate(per):
-            if n > 1 or (n == 0 and kind in ("sum_fwd", "sum_bwd")):
+            if n > 1 or (n == 0 and (kind in ("sum_fwd", "sum_bwd") or
+                                     kind == "sum_eflow" and s.parts[j].G > 1)):
                 raise VerifyError(f"part {j} ({s.parts[j].tag}): {n} {kind} launches "
                                   f"(one expected)")
     for section, kinds in (("forward", ("input_fwd",)),

@@ -210,6 +210,8 @@ def _schedule_rows(s: KernelSchedule, batch: int) -> list[Row]:
                    f"{plural(sum(p.tiles for p in s.parts), 'tile')}), "
                    f"{pad:.1%} pad; index {fmt_bytes(index)}, weights {fmt_bytes(weights)}"),
         ("flows zeroed", zero),
+        ("flows", "in the node rows (one writer per row)" if s.flows_in_nodes() else
+                  "in a flow buffer"),
         ("cost model", f"batch {batch}, float32 values, int32 indices (docs/ir.md)"),
     ]
 

@@ -6,7 +6,8 @@ sibling groups, small parts, element flows stored or added (and the rows a pass 
 flows that may be stored, the forward's transposed tiles, the column tiles and warps of every
 launch, the fill rule, the batch splits, and the input layers' statistics kernels. The options
 are the backend's :class:`~pccc.backends.triton.options.TritonOptions` (``tiles``,
-``small_part``, ``precision``, ``round_fanin``) and one property of the target: ``programs``.
+``small_part``, ``precision``, ``round_fanin``, ``flows_in_nodes``) and one property of the
+target: ``programs``.
 
 Example::
 
@@ -23,7 +24,7 @@ import numpy as np
 
 from pccc.ir.errors import PassError
 from pccc.ir.plan import InputLayer, KernelPlan
-from pccc.ir.schedule import InputRows, KernelSchedule, Launch, SumPart
+from pccc.ir.schedule import InputRows, KernelSchedule, Launch, SumPart, one_writer_per_row
 from pccc.ir.stats import sum_partition_stats
 from pccc.passes.registry import register_pass
 from pccc.passes.schedule_parts import (
@@ -81,23 +82,23 @@ def _sum_launches(parts: list[SumPart], t: Mapping[str, int], programs: int
 
 def _part_backward(i: int, p: SumPart, t: Mapping[str, int], programs: int) -> list[Launch]:
     """A part's backward: flow ratios (where more than one kernel reads them, or where its
-    chunks would recompute them more than twice), the element flows of its sibling groups,
-    its weight gradients (and the lone blocks' element flows)."""
+    chunks would recompute them more than twice), its weight gradients (and the lone blocks'
+    element flows), then the element flows of its sibling groups."""
     eflow = p.G > 1
     ratio = eflow or (p.NC > 1 and not (p.small and p.NC <= 2))
     atomic = p.write == "atomic"
     out = []
     if ratio:
         out.append(Launch("flow_ratio", part=i, kernel="flow_ratio", bt=t["ratio"], fill=p.nb))
-    if eflow:
-        bt, fill = (t["wideb"], 0) if p.wide else (t["eflow"], p.groups * p.NC)
-        out.append(Launch("sum_eflow", part=i, kernel=p.kernel("sum_eflow"), bt=bt, fill=fill,
-                          warps=t["weflow"], atomic=atomic))
     bt = t["wideb"] if p.wide else t["bwd" if eflow else "bwds"]
     out.append(Launch("sum_bwd", part=i, kernel=p.kernel("sum_bwd"), bt=bt,
                       max_splits=cdiv(programs, p.nb * p.NC),
                       warps=t["wbwd" if eflow else "wbwds"], ratio=ratio, scatter=not eflow,
                       atomic=atomic))
+    if eflow:  # last: where flows replace values in the node rows, it reads them first
+        bt, fill = (t["wideb"], 0) if p.wide else (t["eflow"], p.groups * p.NC)
+        out.append(Launch("sum_eflow", part=i, kernel=p.kernel("sum_eflow"), bt=bt, fill=fill,
+                          warps=t["weflow"], atomic=atomic))
     return out
 
 
@@ -127,14 +128,30 @@ def input_statistics(k: int, ly: InputLayer, t: Mapping[str, int], programs: int
                   bt=INPUT_BWD_COLS)
 
 
-def _parts(plan: KernelPlan, small_part: int, programs: int, round_fanin: bool = False
-           ) -> tuple[list[SumPart], np.ndarray | None]:
-    """The sum parts of a plan, and the flow rows its backward zeroes (None: all)."""
-    rows = plan.num_node_slots + 1
+def _parts(plan: KernelPlan, small_part: int, programs: int, round_fanin: bool = False,
+           flows_in_nodes: bool = False) -> tuple[list[SumPart], np.ndarray | None]:
+    """The sum parts of a plan, and the flow rows its backward zeroes (None: all).
+    ``flows_in_nodes``: where the only rows of several writers are those of small parts'
+    sibling blocks, those parts are cut as large ones are, so that every row has one writer
+    (:func:`~pccc.ir.schedule.one_writer_per_row`)."""
     tables = layer_tables(plan)
+    parts, zero = _cut(plan, tables, small_part, programs, round_fanin, False)
+    if flows_in_nodes and any(p.small and p.write == "atomic" for p in parts):
+        again = _cut(plan, tables, small_part, programs, round_fanin, True)
+        inputs = [InputRows(ly.node_start, ly.n, ly.param_size) for ly in plan.input_layers]
+        if one_writer_per_row(again[0], inputs, plan.num_node_slots, plan.root_slot,
+                              plan.num_roots):
+            return again
+    return parts, zero
+
+
+def _cut(plan: KernelPlan, tables: list[np.ndarray], small_part: int, programs: int,
+         round_fanin: bool, lone_small: bool) -> tuple[list[SumPart], np.ndarray | None]:
+    """:func:`_parts`'s cut of the plan (``lone_small``: :func:`host_parts`')."""
+    rows = plan.num_node_slots + 1
     hps: list[HostPart] = []
     for li, (sl, table) in enumerate(zip(plan.sum_layers(), tables)):
-        hps += host_parts(li, sl, table, small_part, round_fanin)
+        hps += host_parts(li, sl, table, small_part, round_fanin, lone_small)
     kids = [hp.scattered_rows(tables[hp.layer], rows) for hp in hps]
     zero = flow_writers(hps, kids, rows)
     store = em_store(hps, programs)
@@ -156,11 +173,11 @@ def _parts(plan: KernelPlan, small_part: int, programs: int, round_fanin: bool =
 
 def build_schedule(plan: KernelPlan, tiles: Mapping[str, int], *, precision: str = "tf32",
                    programs: int = 8, small_part: int = 1 << 17,
-                   round_fanin: bool = False) -> KernelSchedule:
+                   round_fanin: bool = False, flows_in_nodes: bool = True) -> KernelSchedule:
     """The schedule of ``plan`` (see the module docstring); ``tiles``: every tile by name
     (:data:`pccc.backends.triton.options.DEFAULT_TILES`'s keys)."""
     t = tiles
-    parts, zero = _parts(plan, small_part, programs, round_fanin)
+    parts, zero = _parts(plan, small_part, programs, round_fanin, flows_in_nodes)
     fwd = [Launch("input_fwd", input=k, kernel=input_kernel(ly, "fwd"), bn=t["inbn"], bt=t["inbt"],
                   warps=t["win"]) for k, ly in enumerate(plan.input_layers)]
     sum_fwd, sum_bwd = _sum_launches(parts, t, programs)
@@ -187,7 +204,7 @@ def schedule_kernels(plan: KernelPlan, *, precision: str = "tf32", programs: int
                      wbwds: int = 4, inbn: int = 16, inbt: int = 128, win: int = 4,
                      ratio: int = 32, wide: int = 32, wideb: int = 16, fwdt: int = 64,
                      catnb: int = 64, catkt: int = 256, catbt: int = 32, wcat: int = 8,
-                     round_fanin: bool = False) -> KernelSchedule:
+                     round_fanin: bool = False, flows_in_nodes: bool = True) -> KernelSchedule:
     """Schedule the Triton backend's kernel launches for a plan (L3 -> L4).
 
     Args:
@@ -216,6 +233,9 @@ def schedule_kernels(plan: KernelPlan, *, precision: str = "tf32", programs: int
         round_fanin: a partition's narrow fan-in rounded up to a power of two (at most 8),
             so that partitions of nearby fan-ins share kernels: fewer kernels to compile; the
             kernels read no child past an element's own nor past its layer table's row.
+        flows_in_nodes: small parts whose blocks have siblings are cut as large ones are
+            where that gives every node row one writer in a backward pass, so that the
+            backward may keep its flows in the node rows.
     """
     if precision not in PRECISIONS:
         raise PassError(f"schedule-kernels: precision {precision!r} is not one of "
@@ -230,7 +250,8 @@ def schedule_kernels(plan: KernelPlan, *, precision: str = "tf32", programs: int
         if k != "catnb":
             _pow2(k, v)
     return build_schedule(plan, tiles, precision=precision, programs=programs,
-                          small_part=small_part, round_fanin=round_fanin)
+                          small_part=small_part, round_fanin=round_fanin,
+                          flows_in_nodes=flows_in_nodes)
 
 
 def schedule_for(plan: KernelPlan, options: Any, programs: int) -> KernelSchedule:
@@ -238,4 +259,5 @@ def schedule_for(plan: KernelPlan, options: Any, programs: int) -> KernelSchedul
     small-part bound and the precision; ``programs`` is the device's."""
     return schedule_kernels(plan, precision=options.precision, programs=programs,
                             small_part=options.small_part, round_fanin=options.round_fanin,
+                            flows_in_nodes=options.flows_in_nodes,
                             **dict(options.tiles))

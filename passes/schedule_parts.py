@@ -155,20 +155,24 @@ class HostPart:
 
 
 def host_parts(layer: int, sl: SumLayer, table: np.ndarray, small_part: int,
-               round_fanin: bool = False) -> list[HostPart]:
+               round_fanin: bool = False, lone_small: bool = False) -> list[HostPart]:
     """A sum layer's parts: each partition's blocks by kernel shape, each cut into lone blocks
     and sibling groups, or kept whole (all lone) where it has at most ``small_part`` weights,
-    chunk padding included. ``round_fanin``: see :func:`split_by_fanin`."""
+    chunk padding included (``lone_small``: only where none of its blocks has a sibling, so
+    that each element's children get one flow). ``round_fanin``: see
+    :func:`split_by_fanin`."""
     count = child_counts(table)
     out = []
     for j, p in enumerate(sl.partitions):
         B, C, NC = p.block_size, p.chunk_size, p.max_chunks
         for fanin, blocks in split_by_fanin(p, count, round_fanin):
-            if len(blocks) * NC * B * C <= small_part:  # one backward launch
+            small = len(blocks) * NC * B * C <= small_part
+            sib = sibling_table(read_keys(p, blocks)) if lone_small or not small else None
+            if small and (sib is None or sib.shape[1] == 1):  # one backward launch
                 out.append(HostPart(layer, j, p, fanin, blocks, np.arange(len(blocks))[:, None],
                                     small=True))
                 continue
-            sib = sibling_table(read_keys(p, blocks))
+            assert sib is not None
             alone = (sib >= 0).sum(axis=1) == 1
             if alone.any():  # no sibling: its element flows come from sum_bwd itself
                 lone = blocks[sib[alone, 0]]

@@ -24,7 +24,7 @@ T = ["tensor", "float32"]
 def _launch(batch: int, stride: int) -> dict:
     return {"name": "flow_ratio", "args": [T, T, ["tensor", "int32"], T, ["tensor", "int32"], T,
                                            ["int", batch], ["int", stride]],
-            "kw": {"BT": ["int", 32], "num_warps": ["int", 4]}}
+            "kw": {"BT": ["int", 32], "NODES": ["bool", False], "num_warps": ["int", 4]}}
 
 
 def test_a_launch_becomes_triton_s_signature_constants_and_hints():
@@ -32,8 +32,10 @@ def test_a_launch_becomes_triton_s_signature_constants_and_hints():
     fn, sig, consts, attrs, options = jit_cost.binary(entry, _launch(512, 1))
     assert sig == {"node": "*fp32", "flow": "*fp32", "node_start": "*i32", "rbuf": "*fp32",
                    "rstart": "*i32", "qbuf": "*fp32", "batch": "i32", "stride": "constexpr",
-                   "B": "constexpr", "BP": "constexpr", "BT": "constexpr"}
-    assert consts == {"B": 64, "BP": 64, "BT": 32, "stride": 1}  # an integer 1 is a constant
+                   "B": "constexpr", "BP": "constexpr", "BT": "constexpr",
+                   "NODES": "constexpr"}
+    # an integer 1 is a constant
+    assert consts == {"B": 64, "BP": 64, "BT": 32, "NODES": False, "stride": 1}
     assert sorted(i for (i,) in attrs) == [0, 1, 2, 3, 4, 5, 6]  # tensors and 512 (16 | 512)
     assert options == {"num_warps": 4}
 

@@ -148,8 +148,8 @@ def _sibling_plan() -> KernelPlan:
 
 def test_sibling_groups_and_their_launches() -> None:
     """Without small parts, sibling blocks form groups whose element flows ``sum_eflow``
-    scatters after ``flow_ratio``; lone blocks scatter from ``sum_bwd``; the wider tiles of
-    the options show in the launches."""
+    scatters after ``flow_ratio`` and the gradients' ``sum_bwd``; lone blocks scatter from
+    ``sum_bwd``; the wider tiles of the options show in the launches."""
     plan = _sibling_plan()
     sched = schedule_kernels(plan, small_part=0, eflow=32, wfwd=8, programs=4)
     _check_against_plan(plan, sched)
@@ -157,7 +157,7 @@ def test_sibling_groups_and_their_launches() -> None:
     assert grouped and any(p.G == 1 for p in sched.parts)
     for i in grouped:
         kinds = [ln.kind for ln in sched.backward if ln.part == i]
-        assert kinds == ["flow_ratio", "sum_eflow", "sum_bwd"]
+        assert kinds == ["flow_ratio", "sum_bwd", "sum_eflow"]
         eflow = next(ln for ln in sched.backward if ln.part == i and ln.kind == "sum_eflow")
         assert eflow.bt == 32 and eflow.fill == sched.parts[i].groups * sched.parts[i].NC
         bwd = next(ln for ln in sched.backward if ln.part == i and ln.kind == "sum_bwd")

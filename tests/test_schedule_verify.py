@@ -160,11 +160,16 @@ def test_launch_mutations(sched: KernelSchedule) -> None:
     no_ratio = tuple(ln for ln in sched.backward if not (ln.kind == "flow_ratio"
                                                          and ln.part == g))
     _refused(dataclasses.replace(sched, backward=no_ratio),
-             rf"\(sum_eflow part {g}\): reads flow ratios no flow_ratio launch made")
+             rf"\(sum_bwd part {g}\): reads flow ratios no flow_ratio launch made")
     no_eflow = tuple(ln for ln in sched.backward if not (ln.kind == "sum_eflow"
                                                          and ln.part == g))
     _refused(dataclasses.replace(sched, backward=no_eflow),
-             r"element flows \(sum_eflow\) are not made")
+             rf"part {g} \(.*\): 0 sum_eflow launches \(one expected\)")
+    bwd = list(sched.backward)
+    i, j = _index(bwd, "sum_bwd", g), _index(bwd, "sum_eflow", g)
+    bwd[i], bwd[j] = bwd[j], bwd[i]
+    _refused(dataclasses.replace(sched, backward=tuple(bwd)),
+             rf"\(sum_eflow part {g}\): before the part's sum_bwd, which reads the children's")
     fwd_in_bwd = sched.backward + (sched.forward[0],)
     _refused(dataclasses.replace(sched, backward=fwd_in_bwd),
              r"kind 'input_fwd' is not a backward launch")

@@ -343,6 +343,8 @@ class TritonExecutor(PassRunner, ParamInit, EMSteps, ExternalInputs, Executor):
         pgrad, counts, nstats = self._scratch()
         flows = m._buffers["sum_flows"]  # (no settling of deferred logits)
         assert flows is not None
+        flow = self._training_flow(b)
+        fin = b.node if flow is None else flow  # the input nodes' flows
 
         def run() -> None:
             s = b.scale[:batch]
@@ -350,9 +352,9 @@ class TritonExecutor(PassRunner, ParamInit, EMSteps, ExternalInputs, Executor):
                 b.flag.copy_((s != s[:1]).any() | (s[0] == 0))
             else:
                 b.flag.zero_()
-            dp.sum_backward(b.node, b.flow, b.scale, b.flag, batch, self._w, pgrad, flows,
+            dp.sum_backward(b.node, flow, b.scale, b.flag, batch, self._w, pgrad, flows,
                             inplace=True, root_flow=roots)
-            dp.input_backward(b.flow, b.xt, b.mt, b.scale, b.flag, batch, counts, nstats,
+            dp.input_backward(fin, b.xt, b.mt, b.scale, b.flag, batch, counts, nstats,
                               self.em_counts, self.em_nstats)
             if track:
                 dp.finish_backward(self._w, pgrad, b.scale, b.flag, flows, m.sum_norm,
@@ -371,7 +373,7 @@ class TritonExecutor(PassRunner, ParamInit, EMSteps, ExternalInputs, Executor):
         if want_raw:
             dr = raw_grads(self.tables, m.input_raw.detach(), m.input_shift, counts,
                            nstats)
-            logistic_grads(self.kernels, self.tables, dp.inputs, self._input_args(m), b.flow,
+            logistic_grads(self.kernels, self.tables, dp.inputs, self._input_args(m), fin,
                            b.xt, b.mt, b.scale, batch, dr)
         return dl, dr
 
@@ -383,8 +385,12 @@ class TritonExecutor(PassRunner, ParamInit, EMSteps, ExternalInputs, Executor):
 
     def node_flows(self, batch: int) -> Tensor:
         """Node flows ``[slots, batch]`` of the last backward (root flow 1 per example, or
-        the roots' upstream gradients: see :meth:`fused_backward`)."""
+        the roots' upstream gradients: see :meth:`fused_backward`), where it used the flow
+        buffer (option ``flows_in_nodes`` off, or a schedule that does not allow it)."""
         assert self._sbufs is not None
+        if self.dp.in_nodes or self._sbufs.flow is None:
+            raise RuntimeError("node_flows: the last backward kept its flows in the node rows "
+                               "(compile with flows_in_nodes=False to read them)")
         return self._sbufs.flow[: self.slots, :batch]
     # ------------------------------------------------------------ exact state
     def current_weights(self, m: CompiledCircuit) -> np.ndarray:

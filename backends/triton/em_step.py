@@ -37,6 +37,7 @@ class EMSteps:
     _em_zero_counts: bool
     _synced: tuple[int, ...] | None
     _static: Any
+    _training_flow: Any
     _run: Any
     _param_key: Any
     sync_params: Any
@@ -61,15 +62,16 @@ class EMSteps:
         flows = m._buffers["sum_flows"]
         assert flows is not None
         store = self._flows_owed if store is None else store
+        flow = self._training_flow(b)
 
         def direct() -> None:
             b.flag.zero_()
             b.ones.fill_(1.0)
-            dp.sum_backward(b.node, b.flow, b.ones, b.flag, batch, self._w, flows, flows,
+            dp.sum_backward(b.node, flow, b.ones, b.flag, batch, self._w, flows, flows,
                             em_direct=True, inplace=True, store=store)
-            dp.input_backward(b.flow, b.xt, b.mt, b.ones, b.flag, batch, self.em_counts,
-                              self.em_nstats, self.em_counts, self.em_nstats, zero=False,
-                              em=False)
+            dp.input_backward(b.node if flow is None else flow, b.xt, b.mt, b.ones, b.flag,
+                              batch, self.em_counts, self.em_nstats, self.em_counts,
+                              self.em_nstats, zero=False, em=False)
 
         return ("bwd-em", batch, store), direct
 

@@ -25,6 +25,7 @@ class ExternalInputs:
     _stamp: int
     _batch: int
     _static: Any
+    _flow: Any
 
     def run_forward(self, m: CompiledCircuit, logw: Tensor, in_vals: list[Tensor],
                     keep: list[Tensor] | None = None, semiring: Semiring = "sum") -> Tensor:
@@ -54,10 +55,11 @@ class ExternalInputs:
         b.flag.fill_(int(track_em and not uniform))
         em = torch.zeros_like(w)
         pgrad = torch.zeros_like(w)
-        self.dp.sum_backward(b.node, b.flow, b.scale, b.flag, batch, w, pgrad, em,
+        flow = self._flow(b)
+        self.dp.sum_backward(b.node, flow, b.scale, b.flag, batch, w, pgrad, em,
                              root_flow=None if root_flow is None else root_flow.float())
         dlogw = w * pgrad
         out = [dlogw.to(logw.dtype)]
         if track_em:
             out.append(em if not uniform else dlogw / float(grad[0]))
-        return b.flow[: m.plan.num_node_slots, :batch], out
+        return flow[: m.plan.num_node_slots, :batch], out

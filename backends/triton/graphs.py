@@ -34,7 +34,9 @@ class _Buffers:
 
     stride: int
     node: Tensor
-    flow: Tensor
+    flow: Tensor | None
+    """``[rows, stride]`` node flows (made on first need: not where the flows of every pass
+    that runs stay in the node rows, ``DevicePlan.in_nodes``)"""
     xt: Tensor
     mt: Tensor
     scale: Tensor
@@ -75,14 +77,24 @@ class PassRunner:
             self._graphs.clear()
             self._sbufs = None
             v = max(m.num_vars, 1)
-            b = _Buffers(stride, self.dp.new_node_buffer(stride),
-                         self._zeros(self.dp.rows, stride), self._zeros(v, stride),
+            b = _Buffers(stride, self.dp.new_node_buffer(stride), None, self._zeros(v, stride),
                          torch.ones(v, stride, dtype=torch.int8, device=self.device),
                          self._zeros(stride),
                          torch.zeros(1, dtype=torch.int32, device=self.device),
                          torch.ones(stride, dtype=torch.float32, device=self.device))
             self._sbufs = b
         return b
+
+    def _flow(self, b: _Buffers) -> Tensor:
+        """The flow buffer of ``b`` (made now if it is not yet: outside any recording)."""
+        if b.flow is None:
+            b.flow = self._zeros(self.dp.rows, b.stride)
+        return b.flow
+
+    def _training_flow(self, b: _Buffers) -> Tensor | None:
+        """The flows of a training backward: None where they stay in the node rows
+        (``DevicePlan.in_nodes``), else the flow buffer."""
+        return None if self.dp.in_nodes else self._flow(b)
 
     def _run(self, m: CompiledCircuit, key: Any, fn: Callable[[], None],
              scratch_only: bool = True,

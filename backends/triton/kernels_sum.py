@@ -65,25 +65,35 @@ def _elements(node, children, e, emask, cols, cmask, stride, FANIN: tl.constexpr
 
 
 @triton.jit
-def _ratios(node, flow, noff, nmask):
+def _ratios(node, flow, noff, nmask, NODES: tl.constexpr):
     """Flow ratios of node rows: r = exp(q - m), q = log f - s (-inf where f = 0 or s =
-    -inf), m the per-column max of q (0 in r's exponent where it is -inf); returns (r, m)."""
-    s = tl.load(node + noff, mask=nmask, other=float("-inf"))
-    f = tl.load(flow + noff, mask=nmask, other=0.0)
-    live = (f > 0.0) & (s > float("-inf"))
-    q = tl.where(live, tl.log(tl.where(live, f, 1.0)) - s, float("-inf"))
+    -inf), m the per-column max of q (0 in r's exponent where it is -inf); returns (r, m).
+    NODES: the rows hold q itself (:func:`_put`), written over their values."""
+    if NODES:
+        q = tl.load(node + noff, mask=nmask, other=float("-inf"))
+    else:
+        s = tl.load(node + noff, mask=nmask, other=float("-inf"))
+        f = tl.load(flow + noff, mask=nmask, other=0.0)
+        q = _log_ratio(f, s)
     qmax = tl.max(q, axis=0)
     return tl.exp(q - tl.where(qmax == float("-inf"), 0.0, qmax)[None, :]), qmax
 
 
+@triton.jit
+def _log_ratio(f, s):
+    """q = log f - s, -inf where f = 0 or s = -inf."""
+    live = (f > 0.0) & (s > float("-inf"))
+    return tl.where(live, tl.log(tl.where(live, f, 1.0)) - s, float("-inf"))
+
+
 @kernel
 def flow_ratio(node, flow, node_start, rbuf, rstart, qbuf, batch, stride, B: tl.constexpr,
-               BP: tl.constexpr, BT: tl.constexpr):
+               BP: tl.constexpr, BT: tl.constexpr, NODES: tl.constexpr):
     """The flow ratios of block blk's B rows, once per layer instead of once per chunk in
     the backward kernels: r = exp(q - m) with q = log f - s (-inf where f = 0 or s = -inf)
     and m its per-column max over the rows (0 where it is -inf), into rbuf rows rstart[blk]
     + i (the node buffer's own rows, whose values no later kernel reads, or scratch); the
-    max itself (-inf kept) into qbuf[blk]."""
+    max itself (-inf kept) into qbuf[blk]. NODES: flows in the node rows (:func:`_put`)."""
     blk = tl.program_id(0)
     cols = tl.program_id(1) * BT + tl.arange(0, BT)
     cmask = cols < batch
@@ -91,15 +101,16 @@ def flow_ratio(node, flow, node_start, rbuf, rstart, qbuf, batch, stride, B: tl.
     rmask = rows < B
     ns = tl.load(node_start + blk).to(tl.int64)
     nmask = rmask[:, None] & cmask[None, :]
-    r, qmax = _ratios(node, flow, (ns + rows)[:, None] * stride + cols[None, :], nmask)
+    r, qmax = _ratios(node, flow, (ns + rows)[:, None] * stride + cols[None, :], nmask,
+                      NODES)
     roff = (tl.load(rstart + blk) + rows).to(tl.int64)[:, None] * stride + cols[None, :]
     tl.store(rbuf + roff, r, mask=nmask)
     tl.store(qbuf + blk.to(tl.int64) * stride + cols, qmax, mask=cmask)
 
 
 @triton.jit
-def _scatter(flow, children, e, emask, cols, cmask, stride, val, FANIN: tl.constexpr, row,
-             unaligned, ATOMIC: tl.constexpr):
+def _scatter(node, flow, children, e, emask, cols, cmask, stride, val, FANIN: tl.constexpr,
+             row, unaligned, nin, ATOMIC: tl.constexpr, NODES: tl.constexpr):
     """Add element flows val [CP, BT] to the flows of each element's children, or (ATOMIC
     off: every child row of these elements has this one writer in the whole backward pass)
     store them, and the flow buffer's rows need no zeroing between passes. `unaligned` is a
@@ -107,18 +118,21 @@ def _scatter(flow, children, e, emask, cols, cmask, stride, val, FANIN: tl.const
     whose coalescing would otherwise give each thread 4 neighbouring columns, lowered as 4
     scalar atomics that leave gaps across the warp; with one column per thread a warp's
     atomics cover 128 contiguous bytes. Padding children (slot 0) get nothing: their flows
-    are never read."""
+    are never read. NODES: into the node rows instead (:func:`_put`; rows below nin are
+    input nodes')."""
     if FANIN <= NARROW:
         for j in tl.static_range(FANIN):
             ch = tl.load(children + e.to(tl.int64) * row + j, mask=emask & (j < row), other=0)
-            _put(flow, ch.to(tl.int64)[:, None] * stride + cols[None, :], val,
-                 (ch != 0)[:, None] & cmask[None, :], unaligned, ATOMIC)
+            _put(node, flow, ch.to(tl.int64)[:, None] * stride + cols[None, :], val,
+                 (ch != 0)[:, None] & cmask[None, :], unaligned, (ch < nin)[:, None], ATOMIC,
+                 NODES)
     else:  # groups of children, as in _elements
         for j0 in range(0, FANIN, NARROW):
             ch = _children_group(children, e, emask, row, j0, FANIN)
-            _put(flow, ch.to(tl.int64)[:, :, None] * stride + cols[None, None, :],
+            _put(node, flow, ch.to(tl.int64)[:, :, None] * stride + cols[None, None, :],
                  tl.broadcast_to(val[:, None, :], [val.shape[0], NARROW, val.shape[1]]),
-                 (ch != 0)[:, :, None] & cmask[None, None, :], unaligned, ATOMIC)
+                 (ch != 0)[:, :, None] & cmask[None, None, :], unaligned,
+                 (ch < nin)[:, :, None], ATOMIC, NODES)
 
 
 @triton.jit
@@ -131,9 +145,15 @@ def _children_group(children, e, emask, row, j0, FANIN: tl.constexpr):
 
 
 @triton.jit
-def _put(flow, off, val, mask, unaligned, ATOMIC: tl.constexpr):
-    """flow[off] += val (relaxed atomics, one column per thread), or = val (not ATOMIC)."""
-    if ATOMIC:
+def _put(node, flow, off, val, mask, unaligned, inp, ATOMIC: tl.constexpr, NODES: tl.constexpr):
+    """flow[off] += val (relaxed atomics, one column per thread), or = val (not ATOMIC).
+    NODES (every row has one writer, which is also the last to read its value): the node
+    row itself takes the flow, an input node's (inp) as it is, a sum's as q = log f - s
+    (:func:`_log_ratio`), what its flow ratios need of both."""
+    if NODES:
+        s = tl.load(node + off, mask=mask, other=float("-inf"))
+        tl.store(node + off, tl.where(inp, val, _log_ratio(val, s)), mask=mask)
+    elif ATOMIC:
         tl.atomic_add(flow + unaligned + off, val, mask=mask, sem="relaxed")
     else:
         tl.store(flow + off, val, mask=mask)
@@ -243,16 +263,18 @@ def _tile_elements(node, children, e, emask, cols, cmask, stride, F: tl.constexp
 
 
 @triton.jit
-def _tile_scatter(flow, children, e, emask, cols, cmask, stride, val, F: tl.constexpr, row,
-                  unaligned, ATOMIC: tl.constexpr, kids, offs):
+def _tile_scatter(node, flow, children, e, emask, cols, cmask, stride, val, F: tl.constexpr,
+                  row, unaligned, nin, ATOMIC: tl.constexpr, NODES: tl.constexpr, kids, offs):
     """Element flows val [CP, BT] to the children (:func:`_scatter`), through the children
     of :func:`_child_rows` where the product is narrow (unrolled)."""
     if F <= NARROW:
         for j in tl.static_range(F):
-            _put(flow, offs[j][:, None] + cols[None, :], val,
-                 (kids[j] != 0)[:, None] & cmask[None, :], unaligned, ATOMIC)
+            _put(node, flow, offs[j][:, None] + cols[None, :], val,
+                 (kids[j] != 0)[:, None] & cmask[None, :], unaligned, (kids[j] < nin)[:, None],
+                 ATOMIC, NODES)
     else:
-        _scatter(flow, children, e, emask, cols, cmask, stride, val, F, row, unaligned, ATOMIC)
+        _scatter(node, flow, children, e, emask, cols, cmask, stride, val, F, row, unaligned,
+                 nin, ATOMIC, NODES)
 
 
 @triton.jit
@@ -313,11 +335,12 @@ def sum_fwd(node, weights, children, row, node_start, chunk_start, param_start, 
     tl.store(ptr, out, mask=_rows(rmask, TRANS) & _cols(cmask, TRANS))
 
 
-@kernel(do_not_specialize=["nc", "splits", "per", "unaligned"])
+@kernel(do_not_specialize=["nc", "splits", "per", "unaligned", "nin"])
 def sum_bwd(node, flow, weights, pgrad, pflow, scale, flag, children, row, node_start,
             chunk_start, param_start, num_chunks, nc, batch, stride, splits, per, unaligned,
-            rbuf, rstart, qbuf, BT: tl.constexpr, SCATTER: tl.constexpr, EMW: tl.constexpr,
-            RATIO: tl.constexpr, ATOMIC: tl.constexpr, STORE: tl.constexpr, B: tl.constexpr,
+            rbuf, rstart, qbuf, nin, BT: tl.constexpr, SCATTER: tl.constexpr,
+            EMW: tl.constexpr, RATIO: tl.constexpr, ATOMIC: tl.constexpr, STORE: tl.constexpr,
+            NODES: tl.constexpr, B: tl.constexpr,
             C: tl.constexpr, F: tl.constexpr, BP: tl.constexpr, CP: tl.constexpr,
             MIX: tl.constexpr, TRANS: tl.constexpr):
     """Sum partition backward. Program (block, chunk, split) walks the batch tiles split,
@@ -329,7 +352,8 @@ def sum_bwd(node, flow, weights, pgrad, pflow, scale, flag, children, row, node_
     stored, not added (the accumulator's old values there are void: see em_weights). Narrow
     products (F <= NARROW) load each child's row offsets once, before the batch loop. nc:
     the chunk tables' row length (chunks per block, padding included), read at run time, so
-    that parts differing only in it share this kernel."""
+    that parts differing only in it share this kernel. NODES: the flows live in the node rows
+    (:func:`_put`; nin: the first row that is not an input node's)."""
     blk = tl.program_id(0)
     k = tl.program_id(1)
     nch = tl.load(num_chunks + blk)
@@ -365,7 +389,7 @@ def sum_bwd(node, flow, weights, pgrad, pflow, scale, flag, children, row, node_
                 qmax = tl.load(qbuf + qoff + cols, mask=cmask, other=0.0)
             else:  # one chunk: the same computation here saves a launch
                 r, qmax = _ratios(node, flow, (ns + rows)[:, None] * stride + cols[None, :],
-                                  nmask)
+                                  nmask, NODES)
             qmax = tl.where(qmax == float("-inf"), 0.0, qmax)
             r_s = r * tl.load(scale + cols, mask=cmask, other=0.0)[None, :]
             elem = _tile_elements(node, children, e, ccmask, cols, cmask, stride, F, row, kids,
@@ -374,8 +398,8 @@ def sum_bwd(node, flow, weights, pgrad, pflow, scale, flag, children, row, node_
             x = tl.where(real[:, None] & (elem > float("-inf")), x, 0.0)
             if SCATTER:  # else the element flows are sum_eflow's (blocks that share elements)
                 val = _mix_bwd(w, r, MIX) * x
-                _tile_scatter(flow, children, e, ccmask, cols, cmask, stride, val, F, row,
-                              unaligned, ATOMIC, kids, offs)
+                _tile_scatter(node, flow, children, e, ccmask, cols, cmask, stride, val, F,
+                              row, unaligned, nin, ATOMIC, NODES, kids, offs)
             g += _mix_grad(r_s, x, MIX, TRANS)
             if two:  # EM flows need their own sum when examples weigh differently
                 g1 += _mix_grad(r, x, MIX, TRANS)
@@ -392,15 +416,16 @@ def sum_bwd(node, flow, weights, pgrad, pflow, scale, flag, children, row, node_
             tl.atomic_add(pflow + unaligned + gptr, g1 * w, mask=wmask, sem="relaxed")
 
 
-@kernel(do_not_specialize=["nc", "unaligned"])
+@kernel(do_not_specialize=["nc", "unaligned", "nin"])
 def sum_eflow(node, flow, weights, children, row, sib, node_start, chunk_start, param_start,
-              num_chunks, nc, batch, stride, unaligned, rbuf, rstart, qbuf, G: tl.constexpr,
-              BT: tl.constexpr, ATOMIC: tl.constexpr, B: tl.constexpr, C: tl.constexpr,
-              F: tl.constexpr, BP: tl.constexpr, CP: tl.constexpr, MIX: tl.constexpr):
+              num_chunks, nc, batch, stride, unaligned, rbuf, rstart, qbuf, nin,
+              G: tl.constexpr, BT: tl.constexpr, ATOMIC: tl.constexpr, NODES: tl.constexpr,
+              B: tl.constexpr, C: tl.constexpr, F: tl.constexpr, BP: tl.constexpr,
+              CP: tl.constexpr, MIX: tl.constexpr):
     """Element flows of chunk k of the sibling blocks sib[grp, :G] (blocks of one sum vector:
     same elements, B rows each): sum_j W_j^T (f_j / s_j) over the siblings with a running
-    per-column max, times exp(e), scattered once to the product children. nc: as in
-    sum_bwd."""
+    per-column max, times exp(e), scattered once to the product children. nc, nin, NODES: as
+    in sum_bwd."""
     grp = tl.program_id(0)
     k = tl.program_id(1)
     cols = tl.program_id(2) * BT + tl.arange(0, BT)
@@ -438,5 +463,5 @@ def sum_eflow(node, flow, weights, children, row, sib, node_start, chunk_start, 
         elem = _elements(node, children, e, ccmask, cols, cmask, stride, F, row)
         x = tl.exp(tl.minimum(elem + qs[None, :], EXP_CAP))
         x = tl.where(elem > float("-inf"), x, 0.0)
-        _scatter(flow, children, e, ccmask, cols, cmask, stride, acc * x, F, row, unaligned,
-                 ATOMIC)
+        _scatter(node, flow, children, e, ccmask, cols, cmask, stride, acc * x, F, row,
+                 unaligned, nin, ATOMIC, NODES)

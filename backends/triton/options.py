@@ -85,6 +85,11 @@ class TritonOptions:
     round_fanin: bool = False
     """narrow products' fan-in rounded up to a power of two per partition (padding children
     are never read), so that nearby fan-ins share kernels: fewer kernels to compile"""
+    flows_in_nodes: bool = True
+    """where the schedule allows it (every node row has one writer in a backward pass, as in
+    an HCLT: :meth:`~pccc.ir.schedule.KernelSchedule.flows_in_nodes`), training backwards
+    keep their flows in the node rows, over the values, and no flow buffer is allocated for
+    them (a pass that returns node flows still makes one)"""
     programs: int = 0
     """programs a launch aims for (batch splits and narrower column tiles fill the card
     where a launch has fewer); 0: 4 per multiprocessor of the device"""

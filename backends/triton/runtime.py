@@ -155,6 +155,10 @@ class DevicePlan:
         self.schedule = schedule
         #: programs a backward launch aims for (batch splits fill the card on small layers)
         self.programs = schedule.programs
+        #: whether :meth:`sum_backward` may keep the flows in the node rows (``flow=None``)
+        self.in_nodes = (options is None or options.flows_in_nodes) and \
+            schedule.flows_in_nodes()
+        self.nin = schedule.first_sum_row
         tables = layer_tables(plan)
         zero = schedule.flow_zero
         tiles, mixed = group_tiles(plan.param_group)
@@ -261,7 +265,8 @@ class DevicePlan:
                 node, w, p.children, p.row, p.node_start, p.chunk_start, p.param_start,
                 p.num_chunks, batch, stride, BT=bt, num_warps=ln.warps)
 
-    def sum_backward(self, node: Tensor, flow: Tensor, scale: Tensor, flag: Tensor, batch: int,
+    def sum_backward(self, node: Tensor, flow: Tensor | None, scale: Tensor, flag: Tensor,
+                     batch: int,
                      w: Tensor, pgrad: Tensor, flows: Tensor, em_direct: bool = False,
                      inplace: bool = False, store: bool = False,
                      root_flow: Tensor | None = None) -> None:
@@ -273,7 +278,13 @@ class DevicePlan:
         in ``node`` (no later kernel reads them): the buffer no longer holds the forward's
         values afterwards. ``store`` (with ``em_direct``): the EM flows of the parts that can
         (their ``em_store``) are stored, not added (an EM step with :meth:`em_zero_tiles` left
-        old values there)."""
+        old values there). ``flow`` None (with ``inplace``, where :attr:`in_nodes`): the flows
+        go into the node rows themselves (an input row's flow, a sum row's ``log f - s``:
+        :meth:`~pccc.ir.schedule.KernelSchedule.flows_in_nodes`); the input rows then hold
+        the input nodes' flows for :meth:`input_backward`."""
+        if flow is None and not (inplace and self.in_nodes):
+            raise ValueError("sum_backward: flows in the node rows need inplace=True and a "
+                             "schedule whose rows have one writer each")
         if store:
             self.em_zero_tiles()
         stride = node.shape[1]
@@ -281,9 +292,13 @@ class DevicePlan:
         ready = False
         for ln in self.schedule.backward:
             if ln.kind == "flow_zero":
-                self._zero_flows(ln, flow, stride, batch)
+                if flow is not None:  # (in the node rows every row is stored)
+                    self._zero_flows(ln, flow, stride, batch)
             elif ln.kind == "root_flows":
-                self._root_flows(flow, real, batch, root_flow)
+                if flow is None:
+                    self._root_ratios(node, real, batch, root_flow)
+                else:
+                    self._root_flows(flow, real, batch, root_flow)
             elif ln.kind in PART_KINDS:
                 if not ready:
                     scratch, qbuf = self._backward_start(pgrad, em_direct, stride, inplace)
@@ -314,13 +329,26 @@ class DevicePlan:
         if batch > real:  # padding columns (see col_bound): no flow
             flow[roots, real:batch] = 0.0
 
+    def _root_ratios(self, node: Tensor, real: int, batch: int, root_flow: Tensor | None
+                     ) -> None:
+        """The roots' flows as the node rows keep them: ``log f - s`` over the values ``s``
+        (-inf where ``f = 0`` or ``s = -inf``, as the kernels' ``_log_ratio``)."""
+        roots = slice(self.plan.root_slot, self.plan.root_slot + self.plan.num_roots)
+        s = node[roots, :real]
+        f = torch.ones_like(s) if root_flow is None else root_flow
+        live = (f > 0) & (s > float("-inf"))
+        node[roots, :real] = torch.where(live, torch.log(torch.where(live, f, 1.0)) - s,
+                                         float("-inf"))
+        if batch > real:  # padding columns (see col_bound): no flow
+            node[roots, real:batch] = float("-inf")
+
     def _backward_start(self, pgrad: Tensor, em_direct: bool, stride: int, inplace: bool
                         ) -> tuple[Tensor, Tensor]:
         if not em_direct:
             pgrad.zero_()
         return self.ratio_buffers(stride, rows=not inplace)
 
-    def _part_backward(self, ln: Launch, p: _SumPart, node: Tensor, flow: Tensor,
+    def _part_backward(self, ln: Launch, p: _SumPart, node: Tensor, flow: Tensor | None,
                        scale: Tensor, flag: Tensor, batch: int, stride: int, w: Tensor,
                        pgrad: Tensor, flows: Tensor, ratios: tuple[Tensor, Tensor, Tensor],
                        em: tuple[bool, bool]) -> None:
@@ -328,26 +356,28 @@ class DevicePlan:
         EM-direct, and EM flows stored)."""
         rbuf, rstart, qbuf = ratios
         sp = p.spec
+        nodes = flow is None
+        fl = node if flow is None else flow  # (not read where the flows are in the node rows)
         if ln.kind == "flow_ratio":
             br = self.tile(ln, stride)
             self.k.flow_ratio[(sp.nb, triton_cdiv(batch, br))](
-                node, flow, p.node_start, rbuf, rstart, qbuf, batch, stride, B=sp.B,
-                BP=1 << max(0, (sp.B - 1).bit_length()), BT=br)
+                node, fl, p.node_start, rbuf, rstart, qbuf, batch, stride, B=sp.B,
+                BP=1 << max(0, (sp.B - 1).bit_length()), BT=br, NODES=nodes)
         elif ln.kind == "sum_eflow":
             be = self.tile(ln, stride)
             getattr(self.k, ln.kernel)[(sp.groups, sp.NC, triton_cdiv(batch, be))](
-                node, flow, w, p.children, p.row, p.sib, p.node_start, p.chunk_start,
+                node, fl, w, p.children, p.row, p.sib, p.node_start, p.chunk_start,
                 p.param_start, p.num_chunks, sp.NC, batch, stride, UNALIGNED, rbuf, rstart, qbuf,
-                G=sp.G, BT=be, ATOMIC=ln.atomic, num_warps=ln.warps)
+                self.nin, G=sp.G, BT=be, ATOMIC=ln.atomic, NODES=nodes, num_warps=ln.warps)
         else:
             tiles = triton_cdiv(batch, ln.bt)
             splits = min(tiles, ln.max_splits)
             getattr(self.k, ln.kernel)[(sp.nb, sp.NC, splits)](
-                node, flow, w, pgrad, flows, scale, flag, p.children, p.row, p.node_start,
+                node, fl, w, pgrad, flows, scale, flag, p.children, p.row, p.node_start,
                 p.chunk_start, p.param_start, p.num_chunks, sp.NC, batch, stride, splits,
-                triton_cdiv(tiles, splits), UNALIGNED, rbuf, rstart, qbuf, BT=ln.bt,
+                triton_cdiv(tiles, splits), UNALIGNED, rbuf, rstart, qbuf, self.nin, BT=ln.bt,
                 SCATTER=ln.scatter, EMW=em[0], RATIO=ln.ratio, ATOMIC=ln.atomic, STORE=em[1],
-                num_warps=ln.warps)
+                NODES=nodes, num_warps=ln.warps)
 
     def em_zero_tiles(self) -> Tensor:
         """``[tiles]`` int8: 1 where a 64-weight tile holds a weight whose EM flows the
