@@ -26,7 +26,7 @@ declare -A WHAT=(
   [workers]="gpu_bench.py on HCLT-32/128 and PD-64 without, then with 16 compile workers"
   [mnist]="pccc train (HCLT-128, 3 epochs) and PyJuice's MNIST script: docs/results.md's row"
   [trees]="tree_quality.py: HCLT-32, soft tree (GPU, CPU) and PyJuice's; tf32/fp32/torch; graphs on/off"
-  [nodes]="gpu_bench.py on the HCLTs with flows_in_nodes off, then on: epoch and peak memory"
+  [nodes]="gpu_bench.py on the HCLTs with flows_in_nodes and lazy_logits off, then on: epoch, peak"
 )
 ORDER=(gate queries seeds trees mnist nodes fanin warm workers kinds paper scale)
 
@@ -55,8 +55,8 @@ run_step() {
             --out "$dir/on" ;;
     nodes) for v in false true; do
              timeout $(( ${LIMIT[nodes]} / 2 )) python3 benchmarks/gpu_bench.py \
-              --which hclt32,hclt128,hclt256 --option flows_in_nodes=$v --pj-site "$SITE" \
-              --out "$dir/$v"
+              --which hclt32,hclt128,hclt256 --option flows_in_nodes=$v \
+              --option lazy_logits=$v --pj-site "$SITE" --out "$dir/$v"
            done ;;
     workers) timeout $(( ${LIMIT[workers]} / 2 )) python3 benchmarks/gpu_bench.py \
             --which hclt32,hclt128,pd64 --pj-site "$SITE" --out "$dir/off"
