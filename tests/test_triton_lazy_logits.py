@@ -91,3 +91,4 @@ def test_training_goes_on_after_a_read_and_with_gradients() -> None:
     np.testing.assert_array_equal(grads[0], grads[1])
     for p, q in zip(ms[0].parameters(), ms[1].parameters()):
         np.testing.assert_array_equal(p.detach().numpy(), q.detach().numpy())
+

@@ -166,8 +166,8 @@ def logits_of_weights(w, tile_group, mixed, logits, ntiles, TILES: tl.constexpr)
     """logits <- log w where em_weights writes them (padding untouched): the logits an EM step
     would have written, for a module whose EM steps left them to their first reader."""
     off, tg, uniform = _tiles(tile_group, ntiles, TILES)
-    if uniform:
-        m = (tg >= 0)[:, None]
+    if uniform:  # (both branches [TILES, 64]: the compiler wants one type)
+        m = (tg >= 0)[:, None] & (off >= 0)
     else:
         m = _mixed_groups(mixed, tg) >= 0
     tl.store(logits + off, tl.log(tl.load(w + off, mask=m, other=1.0)), mask=m)

@@ -1,0 +1,35 @@
+"""The parameter kernels built for a GPU without one: the EM update with and without the
+logits, and the logits' recomputation (option ``lazy_logits``), compiled to PTX for an H100.
+The interpreter runs a kernel whose ``if`` branches give one variable two types; the GPU's
+compiler refuses it (``logits_of_weights`` once did: ``tests/test_triton_lazy_logits.py``
+could not see it)."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("triton")
+
+def build_param_kernels_for_sm90() -> None:
+    """Compile the EM update with and without the logits, and the logits' recomputation, to
+    PTX for an H100 (no GPU needed): the type checks the interpreter does not make (a mask
+    of two shapes in the branches of ``logits_of_weights`` compiled on the CPU and not for
+    the GPU). Run without the interpreter (see below)."""
+    from pccc.backends.triton import kernels_param as kp
+    from tests.sm90 import compile_for_sm90
+
+    p, i = "*fp32", "*i32"
+    em = {"w": p, "flows": p, "tile_group": i, "mixed": i, "gsum": p, "gsize": p, "logits": p,
+          "zero": "*i8", "ntiles": "i32", "step": "fp32", "pseudocount": "fp32"}
+    builds = [(kp.em_weights.jit, em, dict(TILES=16, PARTIAL=part, LOGITS=lg))
+              for part in (True, False) for lg in (True, False)]
+    builds.append((kp.logits_of_weights.jit, {"w": p, "tile_group": i, "mixed": i, "logits": p,
+                                          "ntiles": "i32"}, dict(TILES=16)))
+    compile_for_sm90(builds)
+
+
+@pytest.mark.heavy  # an offline kernel build: make test-heavy
+def test_param_kernels_build_for_a_gpu() -> None:
+    from tests.sm90 import run_offline
+
+    run_offline("tests.test_param_kernels_sm90", "build_param_kernels_for_sm90")
