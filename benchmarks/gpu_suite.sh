@@ -12,7 +12,7 @@ set -uo pipefail
 
 declare -A LIMIT=(
   [gate]=330 [queries]=420 [seeds]=500 [fanin]=200 [warm]=200 [kinds]=240 [paper]=560
-  [scale]=560 [workers]=240 [mnist]=200 [trees]=360 [nodes]=240
+  [scale]=560 [workers]=240 [mnist]=200 [trees]=360 [nodes]=320
 )
 declare -A WHAT=(
   [gate]="gpu_bench.py --check --pyjuice: speed, memory and quality beside PyJuice, all five"
@@ -26,7 +26,7 @@ declare -A WHAT=(
   [workers]="gpu_bench.py on HCLT-32/128 and PD-64 without, then with 16 compile workers"
   [mnist]="pccc train (HCLT-128, 3 epochs) and PyJuice's MNIST script: docs/results.md's row"
   [trees]="tree_quality.py: HCLT-32, soft tree (GPU, CPU) and PyJuice's; tf32/fp32/torch; graphs on/off"
-  [nodes]="gpu_bench.py on the HCLTs with flows_in_nodes and lazy_logits off, then on: epoch, peak"
+  [nodes]="gpu_bench.py on the HCLTs, flows_in_nodes x lazy_logits off and on: epoch, peak"
 )
 ORDER=(gate queries seeds trees mnist nodes fanin warm workers kinds paper scale)
 
@@ -53,10 +53,10 @@ run_step() {
            timeout $(( ${LIMIT[fanin]} / 2 )) python3 benchmarks/gpu_bench.py \
             --which hclt32,hclt128,pd64 --option round_fanin=true --pj-site "$SITE" \
             --out "$dir/on" ;;
-    nodes) for v in false true; do
-             timeout $(( ${LIMIT[nodes]} / 2 )) python3 benchmarks/gpu_bench.py \
-              --which hclt32,hclt128,hclt256 --option flows_in_nodes=$v \
-              --option lazy_logits=$v --pj-site "$SITE" --out "$dir/$v"
+    nodes) for v in false,false true,false false,true true,true; do
+             timeout $(( ${LIMIT[nodes]} / 4 )) python3 benchmarks/gpu_bench.py \
+              --which hclt32,hclt128,hclt256 --option flows_in_nodes=${v%,*} \
+              --option lazy_logits=${v#*,} --pj-site "$SITE" --out "$dir/$v"
            done ;;
     workers) timeout $(( ${LIMIT[workers]} / 2 )) python3 benchmarks/gpu_bench.py \
             --which hclt32,hclt128,pd64 --pj-site "$SITE" --out "$dir/off"

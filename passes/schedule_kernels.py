@@ -173,7 +173,7 @@ def _cut(plan: KernelPlan, tables: list[np.ndarray], small_part: int, programs: 
 
 def build_schedule(plan: KernelPlan, tiles: Mapping[str, int], *, precision: str = "tf32",
                    programs: int = 8, small_part: int = 1 << 17,
-                   round_fanin: bool = False, flows_in_nodes: bool = True) -> KernelSchedule:
+                   round_fanin: bool = False, flows_in_nodes: bool = False) -> KernelSchedule:
     """The schedule of ``plan`` (see the module docstring); ``tiles``: every tile by name
     (:data:`pccc.backends.triton.options.DEFAULT_TILES`'s keys)."""
     t = tiles
@@ -204,7 +204,7 @@ def schedule_kernels(plan: KernelPlan, *, precision: str = "tf32", programs: int
                      wbwds: int = 4, inbn: int = 16, inbt: int = 128, win: int = 4,
                      ratio: int = 32, wide: int = 32, wideb: int = 16, fwdt: int = 64,
                      catnb: int = 64, catkt: int = 256, catbt: int = 32, wcat: int = 8,
-                     round_fanin: bool = False, flows_in_nodes: bool = True) -> KernelSchedule:
+                     round_fanin: bool = False, flows_in_nodes: bool = False) -> KernelSchedule:
     """Schedule the Triton backend's kernel launches for a plan (L3 -> L4).
 
     Args:

@@ -297,7 +297,8 @@ def test_triton_equals_torch(data):
     pytest.importorskip("triton")
     c = data.draw(multi_root(dists=("categorical", "bernoulli", "gaussian")))
     x = data.draw(data_for(c, n_rows=5))
-    tri = pccc.compile(c, backend="triton", device=DEV, precision="fp32")
+    tri = pccc.compile(c, backend="triton", device=DEV, precision="fp32",
+                       flows_in_nodes=data.draw(st.booleans()))
     ref = pccc.compile(c, dtype=F64)
     tri.param_grads = data.draw(st.booleans())
     xt = torch.as_tensor(x)

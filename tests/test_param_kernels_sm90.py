@@ -25,6 +25,9 @@ def build_param_kernels_for_sm90() -> None:
               for part in (True, False) for lg in (True, False)]
     builds.append((kp.logits_of_weights.jit, {"w": p, "tile_group": i, "mixed": i, "logits": p,
                                           "ntiles": "i32"}, dict(TILES=16)))
+    builds.append((kp.padding_nonzero.jit, {"logits": p, "tile_group": i, "mixed": i,
+                                            "n": "i32", "flag": i, "ntiles": "i32"},
+                   dict(TILES=16)))
     compile_for_sm90(builds)
 
 

@@ -46,7 +46,7 @@ def test_schedule_cuts_small_sibling_parts_for_one_writer_per_row() -> None:
     _, c = _hclt(128)
     plan = compile_plan(c)
     off = schedule_kernels(plan, programs=8, flows_in_nodes=False)
-    on = schedule_kernels(plan, programs=8)
+    on = schedule_kernels(plan, programs=8, flows_in_nodes=True)
     assert any(p.write == "atomic" for p in off.parts) and not off.flows_in_nodes()
     assert all(p.write == "store" for p in on.parts) and on.flows_in_nodes()
     assert any(p.G > 1 for p in on.parts)  # the sum_eflow path, after its sum_bwd
@@ -54,7 +54,7 @@ def test_schedule_cuts_small_sibling_parts_for_one_writer_per_row() -> None:
         kinds = [ln.kind for ln in on.backward if ln.part == i and ln.kind != "flow_ratio"]
         assert kinds == (["sum_bwd", "sum_eflow"] if p.G > 1 else ["sum_bwd"])
     pd = compile_plan(PD((4, 4), 4, split_intervals=(2, 2), num_cats=4, seed=1))
-    assert not schedule_kernels(pd, programs=8).flows_in_nodes()
+    assert not schedule_kernels(pd, programs=8, flows_in_nodes=True).flows_in_nodes()
 
 
 def _train(c: object, x: torch.Tensor, in_nodes: bool, grads: bool, option: bool = True

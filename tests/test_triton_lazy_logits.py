@@ -92,3 +92,17 @@ def test_training_goes_on_after_a_read_and_with_gradients() -> None:
     for p, q in zip(ms[0].parameters(), ms[1].parameters()):
         np.testing.assert_array_equal(p.detach().numpy(), q.detach().numpy())
 
+
+
+def test_a_module_with_nonzero_padding_logits_keeps_them() -> None:
+    m = pccc.compile(CIRCUIT, backend="triton", device="cpu", precision="fp32",
+                     lazy_logits=True)
+    m.param_grads = False
+    pad = torch.nonzero(m.executor.dp.group_ids() < 0)[:, 0]
+    assert len(pad)  # (this circuit's weights have padding entries)
+    with torch.no_grad():
+        m._parameters["sum_logits"][pad[0]] = 3.0
+    m(X[:32]).mean().backward()
+    MiniBatchEM(m).step()
+    assert m._parameters["sum_logits"].numel() == m.executor._w.numel()
+    assert float(m.sum_logits.detach()[pad[0]]) == 3.0

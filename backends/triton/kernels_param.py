@@ -174,6 +174,22 @@ def logits_of_weights(w, tile_group, mixed, logits, ntiles, TILES: tl.constexpr)
 
 
 @kernel
+def padding_nonzero(logits, tile_group, mixed, n, flag, ntiles, TILES: tl.constexpr):
+    """flag[0] <- 1 where an entry of logits below n that em_weights leaves alone (padding)
+    is not 0 (flag is 0 before; no per-weight temporaries, unlike a group table)."""
+    off, tg, uniform = _tiles(tile_group, ntiles, TILES)
+    if uniform:  # (both branches [TILES, 64], as in logits_of_weights)
+        pad = (tg < 0)[:, None] & (off >= 0)
+    else:
+        pad = _mixed_groups(mixed, tg) < 0
+    pad = pad & (off < n)
+    v = tl.load(logits + off, mask=pad, other=0.0)
+    bad = tl.max(tl.max((v != 0.0).to(tl.int32), axis=1), axis=0)
+    if bad > 0:
+        tl.atomic_max(flag, bad)
+
+
+@kernel
 def em_weights(w, flows, tile_group, mixed, gsum, gsize, logits, zero, ntiles, step,
                pseudocount, TILES: tl.constexpr, PARTIAL: tl.constexpr, LOGITS: tl.constexpr):
     """w <- (1 - step) w + step (F + a / K) / (F_g + a) per group (unchanged where F_g + a is

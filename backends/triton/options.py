@@ -85,12 +85,12 @@ class TritonOptions:
     round_fanin: bool = False
     """narrow products' fan-in rounded up to a power of two per partition (padding children
     are never read), so that nearby fan-ins share kernels: fewer kernels to compile"""
-    flows_in_nodes: bool = True
+    flows_in_nodes: bool = False
     """where the schedule allows it (every node row has one writer in a backward pass, as in
     an HCLT: :meth:`~pccc.ir.schedule.KernelSchedule.flows_in_nodes`), training backwards
     keep their flows in the node rows, over the values, and no flow buffer is allocated for
     them (a pass that returns node flows still makes one)"""
-    lazy_logits: bool = True
+    lazy_logits: bool = False
     """in EM-only training (``param_grads`` off) an EM step updates the kernels' linear
     weights alone and gives the ``sum_logits`` storage back; their first reader gets them
     recomputed, to the bit (a weight-sized tensor saved: ``backends/triton/lazy_logits.py``)"""

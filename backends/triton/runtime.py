@@ -528,6 +528,14 @@ class DevicePlan:
                                           LOGITS=logits is not None)
         return gsum
 
+    def padding_nonzero(self, logits: Tensor) -> bool:
+        """Whether an entry of ``logits`` that :meth:`em_weights` leaves alone is not 0 (one
+        host sync)."""
+        flag = torch.zeros(1, dtype=torch.int32, device=self.device)
+        self.k.padding_nonzero[self.tile_grid](logits, self.tiles, self.mixed, logits.numel(),
+                                               flag, self.tiles.numel(), TILES=WTILES)
+        return bool(flag.item())
+
     def logits_of_weights(self, w: Tensor, logits: Tensor) -> None:
         """``logits = log w`` where :meth:`em_weights` writes them (the rest untouched)."""
         self.k.logits_of_weights[self.tile_grid](w, self.tiles, self.mixed, logits,
