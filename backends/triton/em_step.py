@@ -107,12 +107,7 @@ class EMSteps:
         eta, alpha = step_size, pseudocount
         self.sync_params(m)
         self._clear_owed(m)  # no backward since the last step: its flows are zero
-        lazy = lazy_logits.lazy(self, m)
-        if lazy:  # (sync_params has ordered this stream after the steps that wrote them)
-            lazy_logits.release(self, m)
-        else:
-            lazy_logits.materialize(self, m)
-        lazy = self._logits_size is not None
+        lazy = lazy_logits.for_em_step(self, m)  # (sync_params has ordered this stream)
         # (straight from nn.Module's tables: no settling of the void flows)
         rawp, shift = m._parameters["input_raw"], m._buffers["input_shift"]
         logits, flows = m._parameters["sum_logits"], m._buffers["sum_flows"]

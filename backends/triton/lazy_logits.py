@@ -27,6 +27,17 @@ def lazy(ex: Any, m: Any) -> bool:
     return bool(ex.options.lazy_logits and not m.param_grads)
 
 
+def for_em_step(ex: Any, m: Any) -> bool:
+    """Before an EM step (its stream ordered after the steps before it): give the logits'
+    storage back where the step may leave them to their first reader, else put them back;
+    returns whether the step leaves them."""
+    if lazy(ex, m):
+        release(ex, m)
+    else:
+        materialize(ex, m)
+    return ex._logits_size is not None
+
+
 def release(ex: Any, m: Any) -> None:
     """Give the logits' storage back (after the EM steps that wrote them: the caller has
     ordered the current stream after them), where their padding entries are 0."""

@@ -266,8 +266,7 @@ class DevicePlan:
                 p.num_chunks, batch, stride, BT=bt, num_warps=ln.warps)
 
     def sum_backward(self, node: Tensor, flow: Tensor | None, scale: Tensor, flag: Tensor,
-                     batch: int,
-                     w: Tensor, pgrad: Tensor, flows: Tensor, em_direct: bool = False,
+                     batch: int, w: Tensor, pgrad: Tensor, flows: Tensor, em_direct: bool = False,
                      inplace: bool = False, store: bool = False,
                      root_flow: Tensor | None = None) -> None:
         """Node flows (flow 1 per root and example, or ``root_flow``: ``[num_roots, batch]``)
