@@ -5,6 +5,7 @@
 #
 #   bash benchmarks/gpu_suite.sh queries seeds        # the named steps, in the order given
 #   bash benchmarks/gpu_suite.sh --list               # the steps and their limits
+#   NODES_COMBOS="true,false false,true" bash benchmarks/gpu_suite.sh nodes   # some combinations
 #
 # A step that runs past its limit is stopped; what it printed and wrote stands, and the next
 # step runs. The last lines are one status line per step.
@@ -53,7 +54,7 @@ run_step() {
            timeout $(( ${LIMIT[fanin]} / 2 )) python3 benchmarks/gpu_bench.py \
             --which hclt32,hclt128,pd64 --option round_fanin=true --pj-site "$SITE" \
             --out "$dir/on" ;;
-    nodes) for v in false,false true,false false,true true,true; do
+    nodes) for v in ${NODES_COMBOS:-false,false true,false false,true true,true}; do
              timeout $(( ${LIMIT[nodes]} / 4 )) python3 benchmarks/gpu_bench.py \
               --which hclt32,hclt128,hclt256 --option flows_in_nodes=${v%,*} \
               --option lazy_logits=${v#*,} --pj-site "$SITE" --out "$dir/$v"
