@@ -392,9 +392,9 @@ class _PairMI:
         self.rank = self.w.shape[2] - 1
         self.ranks = proj.ranks
         self.offs = start
-        # pairs per step: on a GPU [P, B, B] float32 arrays of 16 MiB (two live at once, beside
-        # the Gram: less than the Gram's own step; HCLT-32's peak is here); on the CPU in cache
-        self.chunk = 1 << 12 if on_gpu else 128
+        # pairs per step: on a GPU [P, B, B] float32 arrays of 32 MiB (two live at once, beside
+        # the Gram: less than the Gram's own step); on the CPU in cache
+        self.chunk = 1 << 13 if on_gpu else 128
 
     def _blocks(self, u, v):
         """The padded Gram blocks ``[P, r + 1, r + 1]`` (the last slot pairs the means)."""
