@@ -22,7 +22,12 @@ from pccc.ir.schedule import NARROW
 
 def children_table(layer: ProductLayer, neg: int) -> np.ndarray:
     """Dense ``[num_elem_slots, fanin]`` node slots of every element, real children first
-    (padding: slot 0, log 1); rows no partition writes are ``[neg, 0, ...]`` (value -inf)."""
+    (padding: slot 0, log 1); rows no partition writes, and a partition's padding elements
+    (no real child: a product of the circuit has at least one), are ``[neg, 0, ...]`` (value
+    -inf). A padding element of value log 1 would be harmless under its zero weights in exact
+    arithmetic, but the kernels' online log-sum-exp takes its maximum over the elements before
+    the weights: with real elements below log 1e-38 (a root over thousands of variables) every
+    real term would underflow, and the sum be -inf."""
     fanin = max([1] + [int(p.children.shape[1]) for p in layer.partitions])
     table = np.zeros((layer.num_elem_slots, fanin), np.int64)
     table[:, 0] = neg
@@ -35,6 +40,7 @@ def children_table(layer: ProductLayer, neg: int) -> np.ndarray:
         if len(fix):  # real children to the front, in order
             order = np.argsort(kids[fix] == 0, axis=1, kind="stable")
             rows[fix, : kids.shape[1]] = np.take_along_axis(kids[fix], order, axis=1)
+    table[~table.any(axis=1), 0] = neg
     return table
 
 

@@ -9,7 +9,7 @@ the schedule's forward launches (input layers, then each sum part with its produ
 in) and backward launches (flow rows zeroed, root flows, per sum part in reverse layer order its
 flow ratios, element flows and weight gradients; then the input layers' statistics).
 Buffers are ``[slots + 1, stride]``: row ``NEG = num_node_slots`` holds ``-inf`` and is where
-element rows that no partition writes (reserved slots) point.
+element rows that no partition writes (reserved slots), and padding elements, point.
 """
 
 from __future__ import annotations
