@@ -52,6 +52,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
+from gpu_bench import parse_options  # noqa: E402
 from paper_structures import (  # noqa: E402
     PAPER,
     TREE_EXAMPLES,
@@ -169,9 +170,10 @@ def run_ours(r: Run, s: Structure, a: argparse.Namespace) -> None:
     if r.cuda:
         r.row["peak_structure_gib"] = r.peak()
         torch.cuda.reset_peak_memory_stats()
-    opts = {"precision": a.precision} if a.backend == "triton" else {}
+    opts = dict(parse_options(a.option), precision=a.precision) if a.backend == "triton" else {}
+    r.row.update(options=a.option, pipeline=a.pipeline or "")
     model = r.stage("compile", lambda: pccc.compile(c, backend=a.backend, device=r.xg.device,
-                                                    **opts))
+                                                    pipeline=a.pipeline, **opts))
     r.row["plan_sum_edges"] = int(model.plan.num_sum_edges())
     if hasattr(model, "param_grads"):
         model.param_grads = False  # EM reads flows; PyJuice computes no gradients either
@@ -221,6 +223,9 @@ def subprocess_row(side: str, s: Structure, data: str, a: argparse.Namespace, mo
                "--precision", a.precision, "--backend", a.backend] + common
         if a.uniform:
             cmd.append("--uniform")
+        cmd += [f"--option={o}" for o in a.option]
+        if a.pipeline:
+            cmd += ["--pipeline", a.pipeline]
     else:
         cmd = [sys.executable, str(HERE / "pyjuice_paper.py"), json.dumps(s.spec()), data] + common
         env.update(PYTHONPATH=os.pathsep.join(p for p in (a.pj_site, env.get("PYTHONPATH")) if p),
@@ -400,6 +405,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--precision", default="tf32")
     ap.add_argument("--backend", default="triton")
     ap.add_argument("--uniform", action="store_true", help="uniform initial parameters")
+    ap.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                    help="ours: a Triton backend option (repeatable; as gpu_bench.py's)")
+    ap.add_argument("--pipeline", default=None,
+                    help="ours: the pass pipeline (default: the training pipeline), e.g. "
+                         "'canonicalize,group-blocks{tolerance=0.125},partition-layers,"
+                         "layout-params'")
     ap.add_argument("--mnist", default=".bench/mnist.npz")
     ap.add_argument("--pj-site", default="/tmp/site")
     ap.add_argument("--no-pj-cudagraph", dest="pj_cudagraph", action="store_false")

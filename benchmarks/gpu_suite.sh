@@ -13,7 +13,7 @@ set -uo pipefail
 
 declare -A LIMIT=(
   [gate]=330 [queries]=420 [seeds]=500 [fanin]=200 [warm]=200 [kinds]=240 [paper]=560
-  [scale]=560 [workers]=240 [mnist]=200 [trees]=360 [nodes]=320
+  [scale]=560 [workers]=240 [mnist]=200 [trees]=360 [nodes]=320 [variants]=300
 )
 declare -A WHAT=(
   [gate]="gpu_bench.py --check --pyjuice: speed, memory and quality beside PyJuice, all five"
@@ -28,8 +28,9 @@ declare -A WHAT=(
   [mnist]="pccc train (HCLT-128, 3 epochs) and PyJuice's MNIST script: docs/results.md's row"
   [trees]="tree_quality.py: HCLT-32, soft tree (GPU, CPU) and PyJuice's; tf32/fp32/torch; graphs on/off"
   [nodes]="gpu_bench.py on the HCLTs, flows_in_nodes x lazy_logits off and on: epoch, peak"
+  [variants]="bench_paper.py, ours: HCLT-mid as is, with flows_in_nodes, with 12.5% block padding"
 )
-ORDER=(gate queries seeds trees mnist nodes fanin warm workers kinds paper scale)
+ORDER=(gate queries seeds trees mnist nodes fanin warm workers kinds paper variants scale)
 
 if [ "${1:-}" = "--list" ] || [ $# -eq 0 ]; then
   for s in "${ORDER[@]}"; do printf '%-8s %4ss  %s\n' "$s" "${LIMIT[$s]}" "${WHAT[$s]}"; done
@@ -79,6 +80,11 @@ run_step() {
             --out "$dir" ;;
     paper) timeout "${LIMIT[paper]}" python3 benchmarks/bench_paper.py --which pd-mid,hclt-mid \
             --out "$dir" ;;
+    variants) for v in "" "--option=flows_in_nodes=true" \
+                "--pipeline=canonicalize,group-blocks{tolerance=0.125},partition-layers,layout-params"; do
+                timeout $(( ${LIMIT[variants]} / 3 )) python3 benchmarks/bench_paper.py \
+                 --which hclt-mid --sides ours $v --out "$dir/$(echo "${v:-default}" | tr -c 'a-z0-9.\n' _)"
+              done ;;
     scale) timeout "${LIMIT[scale]}" python3 benchmarks/bench_paper.py --scale --out "$dir" ;;
     *) echo "gpu_suite: unknown step $step (see --list)" >&2; return 2 ;;
   esac
