@@ -18,6 +18,8 @@ os.environ.setdefault("TRITON_INTERPRET", "1")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 
 import pccc  # noqa: E402
 from pccc.backends.reference.evaluate import log_likelihood  # noqa: E402
@@ -32,11 +34,12 @@ pytestmark = [pytest.mark.interpret, pytest.mark.usefixtures("triton_cache")]
 VARS, LATENTS = 24, 40
 
 
-def _circuit_and_data() -> tuple[object, np.ndarray]:
-    rng = np.random.default_rng(3)
-    parent = np.concatenate([[-1], rng.integers(0, np.arange(1, VARS))])  # a random tree
-    c = hclt_from_tree(parent, LATENTS, InputSpec.parse("categorical", card=256), seed=0)
-    return c, rng.integers(0, 256, (64, VARS))
+def _circuit_and_data(latents: int = LATENTS, nvars: int = VARS, seed: int = 3
+                      ) -> tuple[object, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    parent = np.concatenate([[-1], rng.integers(0, np.arange(1, nvars))])  # a random tree
+    c = hclt_from_tree(parent, latents, InputSpec.parse("categorical", card=256), seed=seed)
+    return c, rng.integers(0, 256, (64, nvars))
 
 
 def test_padding_elements_are_minus_infinity() -> None:
@@ -78,3 +81,27 @@ def test_em_training_matches_the_torch_backend() -> None:
             opt.step()
         states.append(m.current_weights())
     np.testing.assert_allclose(states[1], states[0], rtol=2e-4, atol=1e-6)
+
+
+def _root_matches_the_oracle(latents: int, nvars: int, seed: int) -> None:
+    c, x = _circuit_and_data(latents, nvars, seed)
+    m = pccc.compile(c, backend="triton", device="cpu", precision="fp32")
+    with torch.no_grad():
+        got = m(torch.as_tensor(x[:16])).double().numpy()
+    np.testing.assert_allclose(got, log_likelihood(c, x[:16]), rtol=1e-5)
+
+
+@settings(max_examples=4, deadline=None)
+@given(st.integers(3, 100), st.integers(17, 24), st.integers(0, 10**6))
+def test_random_deep_hclts_match_the_oracle(latents: int, nvars: int, seed: int) -> None:
+    """Random latents (padded or not) over 17-24 variables of 256 categories: roots near
+    or below float32's exp range, against the float64 oracle."""
+    _root_matches_the_oracle(latents, nvars, seed)
+
+
+@pytest.mark.heavy
+@settings(max_examples=40, deadline=None)
+@given(st.integers(3, 160), st.integers(17, 40), st.integers(0, 10**6))
+def test_random_deep_hclts_match_the_oracle_heavy(latents: int, nvars: int, seed: int) -> None:
+    """The same, with more draws, up to 160 latents and 40 variables."""
+    _root_matches_the_oracle(latents, nvars, seed)
