@@ -13,7 +13,7 @@ set -uo pipefail
 
 declare -A LIMIT=(
   [gate]=330 [queries]=420 [seeds]=500 [fanin]=200 [warm]=200 [kinds]=240 [paper]=560
-  [scale]=560 [workers]=240 [mnist]=200 [trees]=360 [nodes]=320 [variants]=300
+  [scale]=560 [workers]=240 [mnist]=200 [trees]=360 [nodes]=320 [variants]=300 [nodekinds]=200
 )
 declare -A WHAT=(
   [gate]="gpu_bench.py --check --pyjuice: speed, memory and quality beside PyJuice, all five"
@@ -29,8 +29,9 @@ declare -A WHAT=(
   [trees]="tree_quality.py: HCLT-32, soft tree (GPU, CPU) and PyJuice's; tf32/fp32/torch; graphs on/off"
   [nodes]="gpu_bench.py on the HCLTs, flows_in_nodes x lazy_logits off and on: epoch, peak"
   [variants]="bench_paper.py, ours: HCLT-mid as is, with flows_in_nodes, with 12.5% block padding"
+  [nodekinds]="kernel_kinds.py on HCLT-32/128, flows_in_nodes off, then on beside it: time per kind"
 )
-ORDER=(gate queries seeds trees mnist nodes fanin warm workers kinds paper variants scale)
+ORDER=(gate queries seeds trees mnist nodes fanin warm workers kinds nodekinds paper variants scale)
 
 if [ "${1:-}" = "--list" ] || [ $# -eq 0 ]; then
   for s in "${ORDER[@]}"; do printf '%-8s %4ss  %s\n' "$s" "${LIMIT[$s]}" "${WHAT[$s]}"; done
@@ -76,6 +77,11 @@ run_step() {
             --precisions tf32,fp32,torch --graphs on,off --out "$dir" ;;
     warm) timeout "${LIMIT[warm]}" python3 benchmarks/gpu_bench.py --which hclt128,pd64 --warm \
             --pj-site "$SITE" --out "$dir" ;;
+    nodekinds) timeout $(( ${LIMIT[nodekinds]} / 2 )) python3 benchmarks/kernel_kinds.py \
+                --which hclt32,hclt128 --out "$dir/off"
+               timeout $(( ${LIMIT[nodekinds]} / 2 )) python3 benchmarks/kernel_kinds.py \
+                --which hclt32,hclt128 --option flows_in_nodes=true \
+                --compare-to "$dir/off/kernel_kinds.jsonl" --out "$dir/on" ;;
     kinds) timeout "${LIMIT[kinds]}" python3 benchmarks/kernel_kinds.py --which hclt256,pd256 \
             --out "$dir" ;;
     paper) timeout "${LIMIT[paper]}" python3 benchmarks/bench_paper.py --which pd-mid,hclt-mid \

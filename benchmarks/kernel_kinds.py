@@ -38,7 +38,7 @@ over measured time); those as shares of the card's limits.
 benchmarks run on, "NVIDIA H100 80GB HBM3"), dense, from NVIDIA's H100 Tensor Core GPU
 datasheet and Hopper architecture whitepaper: TF32 tensor core 494.7 TFLOP/s (the
 datasheet's 989 TFLOP/s is with 2:4 sparsity), FP32 without tensor cores 66.9 TFLOP/s, HBM3
-3.35 TB/s. Every kind's rate is shown against all three: the sum and one-hot GEMM kernels run
+3.35 TB/s; on an H200 (the same GH100 die and clocks) its HBM3e's 4.8 TB/s. Every kind's rate is shown against all three: the sum and one-hot GEMM kernels run
 their dots on tensor cores, the rest on the FP32 units, and the cost model counts both kinds
 of FLOP together.
 
@@ -203,6 +203,13 @@ class Limits:
     tf32_tflops: float = 494.7
     fp32_tflops: float = 66.9
     hbm_tbps: float = 3.35
+
+    def for_card(self, card: str, hbm_given: bool) -> Limits:
+        """These limits on ``card``: an H200 (the H100 SXM5's GH100 at the same clocks, with
+        HBM3e) moves 4.8 TB/s; a ``--hbm-tbps`` given on the command line stands."""
+        if "H200" in card and not hbm_given:
+            return Limits(self.tf32_tflops, self.fp32_tflops, 4.8)
+        return self
 
 
 def _rate(amount: float, ms: float, unit: float) -> float | None:
@@ -409,7 +416,8 @@ def main(argv: list[str] | None = None) -> None:
                     help="a Triton backend option, as gpu_bench.py's")
     ap.add_argument("--tf32-tflops", type=float, default=Limits.tf32_tflops)
     ap.add_argument("--fp32-tflops", type=float, default=Limits.fp32_tflops)
-    ap.add_argument("--hbm-tbps", type=float, default=Limits.hbm_tbps)
+    ap.add_argument("--hbm-tbps", type=float, default=None,
+                    help=f"default {Limits.hbm_tbps} (H100 SXM5), 4.8 on an H200")
     ap.add_argument("--compare-to", default=None, metavar="FILE.jsonl",
                     help="an earlier run's kernel_kinds.jsonl: before/after columns")
     ap.add_argument("--quick", action="store_true",
@@ -419,7 +427,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="--quick: programs a launch aims for (H100: 132 SMs x 4)")
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     a = ap.parse_args(argv)
-    limits = Limits(a.tf32_tflops, a.fp32_tflops, a.hbm_tbps)
+    given = Limits(a.tf32_tflops, a.fp32_tflops, a.hbm_tbps or Limits.hbm_tbps)
     before = read_before(a.compare_to) if a.compare_to else None
     which = [w for w in a.which.split(",") if w]
     data: tuple[Any, Any] | None = None
@@ -440,7 +448,7 @@ def main(argv: list[str] | None = None) -> None:
             if a.profile:
                 profile, batches = read_profile(a.profile)
             else:
-                profile = synthetic_profile(plan, schedule, a.precision, batches, limits)
+                profile = synthetic_profile(plan, schedule, a.precision, batches, given)
             card = "synthetic"
         else:
             assert data is not None
@@ -455,6 +463,7 @@ def main(argv: list[str] | None = None) -> None:
         if total > 0 and meas["other"].ms > total / 2:  # names the table does not know?
             print(f"{name}: 'other' holds {meas['other'].ms:.3f} of {total:.3f} ms per batch: "
                   + ", ".join(list(meas["other"].kernels)[:5]), file=sys.stderr)
+        limits = given.for_card(card, a.hbm_tbps is not None)
         got = kind_rows(name, predicted(schedule), meas, limits, card=card,
                         precision=a.precision, batch=BATCH, batches=batches)
         for r in got:

@@ -158,3 +158,12 @@ def test_quick_run_writes_rows_and_compares(tmp_path: Path, capsys: pytest.Captu
     out = capsys.readouterr().out
     assert "| ms before | ms | speed-up |" in out
     assert "| 1.00 |" in out  # the same profile: every kind's speed-up is 1
+
+
+def test_limits_follow_the_card() -> None:
+    """An H200's HBM limit is its own (4.8 TB/s) unless one was given; H100 keeps 3.35."""
+    from benchmarks.kernel_kinds import Limits
+
+    assert Limits().for_card("NVIDIA H200", hbm_given=False).hbm_tbps == 4.8
+    assert Limits(hbm_tbps=3.0).for_card("NVIDIA H200", hbm_given=True).hbm_tbps == 3.0
+    assert Limits().for_card("NVIDIA H100 80GB HBM3", hbm_given=False).hbm_tbps == 3.35
