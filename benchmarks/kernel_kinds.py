@@ -38,8 +38,9 @@ over measured time); those as shares of the card's limits.
 benchmarks run on, "NVIDIA H100 80GB HBM3"), dense, from NVIDIA's H100 Tensor Core GPU
 datasheet and Hopper architecture whitepaper: TF32 tensor core 494.7 TFLOP/s (the
 datasheet's 989 TFLOP/s is with 2:4 sparsity), FP32 without tensor cores 66.9 TFLOP/s, HBM3
-3.35 TB/s; on an H200 (the same GH100 die and clocks) its HBM3e's 4.8 TB/s. Every kind's rate is shown against all three: the sum and one-hot GEMM kernels run
-their dots on tensor cores, the rest on the FP32 units, and the cost model counts both kinds
+3.35 TB/s; on an H200 (the same GH100 die and clocks) its HBM3e's 4.8 TB/s. Every kind's
+rate is shown against all three: the sum and one-hot GEMM kernels run their dots on tensor
+cores, the rest on the FP32 units, and the cost model counts both kinds
 of FLOP together.
 
 **CPU mode** (``--quick``): tiny HCLT and PD circuits compiled to their plans and L4 schedules
