@@ -52,7 +52,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from gpu_bench import parse_options  # noqa: E402
+from bench_options import parse_options  # noqa: E402
 from paper_structures import (  # noqa: E402
     PAPER,
     TREE_EXAMPLES,

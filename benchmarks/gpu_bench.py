@@ -37,6 +37,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import pccc  # noqa: E402
 import pccc.backends.triton  # noqa: E402,F401  (imported up front, as `import pyjuice` is)
+from benchmarks.bench_options import parse_options  # noqa: E402
 from benchmarks.seed_stats import print_seed_summary  # noqa: E402
 from pccc.optim import MiniBatchEM  # noqa: E402
 
@@ -323,22 +324,6 @@ def warm_runs(which: list[str], a: argparse.Namespace) -> list[dict]:
         for r in out:
             print(f"{r['name']:10} {r['structure_s']:>9} {r['compile_s']:>8} "
                   f"{r['first_batch_s']:>7} {r['first_epoch_s']:>7}")
-    return out
-
-
-def parse_options(items: list[str]) -> dict:
-    """``NAME=VALUE`` strings as ``pccc.compile`` keyword options (``tiles.KEY=N`` entries
-    gather into ``tiles``; true/false, integers and words as such)."""
-    out: dict = {}
-    for item in items:
-        name, _, text = item.partition("=")
-        value: object = {"true": True, "false": False}.get(text.lower(), text)
-        if isinstance(value, str) and value.lstrip("-").isdigit():
-            value = int(value)
-        if name.startswith("tiles."):
-            out.setdefault("tiles", {})[name[6:]] = value
-        else:
-            out[name] = value
     return out
 
 

@@ -435,7 +435,7 @@ def main(argv: list[str] | None = None) -> None:
     if not a.quick:
         import torch
 
-        from benchmarks.gpu_bench import parse_options
+        from benchmarks.bench_options import parse_options
 
         d = np.load(a.mnist)
         x = d["x_train"].reshape(len(d["x_train"]), -1).astype(np.int64)
