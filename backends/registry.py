@@ -19,13 +19,18 @@ Factory = Callable[..., Any]
 #: validator(**options) -> the backend's options value; raises PcccError naming a bad option
 Validator = Callable[..., Any]
 
+#: prepare(device, **options) -> None: work a backend may start before the passes run
+Preparer = Callable[..., None]
+
 _BACKENDS: dict[str, Factory] = {}
 _VALIDATORS: dict[str, Validator] = {}
+_PREPARERS: dict[str, Preparer] = {}
 #: name -> module that registers it on import
 _KNOWN = {"torch": "pccc.backends.torch", "triton": "pccc.backends.triton"}
 
 
-def register(name: str, factory: Factory, *, options: Validator | None = None) -> None:
+def register(name: str, factory: Factory, *, options: Validator | None = None,
+             prepare: Preparer | None = None) -> None:
     """Make ``factory`` available as backend ``name`` (user backends welcome).
 
     Args:
@@ -33,12 +38,24 @@ def register(name: str, factory: Factory, *, options: Validator | None = None) -
             Triton backend ``TritonOptions.from_kwargs``), raising :class:`PcccError` that
             names a bad option; :func:`check_options` calls it. Without it the factory's
             keyword-only parameters are the options.
+        prepare: called by ``pccc.compile`` with the device and the (checked) options
+            before the passes run, to start work the module will need on threads of its own
+            (the Triton backend starts hashing Triton for its kernel cache keys); it must
+            not fail for anything the factory would accept.
     """
     _BACKENDS[name] = factory
-    if options is not None:
-        _VALIDATORS[name] = options
-    else:
-        _VALIDATORS.pop(name, None)
+    for table, value in ((_VALIDATORS, options), (_PREPARERS, prepare)):
+        if value is not None:
+            table[name] = value
+        else:
+            table.pop(name, None)
+
+
+def prepare(name: str, device: Any, options: dict[str, Any]) -> None:
+    """Run backend ``name``'s ``prepare`` (see :func:`register`), if it has one."""
+    fn = _PREPARERS.get(name)
+    if fn is not None:
+        fn(device, **options)
 
 
 def get(name: str) -> Factory:

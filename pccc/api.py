@@ -130,6 +130,7 @@ def compile(circuit: Circuit, backend: str = "torch", *, device: Any = None, dty
                         "(pccc.backends.reference.log_likelihood); it compiles no module")
     factory = registry.get(backend)
     registry.check_options(backend, options)
+    registry.prepare(backend, device, options)  # (threads that overlap the passes)
     # (the parameter values are checked while the passes run: see verified)
     with verified(circuit) if verify else contextlib.nullcontext():
         plan = compile_plan(circuit, pipeline, training=training)

@@ -194,3 +194,29 @@ def test_ctrl_c_in_train_writes_the_best_model_and_exits_130(tmp_path):
     assert "interrupted: writing the best model so far" in err and "Traceback" not in err
     assert f"wrote {out}" in rest
     assert pccc.load(out).num_vars == 4
+
+
+def test_a_backends_prepare_runs_before_the_passes(monkeypatch):
+    """``pccc.compile`` calls a backend's ``prepare`` with the device and options before
+    the passes run (the Triton backend starts hashing Triton there), and not for a backend
+    registered without one."""
+    import pccc.passes
+    from pccc.backends import registry
+    from pccc.backends.torch import build
+
+    order: list[object] = []
+    passes = pccc.passes.compile_plan
+    monkeypatch.setattr(pccc.passes, "compile_plan",
+                        lambda *a, **k: order.append("passes") or passes(*a, **k))
+    registry.register("early", build,
+                      prepare=lambda device, **opts: order.append(("prepare", device, opts)))
+    try:
+        b = CircuitBuilder(rng=3)
+        c = b.build(b.sum([b.product([b.input(0, "bernoulli", n=2),
+                                      b.input(1, "bernoulli", n=2)])]))
+        pccc.compile(c, backend="early", device="cpu")
+        registry.register("early", build)  # (again, without one)
+        pccc.compile(c, backend="early", device="cpu")
+    finally:
+        registry._BACKENDS.pop("early", None)
+    assert order == [("prepare", "cpu", {}), "passes", "passes"]

@@ -194,3 +194,18 @@ def test_triton_is_hashed_once_on_a_thread_of_its_own():
     misses = triton_key.cache_info().misses
     key = triton_key()  # kept: no second hash of Triton's library
     assert triton_key.cache_info().misses == misses and isinstance(key, str) and key
+
+
+def test_prepare_starts_the_hash_only_for_a_gpu_with_the_parallel_compile(monkeypatch):
+    """The backend's ``prepare`` (run by ``pccc.compile`` before the passes) starts the hash
+    for a CUDA device with ``parallel_jit`` on, and nothing on a CPU or with it off."""
+    import pccc.backends.triton as tb
+
+    calls: list[str] = []
+    monkeypatch.setattr(prejit, "hash_triton_early", lambda: calls.append("hash"))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    tb.prepare("cpu")
+    tb.prepare("cuda", parallel_jit=False)
+    assert calls == []
+    tb.prepare("cuda", precision="fp32")
+    assert calls == ["hash"]

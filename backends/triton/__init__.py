@@ -64,4 +64,17 @@ def _check_device(device: Any) -> None:
                         "CPU interpreter, slow: meant for tests); use --backend torch on a CPU")
 
 
-register("triton", make, options=TritonOptions.from_kwargs)
+def prepare(device: Any = "cuda", **options: Any) -> None:
+    """Before the passes: on a CUDA device, with the parallel first-batch compile on, start
+    hashing Triton's sources (every kernel cache key needs the hash; it then overlaps the
+    passes as well as the module's set-up). Nothing elsewhere, and nothing that can fail."""
+    if torch.device(device if device is not None else "cuda").type != "cuda" or \
+            not torch.cuda.is_available():
+        return
+    if TritonOptions.from_kwargs(**options).parallel_jit:
+        from pccc.backends.triton.prejit import hash_triton_early
+
+        hash_triton_early()
+
+
+register("triton", make, options=TritonOptions.from_kwargs, prepare=prepare)
