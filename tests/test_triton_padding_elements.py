@@ -4,9 +4,9 @@ A sum vector of 40 nodes over a product vector of 40 elements is laid out in chu
 elements, 24 of them padding (weight 0). A padding element of value log 1 gave the forward
 kernel's online log-sum-exp a maximum of 0, and where the real elements lie below
 log 1e-38 (the root of an HCLT over 24 variables of 256 categories: about -133 per example)
-every real term underflowed and the root came out -inf. Padding elements are now -inf
-(``children_table``); the float64 reference evaluator is the oracle, and EM training must
-match the torch backend's.
+every real term underflowed and the root came out -inf (PDs of such latents too). Padding
+elements are now -inf (``children_table``); the float64 reference evaluator is the oracle,
+and EM training must match the torch backend's.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pccc.backends.reference.evaluate import log_likelihood  # noqa: E402
 from pccc.optim import MiniBatchEM  # noqa: E402
 from pccc.passes import compile_plan  # noqa: E402
 from pccc.passes.schedule_parts import layer_tables  # noqa: E402
-from pccc.structures import InputSpec, hclt_from_tree  # noqa: E402
+from pccc.structures import PD, InputSpec, hclt_from_tree  # noqa: E402
 
 pytest.importorskip("triton")
 pytestmark = [pytest.mark.interpret, pytest.mark.usefixtures("triton_cache")]
@@ -60,6 +60,19 @@ def test_deep_root_is_finite_and_exact() -> None:
     c, x = _circuit_and_data()
     ref = log_likelihood(c, x)
     assert ref.max() < -100.0  # below float32's exp range: the case that underflowed
+    m = pccc.compile(c, backend="triton", device="cpu", precision="fp32")
+    with torch.no_grad():
+        got = m(torch.as_tensor(x)).double().numpy()
+    np.testing.assert_allclose(got, ref, rtol=1e-5)
+
+
+def test_deep_pd_root_is_finite_and_exact() -> None:
+    """A PD over 6x6 pixels of 256 categories with 24 latents (blocks padded to 32): its
+    root (about -200 per example) against the float64 oracle; -inf before the fix."""
+    c = PD((6, 6), 24, split_intervals=(3, 3), num_cats=256, seed=0)
+    x = np.random.default_rng(0).integers(0, 256, (16, 36))
+    ref = log_likelihood(c, x)
+    assert ref.max() < -100.0
     m = pccc.compile(c, backend="triton", device="cpu", precision="fp32")
     with torch.no_grad():
         got = m(torch.as_tensor(x)).double().numpy()
