@@ -42,6 +42,9 @@ source benchmarks/device_env.sh
 run_step() {
   local step=$1 dir="$OUT/$1"
   mkdir -p "$dir"
+  # every step starts with cold Triton and pccc caches (an earlier step's kernels would make
+  # its first batches warm); a step's own later runs reuse them unless they make their own
+  export TRITON_CACHE_DIR=$(mktemp -d) PCCC_CACHE_DIR=$(mktemp -d)
   case $step in
     gate) timeout "${LIMIT[gate]}" python3 benchmarks/gpu_bench.py --check --pyjuice \
             --pj-site "$SITE" --out "$dir" ;;
