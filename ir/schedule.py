@@ -182,11 +182,6 @@ class SumPart(ValueEq):
         """tensor-core tiles (both dimensions at least 16)"""
         return self.B >= 16 and self.C >= 16
 
-    @property
-    def transposed(self) -> bool:
-        """the forward accumulates ``[BT, B]`` (tensor-core blocks under 64 rows)"""
-        return self.uses_dot and self.B < 64
-
 
 @dataclass(frozen=True)
 class Launch:
@@ -220,6 +215,11 @@ class Launch:
     """``sum_bwd``: scatters the element flows itself"""
     atomic: bool = False
     """element flows added atomically (else stored)"""
+    grouped: bool = False
+    """``sum_fwd``: a program per sibling group (each element chunk computed once for the
+    group's blocks), else a program per block"""
+    trans: bool = False
+    """``sum_fwd``: the accumulator is ``[BT, rows]`` (tensor-core tiles under 64 rows)"""
 
     def attrs(self) -> dict[str, object]:
         """The fields that differ from their defaults, in declaration order (``kind`` aside)."""

@@ -11,7 +11,7 @@ for an input layer of ``n`` nodes of ``P`` parameters each:
 kind           FLOPs                                         words moved
 ============== ============================================= ==================================
 input_fwd      ``n b``                                       ``3 n b`` (value, parameter, row)
-sum_fwd        ``b (T (2BC + CF + C + B) + nb B)``           ``T B C + b T C F + b nb B``
+sum_fwd        ``b (T (2BC + B) + E (CF + C) + nb B)``       ``T B C + b E C F + b nb B``
 flow_zero      0                                             ``b rows`` (all: every node row)
 root_flows     0                                             ``b roots``
 flow_ratio     ``2 b nb B``                                  ``3 b nb B``
@@ -24,9 +24,10 @@ em_update      ``5 (sum W + sum n P)``                       ``4 (sum W + sum n 
 ============== ============================================= ==================================
 
 - ``sum_fwd``: per real tile the mix of a ``B x C`` weight tile with the ``C x b`` elements
-  (``2BC`` per column), the elements as sums of ``F`` children, their ``exp`` and the rescale
-  of the ``B`` accumulators; a ``log`` per written row. Words: the tiles' weights, ``F``
-  children rows per element of each tile, the rows written.
+  (``2BC`` per column) and the rescale of the ``B`` accumulators; per element chunk computed
+  (``E``: ``K`` where the launch is ``grouped``, a program per sibling group, else ``T``)
+  the elements as sums of ``F`` children and their ``exp``; a ``log`` per written row.
+  Words: the tiles' weights, ``F`` children rows per element computed, the rows written.
 - ``sum_bwd``: per tile the weight gradients (a ``B x C`` dot over the batch) and the tile's
   elements recomputed; with ``scatter`` (lone blocks) the element flows too (a second dot and
   ``F`` children per element, their flow rows written: the bracketed terms); without
@@ -85,8 +86,9 @@ def _sum_cost(kind: str, p: SumPart, ln: Launch, b: int) -> tuple[int, int]:
     """(FLOPs, words) of a sum part's launch (the module docstring's table)."""
     B, C, F, T, K, nb = p.B, p.C, p.fanin, p.tiles, p.chunks, p.nb
     if kind == "sum_fwd":
-        return (b * (T * (2 * B * C + C * F + C + B) + nb * B),
-                T * B * C + b * T * C * F + b * nb * B)
+        E = K if ln.grouped else T
+        return (b * (T * (2 * B * C + B) + E * (C * F + C) + nb * B),
+                T * B * C + b * E * C * F + b * nb * B)
     if kind == "flow_ratio":
         return 2 * b * nb * B, 3 * b * nb * B
     if kind == "sum_eflow":

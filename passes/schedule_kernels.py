@@ -60,17 +60,10 @@ def _pow2(name: str, v: int) -> None:
         raise PassError(f"schedule-kernels: option {name}={v} must be a power of two")
 
 
-def _sum_launches(parts: list[SumPart], t: Mapping[str, int], programs: int
-                  ) -> tuple[list[Launch], list[Launch]]:
+def _sum_launches(parts: list[SumPart], t: Mapping[str, int], programs: int,
+                  group_rows: int = 0) -> tuple[list[Launch], list[Launch]]:
     """The sum parts' forward launches (in order) and backward launches (layers reversed)."""
-    fwd = []
-    for i, p in enumerate(parts):
-        if p.wide:
-            bt, fill = t["wide"], 0
-        else:
-            bt, fill = t["fwdt" if p.transposed else "fwd"], p.nb
-        fwd.append(Launch("sum_fwd", part=i, kernel=p.kernel("sum_fwd"), bt=bt, fill=fill,
-                          warps=t["wfwd"]))
+    fwd = [_forward(i, p, t, group_rows) for i, p in enumerate(parts)]
     bwd = []
     layers = sorted({p.layer for p in parts}, reverse=True)
     for layer in layers:
@@ -78,6 +71,35 @@ def _sum_launches(parts: list[SumPart], t: Mapping[str, int], programs: int
             if p.layer == layer:
                 bwd += _part_backward(i, p, t, programs)
     return fwd, bwd
+
+
+def group_forward(p: SumPart, group_rows: int) -> bool:
+    """Whether a part's forward runs a program per sibling group: it has groups, its products
+    are narrow, and a group's stacked rows (``G`` and ``B`` each rounded up to a power of
+    two) are at most ``group_rows``."""
+    return p.G > 1 and not p.wide and pow2ceil(p.G) * pow2ceil(p.B) <= group_rows
+
+
+def pow2ceil(x: int) -> int:
+    """The least power of two at least ``x`` (1 for ``x <= 1``)."""
+    return 1 << max(0, int(x - 1).bit_length())
+
+
+def _forward(i: int, p: SumPart, t: Mapping[str, int], group_rows: int) -> Launch:
+    """A part's forward: a program per block, or per sibling group (:func:`group_forward`);
+    tensor-core tiles of fewer than 64 rows accumulate transposed (``trans``), so that the
+    dot's M is the batch tile's 64 columns and Hopper's warp-group MMA applies."""
+    grouped = group_forward(p, group_rows)
+    rows = pow2ceil(p.G) * pow2ceil(p.B) if grouped else p.B
+    trans = p.uses_dot and rows < 64
+    if p.wide:
+        bt, fill, warps = t["wide"], 0, t["wfwd"]
+    elif grouped:
+        bt, fill, warps = t["fwdg"], p.groups, t["wfwdg"]
+    else:
+        bt, fill, warps = t["fwdt" if trans else "fwd"], p.nb, t["wfwd"]
+    return Launch("sum_fwd", part=i, kernel=p.kernel("sum_fwd"), bt=bt, fill=fill, warps=warps,
+                  grouped=grouped, trans=trans)
 
 
 def _part_backward(i: int, p: SumPart, t: Mapping[str, int], programs: int) -> list[Launch]:
@@ -173,14 +195,15 @@ def _cut(plan: KernelPlan, tables: list[np.ndarray], small_part: int, programs: 
 
 def build_schedule(plan: KernelPlan, tiles: Mapping[str, int], *, precision: str = "tf32",
                    programs: int = 8, small_part: int = 1 << 17,
-                   round_fanin: bool = False, flows_in_nodes: bool = False) -> KernelSchedule:
+                   round_fanin: bool = False, flows_in_nodes: bool = False,
+                   group_rows: int = 256) -> KernelSchedule:
     """The schedule of ``plan`` (see the module docstring); ``tiles``: every tile by name
     (:data:`pccc.backends.triton.options.DEFAULT_TILES`'s keys)."""
     t = tiles
     parts, zero = _parts(plan, small_part, programs, round_fanin, flows_in_nodes)
     fwd = [Launch("input_fwd", input=k, kernel=input_kernel(ly, "fwd"), bn=t["inbn"], bt=t["inbt"],
                   warps=t["win"]) for k, ly in enumerate(plan.input_layers)]
-    sum_fwd, sum_bwd = _sum_launches(parts, t, programs)
+    sum_fwd, sum_bwd = _sum_launches(parts, t, programs, group_rows)
     bwd = []
     if zero is None:
         bwd.append(Launch("flow_zero"))
@@ -203,8 +226,10 @@ def schedule_kernels(plan: KernelPlan, *, precision: str = "tf32", programs: int
                      wfwd: int = 4, wbwd: int = 4, weflow: int = 8, bwds: int = 32,
                      wbwds: int = 4, inbn: int = 16, inbt: int = 128, win: int = 4,
                      ratio: int = 32, wide: int = 32, wideb: int = 16, fwdt: int = 64,
+                     fwdg: int = 64, wfwdg: int = 8,
                      catnb: int = 64, catkt: int = 256, catbt: int = 32, wcat: int = 8,
-                     round_fanin: bool = False, flows_in_nodes: bool = False) -> KernelSchedule:
+                     round_fanin: bool = False, flows_in_nodes: bool = False,
+                     group_rows: int = 256) -> KernelSchedule:
     """Schedule the Triton backend's kernel launches for a plan (L3 -> L4).
 
     Args:
@@ -226,6 +251,8 @@ def schedule_kernels(plan: KernelPlan, *, precision: str = "tf32", programs: int
         wide: batch columns per program of the forward over products wider than 8.
         wideb: batch columns per program of the backward over products wider than 8.
         fwdt: batch columns per program of the transposed forward (blocks under 64 rows).
+        fwdg: batch columns per program of the forward of sibling groups.
+        wfwdg: warps of the forward of sibling groups.
         catnb: longest run of one variable's nodes in a one-hot GEMM (below 16: never).
         catkt: values per tile of the one-hot GEMM.
         catbt: batch columns per step of the one-hot GEMM.
@@ -236,22 +263,28 @@ def schedule_kernels(plan: KernelPlan, *, precision: str = "tf32", programs: int
         flows_in_nodes: small parts whose blocks have siblings are cut as large ones are
             where that gives every node row one writer in a backward pass, so that the
             backward may keep its flows in the node rows.
+        group_rows: the forward runs a program per sibling group, each element chunk
+            computed once and mixed by the group's stacked weights, where the stacked rows
+            (blocks and rows each rounded up to a power of two) are at most this many (0: a
+            program per block).
     """
     if precision not in PRECISIONS:
         raise PassError(f"schedule-kernels: precision {precision!r} is not one of "
                         f"{', '.join(PRECISIONS)}")
     if programs < 1:
         raise PassError("schedule-kernels: programs must be at least 1")
+    if group_rows < 0:
+        raise PassError(f"schedule-kernels: group_rows={group_rows} must be at least 0")
     tiles = dict(fwd=fwd, bwd=bwd, eflow=eflow, wfwd=wfwd, wbwd=wbwd, weflow=weflow,
                  bwds=bwds, wbwds=wbwds, inbn=inbn, inbt=inbt, win=win, ratio=ratio,
-                 wide=wide, wideb=wideb, fwdt=fwdt, catnb=catnb, catkt=catkt, catbt=catbt,
+                 wide=wide, wideb=wideb, fwdt=fwdt, fwdg=fwdg, wfwdg=wfwdg, catnb=catnb, catkt=catkt, catbt=catbt,
                  wcat=wcat)
     for k, v in tiles.items():
         if k != "catnb":
             _pow2(k, v)
     return build_schedule(plan, tiles, precision=precision, programs=programs,
                           small_part=small_part, round_fanin=round_fanin,
-                          flows_in_nodes=flows_in_nodes)
+                          flows_in_nodes=flows_in_nodes, group_rows=group_rows)
 
 
 def schedule_for(plan: KernelPlan, options: Any, programs: int) -> KernelSchedule:
@@ -260,4 +293,4 @@ def schedule_for(plan: KernelPlan, options: Any, programs: int) -> KernelSchedul
     return schedule_kernels(plan, precision=options.precision, programs=programs,
                             small_part=options.small_part, round_fanin=options.round_fanin,
                             flows_in_nodes=options.flows_in_nodes,
-                            **dict(options.tiles))
+                            group_rows=options.group_rows, **dict(options.tiles))

@@ -53,8 +53,11 @@ def _recount_part(plan: KernelPlan, s: KernelSchedule, ln: Launch, b: int
         return 2 * b * rows, 3 * b * rows
     for _ in tiles:
         if ln.kind == "sum_fwd":
-            flops += b * (2 * B * C + C * F + C + B)
-            words += B * C + b * C * F
+            flops += b * (2 * B * C + B)
+            words += B * C
+            if not ln.grouped:  # each block computes its elements
+                flops += b * (C * F + C)
+                words += b * C * F
         elif ln.kind == "sum_eflow":
             flops += b * 2 * B * C
             words += B * C + b * B
@@ -69,6 +72,10 @@ def _recount_part(plan: KernelPlan, s: KernelSchedule, ln: Launch, b: int
     if ln.kind == "sum_fwd":
         flops += b * rows
         words += b * rows
+    if ln.kind == "sum_fwd" and ln.grouped:  # elements once per sibling group
+        for _ in _tile_walk(plan, s, ln.part, True):
+            flops += b * (C * F + C)
+            words += b * C * F
     if ln.kind == "sum_eflow":
         for _ in _tile_walk(plan, s, ln.part, True):
             flops += b * C * (2 * F + 2)

@@ -4,11 +4,13 @@ recomputed here), warps, splits and flags."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
 import pytest
 
+os.environ.setdefault("TRITON_INTERPRET", "1")  # before triton is imported
 torch = pytest.importorskip("torch")
 pytest.importorskip("triton")
 

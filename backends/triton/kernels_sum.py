@@ -298,41 +298,60 @@ def _grad_layout(g, TRANS: tl.constexpr):
 
 
 @kernel
-def sum_fwd(node, weights, children, row, node_start, chunk_start, param_start, num_chunks,
-            batch, stride, BT: tl.constexpr, B: tl.constexpr, C: tl.constexpr,
+def sum_fwd(node, weights, children, row, sib, node_start, chunk_start, param_start,
+            num_chunks, batch, stride, BT: tl.constexpr, B: tl.constexpr, C: tl.constexpr,
             F: tl.constexpr, NC: tl.constexpr, BP: tl.constexpr, CP: tl.constexpr,
-            MIX: tl.constexpr, TRANS: tl.constexpr):
-    """Sum partition forward: node[block rows] = logsumexp(log W + elements)."""
-    blk = tl.program_id(0)
+            MIX: tl.constexpr, TRANS: tl.constexpr, G: tl.constexpr, GP: tl.constexpr):
+    """Sum partition forward: node[block rows] = logsumexp(log W + elements). G == 1: a
+    program per block (program 0's index); else a program per sibling group sib[grp, :G]
+    (blocks that mix the same elements, -1 padded): each chunk's elements are computed once
+    and mixed by the G blocks' weights stacked into one [GP * BP, CP] tile (GP: G rounded up
+    to a power of two), so one online maximum over the elements serves every row."""
+    grp = tl.program_id(0)
     cols = tl.program_id(1) * BT + tl.arange(0, BT)
     cmask = cols < batch
-    rows = tl.arange(0, BP)
-    rmask = rows < B
+    gr = tl.arange(0, GP * BP)
+    r = gr % BP
+    if G == 1:
+        b0 = grp
+        blk = grp + 0 * gr
+        live = r < B
+    else:
+        b0 = tl.load(sib + grp * G)
+        blk = tl.load(sib + grp * G + gr // BP, mask=gr // BP < G, other=-1)
+        live = (blk >= 0) & (r < B)
     cc = tl.arange(0, CP)
     ccmask = cc < C
-    nch = tl.load(num_chunks + blk)
+    nch = tl.load(num_chunks + b0)
     m = tl.full([BT], float("-inf"), tl.float32)
     if TRANS:
-        acc = tl.zeros([BT, BP], tl.float32)
+        acc = tl.zeros([BT, GP * BP], tl.float32)
     else:
-        acc = tl.zeros([BP, BT], tl.float32)
+        acc = tl.zeros([GP * BP, BT], tl.float32)
+    wmask = live[:, None] & ccmask[None, :]
     for k in range(0, NC):  # padded chunks are skipped, not computed
         if k < nch:
-            es = tl.load(chunk_start + blk * NC + k)
-            ps = tl.load(param_start + blk * NC + k).to(tl.int64)
+            es = tl.load(chunk_start + b0 * NC + k)
+            if G == 1:
+                ps = tl.load(param_start + b0 * NC + k).to(tl.int64)
+            else:
+                ps = tl.load(param_start + blk * NC + k, mask=live, other=0).to(tl.int64)
             elem = _elements(node, children, es + cc, ccmask, cols, cmask, stride, F, row)
             m_new = tl.maximum(m, tl.max(elem, axis=0))
             m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
             p = tl.exp(elem - m_safe[None, :])
-            w = tl.load(weights + ps + rows[:, None] * C + cc[None, :],
-                        mask=rmask[:, None] & ccmask[None, :], other=0.0)
+            if G == 1:
+                wptr = weights + ps + r[:, None] * C + cc[None, :]
+            else:
+                wptr = weights + ps[:, None] + r[:, None] * C + cc[None, :]
+            w = tl.load(wptr, mask=wmask, other=0.0)
             acc = acc * _cols(tl.exp(m - m_safe), TRANS) + _mix_fwd(w, p, MIX, TRANS)
             m = m_new
     m_safe = tl.where(m == float("-inf"), 0.0, m)
     out = tl.log(acc) + _cols(m_safe, TRANS)
-    ns = tl.load(node_start + blk).to(tl.int64)
-    ptr = node + _rows(ns + rows, TRANS) * stride + _cols(cols, TRANS)
-    tl.store(ptr, out, mask=_rows(rmask, TRANS) & _cols(cmask, TRANS))
+    ns = tl.load(node_start + blk, mask=live, other=0).to(tl.int64)
+    ptr = node + _rows(ns + r, TRANS) * stride + _cols(cols, TRANS)
+    tl.store(ptr, out, mask=_rows(live, TRANS) & _cols(cmask, TRANS))
 
 
 @kernel(do_not_specialize=["nc", "splits", "per", "unaligned", "nin"])

@@ -26,7 +26,7 @@ from torch import Tensor
 from pccc.backends.triton.weight_tiles import group_tiles, tile_runs
 from pccc.ir.plan import InputLayer, KernelPlan
 from pccc.ir.schedule import PART_KINDS, KernelSchedule, Launch, SumPart
-from pccc.passes.schedule_kernels import schedule_for
+from pccc.passes.schedule_kernels import pow2ceil, schedule_for
 from pccc.passes.schedule_parts import layer_tables, run_table
 
 #: arrays of the schedule's text in ``model.artifacts`` print as their shape above this size
@@ -261,9 +261,12 @@ class DevicePlan:
                 continue
             p = self.parts[ln.part]
             bt = self.tile(ln, stride)
-            getattr(self.k, ln.kernel)[(p.spec.nb, triton_cdiv(batch, bt))](
-                node, w, p.children, p.row, p.node_start, p.chunk_start, p.param_start,
-                p.num_chunks, batch, stride, BT=bt, num_warps=ln.warps)
+            g = p.spec.G if ln.grouped else 1
+            getattr(self.k, ln.kernel)[(p.spec.groups if ln.grouped else p.spec.nb,
+                                        triton_cdiv(batch, bt))](
+                node, w, p.children, p.row, p.sib, p.node_start, p.chunk_start, p.param_start,
+                p.num_chunks, batch, stride, BT=bt, TRANS=ln.trans, G=g, GP=pow2ceil(g),
+                num_warps=ln.warps)
 
     def sum_backward(self, node: Tensor, flow: Tensor | None, scale: Tensor, flag: Tensor,
                      batch: int, w: Tensor, pgrad: Tensor, flows: Tensor, em_direct: bool = False,
