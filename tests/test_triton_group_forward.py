@@ -30,6 +30,7 @@ from tests.test_triton_compiled import _grads_and_em  # noqa: E402
 
 pytest.importorskip("triton")
 pytestmark = [pytest.mark.interpret, pytest.mark.usefixtures("triton_cache")]
+DEV = "cpu" if os.environ.get("TRITON_INTERPRET") == "1" else "cuda"
 
 
 def _forward_launches(model):
@@ -54,14 +55,14 @@ def _data(nvars: int, card: int, rows: int, seed: int) -> np.ndarray:
 def test_grouped_forward_matches_the_float64_plan(n, rows, trans):
     c = _dense_circuit(n=n)
     x = _data(4, 5, 23, n)
-    tri = pccc.compile(c, backend="triton", device="cpu", precision="fp32", small_part=0)
+    tri = pccc.compile(c, backend="triton", device=DEV, precision="fp32", small_part=0)
     s, fwd = _forward_launches(tri)
     grouped = [ln for ln in fwd if ln.grouped]
     assert grouped, "the schedule has no grouped forward: this test tests nothing"
     for ln in grouped:
         p = s.parts[ln.part]
         assert p.G > 1 and pow2ceil(p.G) * pow2ceil(p.B) == rows and ln.trans == trans
-    ll = tri(torch.as_tensor(x)).detach().numpy()
+    ll = tri(torch.as_tensor(x).to(DEV)).detach().cpu().numpy()
     np.testing.assert_allclose(ll, plan_log_likelihood(tri.plan, x), rtol=2e-4, atol=2e-4)
 
 
@@ -72,11 +73,11 @@ def test_groups_over_the_bound_run_per_block():
     x = _data(4, 5, 17, 1)
     want = plan_log_likelihood(pccc.compile(c).plan, x)
     for bound, grouped in ((256, False), (512, True)):
-        tri = pccc.compile(c, backend="triton", device="cpu", precision="fp32", small_part=0,
+        tri = pccc.compile(c, backend="triton", device=DEV, precision="fp32", small_part=0,
                            group_rows=bound)
         s, fwd = _forward_launches(tri)
         assert any(s.parts[ln.part].G == 5 and ln.grouped == grouped for ln in fwd)
-        np.testing.assert_allclose(tri(torch.as_tensor(x)).detach().numpy(), want,
+        np.testing.assert_allclose(tri(torch.as_tensor(x).to(DEV)).detach().cpu().numpy(), want,
                                    rtol=2e-4, atol=2e-4)
 
 
@@ -99,9 +100,9 @@ def test_random_hclt_grouped_equals_per_block_and_oracle(latents, nvars, seed, b
     parent = np.concatenate([[-1], rng.integers(0, np.arange(1, nvars))])
     c = hclt_from_tree(parent, latents, InputSpec.parse("categorical", card=7), seed=seed)
     x = _data(nvars, 7, 11, seed)
-    tri = pccc.compile(c, backend="triton", device="cpu", precision="fp32", small_part=0,
+    tri = pccc.compile(c, backend="triton", device=DEV, precision="fp32", small_part=0,
                        group_rows=bound)
     _, fwd = _forward_launches(tri)
     assert not bound and not any(ln.grouped for ln in fwd) or bound
-    ll = tri(torch.as_tensor(x)).detach().numpy()
+    ll = tri(torch.as_tensor(x).to(DEV)).detach().cpu().numpy()
     np.testing.assert_allclose(ll, log_likelihood(c, x), rtol=2e-4, atol=2e-4)

@@ -30,6 +30,7 @@ from pccc.structures import PD, InputSpec, hclt_from_tree  # noqa: E402
 
 pytest.importorskip("triton")
 pytestmark = [pytest.mark.interpret, pytest.mark.usefixtures("triton_cache")]
+DEV = "cpu" if os.environ.get("TRITON_INTERPRET") == "1" else "cuda"
 
 VARS, LATENTS = 24, 40
 
@@ -60,9 +61,9 @@ def test_deep_root_is_finite_and_exact() -> None:
     c, x = _circuit_and_data()
     ref = log_likelihood(c, x)
     assert ref.max() < -100.0  # below float32's exp range: the case that underflowed
-    m = pccc.compile(c, backend="triton", device="cpu", precision="fp32")
+    m = pccc.compile(c, backend="triton", device=DEV, precision="fp32")
     with torch.no_grad():
-        got = m(torch.as_tensor(x)).double().numpy()
+        got = m(torch.as_tensor(x).to(DEV)).double().cpu().numpy()
     np.testing.assert_allclose(got, ref, rtol=1e-5)
 
 
@@ -73,9 +74,9 @@ def test_deep_pd_root_is_finite_and_exact() -> None:
     x = np.random.default_rng(0).integers(0, 256, (16, 36))
     ref = log_likelihood(c, x)
     assert ref.max() < -100.0
-    m = pccc.compile(c, backend="triton", device="cpu", precision="fp32")
+    m = pccc.compile(c, backend="triton", device=DEV, precision="fp32")
     with torch.no_grad():
-        got = m(torch.as_tensor(x)).double().numpy()
+        got = m(torch.as_tensor(x).to(DEV)).double().cpu().numpy()
     np.testing.assert_allclose(got, ref, rtol=1e-5)
 
 
@@ -88,19 +89,19 @@ def test_em_training_matches_the_torch_backend() -> None:
         m = pccc.compile(c, **kw)
         opt = MiniBatchEM(m, step_size=0.5, pseudocount=0.1)
         for i in range(2):
-            ll = m(xs[i * 32:(i + 1) * 32])
+            ll = m(xs[i * 32:(i + 1) * 32].to(m.device))
             assert torch.isfinite(ll).all()
             ll.mean().backward()
             opt.step()
-        states.append(m.current_weights())
+        states.append(np.asarray(m.current_weights()))
     np.testing.assert_allclose(states[1], states[0], rtol=2e-4, atol=1e-6)
 
 
 def _root_matches_the_oracle(latents: int, nvars: int, seed: int) -> None:
     c, x = _circuit_and_data(latents, nvars, seed)
-    m = pccc.compile(c, backend="triton", device="cpu", precision="fp32")
+    m = pccc.compile(c, backend="triton", device=DEV, precision="fp32")
     with torch.no_grad():
-        got = m(torch.as_tensor(x[:16])).double().numpy()
+        got = m(torch.as_tensor(x[:16]).to(DEV)).double().cpu().numpy()
     np.testing.assert_allclose(got, log_likelihood(c, x[:16]), rtol=1e-5)
 
 
