@@ -14,7 +14,7 @@ set -uo pipefail
 declare -A LIMIT=(
   [gate]=330 [queries]=420 [seeds]=500 [fanin]=200 [warm]=200 [kinds]=240 [paper]=560
   [scale]=560 [workers]=240 [mnist]=200 [trees]=360 [nodes]=320 [variants]=300 [nodekinds]=200
-  [groups]=240 [gputests]=300
+  [groups]=320 [gputests]=300
 )
 declare -A WHAT=(
   [gate]="gpu_bench.py --check --pyjuice: speed, memory and quality beside PyJuice, all five"
@@ -31,7 +31,7 @@ declare -A WHAT=(
   [nodes]="gpu_bench.py on the HCLTs, flows_in_nodes x lazy_logits off and on: epoch, peak"
   [variants]="bench_paper.py, ours: HCLT-mid as is, with flows_in_nodes, with 12.5% block padding"
   [nodekinds]="kernel_kinds.py on HCLT-32/128, flows_in_nodes off, then on beside it: time per kind"
-  [groups]="kernel_kinds.py on HCLT-256 and PD-256: forward per block, per sibling group, and with fwdg=32"
+  [groups]="kernel_kinds.py on HCLT-256 and PD-256: sums per block, forward per sibling group, both passes (runs of 128 rows, then 256)"
   [gputests]="the Triton test files on the GPU (TRITON_INTERPRET=0): sums, groups, padding, EM"
 )
 ORDER=(gputests groups gate queries seeds trees mnist nodes fanin warm workers kinds nodekinds paper variants scale)
@@ -88,13 +88,14 @@ run_step() {
                timeout $(( ${LIMIT[nodekinds]} / 2 )) python3 benchmarks/kernel_kinds.py \
                 --which hclt32,hclt128 --option flows_in_nodes=true \
                 --compare-to "$dir/off/kernel_kinds.jsonl" --out "$dir/on" ;;
-    groups) timeout $(( ${LIMIT[groups]} / 3 )) python3 benchmarks/kernel_kinds.py \
-             --which hclt256,pd256 --option group_rows=0 --out "$dir/off"
-            timeout $(( ${LIMIT[groups]} / 3 )) python3 benchmarks/kernel_kinds.py \
-             --which hclt256,pd256 --compare-to "$dir/off/kernel_kinds.jsonl" --out "$dir/on"
-            timeout $(( ${LIMIT[groups]} / 3 )) python3 benchmarks/kernel_kinds.py \
-             --which hclt256,pd256 --option tiles.fwdg=32 \
-             --compare-to "$dir/off/kernel_kinds.jsonl" --out "$dir/fwdg32" ;;
+    groups) for v in "off:--option=group_rows=0 --option=group_rows_bwd=0" \
+                     "fwd:--option=group_rows_bwd=0" "on:" "bwd256:--option=group_rows_bwd=256"; do
+              name=${v%%:*}; opts=${v#*:}; cmp=()
+              [ "$name" = off ] || cmp=(--compare-to "$dir/off/kernel_kinds.jsonl")
+              # shellcheck disable=SC2086
+              timeout $(( ${LIMIT[groups]} / 4 )) python3 benchmarks/kernel_kinds.py \
+                --which hclt256,pd256 $opts "${cmp[@]}" --out "$dir/$name"
+            done ;;
     gputests) TRITON_INTERPRET=0 timeout "${LIMIT[gputests]}" python3 -m pytest -q -x \
                -p no:cacheprovider tests/test_triton_group_forward.py \
                tests/test_triton_padding_elements.py tests/test_triton_compiled.py ;;

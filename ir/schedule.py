@@ -183,6 +183,16 @@ class SumPart(ValueEq):
         return self.B >= 16 and self.C >= 16
 
 
+def group_table(sib: np.ndarray, g: int) -> np.ndarray:
+    """A part's sibling groups (``[groups, G]``, ``-1`` padded at the end) cut into runs of
+    ``g`` blocks: ``[runs, g]``, ``-1`` padded, each run's first entry a block."""
+    width = -(-sib.shape[1] // g) * g
+    t = np.full((sib.shape[0], width), -1, np.int64)
+    t[:, : sib.shape[1]] = sib
+    t = t.reshape(-1, g)
+    return t[t[:, 0] >= 0]
+
+
 @dataclass(frozen=True)
 class Launch:
     """One kernel launch (or host step) of a pass; see the module docstring for the kinds."""
@@ -215,9 +225,12 @@ class Launch:
     """``sum_bwd``: scatters the element flows itself"""
     atomic: bool = False
     """element flows added atomically (else stored)"""
-    grouped: bool = False
-    """``sum_fwd``: a program per sibling group (each element chunk computed once for the
-    group's blocks), else a program per block"""
+    group: int = 0
+    """``sum_fwd``, ``sum_bwd``: blocks per program, taken from one sibling group (its
+    blocks cut into runs of this many: :func:`group_table`), each element chunk computed once
+    for them; 0: a program per block"""
+    chunks: int = 0
+    """element chunks the launch computes (``group`` > 0), once per program's blocks"""
     trans: bool = False
     """``sum_fwd``: the accumulator is ``[BT, rows]`` (tensor-core tiles under 64 rows)"""
 

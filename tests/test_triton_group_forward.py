@@ -57,28 +57,30 @@ def test_grouped_forward_matches_the_float64_plan(n, rows, trans):
     x = _data(4, 5, 23, n)
     tri = pccc.compile(c, backend="triton", device=DEV, precision="fp32", small_part=0)
     s, fwd = _forward_launches(tri)
-    grouped = [ln for ln in fwd if ln.grouped]
+    grouped = [ln for ln in fwd if ln.group]
     assert grouped, "the schedule has no grouped forward: this test tests nothing"
     for ln in grouped:
         p = s.parts[ln.part]
-        assert p.G > 1 and pow2ceil(p.G) * pow2ceil(p.B) == rows and ln.trans == trans
+        assert ln.group == p.G > 1 and pow2ceil(p.G) * pow2ceil(p.B) == rows
+        assert ln.trans == trans
     ll = tri(torch.as_tensor(x).to(DEV)).detach().cpu().numpy()
     np.testing.assert_allclose(ll, plan_log_likelihood(tri.plan, x), rtol=2e-4, atol=2e-4)
 
 
-def test_groups_over_the_bound_run_per_block():
-    """``group_rows`` bounds the stacked tile: 5 blocks of 64 (512 rows) run a program per
-    block under the default 256, grouped under 512; both equal the oracle."""
+def test_groups_over_the_bound_run_in_pieces():
+    """``group_rows`` bounds the stacked tile: a group of 5 blocks of 64 runs a program per
+    block under 64 rows, as runs of 4 and 1 blocks under 256, whole under 512; each equals
+    the oracle."""
     c = _dense_circuit(n=300)
     x = _data(4, 5, 17, 1)
     want = plan_log_likelihood(pccc.compile(c).plan, x)
-    for bound, grouped in ((256, False), (512, True)):
+    for bound, group in ((64, 0), (256, 4), (512, 5)):
         tri = pccc.compile(c, backend="triton", device=DEV, precision="fp32", small_part=0,
                            group_rows=bound)
         s, fwd = _forward_launches(tri)
-        assert any(s.parts[ln.part].G == 5 and ln.grouped == grouped for ln in fwd)
-        np.testing.assert_allclose(tri(torch.as_tensor(x).to(DEV)).detach().cpu().numpy(), want,
-                                   rtol=2e-4, atol=2e-4)
+        assert any(s.parts[ln.part].G == 5 and ln.group == group for ln in fwd)
+        np.testing.assert_allclose(tri(torch.as_tensor(x).to(DEV)).detach().cpu().numpy(),
+                                   want, rtol=2e-4, atol=2e-4)
 
 
 @pytest.mark.parametrize("n", [40, 136])
@@ -103,6 +105,30 @@ def test_random_hclt_grouped_equals_per_block_and_oracle(latents, nvars, seed, b
     tri = pccc.compile(c, backend="triton", device=DEV, precision="fp32", small_part=0,
                        group_rows=bound)
     _, fwd = _forward_launches(tri)
-    assert not bound and not any(ln.grouped for ln in fwd) or bound
+    assert bound or not any(ln.group for ln in fwd)
     ll = tri(torch.as_tensor(x).to(DEV)).detach().cpu().numpy()
     np.testing.assert_allclose(ll, log_likelihood(c, x), rtol=2e-4, atol=2e-4)
+
+
+def _backward_groups(model):
+    s = model.executor.dp.schedule
+    return [(s.parts[ln.part], ln) for ln in s.backward if ln.kind == "sum_bwd"]
+
+
+@pytest.mark.parametrize("n,bound,weighted,nodes", [
+    (40, 128, False, False),   # runs of 3 blocks of 16 (a padding sibling)
+    (136, 128, True, False),   # runs of 4 and 1 blocks of 32, examples weighed unequally
+    (136, 256, False, True),   # one run of 5 blocks, flows kept per node
+    (300, 256, True, False),   # runs of 4 and 1 blocks of 64
+    (300, 64, False, False),   # a program per block (the bound admits one block)
+])
+def test_grouped_backward_gradients_and_em(n, bound, weighted, nodes):
+    """``sum_bwd`` over runs of a sibling group reads each element chunk once for the run's
+    blocks: gradients and an EM step equal the float64 torch backend's."""
+    c = _dense_circuit(n=n)
+    opts = dict(small_part=0, group_rows_bwd=bound, flows_in_nodes=nodes)
+    tri = pccc.compile(c, backend="triton", device=DEV, precision="fp32", **opts)
+    runs = [ln.group for p, ln in _backward_groups(tri) if p.G > 1]
+    assert runs, "no part has sibling groups: this test tests nothing"
+    assert all(g == 0 for g in runs) if bound == 64 else any(g > 1 for g in runs)
+    _grads_and_em(c, _data(4, 5, 21, n), 2e-4, weighted, **opts)
