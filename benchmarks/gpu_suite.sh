@@ -6,6 +6,7 @@
 #   bash benchmarks/gpu_suite.sh queries seeds        # the named steps, in the order given
 #   bash benchmarks/gpu_suite.sh --list               # the steps and their limits
 #   NODES_COMBOS="true,false false,true" bash benchmarks/gpu_suite.sh nodes   # some combinations
+#   GROUP_VARIANTS="off:--option=group_rows=0 f16:--option=tiles.fwdg=16" bash benchmarks/gpu_suite.sh groups
 #
 # A step that runs past its limit is stopped; what it printed and wrote stands, and the next
 # step runs. The last lines are one status line per step.
@@ -14,7 +15,7 @@ set -uo pipefail
 declare -A LIMIT=(
   [gate]=330 [queries]=420 [seeds]=500 [fanin]=200 [warm]=200 [kinds]=240 [paper]=560
   [scale]=560 [workers]=240 [mnist]=200 [trees]=360 [nodes]=320 [variants]=300 [nodekinds]=200
-  [groups]=320 [gputests]=300
+  [groups]=480 [gputests]=300
 )
 declare -A WHAT=(
   [gate]="gpu_bench.py --check --pyjuice: speed, memory and quality beside PyJuice, all five"
@@ -88,12 +89,13 @@ run_step() {
                timeout $(( ${LIMIT[nodekinds]} / 2 )) python3 benchmarks/kernel_kinds.py \
                 --which hclt32,hclt128 --option flows_in_nodes=true \
                 --compare-to "$dir/off/kernel_kinds.jsonl" --out "$dir/on" ;;
-    groups) for v in "off:--option=group_rows=0 --option=group_rows_bwd=0" \
-                     "fwd:--option=group_rows_bwd=0" "on:" "bwd256:--option=group_rows_bwd=256"; do
-              name=${v%%:*}; opts=${v#*:}; cmp=()
+    groups) # GROUP_VARIANTS: name:options entries, one run each; "off" first, the baseline
+            read -r -a variants <<< "${GROUP_VARIANTS:-off:--option=group_rows=0,--option=group_rows_bwd=0 fwd:--option=group_rows_bwd=0 on: bwd256:--option=group_rows_bwd=256}"
+            for v in "${variants[@]}"; do
+              name=${v%%:*}; opts=${v#*:}; opts=${opts//,/ }; cmp=()
               [ "$name" = off ] || cmp=(--compare-to "$dir/off/kernel_kinds.jsonl")
               # shellcheck disable=SC2086
-              timeout $(( ${LIMIT[groups]} / 4 )) python3 benchmarks/kernel_kinds.py \
+              timeout $(( ${LIMIT[groups]} / ${#variants[@]} )) python3 benchmarks/kernel_kinds.py \
                 --which hclt256,pd256 $opts "${cmp[@]}" --out "$dir/$name"
             done ;;
     gputests) TRITON_INTERPRET=0 timeout "${LIMIT[gputests]}" python3 -m pytest -q -x \
