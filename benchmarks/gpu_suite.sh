@@ -6,7 +6,6 @@
 #   bash benchmarks/gpu_suite.sh queries seeds        # the named steps, in the order given
 #   bash benchmarks/gpu_suite.sh --list               # the steps and their limits
 #   NODES_COMBOS="true,false false,true" bash benchmarks/gpu_suite.sh nodes   # some combinations
-#   GROUP_VARIANTS="off:--option=group_rows=0 f16:--option=tiles.fwdg=16" bash benchmarks/gpu_suite.sh groups
 #
 # A step that runs past its limit is stopped; what it printed and wrote stands, and the next
 # step runs. The last lines are one status line per step.
@@ -15,7 +14,7 @@ set -uo pipefail
 declare -A LIMIT=(
   [gate]=330 [queries]=420 [seeds]=500 [fanin]=200 [warm]=200 [kinds]=240 [paper]=560
   [scale]=560 [workers]=240 [mnist]=200 [trees]=360 [nodes]=320 [variants]=300 [nodekinds]=200
-  [groups]=480 [gputests]=300
+  [gputests]=300
 )
 declare -A WHAT=(
   [gate]="gpu_bench.py --check --pyjuice: speed, memory and quality beside PyJuice, all five"
@@ -32,10 +31,9 @@ declare -A WHAT=(
   [nodes]="gpu_bench.py on the HCLTs, flows_in_nodes x lazy_logits off and on: epoch, peak"
   [variants]="bench_paper.py, ours: HCLT-mid as is, with flows_in_nodes, with 12.5% block padding"
   [nodekinds]="kernel_kinds.py on HCLT-32/128, flows_in_nodes off, then on beside it: time per kind"
-  [groups]="kernel_kinds.py on HCLT-256 and PD-256: sums per block, forward per sibling group, both passes (runs of 128 rows, then 256)"
-  [gputests]="the Triton test files on the GPU (TRITON_INTERPRET=0): sums, groups, padding, EM"
+  [gputests]="the Triton test files on the GPU (TRITON_INTERPRET=0): sums, padding, EM"
 )
-ORDER=(gputests groups gate queries seeds trees mnist nodes fanin warm workers kinds nodekinds paper variants scale)
+ORDER=(gputests gate queries seeds trees mnist nodes fanin warm workers kinds nodekinds paper variants scale)
 
 if [ "${1:-}" = "--list" ] || [ $# -eq 0 ]; then
   for s in "${ORDER[@]}"; do printf '%-8s %4ss  %s\n' "$s" "${LIMIT[$s]}" "${WHAT[$s]}"; done
@@ -89,18 +87,8 @@ run_step() {
                timeout $(( ${LIMIT[nodekinds]} / 2 )) python3 benchmarks/kernel_kinds.py \
                 --which hclt32,hclt128 --option flows_in_nodes=true \
                 --compare-to "$dir/off/kernel_kinds.jsonl" --out "$dir/on" ;;
-    groups) # GROUP_VARIANTS: name:options entries, one run each; "off" first, the baseline
-            read -r -a variants <<< "${GROUP_VARIANTS:-off:--option=group_rows=0,--option=group_rows_bwd=0 fwd:--option=group_rows_bwd=0 on: bwd256:--option=group_rows_bwd=256}"
-            for v in "${variants[@]}"; do
-              name=${v%%:*}; opts=${v#*:}; opts=${opts//,/ }; cmp=()
-              [ "$name" = off ] || cmp=(--compare-to "$dir/off/kernel_kinds.jsonl")
-              # shellcheck disable=SC2086
-              timeout $(( ${LIMIT[groups]} / ${#variants[@]} )) python3 benchmarks/kernel_kinds.py \
-                --which hclt256,pd256 $opts "${cmp[@]}" --out "$dir/$name"
-            done ;;
     gputests) TRITON_INTERPRET=0 timeout "${LIMIT[gputests]}" python3 -m pytest -q -x \
-               -p no:cacheprovider tests/test_triton_group_forward.py \
-               tests/test_triton_padding_elements.py tests/test_triton_compiled.py ;;
+               -p no:cacheprovider tests/test_triton_padding_elements.py tests/test_triton_compiled.py ;;
     kinds) timeout "${LIMIT[kinds]}" python3 benchmarks/kernel_kinds.py --which hclt256,pd256 \
             --out "$dir" ;;
     paper) timeout "${LIMIT[paper]}" python3 benchmarks/bench_paper.py --which pd-mid,hclt-mid \

@@ -182,15 +182,10 @@ class SumPart(ValueEq):
         """tensor-core tiles (both dimensions at least 16)"""
         return self.B >= 16 and self.C >= 16
 
-
-def group_table(sib: np.ndarray, g: int) -> np.ndarray:
-    """A part's sibling groups (``[groups, G]``, ``-1`` padded at the end) cut into runs of
-    ``g`` blocks: ``[runs, g]``, ``-1`` padded, each run's first entry a block."""
-    width = -(-sib.shape[1] // g) * g
-    t = np.full((sib.shape[0], width), -1, np.int64)
-    t[:, : sib.shape[1]] = sib
-    t = t.reshape(-1, g)
-    return t[t[:, 0] >= 0]
+    @property
+    def transposed(self) -> bool:
+        """the forward accumulates ``[BT, B]`` (tensor-core blocks under 64 rows)"""
+        return self.uses_dot and self.B < 64
 
 
 @dataclass(frozen=True)
@@ -225,14 +220,6 @@ class Launch:
     """``sum_bwd``: scatters the element flows itself"""
     atomic: bool = False
     """element flows added atomically (else stored)"""
-    group: int = 0
-    """``sum_fwd``, ``sum_bwd``: blocks per program, taken from one sibling group (its
-    blocks cut into runs of this many: :func:`group_table`), each element chunk computed once
-    for them; 0: a program per block"""
-    chunks: int = 0
-    """element chunks the launch computes (``group`` > 0), once per program's blocks"""
-    trans: bool = False
-    """``sum_fwd``: the accumulator is ``[BT, rows]`` (tensor-core tiles under 64 rows)"""
 
     def attrs(self) -> dict[str, object]:
         """The fields that differ from their defaults, in declaration order (``kind`` aside)."""

@@ -11,31 +11,27 @@ for an input layer of ``n`` nodes of ``P`` parameters each:
 kind           FLOPs                                         words moved
 ============== ============================================= ==================================
 input_fwd      ``n b``                                       ``3 n b`` (value, parameter, row)
-sum_fwd        ``b (T (2BC + B) + E (CF + C) + nb B)``       ``T B C + b E C F + b nb B``
+sum_fwd        ``b (T (2BC + CF + C + B) + nb B)``           ``T B C + b T C F + b nb B``
 flow_zero      0                                             ``b rows`` (all: every node row)
 root_flows     0                                             ``b roots``
 flow_ratio     ``2 b nb B``                                  ``3 b nb B``
 sum_eflow      ``b (2 T B C + K C (2F + 2))``                ``T B C + b T B + 2 b K C F``
-sum_bwd        ``b (T (2BC [+ 2BC + CF] [+ 2B] [+ 2B])``     ``2 T B C + b E C F + b T B r
-               ``+ E (CF + C))``                             [+ b T C F] [+ b T B]``
+sum_bwd        ``b T (2BC + CF + C [+ 2BC + CF] [+ 2B])``    ``2 T B C + b T C F + b T B r
+                                                             [+ b T C F]``
 input_bwd      ``n b``                                       ``3 n b``
 input_cat_dot  ``2 n P b``                                   ``2 n b + n P``
 em_update      ``5 (sum W + sum n P)``                       ``4 (sum W + sum n P)``
 ============== ============================================= ==================================
 
 - ``sum_fwd``: per real tile the mix of a ``B x C`` weight tile with the ``C x b`` elements
-  (``2BC`` per column) and the rescale of the ``B`` accumulators; per element chunk computed
-  (``E``: the launch's ``chunks`` where it is grouped, a program per run of a sibling
-  group's blocks, else ``T``) the elements as sums of ``F`` children and their ``exp``; a
-  ``log`` per written row. Words: the tiles' weights, ``F`` children rows per element
-  computed, the rows written.
-- ``sum_bwd``: per tile the weight gradients (a ``B x C`` dot over the batch); per element
-  chunk computed (``E``, as in ``sum_fwd``) the elements; with ``scatter`` (lone blocks) the
-  element flows too (a second dot and ``F`` children per element, their flow rows written:
-  the first bracketed terms); without ``ratio`` the flow ratios recomputed (``2B``); grouped,
-  each row's ratio rescaled to the run's maximum (``2B``, and the maxima read per row: the
-  last terms). Words: the weights read and their gradients written, the children rows, the
-  ratio rows (``r = 1``) or value and flow rows (``r = 2``).
+  (``2BC`` per column), the elements as sums of ``F`` children, their ``exp`` and the rescale
+  of the ``B`` accumulators; a ``log`` per written row. Words: the tiles' weights, ``F``
+  children rows per element of each tile, the rows written.
+- ``sum_bwd``: per tile the weight gradients (a ``B x C`` dot over the batch) and the tile's
+  elements recomputed; with ``scatter`` (lone blocks) the element flows too (a second dot and
+  ``F`` children per element, their flow rows written: the bracketed terms); without
+  ``ratio`` the flow ratios recomputed (``2B``). Words: the weights read and their gradients
+  written, the children rows, the ratio rows (``r = 1``) or value and flow rows (``r = 2``).
 - ``sum_eflow``: per tile of each sibling the transposed mix of its ratios; per element chunk
   of each group the elements recomputed and their flows scattered to ``F`` children.
 - ``em_update`` is no launch of the schedule: the weight update that follows the backward pass
@@ -89,27 +85,21 @@ def _sum_cost(kind: str, p: SumPart, ln: Launch, b: int) -> tuple[int, int]:
     """(FLOPs, words) of a sum part's launch (the module docstring's table)."""
     B, C, F, T, K, nb = p.B, p.C, p.fanin, p.tiles, p.chunks, p.nb
     if kind == "sum_fwd":
-        E = ln.chunks if ln.group else T
-        return (b * (T * (2 * B * C + B) + E * (C * F + C) + nb * B),
-                T * B * C + b * E * C * F + b * nb * B)
+        return (b * (T * (2 * B * C + C * F + C + B) + nb * B),
+                T * B * C + b * T * C * F + b * nb * B)
     if kind == "flow_ratio":
         return 2 * b * nb * B, 3 * b * nb * B
     if kind == "sum_eflow":
         return (b * (2 * T * B * C + K * C * (2 * F + 2)),
                 T * B * C + b * T * B + 2 * b * K * C * F)
-    E = ln.chunks if ln.group else T  # sum_bwd
-    per = 2 * B * C
-    flops = b * E * (C * F + C)
-    words = 2 * T * B * C + b * E * C * F + b * T * B * (1 if ln.ratio else 2)
-    if ln.group:  # the ratios rescaled to the run's maximum: their maxima read per row
-        flops += 2 * b * T * B
-        words += b * T * B
+    per = 2 * B * C + C * F + C  # sum_bwd
+    words = 2 * T * B * C + b * T * C * F + b * T * B * (1 if ln.ratio else 2)
     if ln.scatter:
         per += 2 * B * C + C * F
         words += b * T * C * F
     if not ln.ratio:
         per += 2 * B
-    return flops + b * T * per, words
+    return b * T * per, words
 
 
 def launch_cost(s: KernelSchedule, ln: Launch, batch: int = BATCH) -> Cost:

@@ -24,14 +24,7 @@ import numpy as np
 
 from pccc.ir.errors import PassError
 from pccc.ir.plan import InputLayer, KernelPlan
-from pccc.ir.schedule import (
-    InputRows,
-    KernelSchedule,
-    Launch,
-    SumPart,
-    group_table,
-    one_writer_per_row,
-)
+from pccc.ir.schedule import InputRows, KernelSchedule, Launch, SumPart, one_writer_per_row
 from pccc.ir.stats import sum_partition_stats
 from pccc.passes.registry import register_pass
 from pccc.passes.schedule_parts import (
@@ -67,84 +60,41 @@ def _pow2(name: str, v: int) -> None:
         raise PassError(f"schedule-kernels: option {name}={v} must be a power of two")
 
 
-def _sum_launches(plan: KernelPlan, parts: list[SumPart], t: Mapping[str, int],
-                  programs: int, rows: tuple[int, int] = (0, 0)
+def _sum_launches(parts: list[SumPart], t: Mapping[str, int], programs: int
                   ) -> tuple[list[Launch], list[Launch]]:
-    """The sum parts' forward launches (in order) and backward launches (layers reversed);
-    ``rows``: the most stacked rows of a grouped forward and weight-gradient program."""
-    fwd = [_forward(plan, i, p, t, rows[0]) for i, p in enumerate(parts)]
+    """The sum parts' forward launches (in order) and backward launches (layers reversed)."""
+    fwd = []
+    for i, p in enumerate(parts):
+        if p.wide:
+            bt, fill = t["wide"], 0
+        else:
+            bt, fill = t["fwdt" if p.transposed else "fwd"], p.nb
+        fwd.append(Launch("sum_fwd", part=i, kernel=p.kernel("sum_fwd"), bt=bt, fill=fill,
+                          warps=t["wfwd"]))
     bwd = []
     layers = sorted({p.layer for p in parts}, reverse=True)
     for layer in layers:
         for i, p in enumerate(parts):
             if p.layer == layer:
-                bwd += _part_backward(plan, i, p, t, programs, rows[1])
+                bwd += _part_backward(i, p, t, programs)
     return fwd, bwd
 
 
-def group_blocks(p: SumPart, bound: int) -> int:
-    """Blocks per program of a part's grouped launch (0: a program per block): where it has
-    sibling groups and narrow products, as many of a group's blocks as stack into at most
-    ``bound`` rows (blocks and rows each rounded up to a power of two), if two or more."""
-    if p.G < 2 or p.wide:
-        return 0
-    g = min(p.G, bound // pow2ceil(p.B))
-    while g > 1 and pow2ceil(g) * pow2ceil(p.B) > bound:
-        g -= 1
-    return g if g > 1 else 0
-
-
-def pow2ceil(x: int) -> int:
-    """The least power of two at least ``x`` (1 for ``x <= 1``)."""
-    return 1 << max(0, int(x - 1).bit_length())
-
-
-def _group_chunks(plan: KernelPlan, p: SumPart, g: int) -> int:
-    """Element chunks a grouped launch of ``g`` blocks per program computes: each run of
-    :func:`group_table`, its blocks' chunks once."""
-    nch = plan.sum_layers()[p.layer].partitions[p.partition].num_chunks[p.blocks]
-    return int(nch[group_table(p.sib, g)[:, 0]].sum())
-
-
-def _forward(plan: KernelPlan, i: int, p: SumPart, t: Mapping[str, int], bound: int
-             ) -> Launch:
-    """A part's forward: a program per block, or per run of a sibling group's blocks
-    (:func:`group_blocks`); tensor-core tiles of fewer than 64 rows accumulate transposed
-    (``trans``), so that the dot's M is the batch tile's 64 columns and Hopper's warp-group
-    MMA applies."""
-    g = group_blocks(p, bound)
-    rows = pow2ceil(g) * pow2ceil(p.B) if g else p.B
-    trans = p.uses_dot and rows < 64
-    if p.wide:
-        bt, fill, warps = t["wide"], 0, t["wfwd"]
-    elif g:
-        bt, fill, warps = t["fwdg"], len(group_table(p.sib, g)), t["wfwdg"]
-    else:
-        bt, fill, warps = t["fwdt" if trans else "fwd"], p.nb, t["wfwd"]
-    return Launch("sum_fwd", part=i, kernel=p.kernel("sum_fwd"), bt=bt, fill=fill, warps=warps,
-                  group=g, chunks=_group_chunks(plan, p, g) if g else 0, trans=trans)
-
-
-def _part_backward(plan: KernelPlan, i: int, p: SumPart, t: Mapping[str, int], programs: int,
-                   bound: int) -> list[Launch]:
+def _part_backward(i: int, p: SumPart, t: Mapping[str, int], programs: int) -> list[Launch]:
     """A part's backward: flow ratios (where more than one kernel reads them, or where its
     chunks would recompute them more than twice), its weight gradients (and the lone blocks'
-    element flows; a program per run of a sibling group's blocks where
-    :func:`group_blocks`), then the element flows of its sibling groups."""
+    element flows), then the element flows of its sibling groups."""
     eflow = p.G > 1
     ratio = eflow or (p.NC > 1 and not (p.small and p.NC <= 2))
     atomic = p.write == "atomic"
     out = []
     if ratio:
         out.append(Launch("flow_ratio", part=i, kernel="flow_ratio", bt=t["ratio"], fill=p.nb))
-    g = group_blocks(p, bound)
-    bt = t["wideb"] if p.wide else t["bwdg" if g else "bwd" if eflow else "bwds"]
-    progs = len(group_table(p.sib, g)) if g else p.nb
+    bt = t["wideb"] if p.wide else t["bwd" if eflow else "bwds"]
     out.append(Launch("sum_bwd", part=i, kernel=p.kernel("sum_bwd"), bt=bt,
-                      max_splits=cdiv(programs, progs * p.NC),
-                      warps=t["wbwdg" if g else "wbwd" if eflow else "wbwds"], ratio=ratio,
-                      scatter=not eflow, atomic=atomic, group=g,
-                      chunks=_group_chunks(plan, p, g) if g else 0))
+                      max_splits=cdiv(programs, p.nb * p.NC),
+                      warps=t["wbwd" if eflow else "wbwds"], ratio=ratio, scatter=not eflow,
+                      atomic=atomic))
     if eflow:  # last: where flows replace values in the node rows, it reads them first
         bt, fill = (t["wideb"], 0) if p.wide else (t["eflow"], p.groups * p.NC)
         out.append(Launch("sum_eflow", part=i, kernel=p.kernel("sum_eflow"), bt=bt, fill=fill,
@@ -223,16 +173,14 @@ def _cut(plan: KernelPlan, tables: list[np.ndarray], small_part: int, programs: 
 
 def build_schedule(plan: KernelPlan, tiles: Mapping[str, int], *, precision: str = "tf32",
                    programs: int = 8, small_part: int = 1 << 17,
-                   round_fanin: bool = False, flows_in_nodes: bool = False,
-                   group_rows: int = 256, group_rows_bwd: int = 128) -> KernelSchedule:
+                   round_fanin: bool = False, flows_in_nodes: bool = False) -> KernelSchedule:
     """The schedule of ``plan`` (see the module docstring); ``tiles``: every tile by name
     (:data:`pccc.backends.triton.options.DEFAULT_TILES`'s keys)."""
     t = tiles
     parts, zero = _parts(plan, small_part, programs, round_fanin, flows_in_nodes)
     fwd = [Launch("input_fwd", input=k, kernel=input_kernel(ly, "fwd"), bn=t["inbn"], bt=t["inbt"],
                   warps=t["win"]) for k, ly in enumerate(plan.input_layers)]
-    sum_fwd, sum_bwd = _sum_launches(plan, parts, t, programs,
-                                    (group_rows, group_rows_bwd))
+    sum_fwd, sum_bwd = _sum_launches(parts, t, programs)
     bwd = []
     if zero is None:
         bwd.append(Launch("flow_zero"))
@@ -255,10 +203,8 @@ def schedule_kernels(plan: KernelPlan, *, precision: str = "tf32", programs: int
                      wfwd: int = 4, wbwd: int = 4, weflow: int = 8, bwds: int = 32,
                      wbwds: int = 4, inbn: int = 16, inbt: int = 128, win: int = 4,
                      ratio: int = 32, wide: int = 32, wideb: int = 16, fwdt: int = 64,
-                     fwdg: int = 64, wfwdg: int = 8, bwdg: int = 32, wbwdg: int = 8,
                      catnb: int = 64, catkt: int = 256, catbt: int = 32, wcat: int = 8,
-                     round_fanin: bool = False, flows_in_nodes: bool = False,
-                     group_rows: int = 256, group_rows_bwd: int = 128) -> KernelSchedule:
+                     round_fanin: bool = False, flows_in_nodes: bool = False) -> KernelSchedule:
     """Schedule the Triton backend's kernel launches for a plan (L3 -> L4).
 
     Args:
@@ -280,10 +226,6 @@ def schedule_kernels(plan: KernelPlan, *, precision: str = "tf32", programs: int
         wide: batch columns per program of the forward over products wider than 8.
         wideb: batch columns per program of the backward over products wider than 8.
         fwdt: batch columns per program of the transposed forward (blocks under 64 rows).
-        fwdg: batch columns per program of the forward of sibling groups.
-        wfwdg: warps of the forward of sibling groups.
-        bwdg: batch columns per program of the grouped weight gradients.
-        wbwdg: warps of the grouped weight gradients.
         catnb: longest run of one variable's nodes in a one-hot GEMM (below 16: never).
         catkt: values per tile of the one-hot GEMM.
         catbt: batch columns per step of the one-hot GEMM.
@@ -294,33 +236,22 @@ def schedule_kernels(plan: KernelPlan, *, precision: str = "tf32", programs: int
         flows_in_nodes: small parts whose blocks have siblings are cut as large ones are
             where that gives every node row one writer in a backward pass, so that the
             backward may keep its flows in the node rows.
-        group_rows: the forward runs a program per sibling group, each element chunk
-            computed once and mixed by the group's stacked weights, where the stacked rows
-            (blocks and rows each rounded up to a power of two) are at most this many (0: a
-            program per block).
-        group_rows_bwd: the same bound for the weight gradients of sibling groups
-            (``sum_bwd``; their element flows stay ``sum_eflow``'s).
     """
     if precision not in PRECISIONS:
         raise PassError(f"schedule-kernels: precision {precision!r} is not one of "
                         f"{', '.join(PRECISIONS)}")
     if programs < 1:
         raise PassError("schedule-kernels: programs must be at least 1")
-    for name, v in (("group_rows", group_rows), ("group_rows_bwd", group_rows_bwd)):
-        if v < 0:
-            raise PassError(f"schedule-kernels: {name}={v} must be at least 0")
     tiles = dict(fwd=fwd, bwd=bwd, eflow=eflow, wfwd=wfwd, wbwd=wbwd, weflow=weflow,
                  bwds=bwds, wbwds=wbwds, inbn=inbn, inbt=inbt, win=win, ratio=ratio,
-                 wide=wide, wideb=wideb, fwdt=fwdt, fwdg=fwdg, wfwdg=wfwdg, bwdg=bwdg,
-                 wbwdg=wbwdg, catnb=catnb, catkt=catkt, catbt=catbt,
+                 wide=wide, wideb=wideb, fwdt=fwdt, catnb=catnb, catkt=catkt, catbt=catbt,
                  wcat=wcat)
     for k, v in tiles.items():
         if k != "catnb":
             _pow2(k, v)
     return build_schedule(plan, tiles, precision=precision, programs=programs,
                           small_part=small_part, round_fanin=round_fanin,
-                          flows_in_nodes=flows_in_nodes, group_rows=group_rows,
-                          group_rows_bwd=group_rows_bwd)
+                          flows_in_nodes=flows_in_nodes)
 
 
 def schedule_for(plan: KernelPlan, options: Any, programs: int) -> KernelSchedule:
@@ -329,5 +260,4 @@ def schedule_for(plan: KernelPlan, options: Any, programs: int) -> KernelSchedul
     return schedule_kernels(plan, precision=options.precision, programs=programs,
                             small_part=options.small_part, round_fanin=options.round_fanin,
                             flows_in_nodes=options.flows_in_nodes,
-                            group_rows=options.group_rows,
-                            group_rows_bwd=options.group_rows_bwd, **dict(options.tiles))
+                            **dict(options.tiles))

@@ -15,7 +15,7 @@ from pccc.ir import parse, to_text
 from pccc.ir.errors import ParseError, VerifyError
 from pccc.ir.parse_lowered import read_pcir_any
 from pccc.ir.plan import KernelPlan
-from pccc.ir.schedule import KernelSchedule, Launch, group_table
+from pccc.ir.schedule import KernelSchedule, Launch
 from pccc.ir.schedule_cost import BATCH, Cost, fmt_count, launch_cost, pass_costs
 from pccc.ir.schedule_verify import verify_schedule
 from pccc.ir.summary import summary_lines
@@ -41,21 +41,6 @@ def _tile_walk(plan: KernelPlan, s: KernelSchedule, part: int, groups: bool
     return [(b, k) for b in blocks for k in range(int(sp.num_chunks[b]))]
 
 
-def _bwd_tile(ln: Launch, B: int, C: int, F: int, b: int) -> tuple[int, int]:
-    """(FLOPs, words) of one sum_bwd tile, the elements aside."""
-    flops = b * 2 * B * C
-    words = 2 * B * C + b * B * (1 if ln.ratio else 2)
-    if ln.scatter:
-        flops += b * (2 * B * C + C * F)
-        words += b * C * F
-    if not ln.ratio:
-        flops += b * 2 * B
-    if ln.group:
-        flops += b * 2 * B
-        words += b * B
-    return flops, words
-
-
 def _recount_part(plan: KernelPlan, s: KernelSchedule, ln: Launch, b: int
                   ) -> tuple[int, int]:
     """(FLOPs, words) of a sum part's launch, tile by tile."""
@@ -68,22 +53,19 @@ def _recount_part(plan: KernelPlan, s: KernelSchedule, ln: Launch, b: int
         return 2 * b * rows, 3 * b * rows
     for _ in tiles:
         if ln.kind == "sum_fwd":
-            flops += b * (2 * B * C + B)
-            words += B * C
+            flops += b * (2 * B * C + C * F + C + B)
+            words += B * C + b * C * F
         elif ln.kind == "sum_eflow":
             flops += b * 2 * B * C
             words += B * C + b * B
-        else:
-            f, w = _bwd_tile(ln, B, C, F, b)
-            flops, words = flops + f, words + w
-    if ln.kind in ("sum_fwd", "sum_bwd"):  # the elements: per block, or once per run
-        runs = tiles if not ln.group else [
-            (int(p.blocks[r[0]]), k) for r in group_table(p.sib, ln.group).tolist()
-            for k in range(int(plan.sum_layers()[p.layer].partitions[p.partition]
-                               .num_chunks[p.blocks[r[0]]]))]
-        for _ in runs:
-            flops += b * (C * F + C)
-            words += b * C * F
+        else:  # sum_bwd
+            flops += b * (2 * B * C + C * F + C)
+            words += 2 * B * C + b * C * F + b * B * (1 if ln.ratio else 2)
+            if ln.scatter:
+                flops += b * (2 * B * C + C * F)
+                words += b * C * F
+            if not ln.ratio:
+                flops += b * 2 * B
     if ln.kind == "sum_fwd":
         flops += b * rows
         words += b * rows

@@ -17,7 +17,7 @@ pytest.importorskip("triton")
 from pccc.backends.triton.options import TritonOptions  # noqa: E402
 from pccc.backends.triton.runtime import DevicePlan, col_bound  # noqa: E402
 from pccc.ir.plan import KernelPlan  # noqa: E402
-from pccc.ir.schedule import Launch, group_table  # noqa: E402
+from pccc.ir.schedule import Launch  # noqa: E402
 from pccc.passes import compile_plan  # noqa: E402
 from tests.test_schedule import _sibling_plan  # noqa: E402
 
@@ -95,9 +95,7 @@ def test_launches_are_the_schedules(make: Any, small: int, programs: int) -> Non
         for (_, grid, kw), ln in zip(rec.log, launches):
             if ln.kind == "sum_bwd":
                 p = s.parts[ln.part]
-                rows = len(group_table(p.sib, ln.group)) if ln.group else p.nb
-                assert grid[:2] == (rows, p.NC)
-                assert kw["G"] == max(ln.group, 1)
+                assert grid[:2] == (p.nb, p.NC)
                 assert grid[2] == min(-(-cols // ln.bt), ln.max_splits)
                 assert (kw["SCATTER"], kw["RATIO"], kw["ATOMIC"]) == (ln.scatter, ln.ratio,
                                                                       ln.atomic)

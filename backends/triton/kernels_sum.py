@@ -298,142 +298,51 @@ def _grad_layout(g, TRANS: tl.constexpr):
 
 
 @kernel
-def sum_fwd(node, weights, children, row, sib, node_start, chunk_start, param_start,
-            num_chunks, batch, stride, BT: tl.constexpr, B: tl.constexpr, C: tl.constexpr,
+def sum_fwd(node, weights, children, row, node_start, chunk_start, param_start, num_chunks,
+            batch, stride, BT: tl.constexpr, B: tl.constexpr, C: tl.constexpr,
             F: tl.constexpr, NC: tl.constexpr, BP: tl.constexpr, CP: tl.constexpr,
-            MIX: tl.constexpr, TRANS: tl.constexpr, G: tl.constexpr, GP: tl.constexpr):
-    """Sum partition forward: node[block rows] = logsumexp(log W + elements). G == 1: a
-    program per block (program 0's index); else a program per sibling group sib[grp, :G]
-    (blocks that mix the same elements, -1 padded): each chunk's elements are computed once
-    and mixed by the G blocks' weights stacked into one [GP * BP, CP] tile (GP: G rounded up
-    to a power of two), so one online maximum over the elements serves every row."""
-    grp = tl.program_id(0)
+            MIX: tl.constexpr, TRANS: tl.constexpr):
+    """Sum partition forward: node[block rows] = logsumexp(log W + elements)."""
+    blk = tl.program_id(0)
     cols = tl.program_id(1) * BT + tl.arange(0, BT)
     cmask = cols < batch
-    gr = tl.arange(0, GP * BP)
-    r = gr % BP
-    if G == 1:
-        b0 = grp
-        blk = grp + 0 * gr
-        live = r < B
-    else:
-        b0 = tl.load(sib + grp * G)
-        blk = tl.load(sib + grp * G + gr // BP, mask=gr // BP < G, other=-1)
-        live = (blk >= 0) & (r < B)
+    rows = tl.arange(0, BP)
+    rmask = rows < B
     cc = tl.arange(0, CP)
     ccmask = cc < C
-    nch = tl.load(num_chunks + b0)
+    nch = tl.load(num_chunks + blk)
     m = tl.full([BT], float("-inf"), tl.float32)
     if TRANS:
-        acc = tl.zeros([BT, GP * BP], tl.float32)
+        acc = tl.zeros([BT, BP], tl.float32)
     else:
-        acc = tl.zeros([GP * BP, BT], tl.float32)
-    wmask = live[:, None] & ccmask[None, :]
+        acc = tl.zeros([BP, BT], tl.float32)
     for k in range(0, NC):  # padded chunks are skipped, not computed
         if k < nch:
-            es = tl.load(chunk_start + b0 * NC + k)
-            if G == 1:
-                ps = tl.load(param_start + b0 * NC + k).to(tl.int64)
-            else:
-                ps = tl.load(param_start + blk * NC + k, mask=live, other=0).to(tl.int64)
+            es = tl.load(chunk_start + blk * NC + k)
+            ps = tl.load(param_start + blk * NC + k).to(tl.int64)
             elem = _elements(node, children, es + cc, ccmask, cols, cmask, stride, F, row)
             m_new = tl.maximum(m, tl.max(elem, axis=0))
             m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
             p = tl.exp(elem - m_safe[None, :])
-            if G == 1:
-                wptr = weights + ps + r[:, None] * C + cc[None, :]
-            else:
-                wptr = weights + ps[:, None] + r[:, None] * C + cc[None, :]
-            w = tl.load(wptr, mask=wmask, other=0.0)
+            w = tl.load(weights + ps + rows[:, None] * C + cc[None, :],
+                        mask=rmask[:, None] & ccmask[None, :], other=0.0)
             acc = acc * _cols(tl.exp(m - m_safe), TRANS) + _mix_fwd(w, p, MIX, TRANS)
             m = m_new
     m_safe = tl.where(m == float("-inf"), 0.0, m)
     out = tl.log(acc) + _cols(m_safe, TRANS)
-    ns = tl.load(node_start + blk, mask=live, other=0).to(tl.int64)
-    ptr = node + _rows(ns + r, TRANS) * stride + _cols(cols, TRANS)
-    tl.store(ptr, out, mask=_rows(live, TRANS) & _cols(cmask, TRANS))
-
-
-@triton.jit
-def _group_grads(node, weights, pgrad, pflow, scale, flag, children, row, sib, chunk_start,
-                 param_start, num_chunks, nc, batch, stride, splits, per, unaligned, rbuf,
-                 rstart, qbuf, BT: tl.constexpr, EMW: tl.constexpr, STORE: tl.constexpr,
-                 B: tl.constexpr, C: tl.constexpr, F: tl.constexpr, BP: tl.constexpr,
-                 CP: tl.constexpr, MIX: tl.constexpr, TRANS: tl.constexpr, G: tl.constexpr,
-                 GP: tl.constexpr):
-    """sum_bwd's weight gradients (and EM flows) of chunk k of the blocks sib[grp, :G] (a run
-    of one sibling group: same elements; -1 padded), their rows stacked [GP * BP]: each batch
-    tile's elements are computed once for all of them. Each block's flow ratios (flow_ratio's,
-    relative to its own per-column maximum) are rescaled to the run's maximum, which the
-    elements' exponent takes instead (the products are the same). A column none of the
-    run's blocks weighs (padding elements) gets no gradient; a zero weight's gradient is
-    never read (the logits' gradient and the EM flows are multiples of the weight)."""
-    grp = tl.program_id(0)
-    k = tl.program_id(1)
-    b0 = tl.load(sib + grp * G)
-    nch = tl.load(num_chunks + b0)
-    if k < nch:
-        gr = tl.arange(0, GP * BP)
-        r = gr % BP
-        blk = tl.load(sib + grp * G + gr // BP, mask=gr // BP < G, other=-1)
-        live = (blk >= 0) & (r < B)
-        bs = tl.where(live, blk, 0)
-        cc = tl.arange(0, CP)
-        ccmask = cc < C
-        e = tl.load(chunk_start + b0 * nc + k) + cc
-        ps = tl.load(param_start + bs * nc + k).to(tl.int64)
-        roff = (tl.load(rstart + bs) + r).to(tl.int64)[:, None] * stride
-        qoff = bs.to(tl.int64)[:, None] * stride
-        wmask = live[:, None] & ccmask[None, :]
-        gptr = ps[:, None] + r[:, None] * C + cc[None, :]
-        w = tl.load(weights + gptr, mask=wmask, other=0.0)
-        real = tl.max(w, axis=0) > 0.0
-        if EMW:
-            two = False
-        else:
-            two = tl.load(flag) != 0
-        g = _grad_zeros(GP * BP, CP, TRANS)
-        g1 = _grad_zeros(GP * BP, CP, TRANS)
-        kids, offs = _child_rows(children, e, ccmask, row, stride, F)
-        it = 0
-        while it < per:
-            cols = (tl.program_id(2) + it * splits) * BT + tl.arange(0, BT)
-            cmask = cols < batch
-            nmask = live[:, None] & cmask[None, :]
-            q = tl.load(qbuf + qoff + cols[None, :], mask=nmask, other=float("-inf"))
-            qm = tl.max(q, axis=0)
-            qs = tl.where(qm == float("-inf"), 0.0, qm)
-            rel = tl.where(q == float("-inf"), 0.0, tl.exp(q - qs[None, :]))
-            rr = tl.load(rbuf + roff + cols[None, :], mask=nmask, other=0.0) * rel
-            r_s = rr * tl.load(scale + cols, mask=cmask, other=0.0)[None, :]
-            elem = _tile_elements(node, children, e, ccmask, cols, cmask, stride, F, row,
-                                  kids, offs)
-            x = tl.exp(tl.minimum(elem + qs[None, :], EXP_CAP))
-            x = tl.where(real[:, None] & (elem > float("-inf")), x, 0.0)
-            g += _mix_grad(r_s, x, MIX, TRANS)
-            if two:
-                g1 += _mix_grad(rr, x, MIX, TRANS)
-            it += 1
-        g = _grad_layout(g, TRANS)
-        g1 = _grad_layout(g1, TRANS)
-        if EMW:
-            g = g * w
-        if STORE:
-            tl.store(pgrad + unaligned + gptr, g, mask=wmask)
-        else:
-            tl.atomic_add(pgrad + unaligned + gptr, g, mask=wmask, sem="relaxed")
-        if two:
-            tl.atomic_add(pflow + unaligned + gptr, g1 * w, mask=wmask, sem="relaxed")
+    ns = tl.load(node_start + blk).to(tl.int64)
+    ptr = node + _rows(ns + rows, TRANS) * stride + _cols(cols, TRANS)
+    tl.store(ptr, out, mask=_rows(rmask, TRANS) & _cols(cmask, TRANS))
 
 
 @kernel(do_not_specialize=["nc", "splits", "per", "unaligned", "nin"])
-def sum_bwd(node, flow, weights, pgrad, pflow, scale, flag, children, row, sib, node_start,
+def sum_bwd(node, flow, weights, pgrad, pflow, scale, flag, children, row, node_start,
             chunk_start, param_start, num_chunks, nc, batch, stride, splits, per, unaligned,
             rbuf, rstart, qbuf, nin, BT: tl.constexpr, SCATTER: tl.constexpr,
             EMW: tl.constexpr, RATIO: tl.constexpr, ATOMIC: tl.constexpr, STORE: tl.constexpr,
             NODES: tl.constexpr, B: tl.constexpr,
             C: tl.constexpr, F: tl.constexpr, BP: tl.constexpr, CP: tl.constexpr,
-            MIX: tl.constexpr, TRANS: tl.constexpr, G: tl.constexpr, GP: tl.constexpr):
+            MIX: tl.constexpr, TRANS: tl.constexpr):
     """Sum partition backward. Program (block, chunk, split) walks the batch tiles split,
     split + splits, ... (per of them): element flows scattered to the product children (where
     SCATTER); the chunk's weight gradients sum_b scale_b f_rb exp(e_cb - s_rb) summed over its
@@ -444,74 +353,67 @@ def sum_bwd(node, flow, weights, pgrad, pflow, scale, flag, children, row, sib, 
     products (F <= NARROW) load each child's row offsets once, before the batch loop. nc:
     the chunk tables' row length (chunks per block, padding included), read at run time, so
     that parts differing only in it share this kernel. NODES: the flows live in the node rows
-    (:func:`_put`; nin: the first row that is not an input node's). G > 1: program 0's index
-    is a run sib[grp, :G] of a sibling group's blocks, whose weight gradients
-    (:func:`_group_grads`) are this program's (RATIO on, SCATTER off)."""
-    if G > 1:
-        _group_grads(node, weights, pgrad, pflow, scale, flag, children, row, sib, chunk_start,
-                     param_start, num_chunks, nc, batch, stride, splits, per, unaligned, rbuf,
-                     rstart, qbuf, BT, EMW, STORE, B, C, F, BP, CP, MIX, TRANS, G, GP)
-    else:
-        blk = tl.program_id(0)
-        k = tl.program_id(1)
-        nch = tl.load(num_chunks + blk)
-        if k < nch:
-            rows = tl.arange(0, BP)
-            rmask = rows < B
-            cc = tl.arange(0, CP)
-            ccmask = cc < C
-            ns = tl.load(node_start + blk).to(tl.int64)
-            es = tl.load(chunk_start + blk * nc + k)
-            ps = tl.load(param_start + blk * nc + k).to(tl.int64)
-            e = es + cc
-            roff = (tl.load(rstart + blk) + rows).to(tl.int64)[:, None] * stride
-            qoff = blk.to(tl.int64) * stride
-            wmask = rmask[:, None] & ccmask[None, :]
-            gptr = ps + rows[:, None] * C + cc[None, :]
-            w = tl.load(weights + gptr, mask=wmask, other=0.0)
-            real = tl.max(w, axis=0) > 0.0
-            if EMW:  # scale 1 and flag 0: the EM flows are the weight sums themselves
-                two = False
-            else:
-                two = tl.load(flag) != 0
-            g = _grad_zeros(BP, CP, TRANS)
-            g1 = _grad_zeros(BP, CP, TRANS)
-            kids, offs = _child_rows(children, e, ccmask, row, stride, F)
-            it = 0
-            while it < per:  # a while loop: the interpreter cannot range() a run-time bound
-                cols = (tl.program_id(2) + it * splits) * BT + tl.arange(0, BT)
-                cmask = cols < batch
-                nmask = rmask[:, None] & cmask[None, :]
-                if RATIO:  # flow_ratio's, made once for all chunks
-                    r = tl.load(rbuf + roff + cols[None, :], mask=nmask, other=0.0)
-                    qmax = tl.load(qbuf + qoff + cols, mask=cmask, other=0.0)
-                else:  # one chunk: the same computation here saves a launch
-                    r, qmax = _ratios(node, flow, (ns + rows)[:, None] * stride + cols[None, :],
-                                      nmask, NODES)
-                qmax = tl.where(qmax == float("-inf"), 0.0, qmax)
-                r_s = r * tl.load(scale + cols, mask=cmask, other=0.0)[None, :]
-                elem = _tile_elements(node, children, e, ccmask, cols, cmask, stride, F, row, kids,
-                                      offs)
-                x = tl.exp(tl.minimum(elem + qmax[None, :], EXP_CAP))
-                x = tl.where(real[:, None] & (elem > float("-inf")), x, 0.0)
-                if SCATTER:  # else the element flows are sum_eflow's (blocks that share elements)
-                    val = _mix_bwd(w, r, MIX) * x
-                    _tile_scatter(node, flow, children, e, ccmask, cols, cmask, stride, val, F,
-                                  row, unaligned, nin, ATOMIC, NODES, kids, offs)
-                g += _mix_grad(r_s, x, MIX, TRANS)
-                if two:  # EM flows need their own sum when examples weigh differently
-                    g1 += _mix_grad(r, x, MIX, TRANS)
-                it += 1
-            g = _grad_layout(g, TRANS)
-            g1 = _grad_layout(g1, TRANS)
-            if EMW:  # pgrad is the EM flows buffer (scale 1): add w times the sums
-                g = g * w
-            if STORE:
-                tl.store(pgrad + unaligned + gptr, g, mask=wmask)
-            else:
-                tl.atomic_add(pgrad + unaligned + gptr, g, mask=wmask, sem="relaxed")
-            if two:
-                tl.atomic_add(pflow + unaligned + gptr, g1 * w, mask=wmask, sem="relaxed")
+    (:func:`_put`; nin: the first row that is not an input node's)."""
+    blk = tl.program_id(0)
+    k = tl.program_id(1)
+    nch = tl.load(num_chunks + blk)
+    if k < nch:
+        rows = tl.arange(0, BP)
+        rmask = rows < B
+        cc = tl.arange(0, CP)
+        ccmask = cc < C
+        ns = tl.load(node_start + blk).to(tl.int64)
+        es = tl.load(chunk_start + blk * nc + k)
+        ps = tl.load(param_start + blk * nc + k).to(tl.int64)
+        e = es + cc
+        roff = (tl.load(rstart + blk) + rows).to(tl.int64)[:, None] * stride
+        qoff = blk.to(tl.int64) * stride
+        wmask = rmask[:, None] & ccmask[None, :]
+        gptr = ps + rows[:, None] * C + cc[None, :]
+        w = tl.load(weights + gptr, mask=wmask, other=0.0)
+        real = tl.max(w, axis=0) > 0.0
+        if EMW:  # scale 1 and flag 0: the EM flows are the weight sums themselves
+            two = False
+        else:
+            two = tl.load(flag) != 0
+        g = _grad_zeros(BP, CP, TRANS)
+        g1 = _grad_zeros(BP, CP, TRANS)
+        kids, offs = _child_rows(children, e, ccmask, row, stride, F)
+        it = 0
+        while it < per:  # a while loop: the interpreter cannot range() a run-time bound
+            cols = (tl.program_id(2) + it * splits) * BT + tl.arange(0, BT)
+            cmask = cols < batch
+            nmask = rmask[:, None] & cmask[None, :]
+            if RATIO:  # flow_ratio's, made once for all chunks
+                r = tl.load(rbuf + roff + cols[None, :], mask=nmask, other=0.0)
+                qmax = tl.load(qbuf + qoff + cols, mask=cmask, other=0.0)
+            else:  # one chunk: the same computation here saves a launch
+                r, qmax = _ratios(node, flow, (ns + rows)[:, None] * stride + cols[None, :],
+                                  nmask, NODES)
+            qmax = tl.where(qmax == float("-inf"), 0.0, qmax)
+            r_s = r * tl.load(scale + cols, mask=cmask, other=0.0)[None, :]
+            elem = _tile_elements(node, children, e, ccmask, cols, cmask, stride, F, row, kids,
+                                  offs)
+            x = tl.exp(tl.minimum(elem + qmax[None, :], EXP_CAP))
+            x = tl.where(real[:, None] & (elem > float("-inf")), x, 0.0)
+            if SCATTER:  # else the element flows are sum_eflow's (blocks that share elements)
+                val = _mix_bwd(w, r, MIX) * x
+                _tile_scatter(node, flow, children, e, ccmask, cols, cmask, stride, val, F,
+                              row, unaligned, nin, ATOMIC, NODES, kids, offs)
+            g += _mix_grad(r_s, x, MIX, TRANS)
+            if two:  # EM flows need their own sum when examples weigh differently
+                g1 += _mix_grad(r, x, MIX, TRANS)
+            it += 1
+        g = _grad_layout(g, TRANS)
+        g1 = _grad_layout(g1, TRANS)
+        if EMW:  # pgrad is the EM flows buffer (scale 1): add w times the sums
+            g = g * w
+        if STORE:
+            tl.store(pgrad + unaligned + gptr, g, mask=wmask)
+        else:
+            tl.atomic_add(pgrad + unaligned + gptr, g, mask=wmask, sem="relaxed")
+        if two:
+            tl.atomic_add(pflow + unaligned + gptr, g1 * w, mask=wmask, sem="relaxed")
 
 
 @kernel(do_not_specialize=["nc", "unaligned", "nin"])

@@ -33,17 +33,14 @@ PRECISIONS = ("tf32", "fp32", "bf16")
 #: ``wbwd``, ``weflow``, ``wbwds``); node rows, columns and warps of the input layers' forward
 #: (``inbn``, ``inbt``, ``win``); columns of the flow ratios (``ratio``); the forward and
 #: backward of wide products (``wide``, ``wideb``); the transposed forward of blocks under 64
-#: rows (``fwdt``); the forward of sibling groups (``fwdg``, warps ``wfwdg``) and their
-#: weight gradients (``bwdg``, ``wbwdg``); the categorical statistics' one-hot GEMMs: longest
-#: run of one variable's nodes (``catnb``), values per tile (``catkt``), batch columns per step
-#: (``catbt``), warps (``wcat``). The defaults are the H100 sweep's best
-#: (``docs/benchmarks.md``). The ``schedule-kernels`` pass reads them (its options of the
-#: same names).
+#: rows (``fwdt``); the categorical statistics' one-hot GEMMs: longest run of one variable's
+#: nodes (``catnb``), values per tile (``catkt``), batch columns per step (``catbt``), warps
+#: (``wcat``). The defaults are the H100 sweep's best (``docs/benchmarks.md``). The
+#: ``schedule-kernels`` pass reads them (its options of the same names).
 DEFAULT_TILES: Mapping[str, int] = MappingProxyType({
     "fwd": 32, "bwd": 32, "eflow": 64, "wfwd": 4, "wbwd": 4, "weflow": 8, "bwds": 32,
     "wbwds": 4, "inbn": 16, "inbt": 128, "win": 4, "ratio": 32, "wide": 32, "wideb": 16,
-    "fwdt": 64, "fwdg": 64, "wfwdg": 8, "bwdg": 32, "wbwdg": 8, "catnb": 64, "catkt": 256,
-    "catbt": 32, "wcat": 8})
+    "fwdt": 64, "catnb": 64, "catkt": 256, "catbt": 32, "wcat": 8})
 
 
 def _tiles(overrides: Mapping[str, int] | None) -> Mapping[str, int]:
@@ -93,14 +90,6 @@ class TritonOptions:
     an HCLT: :meth:`~pccc.ir.schedule.KernelSchedule.flows_in_nodes`), training backwards
     keep their flows in the node rows, over the values, and no flow buffer is allocated for
     them (a pass that returns node flows still makes one)"""
-    group_rows: int = 256
-    """the forward runs a program per sibling group (blocks that mix the same elements),
-    each element chunk computed once and mixed by the group's weights stacked, where the
-    stacked rows (blocks and rows each rounded up to a power of two) are at most this many;
-    0: a program per block, each recomputing the elements"""
-    group_rows_bwd: int = 128
-    """the same bound for the weight gradients of sibling groups (``sum_bwd``): a program per
-    run of a group's blocks, each element chunk computed once for the run"""
     lazy_logits: bool = False
     """in EM-only training (``param_grads`` off) an EM step updates the kernels' linear
     weights alone and gives the ``sum_logits`` storage back; their first reader gets them

@@ -25,8 +25,8 @@ from torch import Tensor
 
 from pccc.backends.triton.weight_tiles import group_tiles, tile_runs
 from pccc.ir.plan import InputLayer, KernelPlan
-from pccc.ir.schedule import PART_KINDS, KernelSchedule, Launch, SumPart, group_table
-from pccc.passes.schedule_kernels import pow2ceil, schedule_for
+from pccc.ir.schedule import PART_KINDS, KernelSchedule, Launch, SumPart
+from pccc.passes.schedule_kernels import schedule_for
 from pccc.passes.schedule_parts import layer_tables, run_table
 
 #: arrays of the schedule's text in ``model.artifacts`` print as their shape above this size
@@ -89,23 +89,14 @@ class _SumPart:
     """``[groups, G]`` blocks (local indices, -1 padding) that read the same elements"""
     rbase: Tensor
     """``[nb]`` each block's first row in the flow-ratio scratch (``arange(nb) * B``)"""
-    fsib: Tensor
-    """``[runs, g]``: the blocks of each program of a grouped forward (:func:`group_table`;
-    a 1-entry stand-in where the forward is not grouped)"""
-    bsib: Tensor
-    """the same for the grouped weight gradients (``sum_bwd``)"""
 
     @staticmethod
-    def tables(spec: SumPart, plan: KernelPlan, fwd: Launch, bwd: Launch
-               ) -> list[np.ndarray]:
-        """Its tables on the host, in the order of the fields after ``row``; ``fwd``,
-        ``bwd``: its ``sum_fwd`` and ``sum_bwd`` launches."""
+    def tables(spec: SumPart, plan: KernelPlan) -> list[np.ndarray]:
+        """Its tables on the host, in the order of the fields after ``row``."""
         p = plan.sum_layers()[spec.layer].partitions[spec.partition]
         b = spec.blocks
-        runs = [group_table(spec.sib, ln.group) if ln.group else np.zeros(1, np.int64)
-                for ln in (fwd, bwd)]
         return [p.node_start[b], p.chunk_start[b], p.param_start[b], p.num_chunks[b], spec.sib,
-                np.arange(len(b)) * spec.B, *runs]
+                np.arange(len(b)) * spec.B]
 
 
 @dataclass
@@ -171,10 +162,8 @@ class DevicePlan:
         tables = layer_tables(plan)
         zero = schedule.flow_zero
         tiles, mixed = group_tiles(plan.param_group)
-        launches = {(ln.kind, ln.part): ln for ln in schedule.forward + schedule.backward}
         children, *part_tables, zero_tiles, misc = to_device(
-            [tables, *(_SumPart.tables(sp, plan, launches["sum_fwd", i], launches["sum_bwd", i])
-                       for i, sp in enumerate(schedule.parts)),
+            [tables, *(_SumPart.tables(sp, plan) for sp in schedule.parts),
              [zero[:, 0], zero[:, 1]] if zero is not None else [],
              [plan.group_size, tiles, mixed, *tile_runs(tiles, mixed)]], device)
         #: per schedule part, its device tables
@@ -272,12 +261,9 @@ class DevicePlan:
                 continue
             p = self.parts[ln.part]
             bt = self.tile(ln, stride)
-            g = max(1, ln.group)
-            getattr(self.k, ln.kernel)[(p.fsib.shape[0] if ln.group else p.spec.nb,
-                                        triton_cdiv(batch, bt))](
-                node, w, p.children, p.row, p.fsib, p.node_start, p.chunk_start, p.param_start,
-                p.num_chunks, batch, stride, BT=bt, TRANS=ln.trans, G=g, GP=pow2ceil(g),
-                num_warps=ln.warps)
+            getattr(self.k, ln.kernel)[(p.spec.nb, triton_cdiv(batch, bt))](
+                node, w, p.children, p.row, p.node_start, p.chunk_start, p.param_start,
+                p.num_chunks, batch, stride, BT=bt, num_warps=ln.warps)
 
     def sum_backward(self, node: Tensor, flow: Tensor | None, scale: Tensor, flag: Tensor,
                      batch: int, w: Tensor, pgrad: Tensor, flows: Tensor, em_direct: bool = False,
@@ -385,13 +371,12 @@ class DevicePlan:
         else:
             tiles = triton_cdiv(batch, ln.bt)
             splits = min(tiles, ln.max_splits)
-            g = max(1, ln.group)
-            getattr(self.k, ln.kernel)[(p.bsib.shape[0] if ln.group else sp.nb, sp.NC, splits)](
-                node, fl, w, pgrad, flows, scale, flag, p.children, p.row, p.bsib, p.node_start,
+            getattr(self.k, ln.kernel)[(sp.nb, sp.NC, splits)](
+                node, fl, w, pgrad, flows, scale, flag, p.children, p.row, p.node_start,
                 p.chunk_start, p.param_start, p.num_chunks, sp.NC, batch, stride, splits,
                 triton_cdiv(tiles, splits), UNALIGNED, rbuf, rstart, qbuf, self.nin, BT=ln.bt,
                 SCATTER=ln.scatter, EMW=em[0], RATIO=ln.ratio, ATOMIC=ln.atomic, STORE=em[1],
-                NODES=nodes, G=g, GP=pow2ceil(g), num_warps=ln.warps)
+                NODES=nodes, num_warps=ln.warps)
 
     def em_zero_tiles(self) -> Tensor:
         """``[tiles]`` int8: 1 where a 64-weight tile holds a weight whose EM flows the

@@ -18,6 +18,7 @@ logits_of_weights = kernels_param.logits_of_weights
 padding_nonzero = kernels_param.padding_nonzero
 sum_fwd_b1_c32_f2_n1 = specialize(
     kernels_sum.sum_fwd, 'sum_fwd_b1_c32_f2_n1', B=1, C=32, F=2, NC=1, BP=1, CP=32, MIX='bcast',
+    TRANS=False,
 )
 sum_bwd_b1_c32_f2 = specialize(
     kernels_sum.sum_bwd, 'sum_bwd_b1_c32_f2', B=1, C=32, F=2, BP=1, CP=32, MIX='bcast', TRANS=False,
@@ -27,6 +28,7 @@ sum_eflow_b1_c32_f2 = specialize(
 )
 sum_fwd_b32_c32_f2_n1 = specialize(
     kernels_sum.sum_fwd, 'sum_fwd_b32_c32_f2_n1', B=32, C=32, F=2, NC=1, BP=32, CP=32, MIX='tf32',
+    TRANS=True,
 )
 sum_bwd_b32_c32_f2 = specialize(
     kernels_sum.sum_bwd, 'sum_bwd_b32_c32_f2', B=32, C=32, F=2, BP=32, CP=32, MIX='tf32',
@@ -37,6 +39,7 @@ sum_eflow_b32_c32_f2 = specialize(
 )
 sum_fwd_b32_c64_f2_n1 = specialize(
     kernels_sum.sum_fwd, 'sum_fwd_b32_c64_f2_n1', B=32, C=64, F=2, NC=1, BP=32, CP=64, MIX='tf32',
+    TRANS=True,
 )
 sum_bwd_b32_c64_f2 = specialize(
     kernels_sum.sum_bwd, 'sum_bwd_b32_c64_f2', B=32, C=64, F=2, BP=32, CP=64, MIX='tf32',

@@ -18,6 +18,7 @@ logits_of_weights = kernels_param.logits_of_weights
 padding_nonzero = kernels_param.padding_nonzero
 sum_fwd_b1_c1_f1_n4 = specialize(
     kernels_sum.sum_fwd, 'sum_fwd_b1_c1_f1_n4', B=1, C=1, F=1, NC=4, BP=1, CP=1, MIX='bcast',
+    TRANS=False,
 )
 sum_bwd_b1_c1_f1 = specialize(
     kernels_sum.sum_bwd, 'sum_bwd_b1_c1_f1', B=1, C=1, F=1, BP=1, CP=1, MIX='bcast', TRANS=False,
@@ -27,6 +28,7 @@ sum_eflow_b1_c1_f1 = specialize(
 )
 sum_fwd_b1_c1_f5_n4 = specialize(
     kernels_sum.sum_fwd, 'sum_fwd_b1_c1_f5_n4', B=1, C=1, F=5, NC=4, BP=1, CP=1, MIX='bcast',
+    TRANS=False,
 )
 sum_bwd_b1_c1_f5 = specialize(
     kernels_sum.sum_bwd, 'sum_bwd_b1_c1_f5', B=1, C=1, F=5, BP=1, CP=1, MIX='bcast', TRANS=False,

@@ -18,6 +18,7 @@ logits_of_weights = kernels_param.logits_of_weights
 padding_nonzero = kernels_param.padding_nonzero
 sum_fwd_b1_c16_f3_n1 = specialize(
     kernels_sum.sum_fwd, 'sum_fwd_b1_c16_f3_n1', B=1, C=16, F=3, NC=1, BP=1, CP=16, MIX='bcast',
+    TRANS=False,
 )
 sum_bwd_b1_c16_f3 = specialize(
     kernels_sum.sum_bwd, 'sum_bwd_b1_c16_f3', B=1, C=16, F=3, BP=1, CP=16, MIX='bcast', TRANS=False,
@@ -27,6 +28,7 @@ sum_eflow_b1_c16_f3 = specialize(
 )
 sum_fwd_b16_c16_f3_n1 = specialize(
     kernels_sum.sum_fwd, 'sum_fwd_b16_c16_f3_n1', B=16, C=16, F=3, NC=1, BP=16, CP=16, MIX='bf16',
+    TRANS=True,
 )
 sum_bwd_b16_c16_f3 = specialize(
     kernels_sum.sum_bwd, 'sum_bwd_b16_c16_f3', B=16, C=16, F=3, BP=16, CP=16, MIX='bf16',
@@ -37,6 +39,7 @@ sum_eflow_b16_c16_f3 = specialize(
 )
 sum_fwd_b16_c32_f10_n1 = specialize(
     kernels_sum.sum_fwd, 'sum_fwd_b16_c32_f10_n1', B=16, C=32, F=10, NC=1, BP=16, CP=32, MIX='bf16',
+    TRANS=True,
 )
 sum_bwd_b16_c32_f10 = specialize(
     kernels_sum.sum_bwd, 'sum_bwd_b16_c32_f10', B=16, C=32, F=10, BP=16, CP=32, MIX='bf16',
