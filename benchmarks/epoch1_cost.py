@@ -7,12 +7,14 @@ backward, EM step, each synchronized) and logs every Triton compile after the fi
 (``startup_log``).
 
 Run on the GPU machine: ``python benchmarks/epoch1_cost.py --mnist .bench/mnist.npz
-[--which hclt32] [--steps 6]``
+[--which hclt32] [--steps 6] [--profile]``
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import pstats
 import time
 from typing import Any
 
@@ -55,6 +57,8 @@ def main() -> None:
     ap.add_argument("--mnist", required=True)
     ap.add_argument("--which", default="hclt32")
     ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--profile", action="store_true",
+                    help="cProfile the first batch and the first EM step: the top functions")
     a = ap.parse_args()
     d = np.load(a.mnist)
     x = d["x_train"].reshape(len(d["x_train"]), -1).astype(np.int64)
@@ -70,10 +74,18 @@ def main() -> None:
         c = build(name, x, xg)
         model = pccc.compile(c, backend="triton", device=DEV, precision="tf32")
         model.param_grads = False
+        prof = cProfile.Profile() if a.profile else None
+        if prof is not None:
+            prof.enable()
         t_first = _timed(lambda: (model(xg[:BATCH]).mean().backward(),  # noqa: B023
                                   model.zero_grad(set_to_none=True),  # noqa: B023
                                   model.zero_flows()))  # noqa: B023
         opt = MiniBatchEM(model, step_size=0.1, pseudocount=0.1)
+        if prof is not None:
+            _steps(model, opt, xg, 0, 1)
+            prof.disable()
+            pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+            pstats.Stats(prof).sort_stats("cumulative").print_stats(40)
         compiles.clear()
         knobs.runtime.jit_post_compile_hook = hook
         t_mark = time.perf_counter() - t_start

@@ -85,7 +85,7 @@ def test_em_training_matches_the_torch_backend() -> None:
     c, x = _circuit_and_data()
     xs = torch.as_tensor(x)
     states = []
-    for kw in ({"backend": "torch"}, {"backend": "triton", "device": "cpu", "precision": "fp32"}):
+    for kw in ({"backend": "torch"}, {"backend": "triton", "device": DEV, "precision": "fp32"}):
         m = pccc.compile(c, **kw)
         opt = MiniBatchEM(m, step_size=0.5, pseudocount=0.1)
         for i in range(2):
