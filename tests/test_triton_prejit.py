@@ -209,3 +209,59 @@ def test_prepare_starts_the_hash_only_for_a_gpu_with_the_parallel_compile(monkey
     assert calls == []
     tb.prepare("cuda", precision="fp32")
     assert calls == ["hash"]
+
+
+class _Src:
+    def __init__(self, sig: dict, consts: dict):
+        self.signature, self.constants = sig, consts
+
+
+class _Kernel:
+    def __init__(self, sig: dict, consts: dict | None = None):
+        self.src, self.metadata = _Src(sig, consts or {}), object()
+
+
+class _Future:
+    def __init__(self, kernel):
+        self.kernel = kernel
+
+    def result(self, ignore_errors: bool = False):
+        return self.kernel
+
+
+def test_launchers_built_once_per_signature(monkeypatch):
+    """The warm-ups' results (compiled kernels, futures, None for a kernel compiled
+    elsewhere) get one launcher build per distinct (signature, constants): the driver's
+    ``launcher_cls`` called for each; a failing build is skipped, not raised."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import triton
+
+    built = []
+
+    class Driver:
+        def launcher_cls(self, src, metadata):
+            if src.signature.get("x") == "bad":
+                raise RuntimeError("no host compiler")
+            built.append((tuple(src.signature.items()), tuple(src.constants.items())))
+
+    monkeypatch.setattr(triton.runtime.driver, "_active", Driver())
+    a = _Kernel({"x": "*fp32", "n": "i32"})
+    same = _Kernel({"x": "*fp32", "n": "i32"})
+    other = _Kernel({"x": "*fp32", "n": "i32"}, {(2,): 64})
+    bad = _Kernel({"x": "bad"})
+    with ThreadPoolExecutor(4) as pool:
+        n = prejit.build_launchers([a, _Future(same), None, _Future(other), bad], pool)
+    assert n == 2
+    assert sorted(built) == sorted([((("x", "*fp32"), ("n", "i32")), ()),
+                                    ((("x", "*fp32"), ("n", "i32")), (((2,), 64),))])
+
+
+def test_no_launcher_builds_without_the_driver_hook(monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    import triton
+
+    monkeypatch.setattr(triton.runtime.driver, "_active", object())
+    with ThreadPoolExecutor(1) as pool:
+        assert prejit.build_launchers([_Kernel({"x": "*fp32"})], pool) == 0

@@ -16,7 +16,8 @@ The recording run executes the pass's torch operations for real, so it is only f
 whose torch operations touch scratch buffers (forward and backward); a pass that updates
 parameters outside the kernels (the EM step) compiles as usual. The options ``parallel_jit``
 turns this on or off and ``jit_threads`` sets the pool size (0: the CPU count, at most 16);
-``jit_workers`` adds worker processes that compile first (:mod:`.compile_workers`).
+``jit_workers`` adds worker processes that compile first (:mod:`.compile_workers`). The same
+pool then builds the kernels' host launchers (:func:`build_launchers`).
 """
 
 from __future__ import annotations
@@ -147,11 +148,50 @@ def compile_parallel(calls: list[Launch], threads: int = 0, workers: int = 0,
                      "first_error": f"{type(e).__name__}: {e}", "capture_s": 0.0,
                      "workers_s": 0.0, "worker_compile_s": 0.0})
     threads = threads or min(16, os.cpu_count() or 1)
-    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool, \
-            triton.AsyncCompileMode(pool):
-        for _, fn, grid, args, kw in todo:
-            fn.warmup(*args, grid=grid, **kw)
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        with triton.AsyncCompileMode(pool):
+            compiled = [fn.warmup(*args, grid=grid, **kw) for _, fn, grid, args, kw in todo]
+        build_launchers(compiled, pool)
     return len(todo)
+
+
+def _launcher_key(kernel: Any) -> Hashable:
+    src = kernel.src
+    return (repr(sorted(src.signature.items(), key=repr)),
+            repr(sorted(getattr(src, "constants", {}).items(), key=repr)))
+
+
+def build_launchers(compiled: list[Any], pool: ThreadPoolExecutor) -> int:
+    """Build the host launchers of the warm-ups' kernels (``compiled``: what ``warmup``
+    returned, compiled or still compiling) on ``pool``, one per distinct signature; returns
+    how many were built. Triton 3.6's launcher of a kernel signature is a C module that its
+    driver (``triton.runtime.driver.active.launcher_cls``) compiles with the host compiler on
+    the kernel's first launch, 0.2-0.3 s each, one after another on the launching thread
+    (2 s of HCLT-32's start-up, 0.7 s of its first EM step: notes log 102); built here they
+    overlap, and the first launch finds them in Triton's cache. Where the driver has no
+    ``launcher_cls`` (or there is no driver, or a build fails) nothing is built: the first launch builds as before."""
+    import triton
+
+    try:
+        make = getattr(triton.runtime.driver.active, "launcher_cls", None)
+    except RuntimeError:  # no active driver (the interpreter on a machine without a GPU)
+        return 0
+    if make is None:
+        return 0
+    kernels: dict[Hashable, Any] = {}
+    for c in compiled:
+        k = c.result(ignore_errors=True) if hasattr(c, "result") else c
+        if k is not None and hasattr(k, "src") and hasattr(k, "metadata"):
+            kernels.setdefault(_launcher_key(k), k)
+
+    def build(k: Any) -> bool:
+        try:
+            make(k.src, k.metadata)
+            return True
+        except Exception:  # (only time is lost: the first launch builds it)
+            return False
+
+    return sum(pool.map(build, kernels.values()))
 
 
 def prejit(owner: Any, attr: str, run: Callable[[], None], *more: Callable[[], None],
