@@ -169,7 +169,8 @@ def build_launchers(compiled: list[Any], pool: ThreadPoolExecutor) -> int:
     the kernel's first launch, 0.2-0.3 s each, one after another on the launching thread
     (2 s of HCLT-32's start-up, 0.7 s of its first EM step: notes log 102); built here they
     overlap, and the first launch finds them in Triton's cache. Where the driver has no
-    ``launcher_cls`` (or there is no driver, or a build fails) nothing is built: the first launch builds as before."""
+    ``launcher_cls`` (or there is no driver, or a build fails) nothing is built: the first
+    launch builds as before."""
     import triton
 
     try:
