@@ -12,7 +12,7 @@
 set -uo pipefail
 
 declare -A LIMIT=(
-  [gate]=330 [queries]=420 [seeds]=500 [fanin]=330 [warm]=200 [kinds]=240 [paper]=560
+  [gate]=330 [queries]=420 [seeds]=500 [fanin]=240 [warm]=200 [kinds]=240 [paper]=560
   [scale]=560 [workers]=240 [mnist]=200 [trees]=360 [nodes]=320 [variants]=300 [nodekinds]=200
   [gputests]=300 [epoch1]=200
 )
@@ -20,7 +20,7 @@ declare -A WHAT=(
   [gate]="gpu_bench.py --check --pyjuice: speed, memory and quality beside PyJuice, all five"
   [queries]="bench_queries.py --pyjuice: samples, conditionals and MPE per second, HCLT-256 and PD-256"
   [seeds]="gpu_bench.py --seeds 0,1,2 on the HCLTs, both sides: the 2-epoch test LL's mean and spread"
-  [fanin]="gpu_bench.py on all five, cold caches each: default, round_fanin, round_fanin with tile_halving off"
+  [fanin]="gpu_bench.py on all five, round_fanin off, then on, cold caches each: first batch and epoch"
   [warm]="gpu_bench.py --warm on HCLT-128 and PD-64: the start-up of a second process"
   [kinds]="kernel_kinds.py on HCLT-256 and PD-256: time, TFLOP/s and GB/s per kernel kind"
   [paper]="bench_paper.py: the PyJuice paper's PD-mid and HCLT-mid over 32x32x3, both sides"
@@ -56,12 +56,11 @@ run_step() {
             --pj-site "$SITE" --out "$dir" ;;
     seeds) timeout "${LIMIT[seeds]}" python3 benchmarks/gpu_bench.py --seeds 0,1,2 \
             --which hclt32,hclt128,hclt256 --pyjuice --pj-site "$SITE" --out "$dir" ;;
-    fanin) for v in "default:" "round:--option=round_fanin=true" \
-                     "round_tile16:--option=round_fanin=true,--option=tile_halving=false"; do
-             name=${v%%:*}; opts=${v#*:}; opts=${opts//,/ }
+    fanin) for v in "default:" "round:--option=round_fanin=true"; do
+             name=${v%%:*}; opts=${v#*:}
              # shellcheck disable=SC2086
              TRITON_CACHE_DIR=$(mktemp -d) PCCC_CACHE_DIR=$(mktemp -d) \
-             timeout $(( ${LIMIT[fanin]} / 3 )) python3 benchmarks/gpu_bench.py $opts \
+             timeout $(( ${LIMIT[fanin]} / 2 )) python3 benchmarks/gpu_bench.py $opts \
               --out "$dir/$name"
            done ;;
     nodes) for v in ${NODES_COMBOS:-false,false true,false false,true true,true}; do

@@ -38,10 +38,10 @@ class _Recorder:
         return _Launcher()
 
 
-def _tile(ln: Launch, width: int, programs: int, halving: bool = True) -> int:
+def _tile(ln: Launch, width: int, programs: int) -> int:
     bt = ln.bt
     while ln.fill and bt > 16 and ln.fill * -(-width // bt) < programs:
-        bt = bt // 2 if halving else 16
+        bt //= 2
     return bt
 
 
@@ -71,15 +71,13 @@ def _dense_plan() -> KernelPlan:
     return compile_plan(b.build(b.sum([b.product([left, right])], n=1), num_vars=4))
 
 
-@pytest.mark.parametrize("small,programs,halving", [(0, 8, True), (0, 528, True),
-                                                    (0, 8, False), (1 << 17, 64, True)])
+@pytest.mark.parametrize("small,programs", [(0, 8), (0, 528), (1 << 17, 64)])
 @pytest.mark.parametrize("make", [_sibling_plan, _dense_plan])
-def test_launches_are_the_schedules(make: Any, small: int, programs: int, halving: bool
-                                    ) -> None:
+def test_launches_are_the_schedules(make: Any, small: int, programs: int) -> None:
     plan = make()
     rec = _Recorder()
     dp = DevicePlan(plan, rec, torch.device("cpu"),  # type: ignore[arg-type]
-                    TritonOptions(small_part=small, programs=programs, tile_halving=halving))
+                    TritonOptions(small_part=small, programs=programs))
     s = dp.schedule
     assert s.programs == programs and dp.programs == programs
     for batch in (5, 300):
@@ -89,7 +87,7 @@ def test_launches_are_the_schedules(make: Any, small: int, programs: int, halvin
         # host steps (torch fills) launch nothing; one-hot statistics: weighted, then EM
         launches = [ln for ln in s.forward + s.backward if ln.kernel
                     for _ in range(2 if ln.kind == "input_cat_dot" else 1)]
-        want = [(ln.kernel, _tile(ln, width, programs, halving), ln.warps) for ln in launches]
+        want = [(ln.kernel, _tile(ln, width, programs), ln.warps) for ln in launches]
         got = [(name, kw.get("BT", kw.get("CB")), kw.get("num_warps", 0))
                for name, _, kw in rec.log]
         assert got == want

@@ -85,10 +85,6 @@ class TritonOptions:
     round_fanin: bool = False
     """narrow products' fan-in rounded up to a power of two per partition (padding children
     are never read), so that nearby fan-ins share kernels: fewer kernels to compile"""
-    tile_halving: bool = True
-    """a launch whose programs would leave the card part idle halves its batch tile until
-    they fill it (down to 16 columns); off: it takes 16 columns at once, so that a kernel
-    has at most two tiles (two binaries) instead of up to three: fewer kernels to compile"""
     flows_in_nodes: bool = False
     """where the schedule allows it (every node row has one writer in a backward pass, as in
     an HCLT: :meth:`~pccc.ir.schedule.KernelSchedule.flows_in_nodes`), training backwards

@@ -155,8 +155,6 @@ class DevicePlan:
         self.schedule = schedule
         #: programs a backward launch aims for (batch splits fill the card on small layers)
         self.programs = schedule.programs
-        #: halve column tiles one step at a time (option ``tile_halving``), else 16 at once
-        self.tile_halving = options is None or options.tile_halving
         #: whether :meth:`sum_backward` may keep the flows in the node rows (``flow=None``)
         self.in_nodes = (options is None or options.flows_in_nodes) and \
             schedule.flows_in_nodes()
@@ -409,15 +407,14 @@ class DevicePlan:
 
     def tile(self, ln: Launch, width: int) -> int:
         """A launch's batch columns per program: its ``bt``; where it has a ``fill``, halved
-        (down to 16) while ``fill`` programs per column tile would leave the card part idle
-        (option ``tile_halving`` off: 16 at once).
+        (down to 16) while ``fill`` programs per column tile would leave the card part idle.
         ``width``: the buffers' column stride (the largest batch seen), not the batch: the
         column tiles (a compile-time constant) stay the same when a smaller batch comes, so
         it does not recompile."""
         cols = ln.bt
         if ln.fill:
             while cols > 16 and ln.fill * triton_cdiv(width, cols) < self.programs:
-                cols = cols // 2 if self.tile_halving else 16
+                cols //= 2
         return cols
 
     def ratio_buffers(self, stride: int, rows: bool = True) -> tuple[Tensor, Tensor]:
