@@ -1,10 +1,10 @@
-"""Where the first epoch's extra time goes: the process's first workload (HCLT-32 in the gate)
-takes about 1 s in its first epoch against 0.11 s in its second; later workloads of the same
-process do not. This runs one workload the way ``gpu_bench.py`` does (structure, compile,
-first batch), then times the first batches of epoch 1 and of epoch 2 step by step (forward,
-backward, EM step, each synchronized) and logs every Triton compile after the first batch
-(``triton.knobs.runtime.jit_post_compile_hook``) and each pass's first call
-(``startup_log``).
+"""Where a workload's first epoch spends more than its second. Runs one workload the way
+``gpu_bench.py`` does (structure, compile, first batch), then times the first batches of epoch
+1 and of epoch 2 step by step (forward, backward, EM step, each synchronized), logs every
+Triton compile after the first batch (``triton.knobs.runtime.jit_post_compile_hook``) and each
+pass's first call (``startup_log``: parallel compile, first run, graph recording); with
+``--profile``, cProfile's top functions over the first batch and the first EM step (notes log
+102 found the host launchers' builds this way).
 
 Run on the GPU machine: ``python benchmarks/epoch1_cost.py --mnist .bench/mnist.npz
 [--which hclt32] [--steps 6] [--profile]``
