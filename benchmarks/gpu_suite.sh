@@ -14,7 +14,7 @@ set -uo pipefail
 declare -A LIMIT=(
   [gate]=330 [queries]=420 [seeds]=500 [fanin]=240 [warm]=200 [kinds]=240 [paper]=560
   [scale]=560 [workers]=240 [mnist]=200 [trees]=360 [nodes]=320 [variants]=300 [nodekinds]=200
-  [gputests]=300 [epoch1]=200
+  [gputests]=300 [epoch1]=200 [lonewarps]=240
 )
 declare -A WHAT=(
   [gate]="gpu_bench.py --check --pyjuice: speed, memory and quality beside PyJuice, all five"
@@ -32,9 +32,10 @@ declare -A WHAT=(
   [variants]="bench_paper.py, ours: HCLT-mid as is, with flows_in_nodes, with 12.5% block padding"
   [nodekinds]="kernel_kinds.py on HCLT-32/128, flows_in_nodes off, then on beside it: time per kind"
   [epoch1]="epoch1_cost.py on HCLT-32 then HCLT-128: epoch 1 against epoch 2, step by step, and its compiles"
+  [lonewarps]="kernel_kinds.py on HCLT-128/256 and PD-256: lone-block backward at 4 warps, then 8 (notes log 104)"
   [gputests]="the Triton test files on the GPU (TRITON_INTERPRET=0): sums, padding, EM"
 )
-ORDER=(gputests epoch1 gate queries seeds trees mnist nodes fanin warm workers kinds nodekinds paper variants scale)
+ORDER=(gputests epoch1 lonewarps gate queries seeds trees mnist nodes fanin warm workers kinds nodekinds paper variants scale)
 
 if [ "${1:-}" = "--list" ] || [ $# -eq 0 ]; then
   for s in "${ORDER[@]}"; do printf '%-8s %4ss  %s\n' "$s" "${LIMIT[$s]}" "${WHAT[$s]}"; done
@@ -91,6 +92,11 @@ run_step() {
                 --compare-to "$dir/off/kernel_kinds.jsonl" --out "$dir/on" ;;
     epoch1) timeout "${LIMIT[epoch1]}" python3 benchmarks/epoch1_cost.py --mnist .bench/mnist.npz \
               --which hclt32,hclt128 ;;
+    lonewarps) timeout $(( ${LIMIT[lonewarps]} / 2 )) python3 benchmarks/kernel_kinds.py \
+                --which hclt128,hclt256,pd256 --out "$dir/w4"
+               timeout $(( ${LIMIT[lonewarps]} / 2 )) python3 benchmarks/kernel_kinds.py \
+                --which hclt128,hclt256,pd256 --option tiles.wbwds=8 \
+                --compare-to "$dir/w4/kernel_kinds.jsonl" --out "$dir/w8" ;;
     gputests) TRITON_INTERPRET=0 timeout "${LIMIT[gputests]}" python3 -m pytest -q -x \
                -p no:cacheprovider tests/test_triton_padding_elements.py tests/test_triton_compiled.py ;;
     kinds) timeout "${LIMIT[kinds]}" python3 benchmarks/kernel_kinds.py --which hclt256,pd256 \
