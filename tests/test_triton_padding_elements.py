@@ -89,7 +89,7 @@ def test_em_training_matches_the_torch_backend() -> None:
         m = pccc.compile(c, **kw)
         opt = MiniBatchEM(m, step_size=0.5, pseudocount=0.1)
         for i in range(2):
-            ll = m(xs[i * 32:(i + 1) * 32].to(m.device))
+            ll = m(xs[i * 16:(i + 1) * 16].to(m.device))
             assert torch.isfinite(ll).all()
             ll.mean().backward()
             opt.step()
@@ -105,8 +105,14 @@ def _root_matches_the_oracle(latents: int, nvars: int, seed: int) -> None:
     np.testing.assert_allclose(got, log_likelihood(c, x[:16]), rtol=1e-5)
 
 
+#: latents whose blocks the interpreter runs in seconds: padded (24, 25, 40, 47, 65, 100),
+#: broadcast (3, 5), whole (16, 64); sizes cut into many one-row blocks (9, 17, 33: up to
+#: 70 s a forward here) are the heavy test's
+QUICK_LATENTS = [3, 5, 16, 24, 25, 40, 47, 64, 65, 100]
+
+
 @settings(max_examples=4, deadline=None)
-@given(st.integers(3, 100), st.integers(17, 24), st.integers(0, 10**6))
+@given(st.sampled_from(QUICK_LATENTS), st.integers(17, 24), st.integers(0, 10**6))
 def test_random_deep_hclts_match_the_oracle(latents: int, nvars: int, seed: int) -> None:
     """Random latents (padded or not) over 17-24 variables of 256 categories: roots near
     or below float32's exp range, against the float64 oracle."""
