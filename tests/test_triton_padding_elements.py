@@ -82,7 +82,7 @@ def test_deep_pd_root_is_finite_and_exact() -> None:
 
 def test_em_training_matches_the_torch_backend() -> None:
     """Two EM steps (flows through the padded chunks) end where the torch backend's do."""
-    c, x = _circuit_and_data()
+    c, x = _circuit_and_data(latents=24)  # blocks of 32: 8 padding elements a chunk
     xs = torch.as_tensor(x)
     states = []
     for kw in ({"backend": "torch"}, {"backend": "triton", "device": DEV, "precision": "fp32"}):
