@@ -27,19 +27,9 @@ def _settled(name: str, doc: str, deferred: bool = False) -> Any:
         executor = self.__dict__.get("executor")
         if executor is not None:
             executor.settle(self, deferred)
-            if name == "sum_logits":
-                _materialize(self)
         return tensors[name]
 
     return property(get, doc=doc)
-
-
-def _materialize(m: Any) -> None:
-    """The logits an executor left to their first reader, back in ``sum_logits`` (the Triton
-    executor's ``lazy_logits``; other executors keep them)."""
-    fn = getattr(m.__dict__.get("executor"), "materialize_logits", None)
-    if fn is not None:
-        fn(m)
 
 
 #: the accessors of :func:`_settled` that read ``_parameters`` (the others read ``_buffers``)
@@ -64,22 +54,16 @@ class SettledModule(nn.Module):
         its first reader (see :meth:`Executor.settle`); no host wait."""
         self.executor.settle(self, deferred=True)
 
-    def _settle_all(self) -> None:
-        """:meth:`settle`, and the sum logits back where an EM step left them to their
-        first reader: before the module's parameters are read or written as a whole."""
-        self.settle()
-        _materialize(self)
-
     def state_dict(self, *args: Any, **kwargs: Any) -> Any:
-        self._settle_all()
+        self.settle()
         return super().state_dict(*args, **kwargs)
 
     def load_state_dict(self, *args: Any, **kwargs: Any) -> Any:
-        self._settle_all()
+        self.settle()
         return super().load_state_dict(*args, **kwargs)
 
     def named_parameters(self, *args: Any, **kwargs: Any) -> Any:
-        self._settle_all()
+        self.settle()
         return super().named_parameters(*args, **kwargs)
 
     def named_buffers(self, *args: Any, **kwargs: Any) -> Any:

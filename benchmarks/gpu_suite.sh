@@ -5,7 +5,7 @@
 #
 #   bash benchmarks/gpu_suite.sh queries seeds        # the named steps, in the order given
 #   bash benchmarks/gpu_suite.sh --list               # the steps and their limits
-#   NODES_COMBOS="true,false false,true" bash benchmarks/gpu_suite.sh nodes   # some combinations
+#   NODES_COMBOS="true" bash benchmarks/gpu_suite.sh nodes   # flows_in_nodes on only
 #
 # A step that runs past its limit is stopped; what it printed and wrote stands, and the next
 # step runs. The last lines are one status line per step.
@@ -28,7 +28,7 @@ declare -A WHAT=(
   [workers]="gpu_bench.py on HCLT-32/128 and PD-64 without, then with 16 compile workers"
   [mnist]="pccc train (HCLT-128, 3 epochs) and PyJuice's MNIST script: docs/results.md's row"
   [trees]="tree_quality.py: HCLT-32, soft tree (GPU, CPU) and PyJuice's; tf32/fp32/torch; graphs on/off"
-  [nodes]="gpu_bench.py on the HCLTs, flows_in_nodes x lazy_logits off and on: epoch, peak"
+  [nodes]="gpu_bench.py on the HCLTs, flows_in_nodes off, then on: epoch, peak"
   [variants]="bench_paper.py, ours: HCLT-mid as is, with flows_in_nodes, with 12.5% block padding"
   [nodekinds]="kernel_kinds.py on HCLT-32/128, flows_in_nodes off, then on beside it: time per kind"
   [epoch1]="epoch1_cost.py on HCLT-32 then HCLT-128: epoch 1 against epoch 2, step by step, and its compiles"
@@ -64,10 +64,10 @@ run_step() {
              timeout $(( ${LIMIT[fanin]} / 2 )) python3 benchmarks/gpu_bench.py $opts \
               --out "$dir/$name"
            done ;;
-    nodes) for v in ${NODES_COMBOS:-false,false true,false false,true true,true}; do
-             timeout $(( ${LIMIT[nodes]} / 4 )) python3 benchmarks/gpu_bench.py \
-              --which hclt32,hclt128,hclt256 --option flows_in_nodes=${v%,*} \
-              --option lazy_logits=${v#*,} --pj-site "$SITE" --out "$dir/$v"
+    nodes) for v in ${NODES_COMBOS:-false true}; do
+             timeout $(( ${LIMIT[nodes]} / 2 )) python3 benchmarks/gpu_bench.py \
+              --which hclt32,hclt128,hclt256 --option flows_in_nodes=$v --pj-site "$SITE" \
+              --out "$dir/$v"
            done ;;
     workers) timeout $(( ${LIMIT[workers]} / 2 )) python3 benchmarks/gpu_bench.py \
             --which hclt32,hclt128,pd64 --pj-site "$SITE" --out "$dir/off"

@@ -112,8 +112,6 @@ KERNEL_KIND: dict[tuple[str, str], str] = {
     ("kernels_param", "em_weights"): "em",
     ("kernels_param", "segment_reduce"): "em",
     ("kernels_param", "weights_from_logits"): "em",
-    ("kernels_param", "logits_of_weights"): "em",
-    ("kernels_param", "padding_nonzero"): "em",
     ("families.categorical", "cat_em"): "em",
     ("kernels_param", "zero_rows"): "other",
 }

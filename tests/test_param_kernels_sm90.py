@@ -1,8 +1,7 @@
-"""The parameter kernels built for a GPU without one: the EM update with and without the
-logits, and the logits' recomputation (option ``lazy_logits``), compiled to PTX for an H100.
-The interpreter runs a kernel whose ``if`` branches give one variable two types; the GPU's
-compiler refuses it (``logits_of_weights`` once did: ``tests/test_triton_lazy_logits.py``
-could not see it)."""
+"""The parameter kernels built for a GPU without one: the EM update of the weights and
+logits, over all tiles and over some, compiled to PTX for an H100. The interpreter runs a
+kernel whose ``if`` branches give one variable two types; the GPU's compiler refuses it, so
+only a build for the GPU sees it."""
 
 from __future__ import annotations
 
@@ -15,23 +14,17 @@ import pytest  # noqa: E402
 pytest.importorskip("triton")
 
 def build_param_kernels_for_sm90() -> None:
-    """Compile the EM update with and without the logits, and the logits' recomputation, to
-    PTX for an H100 (no GPU needed): the type checks the interpreter does not make (a mask
-    of two shapes in the branches of ``logits_of_weights`` compiled on the CPU and not for
-    the GPU). Run without the interpreter (see below)."""
+    """Compile the EM update (all tiles, and the tiles of a partial update) to PTX for an
+    H100 (no GPU needed): the type checks the interpreter does not make (such as a mask of
+    two shapes in the branches of ``_tiles``' callers). Run without the interpreter (see
+    below)."""
     from pccc.backends.triton import kernels_param as kp
     from tests.sm90 import compile_for_sm90
 
     p, i = "*fp32", "*i32"
     em = {"w": p, "flows": p, "tile_group": i, "mixed": i, "gsum": p, "gsize": p, "logits": p,
           "zero": "*i8", "ntiles": "i32", "step": "fp32", "pseudocount": "fp32"}
-    builds = [(kp.em_weights.jit, em, dict(TILES=16, PARTIAL=part, LOGITS=lg))
-              for part in (True, False) for lg in (True, False)]
-    builds.append((kp.logits_of_weights.jit, {"w": p, "tile_group": i, "mixed": i, "logits": p,
-                                          "ntiles": "i32"}, dict(TILES=16)))
-    builds.append((kp.padding_nonzero.jit, {"logits": p, "tile_group": i, "mixed": i,
-                                            "n": "i32", "flag": i, "ntiles": "i32"},
-                   dict(TILES=16)))
+    builds = [(kp.em_weights.jit, em, dict(TILES=16, PARTIAL=part)) for part in (True, False)]
     compile_for_sm90(builds)
 
 

@@ -147,8 +147,7 @@ FIXED = (KernelRef("kernels_sum", "flow_ratio"), KernelRef("kernels_param", "zer
          KernelRef("kernels_param", "segment_reduce"),
          KernelRef("kernels_param", "weights_from_logits"),
          KernelRef("kernels_param", "flows_finish"), KernelRef("kernels_param", "logits_grad"),
-         KernelRef("kernels_param", "em_weights"), KernelRef("kernels_param", "logits_of_weights"),
-         KernelRef("kernels_param", "padding_nonzero"))
+         KernelRef("kernels_param", "em_weights"))
 
 
 def mix(shape: SumShape, precision: str) -> str:

@@ -40,7 +40,7 @@ from torch import Tensor
 
 from pccc.backends.executor import Executor
 from pccc.backends.module import CompiledCircuit
-from pccc.backends.triton import compile_workers, lazy_logits, state
+from pccc.backends.triton import compile_workers, state
 from pccc.backends.triton.autograd import _Fused, _LogWeights
 from pccc.backends.triton.codegen import load_module
 from pccc.backends.triton.em_step import EMSteps
@@ -178,9 +178,6 @@ class TritonExecutor(PassRunner, ParamInit, EMSteps, ExternalInputs, Executor):
         self._stamp = 0
         self._batch = 0
         self._synced: tuple[int, ...] | None = self._param_key(m)
-        #: the logits' size while an EM step left them to their first reader (None: they
-        #: are in ``sum_logits``; see ``lazy_logits.py``)
-        self._logits_size: int | None = None
         #: EM steps leave the flows of the weights whose next EM-direct backward stores them
         #: (``DevicePlan.em_zero_tiles``) as they are; ``_flows_owed``: such flows are void
         #: now (zeroed by ``_clear_owed`` before anything else reads or adds to them)
@@ -216,13 +213,7 @@ class TritonExecutor(PassRunner, ParamInit, EMSteps, ExternalInputs, Executor):
 
     def params_changed(self, m: CompiledCircuit) -> None:
         """Re-read the parameters before the next pass (after writes through ``.data``)."""
-        lazy_logits.materialize(self, m)
         self._synced = None
-
-    def materialize_logits(self, m: CompiledCircuit) -> None:
-        """Put the sum logits an EM step left to their first reader back into
-        ``sum_logits`` (``lazy_logits.py``)."""
-        lazy_logits.materialize(self, m)
 
     def _input_args(self, m: CompiledCircuit) -> list[tuple[Tensor, Tensor]]:
         """Per input layer, the tables its forward kernel reads (see
@@ -280,8 +271,6 @@ class TritonExecutor(PassRunner, ParamInit, EMSteps, ExternalInputs, Executor):
         if x.dim() != 2 or x.shape[1] < m.num_vars:
             raise ValueError(f"expected data of shape [batch, {m.num_vars}], got "
                              f"{tuple(x.shape)}")
-        if m.param_grads:  # (a pass whose gradients reach the logits)
-            lazy_logits.materialize(self, m)
         # (straight from nn.Module's table; sync_params below waits for an EM step in flight)
         logits, raw = m._parameters["sum_logits"], m._parameters["input_raw"]
         assert logits is not None and raw is not None

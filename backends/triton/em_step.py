@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from pccc.backends.triton import lazy_logits
 from pccc.backends.triton.families import family
 from pccc.backends.triton.inputs import InputTables, em_update_inputs
 from pccc.backends.triton.overlap import EMStream
@@ -37,8 +36,6 @@ class EMSteps:
     _flows_owed: bool
     _em_zero_counts: bool
     _synced: tuple[int, ...] | None
-    _logits_size: int | None
-    options: Any
     _static: Any
     _training_flow: Any
     _run: Any
@@ -89,10 +86,8 @@ class EMSteps:
         assert raw is not None and shift is not None and logits is not None
         assert flows is not None
 
-        lw = None if lazy_logits.lazy(self, m) else logits.detach()
-
         def launches() -> None:
-            dp.em_weights(self._w, flows, lw, 0.1, 0.1, True)
+            dp.em_weights(self._w, flows, logits.detach(), 0.1, 0.1, True)
             for tb, ns, c in zip(self.tables, self.em_nstats, self._cnorm):
                 fm = family(tb.layer.dist)
                 if tb.layer.param_size and fm.learns:
@@ -107,7 +102,6 @@ class EMSteps:
         eta, alpha = step_size, pseudocount
         self.sync_params(m)
         self._clear_owed(m)  # no backward since the last step: its flows are zero
-        lazy = lazy_logits.for_em_step(self, m)  # (sync_params has ordered this stream)
         # (straight from nn.Module's tables: no settling of the void flows)
         rawp, shift = m._parameters["input_raw"], m._buffers["input_shift"]
         logits, flows = m._parameters["sum_logits"], m._buffers["sum_flows"]
@@ -115,10 +109,9 @@ class EMSteps:
         assert rawp is not None and shift is not None and logits is not None
         assert flows is not None and norm is not None
         raw = rawp.detach()
-        lw = None if lazy else logits.detach()
 
         def run() -> None:
-            gsum = self.dp.em_weights(self._w, flows, lw, eta, alpha, True)
+            gsum = self.dp.em_weights(self._w, flows, logits.detach(), eta, alpha, True)
             z = norm[:-1]
             z.copy_(torch.where(gsum + alpha > 0, torch.log((1 - eta) * torch.exp(z) + eta), z))
             em_update_inputs(self.tables, self._theta, raw, shift, self._cnorm,
@@ -130,7 +123,7 @@ class EMSteps:
 
         # (on a stream of its own in EM-only training: with gradients, a torch optimizer may
         # hold the parameters, and its in-place updates would not wait; see overlap.py)
-        self.em.launch(lambda: self._run(m, ("em", eta, alpha, lazy), run, scratch_only=False),
+        self.em.launch(lambda: self._run(m, ("em", eta, alpha), run, scratch_only=False),
                        overlap=not m.param_grads)
         self._synced = self._param_key(m)  # both sides were updated together
         # the weights whose next backward stores their flows keep them: void until then

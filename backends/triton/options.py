@@ -90,10 +90,6 @@ class TritonOptions:
     an HCLT: :meth:`~pccc.ir.schedule.KernelSchedule.flows_in_nodes`), training backwards
     keep their flows in the node rows, over the values, and no flow buffer is allocated for
     them (a pass that returns node flows still makes one)"""
-    lazy_logits: bool = False
-    """in EM-only training (``param_grads`` off) an EM step updates the kernels' linear
-    weights alone and gives the ``sum_logits`` storage back; their first reader gets them
-    recomputed, to the bit (a weight-sized tensor saved: ``backends/triton/lazy_logits.py``)"""
     programs: int = 0
     """programs a launch aims for (batch splits and narrower column tiles fill the card
     where a launch has fewer); 0: 4 per multiprocessor of the device"""

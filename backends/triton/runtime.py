@@ -513,32 +513,17 @@ class DevicePlan:
             self.k.logits_grad[self.tile_grid](w, pgrad, self.tiles, self.mixed, gs, norm, out,
                                                self.tiles.numel(), TILES=WTILES)
 
-    def em_weights(self, w: Tensor, flows: Tensor, logits: Tensor | None, step: float,
+    def em_weights(self, w: Tensor, flows: Tensor, logits: Tensor, step: float,
                    pseudocount: float, partial: bool = False) -> Tensor:
-        """One EM update of ``w`` and ``logits`` (None: ``w`` alone) from ``flows`` (zeroed;
-        ``partial``: only in the tiles of :meth:`em_zero_tiles`); returns the per-group flow
-        sums."""
+        """One EM update of ``w`` and ``logits`` from ``flows`` (zeroed; ``partial``: only in
+        the tiles of :meth:`em_zero_tiles`); returns the per-group flow sums."""
         gsum = self.group_reduce(0, flows, torch.zeros(self.num_groups, device=self.device))
         zero = self.em_zero_tiles() if partial else gsum
         self.k.em_weights[self.tile_grid](w, flows, self.tiles, self.mixed, gsum,
-                                          self.group_size, w if logits is None else logits,
-                                          zero, self.tiles.numel(), float(step),
-                                          float(pseudocount), TILES=WTILES, PARTIAL=partial,
-                                          LOGITS=logits is not None)
+                                          self.group_size, logits, zero, self.tiles.numel(),
+                                          float(step), float(pseudocount), TILES=WTILES,
+                                          PARTIAL=partial)
         return gsum
-
-    def padding_nonzero(self, logits: Tensor) -> bool:
-        """Whether an entry of ``logits`` that :meth:`em_weights` leaves alone is not 0 (one
-        host sync)."""
-        flag = torch.zeros(1, dtype=torch.int32, device=self.device)
-        self.k.padding_nonzero[self.tile_grid](logits, self.tiles, self.mixed, logits.numel(),
-                                               flag, self.tiles.numel(), TILES=WTILES)
-        return bool(flag.item())
-
-    def logits_of_weights(self, w: Tensor, logits: Tensor) -> None:
-        """``logits = log w`` where :meth:`em_weights` writes them (the rest untouched)."""
-        self.k.logits_of_weights[self.tile_grid](w, self.tiles, self.mixed, logits,
-                                                 self.tiles.numel(), TILES=WTILES)
 
     @property
     def tile_grid(self) -> tuple[int]:

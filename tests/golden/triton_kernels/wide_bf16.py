@@ -14,8 +14,6 @@ weights_from_logits = kernels_param.weights_from_logits
 flows_finish = kernels_param.flows_finish
 logits_grad = kernels_param.logits_grad
 em_weights = kernels_param.em_weights
-logits_of_weights = kernels_param.logits_of_weights
-padding_nonzero = kernels_param.padding_nonzero
 sum_fwd_b1_c16_f3_n1 = specialize(
     kernels_sum.sum_fwd, 'sum_fwd_b1_c16_f3_n1', B=1, C=16, F=3, NC=1, BP=1, CP=16, MIX='bcast',
     TRANS=False,
