@@ -24,8 +24,8 @@ $(STAMP): pyproject.toml
 demo: setup ## set up, then run the main job on the embedded default (pccc demo)
 	$(BIN)/pccc demo
 
-test: setup ## set up, then run the whole test suite
-	$(BIN)/python -m pytest -q
+test: setup ## set up, then run the whole test suite (one worker per CPU: pytest-xdist)
+	$(BIN)/python -m pytest -q -n auto
 
 test-heavy: setup ## only the tests marked heavy (minutes; not part of make test)
 	$(BIN)/python -m pytest -q -m heavy
