@@ -36,17 +36,12 @@ from pccc.ir.schedule import shape_tag, sum_kernel
 PRECISIONS = ("tf32", "fp32", "bf16")
 
 
-def fwd_transposed(shape: SumShape) -> bool:
-    """Whether the shape's forward accumulates ``[BT, B]``: tensor-core blocks of fewer than
-    64 rows accumulate transposed, so that the dot's M is 64 (a 64-column batch tile) and
-    Hopper's warp-group MMA applies instead of the older MMA through shared memory. Blocks of
-    64 rows already have M = 64."""
-    return shape.uses_dot and shape.B < 64
-
-
-def grad_transposed(shape: SumShape) -> bool:
-    """Whether the shape's backward accumulates its weight gradients ``[C, B]`` (the dot's M
-    is the chunk's C elements; as :func:`fwd_transposed`)."""
+def transposed(shape: SumShape) -> bool:
+    """Whether the shape's kernels accumulate transposed: the forward ``[BT, B]``, the
+    backward's weight gradients ``[C, B]``. Tensor-core blocks of fewer than 64 rows do, so
+    that the dot's M is 64 (a 64-column batch tile, or the chunk's C elements) and Hopper's
+    warp-group MMA applies instead of the older MMA through shared memory; blocks of 64 rows
+    already have M = 64."""
     return shape.uses_dot and shape.B < 64
 
 
@@ -167,10 +162,10 @@ def sum_specs(shape: SumShape, precision: str) -> list[KernelSpec]:
         ("B", s.B), ("C", s.C), ("F", s.fanin), ("BP", max(lo, pow2ceil(s.B))),
         ("CP", max(lo, pow2ceil(s.C))), ("MIX", mix(s, precision)))
     # (only the forward's chunk loop has NC as a compile-time bound: see sum_kernel)
-    fwd = common[:3] + (("NC", s.NC),) + common[3:] + (("TRANS", fwd_transposed(s)),)
+    fwd = common[:3] + (("NC", s.NC),) + common[3:] + (("TRANS", transposed(s)),)
     name = partial(sum_kernel, B=s.B, C=s.C, fanin=s.fanin, NC=s.NC)
     return [KernelSpec(name("sum_fwd"), SUM_FWD, fwd),
-            KernelSpec(name("sum_bwd"), SUM_BWD, common + (("TRANS", grad_transposed(s)),)),
+            KernelSpec(name("sum_bwd"), SUM_BWD, common + (("TRANS", transposed(s)),)),
             KernelSpec(name("sum_eflow"), SUM_EFLOW, common)]
 
 
