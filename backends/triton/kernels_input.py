@@ -5,7 +5,10 @@
 module of :mod:`.families`); ``input_bwd`` by ``CAT`` (value counts, not moments).
 :mod:`.codegen` binds them per distribution of the plan (:data:`~.codegen.LOGPROBS`).
 Node rows ``i`` of a layer are ``BN`` per program, batch columns ``BT``; a variable's values
-are read from ``x [vars, stride]`` and its missing flags from ``miss``.
+are read from ``x [vars, stride]`` and its missing flags from ``miss``. Their grid is one axis,
+column tiles fastest: the programs that read the same node rows' parameters run side by side
+and share them in L2 (node tiles fastest read a layer's parameters from memory once per column
+tile).
 """
 
 from __future__ import annotations
@@ -19,10 +22,12 @@ from pccc.backends.triton.lazyjit import kernel
 @triton.jit
 def _input_tile(x, miss, vars, n, batch, stride, BN: tl.constexpr, BT: tl.constexpr):
     """This program's node rows i, batch columns and their masks, and the values and
-    missing flags of the nodes' variables: (i, imask, cols, cmask, mask, xv, ms)."""
-    i = tl.program_id(0) * BN + tl.arange(0, BN)
+    missing flags of the nodes' variables: (i, imask, cols, cmask, mask, xv, ms). Program p
+    takes node tile p // ct and column tile p % ct (ct: the column tiles)."""
+    ct = tl.cdiv(batch, BT)
+    i = (tl.program_id(0) // ct) * BN + tl.arange(0, BN)
     imask = i < n
-    cols = tl.program_id(1) * BT + tl.arange(0, BT)
+    cols = (tl.program_id(0) % ct) * BT + tl.arange(0, BT)
     cmask = cols < batch
     mask = imask[:, None] & cmask[None, :]
     v = tl.load(vars + i, mask=imask, other=0).to(tl.int64)

@@ -247,7 +247,7 @@ class DevicePlan:
         cols = col_bound(batch)
         for inp, (theta, aux) in zip(self.inputs, params):
             ly, ln = inp.layer, inp.fwd
-            getattr(self.k, ln.kernel)[(triton_cdiv(ly.n, ln.bn), triton_cdiv(cols, ln.bt))](
+            getattr(self.k, ln.kernel)[(input_programs(ly.n, cols, ln),)](
                 node, xt, mt, inp.vars, inp.pstart, inp.values, theta, aux,
                 ly.node_start, ly.n, cols, stride, BN=ln.bn, BT=ln.bt, num_warps=ln.warps)
         self.sum_forward(node, batch, w)
@@ -463,7 +463,7 @@ class DevicePlan:
                         triton_cdiv(ct, splits), NB=ln.nb, KT=ln.kt, KTILES=kt, BT=ln.bt,
                         EM=unweighted, num_warps=ln.warps)
                 continue
-            getattr(self.k, ln.kernel)[(triton_cdiv(ly.n, ln.bn), triton_cdiv(batch, ln.bt))](
+            getattr(self.k, ln.kernel)[(input_programs(ly.n, batch, ln),)](
                 flow, xt, mt, inp.vars, inp.pstart, counts, ns, counts_em, ns_em, scale, flag,
                 ly.node_start, ly.n, batch, stride, BN=ln.bn, BT=ln.bt)
 
@@ -532,6 +532,12 @@ class DevicePlan:
 
 def triton_cdiv(a: int, b: int) -> int:
     return max(1, -(-a // b))
+
+
+def input_programs(n: int, batch: int, ln: Launch) -> int:
+    """The programs of an input kernel's one-axis grid over ``n`` node rows and ``batch``
+    columns: node tiles times column tiles (columns fastest in the kernel)."""
+    return triton_cdiv(n, ln.bn) * triton_cdiv(batch, ln.bt)
 
 
 #: longest run one program reduces (longer runs are split), runs per program, elements per
