@@ -213,9 +213,17 @@ def _last_json(text: str) -> dict | None:
     return json.loads(rows[-1]) if rows else None
 
 
+def cap_memory(gib: float) -> None:
+    """Let this process allocate at most ``gib`` GiB of the GPU (0: no cap)."""
+    if gib > 0 and torch.cuda.is_available():
+        total = torch.cuda.get_device_properties(0).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, gib * 2**30 / total))
+
+
 def subprocess_row(side: str, s: Structure, data: str, a: argparse.Namespace, mode: str) -> dict:
     """One side's run of ``s`` in a subprocess; its JSON row (or why there is none)."""
     common = ["--mode", mode, "--epochs", str(a.epochs), "--batches", str(a.batches),
+              "--gib", str(a.gib),
               "--batch", str(a.batch), "--tree-examples", str(a.tree_examples)]
     env = dict(os.environ)
     if side == "ours":
@@ -415,6 +423,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--pj-site", default="/tmp/site")
     ap.add_argument("--no-pj-cudagraph", dest="pj_cudagraph", action="store_false")
     ap.add_argument("--timeout", type=int, default=540, help="seconds a subprocess may run")
+    ap.add_argument("--gib", type=float, default=0.0,
+                    help="cap each side's GPU memory at this many GiB (0: the card's own): an "
+                         "80 GB H100's 79.1 GiB on a larger card")
     ap.add_argument("--out", default=os.environ.get("OUT", "."))
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--data", default=None, help=argparse.SUPPRESS)
@@ -430,6 +441,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     if a.child:  # pccc's side of one structure (a subprocess of this script)
+        cap_memory(a.gib)
         xg = torch.from_numpy(np.load(a.data)).to("cuda" if torch.cuda.is_available() else "cpu")
         print(json.dumps(ours_row(Structure.from_spec(json.loads(a.child)), xg, a)), flush=True)
         return 0

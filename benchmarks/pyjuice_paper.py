@@ -27,7 +27,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from bench_paper import Run  # noqa: E402
+from bench_paper import Run, cap_memory  # noqa: E402
 from paper_structures import Structure, pyjuice_counts  # noqa: E402
 
 
@@ -87,7 +87,9 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--tree-examples", type=int, default=20000)
     ap.add_argument("--no-cudagraph", dest="cudagraph", action="store_false")
+    ap.add_argument("--gib", type=float, default=0.0, help="GPU memory cap (0: the card's own)")
     a = ap.parse_args()
+    cap_memory(a.gib)
     s = Structure.from_spec(json.loads(a.spec))
     xg = torch.from_numpy(np.load(a.data)).to("cuda:0")
     r = Run(dict(kind="pyjuice", structure=s.name, spec=s.spec(), mode=a.mode,
