@@ -6,6 +6,7 @@
 #   bash benchmarks/gpu_suite.sh queries seeds        # the named steps, in the order given
 #   bash benchmarks/gpu_suite.sh --list               # the steps and their limits
 #   NODES_COMBOS="true" bash benchmarks/gpu_suite.sh nodes   # flows_in_nodes on only
+#   LONEWARPS_WHICH=hclt256 bash benchmarks/gpu_suite.sh lonewarps
 #
 # A step that runs past its limit is stopped; what it printed and wrote stands, and the next
 # step runs. The last lines are one status line per step.
@@ -94,9 +95,9 @@ run_step() {
     epoch1) timeout "${LIMIT[epoch1]}" python3 benchmarks/epoch1_cost.py --mnist .bench/mnist.npz \
               --which hclt32,hclt128 ;;
     lonewarps) timeout $(( ${LIMIT[lonewarps]} / 2 )) python3 benchmarks/kernel_kinds.py \
-                --which hclt128,hclt256,pd256 --out "$dir/w4"
+                --which "${LONEWARPS_WHICH:-hclt128,hclt256,pd256}" --out "$dir/w4"
                timeout $(( ${LIMIT[lonewarps]} / 2 )) python3 benchmarks/kernel_kinds.py \
-                --which hclt128,hclt256,pd256 --option tiles.wbwds=8 \
+                --which "${LONEWARPS_WHICH:-hclt128,hclt256,pd256}" --option tiles.wbwds=8 \
                 --compare-to "$dir/w4/kernel_kinds.jsonl" --out "$dir/w8" ;;
     fallback) for fb in 0.5 0; do
                 TRITON_CACHE_DIR=$(mktemp -d) PCCC_CACHE_DIR=$(mktemp -d) \
