@@ -15,7 +15,7 @@ set -uo pipefail
 declare -A LIMIT=(
   [gate]=330 [queries]=420 [seeds]=500 [fanin]=240 [warm]=200 [kinds]=240 [paper]=560
   [scale]=560 [workers]=240 [mnist]=200 [trees]=360 [nodes]=320 [variants]=300 [nodekinds]=200
-  [gputests]=300 [epoch1]=200 [lonewarps]=240 [fallback]=200
+  [gputests]=300 [epoch1]=200 [lonewarps]=240 [fallback]=200 [mempeak]=150
 )
 declare -A WHAT=(
   [gate]="gpu_bench.py --check --pyjuice: speed, memory and quality beside PyJuice, all five"
@@ -35,9 +35,10 @@ declare -A WHAT=(
   [epoch1]="epoch1_cost.py on HCLT-32 then HCLT-128: epoch 1 against epoch 2, step by step, and its compiles"
   [lonewarps]="kernel_kinds.py on HCLT-128/256 and PD-256: lone-block backward at 4 warps, then 8 (notes log 104)"
   [fallback]="gpu_bench.py on HCLT-20/33: group-blocks' fallback 0.5 (blocks of 32/64), then 0 (one-row blocks)"
+  [mempeak]="memory_peak.py on the HCLTs: what is allocated at the peak, by allocation site"
   [gputests]="the Triton test files on the GPU (TRITON_INTERPRET=0): sums, padding, EM"
 )
-ORDER=(gputests epoch1 lonewarps fallback gate queries seeds trees mnist nodes fanin warm workers kinds nodekinds paper variants scale)
+ORDER=(gputests epoch1 lonewarps fallback mempeak gate queries seeds trees mnist nodes fanin warm workers kinds nodekinds paper variants scale)
 
 if [ "${1:-}" = "--list" ] || [ $# -eq 0 ]; then
   for s in "${ORDER[@]}"; do printf '%-8s %4ss  %s\n' "$s" "${LIMIT[$s]}" "${WHAT[$s]}"; done
@@ -105,6 +106,8 @@ run_step() {
                  --which hclt20,hclt33 --out "$dir/fb$fb" \
                  --pipeline "canonicalize,group-blocks{fallback=$fb},partition-layers,layout-params"
               done ;;
+    mempeak) timeout "${LIMIT[mempeak]}" python3 benchmarks/memory_peak.py \
+              --which hclt32,hclt128,hclt256 ;;
     gputests) TRITON_INTERPRET=0 timeout "${LIMIT[gputests]}" python3 -m pytest -q -x \
                -p no:cacheprovider tests/test_triton_padding_elements.py tests/test_triton_compiled.py ;;
     kinds) timeout "${LIMIT[kinds]}" python3 benchmarks/kernel_kinds.py --which hclt256,pd256 \
