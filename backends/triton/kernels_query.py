@@ -44,13 +44,14 @@ def _element(node, children, e, row, neg, cols, cmask, stride, F: tl.constexpr):
 
 @triton.jit
 def _uniform(seed, sample, slot, what, stream):
-    """Uniforms in [0, 1) of the broadcast shape of the int32 counters ``sample``, ``slot``,
-    ``what`` and ``stream``."""
+    """Uniforms in [0, 1) of the broadcast shape of the counters ``sample``, ``slot``,
+    ``what`` and ``stream``, taken as int32 (their values are below 2^31; a plan's int64
+    tables make some of them int64)."""
     z = sample * 0 + slot * 0 + what * 0 + stream * 0
-    c0 = (z + sample).to(tl.uint32, bitcast=True)
-    c1 = (z + slot).to(tl.uint32, bitcast=True)
-    c2 = (z + what).to(tl.uint32, bitcast=True)
-    c3 = (z + stream).to(tl.uint32, bitcast=True)
+    c0 = (z + sample).to(tl.int32).to(tl.uint32, bitcast=True)
+    c1 = (z + slot).to(tl.int32).to(tl.uint32, bitcast=True)
+    c2 = (z + what).to(tl.int32).to(tl.uint32, bitcast=True)
+    c3 = (z + stream).to(tl.int32).to(tl.uint32, bitcast=True)
     r, _, _, _ = tl.philox(seed, c0, c1, c2, c3)
     return tl.random.uint_to_uniform_float(r)
 

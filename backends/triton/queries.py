@@ -33,6 +33,7 @@ from pccc.backends.module import Batch, CompiledCircuit
 from pccc.backends.torch import inputs as fam
 from pccc.backends.torch import queries as tq
 from pccc.backends.triton import kernels_query as kq
+from pccc.backends.triton.runtime import index_tensor
 from pccc.ir.plan import KernelPlan, SumLayer
 from pccc.passes.schedule_parts import layer_tables
 
@@ -48,13 +49,6 @@ SEED_MOD = 1 << 63
 
 def _pow2(n: int) -> int:
     return 1 << max(0, (n - 1).bit_length())
-
-
-def _int32(a: np.ndarray, device: torch.device) -> Tensor:
-    a = np.asarray(a)
-    if a.size and (a.max() >= 2**31 or a.min() < -(2**31)):
-        raise ValueError("index table exceeds int32")
-    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.int32)).to(device)
 
 
 @dataclass
@@ -92,11 +86,11 @@ class QueryTables:
             parts = []
             for p in ly.partitions:
                 rows = (p.node_start[:, None] + np.arange(p.block_size)).reshape(-1)
-                parts.append(_Part(_int32(p.node_start, device), _int32(p.chunk_start, device),
-                                   _int32(p.param_start, device), _int32(p.num_chunks, device),
-                                   torch.from_numpy(rows).to(device), p.block_size,
-                                   p.chunk_size, p.max_chunks))
-            self.layers.append(_Layer(_int32(table, device), int(table.shape[1]), parts))
+                ns, cs, ps, nc = (index_tensor(a, device) for a in
+                                  (p.node_start, p.chunk_start, p.param_start, p.num_chunks))
+                parts.append(_Part(ns, cs, ps, nc, torch.from_numpy(rows).to(device),
+                                   p.block_size, p.chunk_size, p.max_chunks))
+            self.layers.append(_Layer(index_tensor(table, device), int(table.shape[1]), parts))
 
 
 _TABLES: weakref.WeakKeyDictionary[Any, QueryTables] = weakref.WeakKeyDictionary()

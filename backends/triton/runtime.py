@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from pccc.backends.triton import weight_tiles
 from pccc.backends.triton.weight_tiles import group_tiles, tile_runs
 from pccc.ir.plan import InputLayer, KernelPlan
 from pccc.ir.schedule import PART_KINDS, KernelSchedule, Launch, SumPart
@@ -52,23 +53,43 @@ def col_bound(batch: int) -> int:
 ALIGN = 16
 
 
+def fits_int32(a: np.ndarray) -> bool:
+    """Whether every value of an index table is below ``weight_tiles.INDEX_LIMIT`` (2^31) and
+    at least its negative."""
+    lim = weight_tiles.INDEX_LIMIT
+    return not a.size or (lim >= 2**31 and a.dtype == np.int32) or \
+        (a.max() < lim and a.min() >= -lim)
+
+
+def index_tensor(a: np.ndarray, device: torch.device) -> Tensor:
+    """An index table on ``device``: int32 where its values fit, else int64 (the weight
+    offsets of a plan of 2^31 weights or more). The kernels read either: they widen every
+    offset they load to int64."""
+    a = np.asarray(a)
+    return torch.from_numpy(np.ascontiguousarray(a, np.int32 if fits_int32(a) else np.int64)
+                            ).to(device)
+
+
 def to_device(groups: list[list[np.ndarray]], device: torch.device) -> list[list[Tensor]]:
     """Index tables as int32 tensors on ``device``, grouped as given: packed into one host
     buffer (each table at an ``ALIGN``-ed offset) and copied once, each table a view of it.
-    Raises ValueError where a value does not fit int32."""
+    A table with a value beyond int32 is an int64 tensor of its own (:func:`index_tensor`)."""
     flat = [np.asarray(a) for g in groups for a in g]
-    sizes = [-(-a.size // ALIGN) * ALIGN for a in flat]
+    narrow = [fits_int32(a) for a in flat]
+    sizes = [-(-a.size // ALIGN) * ALIGN if n else 0 for a, n in zip(flat, narrow)]
     buf = np.zeros(sum(sizes), np.int32)
     at = 0
-    views = []
-    for a, size in zip(flat, sizes):
-        if a.size and a.dtype != np.int32 and (a.max() >= 2**31 or a.min() < -(2**31)):
-            raise ValueError("index table exceeds int32")
+    views: list[tuple[int, tuple[int, ...]] | Tensor] = []
+    for a, size, n in zip(flat, sizes, narrow):
+        if not n:
+            views.append(index_tensor(a, device))
+            continue
         buf[at: at + a.size] = a.ravel()
         views.append((at, a.shape))
         at += size
     dev = torch.from_numpy(buf).to(device)
-    tensors = iter([dev[o: o + math.prod(shape)].view(shape) for o, shape in views])
+    tensors = iter([v if isinstance(v, Tensor) else dev[v[0]: v[0] + math.prod(v[1])].view(v[1])
+                    for v in views])
     return [[next(tensors) for _ in g] for g in groups]
 
 

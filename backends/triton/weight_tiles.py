@@ -12,6 +12,10 @@ import warnings
 import numpy as np
 import torch
 
+#: index tables with a value at or beyond this are int64 on the device, else int32 (the
+#: weight offsets of a plan of 2^31 weights or more; the tests lower it to take that path)
+INDEX_LIMIT = 2**31
+
 
 def group_tiles(param_group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The weights' groups by aligned tiles of 64: ``[tiles]`` the group of a tile whose 64
@@ -56,7 +60,8 @@ def row_bounds(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def tile_runs(tiles: np.ndarray, mixed: np.ndarray) -> tuple[np.ndarray, ...]:
     """Runs of consecutive weights of one group (padding left out), none longer than a tile
     (64 = ``RUN_MAX``), from :func:`group_tiles`: a tile of one group is a run, a mixed tile
-    is cut where its groups change. int32 (start, length, group), not sorted."""
+    is cut where its groups change. int32 (start, length, group; start int64 where the
+    weights number 2^31 or more), not sorted."""
     uni = np.flatnonzero(tiles >= 0)
     rows = np.flatnonzero(tiles <= -2)
     m = mixed[-2 - tiles[rows]] if len(rows) else np.zeros((0, 64), np.int64)
@@ -67,9 +72,8 @@ def tile_runs(tiles: np.ndarray, mixed: np.ndarray) -> tuple[np.ndarray, ...]:
     end[np.append(r[1:] != r[:-1], True)] = 64  # a row's last run ends with the tile
     keep = m[r, j] >= 0
     r, j, end = r[keep], j[keep], end[keep]
-    if len(tiles) * 64 >= 2**31:
-        raise ValueError("weight offsets exceed int32")
-    start = np.concatenate([uni * 64, rows[r] * 64 + j], dtype=np.int32)
+    wide = np.int64 if len(tiles) * 64 >= INDEX_LIMIT else np.int32
+    start = np.concatenate([uni * 64, rows[r] * 64 + j], dtype=wide)
     length = np.concatenate([np.full(len(uni), 64), end - j], dtype=np.int32)
     group = np.concatenate([tiles[uni], m[r, j]], dtype=np.int32)
     return start, length, group
