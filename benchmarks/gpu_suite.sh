@@ -14,7 +14,7 @@ set -uo pipefail
 
 declare -A LIMIT=(
   [gate]=330 [queries]=420 [seeds]=500 [fanin]=240 [warm]=200 [kinds]=240 [paper]=560
-  [scale]=560 [workers]=240 [mnist]=200 [trees]=360 [nodes]=320 [variants]=300 [nodekinds]=200
+  [scale]=560 [scalepj]=560 [workers]=240 [mnist]=200 [trees]=360 [nodes]=320 [variants]=300 [nodekinds]=200
   [gputests]=300 [epoch1]=200 [lonewarps]=240 [fallback]=200 [mempeak]=150
 )
 declare -A WHAT=(
@@ -25,7 +25,8 @@ declare -A WHAT=(
   [warm]="gpu_bench.py --warm on HCLT-128 and PD-64: the start-up of a second process"
   [kinds]="kernel_kinds.py on HCLT-256 and PD-256: time, TFLOP/s and GB/s per kernel kind"
   [paper]="bench_paper.py: the PyJuice paper's PD-mid and HCLT-mid over 32x32x3, both sides"
-  [scale]="bench_paper.py --scale: the largest PD and HCLT each side trains"
+  [scale]="bench_paper.py --scale, ours: PD over 28x28 from 1280 latents, HCLT from 2048, to the first failure (80 GB cap)"
+  [scalepj]="bench_paper.py --scale, PyJuice: PD from 1280 latents, HCLT from 1024, to the first failure (80 GB cap)"
   [workers]="gpu_bench.py on HCLT-32/128 and PD-64 without, then with 16 compile workers"
   [mnist]="pccc train (HCLT-128, 3 epochs) and PyJuice's MNIST script: docs/results.md's row"
   [trees]="tree_quality.py: HCLT-32, soft tree (GPU, CPU) and PyJuice's; tf32/fp32/torch; graphs on/off"
@@ -38,7 +39,7 @@ declare -A WHAT=(
   [mempeak]="memory_peak.py on the HCLTs: what is allocated at the peak, by allocation site"
   [gputests]="the Triton test files on the GPU (TRITON_INTERPRET=0): sums, padding, EM"
 )
-ORDER=(gputests epoch1 lonewarps fallback mempeak gate queries seeds trees mnist nodes fanin warm workers kinds nodekinds paper variants scale)
+ORDER=(gputests epoch1 lonewarps fallback mempeak gate queries seeds trees mnist nodes fanin warm workers kinds nodekinds paper variants scale scalepj)
 
 if [ "${1:-}" = "--list" ] || [ $# -eq 0 ]; then
   for s in "${ORDER[@]}"; do printf '%-8s %4ss  %s\n' "$s" "${LIMIT[$s]}" "${WHAT[$s]}"; done
@@ -119,7 +120,14 @@ run_step() {
                 timeout $(( ${LIMIT[variants]} / 3 )) python3 benchmarks/bench_paper.py \
                  --which hclt-mid --sides ours $v --out "$dir/$(echo "${v:-default}" | tr -c 'a-z0-9.\n' _)"
               done ;;
-    scale) timeout "${LIMIT[scale]}" python3 benchmarks/bench_paper.py --scale --out "$dir" ;;
+    scale|scalepj)  # (PD-1024 and below train on both sides: docs/benchmarks.md, scale points)
+           if [ "$step" = scale ]; then side=ours pd=1280,1408,1536 hc=2048,2560,3072
+           else side=pyjuice pd=1280,1408,1536 hc=1024,2048,2560; fi
+           for k in pd hclt; do
+             if [ $k = pd ]; then lad=(--pd-latents $pd); else lad=(--hclt-latents $hc); fi
+             timeout $(( ${LIMIT[$step]} / 2 )) python3 benchmarks/bench_paper.py --scale \
+              --kinds $k --sides $side "${lad[@]}" --gib 79.1 --timeout 200 --out "$dir/$k"
+           done ;;
     *) echo "gpu_suite: unknown step $step (see --list)" >&2; return 2 ;;
   esac
 }
