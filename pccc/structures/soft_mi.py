@@ -212,8 +212,9 @@ class _Layout:
         # comparison and its sum made int64 copies of [N, V]: 366 MiB at 20,000 x 784)
         mode = proj.mode.to(levels.dtype)[None]
         off_mode = torch.zeros(levels.shape[1], dtype=torch.int64, device=dev)
-        for s in range(0, levels.shape[0], _rows(levels)):
-            off_mode += (levels[s:s + _rows(levels)] != mode).sum(dim=0, dtype=torch.int32)
+        step = _rows(levels)
+        for s in range(0, levels.shape[0], step):
+            off_mode += (levels[s:s + step] != mode).sum(dim=0, dtype=torch.int32)
         order = torch.argsort(off_mode * levels.shape[1] + torch.arange(levels.shape[1],
                                                                            device=dev))
         counts = proj.ranks[order]
