@@ -95,7 +95,7 @@ def run(name: str, x, xg, xte, options: dict, batches: int) -> None:  # noqa: AN
     import torch
 
     import pccc
-    from benchmarks.gpu_bench import BATCH, build, test_ll
+    from benchmarks.gpu_bench import BATCH, build, epoch, test_ll
     from pccc.optim import MiniBatchEM
 
     gc.collect()
@@ -109,11 +109,7 @@ def run(name: str, x, xg, xte, options: dict, batches: int) -> None:  # noqa: AN
         model = pccc.compile(c, backend="triton", device="cuda", precision="tf32", **options)
         model.param_grads = False
         opt = MiniBatchEM(model, step_size=0.1, pseudocount=0.1)
-        for i in range(batches):
-            lls = model(xg[i * BATCH: (i + 1) * BATCH])
-            lls.mean().backward()
-            opt.step()
-            model.zero_grad(set_to_none=True)
+        epoch(model, opt, xg, batches)
         test_ll(model, xte[: 2 * BATCH])
         torch.cuda.synchronize()
         snap = torch.cuda.memory._snapshot()

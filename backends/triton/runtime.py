@@ -82,7 +82,7 @@ def to_device(groups: list[list[np.ndarray]], device: torch.device) -> list[list
     views: list[tuple[int, tuple[int, ...]] | Tensor] = []
     for a, size, n in zip(flat, sizes, narrow):
         if not n:
-            views.append(index_tensor(a, device))
+            views.append(torch.from_numpy(np.ascontiguousarray(a, np.int64)).to(device))
             continue
         buf[at: at + a.size] = a.ravel()
         views.append((at, a.shape))
