@@ -126,6 +126,10 @@ class Executor:
         parameters or buffers; ``deferred``: also write what that work left to its first
         reader (the Triton executor's zeroed EM flows). Default: nothing runs in flight."""
 
+    def materialize(self, m: CompiledCircuit) -> None:
+        """Write any parameter the executor keeps no copy of now, before a reader sees it
+        (the Triton executor's sum logits in EM-only training). Default: none."""
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 

@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 
 def _settled(name: str, doc: str, deferred: bool = False) -> Any:
     """A read accessor of the module's parameter or buffer ``name`` that settles the
-    executor's work in flight first (see the module docstring). nn.Module's own
+    executor's work in flight first (see the module docstring); ``sum_logits`` also has it
+    write them if it left them unwritten (:meth:`Executor.materialize`). nn.Module's own
     ``register_parameter``/``register_buffer`` set the tensor; before that, reading it is an
     ``AttributeError``, as for any missing attribute."""
 
@@ -27,6 +28,8 @@ def _settled(name: str, doc: str, deferred: bool = False) -> Any:
         executor = self.__dict__.get("executor")
         if executor is not None:
             executor.settle(self, deferred)
+            if name == "sum_logits":
+                executor.materialize(self)
         return tensors[name]
 
     return property(get, doc=doc)
@@ -51,8 +54,10 @@ class SettledModule(nn.Module):
 
     def settle(self) -> None:
         """Order the current stream after any EM step in flight and write what it left to
-        its first reader (see :meth:`Executor.settle`); no host wait."""
+        its first reader (see :meth:`Executor.settle` and :meth:`Executor.materialize`); no
+        host wait."""
         self.executor.settle(self, deferred=True)
+        self.executor.materialize(self)
 
     def state_dict(self, *args: Any, **kwargs: Any) -> Any:
         self.settle()

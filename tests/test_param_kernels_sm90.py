@@ -24,7 +24,8 @@ def build_param_kernels_for_sm90() -> None:
     p, i = "*fp32", "*i32"
     em = {"w": p, "flows": p, "tile_group": i, "mixed": i, "gsum": p, "gsize": p, "logits": p,
           "zero": "*i8", "ntiles": "i32", "step": "fp32", "pseudocount": "fp32"}
-    builds = [(kp.em_weights.jit, em, dict(TILES=16, PARTIAL=part)) for part in (True, False)]
+    builds = [(kp.em_weights.jit, em, dict(TILES=16, PARTIAL=part, LOGITS=keep))
+              for part in (True, False) for keep in (True, False)]
     compile_for_sm90(builds)
 
 

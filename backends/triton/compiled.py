@@ -238,7 +238,10 @@ class TritonExecutor(PassRunner, ParamInit, EMSteps, ExternalInputs, Executor):
         if key == self._synced:
             return
         self._input_args(m)
-        self.dp.weights_from_logits(m.sum_logits.detach(), m.sum_norm, self._w)
+        if self.owes_logits(m) and (self._synced is None or key[4] != self._synced[4]):
+            self.materialize(m)  # (sum_norm was written: w follows it and the logits)
+        if not self.owes_logits(m):  # (owed logits were read by no one: w is current)
+            self.dp.weights_from_logits(m.sum_logits.detach(), m.sum_norm, self._w)
         native_params(self.tables, m.input_raw.detach(), m.input_shift, self._theta,
                       self._cnorm)
         self._synced = self._param_key(m)
@@ -271,6 +274,8 @@ class TritonExecutor(PassRunner, ParamInit, EMSteps, ExternalInputs, Executor):
         if x.dim() != 2 or x.shape[1] < m.num_vars:
             raise ValueError(f"expected data of shape [batch, {m.num_vars}], got "
                              f"{tuple(x.shape)}")
+        if m.param_grads and torch.is_grad_enabled():  # (autograd records the logits)
+            self.materialize(m)
         # (straight from nn.Module's table; sync_params below waits for an EM step in flight)
         logits, raw = m._parameters["sum_logits"], m._parameters["input_raw"]
         assert logits is not None and raw is not None

@@ -32,6 +32,9 @@ class EMSteps:
     em_nstats: list[Tensor]
     _w: Tensor
     _theta: Tensor
+    materialize: Any
+    drop_logits: Any
+    owes_logits: Any
     _cnorm: list[Tensor]
     _flows_owed: bool
     _em_zero_counts: bool
@@ -82,12 +85,11 @@ class EMSteps:
         parallel compile can record them (the EM step's torch operations need no JIT)."""
         dp = self.dp
         raw, shift = m._parameters["input_raw"], m._buffers["input_shift"]
-        logits, flows = m._parameters["sum_logits"], m._buffers["sum_flows"]
-        assert raw is not None and shift is not None and logits is not None
-        assert flows is not None
+        flows = m._buffers["sum_flows"]
+        assert raw is not None and shift is not None and flows is not None
 
-        def launches() -> None:
-            dp.em_weights(self._w, flows, logits.detach(), 0.1, 0.1, True)
+        def launches() -> None:  # (EM-only training: the logits are not kept, see em_step)
+            dp.em_weights(self._w, flows, None, 0.1, 0.1, True)
             for tb, ns, c in zip(self.tables, self.em_nstats, self._cnorm):
                 fm = family(tb.layer.dist)
                 if tb.layer.param_size and fm.learns:
@@ -103,15 +105,22 @@ class EMSteps:
         self.sync_params(m)
         self._clear_owed(m)  # no backward since the last step: its flows are zero
         # (straight from nn.Module's tables: no settling of the void flows)
+        # EM-only training updates the kernels' weights alone: the logits are written when
+        # next read (materialize); with gradients an optimizer may hold them: kept in step
+        if m.param_grads:
+            self.materialize(m)
+        else:
+            self.drop_logits(m)
         rawp, shift = m._parameters["input_raw"], m._buffers["input_shift"]
-        logits, flows = m._parameters["sum_logits"], m._buffers["sum_flows"]
+        logitsp, flows = m._parameters["sum_logits"], m._buffers["sum_flows"]
         norm = m._buffers["sum_norm"]
-        assert rawp is not None and shift is not None and logits is not None
+        assert rawp is not None and shift is not None and logitsp is not None
         assert flows is not None and norm is not None
         raw = rawp.detach()
+        logits = None if self.owes_logits(m) else logitsp.detach()
 
         def run() -> None:
-            gsum = self.dp.em_weights(self._w, flows, logits.detach(), eta, alpha, True)
+            gsum = self.dp.em_weights(self._w, flows, logits, eta, alpha, True)
             z = norm[:-1]
             z.copy_(torch.where(gsum + alpha > 0, torch.log((1 - eta) * torch.exp(z) + eta), z))
             em_update_inputs(self.tables, self._theta, raw, shift, self._cnorm,
@@ -123,7 +132,8 @@ class EMSteps:
 
         # (on a stream of its own in EM-only training: with gradients, a torch optimizer may
         # hold the parameters, and its in-place updates would not wait; see overlap.py)
-        self.em.launch(lambda: self._run(m, ("em", eta, alpha), run, scratch_only=False),
+        key = ("em", eta, alpha, None if logits is None else logits.data_ptr())
+        self.em.launch(lambda: self._run(m, key, run, scratch_only=False),
                        overlap=not m.param_grads)
         self._synced = self._param_key(m)  # both sides were updated together
         # the weights whose next backward stores their flows keep them: void until then

@@ -149,24 +149,25 @@ def logits_grad(w, pgrad, tile_group, mixed, gs, norm, out, ntiles, TILES: tl.co
 
 
 @triton.jit
-def _em_body(w, flows, logits, off, m, zm, gs, k, step, pseudocount):
+def _em_body(w, flows, logits, off, m, zm, gs, k, step, pseudocount, LOGITS: tl.constexpr):
     fl = tl.load(flows + off, mask=m, other=0.0)
     ww = tl.load(w + off, mask=m, other=0.0)
     den = gs + pseudocount
     new = tl.where(m & (den > 0.0), (1.0 - step) * ww + step * (fl + pseudocount / k) /
                    tl.where(den > 0.0, den, 1.0), ww)
     tl.store(w + off, new, mask=m)
-    tl.store(logits + off, tl.log(new), mask=m)
+    if LOGITS:
+        tl.store(logits + off, tl.log(new), mask=m)
     tl.store(flows + off, tl.zeros_like(new), mask=m & zm)
 
 
 @kernel
 def em_weights(w, flows, tile_group, mixed, gsum, gsize, logits, zero, ntiles, step,
-               pseudocount, TILES: tl.constexpr, PARTIAL: tl.constexpr):
+               pseudocount, TILES: tl.constexpr, PARTIAL: tl.constexpr, LOGITS: tl.constexpr):
     """w <- (1 - step) w + step (F + a / K) / (F_g + a) per group (unchanged where F_g + a is
-    0); logits <- log w; flows <- 0 (padding untouched), where PARTIAL only in the tiles
-    with zero[t] != 0 (the others' next EM flows are stored by the backward, whatever they
-    hold)."""
+    0); logits <- log w (where LOGITS); flows <- 0 (padding untouched), where PARTIAL only in
+    the tiles with zero[t] != 0 (the others' next EM flows are stored by the backward,
+    whatever they hold)."""
     off, tg, uniform = _tiles(tile_group, ntiles, TILES)
     t = tl.program_id(0) * TILES + tl.arange(0, TILES)
     if PARTIAL:
@@ -177,10 +178,10 @@ def em_weights(w, flows, tile_group, mixed, gsum, gsize, logits, zero, ntiles, s
         mt = tg >= 0
         gt = tl.maximum(tg, 0)
         _em_body(w, flows, logits, off, mt[:, None], zt, tl.load(gsum + gt, mask=mt)[:, None],
-                 tl.load(gsize + gt, mask=mt, other=1.0)[:, None], step, pseudocount)
+                 tl.load(gsize + gt, mask=mt, other=1.0)[:, None], step, pseudocount, LOGITS)
     else:
         gm = _mixed_groups(mixed, tg)
         mm = gm >= 0
         gm = tl.maximum(gm, 0)
         _em_body(w, flows, logits, off, mm, zt, tl.load(gsum + gm, mask=mm),
-                 tl.load(gsize + gm, mask=mm, other=1.0), step, pseudocount)
+                 tl.load(gsize + gm, mask=mm, other=1.0), step, pseudocount, LOGITS)

@@ -534,16 +534,19 @@ class DevicePlan:
             self.k.logits_grad[self.tile_grid](w, pgrad, self.tiles, self.mixed, gs, norm, out,
                                                self.tiles.numel(), TILES=WTILES)
 
-    def em_weights(self, w: Tensor, flows: Tensor, logits: Tensor, step: float,
+    def em_weights(self, w: Tensor, flows: Tensor, logits: Tensor | None, step: float,
                    pseudocount: float, partial: bool = False) -> Tensor:
-        """One EM update of ``w`` and ``logits`` from ``flows`` (zeroed; ``partial``: only in
-        the tiles of :meth:`em_zero_tiles`); returns the per-group flow sums."""
+        """One EM update of ``w`` and ``logits`` (None: not kept, see
+        :meth:`~pccc.backends.triton.compiled.TritonExecutor.materialize`) from ``flows``
+        (zeroed; ``partial``: only in the tiles of :meth:`em_zero_tiles`); returns the
+        per-group flow sums."""
         gsum = self.group_reduce(0, flows, torch.zeros(self.num_groups, device=self.device))
         zero = self.em_zero_tiles() if partial else gsum
         self.k.em_weights[self.tile_grid](w, flows, self.tiles, self.mixed, gsum,
-                                          self.group_size, logits, zero, self.tiles.numel(),
-                                          float(step), float(pseudocount), TILES=WTILES,
-                                          PARTIAL=partial)
+                                          self.group_size, w if logits is None else logits,
+                                          zero, self.tiles.numel(), float(step),
+                                          float(pseudocount), TILES=WTILES, PARTIAL=partial,
+                                          LOGITS=logits is not None)
         return gsum
 
     @property
