@@ -32,9 +32,11 @@ def input_probs(nd: InputVector, p: torch.Tensor, x: np.ndarray) -> torch.Tensor
         w = (high - low) / card
         mu, s = p[:, 0][None, :], torch.exp(p[:, 1])[None, :]
         kk = k.double()[:, None]
-        upper = torch.where(kk == card - 1, 1.0, logistic_cdf((low + (kk + 1) * w - mu) / s))
-        lower = torch.where(kk == 0, 0.0, logistic_cdf((low + kk * w - mu) / s))
-        return upper - lower
+        a = torch.where(kk == 0, -torch.inf, (low + kk * w - mu) / s)
+        b = torch.where(kk == card - 1, torch.inf, (low + (kk + 1) * w - mu) / s)
+        # the bin's mass as a difference of the tail it lies in (no cancellation near 1)
+        return torch.where(a > 0, logistic_cdf(-a) - logistic_cdf(-b),
+                           logistic_cdf(b) - logistic_cdf(a))
     table = p
     if nd.dist == "masked_categorical":
         rows = torch.as_tensor(np.asarray(a["mask"], np.float64).reshape(-1, a["card"]))

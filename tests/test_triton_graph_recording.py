@@ -79,7 +79,8 @@ class _StandInGraphs:
         def graph(g: Graph, **kw: Any):
             # the pass being recorded is the caller's `fn` (PassRunner._run's local)
             g.fn = sys._getframe(2).f_locals["fn"]
-            held = _tensors(outer.module) + _tensors(outer.module.executor)
+            held = [t for t in _tensors(outer.module) + _tensors(outer.module.executor)
+                    if 0 not in t.stride() or t.numel() <= 1]  # (placeholders: not written)
             saved = [t.detach().clone() for t in held]
             yield
             for t, s in zip(held, saved):  # recorded, not run
