@@ -57,6 +57,16 @@ def _ro(a: Any, dtype: Any = np.int64) -> np.ndarray:
     return arr
 
 
+def _int32(a: Any) -> Any:
+    """``a``, checked to fit int32 unless it is int32 already (then as it is: no pass)."""
+    if isinstance(a, np.ndarray) and a.dtype == np.int32:
+        return a
+    arr = np.asarray(a)
+    if arr.size and arr.dtype.kind in "iu" and (arr.min() < -(1 << 31) or arr.max() >= 1 << 31):
+        raise ValueError("param_group: a group id beyond int32")
+    return arr
+
+
 @dataclass(frozen=True)
 class Offsets:
     """A regular ``param_map`` entry, kept as its rule: the offsets of an array of ``shape``
@@ -323,7 +333,9 @@ class KernelPlan(ValueEq):
     reserved_params: int
     """``params[:reserved_params]`` are the zero padding tile"""
     param_group: np.ndarray
-    """int64 ``[len(params)]``: normalization group of each weight (-1: padding)"""
+    """int32 ``[len(params)]``: normalization group of each weight (-1: padding; any integer
+    array given is made int32, refused where a value does not fit: 4 bytes a weight on the
+    host)"""
     group_size: np.ndarray
     """int64 ``[num_groups]``: children of each group (K in the EM pseudocount)"""
     input_params: np.ndarray
@@ -344,7 +356,7 @@ class KernelPlan(ValueEq):
         object.__setattr__(self, "var_cards", _ro(self.var_cards))
         object.__setattr__(self, "params", _ro(self.params, np.float64))
         object.__setattr__(self, "input_params", _ro(self.input_params, np.float64))
-        object.__setattr__(self, "param_group", _ro(self.param_group))
+        object.__setattr__(self, "param_group", _ro(_int32(self.param_group), np.int32))
         object.__setattr__(self, "group_size", _ro(self.group_size))
         if not isinstance(self.param_map, ParamMap):  # (a ParamMap is sorted and read-only)
             object.__setattr__(self, "param_map", ParamMap(self.param_map))

@@ -158,7 +158,7 @@ class _Weights:
             total += nb * nc * B * C
             groups += c.nodes[v].n
         self.params = np.empty(total)  # every entry is written once: no zero-fill pass
-        self.group = np.empty(total, np.int64)
+        self.group = np.empty(total, np.int32)
         self.params[: self.reserved] = 0.0
         self.group[: self.reserved] = -1
         # the copy jobs write through views (the plan makes its arrays read-only)

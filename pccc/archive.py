@@ -34,7 +34,7 @@ MAX_MANIFEST_BYTES = 1 << 28
 #: the deepest nesting of lists and objects in the manifest
 MAX_DEPTH = 64
 #: the dtypes an array member may have (those pccc writes), little-endian
-DTYPES = frozenset({"<i8", "<f8", "<f4", "|b1"})
+DTYPES = frozenset({"<i8", "<i4", "<f8", "<f4", "|b1"})
 #: deflate cannot expand data more than about 1032 times
 _MAX_RATIO = 1100
 

@@ -27,9 +27,10 @@ MAX_INT = 1 << 62
 
 @dataclass(frozen=True)
 class Arr:
-    """An array member: its dtype (None: any allowed) and number of dimensions (None: any)."""
+    """An array member: its dtype (None: any allowed; several: a tuple) and number of
+    dimensions (None: any)."""
 
-    dtype: str | None
+    dtype: str | tuple[str, ...] | None
     ndim: int | None
 
 
@@ -48,7 +49,8 @@ SCHEMA: dict[str, dict[str, Spec]] = {
         "num_vars": "int", "var_cards": I64, "num_node_slots": "int", "root_slot": "int",
         "input_layers": ("tuple", _cls("InputLayer")),
         "layers": ("tuple", _cls("ProductLayer", "SumLayer")),
-        "params": F64, "reserved_params": "int", "param_group": I64, "group_size": I64,
+        "params": F64, "reserved_params": "int", "param_group": Arr(("<i4", "<i8"), 1),
+        "group_size": I64,
         "input_params": F64, "param_map": ("dict", Arr("<i8", None)),
         "input_param_keys": ("set", "str"), "meta": ("tuple", ("pair", "str", "str")),
         "num_roots": "int"},
@@ -175,8 +177,10 @@ class Decoder:
         if not isinstance(name, str):
             raise self.fail(where, "the array's member name is not a string")
         arr = self.archive.array(name)
-        if spec.dtype is not None and arr.dtype.str != spec.dtype:
-            raise self.fail(where, f"member {name} holds {arr.dtype.str}, expected {spec.dtype}")
+        allowed = (spec.dtype,) if isinstance(spec.dtype, str) else spec.dtype
+        if allowed is not None and arr.dtype.str not in allowed:
+            raise self.fail(where, f"member {name} holds {arr.dtype.str}, expected "
+                            f"{' or '.join(allowed)}")
         if spec.ndim is not None and arr.ndim != spec.ndim:
             raise self.fail(where, f"member {name} has {arr.ndim} dimensions, expected "
                             f"{spec.ndim}")

@@ -96,7 +96,7 @@ class TorchExecutor(Executor):
         num = len(param_group)
         real = np.flatnonzero(param_group >= 0)
         order = real[np.argsort(param_group[real], kind="stable")]
-        g = param_group[order]
+        g = param_group[order].astype(np.int64)
         counts = np.bincount(g, minlength=num_groups)
         kmax = max(int(counts.max(initial=1)), 1)
         first = np.concatenate([[0], np.cumsum(counts)[:-1]]) if num_groups else np.zeros(0, int)

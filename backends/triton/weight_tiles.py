@@ -47,7 +47,8 @@ def group_tiles(param_group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def row_bounds(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each row's minimum and maximum, in one pass by torch's threads (numpy's ``min`` and
     ``max`` are a single-threaded pass each: 0.5 s over PD-256's 155M weight groups)."""
-    a = np.ascontiguousarray(a, np.int64)  # (torch views native-order, positive strides)
+    a = np.ascontiguousarray(a)  # (torch views native-order, positive strides; no copy of
+    # the plan's int32 groups)
     with warnings.catch_warnings():  # the plan's arrays are read-only; torch only reads here
         warnings.filterwarnings("ignore", "The given NumPy array is not writable")
         t = torch.from_numpy(a)
