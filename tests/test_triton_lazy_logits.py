@@ -64,7 +64,7 @@ def _train(m, x, steps: int, read: bool) -> list[torch.Tensor]:
     return out
 
 
-@settings(max_examples=4, deadline=None)
+@settings(max_examples=2, deadline=None)
 @given(st.data())
 def test_logits_are_written_from_the_weights_when_read(data):
     pytest.importorskip("triton")
