@@ -25,7 +25,7 @@ declare -A WHAT=(
   [warm]="gpu_bench.py --warm on HCLT-128 and PD-64: the start-up of a second process"
   [kinds]="kernel_kinds.py on HCLT-256 and PD-256: time, TFLOP/s and GB/s per kernel kind"
   [paper]="bench_paper.py: the PyJuice paper's PD-mid and HCLT-mid over 32x32x3, both sides"
-  [scale]="bench_paper.py --scale, ours: PD over 28x28 from 1280 latents, HCLT from 2048, to the first failure (80 GB cap)"
+  [scale]="bench_paper.py --scale, ours (float32 plan weights, flows in nodes): PD over 28x28 from 1536 latents, HCLT from 2560, to the first failure (80 GB cap)"
   [scalepj]="bench_paper.py --scale, PyJuice: PD from 1280 latents, HCLT from 1024, to the first failure (80 GB cap)"
   [workers]="gpu_bench.py on HCLT-32/128 and PD-64 without, then with 16 compile workers"
   [mnist]="pccc train (HCLT-128, 3 epochs) and PyJuice's MNIST script: docs/results.md's row"
@@ -40,6 +40,8 @@ declare -A WHAT=(
   [gputests]="the Triton test files on the GPU (TRITON_INTERPRET=0): sums, padding, EM"
 )
 ORDER=(gputests epoch1 lonewarps fallback mempeak gate queries seeds trees mnist nodes fanin warm workers kinds nodekinds paper variants scale scalepj)
+#: the training pipeline with float32 plan weights (layout-params' float32-weights)
+F32_PIPELINE="canonicalize,group-blocks,partition-layers,layout-params{float32-weights=true}"
 
 if [ "${1:-}" = "--list" ] || [ $# -eq 0 ]; then
   for s in "${ORDER[@]}"; do printf '%-8s %4ss  %s\n' "$s" "${LIMIT[$s]}" "${WHAT[$s]}"; done
@@ -121,12 +123,16 @@ run_step() {
                  --which hclt-mid --sides ours $v --out "$dir/$(echo "${v:-default}" | tr -c 'a-z0-9.\n' _)"
               done ;;
     scale|scalepj)  # (PD-1024 and below train on both sides: docs/benchmarks.md, scale points)
-           if [ "$step" = scale ]; then side=ours pd=1280,1408,1536 hc=2048,2560,3072
-           else side=pyjuice pd=1280,1408,1536 hc=1024,2048,2560; fi
+           # ours: float32 plan weights (the host's 4 bytes a weight) and flows in the node
+           # rows where the schedule allows (HCLT)
+           if [ "$step" = scale ]; then side=ours pd=1536,1728 hc=2560,3072
+             opts=(--pipeline "$F32_PIPELINE" --option flows_in_nodes=true)
+           else side=pyjuice pd=1280,1408,1536 hc=1024,2048,2560 opts=(); fi
            for k in pd hclt; do
              if [ $k = pd ]; then lad=(--pd-latents $pd); else lad=(--hclt-latents $hc); fi
              timeout $(( ${LIMIT[$step]} / 2 )) python3 benchmarks/bench_paper.py --scale \
-              --kinds $k --sides $side "${lad[@]}" --gib 79.1 --timeout 200 --out "$dir/$k"
+              --kinds $k --sides $side "${lad[@]}" "${opts[@]}" --gib 79.1 --timeout 200 \
+              --out "$dir/$k"
            done ;;
     *) echo "gpu_suite: unknown step $step (see --list)" >&2; return 2 ;;
   esac

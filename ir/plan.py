@@ -57,6 +57,11 @@ def _ro(a: Any, dtype: Any = np.int64) -> np.ndarray:
     return arr
 
 
+def _float_kind(a: Any) -> Any:
+    """float32 for a float32 array (kept as it is), else float64."""
+    return np.float32 if isinstance(a, np.ndarray) and a.dtype == np.float32 else np.float64
+
+
 def _int32(a: Any) -> Any:
     """``a``, checked to fit int32 unless it is int32 already (then as it is: no pass)."""
     if isinstance(a, np.ndarray) and a.dtype == np.int32:
@@ -329,7 +334,8 @@ class KernelPlan(ValueEq):
     layers: tuple[ProductLayer | SumLayer, ...]
     """alternating ProductLayer, SumLayer, ProductLayer, SumLayer, ..."""
     params: np.ndarray
-    """float64 flat linear sum weights"""
+    """float64 flat linear sum weights (float32 where given so: ``layout-params``'
+    ``float32-weights``)"""
     reserved_params: int
     """``params[:reserved_params]`` are the zero padding tile"""
     param_group: np.ndarray
@@ -354,7 +360,7 @@ class KernelPlan(ValueEq):
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "var_cards", _ro(self.var_cards))
-        object.__setattr__(self, "params", _ro(self.params, np.float64))
+        object.__setattr__(self, "params", _ro(self.params, _float_kind(self.params)))
         object.__setattr__(self, "input_params", _ro(self.input_params, np.float64))
         object.__setattr__(self, "param_group", _ro(_int32(self.param_group), np.int32))
         object.__setattr__(self, "group_size", _ro(self.group_size))

@@ -141,7 +141,7 @@ def _key(c: Circuit, v: int) -> str:
 class _Weights:
     """The flat sum-weight buffer: one tile array per parameter key."""
 
-    def __init__(self, bc: BlockedCircuit, order: list[int]):
+    def __init__(self, bc: BlockedCircuit, order: list[int], dtype: Any = np.float64):
         c = bc.circuit
         self.bc = bc
         self.grid = {v: bc.grid(v) for v in bc.blocks}  # (B, C, nb, nc) of every sum
@@ -157,7 +157,7 @@ class _Weights:
             self.base[key], self.group0[key] = total, groups
             total += nb * nc * B * C
             groups += c.nodes[v].n
-        self.params = np.empty(total)  # every entry is written once: no zero-fill pass
+        self.params = np.empty(total, dtype)  # every entry is written once: no zero-fill
         self.group = np.empty(total, np.int32)
         self.params[: self.reserved] = 0.0
         self.group[: self.reserved] = -1
@@ -464,19 +464,24 @@ def _rows(start: np.ndarray, n: np.ndarray) -> np.ndarray:
 
 
 @register_pass("layout-params", input_level="L2", output_level="L3")
-def layout_params(lc: LayeredCircuit, *, threads: int = 0) -> KernelPlan:
+def layout_params(lc: LayeredCircuit, *, threads: int = 0, float32_weights: bool = False
+                  ) -> KernelPlan:
     """Lay out node slots, element runs, tiled weights and index tables as flat arrays.
 
     Args:
         threads: threads copying parameters (0: one per core, at most 8); the result does
             not depend on it.
+        float32_weights: store the flat sum weights as float32, rounded (what the Triton
+            kernels compute with: its modules are the same; 4 bytes a weight less on the
+            host for circuits of billions of weights; the float64 torch backend then starts
+            from the rounded weights).
     """
     c = lc.circuit
     slot = np.full(len(c.nodes), -1, np.int64)  # node slot of every input and sum vector
     jobs: list[_Job] = []
     in_layers, in_params, in_map, next_slot = _input_layers(c, slot, 1, jobs)
     order = [s for layer in lc.layers for s in layer.sum_order()]
-    wts = _Weights(lc.blocked, order)
+    wts = _Weights(lc.blocked, order, np.float32 if float32_weights else np.float64)
     _run_jobs(jobs + wts.jobs(PIECE), threads)
     layers: list[ProductLayer | SumLayer] = []
     elems = _Elements(c, slot)
