@@ -93,7 +93,8 @@ def unwritten(n: int, dev: torch.device) -> Tensor:
 
 
 class ParamInit:
-    """The executor's :meth:`_init_sums` and :meth:`input_values`."""
+    """The executor's :meth:`_init_sums` and :meth:`input_values`, and the sum logits it
+    writes when they are first read (:meth:`materialize`, :meth:`drop_logits`)."""
 
     device: torch.device
     dp: DevicePlan
