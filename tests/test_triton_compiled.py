@@ -48,11 +48,12 @@ def _grads_and_em(c, x, tol, weighted=False, verify=True, **options):
     for a, b in ((tri.sum_logits, ref.sum_logits), (tri.input_raw, ref.input_raw)):
         ga = a.grad if a.grad is not None else torch.zeros_like(a)
         gb = b.grad if b.grad is not None else torch.zeros_like(b)
-        # small gradients: a tolerance to their scale, down to 1e-6 (below it, float64's
-        # rounding noise of gradients that are 0)
+        # small gradients: a tolerance to their scale, down to 1e-3 (below it, float32's
+        # rounding of per-edge terms of order 1 whose sum is 0: -6e-8 against 1e-17 in a
+        # circuit whose logit gradients are all 0)
         scale = float(gb.abs().max()) if gb.numel() else 0.0
         np.testing.assert_allclose(ga.cpu().double().numpy(), gb.numpy(), rtol=5 * tol,
-                                   atol=5 * tol * min(1.0, max(scale, 1e-6)))
+                                   atol=5 * tol * min(1.0, max(scale, 1e-3)))
     MiniBatchEM(tri, step_size=0.5, pseudocount=0.1).step()
     MiniBatchEM(ref, step_size=0.5, pseudocount=0.1).step()
     wa = torch.exp(tri.log_weights()).detach().cpu().double().numpy()

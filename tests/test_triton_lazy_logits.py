@@ -142,9 +142,14 @@ def test_logits_given_through_data_are_taken_and_stale_references_cannot_write()
     x = torch.as_tensor(np.random.default_rng(3).integers(0, 5, (6, 4)))
     m = pccc.compile(c, backend="triton", device=DEV, precision="fp32")
     kept = m.sum_logits  # (written now)
+    view = kept.detach()  # (its storage from before the step; the parameter's version)
     _train(m, x, 1, read=False)
     with pytest.raises(RuntimeError), torch.no_grad():
         kept.add_(1.0)  # the step dropped the logits: the parameter holds the placeholder
+    stepped = m.executor._w.detach().cpu().clone()
+    view.add_(0.0)  # pre-step values: the next pass must not take the weights from them
+    m(x.to(DEV))
+    assert torch.equal(m.executor._w.detach().cpu(), stepped)
     real = torch.as_tensor(np.asarray(m.plan.param_group) >= 0)
     m._parameters["sum_logits"].data = torch.zeros(len(m.plan.params), device=DEV)
     m.params_changed()
