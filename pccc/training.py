@@ -126,7 +126,9 @@ def evaluate(model: Any, x: np.ndarray, batch_size: int = 2048,
 
 
 def _snapshot(model: Any) -> dict[str, Any]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+    """The model's state, copied to the host (a copy on the device would add the size of
+    every parameter to the training's peak)."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
 def _make_optimizer(model: Any, cfg: TrainConfig, group: Any) -> Any:
