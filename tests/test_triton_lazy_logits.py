@@ -27,14 +27,16 @@ pytestmark = [pytest.mark.interpret, pytest.mark.usefixtures("triton_cache")]
 
 
 def _oracle(m) -> torch.Tensor:
-    """The logits of the kernels' weights, from the plan's per-weight groups (numpy)."""
-    w = m.executor._w.detach().cpu()
+    """The logits of the kernels' weights, from the plan's per-weight groups (numpy); the
+    logarithm taken on the module's device (CUDA's and the host's float32 log differ in the
+    last bit)."""
+    w = m.executor._w.detach()
     g = np.asarray(m.plan.param_group)
-    wn = w.double().numpy()
+    wn = w.cpu().double().numpy()
     tot = np.zeros(len(m.plan.group_size) + 1)
     np.add.at(tot, np.where(g >= 0, g, len(tot) - 1), np.where(g >= 0, wn, 0.0))
-    live = torch.as_tensor((g >= 0) & (tot[np.maximum(g, 0)] > 0))
-    return torch.where(live, torch.log(torch.where(live, w, 1.0)), 0.0)
+    live = torch.as_tensor((g >= 0) & (tot[np.maximum(g, 0)] > 0)).to(w.device)
+    return torch.where(live, torch.log(torch.where(live, w, 1.0)), 0.0).cpu()
 
 
 def _kept(m) -> int:
