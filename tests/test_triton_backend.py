@@ -65,7 +65,7 @@ def _check_all(plan, x, model, rng, tol=2e-4):
                                        rtol=tol * 5, atol=tol * 5)
 
 
-@settings(max_examples=8, deadline=None)
+@settings(max_examples=6, deadline=None)
 @given(st.data())
 def test_random_circuits_forward_flows_grads(data):
     c = data.draw(circuits(max_vars=4, dists=ALL_DISTS, normalized=False))

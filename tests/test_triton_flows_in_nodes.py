@@ -80,7 +80,10 @@ def _train(c: object, x: torch.Tensor, in_nodes: bool, grads: bool, option: bool
     return {k: v.detach().numpy().copy() for k, v in m.state_dict().items()}, seen, m
 
 
-@pytest.mark.parametrize("latents,grads", [(4, False), (4, True), (128, False)])
+@pytest.mark.parametrize("latents,grads", [
+    (4, False), (4, True),
+    pytest.param(128, False, marks=pytest.mark.heavy),  # (21 s under the interpreter)
+])
 def test_training_matches_the_flow_buffer_bit_for_bit(latents: int, grads: bool) -> None:
     """EM training (EM-only backward, or weighted gradients with EM statistics) from the
     same parameters and schedule: log-likelihoods, gradients and the trained state are equal
