@@ -151,12 +151,18 @@ def _put(node, flow, off, val, mask, unaligned, inp, ATOMIC: tl.constexpr, NODES
     row itself takes the flow, an input node's (inp) as it is, a sum's as q = log f - s
     (:func:`_log_ratio`), what its flow ratios need of both."""
     if NODES:
-        s = tl.load(node + off, mask=mask, other=float("-inf"))
-        tl.store(node + off, tl.where(inp, val, _log_ratio(val, s)), mask=mask)
+        _put_over(node, off, val, tl.load(node + off, mask=mask, other=float("-inf")), mask, inp)
     elif ATOMIC:
         tl.atomic_add(flow + unaligned + off, val, mask=mask, sem="relaxed")
     else:
         tl.store(flow + off, val, mask=mask)
+
+
+@triton.jit
+def _put_over(node, off, val, s, mask, inp):
+    """The flows-in-node-rows store of :func:`_put` where the caller holds the rows' values s
+    (loaded before any of its writes): an input node's flow as it is, a sum's q = log f - s."""
+    tl.store(node + off, tl.where(inp, val, _log_ratio(val, s)), mask=mask)
 
 
 @triton.jit
@@ -246,16 +252,28 @@ def _child_rows(children, e, emask, row, stride, F: tl.constexpr):
 
 
 @triton.jit
-def _tile_elements(node, children, e, emask, cols, cmask, stride, F: tl.constexpr, row, kids,
-                   offs):
-    """Log-values [CP, BT] of elements e in columns cols: from the children of
-    :func:`_child_rows` where the product is narrow (unrolled), else by :func:`_elements`."""
+def _child_values(node, cols, cmask, kids, offs, F: tl.constexpr):
+    """Narrow products (F <= NARROW): each child's node log-values [CP, BT] in columns cols,
+    from the rows of :func:`_child_rows` (0 for padding children), as a tuple of F tiles;
+    wide products: an empty tuple."""
+    vals = ()
     if F <= NARROW:
-        elem = tl.load(node + offs[0][:, None] + cols[None, :],
-                       mask=(kids[0] != 0)[:, None] & cmask[None, :], other=0.0)
+        for j in tl.static_range(F):
+            v = tl.load(node + offs[j][:, None] + cols[None, :],
+                        mask=(kids[j] != 0)[:, None] & cmask[None, :], other=0.0)
+            vals = vals + (v,)  # type: ignore[assignment]
+    return vals
+
+
+@triton.jit
+def _tile_elements(node, children, e, emask, cols, cmask, stride, F: tl.constexpr, row, vals):
+    """Log-values [CP, BT] of elements e in columns cols: the sums of the children's values
+    of :func:`_child_values` where the product is narrow (unrolled), else by
+    :func:`_elements`."""
+    if F <= NARROW:
+        elem = vals[0]
         for j in tl.static_range(1, F):
-            elem += tl.load(node + offs[j][:, None] + cols[None, :],
-                            mask=(kids[j] != 0)[:, None] & cmask[None, :], other=0.0)
+            elem += vals[j]
         elem = tl.where(emask[:, None], elem, float("-inf"))
     else:
         elem = _elements(node, children, e, emask, cols, cmask, stride, F, row)
@@ -264,14 +282,21 @@ def _tile_elements(node, children, e, emask, cols, cmask, stride, F: tl.constexp
 
 @triton.jit
 def _tile_scatter(node, flow, children, e, emask, cols, cmask, stride, val, F: tl.constexpr,
-                  row, unaligned, nin, ATOMIC: tl.constexpr, NODES: tl.constexpr, kids, offs):
+                  row, unaligned, nin, ATOMIC: tl.constexpr, NODES: tl.constexpr, kids, offs,
+                  vals):
     """Element flows val [CP, BT] to the children (:func:`_scatter`), through the children
-    of :func:`_child_rows` where the product is narrow (unrolled)."""
+    of :func:`_child_rows` where the product is narrow (unrolled); NODES there writes over
+    the values vals of :func:`_child_values`, loaded before any write, without reading the
+    rows again."""
     if F <= NARROW:
         for j in tl.static_range(F):
-            _put(node, flow, offs[j][:, None] + cols[None, :], val,
-                 (kids[j] != 0)[:, None] & cmask[None, :], unaligned, (kids[j] < nin)[:, None],
-                 ATOMIC, NODES)
+            cm = (kids[j] != 0)[:, None] & cmask[None, :]
+            off = offs[j][:, None] + cols[None, :]
+            if NODES:
+                _put_over(node, off, val, vals[j], cm, (kids[j] < nin)[:, None])
+            else:
+                _put(node, flow, off, val, cm, unaligned, (kids[j] < nin)[:, None], ATOMIC,
+                     NODES)
     else:
         _scatter(node, flow, children, e, emask, cols, cmask, stride, val, F, row, unaligned,
                  nin, ATOMIC, NODES)
@@ -392,14 +417,14 @@ def sum_bwd(node, flow, weights, pgrad, pflow, scale, flag, children, row, node_
                                   nmask, NODES)
             qmax = tl.where(qmax == float("-inf"), 0.0, qmax)
             r_s = r * tl.load(scale + cols, mask=cmask, other=0.0)[None, :]
-            elem = _tile_elements(node, children, e, ccmask, cols, cmask, stride, F, row, kids,
-                                  offs)
+            vals = _child_values(node, cols, cmask, kids, offs, F)
+            elem = _tile_elements(node, children, e, ccmask, cols, cmask, stride, F, row, vals)
             x = tl.exp(tl.minimum(elem + qmax[None, :], EXP_CAP))
             x = tl.where(real[:, None] & (elem > float("-inf")), x, 0.0)
             if SCATTER:  # else the element flows are sum_eflow's (blocks that share elements)
                 val = _mix_bwd(w, r, MIX) * x
                 _tile_scatter(node, flow, children, e, ccmask, cols, cmask, stride, val, F,
-                              row, unaligned, nin, ATOMIC, NODES, kids, offs)
+                              row, unaligned, nin, ATOMIC, NODES, kids, offs, vals)
             g += _mix_grad(r_s, x, MIX, TRANS)
             if two:  # EM flows need their own sum when examples weigh differently
                 g1 += _mix_grad(r, x, MIX, TRANS)
@@ -460,8 +485,10 @@ def sum_eflow(node, flow, weights, children, row, sib, node_start, chunk_start, 
                 acc = acc * tl.exp(qm - qs)[None, :] + _mix_bwd(w, r, MIX)
                 qm = qn
         qs = tl.where(qm == float("-inf"), 0.0, qm)
-        elem = _elements(node, children, e, ccmask, cols, cmask, stride, F, row)
+        kids, offs = _child_rows(children, e, ccmask, row, stride, F)
+        vals = _child_values(node, cols, cmask, kids, offs, F)
+        elem = _tile_elements(node, children, e, ccmask, cols, cmask, stride, F, row, vals)
         x = tl.exp(tl.minimum(elem + qs[None, :], EXP_CAP))
         x = tl.where(elem > float("-inf"), x, 0.0)
-        _scatter(node, flow, children, e, ccmask, cols, cmask, stride, acc * x, F, row,
-                 unaligned, nin, ATOMIC, NODES)
+        _tile_scatter(node, flow, children, e, ccmask, cols, cmask, stride, acc * x, F, row,
+                      unaligned, nin, ATOMIC, NODES, kids, offs, vals)
