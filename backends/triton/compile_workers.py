@@ -9,12 +9,15 @@ Worker processes compile without that limit. With Triton's public API only:
    ``triton.knobs.runtime.jit_cache_hook``; the hook receives Triton's own specialization of
    the launch (signature, constexpr values, alignment hints, and the compile options inside
    its ``specialization_data``) and returns True, so nothing is compiled here.
-2. **Compiles, in the workers.** Each worker (:mod:`.jit_worker`, a Python process started
-   with the first module that asks for workers and kept for the process's life) imports the
-   kernel's module, rebuilds ``ASTSource(fn, signature, constexprs, attrs)`` and calls
-   ``triton.compile`` for this process's GPU target. The result lands in Triton's on-disk
-   cache (the same ``TRITON_CACHE_DIR``) under the key this process's JIT computes for the
-   same launch.
+2. **Compiles, in the workers.** Each worker (:mod:`.jit_worker`'s loop in a child forked
+   from this process by the first module that asks for workers, kept for the process's
+   life) has this process's modules, Triton's cache folder and cache keys from the fork: no
+   import, no start-up. It rebuilds ``ASTSource(fn, signature, constexprs, attrs)`` and
+   calls ``triton.compile`` for this process's GPU target; the result lands in Triton's
+   on-disk cache under the key this process's JIT computes for the same launch. A worker
+   never touches the GPU (a forked child must not use the parent's CUDA context) and leaves
+   through ``os._exit`` (no exit handlers of this process run twice). Without ``os.fork``
+   (not POSIX) there are no workers and the thread pool compiles everything.
 3. **Loading, here.** The thread-pool warm-ups of :mod:`.prejit` then find every binary in the
    cache and only load it.
 
@@ -26,10 +29,10 @@ from __future__ import annotations
 import json
 import os
 import queue
-import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -116,27 +119,88 @@ def capture(launches: list[tuple[Any, Any, tuple[Any, ...], dict[str, Any]]]
     return [tasks[i] for i in order], skipped
 
 
+class Forked:
+    """A compile worker forked from this process: its task pipe (``stdin``), its answer pipe
+    (``stdout``) and ``poll``/``wait``/``kill``, as a ``subprocess.Popen`` has them; the
+    child closes its ``siblings``' pipes (else a sibling would never see its tasks end)."""
+
+    def __init__(self, siblings: list[Forked]) -> None:
+        tasks_r, tasks_w = os.pipe()
+        answers_r, answers_w = os.pipe()
+        sys.stdout.flush()
+        sys.stderr.flush()  # (nothing buffered here is written twice)
+        with warnings.catch_warnings():  # the child runs no thread of this process's: below
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:  # the worker: compiles only, then leaves without this process's exit
+            code = 0
+            try:
+                os.close(tasks_w)
+                os.close(answers_r)
+                for sib in siblings:  # (a sibling sees the end of its tasks when we exit)
+                    for f in (sib.stdin, sib.stdout):
+                        try:
+                            os.close(f.fileno())
+                        except (OSError, ValueError):
+                            pass
+                from pccc.backends.triton.jit_worker import serve
+
+                serve(inp=os.fdopen(tasks_r, "r"), out=os.fdopen(answers_w, "w"))
+            except BaseException:  # noqa: BLE001  (a child never returns to the caller)
+                code = 1
+            finally:
+                os._exit(code)
+        os.close(tasks_r)
+        os.close(answers_w)
+        self.pid: int = pid
+        self.returncode: int | None = None
+        self.stdin = os.fdopen(tasks_w, "w", buffering=1)
+        self.stdout = os.fdopen(answers_r, "r")
+
+    def poll(self) -> int | None:
+        """The exit status once the worker has exited (and been reaped), else None."""
+        if self.returncode is None:
+            try:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                self.returncode = -1
+            else:
+                if pid:
+                    self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float) -> int:
+        """Wait up to ``timeout`` seconds for the worker to exit (TimeoutError past it)."""
+        end = time.monotonic() + timeout
+        while self.poll() is None:
+            if time.monotonic() > end:
+                raise TimeoutError(f"compile worker {self.pid} did not exit")
+            time.sleep(0.01)
+        assert self.returncode is not None
+        return self.returncode
+
+    def kill(self) -> None:
+        """Stop the worker now."""
+        try:
+            os.kill(self.pid, 9)
+        except ProcessLookupError:
+            pass
+        self.poll()
+
+
 class WorkerPool:
-    """``n`` compile workers (:mod:`.jit_worker` processes) fed from one task queue."""
+    """``n`` compile workers (:class:`Forked`) fed from one task queue."""
 
     def __init__(self, n: int):
-        self.procs: list[subprocess.Popen[str]] = []
+        self.procs: list[Forked] = []
         self.grow(n)
 
     def grow(self, n: int) -> None:
-        """Start workers until there are ``n`` (they import while the caller goes on), with
-        this process's import path and Triton cache folder."""
-        from triton import knobs
-
-        paths = json.dumps([p for p in sys.path if p and os.path.isdir(p)])
-        boot = ("import json, sys; sys.path[:0] = json.loads(sys.argv[1]); "
-                "from pccc.backends.triton.jit_worker import serve; serve(sys.argv[2])")
+        """Fork workers until there are ``n`` (none without ``os.fork``)."""
+        if not hasattr(os, "fork"):
+            return
         while len(self.procs) < n:
-            self.procs.append(subprocess.Popen(
-                [sys.executable, "-c", boot, paths, knobs.cache.dir or ""], text=True,
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                bufsize=1))
-
+            self.procs.append(Forked(self.procs))
     def run(self, tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Compile ``tasks`` in the order given (:func:`capture` puts the widest sum kernels,
         the longest compiles, first), each worker taking the next one when done; the answers
@@ -147,7 +211,7 @@ class WorkerPool:
             todo.put((i, dict(task, id=i)))
         answers: list[dict[str, Any]] = [{} for _ in tasks]
 
-        def feed(proc: subprocess.Popen[str]) -> None:
+        def feed(proc: Forked) -> None:
             assert proc.stdin is not None and proc.stdout is not None
             while True:
                 try:
@@ -186,7 +250,7 @@ class WorkerPool:
                 if p.stdin is not None:
                     p.stdin.close()
                 p.wait(timeout=5)
-            except (OSError, subprocess.TimeoutExpired):
+            except (OSError, TimeoutError):
                 p.kill()
         self.procs = []
 

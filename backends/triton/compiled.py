@@ -112,9 +112,10 @@ class TritonExecutor(PassRunner, ParamInit, EMSteps, ExternalInputs, Executor):
         if self.device.type == "cuda":
             canonical_keys()  # (the same cache keys in every process: see lazyjit)
         if self.parallel_jit:
-            hash_triton_early()
             if options.jit_workers and prejit_enabled():
-                compile_workers.pool(options.jit_workers)  # importing meanwhile
+                # forked before the hashing thread starts (each worker hashes on its own)
+                compile_workers.pool(options.jit_workers)
+            hash_triton_early()
         #: replay each pass as a CUDA graph (see :meth:`_run`)
         self.use_graphs = self.device.type == "cuda" and options.cuda_graphs
 

@@ -1,6 +1,7 @@
-"""A compile worker (:func:`serve`, started by :mod:`.compile_workers`): reads one task per
-line on stdin, compiles it with ``triton.compile`` into Triton's on-disk cache, answers one
-JSON line per task on stdout. No GPU is touched: the target comes with the task.
+"""A compile worker's loop (:func:`serve`, in a child forked by :mod:`.compile_workers`):
+reads one task per line of its task pipe, compiles it with ``triton.compile`` into Triton's
+on-disk cache, answers one JSON line per task on its answer pipe. No GPU is touched: the
+target comes with the task.
 
 A task is JSON: ``{"id", "kernel": "module:qualname", "target": {"backend", "arch",
 "warp_size"}, "signature", "attrs", "options": the ``repr`` of each, "constants": [[key,
@@ -14,9 +15,8 @@ from __future__ import annotations
 import ast
 import importlib
 import json
-import sys
 import time
-from typing import Any
+from typing import Any, TextIO
 
 
 def resolve(ref: str) -> Any:
@@ -65,20 +65,21 @@ def compile_task(task: dict[str, Any]) -> None:
                    options=ast.literal_eval(task["options"]))
 
 
-def serve(cache_dir: str = "") -> None:
-    """The worker's loop: a task per stdin line, an answer per stdout line; ``cache_dir``:
-    the parent's Triton cache folder (empty: Triton's default)."""
-    from triton import knobs
-
+def serve(inp: TextIO, out: TextIO) -> None:
+    """The worker's loop: a task per line of ``inp``, an answer per line of ``out``. The
+    process is a fork of the module's own (:class:`.compile_workers.Forked`): Triton's cache
+    folder and the kernels' cache keys are the parent's."""
     from pccc.backends.triton.lazyjit import canonical_keys
 
-    if cache_dir:
-        knobs.cache.dir = cache_dir
-    canonical_keys()  # the parent's cache keys (see lazyjit.canonical_keys)
+    canonical_keys()  # (computed before the fork: a no-op then)
+    try:
+        from triton.runtime.cache import triton_key
 
-    out = sys.stdout
+        triton_key()  # the hash every cache key includes, before the first task arrives
+    except ImportError:
+        pass
     print(json.dumps({"ready": True}), file=out, flush=True)
-    for line in sys.stdin:
+    for line in inp:
         if not line.strip():
             continue
         task = json.loads(line)
@@ -92,5 +93,3 @@ def serve(cache_dir: str = "") -> None:
         print(json.dumps(answer), file=out, flush=True)
 
 
-if __name__ == "__main__":
-    serve(*sys.argv[1:2])
