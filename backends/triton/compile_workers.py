@@ -34,7 +34,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TextIO
 
 #: the workers of this process (started once, grown on demand)
 _POOL: WorkerPool | None = None
@@ -123,6 +123,9 @@ class Forked:
     """A compile worker forked from this process: its task pipe (``stdin``), its answer pipe
     (``stdout``) and ``poll``/``wait``/``kill``, as a ``subprocess.Popen`` has them; the
     child closes its ``siblings``' pipes (else a sibling would never see its tasks end)."""
+
+    stdin: TextIO
+    stdout: TextIO
 
     def __init__(self, siblings: list[Forked]) -> None:
         tasks_r, tasks_w = os.pipe()
