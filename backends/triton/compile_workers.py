@@ -69,11 +69,11 @@ def _options(spec_json: str) -> dict[str, Any]:
 
 
 def capture(launches: list[tuple[Any, Any, tuple[Any, ...], dict[str, Any]]]
-            ) -> tuple[list[dict[str, Any]], int]:
+            ) -> tuple[list[dict[str, Any]], int, list[bool]]:
     """Triton's specialization of each launch ``(kernel, grid, args, kwargs)`` (its
     ``warmup`` under a ``jit_cache_hook`` that stops before compiling): the tasks for the
-    workers, and how many launches gave none (already compiled here, or a constexpr the
-    workers cannot rebuild)."""
+    workers, how many launches gave none (already compiled here, or a constexpr the
+    workers cannot rebuild) and, per launch, whether a task covers it."""
     from triton import knobs
     from triton.runtime import driver
 
@@ -83,6 +83,7 @@ def capture(launches: list[tuple[Any, Any, tuple[Any, ...], dict[str, Any]]]
     widths: list[int] = []
     seen: set[str] = set()
     skipped, called = 0, 0
+    handed: list[bool] = []
 
     def hook(*, fn: Any, compile: dict[str, Any], **_: Any) -> bool:
         nonlocal skipped, called
@@ -109,14 +110,19 @@ def capture(launches: list[tuple[Any, Any, tuple[Any, ...], dict[str, Any]]]
     knobs.runtime.jit_cache_hook = hook
     try:
         for kernel, grid, args, kwargs in launches:
-            n = called
-            kernel.warmup(*args, grid=grid, **kwargs)
-            if called == n:  # compiled already: the hook was not called
-                skipped += 1
+            n, before_skipped = called, skipped
+            try:
+                kernel.warmup(*args, grid=grid, **kwargs)
+            except TypeError:  # Triton's JSON of the launch before the hook: left to us
+                skipped += 1  # (a Triton function as a constexpr argument, Triton 3.6)
+            else:
+                if called == n:  # compiled already: the hook was not called
+                    skipped += 1
+            handed.append(skipped == before_skipped)
     finally:
         knobs.runtime.jit_cache_hook = before
     order = sorted(range(len(tasks)), key=lambda i: -widths[i])  # (stable among equals)
-    return [tasks[i] for i in order], skipped
+    return [tasks[i] for i in order], skipped, handed
 
 
 class Forked:
@@ -128,6 +134,8 @@ class Forked:
     stdout: TextIO
 
     def __init__(self, siblings: list[Forked]) -> None:
+        from pccc.backends.triton.jit_worker import serve  # (imported before the fork)
+
         tasks_r, tasks_w = os.pipe()
         answers_r, answers_w = os.pipe()
         sys.stdout.flush()
@@ -146,8 +154,6 @@ class Forked:
                             os.close(f.fileno())
                         except (OSError, ValueError):
                             pass
-                from pccc.backends.triton.jit_worker import serve
-
                 serve(inp=os.fdopen(tasks_r, "r"), out=os.fdopen(answers_w, "w"))
             except BaseException:  # noqa: BLE001  (a child never returns to the caller)
                 code = 1
@@ -273,17 +279,37 @@ def pool(n: int) -> WorkerPool:
 
 
 def compile_in_workers(launches: list[tuple[Any, Any, tuple[Any, ...], dict[str, Any]]],
-                       n: int, log: Callable[[dict[str, Any]], None] | None = None) -> None:
+                       n: int, log: Callable[[dict[str, Any]], None] | None = None
+                       ) -> list[bool]:
     """Compile ``launches`` ``(kernel, grid, args, kwargs)`` on ``n`` workers into Triton's
-    cache (see the module docstring); ``log`` gets a summary (tasks, failures, seconds)."""
+    cache (see the module docstring) and wait; ``log`` gets a summary (tasks, failures,
+    seconds). Returns, per launch, whether the workers took it."""
+    handed, wait = start_in_workers(launches, n, log)
+    wait()
+    return handed
+
+
+def start_in_workers(launches: list[tuple[Any, Any, tuple[Any, ...], dict[str, Any]]],
+                     n: int, log: Callable[[dict[str, Any]], None] | None = None
+                     ) -> tuple[list[bool], Callable[[], None]]:
+    """:func:`compile_in_workers` without the wait: the workers compile on while the caller
+    compiles the launches they did not take. Returns, per launch, whether the workers took
+    it, and the function that waits for them (then ``log`` has the summary)."""
     t0 = time.perf_counter()
     workers = pool(n)
-    tasks, skipped = capture(launches)
+    tasks, skipped, handed = capture(launches)
     t1 = time.perf_counter()
-    answers = workers.run(tasks)
-    failed = [a.get("error", "") for a in answers if not a.get("ok")]
-    if log is not None:
-        log({"tasks": len(tasks), "already_or_skipped": skipped, "failed": len(failed),
-             "first_error": failed[0] if failed else None,
-             "capture_s": round(t1 - t0, 4), "workers_s": round(time.perf_counter() - t1, 4),
-             "worker_compile_s": round(sum(a.get("s", 0.0) for a in answers), 3)})
+
+    def work() -> None:
+        answers = workers.run(tasks)
+        failed = [a.get("error", "") for a in answers if not a.get("ok")]
+        if log is not None:
+            log({"tasks": len(tasks), "already_or_skipped": skipped, "failed": len(failed),
+                 "first_error": failed[0] if failed else None,
+                 "capture_s": round(t1 - t0, 4),
+                 "workers_s": round(time.perf_counter() - t1, 4),
+                 "worker_compile_s": round(sum(a.get("s", 0.0) for a in answers), 3)})
+
+    th = threading.Thread(target=work, name="pccc-compile-workers", daemon=True)
+    th.start()
+    return handed, th.join

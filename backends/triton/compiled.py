@@ -40,7 +40,7 @@ from torch import Tensor
 
 from pccc.backends.executor import Executor
 from pccc.backends.module import CompiledCircuit
-from pccc.backends.triton import compile_workers, state
+from pccc.backends.triton import state
 from pccc.backends.triton.autograd import _Fused, _LogWeights
 from pccc.backends.triton.codegen import load_module
 from pccc.backends.triton.em_step import EMSteps
@@ -111,11 +111,8 @@ class TritonExecutor(PassRunner, ParamInit, EMSteps, ExternalInputs, Executor):
         self.parallel_jit = self.device.type == "cuda" and options.parallel_jit
         if self.device.type == "cuda":
             canonical_keys()  # (the same cache keys in every process: see lazyjit)
-        if self.parallel_jit:
-            if options.jit_workers and prejit_enabled():
-                # forked before the hashing thread starts (each worker hashes on its own)
-                compile_workers.pool(options.jit_workers)
-            hash_triton_early()
+        if self.parallel_jit:  # (the compile workers are forked once Triton is hashed)
+            hash_triton_early(options.jit_workers if prejit_enabled() else 0)
         #: replay each pass as a CUDA graph (see :meth:`_run`)
         self.use_graphs = self.device.type == "cuda" and options.cuda_graphs
 

@@ -68,16 +68,8 @@ def compile_task(task: dict[str, Any]) -> None:
 def serve(inp: TextIO, out: TextIO) -> None:
     """The worker's loop: a task per line of ``inp``, an answer per line of ``out``. The
     process is a fork of the module's own (:class:`.compile_workers.Forked`): Triton's cache
-    folder and the kernels' cache keys are the parent's."""
-    from pccc.backends.triton.lazyjit import canonical_keys
-
-    canonical_keys()  # (computed before the fork: a no-op then)
-    try:
-        from triton.runtime.cache import triton_key
-
-        triton_key()  # the hash every cache key includes, before the first task arrives
-    except ImportError:
-        pass
+    folder, its hash and the kernels' cache keys are the parent's, computed before the fork
+    (this child takes no lock another of the parent's threads could have held)."""
     print(json.dumps({"ready": True}), file=out, flush=True)
     for line in inp:
         if not line.strip():

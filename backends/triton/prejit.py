@@ -88,21 +88,31 @@ _KEY_THREAD: threading.Thread | None = None
 _KEY_LOCK = threading.Lock()
 
 
-def hash_triton_early() -> threading.Thread | None:
+def hash_triton_early(workers: int = 0) -> threading.Thread | None:
     """Start computing, on a thread of its own, the hash of Triton's own sources and library
     that every Triton cache key includes (``triton.runtime.cache.triton_key``, computed once
     per process and kept). The process's first kernel lookup otherwise pays it on the
     calling thread, about 0.2-0.4 s even when every binary is already in the cache; hashing
-    releases the GIL, so this overlaps the module's set-up. None where this Triton has no
-    such function (the lookup then pays it as before)."""
+    releases the GIL, so this overlaps the module's set-up. Then, on the same thread, the
+    process's ``workers`` compile workers are forked (:func:`.compile_workers.pool`; 0:
+    none), which so inherit the hash. None where this Triton has no such function (the
+    lookup then pays it as before, and the first parallel compile forks the workers)."""
     global _KEY_THREAD
     try:
         from triton.runtime.cache import triton_key
     except ImportError:
         return None
+
+    def hash_then_fork() -> None:
+        triton_key()
+        if workers:
+            from pccc.backends.triton import compile_workers
+
+            compile_workers.pool(workers)
+
     with _KEY_LOCK:
-        if _KEY_THREAD is None:
-            _KEY_THREAD = threading.Thread(target=triton_key, name="pccc-triton-key",
+        if _KEY_THREAD is None or (workers and not _KEY_THREAD.is_alive()):
+            _KEY_THREAD = threading.Thread(target=hash_then_fork, name="pccc-triton-key",
                                            daemon=True)
             _KEY_THREAD.start()
     return _KEY_THREAD
@@ -136,21 +146,28 @@ def compile_parallel(calls: list[Launch], threads: int = 0, workers: int = 0,
     if not todo:
         return 0
     _triton_hashed()
+    handed, wait = [False] * len(todo), (lambda: None)
     if workers > 0:
-        from pccc.backends.triton.compile_workers import compile_in_workers
+        from pccc.backends.triton.compile_workers import start_in_workers
 
         try:
-            compile_in_workers([(fn, grid, args, kw) for _, fn, grid, args, kw in todo],
-                               workers, log)
+            handed, wait = start_in_workers(
+                [(fn, grid, args, kw) for _, fn, grid, args, kw in todo], workers, log)
         except Exception as e:  # (only time is lost: the warm-ups below compile the rest)
             if log is not None:
                 log({"tasks": 0, "already_or_skipped": 0, "failed": len(todo),
                      "first_error": f"{type(e).__name__}: {e}", "capture_s": 0.0,
                      "workers_s": 0.0, "worker_compile_s": 0.0})
     threads = threads or min(16, os.cpu_count() or 1)
+    compiled = []
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
-        with triton.AsyncCompileMode(pool):
-            compiled = [fn.warmup(*args, grid=grid, **kw) for _, fn, grid, args, kw in todo]
+        # what the workers did not take compiles here meanwhile; theirs then only loads
+        for took in (False, True):
+            if took:
+                wait()
+            with triton.AsyncCompileMode(pool):
+                compiled += [fn.warmup(*args, grid=grid, **kw)
+                             for (_, fn, grid, args, kw), h in zip(todo, handed) if h == took]
         build_launchers(compiled, pool)
     return len(todo)
 
