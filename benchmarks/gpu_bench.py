@@ -264,6 +264,7 @@ def startup_table(rows: list[dict]) -> None:
         for w in r.get("compile_workers") or []:
             print(f"{r['name']:10} {'workers':12} {w['tasks']:>8} capture {w['capture_s']:.3f} s, "
                   f"workers {w['workers_s']:.3f} s ({w['worker_compile_s']:.1f} s of compiles, "
+                  f"longest {w.get('longest_s', 0.0):.2f} s, "
                   f"{w['failed']} failed{': ' + w['first_error'] if w['first_error'] else ''})")
 
 

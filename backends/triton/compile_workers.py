@@ -308,7 +308,8 @@ def start_in_workers(launches: list[tuple[Any, Any, tuple[Any, ...], dict[str, A
                  "first_error": failed[0] if failed else None,
                  "capture_s": round(t1 - t0, 4),
                  "workers_s": round(time.perf_counter() - t1, 4),
-                 "worker_compile_s": round(sum(a.get("s", 0.0) for a in answers), 3)})
+                 "worker_compile_s": round(sum(a.get("s", 0.0) for a in answers), 3),
+                 "longest_s": round(max((a.get("s", 0.0) for a in answers), default=0.0), 3)})
 
     th = threading.Thread(target=work, name="pccc-compile-workers", daemon=True)
     th.start()
