@@ -31,6 +31,7 @@ batches use them too.
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from typing import Any
 
@@ -112,7 +113,8 @@ class TritonExecutor(PassRunner, ParamInit, EMSteps, ExternalInputs, Executor):
         if self.device.type == "cuda":
             canonical_keys()  # (the same cache keys in every process: see lazyjit)
         if self.parallel_jit:  # (the compile workers are forked once Triton is hashed)
-            hash_triton_early(options.jit_workers if prejit_enabled() else 0)
+            workers = min(options.jit_workers, os.cpu_count() or 1) if prejit_enabled() else 0
+            hash_triton_early(workers)
         #: replay each pass as a CUDA graph (see :meth:`_run`)
         self.use_graphs = self.device.type == "cuda" and options.cuda_graphs
 

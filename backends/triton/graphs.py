@@ -6,6 +6,7 @@ GPU, recorded once per key as a CUDA graph and replayed (see
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -171,7 +172,8 @@ class PassRunner:
                 self._prejitted.add(later)
                 more.append(later_fn)
         return prejit(self.dp, "k", fn, *more, threads=self.options.jit_threads,
-                      workers=self.options.jit_workers, log=self.worker_log.append)
+                      workers=min(self.options.jit_workers, os.cpu_count() or 1),
+                      log=self.worker_log.append)
 
     def _log_first(self, key: Any, kernels: int, t0: float, t1: float, t2: float,
                    t3: float | None) -> None:

@@ -72,9 +72,9 @@ class TritonOptions:
     """compile a pass's kernels in parallel threads before its first launch (CUDA only)"""
     jit_threads: int = 0
     """threads of the parallel compile (0: ``min(16, CPUs)``)"""
-    jit_workers: int = 0
-    """worker processes that compile the parallel compile's kernels into Triton's cache
-    first, without the GIL (0: none; CUDA only)"""
+    jit_workers: int = 16
+    """worker processes, forked from this one, that compile the parallel compile's kernels
+    into Triton's cache without the GIL (at most the CPU count; 0: none; CUDA only)"""
     jit_with_backward: bool = True
     """the first forward of an EM-training module also compiles the backward it predicts"""
     upload_threads: int = 4
