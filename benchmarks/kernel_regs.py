@@ -75,12 +75,14 @@ class Tap:
         return Grid()
 
 
-def first_batch(circuit: Any, x: np.ndarray, precision: str) -> list[dict[str, Any]]:
+def first_batch(circuit: Any, x: np.ndarray, precision: str, options: dict | None = None
+                ) -> list[dict[str, Any]]:
     """One forward, EM backward and EM step through a :class:`Tap`: its rows."""
     import pccc
 
     model = pccc.compile(circuit, backend="triton", device="cuda", precision=precision,
-                         cuda_graphs=False, parallel_jit=False, overlap_em=False)
+                         cuda_graphs=False, parallel_jit=False, overlap_em=False,
+                         **(options or {}))
     model.param_grads = False
     tap = Tap(model.executor.dp.k)
     model.executor.dp.k = tap
@@ -117,11 +119,15 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     ap.add_argument("--precision", default="tf32")
     ap.add_argument("--mnist", default=".bench/mnist.npz")
     ap.add_argument("--only", default="", help="report only kernels whose name contains this")
+    ap.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                    help="a Triton backend option (repeatable)")
     a = ap.parse_args(argv)
     if not torch.cuda.is_available():
         raise SystemExit("kernel_regs.py needs a CUDA device")
     circuit, x = workload(a.workload, a.mnist)
-    return report(first_batch(circuit, x, a.precision), a.only)
+    from benchmarks.bench_options import parse_options
+
+    return report(first_batch(circuit, x, a.precision, parse_options(a.option)), a.only)
 
 
 if __name__ == "__main__":
