@@ -166,3 +166,29 @@ def test_every_process_gets_the_same_cache_keys(tmp_path):
                            text=True, timeout=300).stdout.strip() for order in ("fwd-first",
                                                                                 "bwd-first")]
     assert keys[0] and keys[0] == keys[1], keys
+
+
+def test_forked_workers_answer_and_exit_with_their_pipes():
+    """Forked workers answer every task (a failed one with its error, for this process to
+    compile itself) and exit as soon as their task pipes close: each child closed its
+    siblings' pipes, else the first worker would wait for the last one's exit."""
+    import time
+
+    from pccc.backends.triton.compile_workers import WorkerPool
+
+    workers = WorkerPool(3)
+    try:
+        assert len(workers.procs) == 3 and all(p.poll() is None for p in workers.procs)
+        task = {"kernel": "no_such_module:kernel", "target": {"backend": "cuda", "arch": 90,
+                                                              "warp_size": 32},
+                "signature": "{}", "attrs": "{}", "options": "{}", "constants": []}
+        answers = workers.run([task] * 5)
+        assert [a["ok"] for a in answers] == [False] * 5
+        assert all("No module named 'no_such_module'" in a["error"] for a in answers), answers
+    finally:
+        t0 = time.perf_counter()
+        procs = list(workers.procs)
+        workers.close()
+        took = time.perf_counter() - t0
+    assert all(p.returncode == 0 for p in procs), [p.returncode for p in procs]
+    assert took < 2.0, took  # (no worker waited out close()'s 5 s and was killed)
