@@ -170,3 +170,18 @@ def test_table_holds_every_kernel_the_schedule_launches(case):
         launched = {ln.kernel for ln in (*s.forward, *s.backward) if ln.kernel}
         launched |= {ln.kind for ln in s.backward if ln.kind in ("flow_ratio", "input_cat_dot")}
         assert launched <= names, launched - names
+
+
+def test_a_table_made_before_is_not_fresh(tmp_path, monkeypatch):
+    """``MADE_FRESH`` (whether this process wrote the kernel table, which decides whether the
+    compile workers are forked): true for a new cache folder, false for a later process that
+    finds the same table there."""
+    import sys
+
+    monkeypatch.setenv("PCCC_CACHE_DIR", str(tmp_path))
+    plan = _plan("inputs_tf32")
+    table, _, path = codegen.load_module(plan, "tf32")
+    assert path.is_relative_to(tmp_path) and table.MADE_FRESH is True
+    del sys.modules[table.__name__]  # as a second process, whose modules start empty
+    again, _, _ = codegen.load_module(plan, "tf32")
+    assert again is not table and again.MADE_FRESH is False

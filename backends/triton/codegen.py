@@ -278,11 +278,13 @@ def load_module(plan: KernelPlan, precision: str, shapes: Iterable[Any] | None =
                 ) -> tuple[ModuleType, str, Path]:
     """Make (or reuse) and import the plan's kernel table: (module, source, path).
     ``shapes``: as :func:`kernel_specs`'s (passing the schedule's parts saves recomputing
-    them)."""
+    them). The module's ``MADE_FRESH`` says whether this process wrote the table file (no
+    earlier process made the same table: its kernels are not in Triton's cache either)."""
     src = render(kernel_specs(plan, precision, shapes), precision)
     key = hashlib.sha256(src.encode()).hexdigest()[:20]
     path = cache_dir() / key / "kernels.py"
-    if not path.exists() or path.read_text() != src:
+    fresh = not path.exists() or path.read_text() != src
+    if fresh:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(src)
@@ -293,6 +295,7 @@ def load_module(plan: KernelPlan, precision: str, shapes: Iterable[Any] | None =
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
+    mod.MADE_FRESH = fresh  # type: ignore[attr-defined]  # (no earlier process made it)
     sys.modules[name] = mod
     spec.loader.exec_module(mod)
     return mod, src, path

@@ -59,7 +59,7 @@ from pccc.backends.triton.options import TritonOptions
 from pccc.backends.triton.overlap import EMStream
 from pccc.backends.triton.param_init import INIT_CHUNK, ParamInit
 from pccc.backends.triton.prejit import enabled as prejit_enabled
-from pccc.backends.triton.prejit import hash_triton_early
+from pccc.backends.triton.prejit import fork_workers_early, hash_triton_early
 from pccc.backends.triton.runtime import DevicePlan, device_programs
 from pccc.backends.triton.upload import start_upload
 from pccc.ir.plan import KernelPlan
@@ -112,9 +112,11 @@ class TritonExecutor(PassRunner, ParamInit, EMSteps, ExternalInputs, Executor):
         self.parallel_jit = self.device.type == "cuda" and options.parallel_jit
         if self.device.type == "cuda":
             canonical_keys()  # (the same cache keys in every process: see lazyjit)
-        if self.parallel_jit:  # (the compile workers are forked once Triton is hashed)
-            workers = min(options.jit_workers, os.cpu_count() or 1) if prejit_enabled() else 0
-            hash_triton_early(workers)
+        if self.parallel_jit:
+            hash_triton_early()
+        #: compile workers of this module's parallel compiles (0: threads only; see
+        #: :meth:`init_params`)
+        self.jit_workers = 0
         #: replay each pass as a CUDA graph (see :meth:`_run`)
         self.use_graphs = self.device.type == "cuda" and options.cuda_graphs
 
@@ -127,6 +129,13 @@ class TritonExecutor(PassRunner, ParamInit, EMSteps, ExternalInputs, Executor):
         schedule = schedule_for(plan, opts, opts.programs or device_programs(dev))
         # the kernel table from the schedule's parts (their shapes are not grouped again)
         kernels, source, source_path = load_module(plan, opts.precision, schedule.parts)
+        if self.parallel_jit and opts.jit_workers and prejit_enabled() and \
+                getattr(kernels, "MADE_FRESH", True):
+            # a new kernel table: its binaries are not in Triton's cache either, so the
+            # workers are worth their forks; a table made before (a warm cache) loads its
+            # binaries faster on the threads alone
+            self.jit_workers = min(opts.jit_workers, os.cpu_count() or 1)
+            fork_workers_early(self.jit_workers)
         self.dp = DevicePlan(plan, kernels, dev, opts, schedule=schedule)
         self.kernels, self.source, self.source_path = kernels, source, source_path
         self.slots = plan.num_node_slots

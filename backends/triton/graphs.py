@@ -6,7 +6,6 @@ GPU, recorded once per key as a CUDA graph and replayed (see
 
 from __future__ import annotations
 
-import os
 import time
 import warnings
 from collections.abc import Callable
@@ -58,6 +57,7 @@ class PassRunner:
     dp: DevicePlan
     em: EMStream
     parallel_jit: bool
+    jit_workers: int
     use_graphs: bool
     _sbufs: _Buffers | None
     _graphs: dict[Any, Any]
@@ -172,8 +172,7 @@ class PassRunner:
                 self._prejitted.add(later)
                 more.append(later_fn)
         return prejit(self.dp, "k", fn, *more, threads=self.options.jit_threads,
-                      workers=min(self.options.jit_workers, os.cpu_count() or 1),
-                      log=self.worker_log.append)
+                      workers=self.jit_workers, log=self.worker_log.append)
 
     def _log_first(self, key: Any, kernels: int, t0: float, t1: float, t2: float,
                    t3: float | None) -> None:

@@ -88,34 +88,39 @@ _KEY_THREAD: threading.Thread | None = None
 _KEY_LOCK = threading.Lock()
 
 
-def hash_triton_early(workers: int = 0) -> threading.Thread | None:
+def hash_triton_early() -> threading.Thread | None:
     """Start computing, on a thread of its own, the hash of Triton's own sources and library
     that every Triton cache key includes (``triton.runtime.cache.triton_key``, computed once
     per process and kept). The process's first kernel lookup otherwise pays it on the
     calling thread, about 0.2-0.4 s even when every binary is already in the cache; hashing
-    releases the GIL, so this overlaps the module's set-up. Then, on the same thread, the
-    process's ``workers`` compile workers are forked (:func:`.compile_workers.pool`; 0:
-    none), which so inherit the hash. None where this Triton has no such function (the
-    lookup then pays it as before, and the first parallel compile forks the workers)."""
+    releases the GIL, so this overlaps the module's set-up. None where this Triton has no
+    such function (the lookup then pays it as before)."""
     global _KEY_THREAD
     try:
         from triton.runtime.cache import triton_key
     except ImportError:
         return None
-
-    def hash_then_fork() -> None:
-        triton_key()
-        if workers:
-            from pccc.backends.triton import compile_workers
-
-            compile_workers.pool(workers)
-
     with _KEY_LOCK:
-        if _KEY_THREAD is None or (workers and not _KEY_THREAD.is_alive()):
-            _KEY_THREAD = threading.Thread(target=hash_then_fork, name="pccc-triton-key",
+        if _KEY_THREAD is None:
+            _KEY_THREAD = threading.Thread(target=triton_key, name="pccc-triton-key",
                                            daemon=True)
             _KEY_THREAD.start()
     return _KEY_THREAD
+
+
+def fork_workers_early(n: int) -> threading.Thread:
+    """Fork this process's ``n`` compile workers (:func:`.compile_workers.pool`) on a thread
+    of their own, once :func:`hash_triton_early`'s hash is computed (the workers inherit it),
+    while the module's set-up goes on; the first parallel compile finds them started."""
+    def fork() -> None:
+        _triton_hashed()
+        from pccc.backends.triton import compile_workers
+
+        compile_workers.pool(n)
+
+    th = threading.Thread(target=fork, name="pccc-compile-workers-fork", daemon=True)
+    th.start()
+    return th
 
 
 def _triton_hashed() -> None:
