@@ -192,3 +192,32 @@ def test_forked_workers_answer_and_exit_with_their_pipes():
         took = time.perf_counter() - t0
     assert all(p.returncode == 0 for p in procs), [p.returncode for p in procs]
     assert took < 2.0, took  # (no worker waited out close()'s 5 s and was killed)
+
+
+def test_a_stuck_worker_costs_the_wait_only(monkeypatch):
+    """A worker that never answers (stopped here) holds a parallel compile for
+    ``WAIT_S`` at most: the wait returns, logs the missing answers, and the warm-ups then
+    compile what the cache lacks."""
+    import signal
+    import time
+
+    from pccc.backends.triton import compile_workers as cw
+
+    workers = cw.WorkerPool(1)
+    os.kill(workers.procs[0].pid, signal.SIGSTOP)
+    task = {"kernel": "no_such_module:kernel", "target": {}, "signature": "{}",
+            "attrs": "{}", "options": "{}", "constants": []}
+    monkeypatch.setattr(cw, "WAIT_S", 0.5)
+    monkeypatch.setattr(cw, "pool", lambda n: workers)
+    monkeypatch.setattr(cw, "capture", lambda launches: ([task], 0, [True]))
+    log: list = []
+    try:
+        t0 = time.perf_counter()
+        handed, wait = cw.start_in_workers([], 1, log.append)
+        wait()
+        took = time.perf_counter() - t0
+    finally:
+        os.kill(workers.procs[0].pid, signal.SIGCONT)
+        workers.close()
+    assert handed == [True] and 0.5 <= took < 3.0, took
+    assert [e["first_error"] for e in log] == ["no answer within 0.5 s"], log

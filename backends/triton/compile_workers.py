@@ -36,6 +36,9 @@ import warnings
 from collections.abc import Callable
 from typing import Any, TextIO
 
+#: seconds a parallel compile waits for its workers before compiling the rest itself (a
+#: first batch's longest compile takes 1-2 s on the H100's host)
+WAIT_S = 60.0
 #: the workers of this process (started once, grown on demand)
 _POOL: WorkerPool | None = None
 _POOL_LOCK = threading.Lock()
@@ -300,10 +303,12 @@ def start_in_workers(launches: list[tuple[Any, Any, tuple[Any, ...], dict[str, A
     tasks, skipped, handed = capture(launches)
     t1 = time.perf_counter()
 
+    given_up = threading.Event()
+
     def work() -> None:
         answers = workers.run(tasks)
         failed = [a.get("error", "") for a in answers if not a.get("ok")]
-        if log is not None:
+        if log is not None and not given_up.is_set():
             log({"tasks": len(tasks), "already_or_skipped": skipped, "failed": len(failed),
                  "first_error": failed[0] if failed else None,
                  "capture_s": round(t1 - t0, 4),
@@ -313,4 +318,14 @@ def start_in_workers(launches: list[tuple[Any, Any, tuple[Any, ...], dict[str, A
 
     th = threading.Thread(target=work, name="pccc-compile-workers", daemon=True)
     th.start()
-    return handed, th.join
+
+    def wait() -> None:
+        th.join(WAIT_S)
+        if th.is_alive():  # (the warm-ups compile what is missing)
+            given_up.set()
+            if log is None:
+                return
+            log({"tasks": len(tasks), "already_or_skipped": skipped, "failed": len(tasks),
+                 "first_error": f"no answer within {WAIT_S:g} s", "capture_s":
+                 round(t1 - t0, 4), "workers_s": WAIT_S, "worker_compile_s": 0.0})
+    return handed, wait
