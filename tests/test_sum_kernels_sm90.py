@@ -1,8 +1,7 @@
 """The sum layers' backward kernels built for a GPU without one: ``sum_bwd`` and ``sum_eflow``
-with their flows in a flow buffer and in the node rows, for narrow products (children rows
-held from the elements' loads to the flows' stores) and wide ones, compiled to PTX for an
-H100. The interpreter accepts some programs the GPU's compiler refuses (see
-``tests/sm90.py``)."""
+with their flows in a flow buffer and in the node rows, for narrow products and wide ones,
+compiled to PTX for an H100. The interpreter accepts some programs the GPU's compiler
+refuses (see ``tests/sm90.py``)."""
 
 from __future__ import annotations
 
