@@ -18,6 +18,15 @@ are taken as 16-byte aligned (as CUDA allocations are).
     python benchmarks/jit_cost.py hclt128 [--mnist .bench/mnist.npz] [--option round_fanin=true]
     python benchmarks/jit_cost.py hclt128 --compare round_fanin=true     # both, one table
 
+``--registers`` adds each binary's registers and spill stack a thread (``cuobjdump
+--dump-resource-usage`` on its cubin; with ``--detail``, per binary). Register allocation
+changes between Triton releases (3.7.1 gives the sum backward 255 registers where the GPU
+host's 3.6.0 gives 167), so ``--triton-site DIR`` builds with the Triton installed in DIR
+(``pip install --no-deps --target DIR triton==3.6.0``) instead of this environment's:
+
+    python benchmarks/jit_cost.py hclt32 --option flows_in_nodes=true --registers --detail \
+        --only sum_bwd --triton-site /tmp/t36site
+
 Workloads are ``gpu_bench.py``'s; ``--programs 528`` (the default) sizes the launches as on an
 H100's 132 multiprocessors.
 """
@@ -167,9 +176,29 @@ def binary(entry: Any, launch: dict) -> tuple[Any, dict, dict, dict, dict]:
     return fn, sig, consts, attrs, options
 
 
-def build_all(spec_path: str) -> None:
-    """The subprocess: compile every distinct binary of the recorded launches for sm_90
-    (``TRITON_INTERPRET=0``, an empty ``TRITON_CACHE_DIR``), print one JSON line each."""
+def registers(cubin: bytes) -> tuple[int, int]:
+    """(registers, spill stack bytes) a thread of a cubin (``cuobjdump`` of the Triton that
+    built it); (-1, -1) where they cannot be read."""
+    import triton
+
+    tool = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin",
+                        "cuobjdump")
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+        f.write(cubin)
+        f.flush()
+        try:
+            text = subprocess.run([tool, "--dump-resource-usage", f.name], capture_output=True,
+                                  text=True, timeout=60).stdout
+        except OSError:
+            return -1, -1
+    fields = dict(w.split(":", 1) for w in text.split() if w.startswith(("REG:", "STACK:")))
+    return int(fields.get("REG", -1)), int(fields.get("STACK", -1))
+
+
+def build_all(spec_path: str, only: str = "") -> None:
+    """The subprocess: compile every distinct binary of the recorded launches (of kernels
+    whose table name contains ``only``) for sm_90 (``TRITON_INTERPRET=0``, an empty
+    ``TRITON_CACHE_DIR``), print one JSON line each."""
     import importlib.util
 
     import triton
@@ -183,6 +212,8 @@ def build_all(spec_path: str) -> None:
     seen: set = set()
     target = GPUTarget("cuda", 90, 32)
     for launch in rec["launches"]:
+        if only not in launch["name"]:
+            continue
         fn, sig, consts, attrs, options = binary(getattr(table, launch["name"]), launch)
         key = (launch["name"], json.dumps(sig, sort_keys=True), repr(sorted(consts.items())),
                repr(sorted(attrs)), repr(sorted(options.items())))
@@ -195,8 +226,11 @@ def build_all(spec_path: str) -> None:
         dt = time.perf_counter() - t0
         bound = _kernel_parts(getattr(table, launch["name"]))[1]
         launch_consts = {k: v for k, v in consts.items() if k not in bound}
+        regs, spill = registers(out.asm["cubin"]) if out.asm.get("cubin") else (-1, -1)
         print(json.dumps({"name": launch["name"], "kernel": fn.__name__, "s": round(dt, 3),
                           "consts": launch_consts, "hints": sorted(i for (i,) in attrs),
+                          "warps": options.get("num_warps", 4), "regs": regs,
+                          "spill": spill, "triton": triton.__version__,
                           "ok": bool(out.asm.get("cubin"))}), flush=True)
 
 
@@ -208,9 +242,12 @@ def measure(name: str, a: argparse.Namespace, options: dict) -> dict:
         with open(path, "w") as f:
             json.dump(rec, f)
         env = dict(os.environ, TRITON_INTERPRET="0", TRITON_CACHE_DIR=os.path.join(tmp, "tc"))
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (a.triton_site, root,
+                                                         env.get("PYTHONPATH", "")) if p)
         t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--build", path],
-                              env=env, capture_output=True, text=True)
+        proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--build", path,
+                               "--only", a.only], env=env, capture_output=True, text=True)
         wall = time.perf_counter() - t0
     if proc.returncode:
         raise SystemExit(proc.stderr[-3000:])
@@ -247,10 +284,15 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=512)
     ap.add_argument("--json", help="write the rows here")
     ap.add_argument("--detail", action="store_true", help="also list every binary")
+    ap.add_argument("--only", default="", help="only kernels whose table name contains this")
+    ap.add_argument("--registers", action="store_true",
+                    help="report registers and spills (cuobjdump)")
+    ap.add_argument("--triton-site", default="",
+                    help="build with the Triton installed in this folder")
     ap.add_argument("--build", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.build:
-        build_all(a.build)
+        build_all(a.build, a.only)
         return
     base = _options(a.option)
     rows = []
@@ -262,8 +304,16 @@ def main() -> None:
             top = ", ".join(f"{k} {n}/{s:.1f}s" for k, (n, s) in list(r["per_kernel"].items())[:4])
             print(f"{name:9} {json.dumps(opts):28} launches {r['launches']:4} binaries "
                   f"{r['binaries']:3} compile {r['compile_s']:6.1f} s  ({top})", flush=True)
+            if a.registers and r["binary_list"]:
+                regs = [b["regs"] for b in r["binary_list"]]
+                print(f"{'':9} registers {min(regs)}-{max(regs)}, spilling binaries "
+                      f"{sum(b['spill'] > 0 for b in r['binary_list'])} (Triton "
+                      f"{r['binary_list'][0]['triton']})")
             for b in r["binary_list"] if a.detail else []:
-                print(f"    {b['s']:6.2f} s  {b['name']:28} {b['consts']} hints {b['hints']}")
+                regs = f" w{b['warps']} regs {b['regs']} spill {b['spill']}" if a.registers \
+                    else ""
+                print(f"    {b['s']:6.2f} s  {b['name']:28}{regs} {b['consts']} hints "
+                      f"{b['hints']}")
     if a.json:
         with open(a.json, "w") as f:
             json.dump(rows, f, indent=1)

@@ -54,9 +54,13 @@ def test_integers_that_specialize_differently_make_different_binaries():
 def test_a_workload_s_first_batch_compiles_for_sm90(tmp_path):
     import argparse
 
-    a = argparse.Namespace(mnist=None, programs=528, batch=64)
+    a = argparse.Namespace(mnist=None, programs=528, batch=64, only="", triton_site="")
     row = jit_cost.measure("hclt16", a, {})
     assert row["all_cubins"] and row["binaries"] >= 8
     assert row["binaries"] <= row["launches"]
     kernels = set(row["per_kernel"])
     assert {"sum_fwd", "sum_bwd", "em_weights", "input_fwd"} <= kernels, kernels
+    # every cubin's registers read back (at most the 255 a thread can have)
+    assert all(0 < b["regs"] <= 255 and b["spill"] >= 0 for b in row["binary_list"])
+    only = jit_cost.measure("hclt16", argparse.Namespace(**{**vars(a), "only": "sum_bwd"}), {})
+    assert {b["kernel"] for b in only["binary_list"]} == {"sum_bwd"}
