@@ -74,7 +74,8 @@ class TritonOptions:
     """threads of the parallel compile (0: ``min(16, CPUs)``)"""
     jit_workers: int = 16
     """worker processes, forked from this one, that compile the parallel compile's kernels
-    into Triton's cache without the GIL (at most the CPU count; 0: none; CUDA only)"""
+    into Triton's cache without the GIL (at most the CPU count; 0: none; CUDA only; forked
+    only for a kernel table no earlier process made, whose binaries are not cached)"""
     jit_with_backward: bool = True
     """the first forward of an EM-training module also compiles the backward it predicts"""
     upload_threads: int = 4
