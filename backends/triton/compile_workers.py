@@ -213,6 +213,7 @@ class WorkerPool:
             return
         while len(self.procs) < n:
             self.procs.append(Forked(self.procs))
+
     def run(self, tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Compile ``tasks`` in the order given (:func:`capture` puts the widest sum kernels,
         the longest compiles, first), each worker taking the next one when done; the answers

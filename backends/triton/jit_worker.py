@@ -69,7 +69,8 @@ def serve(inp: TextIO, out: TextIO) -> None:
     """The worker's loop: a task per line of ``inp``, an answer per line of ``out``. The
     process is a fork of the module's own (:class:`.compile_workers.Forked`): Triton's cache
     folder, its hash and the kernels' cache keys are the parent's, computed before the fork
-    (this child takes no lock another of the parent's threads could have held)."""
+    (not computed again here, whose locks another of the parent's threads could have held
+    at the fork)."""
     print(json.dumps({"ready": True}), file=out, flush=True)
     for line in inp:
         if not line.strip():
@@ -83,5 +84,3 @@ def serve(inp: TextIO, out: TextIO) -> None:
             answer = {"id": task["id"], "ok": False, "error": f"{type(e).__name__}: {e}"}
         answer["s"] = round(time.perf_counter() - t0, 4)
         print(json.dumps(answer), file=out, flush=True)
-
-
