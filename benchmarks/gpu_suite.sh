@@ -27,7 +27,7 @@ declare -A WHAT=(
   [paper]="bench_paper.py: the PyJuice paper's PD-mid and HCLT-mid over 32x32x3, both sides"
   [scale]="bench_paper.py --scale, ours (float32 plan weights, flows in nodes): PD over 28x28 from 1536 latents, HCLT from 2560, to the first failure (80 GB cap)"
   [scalepj]="bench_paper.py --scale, PyJuice: PD from 1280 latents, HCLT from 1024, to the first failure (80 GB cap)"
-  [workers]="gpu_bench.py on HCLT-32/128 and PD-64 without, then with 16 compile workers"
+  [workers]="gpu_bench.py on HCLT-32/128 and PD-64 without compile workers (jit_workers=0), then with 16 (the default)"
   [mnist]="pccc train (HCLT-128, 3 epochs) and PyJuice's MNIST script: docs/results.md's row"
   [trees]="tree_quality.py: HCLT-32, soft tree (GPU, CPU) and PyJuice's; tf32/fp32/torch; graphs on/off"
   [nodes]="gpu_bench.py on the HCLTs, flows_in_nodes off, then on: epoch, peak"
@@ -76,7 +76,7 @@ run_step() {
               --out "$dir/$v"
            done ;;
     workers) timeout $(( ${LIMIT[workers]} / 2 )) python3 benchmarks/gpu_bench.py \
-            --which hclt32,hclt128,pd64 --pj-site "$SITE" --out "$dir/off"
+            --which hclt32,hclt128,pd64 --option jit_workers=0 --pj-site "$SITE" --out "$dir/off"
            TRITON_CACHE_DIR=$(mktemp -d) PCCC_CACHE_DIR=$(mktemp -d) \
            timeout $(( ${LIMIT[workers]} / 2 )) python3 benchmarks/gpu_bench.py \
             --which hclt32,hclt128,pd64 --option jit_workers=16 --pj-site "$SITE" \
