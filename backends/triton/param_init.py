@@ -33,6 +33,14 @@ def _sum_weights(plan: KernelPlan, dp: DevicePlan, store: Tensor) -> tuple[Tenso
     return store[: len(plan.params)], group_totals(dp, store.view(-1, 64))
 
 
+def _mixed_groups(dp: DevicePlan, tiles: Tensor) -> tuple[Tensor, Tensor]:
+    """The mixed tiles among ``tiles`` (entries of ``dp.tiles``, as int64) and their
+    weights' groups: ``[mixed tiles, 64]``, -1 for padding (only those rows of the device
+    plan's mixed table are read and widened)."""
+    mix = torch.nonzero(tiles <= -2).squeeze(1)
+    return mix, dp.mixed[-2 - tiles[mix]].long()
+
+
 def group_totals(dp: DevicePlan, wt: Tensor) -> Tensor:
     """The groups' totals (``[groups + 1]``, the last one for padding) of the weights ``wt``
     (``[tiles, 64]``, every 64-weight tile of the flat buffer; its padding is zeroed here).
@@ -46,8 +54,7 @@ def group_totals(dp: DevicePlan, wt: Tensor) -> Tensor:
         tiles = dp.tiles[a: a + TILE_CHUNK].long()
         part = wt[a: a + TILE_CHUNK]
         part[tiles == -1] = 0.0
-        mix = torch.nonzero(tiles <= -2).squeeze(1)
-        gm = dp.mixed.long()[-2 - tiles[mix]]  # [mixed tiles, 64] group per weight, -1 padding
+        mix, gm = _mixed_groups(dp, tiles)
         wm = torch.where(gm >= 0, part[mix], 0.0)
         part[mix] = wm
         uni = torch.nonzero(tiles >= 0).squeeze(1)
@@ -71,8 +78,7 @@ def logits_of(dp: DevicePlan, w: Tensor, z: Tensor) -> Tensor:
         tiles = dp.tiles[a: a + TILE_CHUNK].long()
         live = pos[tiles.clamp_min(0)] & (tiles >= 0)
         live = live[:, None].expand(-1, 64).clone()
-        mix = torch.nonzero(tiles <= -2).squeeze(1)
-        gm = dp.mixed.long()[-2 - tiles[mix]]
+        mix, gm = _mixed_groups(dp, tiles)
         live[mix] = (gm >= 0) & pos[gm.clamp_min(0)]
         k = min(len(tiles), whole - a)  # whole tiles of w in this chunk
         if k > 0:
